@@ -1,0 +1,323 @@
+package fs
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path"
+	"sort"
+	"sync"
+	"time"
+)
+
+// Owner is the uid and gid a node belongs to.
+type Owner struct{ Uid, Gid uint32 }
+
+// NS builds the nodes of one namespace and carries its hooks. Engines get
+// an *NS and build their directories with it; they never see an adapter.
+type NS struct {
+	// Reject is told of every refused open, write or ctl command: the
+	// caller, the file's path, the command (or "open" / "write") and the
+	// error. The daemon puts it in `log` and `events`. May be nil.
+	Reject func(c Caller, path, cmd string, err error)
+	// Boot is the Mtime of every node: synthetic files have no history of
+	// their own, and a fixed time keeps stat output stable.
+	Boot time.Time
+}
+
+func (ns *NS) reject(c Caller, p, cmd string, err error) {
+	if ns != nil && ns.Reject != nil {
+		ns.Reject(c, p, cmd, err)
+	}
+}
+
+func (ns *NS) attr(p string, mode os.FileMode, o Owner) Attr {
+	p = path.Clean("/" + p)
+	name := path.Base(p)
+	if p == "/" {
+		name = "/"
+	}
+	var boot time.Time
+	if ns != nil {
+		boot = ns.Boot
+	}
+	return Attr{Name: name, Path: PathID(p), Mode: mode, Uid: o.Uid, Gid: o.Gid, Mtime: boot}
+}
+
+// ---- directories ----
+
+// ListDir is a directory whose children come from functions, called on
+// each walk and list so the tree always shows current state.
+type ListDir struct {
+	attr Attr
+	list func() ([]Node, error)
+	walk func(name string) (Node, error) // optional fast path
+}
+
+// Dir returns a directory at path p listing list(). If walk is nil a walk
+// scans list.
+func (ns *NS) Dir(p string, perm os.FileMode, o Owner, list func() ([]Node, error), walk func(string) (Node, error)) *ListDir {
+	return &ListDir{attr: ns.attr(p, os.ModeDir|perm.Perm(), o), list: list, walk: walk}
+}
+
+// StaticDir returns a directory with a fixed list of children.
+func (ns *NS) StaticDir(p string, perm os.FileMode, o Owner, children ...Node) *ListDir {
+	kids := append([]Node(nil), children...)
+	return ns.Dir(p, perm, o, func() ([]Node, error) { return kids, nil }, nil)
+}
+
+func (d *ListDir) Attr() Attr { return d.attr }
+
+func (d *ListDir) List() ([]Node, error) { return d.list() }
+
+func (d *ListDir) Walk(name string) (Node, error) {
+	if d.walk != nil {
+		return d.walk(name)
+	}
+	kids, err := d.list()
+	if err != nil {
+		return nil, err
+	}
+	for _, k := range kids {
+		if k.Attr().Name == name {
+			return k, nil
+		}
+	}
+	return nil, ErrNotExist
+}
+
+// SortNodes orders nodes by name, for directories whose source is a map.
+func SortNodes(ns []Node) {
+	sort.Slice(ns, func(i, j int) bool { return ns[i].Attr().Name < ns[j].Attr().Name })
+}
+
+// ---- read-only text files ----
+
+// TextFile is rendered at open and read by offset.
+type TextFile struct {
+	ns     *NS
+	path   string
+	attr   Attr
+	render func(c Caller) ([]byte, error)
+}
+
+// Text returns a read-only file whose content is render's output at open.
+func (ns *NS) Text(p string, perm os.FileMode, o Owner, render func(c Caller) ([]byte, error)) *TextFile {
+	return &TextFile{ns: ns, path: path.Clean("/" + p), attr: ns.attr(p, perm.Perm()&^0222, o), render: render}
+}
+
+func (f *TextFile) Attr() Attr { return f.attr }
+
+func (f *TextFile) Open(ctx context.Context, c Caller, m OpenMode) (Handle, error) {
+	if m.writes() {
+		f.ns.reject(c, f.path, "write", ErrReadOnly)
+		return nil, ErrReadOnly
+	}
+	if err := CheckAccess(f.attr, c, m); err != nil {
+		f.ns.reject(c, f.path, "open", err)
+		return nil, err
+	}
+	b, err := f.render(c)
+	if err != nil {
+		return nil, err
+	}
+	return &bufHandle{buf: b}, nil
+}
+
+// bufHandle serves a snapshot by offset.
+type bufHandle struct{ buf []byte }
+
+func (h *bufHandle) Read(_ context.Context, p []byte, off int64) (int, error) {
+	return readAt(h.buf, p, off), nil
+}
+
+func (h *bufHandle) Write(context.Context, []byte, int64) (int, error) { return 0, ErrReadOnly }
+func (h *bufHandle) Close() error                                      { return nil }
+
+// readAt is the one place offset arithmetic lives: past the end is EOF (0).
+func readAt(buf, p []byte, off int64) int {
+	if off < 0 || off >= int64(len(buf)) {
+		return 0
+	}
+	return copy(p, buf[off:])
+}
+
+// ---- ctl files ----
+
+// Exec runs one command line (without its newline) for caller c.
+type Exec func(ctx context.Context, c Caller, line string) error
+
+// CtlFile executes commands written to it; reading it prints help.
+type CtlFile struct {
+	ns   *NS
+	path string
+	attr Attr
+	help func() []byte
+	exec Exec
+}
+
+// Ctl returns a ctl file. help renders what a read shows (the verb table);
+// exec runs each command line.
+func (ns *NS) Ctl(p string, perm os.FileMode, o Owner, help func() []byte, exec Exec) *CtlFile {
+	return &CtlFile{ns: ns, path: path.Clean("/" + p), attr: ns.attr(p, perm.Perm(), o), help: help, exec: exec}
+}
+
+func (f *CtlFile) Attr() Attr { return f.attr }
+
+func (f *CtlFile) Open(ctx context.Context, c Caller, m OpenMode) (Handle, error) {
+	if err := CheckAccess(f.attr, c, m); err != nil {
+		f.ns.reject(c, f.path, "open", err)
+		return nil, err
+	}
+	var initial []byte
+	if m.reads() && f.help != nil {
+		initial = f.help()
+	}
+	return f.ns.NewCtlHandle(f.path, c, initial, f.exec), nil
+}
+
+// CtlHandle is an open ctl: reads serve a fixed buffer (the help table, or
+// a clone's number), writes run commands line by line.
+type CtlHandle struct {
+	ns      *NS
+	path    string
+	caller  Caller
+	buf     []byte
+	exec    Exec
+	mu      sync.Mutex
+	partial []byte
+}
+
+// NewCtlHandle returns a handle that reads initial and runs written lines
+// through exec, reporting refusals for the file at path p.
+func (ns *NS) NewCtlHandle(p string, c Caller, initial []byte, exec Exec) *CtlHandle {
+	return &CtlHandle{ns: ns, path: p, caller: c, buf: initial, exec: exec}
+}
+
+func (h *CtlHandle) Read(_ context.Context, p []byte, off int64) (int, error) {
+	return readAt(h.buf, p, off), nil
+}
+
+// Write runs every complete line in p (after any partial line left from an
+// earlier write). It stops at the first refused line and fails the write
+// with that line's error; the lines before it have taken effect.
+func (h *CtlHandle) Write(ctx context.Context, p []byte, _ int64) (int, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	data := append(h.partial, p...)
+	h.partial = nil
+	for {
+		i := bytes.IndexByte(data, '\n')
+		if i < 0 {
+			break
+		}
+		line := string(data[:i])
+		data = data[i+1:]
+		if err := h.run(ctx, line); err != nil {
+			return 0, err
+		}
+	}
+	h.partial = append([]byte(nil), data...)
+	return len(p), nil
+}
+
+func (h *CtlHandle) run(ctx context.Context, line string) error {
+	if h.exec == nil {
+		h.ns.reject(h.caller, h.path, line, ErrReadOnly)
+		return ErrReadOnly
+	}
+	if err := h.exec(ctx, h.caller, line); err != nil {
+		h.ns.reject(h.caller, h.path, line, err)
+		return err
+	}
+	return nil
+}
+
+// Flush runs a trailing line that had no newline (`echo -n kill > ctl`).
+func (h *CtlHandle) Flush(ctx context.Context) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.partial) == 0 {
+		return nil
+	}
+	line := string(h.partial)
+	h.partial = nil
+	return h.run(ctx, line)
+}
+
+func (h *CtlHandle) Close() error { return h.Flush(context.Background()) }
+
+// ---- streams ----
+
+// Stream is a source of whole lines for a blocking file such as events.
+type Stream interface {
+	// Next blocks until it has one or more whole lines, or ctx ends.
+	Next(ctx context.Context) ([]byte, error)
+	Close() error
+}
+
+// StreamFile is a blocking, read-only file.
+type StreamFile struct {
+	ns   *NS
+	path string
+	attr Attr
+	open func(c Caller) (Stream, error)
+}
+
+// StreamOf returns a file whose reads block on a new Stream per open.
+func (ns *NS) StreamOf(p string, perm os.FileMode, o Owner, open func(c Caller) (Stream, error)) *StreamFile {
+	return &StreamFile{ns: ns, path: path.Clean("/" + p), attr: ns.attr(p, perm.Perm()&^0222, o), open: open}
+}
+
+func (f *StreamFile) Attr() Attr { return f.attr }
+
+func (f *StreamFile) Open(ctx context.Context, c Caller, m OpenMode) (Handle, error) {
+	if m.writes() {
+		f.ns.reject(c, f.path, "write", ErrReadOnly)
+		return nil, ErrReadOnly
+	}
+	if err := CheckAccess(f.attr, c, m); err != nil {
+		f.ns.reject(c, f.path, "open", err)
+		return nil, err
+	}
+	s, err := f.open(c)
+	if err != nil {
+		return nil, err
+	}
+	return &streamHandle{s: s}, nil
+}
+
+// streamHandle returns whole lines; what does not fit in one read is kept
+// for the next, so a reader with a small buffer still sees every byte.
+type streamHandle struct {
+	mu      sync.Mutex
+	s       Stream
+	pending []byte
+}
+
+func (h *streamHandle) Read(ctx context.Context, p []byte, _ int64) (int, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.pending) == 0 {
+		b, err := h.s.Next(ctx)
+		if err != nil {
+			return 0, err
+		}
+		h.pending = b
+	}
+	n := copy(p, h.pending)
+	h.pending = h.pending[n:]
+	return n, nil
+}
+
+func (h *streamHandle) Write(context.Context, []byte, int64) (int, error) { return 0, ErrReadOnly }
+func (h *streamHandle) Close() error                                      { return h.s.Close() }
+
+// compile-time checks
+var (
+	_ Dir     = (*ListDir)(nil)
+	_ File    = (*TextFile)(nil)
+	_ File    = (*CtlFile)(nil)
+	_ File    = (*StreamFile)(nil)
+	_ Flusher = (*CtlHandle)(nil)
+)
