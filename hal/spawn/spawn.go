@@ -1,0 +1,135 @@
+// Package spawn starts an agent's first process inside its cgroups before
+// the program runs a single instruction.
+//
+// cgroup v2 can start a child directly in a cgroup (clone3 with
+// CLONE_INTO_CGROUP), but cgroup v1 hierarchies cannot, and a program that
+// forks at once would leave children outside the agent if it were moved
+// after exec. So the daemon starts itself as a small shim (argv[1] ==
+// ShimArg), places the shim's pid in the agent's cgroups, and only then
+// sends the shim its Spec over a pipe. The shim sets priority, capabilities
+// and credentials on its own thread and execs the program, which keeps the
+// shim's pid: the daemon's child is the agent's leader, so its exit status
+// comes from wait(2). An exec failure comes back on a close-on-exec pipe,
+// as os/exec does it.
+package spawn
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+)
+
+// ShimArg is argv[1] of the shim. main must call ShimMain first thing when
+// it sees it.
+const ShimArg = "__aiosfs_exec"
+
+// Spec is what the agent's first process runs as.
+type Spec struct {
+	Path string   // resolved program path
+	Args []string // argv, Args[0] the name
+	Env  []string
+	Dir  string
+	Uid  uint32
+	Gid  uint32
+	// Groups are supplementary groups; nil keeps none.
+	Groups []uint32
+	Nice   int
+	// Add are capabilities (names as in capabilities(7), without CAP_)
+	// raised as ambient capabilities for a non-root program; Drop are
+	// removed from the bounding and inheritable sets.
+	Add, Drop []string
+}
+
+// Start starts spec. place is called with the shim's pid before the
+// program runs; an error from it kills the shim. stdout and stderr may be
+// nil (to /dev/null).
+func Start(spec Spec, place func(pid int) error, stdout, stderr *os.File) (*os.Process, error) {
+	if _, err := CapsOf(spec.Add); err != nil {
+		return nil, err
+	}
+	if _, err := CapsOf(spec.Drop); err != nil {
+		return nil, err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("spawn: find own executable: %w", err)
+	}
+	specR, specW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	defer specR.Close()
+	defer specW.Close()
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	defer errR.Close()
+	cmd := exec.Command(self, ShimArg)
+	cmd.Stdin = nil
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	cmd.ExtraFiles = []*os.File{specR, errW} // fds 3 and 4 in the shim
+	cmd.Env = []string{}
+	// A session of its own: a signal to the daemon's terminal must not
+	// reach agents, and the agent outlives a daemon killed with SIGKILL.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		errW.Close()
+		return nil, fmt.Errorf("spawn: start shim: %w", err)
+	}
+	errW.Close()
+	p := cmd.Process
+	fail := func(err error) (*os.Process, error) {
+		p.Kill()
+		p.Wait()
+		return nil, err
+	}
+	if err := place(p.Pid); err != nil {
+		return fail(fmt.Errorf("spawn: place in cgroup: %w", err))
+	}
+	if err := json.NewEncoder(specW).Encode(spec); err != nil {
+		return fail(fmt.Errorf("spawn: send spec: %w", err))
+	}
+	specW.Close()
+	msg, _ := io.ReadAll(errR)
+	if len(msg) > 0 {
+		p.Wait()
+		return nil, errors.New(strings.TrimSpace(string(msg)))
+	}
+	return p, nil
+}
+
+// LookPath resolves a program name the way a shell would with env's PATH.
+func LookPath(name string, env []string) (string, error) {
+	if strings.Contains(name, "/") {
+		st, err := os.Stat(name)
+		if err != nil {
+			return "", fmt.Errorf("%s: %w", name, err)
+		}
+		if st.IsDir() || st.Mode()&0111 == 0 {
+			return "", fmt.Errorf("%s: not an executable file", name)
+		}
+		return name, nil
+	}
+	path := "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+	for _, e := range env {
+		if v, ok := strings.CutPrefix(e, "PATH="); ok {
+			path = v
+		}
+	}
+	for _, dir := range strings.Split(path, ":") {
+		if dir == "" {
+			dir = "."
+		}
+		p := dir + "/" + name
+		if st, err := os.Stat(p); err == nil && !st.IsDir() && st.Mode()&0111 != 0 {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("%s: executable file not found in PATH", name)
+}

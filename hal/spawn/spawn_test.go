@@ -1,0 +1,116 @@
+package spawn
+
+import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+func TestMain(m *testing.M) {
+	// The test binary is its own shim, as the daemon's binary is.
+	if len(os.Args) > 1 && os.Args[1] == ShimArg {
+		ShimMain()
+	}
+	os.Exit(m.Run())
+}
+
+func requireRoot(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: the shim sets credentials and capabilities")
+	}
+}
+
+// run starts spec with stdout to a file and returns the placed pid, the
+// exit code and the output.
+func run(t *testing.T, spec Spec) (int, int, string) {
+	t.Helper()
+	out, err := os.Create(filepath.Join(t.TempDir(), "out"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	placed := 0
+	p, err := Start(spec, func(pid int) error { placed = pid; return nil }, out, out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := p.Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if placed != p.Pid {
+		t.Fatalf("placed pid %d, but the process is %d: the leader must keep the shim's pid", placed, p.Pid)
+	}
+	b, _ := os.ReadFile(out.Name())
+	return placed, st.ExitCode(), string(b)
+}
+
+func statusField(status, key string) string {
+	for _, l := range strings.Split(status, "\n") {
+		if v, ok := strings.CutPrefix(l, key+":"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}
+
+func TestCredentialsNiceAndAmbientCaps(t *testing.T) {
+	requireRoot(t)
+	sh, _ := LookPath("sh", nil)
+	_, code, out := run(t, Spec{Path: sh, Args: []string{"sh", "-c", "cat /proc/self/status; echo nice=$(cut -d' ' -f19 /proc/self/stat); pwd"},
+		Env: []string{"PATH=/usr/bin:/bin"}, Dir: "/tmp", Uid: 65534, Gid: 65534, Nice: 5, Add: []string{"net_bind_service"}})
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, out)
+	}
+	if uid := statusField(out, "Uid"); uid != "65534\t65534\t65534\t65534" {
+		t.Errorf("Uid line %q, want 65534 everywhere", uid)
+	}
+	amb, _ := strconv.ParseUint(statusField(out, "CapAmb"), 16, 64)
+	if amb != 1<<10 {
+		t.Errorf("CapAmb %#x, want only net_bind_service (bit 10)", amb)
+	}
+	if !strings.Contains(out, "nice=5\n") || !strings.Contains(out, "\n/tmp\n") {
+		t.Errorf("nice or working directory not applied:\n%s", out)
+	}
+}
+
+func TestDropFromBoundingSet(t *testing.T) {
+	requireRoot(t)
+	_, code, out := run(t, Spec{Path: "/bin/cat", Args: []string{"cat", "/proc/self/status"}, Drop: []string{"CAP_NET_RAW"}})
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, out)
+	}
+	bnd, _ := strconv.ParseUint(statusField(out, "CapBnd"), 16, 64)
+	eff, _ := strconv.ParseUint(statusField(out, "CapEff"), 16, 64)
+	if bnd&(1<<13) != 0 || eff&(1<<13) != 0 || bnd&(1<<12) == 0 {
+		t.Errorf("CapBnd %#x CapEff %#x: want net_raw (13) gone, net_admin (12) kept", bnd, eff)
+	}
+}
+
+func TestExecFailureIsReported(t *testing.T) {
+	requireRoot(t)
+	_, err := Start(Spec{Path: "/nonexistent/prog", Args: []string{"prog"}}, func(int) error { return nil }, nil, nil)
+	if err == nil || !strings.Contains(err.Error(), "no such file") {
+		t.Fatalf("Start of a missing program: %v, want the exec error", err)
+	}
+	if _, err := Start(Spec{Path: "/bin/true", Args: []string{"true"}, Add: []string{"fly"}}, func(int) error { return nil }, nil, nil); err == nil {
+		t.Fatal("unknown capability accepted")
+	}
+}
+
+func TestLookPath(t *testing.T) {
+	if p, err := LookPath("sh", []string{"PATH=/nonexistent:/bin"}); err != nil || p != "/bin/sh" {
+		t.Fatalf("LookPath(sh) = %q, %v", p, err)
+	}
+	if _, err := LookPath("no-such-program-here", nil); err == nil {
+		t.Fatal("LookPath found a missing program")
+	}
+	if _, err := LookPath("/etc/passwd", nil); err == nil {
+		t.Fatal("LookPath accepted a non-executable file")
+	}
+	if n, err := CapName("CAP_SYS_ADMIN"); err != nil || n != "sys_admin" {
+		t.Fatalf("CapName = %q, %v", n, err)
+	}
+}
