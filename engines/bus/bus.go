@@ -208,3 +208,10 @@ func (s *Sub) Close() error {
 	})
 	return nil
 }
+
+// Seq is the number of events published so far.
+func (b *Bus) Seq() uint64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.seq
+}

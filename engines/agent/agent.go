@@ -1,0 +1,182 @@
+package agent
+
+import (
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"aiosfs/ctl"
+	"aiosfs/engines/bus"
+	"aiosfs/hal/cgroup"
+)
+
+// Agent states.
+const (
+	StateNew     = "new"     // allocated by clone, no process yet
+	StateRunning = "running" // its cgroup has processes
+	StateFrozen  = "frozen"  // running, but frozen by the freezer
+	StateExited  = "exited"  // its cgroup emptied; Exit says how
+)
+
+// Record is what survives a restart of the daemon: the agent's identity,
+// command, settings and outcome. It is stored as JSON (see Store).
+type Record struct {
+	ID      int      `json:"id"`
+	Name    string   `json:"name"`
+	State   string   `json:"state"`
+	Cmd     []string `json:"cmd,omitempty"` // argv; empty for a new agent
+	Env     []string `json:"env,omitempty"`
+	Dir     string   `json:"dir,omitempty"`
+	Uid     uint32   `json:"uid"`
+	Gid     uint32   `json:"gid"`
+	Spawned bool     `json:"spawned"` // started by the daemon, not adopted
+
+	Pid        int    `json:"pid"` // leader
+	StartTicks uint64 `json:"start_ticks"`
+	Group      string `json:"group"` // cgroup name under the daemon's prefix
+
+	Limits Limits   `json:"limits"`
+	Prio   int      `json:"prio"`
+	CapAdd []string `json:"cap_add,omitempty"`
+	CapDrp []string `json:"cap_drop,omitempty"`
+
+	Started  time.Time `json:"started"`
+	Ended    time.Time `json:"ended"`
+	Exit     string    `json:"exit,omitempty"` // "exit 0", "signal KILL", "merged into 4", ...
+	Restarts int       `json:"restarts"`
+	// Resume marks an agent the daemon stopped at a clean shutdown; it is
+	// started again when the daemon starts.
+	Resume bool `json:"resume,omitempty"`
+	// Origin is the cgroup (per hierarchy) an adopted process came from;
+	// at a clean shutdown its processes go back there.
+	Origin map[string]string `json:"origin,omitempty"`
+}
+
+// Limits are the agent's cgroup settings. Zero values mean "not set":
+// Weight 0 is the kernel default, CPUMax 0 no limit, Mem* -1 no limit.
+type Limits struct {
+	Weight  uint64  `json:"weight"`
+	CPUMax  float64 `json:"cpumax"`
+	Cpus    string  `json:"cpus"`
+	MemHigh int64   `json:"memhigh"`
+	MemMax  int64   `json:"memmax"`
+}
+
+// NoLimits is the default for a new agent.
+var NoLimits = Limits{MemHigh: ctl.Unlimited, MemMax: ctl.Unlimited}
+
+// Agent is a live agent: its record plus what only this daemon run has.
+type Agent struct {
+	Record
+	group   cgroup.Group
+	proc    *os.Process // our child (spawned this run); nil when adopted or re-adopted
+	waitErr chan string // leader's exit status from wait(2), when proc != nil
+	leader  string      // leader's status once known
+	stopped string      // why the daemon ended it (stop, kill), for Exit
+	// finishing is set while finish removes the cgroup.
+	finishing bool
+}
+
+// Alive reports whether the agent has (or may have) processes.
+func (a *Agent) Alive() bool { return a.State == StateRunning || a.State == StateFrozen }
+
+// Paths returns the agent's cgroup directories, or nil.
+func (a *Agent) Paths() map[string]string {
+	if a.group == nil {
+		return nil
+	}
+	return a.group.Paths()
+}
+
+func cores(c float64) string {
+	if c <= 0 {
+		return "max"
+	}
+	return fmt.Sprintf("%g", c)
+}
+
+func unixTime(t time.Time) string {
+	if t.IsZero() {
+		return "0"
+	}
+	return fmt.Sprintf("%.3f", float64(t.UnixMilli())/1000)
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// Status renders agents/N/status. Records are lines whose first word names
+// the record, then key=value fields in a fixed order:
+//
+//	agent id=3 name=web state=running pid=1234 pids=1234,1240 uid=0 gid=0 prio=0 caps=+net_admin,-net_raw weight=100 cpumax=0.5 cpus=0-1 memhigh=max memmax=268435456 started=1764092400.123 ended=0 exit=- restarts=0 spawned=1
+//	cmd argv="sleep 100"
+//	cgroup controller=cpu path=/sys/fs/cgroup/cpu/aiosfs/agent-3
+//	cgroup controller=memory path=/sys/fs/cgroup/memory/aiosfs/agent-3
+//
+// Sizes are bytes, times Unix seconds, cpumax cores; "max" means no limit,
+// "-" nothing. pids are the processes in the cgroup now.
+func (a *Agent) Status(pids []int) string {
+	var b strings.Builder
+	ps := make([]string, len(pids))
+	for i, p := range pids {
+		ps[i] = fmt.Sprint(p)
+	}
+	var caps []string
+	for _, c := range a.CapAdd {
+		caps = append(caps, "+"+c)
+	}
+	for _, c := range a.CapDrp {
+		caps = append(caps, "-"+c)
+	}
+	spawned := 0
+	if a.Spawned {
+		spawned = 1
+	}
+	fmt.Fprintf(&b, "agent id=%d name=%s state=%s pid=%d pids=%s uid=%d gid=%d prio=%d caps=%s weight=%d cpumax=%s cpus=%s memhigh=%s memmax=%s started=%s ended=%s exit=%s restarts=%d spawned=%d\n",
+		a.ID, bus.Quote(a.Name), a.State, a.Pid, orDash(strings.Join(ps, ",")), a.Uid, a.Gid, a.Prio,
+		orDash(strings.Join(caps, ",")), a.Limits.Weight, cores(a.Limits.CPUMax), orDash(a.Limits.Cpus),
+		sizeOrMax(a.Limits.MemHigh), sizeOrMax(a.Limits.MemMax), unixTime(a.Started), unixTime(a.Ended),
+		bus.Quote(orDash(a.Exit)), a.Restarts, spawned)
+	if len(a.Cmd) > 0 {
+		fmt.Fprintf(&b, "cmd argv=%s\n", bus.Quote(shellJoin(a.Cmd)))
+	}
+	paths := a.Paths()
+	for _, c := range sortedKeys(paths) {
+		fmt.Fprintf(&b, "cgroup controller=%s path=%s\n", c, paths[c])
+	}
+	return b.String()
+}
+
+func sizeOrMax(n int64) string {
+	if n < 0 {
+		return "max"
+	}
+	return fmt.Sprint(n)
+}
+
+// shellJoin renders argv so that ctl.Tokenize reads it back.
+func shellJoin(argv []string) string {
+	out := make([]string, len(argv))
+	for i, a := range argv {
+		if a == "" || strings.ContainsAny(a, " \t'\"\\#") {
+			a = "'" + strings.ReplaceAll(a, "'", `'"'"'`) + "'"
+		}
+		out[i] = a
+	}
+	return strings.Join(out, " ")
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

@@ -1,0 +1,524 @@
+// Package agent is the registry and lifecycle of agents: a process tree in
+// its own cgroup, spawned or adopted, with its settings, kept across daemon
+// restarts. It serves this part of the tree:
+//
+//	ctl                  spawn adopt (rows added to the global ctl)
+//	clone                open allocates an agent; read gives "N\n"; writes are its ctl
+//	agents/N/
+//	    ctl              kill stop freeze thaw restart weight cpumax cpus memhigh memmax
+//	                     prio cap clone merge split exec remove
+//	    status           identity, state, limits, cgroup paths (see Agent.Status)
+//	    stat             the latest sample (see telemetry.Sample.Line)
+//	    history          recent samples, oldest first
+//	    events           this agent's events
+//
+// An agent's directory belongs to the uid it runs as: only that uid and
+// root write its ctl, and capabilities are root's alone.
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/user"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"aiosfs/engines/bus"
+	"aiosfs/engines/telemetry"
+	"aiosfs/fs"
+	"aiosfs/hal/cgroup"
+	"aiosfs/hal/proc"
+	"aiosfs/hal/spawn"
+)
+
+// Config is what the engine needs from the daemon.
+type Config struct {
+	StateDir  string
+	Cgroups   *cgroup.Manager
+	Proc      proc.FS
+	Bus       *bus.Bus
+	Telemetry *telemetry.Sampler
+	// Grace is how long `stop` waits after SIGTERM before SIGKILL.
+	Grace time.Duration
+}
+
+// Engine is the agent registry.
+type Engine struct {
+	cfg    Config
+	store  *Store
+	logDir string
+
+	mu     sync.Mutex
+	agents map[int]*Agent
+	// busy marks agents in the middle of a restart, merge or split, so
+	// the reaper does not take an empty cgroup for an ended agent.
+	busy map[int]bool
+
+	files []FileFunc // other engines' per-agent files
+	verbs []VerbFunc // other engines' per-agent verbs
+}
+
+// New opens the engine's store in cfg.StateDir. Call Restore next.
+func New(cfg Config) (*Engine, error) {
+	if cfg.Grace == 0 {
+		cfg.Grace = 5 * time.Second
+	}
+	st, err := OpenStore(cfg.StateDir)
+	if err != nil {
+		return nil, err
+	}
+	logDir := filepath.Join(cfg.StateDir, "logs")
+	if err := os.MkdirAll(logDir, 0755); err != nil {
+		st.Close()
+		return nil, err
+	}
+	return &Engine{cfg: cfg, store: st, logDir: logDir, agents: map[int]*Agent{}, busy: map[int]bool{}}, nil
+}
+
+func (e *Engine) publish(a *Agent, kind string, fields ...bus.Field) {
+	ev := bus.Event{Source: "agent", Kind: kind, Fields: fields}
+	if a != nil {
+		ev.Agent = a.ID
+	}
+	e.cfg.Bus.Publish(ev)
+}
+
+func (e *Engine) save(a *Agent) {
+	if err := e.store.Put(&a.Record); err != nil {
+		e.publish(a, "error", bus.F("op", "save"), bus.F("err", err.Error()))
+	}
+}
+
+func groupName(id int) string { return "agent-" + strconv.Itoa(id) }
+
+// Restore loads every record and takes back what still runs: an agent
+// whose cgroup still has processes is adopted again with its settings; one
+// whose processes ended while the daemon was away is marked exited (with
+// the status the kernel reported, when known); one stopped by a clean
+// shutdown is started again.
+func (e *Engine) Restore() error {
+	recs, err := e.store.All()
+	if err != nil {
+		return err
+	}
+	for _, r := range recs {
+		a := &Agent{Record: *r}
+		e.mu.Lock()
+		e.agents[a.ID] = a
+		e.mu.Unlock()
+		if !a.Alive() && !a.Resume {
+			continue
+		}
+		if g, err := e.cfg.Cgroups.Load(a.Group); err == nil {
+			a.group = g
+		}
+		if a.Resume {
+			a.Resume = false
+			if err := e.launch(a); err != nil {
+				e.finish(a, "restart failed: "+err.Error())
+			} else {
+				e.publish(a, "resume", bus.F("pid", a.Pid))
+			}
+			continue
+		}
+		var pids []int
+		if a.group != nil {
+			pids, _ = a.group.Procs()
+		}
+		if len(pids) == 0 {
+			e.finish(a, "unknown (ended while the daemon was down)")
+			continue
+		}
+		if frozen, _ := a.group.Frozen(); frozen {
+			a.State = StateFrozen
+		} else {
+			a.State = StateRunning
+		}
+		e.save(a)
+		e.publish(a, "readopt", bus.F("pids", len(pids)))
+	}
+	return nil
+}
+
+// Get returns agent id or an ENOENT error.
+func (e *Engine) Get(id int) (*Agent, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	a, ok := e.agents[id]
+	if !ok {
+		return nil, fs.Errorf(syscall.ENOENT, "no such agent %d", id)
+	}
+	return a, nil
+}
+
+// IDs returns the agent numbers in order.
+func (e *Engine) IDs() []int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	ids := make([]int, 0, len(e.agents))
+	for id := range e.agents {
+		ids = append(ids, id)
+	}
+	sort.Ints(ids)
+	return ids
+}
+
+// Targets are the live agents for the sampler.
+func (e *Engine) Targets() []telemetry.Target {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make([]telemetry.Target, 0, len(e.agents))
+	for _, a := range e.agents {
+		if a.Alive() && a.group != nil {
+			out = append(out, telemetry.Target{ID: a.ID, Group: a.group})
+		}
+	}
+	return out
+}
+
+// Snapshot returns a copy of agent id's record and its cgroup's pids.
+func (e *Engine) Snapshot(id int) (Agent, []int, error) {
+	e.mu.Lock()
+	a, ok := e.agents[id]
+	var cp Agent
+	if ok {
+		cp = *a
+	}
+	e.mu.Unlock()
+	if !ok {
+		return Agent{}, nil, fs.Errorf(syscall.ENOENT, "no such agent %d", id)
+	}
+	var pids []int
+	if cp.Alive() && cp.group != nil {
+		pids, _ = cp.group.Procs()
+	}
+	return cp, pids, nil
+}
+
+// newAgent allocates a record.
+func (e *Engine) newAgent(name string, uid, gid uint32) (*Agent, error) {
+	id, err := e.store.NextID()
+	if err != nil {
+		return nil, err
+	}
+	if name == "" {
+		name = "agent" + strconv.Itoa(id)
+	}
+	a := &Agent{Record: Record{ID: id, Name: name, State: StateNew, Uid: uid, Gid: gid, Group: groupName(id), Limits: NoLimits}}
+	return a, nil
+}
+
+func (e *Engine) add(a *Agent) {
+	e.mu.Lock()
+	e.agents[a.ID] = a
+	e.mu.Unlock()
+	e.save(a)
+}
+
+// ensureGroup creates the agent's cgroup if it has none and applies its
+// limits to it.
+func (e *Engine) ensureGroup(a *Agent) error {
+	if a.group == nil {
+		g, err := e.cfg.Cgroups.Create(a.Group)
+		if err != nil {
+			return err
+		}
+		a.group = g
+	}
+	return applyLimits(a.group, a.Limits)
+}
+
+func applyLimits(g cgroup.Group, l Limits) error {
+	if l.Weight != 0 {
+		if err := g.SetWeight(l.Weight); err != nil {
+			return err
+		}
+	}
+	if l.CPUMax != 0 {
+		if err := g.SetCPUMax(l.CPUMax); err != nil {
+			return err
+		}
+	}
+	if l.Cpus != "" {
+		if err := g.SetCpus(l.Cpus); err != nil {
+			return err
+		}
+	}
+	if l.MemHigh >= 0 {
+		if err := g.SetMemHigh(l.MemHigh); err != nil {
+			return err
+		}
+	}
+	if l.MemMax >= 0 {
+		if err := g.SetMemMax(l.MemMax); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// launch starts the agent's command in its cgroup. The caller must not
+// hold e.mu.
+func (e *Engine) launch(a *Agent) error {
+	if len(a.Cmd) == 0 {
+		return fs.Errorf(syscall.EINVAL, "agent %d has no command", a.ID)
+	}
+	path, err := spawn.LookPath(a.Cmd[0], a.Env)
+	if err != nil {
+		return fs.Errorf(syscall.ENOENT, "%v", err)
+	}
+	if err := e.ensureGroup(a); err != nil {
+		return err
+	}
+	out, err := os.OpenFile(filepath.Join(e.logDir, a.Group+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0644)
+	if err != nil {
+		return err
+	}
+	defer out.Close()
+	spec := spawn.Spec{Path: path, Args: a.Cmd, Env: e.environ(a), Dir: a.Dir, Uid: a.Uid, Gid: a.Gid,
+		Nice: a.Prio, Add: a.CapAdd, Drop: a.CapDrp}
+	if u, err := user.LookupId(strconv.Itoa(int(a.Uid))); err == nil {
+		if gids, err := u.GroupIds(); err == nil {
+			for _, g := range gids {
+				if n, err := strconv.Atoi(g); err == nil {
+					spec.Groups = append(spec.Groups, uint32(n))
+				}
+			}
+		}
+	}
+	p, err := spawn.Start(spec, a.group.Add, out, out)
+	if err != nil {
+		return fs.Errorf(syscall.EINVAL, "%v", err)
+	}
+	e.mu.Lock()
+	a.proc = p
+	a.Pid = p.Pid
+	a.StartTicks, _ = e.cfg.Proc.StartTicks(p.Pid)
+	a.State = StateRunning
+	a.Started = time.Now()
+	a.Ended = time.Time{}
+	a.Exit = ""
+	a.leader = ""
+	a.Spawned = true
+	done := make(chan string, 1)
+	a.waitErr = done
+	e.mu.Unlock()
+	e.save(a)
+	go func() {
+		st, err := p.Wait()
+		status := "unknown"
+		if err == nil {
+			status = WaitStatus(st.Sys().(syscall.WaitStatus))
+		}
+		e.mu.Lock()
+		if a.proc == p {
+			a.leader = status
+			a.proc = nil
+		}
+		e.mu.Unlock()
+		e.publish(a, "leader-exit", bus.F("pid", p.Pid), bus.F("status", status))
+		e.Reap()
+	}()
+	return nil
+}
+
+// WaitStatus renders a wait status as "exit N" or "signal NAME".
+func WaitStatus(ws syscall.WaitStatus) string {
+	if ws.Signaled() {
+		return "signal " + SignalName(ws.Signal())
+	}
+	return "exit " + strconv.Itoa(ws.ExitStatus())
+}
+
+// SignalName is the short name of a signal (KILL, TERM), or its number.
+func SignalName(s syscall.Signal) string {
+	names := map[syscall.Signal]string{syscall.SIGHUP: "HUP", syscall.SIGINT: "INT", syscall.SIGQUIT: "QUIT",
+		syscall.SIGKILL: "KILL", syscall.SIGTERM: "TERM", syscall.SIGSEGV: "SEGV", syscall.SIGABRT: "ABRT",
+		syscall.SIGUSR1: "USR1", syscall.SIGUSR2: "USR2", syscall.SIGPIPE: "PIPE", syscall.SIGBUS: "BUS",
+		syscall.SIGFPE: "FPE", syscall.SIGILL: "ILL", syscall.SIGALRM: "ALRM", syscall.SIGXCPU: "XCPU"}
+	if n, ok := names[s]; ok {
+		return n
+	}
+	return strconv.Itoa(int(s))
+}
+
+// environ is the agent's environment: a minimal login-like set plus its
+// env= settings, which win.
+func (e *Engine) environ(a *Agent) []string {
+	env := []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "AIOS_AGENT=" + strconv.Itoa(a.ID)}
+	if u, err := user.LookupId(strconv.Itoa(int(a.Uid))); err == nil {
+		env = append(env, "HOME="+u.HomeDir, "USER="+u.Username, "LOGNAME="+u.Username)
+	}
+	return append(env, a.Env...)
+}
+
+// Reap ends agents whose cgroups have emptied. The sampler calls it every
+// tick; a leader's wait(2) calls it at once.
+func (e *Engine) Reap() {
+	e.mu.Lock()
+	var check []*Agent
+	for _, a := range e.agents {
+		if a.Alive() && !e.busy[a.ID] {
+			check = append(check, a)
+		}
+	}
+	e.mu.Unlock()
+	for _, a := range check {
+		var pids []int
+		if a.group != nil {
+			pids, _ = a.group.Procs()
+		}
+		if len(pids) > 0 {
+			continue
+		}
+		e.mu.Lock()
+		// Our child's status arrives from wait(2); wait for it rather
+		// than record "unknown".
+		pending := a.proc != nil && a.leader == ""
+		status := a.leader
+		e.mu.Unlock()
+		if pending || e.isBusy(a.ID) {
+			continue
+		}
+		if status == "" {
+			status = "unknown"
+			if s, ok := e.cfg.Telemetry.ExitOf(a.Pid); ok {
+				status = s
+			}
+		}
+		e.finish(a, status)
+	}
+}
+
+func (e *Engine) isBusy(id int) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.busy[id]
+}
+
+// finish records the end of agent a and removes its cgroup. The cgroup
+// goes before the state changes, so whoever sees "exited" also sees the
+// cgroup gone; busy keeps a second finisher (the reaper and a leader's
+// wait both get here) from recording the end twice.
+func (e *Engine) finish(a *Agent, status string) {
+	e.mu.Lock()
+	if a.finishing || a.State == StateExited {
+		e.mu.Unlock()
+		return
+	}
+	a.finishing = true
+	g := a.group
+	e.mu.Unlock()
+	if g != nil {
+		if err := g.Delete(); err != nil {
+			e.publish(a, "error", bus.F("op", "delete cgroup"), bus.F("err", err.Error()))
+		}
+	}
+	e.mu.Lock()
+	if a.stopped != "" {
+		status += " (" + a.stopped + ")"
+		a.stopped = ""
+	}
+	a.State = StateExited
+	a.Exit = status
+	a.Ended = time.Now()
+	a.group = nil
+	a.finishing = false
+	e.mu.Unlock()
+	e.save(a)
+	e.publish(a, "exit", bus.F("name", a.Name), bus.F("status", status))
+}
+
+// Shutdown is the daemon's clean stop: spawned agents are stopped (TERM,
+// then KILL after the grace period) and marked to resume at the next start;
+// adopted processes go back to the cgroups they came from; every cgroup
+// the engine created is removed.
+func (e *Engine) Shutdown() error {
+	var errs []error
+	for _, id := range e.IDs() {
+		a, _ := e.Get(id)
+		if a == nil || !a.Alive() {
+			continue
+		}
+		if a.Spawned {
+			a.Resume = true
+			a.stopped = "daemon shutdown"
+			e.terminate(a, e.cfg.Grace)
+		} else if err := e.release(a); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	// Give wait(2) a moment to report, then reap whatever remains.
+	deadline := time.Now().Add(e.cfg.Grace + time.Second)
+	for time.Now().Before(deadline) {
+		e.Reap()
+		if !e.anyAlive() {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, id := range e.IDs() {
+		if a, _ := e.Get(id); a != nil && a.Alive() {
+			errs = append(errs, fmt.Errorf("agent %d still has processes", id))
+		}
+	}
+	errs = append(errs, e.cfg.Cgroups.Close(), e.store.Close())
+	return errors.Join(errs...)
+}
+
+func (e *Engine) anyAlive() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, a := range e.agents {
+		if a.Alive() {
+			return true
+		}
+	}
+	return false
+}
+
+// terminate sends SIGTERM to every process of a, then SIGKILL after grace
+// if any remain. It blocks up to grace.
+func (e *Engine) terminate(a *Agent, grace time.Duration) {
+	g := a.group
+	if g == nil {
+		return
+	}
+	g.Thaw() // a frozen process cannot act on SIGTERM
+	if pids, _ := g.Procs(); len(pids) > 0 {
+		for _, p := range pids {
+			syscall.Kill(p, syscall.SIGTERM)
+		}
+	}
+	deadline := time.Now().Add(grace)
+	for time.Now().Before(deadline) {
+		if pids, _ := g.Procs(); len(pids) == 0 {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	g.Kill()
+}
+
+// release hands an adopted agent's processes back to where they came from
+// and ends the agent without signalling anything.
+func (e *Engine) release(a *Agent) error {
+	g := a.group
+	if g == nil {
+		return nil
+	}
+	pids, _ := g.Procs()
+	for _, p := range pids {
+		if err := e.cfg.Cgroups.Return(p, a.Origin); err != nil {
+			return fmt.Errorf("agent %d: return pid %d: %w", a.ID, p, err)
+		}
+	}
+	a.stopped = "released at daemon shutdown"
+	e.finish(a, "running")
+	return nil
+}

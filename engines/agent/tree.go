@@ -1,0 +1,150 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"aiosfs/ctl"
+	"aiosfs/engines/bus"
+	"aiosfs/fs"
+)
+
+// FileFunc lets another engine add files to every agent directory: it is
+// given the agent number, its directory path and owner.
+type FileFunc func(id int, dir string, own fs.Owner) []fs.Node
+
+// VerbFunc lets another engine add verbs to every agent's ctl.
+type VerbFunc func(id int) ctl.Table
+
+// Extend registers per-agent files and verbs from another engine.
+func (e *Engine) Extend(files FileFunc, verbs VerbFunc) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if files != nil {
+		e.files = append(e.files, files)
+	}
+	if verbs != nil {
+		e.verbs = append(e.verbs, verbs)
+	}
+}
+
+// Table is agent id's whole ctl table: the engine's verbs and every
+// extension's.
+func (e *Engine) Table(id int) ctl.Table {
+	t := e.Verbs(id)
+	e.mu.Lock()
+	ext := append([]VerbFunc(nil), e.verbs...)
+	e.mu.Unlock()
+	for _, v := range ext {
+		t = append(t, v(id)...)
+	}
+	return t
+}
+
+// Nodes returns the engine's top-level nodes: clone and agents/.
+func (e *Engine) Nodes(ns *fs.NS) []fs.Node {
+	root := fs.Owner{}
+	return []fs.Node{
+		&cloneFile{e: e, ns: ns, attr: ns.Text("/clone", 0666, root, nil).Attr()},
+		ns.Dir("/agents", 0555, root, func() ([]fs.Node, error) {
+			var out []fs.Node
+			for _, id := range e.IDs() {
+				if d, err := e.agentDir(ns, id); err == nil {
+					out = append(out, d)
+				}
+			}
+			return out, nil
+		}, func(name string) (fs.Node, error) {
+			id, err := strconv.Atoi(name)
+			if err != nil || strconv.Itoa(id) != name {
+				return nil, fs.ErrNotExist
+			}
+			return e.agentDir(ns, id)
+		}),
+	}
+}
+
+// agentDir builds agents/N. Its files render the agent's state when
+// opened; a handle kept after the agent is removed gets ENOENT.
+func (e *Engine) agentDir(ns *fs.NS, id int) (fs.Node, error) {
+	a, _, err := e.Snapshot(id)
+	if err != nil {
+		return nil, err
+	}
+	dir := "/agents/" + strconv.Itoa(id)
+	own := fs.Owner{Uid: a.Uid, Gid: a.Gid}
+	exec := func(ctx context.Context, c fs.Caller, line string) error {
+		if _, err := e.Get(id); err != nil {
+			return err
+		}
+		return e.Table(id).Exec(ctx, c, line)
+	}
+	kids := []fs.Node{
+		ns.Ctl(dir+"/ctl", 0644, own, func() []byte { return e.Table(id).Help() }, exec),
+		ns.Text(dir+"/status", 0444, own, func(fs.Caller) ([]byte, error) {
+			a, pids, err := e.Snapshot(id)
+			if err != nil {
+				return nil, err
+			}
+			return []byte(a.Status(pids)), nil
+		}),
+		ns.Text(dir+"/stat", 0444, own, func(fs.Caller) ([]byte, error) {
+			if _, err := e.Get(id); err != nil {
+				return nil, err
+			}
+			s, ok := e.cfg.Telemetry.Latest(id)
+			if !ok {
+				return nil, nil
+			}
+			return []byte(s.Line()), nil
+		}),
+		ns.Text(dir+"/history", 0444, own, func(fs.Caller) ([]byte, error) {
+			if _, err := e.Get(id); err != nil {
+				return nil, err
+			}
+			var b strings.Builder
+			for _, s := range e.cfg.Telemetry.History(id) {
+				b.WriteString(s.Line())
+			}
+			return []byte(b.String()), nil
+		}),
+		ns.StreamOf(dir+"/events", 0444, own, func(fs.Caller) (fs.Stream, error) {
+			return e.cfg.Bus.Subscribe(func(ev bus.Event) bool { return ev.Agent == id }, 256), nil
+		}),
+	}
+	e.mu.Lock()
+	ext := append([]FileFunc(nil), e.files...)
+	e.mu.Unlock()
+	for _, f := range ext {
+		kids = append(kids, f(id, dir, own)...)
+	}
+	return ns.StaticDir(dir, 0755, own, kids...), nil
+}
+
+// cloneFile is Plan 9's clone: each open allocates a new agent owned by the
+// caller; reading the handle gives its number, writing it is its ctl.
+type cloneFile struct {
+	e    *Engine
+	ns   *fs.NS
+	attr fs.Attr
+}
+
+func (f *cloneFile) Attr() fs.Attr { return f.attr }
+
+func (f *cloneFile) Open(ctx context.Context, c fs.Caller, m fs.OpenMode) (fs.Handle, error) {
+	a, err := f.e.Alloc(c)
+	if err != nil {
+		return nil, err
+	}
+	id := a.ID
+	exec := func(ctx context.Context, c fs.Caller, line string) error {
+		if _, err := f.e.Get(id); err != nil {
+			return fs.Errorf(syscall.ENOENT, "agent %d has gone", id)
+		}
+		return f.e.Table(id).Exec(ctx, c, line)
+	}
+	return f.ns.NewCtlHandle(fmt.Sprintf("/agents/%d/ctl", id), c, []byte(strconv.Itoa(id)+"\n"), exec), nil
+}

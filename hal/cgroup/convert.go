@@ -1,0 +1,193 @@
+package cgroup
+
+import (
+	"bufio"
+	"fmt"
+	"math"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/containerd/cgroups/v3/cgroup2"
+)
+
+// CPUPeriodUs is the CFS period every CPU limit uses (100 ms).
+const CPUPeriodUs = 100000
+
+// Weight bounds of cgroup v2 cpu.weight and the v1 cpu.shares range the
+// standard conversion covers.
+const (
+	MinWeight = 1
+	MaxWeight = 10000
+	minShares = 2
+	maxShares = 262144
+)
+
+// SharesToWeight is the standard v1 cpu.shares -> v2 cpu.weight
+// conversion of runc, crun and containerd
+// (cgroup2.ConvertCPUSharesToCgroupV2Value): a quadratic in log2(shares)
+// through (2, 1), (1024, 100) and (262144, 10000), rounded up.
+func SharesToWeight(shares uint64) uint64 {
+	return cgroup2.ConvertCPUSharesToCgroupV2Value(shares)
+}
+
+// WeightToShares inverts SharesToWeight: the largest cpu.shares in
+// [2, 262144] that SharesToWeight maps to w, so that
+// SharesToWeight(WeightToShares(w)) == w for every weight (each one is
+// reachable). The conversion rounds up, so the largest preimage is the
+// point where the curve meets w exactly: 1 -> 2, 100 -> 1024 (both
+// defaults), 10000 -> 262144. Out-of-range weights are clamped to
+// [1, 10000].
+//
+// Closed form for reference: shares = 2^l with
+// l = (-125 + sqrt(125^2 + 2448*(log10(w) + 7/34))) / 2; the search below
+// uses the library's own function so the two directions cannot drift.
+func WeightToShares(w uint64) uint64 {
+	w = min(max(w, MinWeight), MaxWeight)
+	// Smallest s with SharesToWeight(s) > w, minus one.
+	lo, hi := uint64(minShares), uint64(maxShares)+1
+	for lo < hi {
+		mid := lo + (hi-lo)/2
+		if SharesToWeight(mid) > w {
+			hi = mid
+		} else {
+			lo = mid + 1
+		}
+	}
+	return lo - 1
+}
+
+// coresToQuota turns a CPU limit in cores into a CFS quota for
+// CPUPeriodUs: 0 means no limit (-1). The kernel takes at least 1000us.
+func coresToQuota(cores float64) (int64, error) {
+	if math.IsNaN(cores) || math.IsInf(cores, 0) || cores < 0 {
+		return 0, fmt.Errorf("cgroup: cpu limit %v cores: %w", cores, ErrInvalid)
+	}
+	if cores == 0 {
+		return -1, nil
+	}
+	q := math.Round(cores * CPUPeriodUs)
+	if q < 1000 {
+		return 0, fmt.Errorf("cgroup: cpu limit %v cores is below the kernel's 0.01: %w", cores, ErrInvalid)
+	}
+	if q > 1<<40 {
+		return 0, fmt.Errorf("cgroup: cpu limit %v cores: %w", cores, ErrInvalid)
+	}
+	return int64(q), nil
+}
+
+// cpuMaxString is the v2 cpu.max line for a quota from coresToQuota.
+func cpuMaxString(quota int64) string {
+	if quota < 0 {
+		return "max " + strconv.Itoa(CPUPeriodUs)
+	}
+	return strconv.FormatInt(quota, 10) + " " + strconv.Itoa(CPUPeriodUs)
+}
+
+// checkBytes accepts a memory limit: -1 (none) or >= 0.
+func checkBytes(what string, b int64) error {
+	if b < -1 {
+		return fmt.Errorf("cgroup: %s %d bytes: %w", what, b, ErrInvalid)
+	}
+	return nil
+}
+
+// limitFromKernel turns a memory limit as read into -1 for "no limit":
+// v1 shows no limit as PAGE_COUNTER_MAX pages (9223372036854771712 with 4k
+// pages), v2 as "max" (the library reads it as MaxUint64). Anything above
+// 2^62 bytes is taken as no limit.
+func limitFromKernel(v uint64) int64 {
+	if v > 1<<62 {
+		return -1
+	}
+	return int64(v)
+}
+
+// parseKeyed parses a flat keyed file ("key value" lines: cgroup.events,
+// memory.events, cpu.stat).
+func parseKeyed(data string) (map[string]uint64, error) {
+	out := map[string]uint64{}
+	for _, line := range strings.Split(data, "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 {
+			continue
+		}
+		if len(f) != 2 {
+			return nil, fmt.Errorf("cgroup: bad keyed line %q", line)
+		}
+		v, err := strconv.ParseUint(f[1], 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("cgroup: bad keyed line %q: %w", line, err)
+		}
+		out[f[0]] = v
+	}
+	return out, nil
+}
+
+// readKeyed reads one value of a flat keyed file.
+func readKeyed(path, key string) (uint64, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	kv, err := parseKeyed(string(data))
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", path, err)
+	}
+	v, ok := kv[key]
+	if !ok {
+		return 0, fmt.Errorf("cgroup: %s has no %q", path, key)
+	}
+	return v, nil
+}
+
+// parsePids parses cgroup.procs, tasks or cgroup.threads: one pid a line.
+func parsePids(data string) ([]int, error) {
+	var pids []int
+	sc := bufio.NewScanner(strings.NewReader(data))
+	for sc.Scan() {
+		t := strings.TrimSpace(sc.Text())
+		if t == "" {
+			continue
+		}
+		p, err := strconv.Atoi(t)
+		if err != nil || p <= 0 {
+			return nil, fmt.Errorf("cgroup: bad pid %q", t)
+		}
+		pids = append(pids, p)
+	}
+	return pids, sc.Err()
+}
+
+// countLines counts the pids in a cgroup.threads or tasks file.
+func countLines(path string) (uint64, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	p, err := parsePids(string(data))
+	return uint64(len(p)), err
+}
+
+// sortedUnique sorts pids and drops repeats.
+func sortedUnique(pids []int) []int {
+	sort.Ints(pids)
+	out := pids[:0]
+	for i, p := range pids {
+		if i == 0 || p != pids[i-1] {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// hasWord says whether a space-separated list (cgroup.controllers) holds w.
+func hasWord(list, w string) bool {
+	for _, f := range strings.Fields(list) {
+		if f == w {
+			return true
+		}
+	}
+	return false
+}
