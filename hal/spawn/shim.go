@@ -33,6 +33,13 @@ func ShimMain() {
 	if err := apply(spec); err != nil {
 		die("%v", err)
 	}
+	// Descriptors the daemon did not open close-on-exec must not reach the
+	// agent: go-fuse's /dev/fuse fd, for one, would keep a dead daemon's
+	// mount connected (and every access to it hanging) for as long as the
+	// agent lives; so would anything the daemon inherited from its shell.
+	if err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
+		die("close_range: %v", err)
+	}
 	err := syscall.Exec(spec.Path, spec.Args, spec.Env)
 	die("exec %s: %v", spec.Path, err)
 }

@@ -1,0 +1,46 @@
+# aiosfs — the two set-up commands are `make run` and `make test`.
+GO      ?= go
+BIN     := bin/aiosfs
+PKGS    := ./...
+FUZZTIME ?= 30s
+
+.PHONY: all build run test deps vet bench eval fuzz clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/aiosfs
+
+# Runs the daemon on its built-in defaults: FUSE at /aios, state in
+# /var/lib/aiosfs, 9P on /var/lib/aiosfs/9p.sock, 1 s sampling.
+run: build
+	./$(BIN) serve
+
+# Installs what the tests need (Debian's diod for its 9P client tools),
+# then vets and runs every test. Root tests mount FUSE and make cgroups.
+test: deps vet
+	$(GO) test -count=1 -timeout 20m $(PKGS)
+
+deps:
+	scripts/install-deps.sh
+
+vet:
+	$(GO) vet $(PKGS)
+
+# Latency of agents/N/stat through FUSE and 9P against /proc/PID/stat, and
+# the daemon's own cost at 200 agents; prints ratios.
+bench: deps build
+	$(GO) run ./scripts/bench
+
+eval:
+	@echo "no evaluations yet: the engines that have them (sched, mem, gpu) add their parts here"
+
+# Coverage-guided fuzzing of the parsers, FUZZTIME each.
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzExec$$' -fuzztime $(FUZZTIME) ./ctl/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseSize$$' -fuzztime $(FUZZTIME) ./ctl/
+	$(GO) test -run '^$$' -fuzz '^FuzzCPUList$$' -fuzztime $(FUZZTIME) ./ctl/
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./hal/procconn/
+
+clean:
+	rm -rf bin

@@ -1,0 +1,153 @@
+// Command aiosfs is the aiosfs daemon and a small 9P client for it.
+//
+//	aiosfs [serve] [flags]          run the daemon (the default)
+//	aiosfs ls ADDR PATH             list a directory over 9P
+//	aiosfs cat ADDR PATH            print a file over 9P
+//	aiosfs write ADDR PATH TEXT...  write TEXT and a newline to a file over 9P
+//
+// ADDR is a dial string: unix!/var/lib/aiosfs/9p.sock, tcp!host!port, or a
+// plain socket path.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"aiosfs/daemon"
+	"aiosfs/fs"
+	"aiosfs/fs/p9fs"
+	"aiosfs/hal/spawn"
+)
+
+func main() {
+	// The agent shim must run before anything else touches the process.
+	if len(os.Args) > 1 && os.Args[1] == spawn.ShimArg {
+		spawn.ShimMain()
+	}
+	args := os.Args[1:]
+	cmd := "serve"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		cmd, args = args[0], args[1:]
+	}
+	var err error
+	switch cmd {
+	case "serve":
+		err = serve(args)
+	case "ls", "cat", "write":
+		err = client(cmd, args, os.Stdout)
+	case "help":
+		usage()
+		return
+	default:
+		fmt.Fprintf(os.Stderr, "aiosfs: unknown command %q\n", cmd)
+		usage()
+		os.Exit(2)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "aiosfs %s: %v\n", cmd, err)
+		if errors.Is(err, errUsage) {
+			os.Exit(2)
+		}
+		os.Exit(1)
+	}
+}
+
+var errUsage = errors.New("usage")
+
+func usage() {
+	fmt.Fprint(os.Stderr, `usage:
+  aiosfs [serve] [flags]          run the daemon (aiosfs serve -h lists the flags)
+  aiosfs ls ADDR PATH             list a directory over 9P
+  aiosfs cat ADDR PATH            print a file over 9P
+  aiosfs write ADDR PATH TEXT...  write TEXT (and a newline) to a file over 9P
+ADDR: unix!/var/lib/aiosfs/9p.sock, tcp!HOST!PORT, or a socket path
+`)
+}
+
+func serve(args []string) error {
+	fl := flag.NewFlagSet("serve", flag.ContinueOnError)
+	var cfg daemon.Config
+	fl.StringVar(&cfg.Mount, "mount", "/aios", "FUSE mount point (empty: no FUSE mount)")
+	fl.StringVar(&cfg.StateDir, "state", "/var/lib/aiosfs", "state directory: store, 9P socket, agents' output")
+	fl.StringVar(&cfg.Listen, "listen", "", "also serve 9P here, e.g. tcp!127.0.0.1!5640")
+	fl.BoolVar(&cfg.TrustTCP, "trust-tcp", false, "believe the uid a TCP 9P client claims (default: TCP clients are nobody)")
+	fl.DurationVar(&cfg.Interval, "interval", time.Second, "sampling interval")
+	fl.StringVar(&cfg.ProcRoot, "proc", "/proc", "procfs root")
+	fl.StringVar(&cfg.SysRoot, "sys", "/sys", "sysfs root")
+	fl.StringVar(&cfg.CgroupRoot, "cgroup-root", "/sys/fs/cgroup", "cgroup filesystem root")
+	fl.StringVar(&cfg.Prefix, "cgroup-prefix", "aiosfs", "agents' cgroups go under <own cgroup>/<prefix>")
+	fl.StringVar(&cfg.Cgroup, "cgroup", "", "force cgroup version v1 or v2 (default: detect)")
+	fl.DurationVar(&cfg.Grace, "grace", 5*time.Second, "time between SIGTERM and SIGKILL for stop and shutdown")
+	if err := fl.Parse(args); err != nil {
+		return errUsage
+	}
+	if fl.NArg() > 0 {
+		return fmt.Errorf("%w: unexpected arguments %q", errUsage, fl.Args())
+	}
+	if cfg.Interval < 10*time.Millisecond {
+		return fmt.Errorf("%w: -interval %s below 10ms", errUsage, cfg.Interval)
+	}
+	if cfg.Cgroup != "" && cfg.Cgroup != "v1" && cfg.Cgroup != "v2" {
+		return fmt.Errorf("%w: -cgroup %q: want v1 or v2", errUsage, cfg.Cgroup)
+	}
+	cfg.Stderr = os.Stderr
+	d, err := daemon.Start(cfg)
+	if err != nil {
+		return err
+	}
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	s := <-sig
+	d.Log.Printf("signal %v: shutting down", s)
+	return d.Close()
+}
+
+// client runs ls, cat and write over 9P.
+func client(cmd string, args []string, out io.Writer) error {
+	want := 2
+	if cmd == "write" {
+		want = 3
+	}
+	if len(args) < want || (cmd != "write" && len(args) > want) {
+		usage()
+		return errUsage
+	}
+	c, err := p9fs.Dial(args[0])
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	path := args[1]
+	switch cmd {
+	case "ls":
+		ents, err := c.ReadDir(path)
+		if err != nil {
+			return err
+		}
+		for _, e := range ents {
+			name := e.Name
+			if e.Mode.IsDir() {
+				name += "/"
+			}
+			fmt.Fprintf(out, "%s %5d %5d %s\n", e.Mode, e.Uid, e.Gid, name)
+		}
+	case "cat":
+		b, err := c.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		out.Write(b)
+	case "write":
+		if err := c.WriteFile(path, []byte(strings.Join(args[2:], " ")+"\n")); err != nil {
+			return fmt.Errorf("%s: %v (errno %d)", path, err, fs.Errno(err))
+		}
+	}
+	return nil
+}

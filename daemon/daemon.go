@@ -1,0 +1,232 @@
+// Package daemon wires the engines into one tree and serves it: FUSE at
+// the mount point, 9P2000.L on a unix socket in the state directory and,
+// when asked, on TCP. It owns the files that belong to no engine:
+//
+//	ctl       global verbs: the engines' rows (spawn, adopt, ...) and interval
+//	events    every engine's events, one line each (see package bus)
+//	log       recent human-readable lines, including every refused write
+//	metrics   Prometheus text exposition of every numeric value in the tree
+//	version   one line: version=... go=... cgroup=v1|v2 protocols=fuse,9p2000.L
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"aiosfs/ctl"
+	"aiosfs/engines/agent"
+	"aiosfs/engines/bus"
+	"aiosfs/engines/telemetry"
+	"aiosfs/fs"
+	"aiosfs/fs/fusefs"
+	"aiosfs/fs/p9fs"
+	"aiosfs/hal/cgroup"
+	"aiosfs/hal/proc"
+	"aiosfs/hal/procconn"
+)
+
+// Version is the daemon's version.
+const Version = "0.1.0"
+
+// Config is the daemon's configuration; every host root is a parameter.
+type Config struct {
+	Mount      string        // FUSE mount point; "" serves 9P only
+	StateDir   string        // bbolt store, 9P socket, agents' output logs
+	Listen     string        // extra 9P listen address, e.g. tcp!127.0.0.1!5640; "" none
+	TrustTCP   bool          // believe the uid a TCP 9P client claims
+	Interval   time.Duration // sampling interval
+	ProcRoot   string        // /proc
+	SysRoot    string        // /sys (reserved for engines that read it)
+	CgroupRoot string        // /sys/fs/cgroup
+	Prefix     string        // agents' cgroups go under <own cgroup>/<Prefix>
+	Cgroup     string        // force "v1" or "v2"; "" detects
+	Grace      time.Duration // stop's TERM-to-KILL grace
+	Stderr     *os.File      // log copy; nil for none
+}
+
+// Socket is the 9P unix socket inside the state directory.
+func (c Config) Socket() string { return filepath.Join(c.StateDir, "9p.sock") }
+
+// Daemon is a running aiosfs.
+type Daemon struct {
+	cfg    Config
+	Bus    *bus.Bus
+	Log    *Log
+	NS     *fs.NS
+	Root   fs.Dir
+	Agents *agent.Engine
+	Tel    *telemetry.Sampler
+
+	cg   *cgroup.Manager
+	reg  *prometheus.Registry
+	fuse *fusefs.Server
+	lns  []net.Listener
+	pc   *procconn.Conn
+	wg   sync.WaitGroup
+	stop context.CancelFunc
+}
+
+// Start builds the engines, restores agents, mounts and listens.
+func Start(cfg Config) (*Daemon, error) {
+	if cfg.Interval <= 0 {
+		cfg.Interval = time.Second
+	}
+	if err := os.MkdirAll(cfg.StateDir, 0755); err != nil {
+		return nil, err
+	}
+	d := &Daemon{cfg: cfg, Bus: bus.New(4096)}
+	var stderr *os.File
+	if cfg.Stderr != nil {
+		stderr = cfg.Stderr
+	}
+	if stderr != nil {
+		d.Log = NewLog(1000, stderr)
+	} else {
+		d.Log = NewLog(1000, nil)
+	}
+	pfs, err := proc.NewFS(cfg.ProcRoot)
+	if err != nil {
+		return nil, err
+	}
+	d.cg, err = cgroup.New(cgroup.Config{Root: cfg.CgroupRoot, ProcSelf: filepath.Join(cfg.ProcRoot, "self/cgroup"), Prefix: cfg.Prefix, Version: cfg.Cgroup})
+	if err != nil {
+		return nil, fmt.Errorf("cgroups: %w", err)
+	}
+	var agents *agent.Engine
+	d.Tel = telemetry.New(telemetry.Config{Proc: pfs, Interval: cfg.Interval, Bus: d.Bus}, func() []telemetry.Target { return agents.Targets() })
+	agents, err = agent.New(agent.Config{StateDir: cfg.StateDir, Cgroups: d.cg, Proc: pfs, Bus: d.Bus, Telemetry: d.Tel, Grace: cfg.Grace})
+	if err != nil {
+		d.cg.Close()
+		return nil, err
+	}
+	d.Agents = agents
+	d.Tel.OnTick(func(time.Time, map[int]telemetry.Sample) { agents.Reap() })
+
+	d.NS = &fs.NS{Boot: time.Now(), Reject: d.reject}
+	d.reg = prometheus.NewRegistry()
+	d.reg.MustRegister(newMetrics(agents, d.Tel, d.Bus.Seq))
+	d.Root = d.tree()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	d.stop = cancel
+	if err := agents.Restore(); err != nil {
+		d.Log.Printf("restore: %v", err)
+	}
+	// The proc connector needs CAP_NET_ADMIN; without it the daemon runs
+	// on sampling alone and says so.
+	if pc, err := procconn.Listen(); err != nil {
+		d.Log.Printf("proc connector unavailable, exit statuses of adopted agents will be unknown: %v", err)
+	} else {
+		d.pc = pc
+		d.wg.Add(1)
+		go func() { defer d.wg.Done(); d.Tel.WatchProc(ctx, pc) }()
+	}
+	d.wg.Add(1)
+	go func() { defer d.wg.Done(); d.Tel.Run(ctx) }()
+
+	if err := d.serve(); err != nil {
+		d.Close()
+		return nil, err
+	}
+	d.Log.Printf("aiosfs %s serving: mount=%q 9p=%q listen=%q cgroup=%s interval=%s", Version, cfg.Mount, cfg.Socket(), cfg.Listen, d.cg.Version(), cfg.Interval)
+	return d, nil
+}
+
+func (d *Daemon) serve() error {
+	ln, err := p9fs.ListenAndServe("unix!"+d.cfg.Socket(), d.Root, p9fs.Options{Logf: d.Log.Printf})
+	if err != nil {
+		return fmt.Errorf("9p on %s: %w", d.cfg.Socket(), err)
+	}
+	d.lns = append(d.lns, ln)
+	if d.cfg.Listen != "" {
+		ln, err := p9fs.ListenAndServe(d.cfg.Listen, d.Root, p9fs.Options{TrustTCP: d.cfg.TrustTCP, Logf: d.Log.Printf})
+		if err != nil {
+			return fmt.Errorf("9p on %s: %w", d.cfg.Listen, err)
+		}
+		d.lns = append(d.lns, ln)
+	}
+	if d.cfg.Mount != "" {
+		srv, err := fusefs.Mount(d.cfg.Mount, d.Root, fusefs.Options{AllowOther: true, Name: "aiosfs"})
+		if err != nil {
+			return fmt.Errorf("fuse mount at %s: %w", d.cfg.Mount, err)
+		}
+		d.fuse = srv
+	}
+	return nil
+}
+
+// reject is every refused write: into `log` and onto the bus.
+func (d *Daemon) reject(c fs.Caller, path, cmd string, err error) {
+	d.Log.Printf("uid=%d %s: refused %q: %v", c.Uid, path, cmd, err)
+	d.Bus.Publish(bus.Event{Source: "fs", Kind: "refused", Fields: []bus.Field{
+		bus.F("path", path), bus.F("uid", c.Uid), bus.F("cmd", cmd), bus.F("errno", int(fs.Errno(err))), bus.F("err", err.Error())}})
+}
+
+// rootVerbs is the global ctl table.
+func (d *Daemon) rootVerbs() ctl.Table {
+	t := d.Agents.RootVerbs()
+	return append(t, ctl.Verb{Name: "interval", Args: "DURATION", Min: 1, Max: 1, Root: true,
+		Doc: "sampling interval, e.g. 1s, 500ms",
+		Run: func(_ context.Context, _ fs.Caller, a []string) error {
+			dur, err := ctl.ParseDuration(a[0])
+			if err != nil {
+				return err
+			}
+			if dur < 10*time.Millisecond {
+				return ctl.Errorf("interval %s below 10ms", dur)
+			}
+			d.Tel.SetInterval(dur)
+			d.Bus.Publish(bus.Event{Source: "telemetry", Kind: "interval", Fields: []bus.Field{bus.F("seconds", dur.Seconds())}})
+			return nil
+		}})
+}
+
+func (d *Daemon) tree() fs.Dir {
+	ns := d.NS
+	root := fs.Owner{}
+	verbs := d.rootVerbs()
+	kids := []fs.Node{
+		ns.Ctl("/ctl", 0666, root, verbs.Help, verbs.Exec),
+		ns.StreamOf("/events", 0444, root, func(fs.Caller) (fs.Stream, error) { return d.Bus.Subscribe(nil, 1024), nil }),
+		ns.Text("/log", 0444, root, func(fs.Caller) ([]byte, error) { return d.Log.Bytes(), nil }),
+		ns.Text("/metrics", 0444, root, func(fs.Caller) ([]byte, error) { return render(d.reg) }),
+		ns.Text("/version", 0444, root, func(fs.Caller) ([]byte, error) {
+			return []byte(fmt.Sprintf("version=%s go=%s cgroup=%s protocols=fuse,9p2000.L\n", Version, runtime.Version(), d.cg.Version())), nil
+		}),
+	}
+	kids = append(kids, d.Agents.Nodes(ns)...)
+	return ns.StaticDir("/", 0555, root, kids...)
+}
+
+// Close unmounts, stops listening, stops the engines and removes every
+// cgroup the daemon made. It is the SIGINT/SIGTERM path.
+func (d *Daemon) Close() error {
+	var errs []error
+	if d.fuse != nil {
+		errs = append(errs, d.fuse.Unmount())
+	}
+	for _, ln := range d.lns {
+		ln.Close()
+	}
+	if d.stop != nil {
+		d.stop()
+	}
+	if d.pc != nil {
+		d.pc.Close()
+	}
+	d.wg.Wait()
+	if d.Agents != nil {
+		errs = append(errs, d.Agents.Shutdown())
+	}
+	d.Log.Printf("aiosfs stopped")
+	return errors.Join(errs...)
+}
