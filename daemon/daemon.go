@@ -84,14 +84,9 @@ func Start(cfg Config) (*Daemon, error) {
 		return nil, err
 	}
 	d := &Daemon{cfg: cfg, Bus: bus.New(4096)}
-	var stderr *os.File
+	d.Log = NewLog(1000, nil)
 	if cfg.Stderr != nil {
-		stderr = cfg.Stderr
-	}
-	if stderr != nil {
-		d.Log = NewLog(1000, stderr)
-	} else {
-		d.Log = NewLog(1000, nil)
+		d.Log = NewLog(1000, cfg.Stderr)
 	}
 	pfs, err := proc.NewFS(cfg.ProcRoot)
 	if err != nil {
@@ -166,7 +161,11 @@ func (d *Daemon) serve() error {
 
 // reject is every refused write: into `log` and onto the bus.
 func (d *Daemon) reject(c fs.Caller, path, cmd string, err error) {
-	d.Log.Printf("uid=%d %s: refused %q: %v", c.Uid, path, cmd, err)
+	if c.Uid == fs.NoUid {
+		d.Log.Printf("%s: %v", path, err)
+	} else {
+		d.Log.Printf("uid=%d %s: refused %q: %v", c.Uid, path, cmd, err)
+	}
 	d.Bus.Publish(bus.Event{Source: "fs", Kind: "refused", Fields: []bus.Field{
 		bus.F("path", path), bus.F("uid", c.Uid), bus.F("cmd", cmd), bus.F("errno", int(fs.Errno(err))), bus.F("err", err.Error())}})
 }

@@ -94,7 +94,9 @@ type File interface {
 }
 
 // Handle is an open file. Read and Write take the request's context so that
-// a blocking read ends when the client interrupts or flushes.
+// a blocking read ends when the client interrupts or flushes. End of file
+// is (0, nil), never io.EOF, which adapters would report as EIO. Reads of
+// one handle are serialised: a stream's second reader waits for the first.
 type Handle interface {
 	Read(ctx context.Context, p []byte, off int64) (int, error)
 	Write(ctx context.Context, p []byte, off int64) (int, error)

@@ -31,6 +31,15 @@ func (ns *NS) reject(c Caller, p, cmd string, err error) {
 	}
 }
 
+// NoUid stands for a caller the model does not know (a failed lookup is
+// not told who looked).
+const NoUid = ^uint32(0)
+
+// Report tells the Reject hook that a lookup of path failed with err.
+func (ns *NS) Report(p string, err error) {
+	ns.reject(Caller{Uid: NoUid, Gid: NoUid}, p, "walk", err)
+}
+
 func (ns *NS) attr(p string, mode os.FileMode, o Owner) Attr {
 	p = path.Clean("/" + p)
 	name := path.Base(p)

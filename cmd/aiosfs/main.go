@@ -98,6 +98,10 @@ func serve(args []string) error {
 		return fmt.Errorf("%w: -cgroup %q: want v1 or v2", errUsage, cfg.Cgroup)
 	}
 	cfg.Stderr = os.Stderr
+	// A daemon whose stderr reader went away must not die of SIGPIPE on
+	// its next log line and leave its agents unmanaged. Notify (not
+	// Ignore): an ignored signal would be inherited by every agent.
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
 	d, err := daemon.Start(cfg)
 	if err != nil {
 		return err

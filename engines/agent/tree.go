@@ -48,7 +48,7 @@ func (e *Engine) Table(id int) ctl.Table {
 func (e *Engine) Nodes(ns *fs.NS) []fs.Node {
 	root := fs.Owner{}
 	return []fs.Node{
-		&cloneFile{e: e, ns: ns, attr: ns.Text("/clone", 0666, root, nil).Attr()},
+		&cloneFile{e: e, ns: ns, attr: ns.Ctl("/clone", 0666, root, nil, nil).Attr()},
 		ns.Dir("/agents", 0555, root, func() ([]fs.Node, error) {
 			var out []fs.Node
 			for _, id := range e.IDs() {
@@ -62,7 +62,13 @@ func (e *Engine) Nodes(ns *fs.NS) []fs.Node {
 			if err != nil || strconv.Itoa(id) != name {
 				return nil, fs.ErrNotExist
 			}
-			return e.agentDir(ns, id)
+			d, err := e.agentDir(ns, id)
+			if err != nil {
+				// A missing agent is worth a line in the log (a script
+				// naming a wrong number); other failed lookups are not.
+				ns.Report("/agents/"+name, err)
+			}
+			return d, err
 		}),
 	}
 }

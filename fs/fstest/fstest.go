@@ -73,7 +73,14 @@ type Tree struct {
 	value    string
 	dyn      map[string]bool
 	subs     []chan string
-	Rejected []string // "path: cmd: error" for each Reject call
+	Rejected []string // "path: cmd: error" for each Reject call; see Rejections
+}
+
+// Rejections returns a copy of Rejected, safe while the tree is served.
+func (t *Tree) Rejections() []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return append([]string(nil), t.Rejected...)
 }
 
 // Big is the content of the file "big": larger than any single read so
