@@ -50,6 +50,7 @@ type Config struct {
 	Prefix     string        // agents' cgroups go under <own cgroup>/<Prefix>
 	Cgroup     string        // force "v1" or "v2"; "" detects
 	Grace      time.Duration // stop's TERM-to-KILL grace
+	GPU        string        // "" detect through NVML, "none", or "mock:MODEL" for go-nvml's mock devices
 	Stderr     *os.File      // log copy; nil for none
 }
 
@@ -67,6 +68,7 @@ type Daemon struct {
 	Tel    *telemetry.Sampler
 
 	cg   *cgroup.Manager
+	mods []Module
 	reg  *prometheus.Registry
 	fuse *fusefs.Server
 	lns  []net.Listener
@@ -109,6 +111,15 @@ func Start(cfg Config) (*Daemon, error) {
 	d.NS = &fs.NS{Boot: time.Now(), Reject: d.reject}
 	d.reg = prometheus.NewRegistry()
 	d.reg.MustRegister(newMetrics(agents, d.Tel, d.Bus.Seq))
+	for _, r := range modules {
+		m, err := r.new(Deps{Config: cfg, NS: d.NS, Bus: d.Bus, Log: d.Log, Agents: agents, Tel: d.Tel, Cgroups: d.cg, Proc: pfs, Registry: d.reg})
+		if err != nil {
+			d.closeModules()
+			agents.Shutdown()
+			return nil, fmt.Errorf("%s engine: %w", r.name, err)
+		}
+		d.mods = append(d.mods, m)
+	}
 	d.Root = d.tree()
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -127,6 +138,10 @@ func Start(cfg Config) (*Daemon, error) {
 	}
 	d.wg.Add(1)
 	go func() { defer d.wg.Done(); d.Tel.Run(ctx) }()
+	for _, m := range d.mods {
+		d.wg.Add(1)
+		go func() { defer d.wg.Done(); m.Run(ctx) }()
+	}
 
 	if err := d.serve(); err != nil {
 		d.Close()
@@ -173,6 +188,11 @@ func (d *Daemon) reject(c fs.Caller, path, cmd string, err error) {
 // rootVerbs is the global ctl table.
 func (d *Daemon) rootVerbs() ctl.Table {
 	t := d.Agents.RootVerbs()
+	for _, m := range d.mods {
+		if rv, ok := m.(RootVerber); ok {
+			t = append(t, rv.RootVerbs()...)
+		}
+	}
 	return append(t, ctl.Verb{Name: "interval", Args: "DURATION", Min: 1, Max: 1, Root: true,
 		Doc: "sampling interval, e.g. 1s, 500ms",
 		Run: func(_ context.Context, _ fs.Caller, a []string) error {
@@ -203,6 +223,9 @@ func (d *Daemon) tree() fs.Dir {
 		}),
 	}
 	kids = append(kids, d.Agents.Nodes(ns)...)
+	for _, m := range d.mods {
+		kids = append(kids, m.Nodes()...)
+	}
 	return ns.StaticDir("/", 0555, root, kids...)
 }
 
@@ -223,9 +246,19 @@ func (d *Daemon) Close() error {
 		d.pc.Close()
 	}
 	d.wg.Wait()
+	errs = append(errs, d.closeModules())
 	if d.Agents != nil {
 		errs = append(errs, d.Agents.Shutdown())
 	}
 	d.Log.Printf("aiosfs stopped")
+	return errors.Join(errs...)
+}
+
+func (d *Daemon) closeModules() error {
+	var errs []error
+	for _, m := range d.mods {
+		errs = append(errs, m.Close())
+	}
+	d.mods = nil
 	return errors.Join(errs...)
 }

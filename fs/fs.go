@@ -55,6 +55,9 @@ type Attr struct {
 	Uid   uint32
 	Gid   uint32
 	Mtime time.Time
+	// Size is 0 for files rendered at open (their length is known only
+	// then); a byte store such as a memory region's data gives its length.
+	Size int64
 }
 
 // IsDir reports whether the node is a directory.

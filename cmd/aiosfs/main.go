@@ -84,6 +84,7 @@ func serve(args []string) error {
 	fl.StringVar(&cfg.CgroupRoot, "cgroup-root", "/sys/fs/cgroup", "cgroup filesystem root")
 	fl.StringVar(&cfg.Prefix, "cgroup-prefix", "aiosfs", "agents' cgroups go under <own cgroup>/<prefix>")
 	fl.StringVar(&cfg.Cgroup, "cgroup", "", "force cgroup version v1 or v2 (default: detect)")
+	fl.StringVar(&cfg.GPU, "gpu", "", "GPUs: empty detects through NVML, none, or mock:MODEL for go-nvml's mock devices")
 	fl.DurationVar(&cfg.Grace, "grace", 5*time.Second, "time between SIGTERM and SIGKILL for stop and shutdown")
 	if err := fl.Parse(args); err != nil {
 		return errUsage

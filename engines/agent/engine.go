@@ -168,6 +168,21 @@ func (e *Engine) IDs() []int {
 	return ids
 }
 
+// Group returns a live agent's cgroup, for engines that read its kernel
+// counters (memory.stat, pressure) or act on it directly.
+func (e *Engine) Group(id int) (cgroup.Group, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	a, ok := e.agents[id]
+	if !ok {
+		return nil, fs.Errorf(syscall.ENOENT, "no such agent %d", id)
+	}
+	if !a.Alive() || a.group == nil {
+		return nil, fs.Errorf(syscall.EBUSY, "agent %d is %s", id, a.State)
+	}
+	return a.group, nil
+}
+
 // Targets are the live agents for the sampler.
 func (e *Engine) Targets() []telemetry.Target {
 	e.mu.Lock()

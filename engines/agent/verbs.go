@@ -384,36 +384,56 @@ func (e *Engine) setState(a *Agent, s string) {
 // name is its spawn key, so spawn and ctl share one parser.
 func (e *Engine) limitVerb(key string) func(a *Agent, c fs.Caller, args []string) error {
 	return func(a *Agent, c fs.Caller, args []string) error {
-		s, err := e.parseSettings(fs.RootCaller, []ctl.KV{{Key: key, Value: args[0]}}, settings{limits: a.Limits})
-		if err != nil {
-			return err
-		}
-		if a.group != nil {
-			g := a.group
-			var err error
-			switch key {
-			case "weight":
-				err = g.SetWeight(s.limits.Weight)
-			case "cpumax":
-				err = g.SetCPUMax(s.limits.CPUMax)
-			case "cpus":
-				err = g.SetCpus(s.limits.Cpus)
-			case "memhigh":
-				err = g.SetMemHigh(s.limits.MemHigh)
-			case "memmax":
-				err = g.SetMemMax(s.limits.MemMax)
-			}
-			if err != nil {
-				return fs.Errorf(syscall.EINVAL, "%s %s: %v", key, args[0], err)
-			}
-		}
-		e.mu.Lock()
-		a.Limits = s.limits
-		e.mu.Unlock()
-		e.save(a)
-		e.publish(a, key, bus.F("value", args[0]))
-		return nil
+		return e.setLimit(a, key, args[0], "ctl")
 	}
+}
+
+// Apply sets one of the agent's limits (weight, cpumax, cpus, memhigh,
+// memmax, with the value in ctl syntax) for another engine, recording the
+// reason in the event, so that a predictive allocation goes through the
+// same parser, the same kernel writes and the same record as a ctl write.
+func (e *Engine) Apply(id int, key, value, reason string) error {
+	a, err := e.Get(id)
+	if err != nil {
+		return err
+	}
+	switch key {
+	case "weight", "cpumax", "cpus", "memhigh", "memmax":
+	default:
+		return ctl.Errorf("unknown limit %q", key)
+	}
+	return e.setLimit(a, key, value, reason)
+}
+
+func (e *Engine) setLimit(a *Agent, key, value, reason string) error {
+	s, err := e.parseSettings(fs.RootCaller, []ctl.KV{{Key: key, Value: value}}, settings{limits: a.Limits})
+	if err != nil {
+		return err
+	}
+	if g := a.group; g != nil {
+		var err error
+		switch key {
+		case "weight":
+			err = g.SetWeight(s.limits.Weight)
+		case "cpumax":
+			err = g.SetCPUMax(s.limits.CPUMax)
+		case "cpus":
+			err = g.SetCpus(s.limits.Cpus)
+		case "memhigh":
+			err = g.SetMemHigh(s.limits.MemHigh)
+		case "memmax":
+			err = g.SetMemMax(s.limits.MemMax)
+		}
+		if err != nil {
+			return fs.Errorf(syscall.EINVAL, "%s %s: %v", key, value, err)
+		}
+	}
+	e.mu.Lock()
+	a.Limits = s.limits
+	e.mu.Unlock()
+	e.save(a)
+	e.publish(a, key, bus.F("value", value), bus.F("reason", reason))
+	return nil
 }
 
 func (e *Engine) prio(a *Agent, c fs.Caller, args []string) error {

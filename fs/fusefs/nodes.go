@@ -52,15 +52,16 @@ func (n *node) refresh(m fs.Node) {
 	n.mu.Unlock()
 }
 
-// fillAttr is what stat shows: the model's owner, bits and time; size 0,
-// since content exists only once a file is opened (direct I/O reads it).
+// fillAttr is what stat shows: the model's owner, bits, time and size
+// (0 for files whose content exists only once opened; direct I/O reads it).
 // go-fuse fills in Ino and the file type from the inode's StableAttr.
 func fillAttr(a fs.Attr, out *fuse.Attr) {
 	out.Mode = uint32(a.Mode.Perm())
 	out.Uid = a.Uid
 	out.Gid = a.Gid
 	out.Nlink = 1 // "unknown" to find(1), which must not guess subdirectory counts
-	out.Size = 0
+	out.Size = uint64(a.Size)
+	out.Blocks = (out.Size + 511) / 512
 	t := a.Mtime
 	out.SetTimes(&t, &t, &t)
 }

@@ -38,8 +38,8 @@ func qidOf(a fs.Attr) p9.QID {
 	return p9.QID{Type: t, Path: a.Path}
 }
 
-// GetAttr implements p9.File.GetAttr. Size is 0 as in the model: a
-// synthetic file's length is only known once it is rendered at open.
+// GetAttr implements p9.File.GetAttr. Size is the model's: 0 for a file
+// rendered at open, whose length is only known then.
 func (n *node) GetAttr(p9.AttrMask) (p9.QID, p9.AttrMask, p9.Attr, error) {
 	a := n.n.Attr()
 	sec, nsec := uint64(a.Mtime.Unix()), uint64(a.Mtime.Nanosecond())
@@ -52,6 +52,8 @@ func (n *node) GetAttr(p9.AttrMask) (p9.QID, p9.AttrMask, p9.Attr, error) {
 		GID:              p9.GID(a.Gid),
 		NLink:            1,
 		BlockSize:        4096,
+		Size:             uint64(a.Size),
+		Blocks:           uint64(a.Size+511) / 512,
 		ATimeSeconds:     sec,
 		ATimeNanoSeconds: nsec,
 		MTimeSeconds:     sec,
