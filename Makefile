@@ -32,8 +32,15 @@ vet:
 bench: deps build
 	$(GO) run ./scripts/bench
 
+# Evaluations against baselines on public data ($(AIOS_DATA), default
+# ../shared/datasets) and recorded traces; each part skips, saying why,
+# when its data is absent.
+AIOS_DATA ?= ../shared/datasets
+export AIOS_DATA
 eval:
-	@echo "no evaluations yet: the engines that have them (sched, mem, gpu) add their parts here"
+	$(GO) run ./scripts/eval/sched
+	$(GO) run ./scripts/eval/mem
+	$(GO) run ./scripts/eval/gpu
 
 # Coverage-guided fuzzing of the parsers, FUZZTIME each.
 fuzz:
