@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"bytes"
-	"fmt"
 	"strings"
 	"testing"
 )
@@ -23,5 +22,4 @@ func TestLogKeepsTheLastLinesAndCopies(t *testing.T) {
 	if !strings.Contains(got[0], "T") || !strings.Contains(got[0], "Z line") {
 		t.Fatalf("lines must start with an RFC 3339 UTC time: %q", got[0])
 	}
-	_ = fmt.Sprint()
 }

@@ -138,9 +138,9 @@ func (a *Agent) Status(pids []int) string {
 	if a.Spawned {
 		spawned = 1
 	}
-	fmt.Fprintf(&b, "agent id=%d name=%s state=%s pid=%d pids=%s uid=%d gid=%d prio=%d caps=%s weight=%d cpumax=%s cpus=%s memhigh=%s memmax=%s started=%s ended=%s exit=%s restarts=%d spawned=%d\n",
+	fmt.Fprintf(&b, "agent id=%d name=%s state=%s pid=%d pids=%s uid=%d gid=%d prio=%d caps=%s weight=%s cpumax=%s cpus=%s memhigh=%s memmax=%s started=%s ended=%s exit=%s restarts=%d spawned=%d\n",
 		a.ID, bus.Quote(a.Name), a.State, a.Pid, orDash(strings.Join(ps, ",")), a.Uid, a.Gid, a.Prio,
-		orDash(strings.Join(caps, ",")), a.Limits.Weight, cores(a.Limits.CPUMax), orDash(a.Limits.Cpus),
+		orDash(strings.Join(caps, ",")), weight(a.Limits.Weight), cores(a.Limits.CPUMax), orDash(a.Limits.Cpus),
 		sizeOrMax(a.Limits.MemHigh), sizeOrMax(a.Limits.MemMax), unixTime(a.Started), unixTime(a.Ended),
 		bus.Quote(orDash(a.Exit)), a.Restarts, spawned)
 	if len(a.Cmd) > 0 {
@@ -151,6 +151,14 @@ func (a *Agent) Status(pids []int) string {
 		fmt.Fprintf(&b, "cgroup controller=%s path=%s\n", c, paths[c])
 	}
 	return b.String()
+}
+
+// weight renders an unset weight (the kernel's default) as "-".
+func weight(w uint64) string {
+	if w == 0 {
+		return "-"
+	}
+	return fmt.Sprint(w)
 }
 
 func sizeOrMax(n int64) string {
