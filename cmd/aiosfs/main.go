@@ -87,6 +87,9 @@ func serve(args []string) error {
 	fl.StringVar(&cfg.GPU, "gpu", "", "GPUs: empty detects through NVML, none, or mock:MODEL for go-nvml's mock devices")
 	fl.DurationVar(&cfg.Grace, "grace", 5*time.Second, "time between SIGTERM and SIGKILL for stop and shutdown")
 	if err := fl.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
 		return errUsage
 	}
 	if fl.NArg() > 0 {
