@@ -53,6 +53,21 @@ func (ns *NS) attr(p string, mode os.FileMode, o Owner) Attr {
 	return Attr{Name: name, Path: PathID(p), Mode: mode, Uid: o.Uid, Gid: o.Gid, Mtime: boot}
 }
 
+// checkOpen is every file's open check: a read-only file refuses writing
+// to anyone, root included; otherwise the permission bits decide. Each
+// refusal is reported.
+func (ns *NS) checkOpen(p string, a Attr, c Caller, m OpenMode, readOnly bool) error {
+	if readOnly && m.writes() {
+		ns.reject(c, p, "write", ErrReadOnly)
+		return ErrReadOnly
+	}
+	if err := CheckAccess(a, c, m); err != nil {
+		ns.reject(c, p, "open", err)
+		return err
+	}
+	return nil
+}
+
 // ---- directories ----
 
 // ListDir is a directory whose children come from functions, called on
@@ -118,12 +133,7 @@ func (ns *NS) Text(p string, perm os.FileMode, o Owner, render func(c Caller) ([
 func (f *TextFile) Attr() Attr { return f.attr }
 
 func (f *TextFile) Open(ctx context.Context, c Caller, m OpenMode) (Handle, error) {
-	if m.writes() {
-		f.ns.reject(c, f.path, "write", ErrReadOnly)
-		return nil, ErrReadOnly
-	}
-	if err := CheckAccess(f.attr, c, m); err != nil {
-		f.ns.reject(c, f.path, "open", err)
+	if err := f.ns.checkOpen(f.path, f.attr, c, m, true); err != nil {
 		return nil, err
 	}
 	b, err := f.render(c)
@@ -174,8 +184,7 @@ func (ns *NS) Ctl(p string, perm os.FileMode, o Owner, help func() []byte, exec 
 func (f *CtlFile) Attr() Attr { return f.attr }
 
 func (f *CtlFile) Open(ctx context.Context, c Caller, m OpenMode) (Handle, error) {
-	if err := CheckAccess(f.attr, c, m); err != nil {
-		f.ns.reject(c, f.path, "open", err)
+	if err := f.ns.checkOpen(f.path, f.attr, c, m, false); err != nil {
 		return nil, err
 	}
 	var initial []byte
@@ -281,12 +290,7 @@ func (ns *NS) StreamOf(p string, perm os.FileMode, o Owner, open func(c Caller) 
 func (f *StreamFile) Attr() Attr { return f.attr }
 
 func (f *StreamFile) Open(ctx context.Context, c Caller, m OpenMode) (Handle, error) {
-	if m.writes() {
-		f.ns.reject(c, f.path, "write", ErrReadOnly)
-		return nil, ErrReadOnly
-	}
-	if err := CheckAccess(f.attr, c, m); err != nil {
-		f.ns.reject(c, f.path, "open", err)
+	if err := f.ns.checkOpen(f.path, f.attr, c, m, true); err != nil {
 		return nil, err
 	}
 	s, err := f.open(c)
