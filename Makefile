@@ -48,6 +48,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseSize$$' -fuzztime $(FUZZTIME) ./ctl/
 	$(GO) test -run '^$$' -fuzz '^FuzzCPUList$$' -fuzztime $(FUZZTIME) ./ctl/
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./hal/procconn/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseRequest$$' -fuzztime $(FUZZTIME) ./engines/gpu/
 
 clean:
 	rm -rf bin

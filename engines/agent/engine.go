@@ -59,8 +59,17 @@ type Engine struct {
 	// the reaper does not take an empty cgroup for an ended agent.
 	busy map[int]bool
 
-	files []FileFunc // other engines' per-agent files
-	verbs []VerbFunc // other engines' per-agent verbs
+	files []FileFunc              // other engines' per-agent files
+	verbs []VerbFunc              // other engines' per-agent verbs
+	envs  []func(id int) []string // other engines' spawn environment (GPU devices)
+}
+
+// ExtendEnv registers a function whose variables every spawned agent gets
+// (after the defaults, before the agent's own env=, which win).
+func (e *Engine) ExtendEnv(f func(id int) []string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.envs = append(e.envs, f)
 }
 
 // New opens the engine's store in cfg.StateDir. Call Restore next.
@@ -368,6 +377,12 @@ func (e *Engine) environ(a *Agent) []string {
 	env := []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "AIOS_AGENT=" + strconv.Itoa(a.ID)}
 	if u, err := user.LookupId(strconv.Itoa(int(a.Uid))); err == nil {
 		env = append(env, "HOME="+u.HomeDir, "USER="+u.Username, "LOGNAME="+u.Username)
+	}
+	e.mu.Lock()
+	hooks := append([]func(int) []string(nil), e.envs...)
+	e.mu.Unlock()
+	for _, f := range hooks {
+		env = append(env, f(a.ID)...)
 	}
 	return append(env, a.Env...)
 }
