@@ -59,7 +59,9 @@ func (t Table) Help() []byte {
 		if v.Root {
 			u += " (root)"
 		}
-		fmt.Fprintf(&b, "%-34s %s\n", u, v.Doc)
+		// Usage, then the doc at column 36 or, for a long usage, after
+		// two blanks, so the two never run together.
+		fmt.Fprintf(&b, "%-34s  %s\n", u, v.Doc)
 	}
 	return []byte(b.String())
 }

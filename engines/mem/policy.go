@@ -1,0 +1,619 @@
+package mem
+
+import (
+	"container/heap"
+	"fmt"
+	"math"
+	"math/rand"
+)
+
+// Policy is a page-replacement policy over page keys with a fixed capacity
+// in pages. Access records a demand reference and makes the page resident,
+// evicting as needed; every eviction is told to the hook set with OnEvict,
+// so the page cache can drop the bytes and Adaptive can follow an expert.
+type Policy interface {
+	Name() string
+	Access(key uint64) (hit bool)
+	Contains(key uint64) bool
+	Len() int
+	Cap() int
+	OnEvict(func(key uint64))
+}
+
+// Policy names, as written to ctl and shown in files.
+const (
+	LRU        = "lru"
+	LFU        = "lfu"
+	ARC        = "arc"
+	S3FIFO     = "s3fifo"
+	SIEVE      = "sieve"
+	Predictive = "predictive"
+	Adaptive   = "adaptive"
+)
+
+// CtlPolicies are the policies an operator picks with `policy`; the other
+// classic ones serve as Adaptive's experts and as baselines in eval.
+var CtlPolicies = []string{LRU, LFU, Predictive, Adaptive}
+
+// NewPolicy builds a policy by name. seed fixes every random choice, so a
+// run on the same trace gives the same misses.
+func NewPolicy(name string, capacity int, seed int64) (Policy, error) {
+	if capacity < 1 {
+		return nil, fmt.Errorf("cache capacity %d pages: need at least 1", capacity)
+	}
+	switch name {
+	case LRU:
+		return newLRU(capacity), nil
+	case LFU:
+		return newLFU(capacity), nil
+	case ARC:
+		return newARC(capacity), nil
+	case S3FIFO:
+		return newS3FIFO(capacity), nil
+	case SIEVE:
+		return newSieve(capacity), nil
+	case Predictive:
+		return newPredictive(capacity, seed), nil
+	case Adaptive:
+		return newAdaptive(capacity, seed), nil
+	}
+	return nil, fmt.Errorf("unknown policy %q (lru, lfu, arc, s3fifo, sieve, predictive, adaptive)", name)
+}
+
+type hook struct{ f func(uint64) }
+
+func (h *hook) OnEvict(f func(uint64)) { h.f = f }
+func (h *hook) evicted(k uint64) {
+	if h.f != nil {
+		h.f(k)
+	}
+}
+
+// ---- an intrusive doubly linked list shared by LRU, ARC, S3-FIFO, SIEVE ----
+
+type lnode struct {
+	key        uint64
+	prev, next *lnode
+	visited    bool // SIEVE; S3-FIFO uses freq
+	freq       uint8
+	where      uint8 // which list the node is on (ARC, S3-FIFO)
+}
+
+// list has a sentinel; front is most recent.
+type list struct {
+	root lnode
+	n    int
+}
+
+func newList() *list {
+	l := &list{}
+	l.root.next, l.root.prev = &l.root, &l.root
+	return l
+}
+func (l *list) pushFront(n *lnode) {
+	n.prev, n.next = &l.root, l.root.next
+	l.root.next.prev = n
+	l.root.next = n
+	l.n++
+}
+func (l *list) remove(n *lnode) {
+	n.prev.next, n.next.prev = n.next, n.prev
+	n.prev, n.next = nil, nil
+	l.n--
+}
+func (l *list) back() *lnode {
+	if l.n == 0 {
+		return nil
+	}
+	return l.root.prev
+}
+
+// ---- LRU ----
+
+type lruPolicy struct {
+	hook
+	cap int
+	m   map[uint64]*lnode
+	l   *list
+}
+
+func newLRU(c int) *lruPolicy { return &lruPolicy{cap: c, m: map[uint64]*lnode{}, l: newList()} }
+
+func (p *lruPolicy) Name() string           { return LRU }
+func (p *lruPolicy) Len() int               { return p.l.n }
+func (p *lruPolicy) Cap() int               { return p.cap }
+func (p *lruPolicy) Contains(k uint64) bool { _, ok := p.m[k]; return ok }
+func (p *lruPolicy) Access(k uint64) bool {
+	if n, ok := p.m[k]; ok {
+		p.l.remove(n)
+		p.l.pushFront(n)
+		return true
+	}
+	if p.l.n >= p.cap {
+		v := p.l.back()
+		p.l.remove(v)
+		delete(p.m, v.key)
+		p.evicted(v.key)
+	}
+	n := &lnode{key: k}
+	p.m[k] = n
+	p.l.pushFront(n)
+	return false
+}
+
+// ---- LFU (ties broken by least recent) ----
+
+type lfuEntry struct {
+	key       uint64
+	freq, seq uint64
+	idx       int
+}
+
+type lfuHeap []*lfuEntry
+
+func (h lfuHeap) Len() int { return len(h) }
+func (h lfuHeap) Less(i, j int) bool {
+	if h[i].freq != h[j].freq {
+		return h[i].freq < h[j].freq
+	}
+	return h[i].seq < h[j].seq
+}
+func (h lfuHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i]; h[i].idx = i; h[j].idx = j }
+func (h *lfuHeap) Push(x any)   { e := x.(*lfuEntry); e.idx = len(*h); *h = append(*h, e) }
+func (h *lfuHeap) Pop() any     { old := *h; e := old[len(old)-1]; *h = old[:len(old)-1]; return e }
+
+type lfuPolicy struct {
+	hook
+	cap int
+	seq uint64
+	m   map[uint64]*lfuEntry
+	h   lfuHeap
+}
+
+func newLFU(c int) *lfuPolicy { return &lfuPolicy{cap: c, m: map[uint64]*lfuEntry{}} }
+
+func (p *lfuPolicy) Name() string           { return LFU }
+func (p *lfuPolicy) Len() int               { return len(p.h) }
+func (p *lfuPolicy) Cap() int               { return p.cap }
+func (p *lfuPolicy) Contains(k uint64) bool { _, ok := p.m[k]; return ok }
+func (p *lfuPolicy) Access(k uint64) bool {
+	p.seq++
+	if e, ok := p.m[k]; ok {
+		e.freq++
+		e.seq = p.seq
+		heap.Fix(&p.h, e.idx)
+		return true
+	}
+	if len(p.h) >= p.cap {
+		v := heap.Pop(&p.h).(*lfuEntry)
+		delete(p.m, v.key)
+		p.evicted(v.key)
+	}
+	e := &lfuEntry{key: k, freq: 1, seq: p.seq}
+	p.m[k] = e
+	heap.Push(&p.h, e)
+	return false
+}
+
+// ---- ARC (Megiddo and Modha, FAST 2003) ----
+
+const (
+	inT1 = iota + 1
+	inT2
+	inB1
+	inB2
+)
+
+type arcPolicy struct {
+	hook
+	c              int
+	p              float64 // target size of T1
+	m              map[uint64]*lnode
+	t1, t2, b1, b2 *list
+}
+
+func newARC(c int) *arcPolicy {
+	return &arcPolicy{c: c, m: map[uint64]*lnode{}, t1: newList(), t2: newList(), b1: newList(), b2: newList()}
+}
+
+func (a *arcPolicy) Name() string { return ARC }
+func (a *arcPolicy) Len() int     { return a.t1.n + a.t2.n }
+func (a *arcPolicy) Cap() int     { return a.c }
+func (a *arcPolicy) Contains(k uint64) bool {
+	n, ok := a.m[k]
+	return ok && (n.where == inT1 || n.where == inT2)
+}
+
+func (a *arcPolicy) listOf(w uint8) *list {
+	switch w {
+	case inT1:
+		return a.t1
+	case inT2:
+		return a.t2
+	case inB1:
+		return a.b1
+	}
+	return a.b2
+}
+
+func (a *arcPolicy) move(n *lnode, to uint8) {
+	if n.where != 0 {
+		a.listOf(n.where).remove(n)
+	}
+	n.where = to
+	a.listOf(to).pushFront(n)
+}
+
+// replace moves the LRU page of T1 or T2 to its ghost list.
+func (a *arcPolicy) replace(hitB2 bool) {
+	if a.t1.n > 0 && (float64(a.t1.n) > a.p || (hitB2 && float64(a.t1.n) == a.p)) {
+		v := a.t1.back()
+		a.move(v, inB1)
+		a.evicted(v.key)
+	} else if a.t2.n > 0 {
+		v := a.t2.back()
+		a.move(v, inB2)
+		a.evicted(v.key)
+	} else if a.t1.n > 0 {
+		v := a.t1.back()
+		a.move(v, inB1)
+		a.evicted(v.key)
+	}
+}
+
+func (a *arcPolicy) drop(l *list) {
+	v := l.back()
+	l.remove(v)
+	delete(a.m, v.key)
+}
+
+func (a *arcPolicy) Access(k uint64) bool {
+	n, ok := a.m[k]
+	if ok && (n.where == inT1 || n.where == inT2) {
+		a.move(n, inT2)
+		return true
+	}
+	c := float64(a.c)
+	if ok && n.where == inB1 {
+		d := 1.0
+		if a.b1.n > 0 && a.b2.n > a.b1.n {
+			d = float64(a.b2.n) / float64(a.b1.n)
+		}
+		a.p = math.Min(c, a.p+d)
+		a.replace(false)
+		a.move(n, inT2)
+		return false
+	}
+	if ok && n.where == inB2 {
+		d := 1.0
+		if a.b2.n > 0 && a.b1.n > a.b2.n {
+			d = float64(a.b1.n) / float64(a.b2.n)
+		}
+		a.p = math.Max(0, a.p-d)
+		a.replace(true)
+		a.move(n, inT2)
+		return false
+	}
+	// A page in no list.
+	l1 := a.t1.n + a.b1.n
+	if l1 == a.c {
+		if a.t1.n < a.c {
+			a.drop(a.b1)
+			a.replace(false)
+		} else {
+			v := a.t1.back()
+			a.t1.remove(v)
+			delete(a.m, v.key)
+			a.evicted(v.key)
+		}
+	} else if total := l1 + a.t2.n + a.b2.n; total >= a.c {
+		if total == 2*a.c {
+			a.drop(a.b2)
+		}
+		a.replace(false)
+	}
+	n = &lnode{key: k}
+	a.m[k] = n
+	a.move(n, inT1)
+	return false
+}
+
+// ---- S3-FIFO (Yang et al., SOSP 2023) ----
+
+const (
+	inSmall = iota + 1
+	inMain
+	inGhost
+)
+
+type s3fifoPolicy struct {
+	hook
+	c, smallCap       int
+	m                 map[uint64]*lnode
+	small, main, ghst *list
+}
+
+func newS3FIFO(c int) *s3fifoPolicy { return newS3FIFOSmall(c, 10) }
+
+// newS3FIFOSmall gives the small FIFO pct percent of the cache (the paper
+// uses 10); Adaptive also runs 2 % and 30 % variants as experts.
+func newS3FIFOSmall(c, pct int) *s3fifoPolicy {
+	s := c * pct / 100
+	if s < 1 {
+		s = 1
+	}
+	return &s3fifoPolicy{c: c, smallCap: s, m: map[uint64]*lnode{}, small: newList(), main: newList(), ghst: newList()}
+}
+
+func (p *s3fifoPolicy) Name() string { return S3FIFO }
+func (p *s3fifoPolicy) Len() int     { return p.small.n + p.main.n }
+func (p *s3fifoPolicy) Cap() int     { return p.c }
+func (p *s3fifoPolicy) Contains(k uint64) bool {
+	n, ok := p.m[k]
+	return ok && n.where != inGhost
+}
+
+func (p *s3fifoPolicy) Access(k uint64) bool {
+	if n, ok := p.m[k]; ok && n.where != inGhost {
+		if n.freq < 3 {
+			n.freq++
+		}
+		return true
+	}
+	for p.small.n+p.main.n >= p.c {
+		p.evict()
+	}
+	// Look up again: evicting may have trimmed the ghost queue.
+	if n, ok := p.m[k]; ok { // ghost hit: straight to main
+		p.ghst.remove(n)
+		n.where, n.freq = inMain, 0
+		p.main.pushFront(n)
+		return false
+	}
+	n := &lnode{key: k, where: inSmall}
+	p.m[k] = n
+	p.small.pushFront(n)
+	return false
+}
+
+// evict removes exactly one resident page: from the small FIFO when it is
+// over its tenth (pages referenced twice there move to main instead), else
+// from main, where a referenced page gets another round.
+func (p *s3fifoPolicy) evict() {
+	for {
+		if p.small.n > 0 && (p.small.n >= p.smallCap || p.main.n == 0) {
+			t := p.small.back()
+			p.small.remove(t)
+			if t.freq > 1 {
+				t.where, t.freq = inMain, 0
+				p.main.pushFront(t)
+				continue
+			}
+			t.where, t.freq = inGhost, 0
+			p.ghst.pushFront(t)
+			if p.ghst.n > p.c-p.smallCap {
+				g := p.ghst.back()
+				p.ghst.remove(g)
+				delete(p.m, g.key)
+			}
+			p.evicted(t.key)
+			return
+		}
+		t := p.main.back()
+		p.main.remove(t)
+		if t.freq > 0 {
+			t.freq--
+			p.main.pushFront(t)
+			continue
+		}
+		delete(p.m, t.key)
+		p.evicted(t.key)
+		return
+	}
+}
+
+// ---- SIEVE (Zhang et al., NSDI 2024) ----
+
+type sievePolicy struct {
+	hook
+	c    int
+	m    map[uint64]*lnode
+	l    *list
+	hand *lnode
+}
+
+func newSieve(c int) *sievePolicy { return &sievePolicy{c: c, m: map[uint64]*lnode{}, l: newList()} }
+
+func (p *sievePolicy) Name() string           { return SIEVE }
+func (p *sievePolicy) Len() int               { return p.l.n }
+func (p *sievePolicy) Cap() int               { return p.c }
+func (p *sievePolicy) Contains(k uint64) bool { _, ok := p.m[k]; return ok }
+func (p *sievePolicy) Access(k uint64) bool {
+	if n, ok := p.m[k]; ok {
+		n.visited = true
+		return true
+	}
+	if p.l.n >= p.c {
+		h := p.hand
+		if h == nil || h == &p.l.root {
+			h = p.l.back()
+		}
+		for h.visited {
+			h.visited = false
+			h = h.prev
+			if h == &p.l.root {
+				h = p.l.back()
+			}
+		}
+		p.hand = h.prev
+		p.l.remove(h)
+		delete(p.m, h.key)
+		p.evicted(h.key)
+	}
+	n := &lnode{key: k}
+	p.m[k] = n
+	p.l.pushFront(n)
+	return false
+}
+
+// ---- Predictive: a learned model of each page's next reuse ----
+
+// predFeatures is the model's input for one page at its last reference:
+// bias, log of its smoothed reuse gap, log of its reference count, and
+// whether it has been referenced only once (no gap known yet).
+const predFeatures = 4
+
+type predEntry struct {
+	key     uint64
+	last    int64 // clock at the last reference
+	count   int64
+	gap     float64 // smoothed reuse gap, in references
+	feat    [predFeatures]float64
+	slot    int // index in resident, -1 when only remembered
+	ghostAt int64
+}
+
+// predictivePolicy predicts, for every page, the time of its next reuse
+// with an online linear model of log(gap) trained by SGD on every observed
+// reuse, and evicts, among a seeded random sample of resident pages, the
+// one predicted to be reused last (a sampled approximation of Belady's
+// rule, as in Hyperbolic caching and LRB). A page already past its
+// predicted reuse is taken as dead in proportion to how overdue it is.
+// Pages evicted are remembered (up to the capacity) so their reuse still
+// trains the model and keeps their history.
+type predictivePolicy struct {
+	hook
+	c        int
+	clock    int64
+	w        [predFeatures]float64
+	lr       float64
+	m        map[uint64]*predEntry
+	resident []*predEntry
+	ghosts   []*predEntry // FIFO of remembered, non-resident pages
+	gi       int
+	rng      *rand.Rand
+	sample   int
+	// Trained counts the model's updates; Err is its smoothed squared
+	// error in log space, shown in mem/cache.
+	Trained int64
+	Err     float64
+}
+
+func newPredictive(c int, seed int64) *predictivePolicy {
+	p := &predictivePolicy{c: c, lr: 0.02, m: map[uint64]*predEntry{}, rng: rand.New(rand.NewSource(seed)), sample: 32}
+	// Start from "reuse gap about the cache size", i.e. LRU-like.
+	p.w[0] = math.Log1p(float64(c))
+	return p
+}
+
+func (p *predictivePolicy) Name() string { return Predictive }
+func (p *predictivePolicy) Len() int     { return len(p.resident) }
+func (p *predictivePolicy) Cap() int     { return p.c }
+func (p *predictivePolicy) Contains(k uint64) bool {
+	e, ok := p.m[k]
+	return ok && e.slot >= 0
+}
+
+func (p *predictivePolicy) features(e *predEntry) [predFeatures]float64 {
+	var f [predFeatures]float64
+	f[0] = 1
+	if e.count > 1 {
+		f[1] = math.Log1p(e.gap)
+	} else {
+		f[3] = 1
+	}
+	f[2] = math.Log1p(float64(e.count))
+	return f
+}
+
+func (p *predictivePolicy) predict(f [predFeatures]float64) float64 {
+	var s float64
+	for i := range f {
+		s += p.w[i] * f[i]
+	}
+	return s
+}
+
+// nextUse is the predicted clock of e's next reference.
+func (p *predictivePolicy) nextUse(e *predEntry) float64 {
+	g := math.Expm1(math.Max(0, math.Min(p.predict(e.feat), 40)))
+	t := float64(e.last) + g
+	if t < float64(p.clock) {
+		// Overdue: the longer past its prediction, the likelier dead.
+		return float64(p.clock) + 2*(float64(p.clock)-t) + g
+	}
+	return t
+}
+
+func (p *predictivePolicy) Access(k uint64) bool {
+	p.clock++
+	e, ok := p.m[k]
+	hit := ok && e.slot >= 0
+	if ok {
+		gap := float64(p.clock - e.last)
+		target := math.Log1p(gap)
+		err := p.predict(e.feat) - target
+		for i := range p.w {
+			p.w[i] -= p.lr * err * e.feat[i]
+		}
+		p.Trained++
+		p.Err = 0.99*p.Err + 0.01*err*err
+		if e.count == 1 {
+			e.gap = gap
+		} else {
+			e.gap = 0.5*e.gap + 0.5*gap
+		}
+	} else {
+		e = &predEntry{key: k, slot: -1}
+		p.m[k] = e
+	}
+	e.count++
+	e.last = p.clock
+	e.feat = p.features(e)
+	if hit {
+		return true
+	}
+	if len(p.resident) >= p.c {
+		p.evictOne()
+	}
+	// Forgetting the oldest remembered page may have dropped e itself
+	// from the map (it was remembered, not resident, until now).
+	p.m[k] = e
+	e.slot = len(p.resident)
+	p.resident = append(p.resident, e)
+	return false
+}
+
+func (p *predictivePolicy) evictOne() {
+	var victim *predEntry
+	best := math.Inf(-1)
+	n := len(p.resident)
+	for i := 0; i < p.sample && i < n; i++ {
+		e := p.resident[p.rng.Intn(n)]
+		if t := p.nextUse(e); t > best {
+			best, victim = t, e
+		}
+	}
+	last := p.resident[n-1]
+	p.resident[victim.slot] = last
+	last.slot = victim.slot
+	p.resident = p.resident[:n-1]
+	victim.slot = -1
+	p.evicted(victim.key)
+	p.remember(victim)
+}
+
+// remember keeps an evicted page's history in a FIFO bounded by the
+// capacity; the oldest remembered page is forgotten.
+func (p *predictivePolicy) remember(e *predEntry) {
+	if len(p.ghosts) < p.c {
+		p.ghosts = append(p.ghosts, e)
+		return
+	}
+	old := p.ghosts[p.gi]
+	if cur, ok := p.m[old.key]; ok && cur == old && cur.slot < 0 {
+		delete(p.m, old.key)
+	}
+	p.ghosts[p.gi] = e
+	p.gi = (p.gi + 1) % p.c
+}

@@ -1,0 +1,226 @@
+package mem
+
+import (
+	"math/rand"
+	"testing"
+	"time"
+)
+
+var allPolicies = []string{LRU, LFU, ARC, S3FIFO, SIEVE, Predictive, Adaptive}
+
+// synth is a reference stream with phases: a looping scan larger than
+// the cache (LRU's worst case, where frequency or scan resistance wins),
+// then a skewed hot set (recency and frequency both work), then a shifting
+// hot set (where LFU's old counts hurt and recency wins).
+func synth(seed int64) []uint64 {
+	r := rand.New(rand.NewSource(seed))
+	var t []uint64
+	for rep := 0; rep < 20; rep++ {
+		for k := 0; k < 150; k++ {
+			t = append(t, uint64(k))
+		}
+	}
+	for i := 0; i < 20000; i++ {
+		// Zipf-like: small keys much more often.
+		k := uint64(r.ExpFloat64() * 30)
+		t = append(t, 1000+k)
+	}
+	for phase := 0; phase < 10; phase++ {
+		for i := 0; i < 3000; i++ {
+			t = append(t, uint64(5000+phase*100+r.Intn(60)))
+		}
+	}
+	return t
+}
+
+func TestPoliciesAgainstBelady(t *testing.T) {
+	trace := synth(7)
+	for _, size := range []int{16, 64, 128} {
+		floor := Belady(trace, size)
+		for _, name := range allPolicies {
+			p, err := NewPolicy(name, size, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := Replay(p, trace)
+			if m < floor {
+				t.Errorf("%s size %d: %d misses below Belady's %d", name, size, m, floor)
+			}
+			if p.Len() > size {
+				t.Errorf("%s holds %d pages over capacity %d", name, p.Len(), size)
+			}
+			t.Logf("size=%d %s=%d belady=%d", size, name, m, floor)
+		}
+	}
+}
+
+func TestLRUKnown(t *testing.T) {
+	p, _ := NewPolicy(LRU, 2, 1)
+	var ev []uint64
+	p.OnEvict(func(k uint64) { ev = append(ev, k) })
+	hits := ""
+	for _, k := range []uint64{1, 2, 1, 3, 2, 1} {
+		if p.Access(k) {
+			hits += "h"
+		} else {
+			hits += "m"
+		}
+	}
+	// 1m 2m 1h 3m(evict 2) 2m(evict 1) 1m(evict 3)
+	if hits != "mmhmmm" || len(ev) != 3 || ev[0] != 2 || ev[1] != 1 || ev[2] != 3 {
+		t.Errorf("hits %s evictions %v", hits, ev)
+	}
+	if Belady([]uint64{1, 2, 1, 3, 2, 1}, 2) != 4 {
+		t.Errorf("belady: %d", Belady([]uint64{1, 2, 1, 3, 2, 1}, 2))
+	}
+}
+
+// Every eviction is reported once, and Contains agrees with the hook.
+func TestEvictionHooks(t *testing.T) {
+	trace := synth(3)
+	for _, name := range allPolicies {
+		p, _ := NewPolicy(name, 50, 1)
+		res := map[uint64]bool{}
+		p.OnEvict(func(k uint64) {
+			if !res[k] {
+				t.Fatalf("%s evicted %d which was not resident", name, k)
+			}
+			delete(res, k)
+		})
+		for _, k := range trace {
+			p.Access(k)
+			res[k] = true
+			if !p.Contains(k) {
+				t.Fatalf("%s: %d not resident right after access", name, k)
+			}
+		}
+		if len(res) != p.Len() {
+			t.Errorf("%s: hook says %d resident, policy %d", name, len(res), p.Len())
+		}
+	}
+}
+
+func TestDeterministic(t *testing.T) {
+	trace := synth(11)
+	for _, name := range []string{Predictive, Adaptive} {
+		a, _ := NewPolicy(name, 64, 5)
+		b, _ := NewPolicy(name, 64, 5)
+		if x, y := Replay(a, trace), Replay(b, trace); x != y {
+			t.Errorf("%s: %d vs %d misses with the same seed", name, x, y)
+		}
+	}
+}
+
+// Adaptive follows the best expert: on the phased stream it is within a
+// small margin of the best classic policy at each size, and it does
+// switch leaders.
+func TestAdaptiveTracksBest(t *testing.T) {
+	trace := synth(7)
+	for _, size := range []int{32, 100} {
+		best := -1
+		for _, name := range []string{LRU, LFU, ARC, S3FIFO, SIEVE} {
+			p, _ := NewPolicy(name, size, 1)
+			if m := Replay(p, trace); best < 0 || m < best {
+				best = m
+			}
+		}
+		p, _ := NewPolicy(Adaptive, size, 1)
+		m := Replay(p, trace)
+		t.Logf("size=%d adaptive=%d best_classic=%d switches=%d leader=%s", size, m, best, p.(*adaptivePolicy).Switches, p.(*adaptivePolicy).Leader())
+		if float64(m) > 1.05*float64(best) {
+			t.Errorf("size %d: adaptive %d misses, best classic %d", size, m, best)
+		}
+	}
+}
+
+// The predictive model learns: on a stream where every page comes back
+// after a fixed gap longer than LRU can hold, its error falls and it
+// beats LRU.
+func TestPredictiveLearns(t *testing.T) {
+	var trace []uint64
+	r := rand.New(rand.NewSource(1))
+	for i := 0; i < 40000; i++ {
+		if i%2 == 0 {
+			trace = append(trace, uint64(i%200)) // a loop of 100 pages
+		} else {
+			trace = append(trace, uint64(1000000+r.Intn(1000000))) // one-off noise
+		}
+	}
+	lru, _ := NewPolicy(LRU, 120, 1)
+	pr, _ := NewPolicy(Predictive, 120, 1)
+	ml, mp := Replay(lru, trace), Replay(pr, trace)
+	t.Logf("lru=%d predictive=%d trained=%d err=%.3f", ml, mp, pr.(*predictivePolicy).Trained, pr.(*predictivePolicy).Err)
+	if mp >= ml {
+		t.Errorf("predictive %d misses, lru %d", mp, ml)
+	}
+}
+
+func TestPrefetcherStride(t *testing.T) {
+	p := NewPrefetcher(100)
+	var got []PageRange
+	for i := int64(0); i < 4; i++ {
+		got = p.Observe(i*10, i*10+1)
+	}
+	if len(got) == 0 || got[0] != (PageRange{40, 41}) {
+		t.Errorf("stride 10: %v", got)
+	}
+	// A repeated irregular sequence is learned as successors.
+	q := NewPrefetcher(100)
+	seq := []int64{5, 90, 17, 44, 3}
+	var last []PageRange
+	for rep := 0; rep < 3; rep++ {
+		for _, s := range seq {
+			last = q.Observe(s, s)
+		}
+	}
+	if len(last) != 1 || last[0].First != 5 {
+		t.Errorf("successor of 3: %v", last)
+	}
+}
+
+func TestBadPolicy(t *testing.T) {
+	if _, err := NewPolicy("mru", 10, 1); err == nil {
+		t.Error("unknown policy accepted")
+	}
+	if _, err := NewPolicy(LRU, 0, 1); err == nil {
+		t.Error("capacity 0 accepted")
+	}
+}
+
+func TestStreamLocality(t *testing.T) {
+	seq := NewStreamAnalyzer(PageSize)
+	for i := int64(0); i < 5000; i++ {
+		seq.Access(i)
+	}
+	tmp := NewStreamAnalyzer(PageSize)
+	r := rand.New(rand.NewSource(1))
+	for i := 0; i < 5000; i++ {
+		tmp.Access(int64(r.Intn(50) * 10)) // a small hot set, never adjacent
+	}
+	rnd := NewStreamAnalyzer(PageSize)
+	for i := 0; i < 5000; i++ {
+		rnd.Access(int64(r.Intn(1 << 30)))
+	}
+	for _, c := range []struct {
+		a    *StreamAnalyzer
+		want string
+	}{{seq, Spatial}, {tmp, Temporal}, {rnd, Random}} {
+		if got := c.a.Locality(); got != c.want {
+			sp, te := c.a.Fractions()
+			t.Errorf("locality %s, want %s (spatial %.2f temporal %.2f)", got, c.want, sp, te)
+		}
+	}
+	// Working set per period and hot ranges.
+	a := NewStreamAnalyzer(PageSize)
+	for i := int64(100); i < 110; i++ {
+		a.Access(i)
+		a.Access(i)
+	}
+	a.Tick(time.Unix(1, 0))
+	if a.WSS() != 10*PageSize {
+		t.Errorf("wss %d", a.WSS())
+	}
+	if h := a.Ranges(0.5); len(h) != 1 || h[0].First != 100 || h[0].Last != 109 {
+		t.Errorf("hot ranges %v", h)
+	}
+}

@@ -1,0 +1,267 @@
+// Package vm is the host side of the memory manager: per-mapping working
+// sets from /proc/PID/clear_refs and /proc/PID/smaps, memory pressure from
+// PSI and cgroup counters, and process_madvise on a pidfd.
+//
+// Every root (procfs, a cgroup directory) is a parameter so the parsers run
+// against testdata/vm and the real code against /proc.
+//
+// Kernel behaviour this package relies on:
+//   - Writing "1" to clear_refs clears the accessed bit of every page of
+//     the process (and its "Referenced" count in smaps); reading smaps
+//     afterwards gives, per mapping, the bytes touched since. This is the
+//     working-set probe where idle-page tracking (/sys/kernel/mm/page_idle)
+//     is not compiled in, as on these hosts. (A test program must use
+//     what it reads: a Go loop whose loaded values are dead is compiled
+//     away and touches nothing.)
+//   - process_madvise(2) (Linux 5.10, syscall 440 on amd64) has no wrapper
+//     in golang.org/x/sys, so it is called raw with a pidfd from
+//     pidfd_open(2). MADV_COLD and MADV_PAGEOUT are accepted from another
+//     process since 5.10; MADV_WILLNEED since 5.10 as well (6.x kernels).
+//     MADV_PAGEOUT of anonymous memory does nothing without swap; of
+//     clean file pages it drops them from the process and the page cache.
+package vm
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// FS is a procfs root, "/proc" on a real host.
+type FS string
+
+func (f FS) path(p ...string) string { return filepath.Join(append([]string{string(f)}, p...)...) }
+
+// Mapping is one VMA of /proc/PID/smaps. Sizes are bytes.
+type Mapping struct {
+	Start, End uint64
+	Perms      string
+	Offset     uint64
+	Inode      uint64
+	Path       string // "" anonymous, "[heap]", "[stack]", or a file
+	Size       uint64
+	Rss        uint64
+	Referenced uint64
+	Anonymous  uint64
+	Swap       uint64
+}
+
+// FileBacked reports whether the mapping maps a file (so MADV_PAGEOUT of
+// it frees memory even without swap).
+func (m Mapping) FileBacked() bool { return m.Inode != 0 && strings.HasPrefix(m.Path, "/") }
+
+// Len is the mapping's length in bytes.
+func (m Mapping) Len() uint64 { return m.End - m.Start }
+
+// Smaps parses /proc/PID/smaps.
+func (f FS) Smaps(pid int) ([]Mapping, error) {
+	b, err := os.ReadFile(f.path(strconv.Itoa(pid), "smaps"))
+	if err != nil {
+		return nil, err
+	}
+	return ParseSmaps(b)
+}
+
+// ParseSmaps parses the text of an smaps file. A header line is
+// "start-end perms offset dev inode [path]"; the lines after it until the
+// next header are "Key:   N kB" fields (VmFlags has words, not a size).
+func ParseSmaps(b []byte) ([]Mapping, error) {
+	var out []Mapping
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" {
+			continue
+		}
+		f := strings.Fields(line)
+		if isHeader(f) {
+			m, err := parseHeader(line, f)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, m)
+			continue
+		}
+		if len(out) == 0 {
+			return nil, fmt.Errorf("smaps: field before any mapping: %q", line)
+		}
+		if len(f) < 2 || !strings.HasSuffix(f[0], ":") {
+			continue
+		}
+		key := strings.TrimSuffix(f[0], ":")
+		var dst *uint64
+		m := &out[len(out)-1]
+		switch key {
+		case "Size":
+			dst = &m.Size
+		case "Rss":
+			dst = &m.Rss
+		case "Referenced":
+			dst = &m.Referenced
+		case "Anonymous":
+			dst = &m.Anonymous
+		case "Swap":
+			dst = &m.Swap
+		default:
+			continue
+		}
+		n, err := strconv.ParseUint(f[1], 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("smaps: %q: %w", line, err)
+		}
+		if len(f) > 2 && f[2] == "kB" {
+			n *= 1024
+		}
+		*dst = n
+	}
+	return out, sc.Err()
+}
+
+// isHeader tells a mapping line from a field line: its first word is an
+// address range with a '-' and no ':' ("Rss:" has one).
+func isHeader(f []string) bool {
+	return len(f) >= 5 && strings.Contains(f[0], "-") && !strings.HasSuffix(f[0], ":")
+}
+
+func parseHeader(line string, f []string) (Mapping, error) {
+	var m Mapping
+	lo, hi, ok := strings.Cut(f[0], "-")
+	if !ok {
+		return m, fmt.Errorf("smaps: bad range in %q", line)
+	}
+	var err error
+	if m.Start, err = strconv.ParseUint(lo, 16, 64); err != nil {
+		return m, fmt.Errorf("smaps: %q: %w", line, err)
+	}
+	if m.End, err = strconv.ParseUint(hi, 16, 64); err != nil {
+		return m, fmt.Errorf("smaps: %q: %w", line, err)
+	}
+	m.Perms = f[1]
+	if m.Offset, err = strconv.ParseUint(f[2], 16, 64); err != nil {
+		return m, fmt.Errorf("smaps: %q: %w", line, err)
+	}
+	if m.Inode, err = strconv.ParseUint(f[4], 10, 64); err != nil {
+		return m, fmt.Errorf("smaps: %q: %w", line, err)
+	}
+	if len(f) > 5 {
+		// The path is the rest of the line after the fifth field; it may
+		// hold blanks, so take it from the line, not the fields.
+		m.Path = strings.TrimSpace(afterFields(line, 5))
+	}
+	return m, nil
+}
+
+// afterFields returns line after its first n blank-separated fields.
+func afterFields(line string, n int) string {
+	i := 0
+	for ; n > 0; n-- {
+		for i < len(line) && (line[i] == ' ' || line[i] == '\t') {
+			i++
+		}
+		for i < len(line) && line[i] != ' ' && line[i] != '\t' {
+			i++
+		}
+	}
+	return line[i:]
+}
+
+// ClearRefs clears the referenced bits of every page of pid ("1": all
+// pages, anonymous and file-backed).
+func (f FS) ClearRefs(pid int) error {
+	return os.WriteFile(f.path(strconv.Itoa(pid), "clear_refs"), []byte("1"), 0)
+}
+
+// Pressure is one line of a PSI file: the share of time (0..1) some task
+// stalled on memory over the last 10, 60 and 300 seconds.
+type Pressure struct {
+	Avg10, Avg60, Avg300 float64
+}
+
+// MemPressure reads "some" from <procfs>/pressure/memory. Kernels built
+// without PSI (or booted with psi=0) have no such file: the error wraps
+// os.ErrNotExist.
+func (f FS) MemPressure() (Pressure, error) {
+	b, err := os.ReadFile(f.path("pressure", "memory"))
+	if err != nil {
+		return Pressure{}, err
+	}
+	return ParsePressure(b)
+}
+
+// ParsePressure parses a PSI file's "some" line.
+func ParsePressure(b []byte) (Pressure, error) {
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 || f[0] != "some" {
+			continue
+		}
+		var p Pressure
+		for _, kv := range f[1:] {
+			k, v, _ := strings.Cut(kv, "=")
+			x, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				return p, fmt.Errorf("pressure: %q: %w", kv, err)
+			}
+			switch k {
+			case "avg10":
+				p.Avg10 = x / 100
+			case "avg60":
+				p.Avg60 = x / 100
+			case "avg300":
+				p.Avg300 = x / 100
+			}
+		}
+		return p, nil
+	}
+	return Pressure{}, errors.New("pressure: no \"some\" line")
+}
+
+// Unlimited is a cgroup memory limit that is not set.
+const Unlimited = -1
+
+// CgroupMemory reads a memory cgroup directory's usage and hard limit in
+// bytes: v2 memory.current and memory.max ("max" = Unlimited), else v1
+// memory.usage_in_bytes and memory.limit_in_bytes (where "no limit" is a
+// huge page-rounded number, reported as Unlimited above 1<<62).
+func CgroupMemory(dir string) (usage, limit int64, err error) {
+	read := func(name string) (string, error) {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		return strings.TrimSpace(string(b)), err
+	}
+	parse := func(s string) (int64, error) {
+		if s == "max" {
+			return Unlimited, nil
+		}
+		n, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			return 0, err
+		}
+		if n >= 1<<62 {
+			return Unlimited, nil
+		}
+		return int64(n), nil
+	}
+	u, err := read("memory.current")
+	l, lerr := read("memory.max")
+	if err != nil || lerr != nil {
+		if u, err = read("memory.usage_in_bytes"); err != nil {
+			return 0, 0, err
+		}
+		if l, err = read("memory.limit_in_bytes"); err != nil {
+			return 0, 0, err
+		}
+	}
+	if usage, err = parse(u); err != nil {
+		return 0, 0, fmt.Errorf("cgroup memory usage %q: %w", u, err)
+	}
+	if limit, err = parse(l); err != nil {
+		return 0, 0, fmt.Errorf("cgroup memory limit %q: %w", l, err)
+	}
+	return usage, limit, nil
+}
