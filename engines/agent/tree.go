@@ -76,12 +76,13 @@ func (e *Engine) Nodes(ns *fs.NS) []fs.Node {
 // agentDir builds agents/N. Its files render the agent's state when
 // opened; a handle kept after the agent is removed gets ENOENT.
 func (e *Engine) agentDir(ns *fs.NS, id int) (fs.Node, error) {
-	a, _, err := e.Snapshot(id)
+	// Every lookup of agents/N comes here (FUSE and 9P walks are not
+	// cached), so it reads only the owner; status lists the pids itself.
+	own, err := e.owner(id)
 	if err != nil {
 		return nil, err
 	}
 	dir := "/agents/" + strconv.Itoa(id)
-	own := fs.Owner{Uid: a.Uid, Gid: a.Gid}
 	exec := func(ctx context.Context, c fs.Caller, line string) error {
 		if _, err := e.Get(id); err != nil {
 			return err
@@ -128,6 +129,16 @@ func (e *Engine) agentDir(ns *fs.NS, id int) (fs.Node, error) {
 		kids = append(kids, f(id, dir, own)...)
 	}
 	return ns.StaticDir(dir, 0755, own, kids...), nil
+}
+
+func (e *Engine) owner(id int) (fs.Owner, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	a, ok := e.agents[id]
+	if !ok {
+		return fs.Owner{}, fs.Errorf(syscall.ENOENT, "no such agent %d", id)
+	}
+	return fs.Owner{Uid: a.Uid, Gid: a.Gid}, nil
 }
 
 // cloneFile is Plan 9's clone: each open allocates a new agent owned by the

@@ -164,15 +164,11 @@ func (g *v1Group) Procs() ([]int, error) {
 }
 
 func (g *v1Group) procsIn(n cgroup1.Name) ([]int, error) {
-	ps, err := g.all.Processes(n, true)
-	if err != nil {
-		return nil, err
+	dir, ok := g.paths[string(n)]
+	if !ok {
+		return nil, fs.ErrNotExist
 	}
-	pids := make([]int, 0, len(ps))
-	for _, p := range ps {
-		pids = append(pids, p.Pid)
-	}
-	return sortedUnique(pids), nil
+	return procsTree(dir)
 }
 
 // procsAll is the union of the pids in every hierarchy; Kill and Delete

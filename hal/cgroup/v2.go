@@ -95,15 +95,8 @@ func (g *v2Group) Add(pid int) error {
 
 // Procs lists cgroup.procs of the group and of any cgroups below it.
 func (g *v2Group) Procs() ([]int, error) {
-	ps, err := g.mgr.Procs(true)
-	if err != nil {
-		return nil, groupErr(g.name, "procs", err)
-	}
-	pids := make([]int, 0, len(ps))
-	for _, p := range ps {
-		pids = append(pids, int(p))
-	}
-	return sortedUnique(pids), nil
+	pids, err := procsTree(g.dir)
+	return pids, groupErr(g.name, "procs", err)
 }
 
 // frozenEvent reads "frozen" from cgroup.events: the kernel's word that
