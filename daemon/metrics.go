@@ -60,7 +60,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	gauge, counter := prometheus.GaugeValue, prometheus.CounterValue
 	states := map[string]float64{agent.StateNew: 0, agent.StateRunning: 0, agent.StateFrozen: 0, agent.StateExited: 0}
 	for _, id := range m.agents.IDs() {
-		a, _, err := m.agents.Snapshot(id)
+		a, err := m.agents.Record(id)
 		if err != nil {
 			continue
 		}

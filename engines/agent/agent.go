@@ -80,7 +80,7 @@ type Agent struct {
 }
 
 // Alive reports whether the agent has (or may have) processes.
-func (a *Agent) Alive() bool { return a.State == StateRunning || a.State == StateFrozen }
+func (r *Record) Alive() bool { return r.State == StateRunning || r.State == StateFrozen }
 
 // Paths returns the agent's cgroup directories, or nil.
 func (a *Agent) Paths() map[string]string {

@@ -180,16 +180,23 @@ func (e *Engine) IDs() []int {
 // Group returns a live agent's cgroup, for engines that read its kernel
 // counters (memory.stat, pressure) or act on it directly.
 func (e *Engine) Group(id int) (cgroup.Group, error) {
+	a, err := e.Get(id)
+	if err != nil {
+		return nil, err
+	}
+	return e.live(a)
+}
+
+// Record returns a copy of agent id's record, without reading the kernel
+// (Snapshot also lists the cgroup's pids).
+func (e *Engine) Record(id int) (Record, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	a, ok := e.agents[id]
 	if !ok {
-		return nil, fs.Errorf(syscall.ENOENT, "no such agent %d", id)
+		return Record{}, fs.Errorf(syscall.ENOENT, "no such agent %d", id)
 	}
-	if !a.Alive() || a.group == nil {
-		return nil, fs.Errorf(syscall.EBUSY, "agent %d is %s", id, a.State)
-	}
-	return a.group, nil
+	return a.Record, nil
 }
 
 // Targets are the live agents for the sampler.
@@ -247,14 +254,35 @@ func (e *Engine) add(a *Agent) {
 // ensureGroup creates the agent's cgroup if it has none and applies its
 // limits to it.
 func (e *Engine) ensureGroup(a *Agent) error {
-	if a.group == nil {
-		g, err := e.cfg.Cgroups.Create(a.Group)
-		if err != nil {
+	g := e.groupOf(a)
+	if g == nil {
+		var err error
+		if g, err = e.cfg.Cgroups.Create(a.Group); err != nil {
 			return err
 		}
+		e.mu.Lock()
 		a.group = g
+		e.mu.Unlock()
 	}
-	return applyLimits(a.group, a.Limits)
+	return applyLimits(g, a.Limits)
+}
+
+// groupOf reads a's cgroup under the lock: finish sets it to nil while
+// verbs, the reaper and the sampler may be using the agent.
+func (e *Engine) groupOf(a *Agent) cgroup.Group {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return a.group
+}
+
+// live returns a's cgroup when a is running or frozen, else EBUSY.
+func (e *Engine) live(a *Agent) (cgroup.Group, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if !a.Alive() || a.group == nil {
+		return nil, fs.Errorf(syscall.EBUSY, "agent %d is %s", a.ID, a.State)
+	}
+	return a.group, nil
 }
 
 func applyLimits(g cgroup.Group, l Limits) error {
@@ -315,7 +343,7 @@ func (e *Engine) launch(a *Agent) error {
 			}
 		}
 	}
-	p, err := spawn.Start(spec, a.group.Add, out, out)
+	p, err := spawn.Start(spec, e.groupOf(a).Add, out, out)
 	if err != nil {
 		return fs.Errorf(syscall.EINVAL, "%v", err)
 	}
@@ -400,8 +428,8 @@ func (e *Engine) Reap() {
 	e.mu.Unlock()
 	for _, a := range check {
 		var pids []int
-		if a.group != nil {
-			pids, _ = a.group.Procs()
+		if g := e.groupOf(a); g != nil {
+			pids, _ = g.Procs()
 		}
 		if len(pids) > 0 {
 			continue
@@ -515,7 +543,7 @@ func (e *Engine) anyAlive() bool {
 // terminate sends SIGTERM to every process of a, then SIGKILL after grace
 // if any remain. It blocks up to grace.
 func (e *Engine) terminate(a *Agent, grace time.Duration) {
-	g := a.group
+	g := e.groupOf(a)
 	if g == nil {
 		return
 	}
@@ -538,7 +566,7 @@ func (e *Engine) terminate(a *Agent, grace time.Duration) {
 // release hands an adopted agent's processes back to where they came from
 // and ends the agent without signalling anything.
 func (e *Engine) release(a *Agent) error {
-	g := a.group
+	g := e.groupOf(a)
 	if g == nil {
 		return nil
 	}

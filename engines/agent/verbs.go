@@ -13,6 +13,7 @@ import (
 	"aiosfs/ctl"
 	"aiosfs/engines/bus"
 	"aiosfs/fs"
+	"aiosfs/hal/cgroup"
 	"aiosfs/hal/spawn"
 )
 
@@ -173,10 +174,13 @@ func (s settings) applyTo(a *Agent) {
 // discard undoes a failed start: the cgroup goes, the record was never
 // added, so nothing is left of the attempt but its number.
 func (e *Engine) discard(a *Agent) {
-	if a.group != nil {
-		a.group.Kill()
-		a.group.Delete()
-		a.group = nil
+	e.mu.Lock()
+	g := a.group
+	a.group = nil
+	e.mu.Unlock()
+	if g != nil {
+		g.Kill()
+		g.Delete()
 	}
 }
 
@@ -218,8 +222,9 @@ func (e *Engine) Adopt(c fs.Caller, args []string) (*Agent, error) {
 	// The tree moves top-down so a child forked meanwhile follows its
 	// parent into the cgroup.
 	tree, _ := e.cfg.Proc.Descendants(pid)
+	g := e.groupOf(a)
 	for _, p := range append([]int{pid}, tree...) {
-		if err := a.group.Add(p); err != nil && p == pid {
+		if err := g.Add(p); err != nil && p == pid {
 			e.discard(a)
 			return nil, err
 		}
@@ -233,17 +238,21 @@ func (e *Engine) Adopt(c fs.Caller, args []string) (*Agent, error) {
 
 // agentOf finds the live agent whose cgroup holds pid.
 func (e *Engine) agentOf(pid int) int {
+	type liveGroup struct {
+		id int
+		g  cgroup.Group
+	}
 	e.mu.Lock()
-	var live []*Agent
+	var live []liveGroup
 	for _, a := range e.agents {
 		if a.Alive() && a.group != nil {
-			live = append(live, a)
+			live = append(live, liveGroup{a.ID, a.group})
 		}
 	}
 	e.mu.Unlock()
-	for _, a := range live {
-		if pids, _ := a.group.Procs(); slices.Contains(pids, pid) {
-			return a.ID
+	for _, l := range live {
+		if pids, _ := l.g.Procs(); slices.Contains(pids, pid) {
+			return l.id
 		}
 	}
 	return 0
@@ -304,13 +313,6 @@ func (e *Engine) Verbs(id int) ctl.Table {
 	}
 }
 
-func needAlive(a *Agent) error {
-	if !a.Alive() {
-		return fs.Errorf(syscall.EBUSY, "agent %d is %s", a.ID, a.State)
-	}
-	return nil
-}
-
 func (e *Engine) kill(a *Agent, _ fs.Caller, args []string) error {
 	sig := syscall.SIGKILL
 	if len(args) == 1 {
@@ -319,15 +321,16 @@ func (e *Engine) kill(a *Agent, _ fs.Caller, args []string) error {
 			return err
 		}
 	}
-	if err := needAlive(a); err != nil {
+	g, err := e.live(a)
+	if err != nil {
 		return err
 	}
-	pids, err := a.group.Procs()
+	pids, err := g.Procs()
 	if err != nil {
 		return err
 	}
 	if sig == syscall.SIGKILL {
-		err = a.group.Kill()
+		err = g.Kill()
 	} else {
 		for _, p := range pids {
 			syscall.Kill(p, sig)
@@ -338,7 +341,7 @@ func (e *Engine) kill(a *Agent, _ fs.Caller, args []string) error {
 }
 
 func (e *Engine) stop(a *Agent, _ fs.Caller, _ []string) error {
-	if err := needAlive(a); err != nil {
+	if _, err := e.live(a); err != nil {
 		return err
 	}
 	e.mu.Lock()
@@ -350,10 +353,11 @@ func (e *Engine) stop(a *Agent, _ fs.Caller, _ []string) error {
 }
 
 func (e *Engine) freeze(a *Agent, _ fs.Caller, _ []string) error {
-	if err := needAlive(a); err != nil {
+	g, err := e.live(a)
+	if err != nil {
 		return err
 	}
-	if err := a.group.Freeze(); err != nil {
+	if err := g.Freeze(); err != nil {
 		return err
 	}
 	e.setState(a, StateFrozen)
@@ -362,10 +366,11 @@ func (e *Engine) freeze(a *Agent, _ fs.Caller, _ []string) error {
 }
 
 func (e *Engine) thaw(a *Agent, _ fs.Caller, _ []string) error {
-	if err := needAlive(a); err != nil {
+	g, err := e.live(a)
+	if err != nil {
 		return err
 	}
-	if err := a.group.Thaw(); err != nil {
+	if err := g.Thaw(); err != nil {
 		return err
 	}
 	e.setState(a, StateRunning)
@@ -410,7 +415,7 @@ func (e *Engine) setLimit(a *Agent, key, value, reason string) error {
 	if err != nil {
 		return err
 	}
-	if g := a.group; g != nil {
+	if g := e.groupOf(a); g != nil {
 		var err error
 		switch key {
 		case "weight":
@@ -441,8 +446,8 @@ func (e *Engine) prio(a *Agent, c fs.Caller, args []string) error {
 	if err != nil {
 		return err
 	}
-	if a.Alive() && a.group != nil {
-		pids, _ := a.group.Procs()
+	if g, err := e.live(a); err == nil {
+		pids, _ := g.Procs()
 		for _, p := range pids {
 			syscall.Setpriority(syscall.PRIO_PROCESS, p, s.prio)
 		}
@@ -490,12 +495,12 @@ func (e *Engine) restart(a *Agent, _ fs.Caller, _ []string) error {
 		delete(e.busy, a.ID)
 		e.mu.Unlock()
 	}()
-	if a.Alive() && a.group != nil {
-		a.group.Thaw()
-		a.group.Kill()
+	if g, err := e.live(a); err == nil {
+		g.Thaw()
+		g.Kill()
 		deadline := time.Now().Add(5 * time.Second)
 		for time.Now().Before(deadline) {
-			if pids, _ := a.group.Procs(); len(pids) == 0 {
+			if pids, _ := g.Procs(); len(pids) == 0 {
 				break
 			}
 			time.Sleep(10 * time.Millisecond)
@@ -554,10 +559,12 @@ func (e *Engine) merge(a *Agent, c fs.Caller, args []string) error {
 	if c.Uid != 0 && m.Uid != c.Uid {
 		return fs.Errorf(syscall.EPERM, "agent %d is not yours", m.ID)
 	}
-	if err := needAlive(a); err != nil {
+	ag, err := e.live(a)
+	if err != nil {
 		return err
 	}
-	if err := needAlive(m); err != nil {
+	mg, err := e.live(m)
+	if err != nil {
 		return err
 	}
 	e.mu.Lock()
@@ -568,9 +575,9 @@ func (e *Engine) merge(a *Agent, c fs.Caller, args []string) error {
 		delete(e.busy, m.ID)
 		e.mu.Unlock()
 	}()
-	pids, _ := m.group.Procs()
+	pids, _ := mg.Procs()
 	for _, p := range pids {
-		if err := a.group.Add(p); err != nil {
+		if err := ag.Add(p); err != nil {
 			return fmt.Errorf("merge: move pid %d: %w", p, err)
 		}
 	}
@@ -583,7 +590,8 @@ func (e *Engine) merge(a *Agent, c fs.Caller, args []string) error {
 }
 
 func (e *Engine) split(a *Agent, c fs.Caller, args []string) error {
-	if err := needAlive(a); err != nil {
+	ag, err := e.live(a)
+	if err != nil {
 		return err
 	}
 	name := a.Name + "-split"
@@ -605,7 +613,7 @@ func (e *Engine) split(a *Agent, c fs.Caller, args []string) error {
 	if err := validName(name); err != nil {
 		return err
 	}
-	mine, _ := a.group.Procs()
+	mine, _ := ag.Procs()
 	for _, p := range pids {
 		if !slices.Contains(mine, p) {
 			return fs.Errorf(syscall.ENOENT, "process %d is not in agent %d", p, a.ID)
@@ -624,8 +632,9 @@ func (e *Engine) split(a *Agent, c fs.Caller, args []string) error {
 		e.discard(n)
 		return err
 	}
+	ng := e.groupOf(n)
 	for _, p := range pids {
-		if err := n.group.Add(p); err != nil {
+		if err := ng.Add(p); err != nil {
 			return fmt.Errorf("split: move pid %d: %w", p, err)
 		}
 	}

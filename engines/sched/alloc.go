@@ -1,0 +1,196 @@
+package sched
+
+import (
+	"math"
+	"sort"
+	"strconv"
+)
+
+// Policy turns a forecast into an allocation for one resource: raised at
+// once to the forecast plus Buffer ahead of a predicted rise, lowered by
+// at most Fall of itself per decision after a fall (a dip that comes
+// back costs nothing), never below Floor, the level that an OOM kill or
+// heavy throttling taught (remembered, and let go by FloorDecay per
+// decision).
+type Policy struct {
+	Buffer     float64 // fraction above the forecast, e.g. 0.15
+	Fall       float64 // most the allocation drops per decision, fraction
+	FloorDecay float64 // fraction the remembered floor loses per decision
+	Min        float64 // never allocate less (kernel minimums)
+	Max        float64 // never allocate more (capacity); 0 for none
+}
+
+// Alloc is one resource's allocation state.
+type Alloc struct {
+	Value    float64 // current allocation; 0 = none yet
+	Floor    float64 // remembered from an OOM kill or throttling
+	Forecast float64 // the forecast behind Value
+	Reason   string
+}
+
+// Reasons, in events and `alloc`.
+const (
+	ReasonRise     = "predicted-rise"
+	ReasonFall     = "predicted-fall"
+	ReasonHold     = "hold"
+	ReasonOOM      = "oom-bump"
+	ReasonThrottle = "throttle-bump"
+	ReasonInitial  = "initial"
+	ReasonFair     = "fair-share"
+)
+
+// Next moves a toward forecast and returns whether the value changed.
+func (p Policy) Next(a *Alloc, forecast float64) bool {
+	a.Floor *= 1 - p.FloorDecay
+	target := forecast * (1 + p.Buffer)
+	if target < a.Floor {
+		target = a.Floor
+	}
+	target = p.clamp(target)
+	old := a.Value
+	a.Forecast = forecast
+	switch {
+	case a.Value == 0:
+		a.Value, a.Reason = target, ReasonInitial
+	case target > a.Value:
+		a.Value, a.Reason = target, ReasonRise
+	default:
+		lowest := p.clamp(a.Value * (1 - p.Fall))
+		if target < lowest {
+			target = lowest
+		}
+		if target < a.Value {
+			a.Value, a.Reason = target, ReasonFall
+		} else {
+			a.Reason = ReasonHold
+		}
+	}
+	return a.Value != old
+}
+
+// Bump raises a at once by factor (an OOM kill: 1.2, as the VPA's OOM
+// bump; heavy throttling: 1.5), at least to at+add, and remembers the new
+// level as the floor.
+func (p Policy) Bump(a *Alloc, at, factor, add float64, reason string) {
+	v := math.Max(at*factor, at+add)
+	v = math.Max(v, a.Value*factor)
+	v = p.clamp(v)
+	a.Value, a.Floor, a.Reason = v, v, reason
+}
+
+func (p Policy) clamp(v float64) float64 {
+	if v < p.Min {
+		v = p.Min
+	}
+	if p.Max > 0 && v > p.Max {
+		v = p.Max
+	}
+	return v
+}
+
+// Claim is one agent's demand for a shared capacity.
+type Claim struct {
+	ID     int
+	Demand float64
+	Weight float64
+}
+
+// FairShare divides capacity among claims by weighted max-min fairness
+// (water-filling): no claim gets more than its demand, and capacity left
+// over by small claims goes to the others in proportion to their weights.
+// When demand fits, each claim gets exactly its demand: the rest of the
+// machine stays unreserved rather than padded onto whoever asked.
+func FairShare(capacity float64, claims []Claim) map[int]float64 {
+	out := make(map[int]float64, len(claims))
+	cs := append([]Claim(nil), claims...)
+	for i := range cs {
+		if cs[i].Weight <= 0 {
+			cs[i].Weight = 1
+		}
+	}
+	// Visit claims by demand per unit of weight, smallest first: each is
+	// either satisfied or caps the water level for all the rest.
+	sort.Slice(cs, func(i, j int) bool {
+		a, b := cs[i].Demand/cs[i].Weight, cs[j].Demand/cs[j].Weight
+		if a != b {
+			return a < b
+		}
+		return cs[i].ID < cs[j].ID
+	})
+	left := capacity
+	wsum := 0.0
+	for _, c := range cs {
+		wsum += c.Weight
+	}
+	for _, c := range cs {
+		fair := left * c.Weight / wsum
+		give := math.Min(c.Demand, fair)
+		out[c.ID] = give
+		left -= give
+		wsum -= c.Weight
+	}
+	return out
+}
+
+// DefaultFallPerMinute is how much an allocation may drop in a minute
+// after a predicted fall, by default: about 1 % a second.
+const DefaultFallPerMinute = 0.45
+
+// FallPer converts a per-minute fall rate into the fall allowed over one
+// decision of the given length, so the descent takes the same time
+// whether decisions come every second or every five minutes.
+func FallPer(perMinute, seconds float64) float64 {
+	if perMinute >= 1 {
+		return 1
+	}
+	return 1 - math.Pow(1-perMinute, seconds/60)
+}
+
+// DefaultPolicy is the daemon's default for decisions every `seconds`:
+// 15 % buffer, DefaultFallPerMinute, a remembered floor that halves in
+// about ten minutes.
+func DefaultPolicy(seconds float64) Policy {
+	return Policy{Buffer: 0.15, Fall: FallPer(DefaultFallPerMinute, seconds), FloorDecay: FallPer(0.067, seconds)}
+}
+
+// CoreClaim is an agent asking for dedicated cores: its predicted
+// demand in cores.
+type CoreClaim struct {
+	ID     int
+	Demand float64
+}
+
+// PlanCores is predictive core assignment: agents with heavy, steady
+// demand get ceil(demand) cores of their own, from the highest cpu down,
+// largest demand first, keeping at least one cpu out of every plan so
+// the rest of the machine (and the daemon) always has somewhere to run.
+// A claim that does not fit gets no plan. The result maps agent to a cpu
+// list in the kernel's format.
+func PlanCores(ncpu int, claims []CoreClaim) map[int]string {
+	cs := append([]CoreClaim(nil), claims...)
+	sort.Slice(cs, func(i, j int) bool {
+		if cs[i].Demand != cs[j].Demand {
+			return cs[i].Demand > cs[j].Demand
+		}
+		return cs[i].ID < cs[j].ID
+	})
+	out := map[int]string{}
+	next := ncpu - 1 // highest free cpu
+	for _, c := range cs {
+		need := int(math.Ceil(c.Demand - 1e-9))
+		if need < 1 {
+			need = 1
+		}
+		lo := next - need + 1
+		if lo < 1 { // cpu 0 stays shared
+			continue
+		}
+		if lo == next {
+			out[c.ID] = strconv.Itoa(lo)
+		} else {
+			out[c.ID] = strconv.Itoa(lo) + "-" + strconv.Itoa(next)
+		}
+		next = lo - 1
+	}
+	return out
+}

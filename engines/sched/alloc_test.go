@@ -1,0 +1,97 @@
+package sched
+
+import (
+	"math"
+	"testing"
+)
+
+func TestPolicyRiseFallBump(t *testing.T) {
+	p := Policy{Buffer: 0.1, Fall: 0.1, FloorDecay: 0, Min: 0.05, Max: 4}
+	var a Alloc
+	if !p.Next(&a, 1) || a.Reason != ReasonInitial || math.Abs(a.Value-1.1) > 1e-9 {
+		t.Fatalf("initial: %+v", a)
+	}
+	// A predicted rise is met at once.
+	p.Next(&a, 2)
+	if a.Reason != ReasonRise || math.Abs(a.Value-2.2) > 1e-9 {
+		t.Fatalf("rise: %+v", a)
+	}
+	// A fall is followed slowly: at most 10 % per decision.
+	p.Next(&a, 0.1)
+	if a.Reason != ReasonFall || math.Abs(a.Value-1.98) > 1e-9 {
+		t.Fatalf("fall: %+v", a)
+	}
+	// Capacity bounds it.
+	p.Next(&a, 100)
+	if a.Value != 4 {
+		t.Fatalf("capped: %+v", a)
+	}
+	// A bump raises at once and is remembered as the floor.
+	var m Alloc
+	mp := Policy{Buffer: 0.15, Fall: 1, Min: 16 << 20}
+	mp.Next(&m, 64<<20)
+	mp.Bump(&m, 64<<20, 1.2, 100<<20, ReasonOOM)
+	if m.Value != 164<<20 || m.Floor != m.Value || m.Reason != ReasonOOM {
+		t.Fatalf("oom bump: %+v", m)
+	}
+	mp.Next(&m, 1<<20) // Fall 1 would drop to the forecast, but not under the floor
+	if m.Value != 164<<20 {
+		t.Fatalf("floor forgotten: %+v", m)
+	}
+}
+
+func TestFallPer(t *testing.T) {
+	// Twelve 5 s decisions fall as much as one minute's rate.
+	per := FallPer(0.45, 5)
+	if got := 1 - math.Pow(1-per, 12); math.Abs(got-0.45) > 1e-9 {
+		t.Fatalf("compound fall %.4f", got)
+	}
+	if FallPer(1, 5) != 1 {
+		t.Fatal("rate 1")
+	}
+}
+
+func TestFairShare(t *testing.T) {
+	// Fits: everyone gets their demand.
+	got := FairShare(4, []Claim{{1, 1, 100}, {2, 0.5, 100}})
+	if got[1] != 1 || got[2] != 0.5 {
+		t.Fatalf("fits: %v", got)
+	}
+	// Over capacity: the small claim is met, the rest split by weight.
+	got = FairShare(2, []Claim{{1, 0.2, 100}, {2, 3, 100}, {3, 3, 300}})
+	if math.Abs(got[1]-0.2) > 1e-9 || math.Abs(got[2]-0.45) > 1e-9 || math.Abs(got[3]-1.35) > 1e-9 {
+		t.Fatalf("water-filling: %v", got)
+	}
+	sum := 0.0
+	for _, v := range got {
+		sum += v
+	}
+	if math.Abs(sum-2) > 1e-9 {
+		t.Fatalf("sum %.3f", sum)
+	}
+}
+
+func TestWeightFor(t *testing.T) {
+	if WeightFor(0, nil) != 100 || WeightFor(-5, nil) != 305 || WeightFor(5, nil) != 33 {
+		t.Fatalf("prio: %d %d %d", WeightFor(0, nil), WeightFor(-5, nil), WeightFor(5, nil))
+	}
+	if WeightFor(0, []string{"CAP_SYS_NICE"}) != 200 {
+		t.Fatal("sys_nice")
+	}
+	if WeightFor(-40, nil) != 10000 || WeightFor(40, nil) != 1 {
+		t.Fatal("bounds")
+	}
+}
+
+func TestPlanCores(t *testing.T) {
+	// Two cpus: one may be given away, cpu 0 stays shared.
+	got := PlanCores(2, []CoreClaim{{1, 0.9}, {2, 1.0}})
+	if len(got) != 1 || got[2] != "1" {
+		t.Fatalf("2 cpus: %v", got)
+	}
+	// Eight cpus: largest first, from the top down.
+	got = PlanCores(8, []CoreClaim{{1, 1.2}, {2, 3.0}, {3, 0.8}, {4, 4}})
+	if got[4] != "4-7" || got[2] != "1-3" || len(got) != 2 {
+		t.Fatalf("8 cpus: %v", got)
+	}
+}

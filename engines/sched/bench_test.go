@@ -1,0 +1,51 @@
+package sched
+
+import (
+	"math/rand/v2"
+	"runtime"
+	"testing"
+	"time"
+
+	"aiosfs/engines/telemetry"
+)
+
+// BenchmarkObserve is one agent's update plus forecast for one resource:
+// score the due predictions, update six forecasters, predict four
+// horizons, reweight the ensemble (the amortised period/pattern pass
+// included).
+func BenchmarkObserve(b *testing.B) {
+	pr := NewPredictor(Params{Horizons: []int{1, 5, 30, 60}, Min: 0.01, StepSeconds: 1})
+	x := sine(4096, 37, 1, 2, 0.2, 1)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		pr.Observe(x[i&4095], 0)
+	}
+}
+
+// BenchmarkTick1000 is one whole sampler tick with 1,000 agents (three
+// resources each, enforcement off, so prediction only) on one core.
+func BenchmarkTick1000(b *testing.B) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	e := New(Config{NCPU: 2})
+	r := rand.New(rand.NewPCG(1, 1))
+	latest := make(map[int]telemetry.Sample, 1000)
+	now := time.Unix(1764000000, 0)
+	for id := 1; id <= 1000; id++ {
+		latest[id] = telemetry.Sample{Time: now, CPU: r.Float64(), Mem: int64(r.IntN(1 << 30)), IOReadRate: r.Float64() * 1e6}
+	}
+	// Warm every agent past its first windows so the steady cost shows.
+	for i := 0; i < 300; i++ {
+		e.Tick(now, latest)
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		now = now.Add(time.Second)
+		for id, s := range latest {
+			s.Time = now
+			s.CPU = r.Float64()
+			latest[id] = s
+		}
+		e.Tick(now, latest)
+	}
+}

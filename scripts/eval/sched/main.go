@@ -1,0 +1,478 @@
+// Command sched evaluates the scheduler's predictors and allocator on
+// public workload series and on the traces recorded from real programs
+// in testdata/traces (see scripts/trace).
+//
+//	go run ./scripts/eval/sched [-data DIR] [-traces DIR] [-azure N]
+//
+// Part 1, forecasting: for each forecaster and the ensemble, per horizon
+// (in steps of the series), the MAE and the pinball loss at p90, both
+// summed over every scored step and divided by the sum of the observed
+// values, so series of any unit add up and 0.10 reads "10 % of use".
+//
+// Part 2, allocation: replays each series step by step; before step t each
+// allocator sets an allocation from what it saw up to t-1. Slack is
+// Σ max(alloc-use, 0) / Σ use; shortfall is the share of steps where use
+// exceeds the allocation. Our allocator (the engine's Policy over the
+// ensemble's p99 at one step) against the VPA recommender (decaying
+// histogram, 24 h half-life, p90 +15 %) and Autopilot's moving-window max
+// (one hour), all in the same run on the same data. Our allocator uses the
+// daemon's defaults (-buffer 0.15, -fall 0.45 per minute) unless told.
+package main
+
+import (
+	"bufio"
+	"compress/gzip"
+	"encoding/csv"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"aiosfs/engines/sched"
+)
+
+type series struct {
+	name string
+	step float64 // seconds
+	x    []float64
+	min  float64 // VPA's first bucket
+}
+
+type group struct {
+	name   string
+	series []series
+	skip   string
+}
+
+var (
+	horizons = []int{1, 5, 30, 60}
+	buffer   = flag.Float64("buffer", 0.15, "our allocator's buffer above the p90 forecast")
+	fall     = flag.Float64("fall", sched.DefaultFallPerMinute, "our allocator's most fall per minute")
+)
+
+func main() {
+	def := os.Getenv("AIOS_DATA")
+	if def == "" {
+		def = "../shared/datasets"
+	}
+	data := flag.String("data", filepath.Join(def, "workload"), "workload data directory")
+	traces := flag.String("traces", "testdata/traces", "recorded traces")
+	nAzure := flag.Int("azure", 78, "Azure VMs to use (of 78)")
+	flag.Parse()
+	start := time.Now()
+
+	groups := []group{
+		loadAlibaba(filepath.Join(*data, "alibaba2018"), []int{1, 2, 3, 4, 5}),
+		loadGoogle(filepath.Join(*data, "google2019", "week1.300s.csv.gz")),
+		loadAzure(filepath.Join(*data, "azure2017", "periodic_avg_78.csv.gz"), *nAzure),
+	}
+	groups = append(groups, loadTraces(*traces)...)
+	fmt.Printf("# scheduler evaluation: horizons in steps %v; data %s; traces %s\n\n", horizons, *data, *traces)
+	var all []series
+	for _, g := range groups {
+		if g.skip != "" {
+			fmt.Printf("## %s: skipped: %s\n\n", g.name, g.skip)
+			continue
+		}
+		n := 0
+		for _, s := range g.series {
+			n += len(s.x)
+		}
+		fmt.Printf("## %s: %d series, %d samples, step %gs\n\n", g.name, len(g.series), n, g.series[0].step)
+		forecastTable(g.series)
+		all = append(all, g.series...)
+	}
+	if len(all) == 0 {
+		fmt.Println("no data: nothing to evaluate")
+		return
+	}
+	fmt.Printf("## allocation simulation (slack = Σ over-allocation / Σ use; shortfall = share of steps use > allocation)\n\n")
+	var trade []map[string]*simResult
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "data\tours slack\tours short\tvpa slack\tvpa short\tautopilot slack\tautopilot short\t")
+	for _, g := range groups {
+		if g.skip != "" {
+			continue
+		}
+		res := map[string]*simResult{}
+		for _, s := range g.series {
+			for k, r := range simulate(s) {
+				add(res, k, r)
+			}
+		}
+		row(tw, g.name, res)
+		trade = append(trade, res)
+	}
+	tw.Flush()
+
+	fmt.Printf("\n## our allocator's trade-off: slack/shortfall at other buffers (fall as above)\n\n")
+	tw = tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	hdr := "data\t"
+	for _, b := range tradeBuffers {
+		hdr += fmt.Sprintf("buffer %.2f\t", b)
+	}
+	fmt.Fprintln(tw, hdr)
+	i := 0
+	for _, g := range groups {
+		if g.skip != "" {
+			continue
+		}
+		line := g.name + "\t"
+		for k := range tradeBuffers {
+			r := trade[i][tradeKey(k)]
+			line += fmt.Sprintf("%.3f/%.4f\t", r.over/r.use, r.short/r.steps)
+		}
+		fmt.Fprintln(tw, line)
+		i++
+	}
+	tw.Flush()
+	fmt.Printf("\n(%s)\n", time.Since(start).Round(time.Second))
+}
+
+// ---- forecasting ----
+
+type acc struct{ abs, pin, sum float64 }
+
+func forecastTable(ss []series) {
+	names := sched.NewPredictor(sched.Params{Horizons: horizons}).Models()
+	names = append(names, "ensemble")
+	res := make([][]acc, len(names)) // [model][horizon]
+	for i := range res {
+		res[i] = make([]acc, len(horizons))
+	}
+	for _, s := range ss {
+		scoreSeries(s, res)
+	}
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	hdr := "forecaster\t"
+	for _, h := range horizons {
+		hdr += fmt.Sprintf("h%d MAE\th%d pin90\t", h, h)
+	}
+	fmt.Fprintln(tw, hdr)
+	for i, n := range names {
+		line := n + "\t"
+		for j := range horizons {
+			a := res[i][j]
+			line += fmt.Sprintf("%.4f\t%.4f\t", a.abs/a.sum, a.pin/a.sum)
+		}
+		fmt.Fprintln(tw, line)
+	}
+	tw.Flush()
+	fmt.Println()
+}
+
+func scoreSeries(s series, res [][]acc) {
+	pr := sched.NewPredictor(sched.Params{Horizons: horizons, Min: s.min, StepSeconds: s.step})
+	nm := len(pr.Models())
+	n := len(s.x)
+	// pt[m][j][t], p9[m][j][t]: forecasts for step t.
+	pt := make([][][]float64, nm+1)
+	p9 := make([][][]float64, nm+1)
+	for m := range pt {
+		pt[m] = make([][]float64, len(horizons))
+		p9[m] = make([][]float64, len(horizons))
+		for j := range horizons {
+			pt[m][j] = make([]float64, n)
+			p9[m][j] = make([]float64, n)
+		}
+	}
+	for t, x := range s.x {
+		pr.Observe(x, 0)
+		fc := pr.Forecasts()
+		for j, h := range horizons {
+			if t+h >= n {
+				continue
+			}
+			for m := 0; m < nm; m++ {
+				pt[m][j][t+h], p9[m][j][t+h] = pr.ModelForecast(m, j)
+			}
+			pt[nm][j][t+h], p9[nm][j][t+h] = fc[j].Point, fc[j].P90
+		}
+	}
+	// Score the same steps at every horizon: from warm on, after the
+	// longest horizon's first prediction has had time to land.
+	warm := warmup(n)
+	for t := warm; t < n; t++ {
+		y := s.x[t]
+		for m := 0; m <= nm; m++ {
+			for j := range horizons {
+				e := y - pt[m][j][t]
+				res[m][j].abs += math.Abs(e)
+				res[m][j].pin += pinball(y, p9[m][j][t], 0.9)
+				res[m][j].sum += math.Abs(y)
+			}
+		}
+	}
+}
+
+// warmup is the first scored step: twice the longest horizon, or a
+// quarter of a short series (the recorded traces are minutes long), but
+// always past the longest horizon, before which nothing was predicted.
+func warmup(n int) int {
+	w := 2 * horizons[len(horizons)-1]
+	if w > n/4 {
+		w = n / 4
+	}
+	if h := horizons[len(horizons)-1] + 1; w < h {
+		w = h
+	}
+	return w
+}
+
+func pinball(y, q, tau float64) float64 {
+	if y >= q {
+		return tau * (y - q)
+	}
+	return (1 - tau) * (q - y)
+}
+
+// ---- allocation ----
+
+type simResult struct{ over, use, short, steps float64 }
+
+func add(m map[string]*simResult, k string, r simResult) {
+	if m[k] == nil {
+		m[k] = &simResult{}
+	}
+	m[k].over += r.over
+	m[k].use += r.use
+	m[k].short += r.short
+	m[k].steps += r.steps
+}
+
+func row(tw io.Writer, name string, m map[string]*simResult) {
+	line := name + "\t"
+	for _, k := range []string{"ours", "vpa", "autopilot"} {
+		r := m[k]
+		if r == nil || r.steps == 0 {
+			line += "-\t-\t"
+			continue
+		}
+		line += fmt.Sprintf("%.3f\t%.4f\t", r.over/r.use, r.short/r.steps)
+	}
+	fmt.Fprintln(tw, line)
+}
+
+// simulate replays s through the three allocators.
+func simulate(s series) map[string]simResult {
+	pr := sched.NewPredictor(sched.Params{Horizons: []int{1}, Min: s.min, StepSeconds: s.step})
+	vpa := sched.NewVPA(s.min, s.step)
+	ap := sched.NewAutopilot(s.step)
+	pol := simPolicy(s)
+	var ours sched.Alloc
+	// The same allocator at other buffers, for the trade-off table.
+	alt := make([]sched.Alloc, len(tradeBuffers))
+	altPol := make([]sched.Policy, len(tradeBuffers))
+	for i, b := range tradeBuffers {
+		altPol[i] = pol
+		altPol[i].Buffer = b
+	}
+	out := map[string]simResult{}
+	one := []int{1}
+	v := []float64{0}
+	warm := warmup(len(s.x))
+	allocs := map[string]float64{}
+	for t, x := range s.x {
+		if t >= warm {
+			for k, a := range allocs {
+				r := out[k]
+				r.use += x
+				r.over += math.Max(0, a-x)
+				if x > a {
+					r.short++
+				}
+				r.steps++
+				out[k] = r
+			}
+		}
+		pr.Observe(x, 0)
+		vpa.Observe(x)
+		ap.Observe(x)
+		// p90, as the engine's CPU quota and memory.high (memory.max
+		// uses p99: a hard limit's miss is an OOM kill).
+		p90 := pr.Forecasts()[0].P90
+		pol.Next(&ours, p90)
+		allocs["ours"] = ours.Value
+		for i := range alt {
+			altPol[i].Next(&alt[i], p90)
+			allocs[tradeKey(i)] = alt[i].Value
+		}
+		vpa.Predict(one, v)
+		allocs["vpa"] = v[0]
+		ap.Predict(one, v)
+		allocs["autopilot"] = v[0]
+	}
+	return out
+}
+
+// tradeBuffers are the buffers of the trade-off table.
+var tradeBuffers = []float64{0.05, 0.10, 0.25, 0.40}
+
+func tradeKey(i int) string { return fmt.Sprintf("ours-buffer-%d", i) }
+
+// simPolicy is the engine's default policy for a series: the same
+// Buffer and Fall as the daemon's defaults, no capacity bound (the
+// series are usage of machines, not of a shared one).
+func simPolicy(s series) sched.Policy {
+	p := sched.DefaultPolicy(s.step)
+	p.Min = s.min
+	p.Max = 0
+	p.Buffer = *buffer
+	p.Fall = sched.FallPer(*fall, s.step)
+	return p
+}
+
+// ---- loading ----
+
+func readCSV(path string) ([]string, [][]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer f.Close()
+	var r io.Reader = bufio.NewReader(f)
+	if strings.HasSuffix(path, ".gz") {
+		gz, err := gzip.NewReader(r)
+		if err != nil {
+			return nil, nil, err
+		}
+		r = gz
+	}
+	cr := csv.NewReader(r)
+	cr.FieldsPerRecord = -1
+	rows, err := cr.ReadAll()
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(rows) < 2 {
+		return nil, nil, fmt.Errorf("%s: no rows", path)
+	}
+	return rows[0], rows[1:], nil
+}
+
+// column extracts column c; a value that does not parse or lies outside
+// [lo, hi] (Alibaba's disk_io of -1 or 101) repeats the previous one.
+func column(rows [][]string, c int, lo, hi float64) []float64 {
+	out := make([]float64, 0, len(rows))
+	prev := 0.0
+	for _, r := range rows {
+		v := prev
+		if c < len(r) {
+			if f, err := strconv.ParseFloat(strings.TrimSpace(r[c]), 64); err == nil && f >= lo && f <= hi {
+				v = f
+			}
+		}
+		out = append(out, v)
+		prev = v
+	}
+	return out
+}
+
+func loadAlibaba(dir string, days []int) group {
+	g := group{name: "alibaba2018"}
+	for _, d := range days {
+		p := filepath.Join(dir, fmt.Sprintf("day_%d.10s.csv.gz", d))
+		hdr, rows, err := readCSV(p)
+		if err != nil {
+			g.skip = err.Error()
+			return g
+		}
+		for c, name := range hdr {
+			if name != "cpu_util_percent" && name != "mem_util_percent" && name != "disk_io_percent" {
+				continue
+			}
+			g.series = append(g.series, series{name: fmt.Sprintf("day%d/%s", d, name), step: 10, x: column(rows, c, 0, 100), min: 0.01})
+		}
+	}
+	return g
+}
+
+func loadGoogle(p string) group {
+	g := group{name: "google2019"}
+	hdr, rows, err := readCSV(p)
+	if err != nil {
+		g.skip = err.Error()
+		return g
+	}
+	for c, name := range hdr {
+		if name == "avg_cpu" || name == "avg_mem" {
+			g.series = append(g.series, series{name: name, step: 300, x: column(rows, c, 0, math.Inf(1)), min: 0.0001})
+		}
+	}
+	return g
+}
+
+func loadAzure(p string, n int) group {
+	g := group{name: "azure2017"}
+	hdr, rows, err := readCSV(p)
+	if err != nil {
+		g.skip = err.Error()
+		return g
+	}
+	// Every k-th VM, so the subset spans the file's 1, 8 and 24 h labels.
+	k := len(hdr) / n
+	if k < 1 {
+		k = 1
+	}
+	for c := 0; c < len(hdr) && len(g.series) < n; c += k {
+		g.series = append(g.series, series{name: hdr[c], step: 300, x: column(rows, c, 0, 100), min: 0.01})
+	}
+	return g
+}
+
+// loadTraces returns one group per resource (cpu cores, rss bytes, io
+// bytes/s), so that the scores, which sum over series, never add bytes
+// to cores.
+func loadTraces(dir string) []group {
+	cpu := group{name: "traces/cpu"}
+	rss := group{name: "traces/rss"}
+	io := group{name: "traces/io"}
+	files, _ := filepath.Glob(filepath.Join(dir, "*.csv"))
+	sort.Strings(files)
+	if len(files) == 0 {
+		why := "no traces in " + dir + " (record some with scripts/trace)"
+		cpu.skip, rss.skip, io.skip = why, why, why
+		return []group{cpu, rss, io}
+	}
+	for _, f := range files {
+		hdr, rows, err := readCSV(f)
+		if err != nil {
+			continue
+		}
+		base := strings.TrimSuffix(filepath.Base(f), ".csv")
+		col := map[string]int{}
+		for i, h := range hdr {
+			col[h] = i
+		}
+		rd := column(rows, col["io_read_rate"], 0, math.Inf(1))
+		wr := column(rows, col["io_write_rate"], 0, math.Inf(1))
+		iox := make([]float64, len(rd))
+		for i := range rd {
+			iox[i] = rd[i] + wr[i]
+		}
+		cpu.series = append(cpu.series, series{name: base, step: 1, x: column(rows, col["cpu"], 0, math.Inf(1)), min: 0.01})
+		rss.series = append(rss.series, series{name: base, step: 1, x: column(rows, col["rss"], 0, math.Inf(1)), min: 1 << 20})
+		if sum(iox) > 0 {
+			io.series = append(io.series, series{name: base, step: 1, x: iox, min: 1024})
+		}
+	}
+	if len(io.series) == 0 {
+		io.skip = "no trace did storage IO"
+	}
+	return []group{cpu, rss, io}
+}
+
+func sum(x []float64) float64 {
+	s := 0.0
+	for _, v := range x {
+		s += v
+	}
+	return s
+}
