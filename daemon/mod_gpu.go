@@ -7,6 +7,7 @@ import (
 
 	"aiosfs/engines/agent"
 	"aiosfs/engines/gpu"
+	"aiosfs/engines/sched"
 	"aiosfs/fs"
 	halgpu "aiosfs/hal/gpu"
 )
@@ -34,8 +35,10 @@ func init() {
 				return nil, err
 			}
 		}
-		// engines/sched will offer a predictor; until it does, predict
-		// falls back to best fit.
+		// The predict policy places by the agent's forecast GPU memory,
+		// learned from what the watch measures.
+		demand := sched.NewGPUDemand(cfg.Interval)
+		cfg.Predictor, cfg.Usage = demand, demand.Observe
 		e, err := gpu.New(cfg)
 		if err != nil {
 			if cfg.Host != nil {

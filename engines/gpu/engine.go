@@ -85,8 +85,11 @@ type Config struct {
 	Bus       *bus.Bus
 	Agents    Agents
 	Predictor DemandPredictor
-	Interval  time.Duration // watch period; 1s by default
-	Now       func() time.Time
+	// Usage, when set, is told each watch's GPU bytes per agent (the
+	// scheduler's demand predictor learns from it).
+	Usage    func(used map[int]int64, now time.Time)
+	Interval time.Duration // watch period; 1s by default
+	Now      func() time.Time
 	// StateFile keeps reservations and queues across daemon restarts
 	// (the agents themselves are restored by the agent engine); "" none.
 	StateFile string
@@ -361,6 +364,9 @@ func (e *Engine) Watch() {
 	}
 	var start, stop []act
 	var stopped []*throttler
+	if e.cfg.Usage != nil {
+		e.cfg.Usage(u.used, e.cfg.Now())
+	}
 	e.mu.Lock()
 	e.used = u.used
 	policy := e.overuse

@@ -86,6 +86,7 @@ type rig struct {
 	bus    *bus.Bus
 	root   fs.Dir
 	now    time.Time
+	usage  map[int]int64 // what the last watch told the Usage hook
 }
 
 // newRig is an engine over go-nvml's DGX A100 mock with agents 1..3.
@@ -103,12 +104,13 @@ func newRig(t *testing.T) *rig {
 func newRigOn(t *testing.T, h hal.Host, state string) *rig {
 	t.Helper()
 	var err error
-	r := &rig{host: h, agents: newAgentTable(), bus: bus.New(1000), now: t0}
+	r := &rig{host: h, agents: newAgentTable(), bus: bus.New(1000), now: t0, usage: map[int]int64{}}
 	for id := 1; id <= 3; id++ {
 		r.agents.pids[id] = []int{1000 * id, 1000*id + 1}
 	}
 	ns := &fs.NS{}
-	r.e, err = New(Config{Host: h, NS: ns, Bus: r.bus, Agents: r.agents, Now: func() time.Time { return r.now }, Interval: 10 * time.Millisecond, StateFile: state})
+	r.e, err = New(Config{Host: h, NS: ns, Bus: r.bus, Agents: r.agents, Now: func() time.Time { return r.now }, Interval: 10 * time.Millisecond, StateFile: state,
+		Usage: func(used map[int]int64, _ time.Time) { r.usage = used }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -329,6 +331,9 @@ func TestOveruse(t *testing.T) {
 			r.e.Watch()
 			if a := r.cat(t, "/agents/1/gpu"); field(a, "used") != itoa(int(G*3/2)) || field(a, "over") != "0" {
 				t.Fatalf("under: %s", a)
+			}
+			if r.usage[1] != G*3/2 || len(r.usage) != 1 {
+				t.Fatalf("usage hook told %v, want agent 1 at %d only", r.usage, G*3/2)
 			}
 			procs := r.cat(t, "/gpu/0/procs")
 			checkMock(t, "procs", procs)
