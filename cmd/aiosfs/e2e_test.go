@@ -14,6 +14,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -41,7 +42,25 @@ type testDaemon struct {
 	state  string
 	prefix string
 	cmd    *exec.Cmd
-	out    *bytes.Buffer
+	out    *syncBuffer
+}
+
+// syncBuffer collects a child's output while the test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 func requireRoot(t *testing.T) {
@@ -60,7 +79,7 @@ func startDaemon(t *testing.T, mount, state, prefix string) *testDaemon {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := &testDaemon{t: t, mount: mount, state: state, prefix: prefix, out: &bytes.Buffer{}}
+	d := &testDaemon{t: t, mount: mount, state: state, prefix: prefix, out: &syncBuffer{}}
 	d.cmd = exec.Command(self, "serve", "-mount", mount, "-state", state, "-cgroup-prefix", prefix, "-interval", "200ms", "-grace", "1s")
 	d.cmd.Env = append(os.Environ(), beDaemon+"=1")
 	d.cmd.Stdout, d.cmd.Stderr = d.out, d.out
@@ -241,7 +260,7 @@ func TestEndToEnd(t *testing.T) {
 	// --- verbs and the events stream ---
 	ev := exec.Command("cat", filepath.Join(mount, "agents/1/events"))
 	ev.WaitDelay = 5 * time.Second
-	var evOut bytes.Buffer
+	var evOut syncBuffer
 	ev.Stdout = &evOut
 	ev.Start()
 	time.Sleep(300 * time.Millisecond) // let cat open the stream before the verbs
