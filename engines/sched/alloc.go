@@ -12,12 +12,23 @@ import (
 // back costs nothing), never below Floor, the level that an OOM kill or
 // heavy throttling taught (remembered, and let go by FloorDecay per
 // decision).
+//
+// With Target > 0, NextUse also steers each allocation's own buffer
+// toward a shortfall rate of Target (an online quantile controller, as
+// adaptive conformal inference): every decision whose use exceeded the
+// allocation raises the buffer by Gain×(1-Target), every other lowers it
+// by Gain×Target, within [0, max(BufferMax, Buffer)]. It starts at Buffer, so a
+// series that is rarely exceeded sheds headroom it does not need and one
+// that is often exceeded gains some, up to BufferMax.
 type Policy struct {
-	Buffer     float64 // fraction above the forecast, e.g. 0.15
+	Buffer     float64 // fraction above the forecast, e.g. 0.15 (the start, when adapted)
 	Fall       float64 // most the allocation drops per decision, fraction
 	FloorDecay float64 // fraction the remembered floor loses per decision
 	Min        float64 // never allocate less (kernel minimums)
 	Max        float64 // never allocate more (capacity); 0 for none
+	Target     float64 // shortfall rate NextUse aims the buffer at; 0: fixed buffer
+	Gain       float64 // buffer step per decision, scaled as above
+	BufferMax  float64 // most the adapted buffer may reach
 }
 
 // Alloc is one resource's allocation state.
@@ -25,7 +36,9 @@ type Alloc struct {
 	Value    float64 // current allocation; 0 = none yet
 	Floor    float64 // remembered from an OOM kill or throttling
 	Forecast float64 // the forecast behind Value
+	Buffer   float64 // the adapted buffer (NextUse with a Target)
 	Reason   string
+	adapted  bool // Buffer has been set
 }
 
 // Reasons, in events and `alloc`.
@@ -39,10 +52,36 @@ const (
 	ReasonFair     = "fair-share"
 )
 
-// Next moves a toward forecast and returns whether the value changed.
+// Next moves a toward forecast with the fixed Buffer and returns whether
+// the value changed.
 func (p Policy) Next(a *Alloc, forecast float64) bool {
+	return p.next(a, forecast, p.Buffer)
+}
+
+// NextUse is Next after seeing use, what was used while a's last value
+// stood: with a Target, it first adapts a's buffer (see Policy), then
+// moves a toward forecast × (1 + that buffer).
+func (p Policy) NextUse(a *Alloc, forecast, use float64) bool {
+	if p.Target <= 0 {
+		return p.next(a, forecast, p.Buffer)
+	}
+	if !a.adapted {
+		a.Buffer, a.adapted = p.Buffer, true
+	}
+	if a.Value > 0 {
+		if use > a.Value {
+			a.Buffer += p.Gain * (1 - p.Target)
+		} else {
+			a.Buffer -= p.Gain * p.Target
+		}
+		a.Buffer = math.Max(0, math.Min(math.Max(p.BufferMax, p.Buffer), a.Buffer))
+	}
+	return p.next(a, forecast, a.Buffer)
+}
+
+func (p Policy) next(a *Alloc, forecast, buffer float64) bool {
 	a.Floor *= 1 - p.FloorDecay
-	target := forecast * (1 + p.Buffer)
+	target := forecast * (1 + buffer)
 	if target < a.Floor {
 		target = a.Floor
 	}
@@ -146,11 +185,21 @@ func FallPer(perMinute, seconds float64) float64 {
 	return 1 - math.Pow(1-perMinute, seconds/60)
 }
 
+// Defaults of the adaptive buffer (NextUse): aim at use exceeding the
+// allocation in 0.5 % of decisions, steps of 0.01, at most 40 %.
+const (
+	DefaultTarget    = 0.005
+	DefaultGain      = 0.01
+	DefaultBufferMax = 0.4
+)
+
 // DefaultPolicy is the daemon's default for decisions every `seconds`:
-// 15 % buffer, DefaultFallPerMinute, a remembered floor that halves in
-// about ten minutes.
+// 15 % buffer to start, adapted toward DefaultTarget by NextUse,
+// DefaultFallPerMinute, a remembered floor that halves in about ten
+// minutes.
 func DefaultPolicy(seconds float64) Policy {
-	return Policy{Buffer: 0.15, Fall: FallPer(DefaultFallPerMinute, seconds), FloorDecay: FallPer(0.067, seconds)}
+	return Policy{Buffer: 0.15, Fall: FallPer(DefaultFallPerMinute, seconds), FloorDecay: FallPer(0.067, seconds),
+		Target: DefaultTarget, Gain: DefaultGain, BufferMax: DefaultBufferMax}
 }
 
 // CoreClaim is an agent asking for dedicated cores: its predicted

@@ -95,3 +95,52 @@ func TestPlanCores(t *testing.T) {
 		t.Fatalf("8 cpus: %v", got)
 	}
 }
+
+func TestNextUseAdaptsBuffer(t *testing.T) {
+	p := Policy{Buffer: 0.15, Fall: 1, Min: 0.01, Target: 0.01, Gain: 0.02, BufferMax: 0.4}
+	// Never exceeded: the buffer sheds Gain×Target a decision, down to 0.
+	var a Alloc
+	for i := 0; i < 2000; i++ {
+		p.NextUse(&a, 1, 0.5)
+	}
+	if a.Buffer != 0 || math.Abs(a.Value-1) > 1e-9 {
+		t.Fatalf("unexceeded: %+v", a)
+	}
+	// Exceeded every time: it gains Gain×(1-Target) a decision, up to BufferMax.
+	var b Alloc
+	p.NextUse(&b, 1, 0) // initial: starts at Buffer
+	if math.Abs(b.Buffer-0.15) > 1e-9 || math.Abs(b.Value-1.15) > 1e-9 {
+		t.Fatalf("start: %+v", b)
+	}
+	p.NextUse(&b, 1, 2)
+	if math.Abs(b.Buffer-(0.15+0.02*0.99)) > 1e-9 || b.Reason != ReasonRise {
+		t.Fatalf("one miss: %+v", b)
+	}
+	for i := 0; i < 100; i++ {
+		p.NextUse(&b, 1, 2)
+	}
+	if b.Buffer != 0.4 || math.Abs(b.Value-1.4) > 1e-9 {
+		t.Fatalf("ceiling: %+v", b)
+	}
+	// Misses at the target rate keep the buffer where it is, on average.
+	var c Alloc
+	for i := 0; i < 10000; i++ {
+		use := 0.5
+		if i%100 == 0 {
+			use = 10
+		}
+		p.NextUse(&c, 1, use)
+	}
+	if c.Buffer < 0.1 || c.Buffer > 0.2 {
+		t.Fatalf("at target rate the buffer drifted to %.3f", c.Buffer)
+	}
+	// No target: NextUse is Next with the fixed buffer.
+	q := p
+	q.Target = 0
+	var d Alloc
+	q.NextUse(&d, 1, 5)
+	q.NextUse(&d, 1, 5)
+	if math.Abs(d.Value-1.15) > 1e-9 {
+		t.Fatalf("fixed: %+v", d)
+	}
+}

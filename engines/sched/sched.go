@@ -319,7 +319,7 @@ func (e *Engine) decide(now time.Time) []action {
 		} else {
 			// A sporadic load's bursts are what p90 misses; cover p99.
 			sporadic := st.pred[resCPU].Pattern().Class == Sporadic
-			cpuPol.Next(&st.cpu, lead(st.pred[resCPU], e.set.Interval, st.step, sporadic))
+			cpuPol.NextUse(&st.cpu, lead(st.pred[resCPU], e.set.Interval, st.step, sporadic), st.used)
 		}
 		st.lastThr, st.seenThr = thr, true
 		claims = append(claims, Claim{ID: id, Demand: st.cpu.Value, Weight: float64(w)})
