@@ -2,51 +2,62 @@ package mem
 
 import (
 	"math"
-	"sort"
 )
 
 // adaptivePolicy learns online which policy serves the current phase of
 // the reference stream, in the spirit of ARC, LeCaR and Cacheus: it runs
-// every expert (LRU, LFU, ARC, S3-FIFO, SIEVE and Predictive) as a shadow
-// cache of the same capacity on the same stream, scores each by its
-// exponentially decayed misses, and makes the real cache follow the
-// current leader.
+// every expert (LRU, LFU, ARC, S3-FIFO and variants, SIEVE, Predictive)
+// as a shadow cache of the same capacity on the same stream, scores each
+// by its exponentially decayed misses, and lets them vote on what the
+// real cache evicts.
 //
-// Following works without copying: on a miss the real cache evicts a
-// resident page that the leader no longer holds (one always exists, since
-// the leader holds the new page and only Cap pages). So while one expert
-// leads, the real cache holds exactly what it holds and misses exactly
-// when it misses; after a switch it converges to the new leader's set one
-// miss at a time. The leader changes only when another expert's decayed
-// misses are below the leader's by a margin, so noise does not thrash it.
+// Each expert's vote weighs exp(-kappa·(score/best score - 1)), so the
+// leader counts 1 and an expert 10 % behind it little. On a miss the real
+// cache evicts, among the pages that some expert has evicted while the
+// real cache held them (the oldest such page of each expert), the one
+// held by the least total weight of experts; ties go to the leader's. So
+// while one expert leads clearly the real cache holds exactly what it
+// holds; when two are close the real cache keeps the pages both keep and
+// gives up first the pages that only the weaker ones keep; and after a
+// phase change it already holds much of what the new leader holds.
 type adaptivePolicy struct {
 	hook
 	c       int
 	experts []Policy
 	score   []float64 // decayed misses
+	w       []float64 // vote weights
 	decay   float64
 	leader  int
 	clock   uint64
-	// resident pages of the real cache, with their insertion clock so a
-	// rebuild after a switch is deterministic.
+	// resident pages of the real cache, with their insertion clock.
 	res map[uint64]uint64
-	// out is the queue of resident pages the leader has evicted, oldest
-	// first; stale entries are skipped when popped.
-	out      []uint64
+	// q[i] holds, oldest first, resident pages expert i has evicted:
+	// every resident page expert i does not hold is on it (a page enters
+	// the real cache only when referenced, when every expert holds it).
+	// Stale entries are skipped when they reach the front.
+	q        [][]uint64
 	Switches int
-	margin   float64
 }
+
+var tuneWin, tuneMin, tuneKappa = 4.0, 1000.0, 30.0
 
 // expertNames are Adaptive's experts, in tie-breaking order.
 var expertNames = []string{ARC, LRU, LFU, S3FIFO, SIEVE, Predictive, "s3fifo-2", "s3fifo-30"}
 
+var expertOrders = map[string][]string{
+	"base":    {ARC, LRU, LFU, S3FIFO, SIEVE, Predictive, "s3fifo-2", "s3fifo-30"},
+	"s3first": {S3FIFO, ARC, LRU, LFU, SIEVE, Predictive, "s3fifo-2", "s3fifo-30"},
+	"plus5":   {ARC, LRU, LFU, S3FIFO, SIEVE, Predictive, "s3fifo-2", "s3fifo-30", "s3fifo-5"},
+	"s2first": {"s3fifo-2", ARC, LRU, LFU, S3FIFO, SIEVE, Predictive, "s3fifo-30"},
+}
+
 func newAdaptive(c int, seed int64) *adaptivePolicy {
-	a := &adaptivePolicy{c: c, res: map[uint64]uint64{}, margin: 0.97}
+	a := &adaptivePolicy{c: c, res: map[uint64]uint64{}}
 	// The window is a few cache-fulls of references: long enough to
 	// measure a policy on this working set, short enough to see a phase.
-	w := float64(4 * c)
-	if w < 1000 {
-		w = 1000
+	w := tuneWin * float64(c)
+	if w < tuneMin {
+		w = tuneMin
 	}
 	a.decay = math.Exp(-1 / w)
 	for i, n := range expertNames {
@@ -54,6 +65,8 @@ func newAdaptive(c int, seed int64) *adaptivePolicy {
 		switch n {
 		case "s3fifo-2":
 			p = newS3FIFOSmall(c, 2)
+		case "s3fifo-5":
+			p = newS3FIFOSmall(c, 5)
 		case "s3fifo-30":
 			p = newS3FIFOSmall(c, 30)
 		default:
@@ -61,15 +74,16 @@ func newAdaptive(c int, seed int64) *adaptivePolicy {
 		}
 		i := i
 		p.OnEvict(func(k uint64) {
-			if i == a.leader {
-				if _, ok := a.res[k]; ok {
-					a.out = append(a.out, k)
-				}
+			if _, ok := a.res[k]; ok {
+				a.q[i] = append(a.q[i], k)
 			}
 		})
 		a.experts = append(a.experts, p)
 	}
 	a.score = make([]float64, len(a.experts))
+	a.w = make([]float64, len(a.experts))
+	a.q = make([][]uint64, len(a.experts))
+	a.reweigh()
 	return a
 }
 
@@ -81,7 +95,7 @@ func (a *adaptivePolicy) Contains(k uint64) bool {
 	return ok
 }
 
-// Leader is the expert the real cache follows now.
+// Leader is the expert with the most vote weight now.
 func (a *adaptivePolicy) Leader() string { return a.experts[a.leader].Name() }
 
 func (a *adaptivePolicy) Access(k uint64) bool {
@@ -99,42 +113,65 @@ func (a *adaptivePolicy) Access(k uint64) bool {
 			a.evictOne()
 		}
 	}
-	// Reconsider the leader every so often, not on each reference.
 	if a.clock%64 == 0 {
-		best := a.leader
-		for i := range a.experts {
-			if a.score[i] < a.score[best] {
-				best = i
-			}
-		}
-		if best != a.leader && a.score[best] < a.margin*a.score[a.leader] {
-			a.switchTo(best)
-		}
+		a.reweigh()
 	}
 	return hit
 }
 
+func (a *adaptivePolicy) reweigh() {
+	best := a.leader
+	for i := range a.experts {
+		if a.score[i] < a.score[best] {
+			best = i
+		}
+	}
+	if best != a.leader {
+		a.leader = best
+		a.Switches++
+	}
+	min := a.score[best] + 1
+	for i := range a.w {
+		a.w[i] = math.Exp(-tuneKappa * ((a.score[i]+1)/min - 1))
+	}
+}
+
+func (a *adaptivePolicy) head(i int) (uint64, bool) {
+	for len(a.q[i]) > 0 {
+		k := a.q[i][0]
+		if _, ok := a.res[k]; ok && !a.experts[i].Contains(k) {
+			return k, true
+		}
+		a.q[i] = a.q[i][1:]
+	}
+	return 0, false
+}
+
 func (a *adaptivePolicy) evictOne() {
-	lead := a.experts[a.leader]
-	for len(a.out) > 0 {
-		k := a.out[0]
-		a.out = a.out[1:]
-		if _, ok := a.res[k]; ok && !lead.Contains(k) {
-			delete(a.res, k)
-			a.evicted(k)
-			return
-		}
-	}
-	// The queue ran dry (only right after a switch rebuilt it short):
-	// take the oldest resident page the leader does not hold.
+	n := len(a.experts)
 	var victim uint64
-	var at uint64 = math.MaxUint64
-	for k, t := range a.res {
-		if !lead.Contains(k) && t < at {
-			victim, at = k, t
+	found := false
+	bestH := math.Inf(1)
+	for j := 0; j < n; j++ {
+		i := (a.leader + j) % n
+		k, ok := a.head(i)
+		if !ok {
+			continue
+		}
+		h := 0.0
+		for e, p := range a.experts {
+			if p.Contains(k) {
+				h += a.w[e]
+			}
+		}
+		if h < bestH {
+			victim, bestH, found = k, h, true
 		}
 	}
-	if at == math.MaxUint64 {
+	if !found {
+		// Cannot happen (each expert holds at most Cap pages), but stay
+		// a cache of Cap pages regardless: drop the oldest.
+		var at uint64 = math.MaxUint64
 		for k, t := range a.res {
 			if t < at {
 				victim, at = k, t
@@ -143,22 +180,4 @@ func (a *adaptivePolicy) evictOne() {
 	}
 	delete(a.res, victim)
 	a.evicted(victim)
-}
-
-func (a *adaptivePolicy) switchTo(i int) {
-	a.leader = i
-	a.Switches++
-	lead := a.experts[i]
-	type kt struct{ k, t uint64 }
-	var q []kt
-	for k, t := range a.res {
-		if !lead.Contains(k) {
-			q = append(q, kt{k, t})
-		}
-	}
-	sort.Slice(q, func(x, y int) bool { return q[x].t < q[y].t })
-	a.out = a.out[:0]
-	for _, e := range q {
-		a.out = append(a.out, e.k)
-	}
 }
