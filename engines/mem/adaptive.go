@@ -6,83 +6,96 @@ import (
 
 // adaptivePolicy learns online which policy serves the current phase of
 // the reference stream, in the spirit of ARC, LeCaR and Cacheus: it runs
-// every expert (LRU, LFU, ARC, S3-FIFO and variants, SIEVE, Predictive)
-// as a shadow cache of the same capacity on the same stream, scores each
-// by its exponentially decayed misses, and lets them vote on what the
-// real cache evicts.
+// every expert (LRU, LFU, ARC, S3-FIFO and two variants of it, SIEVE and
+// Predictive) as a shadow cache of the same capacity on the same stream,
+// scores each by its exponentially decayed misses over two windows, and
+// makes the real cache follow a leader, with the other experts voting on
+// what it gives up first.
 //
-// Each expert's vote weighs exp(-kappa·(score/best score - 1)), so the
-// leader counts 1 and an expert 10 % behind it little. On a miss the real
-// cache evicts, among the pages that some expert has evicted while the
-// real cache held them (the oldest such page of each expert), the one
-// held by the least total weight of experts; ties go to the leader's. So
-// while one expert leads clearly the real cache holds exactly what it
-// holds; when two are close the real cache keeps the pages both keep and
-// gives up first the pages that only the weaker ones keep; and after a
-// phase change it already holds much of what the new leader holds.
+// Eviction: every expert keeps a queue of the real cache's pages it has
+// evicted, oldest first; since a page enters the real cache only when it
+// is referenced (when every expert holds it), that queue covers every
+// resident page the expert does not hold, so each queue is non-empty
+// whenever the real cache is over capacity. On a miss the real cache
+// takes the front page of each queue and evicts the one held by the least
+// vote weight: the leader weighs 1, every other expert at most voteOther,
+// less the further its score is behind the leader's. A page the leader
+// holds therefore always outweighs one it does not: while one expert
+// leads the real cache holds exactly what it holds and misses exactly
+// when it misses; among the pages the leader does not hold (after a
+// switch) it gives up first those that the other good experts do not
+// hold either, which keeps it closer to the expert that may lead next.
+//
+// Leader: reconsidered every 64 references. It changes (a) to the expert
+// with the fewest decayed misses over the long window (4× the cache) when
+// that is cheap — the expert differs from the real cache in at most
+// cheapDiv of its pages, so converging costs at most that many misses —
+// or (b) when it is better by longMargin over the long window, or (c)
+// when some expert is better by fastMargin over the short window (half
+// the cache) and at all over the long one, which catches a clear phase
+// change sooner than (b) would.
 type adaptivePolicy struct {
 	hook
 	c       int
 	experts []Policy
-	score   []float64 // decayed misses
+	score   []float64 // decayed misses, long window
+	fast    []float64 // decayed misses, short window
 	w       []float64 // vote weights
 	decay   float64
+	fdecay  float64
 	leader  int
 	clock   uint64
 	// resident pages of the real cache, with their insertion clock.
 	res map[uint64]uint64
-	// q[i] holds, oldest first, resident pages expert i has evicted:
-	// every resident page expert i does not hold is on it (a page enters
-	// the real cache only when referenced, when every expert holds it).
-	// Stale entries are skipped when they reach the front.
-	q        [][]uint64
+	// q[i] holds, oldest first, resident pages expert i has evicted;
+	// stale entries are skipped when they reach the front.
+	q [][]uint64
+	// div[i] is how many resident pages expert i does not hold.
+	div      []int
 	Switches int
 }
 
-var tuneWin, tuneMin, tuneKappa = 4.0, 1000.0, 30.0
+const (
+	longWindow = 4.0  // × cache, at least 1000 references
+	fastWindow = 0.5  // × cache, at least 500 references
+	longMargin = 0.97 // switch when 3 % better over the long window
+	fastMargin = 0.85 // or 15 % better over the short one
+	cheapDiv   = 0.05 // or better at all while within 5 % of the cache
+	voteOther  = 0.1  // most weight of an expert that does not lead
+	voteKappa  = 50.0 // its weight falls by e per 2 % of score behind
+)
 
 // expertNames are Adaptive's experts, in tie-breaking order.
 var expertNames = []string{ARC, LRU, LFU, S3FIFO, SIEVE, Predictive, "s3fifo-2", "s3fifo-30"}
 
-var expertOrders = map[string][]string{
-	"base":    {ARC, LRU, LFU, S3FIFO, SIEVE, Predictive, "s3fifo-2", "s3fifo-30"},
-	"s3first": {S3FIFO, ARC, LRU, LFU, SIEVE, Predictive, "s3fifo-2", "s3fifo-30"},
-	"plus5":   {ARC, LRU, LFU, S3FIFO, SIEVE, Predictive, "s3fifo-2", "s3fifo-30", "s3fifo-5"},
-	"s2first": {"s3fifo-2", ARC, LRU, LFU, S3FIFO, SIEVE, Predictive, "s3fifo-30"},
-}
-
 func newAdaptive(c int, seed int64) *adaptivePolicy {
 	a := &adaptivePolicy{c: c, res: map[uint64]uint64{}}
-	// The window is a few cache-fulls of references: long enough to
-	// measure a policy on this working set, short enough to see a phase.
-	w := tuneWin * float64(c)
-	if w < tuneMin {
-		w = tuneMin
-	}
-	a.decay = math.Exp(-1 / w)
+	a.decay = math.Exp(-1 / math.Max(1000, longWindow*float64(c)))
+	a.fdecay = math.Exp(-1 / math.Max(500, fastWindow*float64(c)))
 	for i, n := range expertNames {
 		var p Policy
 		switch n {
 		case "s3fifo-2":
 			p = newS3FIFOSmall(c, 2)
-		case "s3fifo-5":
-			p = newS3FIFOSmall(c, 5)
 		case "s3fifo-30":
 			p = newS3FIFOSmall(c, 30)
 		default:
 			p, _ = NewPolicy(n, c, seed+int64(i))
 		}
-		i := i
 		p.OnEvict(func(k uint64) {
 			if _, ok := a.res[k]; ok {
+				a.div[i]++
 				a.q[i] = append(a.q[i], k)
 			}
 		})
 		a.experts = append(a.experts, p)
 	}
-	a.score = make([]float64, len(a.experts))
-	a.w = make([]float64, len(a.experts))
-	a.q = make([][]uint64, len(a.experts))
+	n := len(a.experts)
+	a.score = make([]float64, n)
+	a.fast = make([]float64, n)
+	a.w = make([]float64, n)
+	a.q = make([][]uint64, n)
+	a.div = make([]int, n)
 	a.reweigh()
 	return a
 }
@@ -95,7 +108,7 @@ func (a *adaptivePolicy) Contains(k uint64) bool {
 	return ok
 }
 
-// Leader is the expert with the most vote weight now.
+// Leader is the expert the real cache follows now.
 func (a *adaptivePolicy) Leader() string { return a.experts[a.leader].Name() }
 
 func (a *adaptivePolicy) Access(k uint64) bool {
@@ -103,8 +116,13 @@ func (a *adaptivePolicy) Access(k uint64) bool {
 	_, hit := a.res[k]
 	for i, p := range a.experts {
 		a.score[i] *= a.decay
+		a.fast[i] *= a.fdecay
 		if !p.Access(k) {
 			a.score[i]++
+			a.fast[i]++
+			if hit {
+				a.div[i]-- // it holds k now, which the real cache held
+			}
 		}
 	}
 	if !hit {
@@ -119,23 +137,39 @@ func (a *adaptivePolicy) Access(k uint64) bool {
 	return hit
 }
 
+// reweigh reconsiders the leader and sets the vote weights.
 func (a *adaptivePolicy) reweigh() {
-	best := a.leader
+	best, fb := a.leader, a.leader
 	for i := range a.experts {
 		if a.score[i] < a.score[best] {
 			best = i
 		}
+		if a.fast[i] < a.fast[fb] {
+			fb = i
+		}
 	}
-	if best != a.leader {
-		a.leader = best
+	to := a.leader
+	switch {
+	case best != a.leader && a.score[best] < a.score[a.leader] && float64(a.div[best]) <= cheapDiv*float64(a.c):
+		to = best
+	case best != a.leader && a.score[best] < longMargin*a.score[a.leader]:
+		to = best
+	case fb != a.leader && a.fast[fb] < fastMargin*a.fast[a.leader] && a.score[fb] < a.score[a.leader]:
+		to = fb
+	}
+	if to != a.leader {
+		a.leader = to
 		a.Switches++
 	}
-	min := a.score[best] + 1
+	l := a.score[a.leader] + 1
 	for i := range a.w {
-		a.w[i] = math.Exp(-tuneKappa * ((a.score[i]+1)/min - 1))
+		a.w[i] = voteOther * math.Exp(-voteKappa*math.Max(0, (a.score[i]+1)/l-1))
 	}
+	a.w[a.leader] = 1
 }
 
+// head is the oldest resident page expert i has evicted and not taken
+// back, if any.
 func (a *adaptivePolicy) head(i int) (uint64, bool) {
 	for len(a.q[i]) > 0 {
 		k := a.q[i][0]
@@ -151,7 +185,8 @@ func (a *adaptivePolicy) evictOne() {
 	n := len(a.experts)
 	var victim uint64
 	found := false
-	bestH := math.Inf(1)
+	least := math.Inf(1)
+	// The leader's candidate first, so it wins ties.
 	for j := 0; j < n; j++ {
 		i := (a.leader + j) % n
 		k, ok := a.head(i)
@@ -164,12 +199,12 @@ func (a *adaptivePolicy) evictOne() {
 				h += a.w[e]
 			}
 		}
-		if h < bestH {
-			victim, bestH, found = k, h, true
+		if h < least {
+			victim, least, found = k, h, true
 		}
 	}
 	if !found {
-		// Cannot happen (each expert holds at most Cap pages), but stay
+		// Cannot happen (no expert holds more than Cap pages), but stay
 		// a cache of Cap pages regardless: drop the oldest.
 		var at uint64 = math.MaxUint64
 		for k, t := range a.res {
@@ -179,5 +214,10 @@ func (a *adaptivePolicy) evictOne() {
 		}
 	}
 	delete(a.res, victim)
+	for i, p := range a.experts {
+		if !p.Contains(victim) {
+			a.div[i]--
+		}
+	}
 	a.evicted(victim)
 }
