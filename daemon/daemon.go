@@ -138,6 +138,8 @@ func Start(cfg Config) (*Daemon, error) {
 	}
 	d.wg.Add(1)
 	go func() { defer d.wg.Done(); d.Tel.Run(ctx) }()
+	d.wg.Add(1)
+	go func() { defer d.wg.Done(); agents.Run(ctx) }()
 	for _, m := range d.mods {
 		d.wg.Add(1)
 		go func() { defer d.wg.Done(); m.Run(ctx) }()

@@ -72,7 +72,6 @@ type Agent struct {
 	Record
 	group   cgroup.Group
 	proc    *os.Process // our child (spawned this run); nil when adopted or re-adopted
-	waitErr chan string // leader's exit status from wait(2), when proc != nil
 	leader  string      // leader's status once known
 	stopped string      // why the daemon ended it (stop, kill), for Exit
 	// finishing is set while finish removes the cgroup.

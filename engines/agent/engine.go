@@ -17,9 +17,11 @@
 package agent
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
+	"os/signal"
 	"os/user"
 	"path/filepath"
 	"sort"
@@ -34,6 +36,8 @@ import (
 	"aiosfs/hal/cgroup"
 	"aiosfs/hal/proc"
 	"aiosfs/hal/spawn"
+
+	"golang.org/x/sys/unix"
 )
 
 // Config is what the engine needs from the daemon.
@@ -58,6 +62,8 @@ type Engine struct {
 	// busy marks agents in the middle of a restart, merge or split, so
 	// the reaper does not take an empty cgroup for an ended agent.
 	busy map[int]bool
+	// kids are the leaders this daemon started, until reaped.
+	kids map[int]kid
 
 	files []FileFunc              // other engines' per-agent files
 	verbs []VerbFunc              // other engines' per-agent verbs
@@ -86,7 +92,7 @@ func New(cfg Config) (*Engine, error) {
 		st.Close()
 		return nil, err
 	}
-	return &Engine{cfg: cfg, store: st, logDir: logDir, agents: map[int]*Agent{}, busy: map[int]bool{}}, nil
+	return &Engine{cfg: cfg, store: st, logDir: logDir, agents: map[int]*Agent{}, busy: map[int]bool{}, kids: map[int]kid{}}, nil
 }
 
 func (e *Engine) publish(a *Agent, kind string, fields ...bus.Field) {
@@ -357,26 +363,71 @@ func (e *Engine) launch(a *Agent) error {
 	a.Exit = ""
 	a.leader = ""
 	a.Spawned = true
-	done := make(chan string, 1)
-	a.waitErr = done
+	e.kids[p.Pid] = kid{a, p}
 	e.mu.Unlock()
 	e.save(a)
-	go func() {
-		st, err := p.Wait()
+	return nil
+}
+
+// kid is a leader the daemon started and must reap.
+type kid struct {
+	a *Agent
+	p *os.Process
+}
+
+// reapKids collects the exit status of every leader that has ended, with
+// wait4(WNOHANG) on each one's pid. Reaping by polling, instead of a
+// goroutine blocked in wait(2) per agent, keeps the daemon from holding an
+// OS thread for every agent it runs. A leader replaced by a restart or
+// merged away is still reaped here; only the current leader's status is
+// recorded. Run calls Reap on SIGCHLD, so a status arrives at once.
+func (e *Engine) reapKids() {
+	type ended struct {
+		a      *Agent
+		pid    int
+		status string
+	}
+	var done []ended
+	e.mu.Lock()
+	for pid, k := range e.kids {
+		var ws unix.WaitStatus
+		got, err := unix.Wait4(pid, &ws, unix.WNOHANG, nil)
+		if got == 0 || errors.Is(err, syscall.EINTR) {
+			continue
+		}
 		status := "unknown"
 		if err == nil {
-			status = WaitStatus(st.Sys().(syscall.WaitStatus))
+			status = WaitStatus(syscall.WaitStatus(ws))
 		}
-		e.mu.Lock()
-		if a.proc == p {
-			a.leader = status
-			a.proc = nil
+		delete(e.kids, pid)
+		k.p.Release()
+		if k.a.proc == k.p {
+			k.a.leader = status
+			k.a.proc = nil
+			done = append(done, ended{k.a, pid, status})
 		}
-		e.mu.Unlock()
-		e.publish(a, "leader-exit", bus.F("pid", p.Pid), bus.F("status", status))
-		e.Reap()
-	}()
-	return nil
+	}
+	e.mu.Unlock()
+	for _, d := range done {
+		e.publish(d.a, "leader-exit", bus.F("pid", d.pid), bus.F("status", d.status))
+	}
+}
+
+// Run reaps ended leaders as soon as the kernel says a child changed
+// state (the sampler's tick also reaps, so a missed signal costs at most
+// one interval).
+func (e *Engine) Run(ctx context.Context) {
+	ch := make(chan os.Signal, 16)
+	signal.Notify(ch, syscall.SIGCHLD)
+	defer signal.Stop(ch)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ch:
+			e.Reap()
+		}
+	}
 }
 
 // WaitStatus renders a wait status as "exit N" or "signal NAME".
@@ -418,6 +469,7 @@ func (e *Engine) environ(a *Agent) []string {
 // Reap ends agents whose cgroups have emptied. The sampler calls it every
 // tick; a leader's wait(2) calls it at once.
 func (e *Engine) Reap() {
+	e.reapKids()
 	e.mu.Lock()
 	var check []*Agent
 	for _, a := range e.agents {
