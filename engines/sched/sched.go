@@ -59,6 +59,9 @@ type Config struct {
 	Tel    *telemetry.Sampler
 	Bus    *bus.Bus
 	NCPU   int // capacity default; 0 = runtime.NumCPU()
+	// StateFile keeps sched/ctl's settings and agents' modes across
+	// restarts ("" keeps nothing); see Restore.
+	StateFile string
 }
 
 // Settings are sched/ctl's values.
@@ -117,6 +120,10 @@ func New(cfg Config) *Engine {
 	}}
 	return e
 }
+
+// Restore loads the settings and agents' modes saved in cfg.StateFile by
+// every accepted verb, so `enforce on` survives a restart of the daemon.
+func (e *Engine) Restore() error { return e.load() }
 
 // Settings returns a copy of the current settings.
 func (e *Engine) Settings() Settings {

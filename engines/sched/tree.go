@@ -18,14 +18,14 @@ import (
 // Nodes returns sched/ and registers the per-agent files and verbs.
 func (e *Engine) Nodes(ns *fs.NS) []fs.Node {
 	root := fs.Owner{}
-	t := e.Verbs()
+	t := e.persisting(e.Verbs())
 	e.cfg.Agents.Extend(func(id int, dir string, own fs.Owner) []fs.Node {
 		return []fs.Node{
 			ns.Text(dir+"/pattern", 0444, own, func(fs.Caller) ([]byte, error) { return e.renderPattern(id) }),
 			ns.Text(dir+"/predict", 0444, own, func(fs.Caller) ([]byte, error) { return e.renderPredict(id) }),
 			ns.Text(dir+"/alloc", 0444, own, func(fs.Caller) ([]byte, error) { return e.renderAlloc(id) }),
 		}
-	}, e.AgentVerbs)
+	}, func(id int) ctl.Table { return e.persisting(e.AgentVerbs(id)) })
 	return []fs.Node{ns.StaticDir("/sched", 0555, root,
 		ns.Ctl("/sched/ctl", 0644, root, t.Help, t.Exec),
 		ns.Text("/sched/status", 0444, root, func(fs.Caller) ([]byte, error) { return e.renderStatus(), nil }),
