@@ -20,7 +20,7 @@ type metrics struct {
 	tel    *telemetry.Sampler
 	seq    func() uint64
 
-	state, cpu, cpuSec, rss, mem, ioR, ioW, threads, procs, fds, socks, majflt, throttled, ooms,
+	state, cpu, cpuSec, rss, mem, ioR, ioW, netS, netR, threads, procs, fds, socks, majflt, throttled, ooms,
 	memMax, memHigh, cpuMax, restarts, selfCPU, selfRSS, events *prometheus.Desc
 }
 
@@ -37,6 +37,8 @@ func newMetrics(a *agent.Engine, t *telemetry.Sampler, seq func() uint64) *metri
 		mem:       d("agent_memory_bytes", "Memory charged to the agent's cgroup.", l...),
 		ioR:       d("agent_io_read_bytes_total", "Bytes read by live processes.", l...),
 		ioW:       d("agent_io_write_bytes_total", "Bytes written by live processes.", l...),
+		netS:      d("agent_net_sent_bytes_total", "TCP bytes sent on live sockets.", l...),
+		netR:      d("agent_net_received_bytes_total", "TCP bytes received on live sockets.", l...),
 		threads:   d("agent_threads", "Threads.", l...),
 		procs:     d("agent_processes", "Processes.", l...),
 		fds:       d("agent_open_fds", "Open file descriptors.", l...),
@@ -89,6 +91,10 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		put(m.mem, gauge, float64(s.Mem))
 		put(m.ioR, counter, float64(s.IORead))
 		put(m.ioW, counter, float64(s.IOWrite))
+		// Like the io counters, summed over what is live (here the
+		// sockets): one closing lowers them, read as a counter reset.
+		put(m.netS, counter, float64(s.NetSent))
+		put(m.netR, counter, float64(s.NetRecv))
 		put(m.threads, gauge, float64(s.Threads))
 		put(m.procs, gauge, float64(s.Procs))
 		put(m.fds, gauge, float64(s.FDs))

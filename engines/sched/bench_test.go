@@ -23,7 +23,7 @@ func BenchmarkObserve(b *testing.B) {
 	}
 }
 
-// BenchmarkTick1000 is one whole sampler tick with 1,000 agents (three
+// BenchmarkTick1000 is one whole sampler tick with 1,000 agents (four
 // resources each, enforcement off, so prediction only) on one core.
 func BenchmarkTick1000(b *testing.B) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))

@@ -18,8 +18,9 @@
 //	    ctl      + sched auto|manual, forecaster NAME|auto
 //
 // Enforcement is off by default: until `enforce on`, the scheduler only
-// predicts, and never touches a limit a user set. Network is not
-// predicted: telemetry samples no per-agent network bytes.
+// predicts, and never touches a limit a user set. Network (TCP bytes/s of
+// the agent's sockets) is predicted and shown, but no allocation acts on
+// it: the host has no per-cgroup network limit to set.
 package sched
 
 import (
@@ -37,17 +38,18 @@ import (
 )
 
 // Resources predicted per agent, in the order files list them.
-var Resources = []string{"cpu", "mem", "io"}
+var Resources = []string{"cpu", "mem", "io", "net"}
 
 const (
 	resCPU = iota
 	resMem
 	resIO
+	resNet // forecast only: nothing to allocate (no per-cgroup network limit)
 	nres
 )
 
 // resMin is each resource's smallest meaningful value (VPA first bucket).
-var resMin = [nres]float64{0.01, 1 << 20, 1024}
+var resMin = [nres]float64{0.01, 1 << 20, 1024, 1024}
 
 // warmSamples is how many samples an agent needs before the scheduler
 // allocates for it: fewer say nothing about its pattern.
@@ -214,6 +216,7 @@ func (e *Engine) observe(st *agentState, s telemetry.Sample) {
 	st.pred[resCPU].Observe(s.CPU, ts)
 	st.pred[resMem].Observe(mem, ts)
 	st.pred[resIO].Observe(s.IOReadRate+s.IOWriteRate, ts)
+	st.pred[resNet].Observe(s.NetRate, ts)
 	// Virtual run time: CPU seconds scaled by the default weight over the
 	// agent's weight, as CFS's vruntime (delta * NICE_0_LOAD / weight).
 	dt := st.step

@@ -259,7 +259,8 @@ func g(v float64) string { return strconv.FormatFloat(v, 'f', 3, 64) }
 //
 //	resource=cpu class=periodic period=10.000 confidence=0.812 typical=0.003 peak=1.002 slope=0.000 samples=180 forecaster=auto
 //
-//	resource     cpu (cores), mem (bytes), io (bytes/s read+written)
+//	resource     cpu (cores), mem (bytes), io (bytes/s read+written),
+//	             net (TCP bytes/s sent+received; forecast only, see package doc)
 //	class        unknown steady periodic sporadic growing (re-detected every
 //	             64 samples over the last 512)
 //	period       seconds, 0 unless periodic

@@ -2,6 +2,8 @@ package telemetry
 
 import (
 	"context"
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"testing"
@@ -73,5 +75,68 @@ func TestLiveBusyLoop(t *testing.T) {
 	share, rss := s.Self()
 	if rss <= 0 || share < 0 {
 		t.Fatalf("Self() = %v, %d", share, rss)
+	}
+}
+
+// TestLiveNetBytes samples this test process as an agent through the real
+// procfs and the real sock_diag dump: 1 MiB over loopback TCP between two
+// of its goroutines shows as >= 1 MiB sent and received (both ends are the
+// agent's sockets) and as a positive rate.
+func TestLiveNetBytes(t *testing.T) {
+	if _, err := os.Stat("/proc/self/fd"); err != nil {
+		t.Skipf("no procfs at /proc: %v", err)
+	}
+	pfs, err := proc.NewFS("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Skip("no loopback TCP:", err)
+	}
+	defer ln.Close()
+	s := New(Config{Proc: pfs, Interval: time.Second},
+		func() []Target { return []Target{{ID: 1, Group: pidGroup{os.Getpid()}}} })
+	s.Tick(time.Now()) // before the connection: its sockets are new next pass
+
+	const n = 1 << 20
+	done := make(chan error, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			done <- err
+			return
+		}
+		_, err = io.CopyN(io.Discard, c, n)
+		done <- err
+		// Stays open until the test ends (ln.Close does not close it).
+		t.Cleanup(func() { c.Close() })
+	}()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write(make([]byte, n)); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	var got Sample
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		time.Sleep(100 * time.Millisecond)
+		s.Tick(time.Now())
+		got, _ = s.Latest(1)
+		if got.NetSent >= n && got.NetRecv >= n || time.Now().After(deadline) {
+			break
+		}
+	}
+	t.Logf("%s", got.Line())
+	if got.NetSent < n || got.NetRecv < n {
+		t.Fatalf("net_sent %d net_recv %d, want >= %d each", got.NetSent, got.NetRecv, n)
+	}
+	if h := s.History(1); len(h) < 2 || h[1].NetRate <= 0 {
+		t.Fatalf("no rate in the pass after the transfer: %+v", h)
 	}
 }

@@ -81,8 +81,8 @@ func slicesEqual(a, b []int) bool {
 }
 
 func TestRingCapacityBoundAndLazyGrowth(t *testing.T) {
-	if n := unsafe.Sizeof(packed{}); n > 72 {
-		t.Fatalf("packed sample is %d bytes, want at most 72", n)
+	if n := unsafe.Sizeof(packed{}); n > 80 {
+		t.Fatalf("packed sample is %d bytes, want at most 80", n)
 	}
 	r := NewRing(3600)
 	r.Add(Sample{Time: at(0)})
@@ -135,6 +135,9 @@ func TestRingCompactPrecision(t *testing.T) {
 			MajFaults:   uint64(rng.Uint32()),
 			Throttled:   uint64(rng.Uint32()),
 			OOMKills:    uint64(rng.Intn(100)),
+			NetSent:     rng.Int63n(1 << 50),
+			NetRecv:     rng.Int63(),
+			NetRate:     rng.Float64() * 1e9,
 		}
 		in = append(in, s)
 		r.Add(s)
@@ -154,6 +157,8 @@ func TestRingCompactPrecision(t *testing.T) {
 			{"rss", float64(g.RSS), float64(w.RSS)}, {"mem", float64(g.Mem), float64(w.Mem)},
 			{"io_read", float64(g.IORead), float64(w.IORead)}, {"io_write", float64(g.IOWrite), float64(w.IOWrite)},
 			{"io_read_rate", g.IOReadRate, w.IOReadRate}, {"io_write_rate", g.IOWriteRate, w.IOWriteRate},
+			{"net_sent", float64(g.NetSent), float64(w.NetSent)}, {"net_recv", float64(g.NetRecv), float64(w.NetRecv)},
+			{"net_rate", g.NetRate, w.NetRate},
 		} {
 			if !relOK(f.got, f.want) {
 				t.Errorf("%s %v read back as %v (relative error %.3g > 2^-24)", f.name, f.want, f.got, math.Abs(f.got-f.want)/f.want)
@@ -182,16 +187,17 @@ func TestSampleLineGolden(t *testing.T) {
 		Time: time.UnixMilli(1764092400123), CPU: 0.5031, CPUSeconds: 12.25,
 		RSS: 1048576, Mem: 2097152, IORead: 0, IOWrite: 4096, IOReadRate: 0, IOWriteRate: 409.6,
 		Threads: 3, Procs: 2, FDs: 12, Sockets: 1, MajFaults: 0, Throttled: 0, OOMKills: 0,
+		NetSent: 2048, NetRecv: 1024, NetRate: 307.2,
 	}
-	want := "time=1764092400.123 cpu=0.503 cpu_seconds=12.250 rss=1048576 mem=2097152 io_read=0 io_write=4096 io_read_rate=0 io_write_rate=409.6 threads=3 procs=2 fds=12 sockets=1 majflt=0 throttled=0 oom_kills=0\n"
+	want := "time=1764092400.123 cpu=0.503 cpu_seconds=12.250 rss=1048576 mem=2097152 io_read=0 io_write=4096 io_read_rate=0 io_write_rate=409.6 threads=3 procs=2 fds=12 sockets=1 majflt=0 throttled=0 oom_kills=0 net_sent=2048 net_recv=1024 net_rate=307.2\n"
 	if got := s.Line(); got != want {
 		t.Fatalf("Line() = %q\nwant      %q", got, want)
 	}
 
 	s = Sample{Time: time.UnixMilli(1764092401000), CPU: 12, CPUSeconds: 1e6 + 1.0/3,
 		RSS: 1 << 40, IOReadRate: 1234567.1254, IOWriteRate: -0.0001,
-		MajFaults: 7, Throttled: 8, OOMKills: 9}
-	want = "time=1764092401.000 cpu=12.000 cpu_seconds=1000000.333 rss=1099511627776 mem=0 io_read=0 io_write=0 io_read_rate=1234567.125 io_write_rate=0 threads=0 procs=0 fds=0 sockets=0 majflt=7 throttled=8 oom_kills=9\n"
+		MajFaults: 7, Throttled: 8, OOMKills: 9, NetRate: -0.0001}
+	want = "time=1764092401.000 cpu=12.000 cpu_seconds=1000000.333 rss=1099511627776 mem=0 io_read=0 io_write=0 io_read_rate=1234567.125 io_write_rate=0 threads=0 procs=0 fds=0 sockets=0 majflt=7 throttled=8 oom_kills=9 net_sent=0 net_recv=0 net_rate=0\n"
 	if got := s.Line(); got != want {
 		t.Fatalf("Line() = %q\nwant      %q", got, want)
 	}
@@ -199,7 +205,7 @@ func TestSampleLineGolden(t *testing.T) {
 	for _, kv := range strings.Fields(s.Line()) {
 		keys = append(keys, strings.SplitN(kv, "=", 2)[0])
 	}
-	if got := strings.Join(keys, " "); got != "time cpu cpu_seconds rss mem io_read io_write io_read_rate io_write_rate threads procs fds sockets majflt throttled oom_kills" {
+	if got := strings.Join(keys, " "); got != "time cpu cpu_seconds rss mem io_read io_write io_read_rate io_write_rate threads procs fds sockets majflt throttled oom_kills net_sent net_recv net_rate" {
 		t.Fatalf("keys %s", got)
 	}
 }

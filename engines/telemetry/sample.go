@@ -32,12 +32,19 @@ type Sample struct {
 	MajFaults uint64 // cumulative major faults over live processes
 	Throttled uint64 // the cgroup's nr_throttled, cumulative
 	OOMKills  uint64 // the cgroup's oom_kill count, cumulative
+
+	// Network: TCP payload bytes of the sockets the live processes hold
+	// (one sock_diag dump per pass, matched by socket inode). A socket
+	// held by several of the agent's processes counts once. 0 when the
+	// dump failed.
+	NetSent, NetRecv int64   // cumulative over the live sockets
+	NetRate          float64 // sent+received bytes/s over the last interval; sockets closing never make it negative
 }
 
 // Line renders the sample as one line with its newline: key=value fields
 // separated by single spaces, always in this order, in base units:
 //
-//	time=1764092400.123 cpu=0.503 cpu_seconds=12.250 rss=1048576 mem=2097152 io_read=0 io_write=4096 io_read_rate=0 io_write_rate=409.6 threads=3 procs=2 fds=12 sockets=1 majflt=0 throttled=0 oom_kills=0
+//	time=1764092400.123 cpu=0.503 cpu_seconds=12.250 rss=1048576 mem=2097152 io_read=0 io_write=4096 io_read_rate=0 io_write_rate=409.6 threads=3 procs=2 fds=12 sockets=1 majflt=0 throttled=0 oom_kills=0 net_sent=2048 net_recv=1024 net_rate=307.2
 //
 //	time           Unix seconds with milliseconds
 //	cpu            cores used over the last interval, 3 decimals
@@ -49,6 +56,8 @@ type Sample struct {
 //	majflt         cumulative major page faults of the live processes
 //	throttled      the cgroup's nr_throttled (periods throttled), cumulative
 //	oom_kills      the cgroup's OOM kills, cumulative
+//	net_sent net_recv  cumulative TCP payload bytes of the sockets the live processes hold
+//	net_rate       TCP bytes per second, sent+received, like io_read_rate
 //
 // An `agents/N/stat` file is one such line; `agents/N/history` is one line
 // per kept sample, oldest first.
@@ -91,6 +100,14 @@ func (s Sample) AppendLine(b []byte) []byte {
 	b = strconv.AppendUint(b, s.Throttled, 10)
 	b = append(b, " oom_kills="...)
 	b = strconv.AppendUint(b, s.OOMKills, 10)
+	// Network fields came last, after the others were fixed: appended at
+	// the end so readers that split by position keep working.
+	b = append(b, " net_sent="...)
+	b = strconv.AppendInt(b, s.NetSent, 10)
+	b = append(b, " net_recv="...)
+	b = strconv.AppendInt(b, s.NetRecv, 10)
+	b = append(b, " net_rate="...)
+	b = appendRate(b, s.NetRate)
 	return append(b, '\n')
 }
 

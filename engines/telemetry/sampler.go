@@ -10,6 +10,7 @@ import (
 	"aiosfs/engines/bus"
 	"aiosfs/hal/cgroup"
 	"aiosfs/hal/proc"
+	"aiosfs/hal/sockdiag"
 )
 
 // ProcSource is what the Sampler needs of the host's procfs: one sample
@@ -39,6 +40,9 @@ type Config struct {
 	Interval time.Duration // between passes; default 1s
 	History  int           // samples kept per agent; default 3600
 	Bus      *bus.Bus      // where proc connector events and OOM kills go; nil: nowhere
+	// TCPBytes dumps every TCP socket's byte counters by inode, once per
+	// pass; nil: sockdiag.TCPBytes. A field so tests can fake the host.
+	TCPBytes func() (map[uint64]sockdiag.Bytes, error)
 }
 
 // Defaults for Config's zero fields.
@@ -63,6 +67,11 @@ type Sampler struct {
 	history int
 	bus     *bus.Bus
 	targets func() []Target
+	tcp     func() (map[uint64]sockdiag.Bytes, error)
+
+	// prevTCP is the last pass's socket dump (nil: none or failed), for
+	// per-socket deltas. Touched only by passes (under tickMu).
+	prevTCP map[uint64]sockdiag.Bytes
 
 	interval atomic.Int64
 	reset    chan struct{} // SetInterval wakes Run
@@ -96,7 +105,8 @@ type agentState struct {
 	prevTime  time.Time
 	prevUsage uint64 // cgroup CPU usage, ns, at prevTime; 0: none
 	prevOOM   uint64
-	prev, cur map[int]procPrev // per-process counters of the last pass, and this one's
+	prev, cur map[int]procPrev    // per-process counters of the last pass, and this one's
+	socks     map[uint64]struct{} // this pass's socket inodes, reused
 }
 
 // procPrev is what a pass remembers of one process for the next one's
@@ -121,6 +131,7 @@ func New(cfg Config, targets func() []Target) *Sampler {
 		history: cfg.History,
 		bus:     cfg.Bus,
 		targets: targets,
+		tcp:     cfg.TCPBytes,
 		reset:   make(chan struct{}, 1),
 		agents:  map[int]*agentState{},
 		pids:    map[int]pidEntry{},
@@ -131,6 +142,9 @@ func New(cfg Config, targets func() []Target) *Sampler {
 	}
 	if s.targets == nil {
 		s.targets = func() []Target { return nil }
+	}
+	if s.tcp == nil {
+		s.tcp = sockdiag.TCPBytes
 	}
 	s.SetInterval(cfg.Interval)
 	return s
@@ -186,8 +200,10 @@ func (s *Sampler) OnTick(f func(now time.Time, latest map[int]Sample)) {
 	s.mu.Unlock()
 }
 
-// Tick makes one pass over all targets at time now: per target one
-// Procs and one Stats call, and one proc sample per process. A target
+// Tick makes one pass over all targets at time now: one TCP socket dump
+// (shared by all agents: its cost grows with the host's sockets, not with
+// the agents), per target one Procs and one Stats call, and one proc
+// sample per process. A failed dump leaves the network fields 0. A target
 // whose Procs fails gets no sample in this pass. Agents no longer among
 // the targets keep their history until Forget.
 func (s *Sampler) Tick(now time.Time) {
@@ -203,11 +219,18 @@ func (s *Sampler) Tick(now time.Time) {
 	if len(hooks) > 0 {
 		latest = make(map[int]Sample, len(targets))
 	}
+	var tcp map[uint64]sockdiag.Bytes
+	if len(targets) > 0 {
+		var err error
+		if tcp, err = s.tcp(); err != nil {
+			tcp = nil // no network figures this pass, and no deltas from it next pass
+		}
+	}
 	for _, t := range targets {
 		if t.Group == nil {
 			continue
 		}
-		smp, ok := s.sampleTarget(now, gen, t)
+		smp, ok := s.sampleTarget(now, gen, t, tcp)
 		if ok && latest != nil {
 			latest[t.ID] = smp
 		}
@@ -221,6 +244,7 @@ func (s *Sampler) Tick(now time.Time) {
 		}
 	}
 	s.mu.Unlock()
+	s.prevTCP = tcp
 	s.tickMu.Unlock()
 
 	s.sampleSelf(time.Now())
@@ -236,17 +260,19 @@ func (s *Sampler) agent(id int) *agentState {
 	a := s.agents[id]
 	if a == nil {
 		a = &agentState{
-			ring: NewRing(s.history),
-			prev: map[int]procPrev{},
-			cur:  map[int]procPrev{},
+			ring:  NewRing(s.history),
+			prev:  map[int]procPrev{},
+			cur:   map[int]procPrev{},
+			socks: map[uint64]struct{}{},
 		}
 		s.agents[id] = a
 	}
 	return a
 }
 
-// sampleTarget samples one agent. It is called with tickMu held.
-func (s *Sampler) sampleTarget(now time.Time, gen uint64, t Target) (Sample, bool) {
+// sampleTarget samples one agent; tcp is this pass's socket dump (nil:
+// none). It is called with tickMu held.
+func (s *Sampler) sampleTarget(now time.Time, gen uint64, t Target, tcp map[uint64]sockdiag.Bytes) (Sample, bool) {
 	pids, err := t.Group.Procs()
 	if err != nil {
 		// The group is gone or unreadable: no sample rather than a
@@ -264,6 +290,7 @@ func (s *Sampler) sampleTarget(now time.Time, gen uint64, t Target) (Sample, boo
 	var dCPU float64
 	var dRd, dWr int64
 	clear(a.cur)
+	clear(a.socks)
 	for _, pid := range pids {
 		p, err := s.proc.Sample(pid)
 		if err != nil {
@@ -285,6 +312,9 @@ func (s *Sampler) sampleTarget(now time.Time, gen uint64, t Target) (Sample, boo
 		}
 		if p.Sockets >= 0 {
 			out.Sockets += p.Sockets
+		}
+		for _, ino := range p.SocketInodes {
+			a.socks[ino] = struct{}{} // a socket shared by forked processes counts once
 		}
 		cur := procPrev{start: p.StartTicks, cpu: p.CPUSeconds, rd: p.ReadBytes, wr: p.WriteBytes}
 		a.cur[pid] = cur
@@ -311,6 +341,7 @@ func (s *Sampler) sampleTarget(now time.Time, gen uint64, t Target) (Sample, boo
 		}
 	}
 	a.prev, a.cur = a.cur, a.prev
+	dNet := s.netBytes(&out, a.socks, tcp)
 
 	usage := uint64(0)
 	if serr == nil {
@@ -332,6 +363,7 @@ func (s *Sampler) sampleTarget(now time.Time, gen uint64, t Target) (Sample, boo
 		}
 		out.IOReadRate = float64(dRd) / dt
 		out.IOWriteRate = float64(dWr) / dt
+		out.NetRate = float64(dNet) / dt
 	}
 	oomBefore, hadPrev := a.prevOOM, !a.prevTime.IsZero()
 	a.prevTime = now
@@ -357,6 +389,46 @@ func (s *Sampler) sampleTarget(now time.Time, gen uint64, t Target) (Sample, boo
 			Fields: []bus.Field{bus.F("oom_kills", out.OOMKills), bus.F("new", out.OOMKills-oomBefore)}})
 	}
 	return out, true
+}
+
+// netBytes adds to out the cumulative bytes of the agent's sockets found
+// in tcp (the rest are not TCP, or not in this network namespace) and
+// returns the bytes they moved since the previous pass's dump.
+//
+// The delta is per socket, so a socket that closes takes its bytes out of
+// NetSent/NetRecv but never makes the rate negative. A socket absent from
+// the previous dump was opened since, so all its bytes are the interval's;
+// with no previous dump (first pass, or it failed) only sockets seen
+// before would count, and there are none, so the delta is 0.
+func (s *Sampler) netBytes(out *Sample, socks map[uint64]struct{}, tcp map[uint64]sockdiag.Bytes) uint64 {
+	if tcp == nil {
+		return 0
+	}
+	var sent, recv, d uint64
+	for ino := range socks {
+		b, ok := tcp[ino]
+		if !ok {
+			continue
+		}
+		sent += b.Sent
+		recv += b.Received
+		if s.prevTCP == nil {
+			continue
+		}
+		pb := s.prevTCP[ino] // zero when new since the last dump
+		d += subSat(b.Sent, pb.Sent) + subSat(b.Received, pb.Received)
+	}
+	out.NetSent = int64(min(sent, 1<<63-1))
+	out.NetRecv = int64(min(recv, 1<<63-1))
+	return d
+}
+
+// subSat is a-b, or 0 when b > a (an inode reused by a new socket).
+func subSat(a, b uint64) uint64 {
+	if a < b {
+		return 0
+	}
+	return a - b
 }
 
 // Latest returns agent id's newest sample.

@@ -2,7 +2,9 @@ package telemetry
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"os"
 	"sync"
@@ -11,6 +13,7 @@ import (
 
 	"aiosfs/hal/cgroup"
 	"aiosfs/hal/proc"
+	"aiosfs/hal/sockdiag"
 )
 
 // fakeProc is a procfs of made-up processes.
@@ -429,4 +432,105 @@ func TestConcurrentReaders(t *testing.T) {
 	}
 	close(stop)
 	wg.Wait()
+}
+
+// fakeTCP is a settable sock_diag dump that counts its calls.
+type fakeTCP struct {
+	mu    sync.Mutex
+	socks map[uint64]sockdiag.Bytes
+	err   error
+	calls int
+}
+
+func (f *fakeTCP) dump() (map[uint64]sockdiag.Bytes, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls++
+	if f.err != nil {
+		return nil, f.err
+	}
+	return maps.Clone(f.socks), nil
+}
+
+func TestTickNetBytes(t *testing.T) {
+	g1 := &fakeGroup{pids: []int{10, 11}}
+	g2 := &fakeGroup{pids: []int{20}}
+	fp := newFakeProc()
+	ft := &fakeTCP{socks: map[uint64]sockdiag.Bytes{
+		100: {Sent: 1000, Received: 500},
+		101: {Sent: 10, Received: 20},
+		200: {Sent: 7, Received: 0},
+		999: {Sent: 1 << 30, Received: 1 << 30}, // nobody's
+	}}
+	s := New(Config{Proc: fp, TCPBytes: ft.dump}, func() []Target {
+		return []Target{{ID: 1, Group: g1}, {ID: 2, Group: g2}}
+	})
+	p10 := process(10, 0, 0, 0)
+	p10.SocketInodes = []uint64{100, 101, 555} // 555: not TCP (unix, udp)
+	p11 := process(11, 0, 0, 0)
+	p11.SocketInodes = []uint64{100} // inherited from 10: counts once
+	p20 := process(20, 0, 0, 0)
+	p20.SocketInodes = []uint64{200}
+	fp.set(p10)
+	fp.set(p11)
+	fp.set(p20)
+
+	s.Tick(at(0))
+	if ft.calls != 1 {
+		t.Fatalf("%d dumps in one pass over two agents, want 1", ft.calls)
+	}
+	a1, _ := s.Latest(1)
+	if a1.NetSent != 1010 || a1.NetRecv != 520 || a1.NetRate != 0 {
+		t.Fatalf("first pass: sent %d recv %d rate %v", a1.NetSent, a1.NetRecv, a1.NetRate)
+	}
+
+	// 2 s later: socket 100 moved 3000+1000 bytes, 101 closed (its bytes
+	// leave the sum but the rate stays >= 0), 102 opened with 600 bytes.
+	ft.mu.Lock()
+	ft.socks[100] = sockdiag.Bytes{Sent: 4000, Received: 1500}
+	delete(ft.socks, 101)
+	ft.socks[102] = sockdiag.Bytes{Sent: 600}
+	ft.mu.Unlock()
+	fp.update(10, func(p *proc.Sample) { p.SocketInodes = []uint64{100, 102} })
+	s.Tick(at(2))
+	a1, _ = s.Latest(1)
+	if a1.NetSent != 4600 || a1.NetRecv != 1500 || !near(a1.NetRate, (3000+1000+600)/2.0) {
+		t.Fatalf("second pass: sent %d recv %d rate %v", a1.NetSent, a1.NetRecv, a1.NetRate)
+	}
+	if a2, _ := s.Latest(2); a2.NetSent != 7 || a2.NetRate != 0 {
+		t.Fatalf("agent 2: %+v", a2)
+	}
+
+	// Everything closes: cumulative drops, the rate is 0, not negative.
+	fp.update(10, func(p *proc.Sample) { p.SocketInodes = nil })
+	fp.update(11, func(p *proc.Sample) { p.SocketInodes = nil })
+	s.Tick(at(3))
+	if a1, _ = s.Latest(1); a1.NetSent != 0 || a1.NetRecv != 0 || a1.NetRate != 0 {
+		t.Fatalf("after close: %+v", a1)
+	}
+	if h := s.History(1); len(h) != 3 || h[1].NetSent != 4600 || !near(h[1].NetRate, 2300) {
+		t.Fatalf("history %+v", h)
+	}
+
+	// A failed dump leaves the net fields 0 and does not fail the pass;
+	// the pass after it has no previous dump, so no rate yet.
+	fp.update(10, func(p *proc.Sample) { p.SocketInodes = []uint64{100} })
+	ft.mu.Lock()
+	ft.err = errors.New("sock_diag: EPERM")
+	ft.mu.Unlock()
+	s.Tick(at(4))
+	if a1, ok := s.Latest(1); !ok || !a1.Time.Equal(at(4)) || a1.NetSent != 0 || a1.NetRate != 0 || a1.Procs != 2 {
+		t.Fatalf("failed dump: %+v %v", a1, ok)
+	}
+	ft.mu.Lock()
+	ft.err = nil
+	ft.mu.Unlock()
+	s.Tick(at(5))
+	if a1, _ = s.Latest(1); a1.NetSent != 4000 || a1.NetRate != 0 {
+		t.Fatalf("after failed dump: %+v", a1)
+	}
+	s.Tick(at(6))
+	if a1, _ = s.Latest(1); a1.NetRate != 0 {
+		t.Fatalf("idle socket: rate %v", a1.NetRate)
+	}
 }

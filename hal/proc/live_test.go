@@ -89,8 +89,8 @@ func TestLiveSample(t *testing.T) {
 	if s.Uid != uint32(os.Getuid()) || s.Euid != uint32(os.Geteuid()) {
 		t.Errorf("Uid, Euid = %d, %d; want %d, %d", s.Uid, s.Euid, os.Getuid(), os.Geteuid())
 	}
-	if s.Threads != 1 || s.Sockets != 1 {
-		t.Errorf("Threads, Sockets = %d, %d; want 1, 1", s.Threads, s.Sockets)
+	if s.Threads != 1 || s.Sockets != 1 || len(s.SocketInodes) != 1 || s.SocketInodes[0] == 0 {
+		t.Errorf("Threads, Sockets, SocketInodes = %d, %d, %v; want 1, 1, one inode", s.Threads, s.Sockets, s.SocketInodes)
 	}
 	if s.RSS <= 0 || s.VSize <= 0 || s.ReadBytes < 0 || s.WriteBytes < 0 || s.CPUSeconds < 0 {
 		t.Errorf("implausible sample %+v", s)

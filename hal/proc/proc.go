@@ -95,6 +95,11 @@ type Sample struct {
 	WriteBytes int64 // io write_bytes; -1 when unreadable
 	FDs        int   // open descriptors; -1 when unreadable
 	Sockets    int   // descriptors that are sockets; -1 when unreadable
+	// SocketInodes are the inodes of those sockets, ascending and
+	// distinct (a dup'ed socket is one inode): the key by which
+	// hal/sockdiag's per-socket byte counters are attributed to a
+	// process. nil when the fd table is unreadable or holds no socket.
+	SocketInodes []uint64
 }
 
 // goneError reports a process that no longer exists. It matches
@@ -193,10 +198,15 @@ func (fs FS) Sample(pid int) (Sample, error) {
 				continue
 			}
 			s.FDs++
-			if strings.HasPrefix(t, "socket:[") {
+			if rest, ok := strings.CutPrefix(t, "socket:["); ok {
 				s.Sockets++
+				if ino, err := strconv.ParseUint(strings.TrimSuffix(rest, "]"), 10, 64); err == nil {
+					s.SocketInodes = append(s.SocketInodes, ino)
+				}
 			}
 		}
+		slices.Sort(s.SocketInodes)
+		s.SocketInodes = slices.Compact(s.SocketInodes)
 	}
 	return s, nil
 }

@@ -37,13 +37,13 @@ func TestSampleFixture(t *testing.T) {
 		StartTicks: 123456, Start: fixtureBoot.Add(1234560 * time.Millisecond),
 		CPUSeconds: 3.75, RSS: 10240 * 1024, VSize: 104857600,
 		MajFaults: 67, MinFaults: 12345,
-		ReadBytes: 1048576, WriteBytes: 524288, FDs: 7, Sockets: 2,
+		ReadBytes: 1048576, WriteBytes: 524288, FDs: 7, Sockets: 2, SocketInodes: []uint64{123, 124},
 	}, {
 		Pid: 200, PPid: 100, Comm: "sleep", State: "S", Uid: 1000, Euid: 1000, Threads: 1,
 		StartTicks: 130000, Start: fixtureBoot.Add(1300 * time.Second),
 		CPUSeconds: 0.03, RSS: 1024 * 1024, VSize: 5767168,
 		MajFaults: 0, MinFaults: 80,
-		ReadBytes: 0, WriteBytes: 4096, FDs: 3, Sockets: 1,
+		ReadBytes: 0, WriteBytes: 4096, FDs: 3, Sockets: 1, SocketInodes: []uint64{200},
 	}, {
 		Pid: 201, PPid: 100, Comm: "sh", State: "Z", Uid: 1000, Euid: 1000, Threads: 1,
 		StartTicks: 131000, Start: fixtureBoot.Add(1310 * time.Second),
