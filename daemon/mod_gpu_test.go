@@ -29,9 +29,7 @@ import (
 // daemon starts (see hal/spawn). If another test file of this package
 // needs a TestMain, this one moves into a shared main_test.go.
 func TestMain(m *testing.M) {
-	if len(os.Args) > 1 && os.Args[1] == spawn.ShimArg {
-		spawn.ShimMain()
-	}
+	spawn.MaybeShim()
 	os.Exit(m.Run())
 }
 

@@ -123,3 +123,36 @@ func TestCtlHandlePiecesAndRefusals(t *testing.T) {
 		t.Fatalf("refused opens not reported: %q", refused)
 	}
 }
+
+func TestReadFileWriteFile(t *testing.T) {
+	ns := &NS{}
+	big := strings.Repeat("0123456789abcdef", 10000) // larger than one read
+	var got []string
+	root := ns.StaticDir("/", 0555, Owner{},
+		ns.Text("/big", 0444, Owner{}, func(Caller) ([]byte, error) { return []byte(big), nil }),
+		ns.Ctl("/ctl", 0644, Owner{}, nil, func(_ context.Context, _ Caller, l string) error {
+			if l == "bad" {
+				return Errorf(syscall.EINVAL, "unknown control message")
+			}
+			got = append(got, l)
+			return nil
+		}),
+	)
+	ctx := context.Background()
+	b, err := ReadFile(ctx, root, "/big", RootCaller)
+	if err != nil || string(b) != big {
+		t.Fatalf("ReadFile: %d bytes, %v; want %d", len(b), err, len(big))
+	}
+	if err := WriteFile(ctx, root, "/ctl", RootCaller, []byte("one\ntwo")); err != nil || strings.Join(got, ",") != "one,two" {
+		t.Fatalf("WriteFile ran %q, %v", got, err)
+	}
+	if err := WriteFile(ctx, root, "/ctl", RootCaller, []byte("bad\n")); Errno(err) != syscall.EINVAL {
+		t.Fatalf("refused line: %v", err)
+	}
+	if _, err := ReadFile(ctx, root, "/", RootCaller); Errno(err) != syscall.EISDIR {
+		t.Fatalf("ReadFile of a directory: %v", err)
+	}
+	if err := WriteFile(ctx, root, "/big", RootCaller, []byte("x")); Errno(err) != syscall.EACCES {
+		t.Fatalf("WriteFile of a read-only file: %v", err)
+	}
+}

@@ -25,9 +25,7 @@ import (
 const beDaemon = "AIOSFS_TEST_BE_DAEMON"
 
 func TestMain(m *testing.M) {
-	if len(os.Args) > 1 && os.Args[1] == spawn.ShimArg {
-		spawn.ShimMain()
-	}
+	spawn.MaybeShim()
 	if os.Getenv(beDaemon) == "1" {
 		main()
 		os.Exit(0)

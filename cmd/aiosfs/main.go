@@ -28,9 +28,7 @@ import (
 
 func main() {
 	// The agent shim must run before anything else touches the process.
-	if len(os.Args) > 1 && os.Args[1] == spawn.ShimArg {
-		spawn.ShimMain()
-	}
+	spawn.MaybeShim()
 	args := os.Args[1:]
 	cmd := "serve"
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {

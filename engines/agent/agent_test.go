@@ -23,9 +23,7 @@ import (
 
 func TestMain(m *testing.M) {
 	// The test binary is the agents' shim, as the daemon binary is.
-	if len(os.Args) > 1 && os.Args[1] == spawn.ShimArg {
-		spawn.ShimMain()
-	}
+	spawn.MaybeShim()
 	os.Exit(m.Run())
 }
 

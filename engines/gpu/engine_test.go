@@ -128,33 +128,16 @@ func newRigOn(t *testing.T, h hal.Host, state string) *rig {
 
 func (r *rig) cat(t *testing.T, p string) string {
 	t.Helper()
-	n, err := fs.Walk(r.root, p)
+	b, err := fs.ReadFile(context.Background(), r.root, p, fs.RootCaller)
 	if err != nil {
-		t.Fatalf("walk %s: %v", p, err)
+		t.Fatalf("read %s: %v", p, err)
 	}
-	h, err := n.(fs.File).Open(context.Background(), fs.RootCaller, fs.OREAD)
-	if err != nil {
-		t.Fatalf("open %s: %v", p, err)
-	}
-	defer h.Close()
-	buf := make([]byte, 1<<16)
-	k, _ := h.Read(context.Background(), buf, 0)
-	return string(buf[:k])
+	return string(b)
 }
 
 func (r *rig) echo(t *testing.T, p, line string) error {
 	t.Helper()
-	n, err := fs.Walk(r.root, p)
-	if err != nil {
-		t.Fatalf("walk %s: %v", p, err)
-	}
-	h, err := n.(fs.File).Open(context.Background(), fs.RootCaller, fs.OWRITE)
-	if err != nil {
-		t.Fatalf("open %s: %v", p, err)
-	}
-	defer h.Close()
-	_, err = h.Write(context.Background(), []byte(line+"\n"), 0)
-	return err
+	return fs.WriteFile(context.Background(), r.root, p, fs.RootCaller, []byte(line+"\n"))
 }
 
 // field returns key's value on the first line of text that has it.
@@ -411,11 +394,11 @@ func TestNoDevices(t *testing.T) {
 		t.Fatal(err)
 	}
 	root := ns.StaticDir("/", 0555, fs.Owner{}, e.Nodes()...)
-	n, _ := fs.Walk(root, "/gpu/status")
-	h, _ := n.(fs.File).Open(context.Background(), fs.RootCaller, fs.OREAD)
-	buf := make([]byte, 4096)
-	k, _ := h.Read(context.Background(), buf, 0)
-	st := string(buf[:k])
+	b, err := fs.ReadFile(context.Background(), root, "/gpu/status", fs.RootCaller)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := string(b)
 	if field(st, "mock") != "0" || field(st, "devices") != "0" || !strings.Contains(st, "ERROR_LIBRARY_NOT_FOUND") {
 		t.Fatalf("status: %s", st)
 	}

@@ -23,9 +23,7 @@ import (
 
 func TestMain(m *testing.M) {
 	// The test binary is the agents' shim, as the daemon binary is.
-	if len(os.Args) > 1 && os.Args[1] == spawn.ShimArg {
-		spawn.ShimMain()
-	}
+	spawn.MaybeShim()
 	os.Exit(m.Run())
 }
 
@@ -197,18 +195,11 @@ func TestLiveEnforcement(t *testing.T) {
 	// The files, read through the tree as an adapter would.
 	read := func(p string) string {
 		t.Helper()
-		n, err := fs.Walk(root, p)
+		b, err := fs.ReadFile(context.Background(), root, p, fs.RootCaller)
 		if err != nil {
-			t.Fatalf("walk %s: %v", p, err)
+			t.Fatalf("read %s: %v", p, err)
 		}
-		h, err := n.(fs.File).Open(context.Background(), fs.RootCaller, fs.OREAD)
-		if err != nil {
-			t.Fatalf("open %s: %v", p, err)
-		}
-		defer h.Close()
-		buf := make([]byte, 1<<16)
-		k, _ := h.Read(context.Background(), buf, 0)
-		return string(buf[:k])
+		return string(b)
 	}
 	mp := strconv.Itoa(memPred)
 	if got := read("agents/" + mp + "/pattern"); !strings.Contains(got, "resource=mem class=growing ") {

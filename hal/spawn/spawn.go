@@ -133,3 +133,13 @@ func LookPath(name string, env []string) (string, error) {
 	}
 	return "", fmt.Errorf("%s: executable file not found in PATH", name)
 }
+
+// MaybeShim runs the shim, and never returns, when this process was started
+// as one (argv[1] == ShimArg). main calls it first thing, and so does the
+// TestMain of every package whose tests spawn agents (the test binary is
+// then the shim, as the daemon's binary is).
+func MaybeShim() {
+	if len(os.Args) > 1 && os.Args[1] == ShimArg {
+		ShimMain()
+	}
+}

@@ -10,9 +10,7 @@ import (
 
 func TestMain(m *testing.M) {
 	// The test binary is its own shim, as the daemon's binary is.
-	if len(os.Args) > 1 && os.Args[1] == ShimArg {
-		ShimMain()
-	}
+	MaybeShim()
 	os.Exit(m.Run())
 }
 
