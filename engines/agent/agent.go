@@ -55,13 +55,23 @@ type Record struct {
 }
 
 // Limits are the agent's cgroup settings. Zero values mean "not set":
-// Weight 0 is the kernel default, CPUMax 0 no limit, Mem* -1 no limit.
+// Weight 0 is the kernel default, CPUMax 0 no limit, CPUPeriod 0 the
+// kernel's 100ms, Mem* -1 no limit.
 type Limits struct {
-	Weight  uint64  `json:"weight"`
-	CPUMax  float64 `json:"cpumax"`
-	Cpus    string  `json:"cpus"`
-	MemHigh int64   `json:"memhigh"`
-	MemMax  int64   `json:"memmax"`
+	Weight    uint64        `json:"weight"`
+	CPUMax    float64       `json:"cpumax"`
+	CPUPeriod time.Duration `json:"cpuperiod,omitempty"` // the time slice CPUMax's quota refills over
+	Cpus      string        `json:"cpus"`
+	MemHigh   int64         `json:"memhigh"`
+	MemMax    int64         `json:"memmax"`
+}
+
+// Period is the CFS period in force: CPUPeriod, or the kernel's default.
+func (l Limits) Period() time.Duration {
+	if l.CPUPeriod == 0 {
+		return cgroup.CPUPeriodUs * time.Microsecond
+	}
+	return l.CPUPeriod
 }
 
 // NoLimits is the default for a new agent.
@@ -113,12 +123,13 @@ func orDash(s string) string {
 // Status renders agents/N/status. Records are lines whose first word names
 // the record, then key=value fields in a fixed order:
 //
-//	agent id=3 name=web state=running pid=1234 pids=1234,1240 uid=0 gid=0 prio=0 caps=+net_admin,-net_raw weight=100 cpumax=0.5 cpus=0-1 memhigh=max memmax=268435456 started=1764092400.123 ended=0 exit=- restarts=0 spawned=1
+//	agent id=3 name=web state=running pid=1234 pids=1234,1240 uid=0 gid=0 prio=0 caps=+net_admin,-net_raw weight=100 cpumax=0.5 cpuperiod=0.1 cpus=0-1 memhigh=max memmax=268435456 started=1764092400.123 ended=0 exit=- restarts=0 spawned=1
 //	cmd argv="sleep 100"
 //	cgroup controller=cpu path=/sys/fs/cgroup/cpu/aiosfs/agent-3
 //	cgroup controller=memory path=/sys/fs/cgroup/memory/aiosfs/agent-3
 //
-// Sizes are bytes, times Unix seconds, cpumax cores; "max" means no limit,
+// Sizes are bytes, times Unix seconds, cpumax cores, cpuperiod seconds
+// (the CFS period: cpumax×cpuperiod of CPU time per period); "max" means no limit,
 // "-" nothing. pids are the processes in the cgroup now.
 func (a *Agent) Status(pids []int) string {
 	var b strings.Builder
@@ -137,9 +148,9 @@ func (a *Agent) Status(pids []int) string {
 	if a.Spawned {
 		spawned = 1
 	}
-	fmt.Fprintf(&b, "agent id=%d name=%s state=%s pid=%d pids=%s uid=%d gid=%d prio=%d caps=%s weight=%s cpumax=%s cpus=%s memhigh=%s memmax=%s started=%s ended=%s exit=%s restarts=%d spawned=%d\n",
+	fmt.Fprintf(&b, "agent id=%d name=%s state=%s pid=%d pids=%s uid=%d gid=%d prio=%d caps=%s weight=%s cpumax=%s cpuperiod=%g cpus=%s memhigh=%s memmax=%s started=%s ended=%s exit=%s restarts=%d spawned=%d\n",
 		a.ID, bus.Quote(a.Name), a.State, a.Pid, orDash(strings.Join(ps, ",")), a.Uid, a.Gid, a.Prio,
-		orDash(strings.Join(caps, ",")), weight(a.Limits.Weight), cores(a.Limits.CPUMax), orDash(a.Limits.Cpus),
+		orDash(strings.Join(caps, ",")), weight(a.Limits.Weight), cores(a.Limits.CPUMax), a.Limits.Period().Seconds(), orDash(a.Limits.Cpus),
 		sizeOrMax(a.Limits.MemHigh), sizeOrMax(a.Limits.MemMax), unixTime(a.Started), unixTime(a.Ended),
 		bus.Quote(orDash(a.Exit)), a.Restarts, spawned)
 	if len(a.Cmd) > 0 {

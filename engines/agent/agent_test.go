@@ -175,6 +175,9 @@ func TestSpawnVerbsInKernelFiles(t *testing.T) {
 	// Each verb writes the kernel's file.
 	for _, step := range []struct{ line, ctrl, file, want string }{
 		{"cpumax 0.25", "cpu", "cpu.cfs_quota_us", "25000"},
+		// A 20ms time slice keeps the share: 5ms of every 20ms.
+		{"cpuperiod 20ms", "cpu", "cpu.cfs_quota_us", "5000"},
+		{"cpumax 0.5", "cpu", "cpu.cfs_period_us", "20000"},
 		{"cpumax max", "cpu", "cpu.cfs_quota_us", "-1"},
 		{"memmax 128M", "memory", "memory.limit_in_bytes", "134217728"},
 		{"memhigh 96M", "memory", "memory.soft_limit_in_bytes", "100663296"},
@@ -193,7 +196,7 @@ func TestSpawnVerbsInKernelFiles(t *testing.T) {
 		}
 	}
 	snap, _, _ := r.e.Snapshot(a.ID)
-	if snap.Limits.CPUMax != 0 || snap.Limits.MemMax != 128<<20 || snap.Limits.Cpus != "0-1" {
+	if snap.Limits.CPUMax != 0 || snap.Limits.CPUPeriod != 20*time.Millisecond || snap.Limits.MemMax != 128<<20 || snap.Limits.Cpus != "0-1" {
 		t.Errorf("record limits %+v do not follow the verbs", snap.Limits)
 	}
 	paths := a.Paths()
@@ -213,7 +216,7 @@ func TestSpawnVerbsInKernelFiles(t *testing.T) {
 
 func TestBadInputChangesNothing(t *testing.T) {
 	r := newRig(t, "")
-	a := r.spawn("calm memmax=64M -- sleep 60")
+	a := r.spawn("calm memmax=64M cpumax=0.05 -- sleep 60")
 	before, _, _ := r.e.Snapshot(a.ID)
 	for _, tc := range []struct {
 		line  string
@@ -226,6 +229,11 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{"memmax -5", syscall.EINVAL},
 		{"cpus 0-99", syscall.EINVAL},
 		{"weight 0", syscall.EINVAL},
+		{"cpuperiod 2s", syscall.EINVAL},
+		{"cpuperiod 0.5ms", syscall.EINVAL},
+		{"cpuperiod soon", syscall.EINVAL},
+		{"cpuperiod 10ms", syscall.EINVAL}, // 0.05 cores is 0.5ms of 10ms: under the kernel's 1ms
+		{"cpumax 0.001", syscall.EINVAL},
 		{"kill SIGNOPE", syscall.EINVAL},
 		{"merge 99999", syscall.ENOENT},
 		{"split 1", syscall.ENOENT},
@@ -247,7 +255,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 		}
 	}
 	ids := len(r.e.IDs())
-	for _, line := range []string{"x", "x -- ", "x memmax=lots -- sleep 1", "x colour=red -- sleep 1", "x -- /nonexistent/prog", "a/b -- sleep 1"} {
+	for _, line := range []string{"x", "x -- ", "x memmax=lots -- sleep 1", "x colour=red -- sleep 1", "x cpumax=0.05 cpuperiod=10ms -- sleep 1", "x -- /nonexistent/prog", "a/b -- sleep 1"} {
 		if _, err := r.e.Spawn(fs.RootCaller, strings.Fields(line)); err == nil {
 			t.Errorf("spawn %q accepted", line)
 		}
@@ -343,7 +351,7 @@ func TestCloneExecRestartAndStatus(t *testing.T) {
 		t.Fatalf("after restart: pid %d (was %d) restarts %d state %s pids %v", snap.Pid, first, snap.Restarts, snap.State, pids)
 	}
 	st := snap.Status(pids)
-	for _, want := range []string{"agent id=" + strconv.Itoa(a.ID) + " ", "state=running", "memmax=33554432", "restarts=1", `cmd argv="sh -c 'sleep 60'"`, "cgroup controller="} {
+	for _, want := range []string{"agent id=" + strconv.Itoa(a.ID) + " ", "state=running", "memmax=33554432", "cpuperiod=0.1 ", "restarts=1", `cmd argv="sh -c 'sleep 60'"`, "cgroup controller="} {
 		if !strings.Contains(st, want) {
 			t.Errorf("status lacks %q:\n%s", want, st)
 		}

@@ -5,7 +5,7 @@
 //	ctl                  spawn adopt (rows added to the global ctl)
 //	clone                open allocates an agent; read gives "N\n"; writes are its ctl
 //	agents/N/
-//	    ctl              kill stop freeze thaw restart weight cpumax cpus memhigh memmax
+//	    ctl              kill stop freeze thaw restart weight cpumax cpuperiod cpus memhigh memmax
 //	                     prio cap clone merge split exec remove
 //	    status           identity, state, limits, cgroup paths (see Agent.Status)
 //	    stat             the latest sample (see telemetry.Sample.Line)
@@ -297,8 +297,8 @@ func applyLimits(g cgroup.Group, l Limits) error {
 			return err
 		}
 	}
-	if l.CPUMax != 0 {
-		if err := g.SetCPUMax(l.CPUMax); err != nil {
+	if l.CPUMax != 0 || l.CPUPeriod != 0 {
+		if err := g.SetCPUMax(l.CPUMax, l.CPUPeriod); err != nil {
 			return err
 		}
 	}

@@ -18,7 +18,7 @@ import (
 )
 
 // spawnKeys are the settings spawn and exec take before "--".
-var spawnKeys = []string{"cpus", "weight", "cpumax", "memhigh", "memmax", "user", "env*", "dir", "prio", "cap*"}
+var spawnKeys = []string{"cpus", "weight", "cpumax", "cpuperiod", "memhigh", "memmax", "user", "env*", "dir", "prio", "cap*"}
 
 // settings are parsed spawn options; parsing all of them before acting is
 // what makes a bad one change nothing.
@@ -49,6 +49,11 @@ func (e *Engine) parseSettings(c fs.Caller, kvs []ctl.KV, base settings) (settin
 			s.limits.Weight = uint64(w)
 		case "cpumax":
 			s.limits.CPUMax, err = ctl.ParseCores(v)
+		case "cpuperiod":
+			s.limits.CPUPeriod, err = ctl.ParseDuration(v)
+			if err == nil && (s.limits.CPUPeriod < cgroup.MinCPUPeriod || s.limits.CPUPeriod > cgroup.MaxCPUPeriod) {
+				err = ctl.Errorf("cpuperiod %v not in 1ms..1s", s.limits.CPUPeriod)
+			}
 		case "memhigh":
 			s.limits.MemHigh, err = ctl.ParseSize(v)
 		case "memmax":
@@ -86,6 +91,13 @@ func (e *Engine) parseSettings(c fs.Caller, kvs []ctl.KV, base settings) (settin
 		}
 		if err != nil {
 			return s, err
+		}
+	}
+	// The kernel takes a quota of at least 1ms a period: 0.05 cores
+	// cannot be had over 10ms.
+	if s.limits.CPUMax > 0 {
+		if err := cgroup.CheckCPUMax(s.limits.CPUMax, s.limits.CPUPeriod); err != nil {
+			return s, ctl.Errorf("cpumax %g over cpuperiod %v: below the kernel's least quota of 1ms a period", s.limits.CPUMax, s.limits.Period())
 		}
 	}
 	if c.Uid != 0 {
@@ -300,6 +312,7 @@ func (e *Engine) Verbs(id int) ctl.Table {
 		{Name: "restart", Min: 0, Max: 0, Doc: "end every process and run the command again", Run: with(e.restart)},
 		{Name: "weight", Args: "N", Min: 1, Max: 1, Doc: "cpu weight 1..10000 (v1: cpu.shares)", Run: with(e.limitVerb("weight"))},
 		{Name: "cpumax", Args: "CORES", Min: 1, Max: 1, Doc: "cpu bandwidth in cores (0.5, 150%, max)", Run: with(e.limitVerb("cpumax"))},
+		{Name: "cpuperiod", Args: "DURATION", Min: 1, Max: 1, Doc: "time slice cpumax's quota refills over, 1ms..1s (default 100ms)", Run: with(e.limitVerb("cpuperiod"))},
 		{Name: "cpus", Args: "LIST", Min: 1, Max: 1, Doc: "cpuset, e.g. 0-1,3", Run: with(e.limitVerb("cpus"))},
 		{Name: "memhigh", Args: "SIZE", Min: 1, Max: 1, Doc: "memory.high (v1: soft limit), e.g. 512M, max", Run: with(e.limitVerb("memhigh"))},
 		{Name: "memmax", Args: "SIZE", Min: 1, Max: 1, Doc: "memory hard limit, e.g. 2G, max", Run: with(e.limitVerb("memmax"))},
@@ -385,7 +398,7 @@ func (e *Engine) setState(a *Agent, s string) {
 	e.save(a)
 }
 
-// limitVerb handles weight, cpumax, cpus, memhigh and memmax: the verb's
+// limitVerb handles weight, cpumax, cpuperiod, cpus, memhigh and memmax: the verb's
 // name is its spawn key, so spawn and ctl share one parser.
 func (e *Engine) limitVerb(key string) func(a *Agent, c fs.Caller, args []string) error {
 	return func(a *Agent, c fs.Caller, args []string) error {
@@ -393,7 +406,7 @@ func (e *Engine) limitVerb(key string) func(a *Agent, c fs.Caller, args []string
 	}
 }
 
-// Apply sets one of the agent's limits (weight, cpumax, cpus, memhigh,
+// Apply sets one of the agent's limits (weight, cpumax, cpuperiod, cpus, memhigh,
 // memmax, with the value in ctl syntax) for another engine, recording the
 // reason in the event, so that a predictive allocation goes through the
 // same parser, the same kernel writes and the same record as a ctl write.
@@ -403,7 +416,7 @@ func (e *Engine) Apply(id int, key, value, reason string) error {
 		return err
 	}
 	switch key {
-	case "weight", "cpumax", "cpus", "memhigh", "memmax":
+	case "weight", "cpumax", "cpuperiod", "cpus", "memhigh", "memmax":
 	default:
 		return ctl.Errorf("unknown limit %q", key)
 	}
@@ -420,8 +433,8 @@ func (e *Engine) setLimit(a *Agent, key, value, reason string) error {
 		switch key {
 		case "weight":
 			err = g.SetWeight(s.limits.Weight)
-		case "cpumax":
-			err = g.SetCPUMax(s.limits.CPUMax)
+		case "cpumax", "cpuperiod":
+			err = g.SetCPUMax(s.limits.CPUMax, s.limits.CPUPeriod)
 		case "cpus":
 			err = g.SetCpus(s.limits.Cpus)
 		case "memhigh":

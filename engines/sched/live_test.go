@@ -110,6 +110,7 @@ func TestLiveEnforcement(t *testing.T) {
 		return a.ID
 	}
 	run("interval 1s")
+	run("slice 50ms")
 	cpuStatic := spawnAgent("cpu-static", "cpumax=0.2", periodicCPU, true)
 	cpuPred := spawnAgent("cpu-pred", "cpumax=0.2", periodicCPU, false)
 	memStatic := spawnAgent("mem-static", "memmax=64M", growingMem, true)
@@ -161,9 +162,30 @@ func TestLiveEnforcement(t *testing.T) {
 	t.Logf("sched/status:\n%s", e.renderStatus())
 
 	// CPU: the scheduler raised the quota and the kernel throttled the
-	// scheduled load less than the one left at its static limit.
+	// scheduled load less than the one left at its static limit. (The
+	// scheduled one runs on a 50ms slice, twice the static one's periods
+	// a second, so counting periods is conservative.)
 	if fig[cpuPred].throttled >= fig[cpuStatic].throttled {
 		t.Errorf("throttled periods: scheduled %d, static %d; want fewer", fig[cpuPred].throttled, fig[cpuStatic].throttled)
+	}
+	// The time slice: every scheduled agent's CFS period is the slice
+	// (a fifth of it for a sporadic load) in the kernel's own file; the
+	// manual ones keep the kernel's 100ms.
+	for _, id := range ids {
+		a, _, _ := ag.Snapshot(id)
+		g, err := ag.Group(id)
+		if err != nil || !a.Alive() {
+			continue
+		}
+		got := cpuPeriod(t, g)
+		switch manual := id == cpuStatic || id == memStatic; {
+		case manual && got != 100*time.Millisecond:
+			t.Errorf("manual agent %d: cfs period %v, want 100ms", id, got)
+		case !manual && got != 50*time.Millisecond && got != MinSlice:
+			t.Errorf("scheduled agent %d: cfs period %v, want the 50ms slice or a sporadic load's %v", id, got, MinSlice)
+		case !manual && got != a.Limits.Period():
+			t.Errorf("scheduled agent %d: cfs period %v, record says %v", id, got, a.Limits.Period())
+		}
 	}
 	// Memory: the static 64M limit is hit (the kernel kills the load),
 	// the scheduled one never is.
@@ -237,4 +259,31 @@ func TestLiveEnforcement(t *testing.T) {
 	if got := read("agents/" + mp + "/pattern"); !strings.Contains(got, "forecaster=holtwinters") {
 		t.Errorf("pin not shown:\n%s", got)
 	}
+}
+
+// cpuPeriod reads the group's CFS period from the kernel: v1
+// cpu.cfs_period_us, or the second field of v2 cpu.max.
+func cpuPeriod(t *testing.T, g cgroup.Group) time.Duration {
+	t.Helper()
+	paths := g.Paths()
+	var line string
+	if d, ok := paths["cpu"]; ok {
+		b, err := os.ReadFile(d + "/cpu.cfs_period_us")
+		if err != nil {
+			t.Fatal(err)
+		}
+		line = strings.TrimSpace(string(b))
+	} else {
+		b, err := os.ReadFile(paths["unified"] + "/cpu.max")
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := strings.Fields(string(b))
+		line = f[len(f)-1]
+	}
+	us, err := strconv.Atoi(line)
+	if err != nil {
+		t.Fatalf("cfs period %q: %v", line, err)
+	}
+	return time.Duration(us) * time.Microsecond
 }

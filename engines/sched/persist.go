@@ -88,6 +88,9 @@ func (e *Engine) load() error {
 	if len(s.Settings.Horizons) == 0 || s.Settings.Interval <= 0 || s.Settings.Capacity <= 0 {
 		return fmt.Errorf("sched: %s: incomplete settings", filepath.Base(e.cfg.StateFile))
 	}
+	if s.Settings.Slice == 0 { // saved before slices were settable
+		s.Settings.Slice = DefaultSlice
+	}
 	e.mu.Lock()
 	e.set = s.Settings
 	e.mu.Unlock()

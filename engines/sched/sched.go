@@ -74,6 +74,32 @@ type Settings struct {
 	Horizons []time.Duration // ascending
 	Interval time.Duration   // between allocation decisions
 	Capacity float64         // cores divided among agents
+	Slice    time.Duration   // the CFS period (time slice) of enforced agents' CPU quota
+}
+
+// DefaultSlice is the kernel's CFS period. Slice bounds: a period is
+// 1ms..1s in the kernel, and the least quota is 1ms, so the scheduler's
+// least allocation (0.05 cores) needs at least 20ms; sporadic agents get
+// a fifth of the slice, no less than MinSlice.
+const (
+	DefaultSlice = 100 * time.Millisecond
+	MinSlice     = 20 * time.Millisecond
+	MaxSlice     = time.Second
+)
+
+// SliceFor is the time slice an agent's CPU quota refills over. A
+// sporadic load (requests, bursts) gets a fifth of the slice: the quota
+// is the same share of every period, but a burst that runs out of it
+// waits at most period-quota, so a shorter period bounds the stall a
+// throttled request sees (a 100ms period at 0.2 cores can stall a burst
+// 80ms; 20ms, 16ms). Steady and periodic loads keep the whole slice,
+// where throttling is rarer and longer periods cost fewer timer
+// interrupts and context switches.
+func SliceFor(slice time.Duration, class string) time.Duration {
+	if class == Sporadic {
+		return max(slice/5, MinSlice)
+	}
+	return slice
 }
 
 // Engine is the scheduler.
@@ -119,6 +145,7 @@ func New(cfg Config) *Engine {
 		Horizons: []time.Duration{time.Second, 5 * time.Second, 30 * time.Second, 60 * time.Second},
 		Interval: 5 * time.Second,
 		Capacity: float64(cfg.NCPU),
+		Slice:    DefaultSlice,
 	}}
 	return e
 }
@@ -320,7 +347,7 @@ func (e *Engine) decide(now time.Time) []action {
 
 		// CPU: heavy throttling since the last decision raises the quota
 		// at once; otherwise follow the forecast.
-		periods := e.set.Interval.Seconds() / 0.1
+		periods := e.set.Interval.Seconds() / a.Limits.Period().Seconds()
 		thr := latest.Throttled
 		cur := a.Limits.CPUMax
 		if st.seenThr && cur > 0 && float64(thr-st.lastThr) >= 0.3*periods {
@@ -371,6 +398,11 @@ func (e *Engine) decide(now time.Time) []action {
 		}
 		if changed(limits[c.ID].CPUMax, v, 0.02) {
 			acts = append(acts, action{c.ID, "cpumax", strconv.FormatFloat(v, 'f', 2, 64), why})
+		}
+		// The time slice, after the quota: any allocation (>= 0.05
+		// cores) is a valid quota over any slice >= MinSlice.
+		if p := SliceFor(e.set.Slice, st.pred[resCPU].Pattern().Class); p != limits[c.ID].Period() {
+			acts = append(acts, action{c.ID, "cpuperiod", p.String(), "slice-" + st.pred[resCPU].Pattern().Class})
 		}
 	}
 	// Predictive core assignment: steady loads predicted at 0.8 cores or

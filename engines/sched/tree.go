@@ -119,6 +119,21 @@ func (e *Engine) Verbs() ctl.Table {
 				e.publish("interval", 0, bus.F("seconds", d.Seconds()))
 				return nil
 			}},
+		{Name: "slice", Args: "DURATION", Min: 1, Max: 1, Root: true, Doc: "CFS period of enforced agents' CPU quota, 20ms..1s (default 100ms; sporadic agents get a fifth, at least 20ms)",
+			Run: func(_ context.Context, _ fs.Caller, a []string) error {
+				d, err := ctl.ParseDuration(a[0])
+				if err != nil {
+					return err
+				}
+				if d < MinSlice || d > MaxSlice {
+					return ctl.Errorf("slice %s outside 20ms..1s", d)
+				}
+				e.mu.Lock()
+				e.set.Slice = d
+				e.mu.Unlock()
+				e.publish("slice", 0, bus.F("seconds", d.Seconds()))
+				return nil
+			}},
 		{Name: "capacity", Args: "CORES", Min: 1, Max: 1, Root: true, Doc: "cores divided among agents (max: all online)",
 			Run: func(_ context.Context, _ fs.Caller, a []string) error {
 				v, err := ctl.ParseCores(a[0])
@@ -327,10 +342,13 @@ func (e *Engine) renderPredict(id int) ([]byte, error) {
 //
 //	enforce=off mode=auto weight=100
 //	limit=cpumax value=1.150 forecast=1.000 floor=0.000 share=1.150 reason=predicted-rise
+//	limit=cpuperiod value=0.100 reason=slice-steady
 //	limit=memhigh value=73400320 forecast=63823200 floor=0 reason=predicted-rise
 //	limit=memmax value=83886080 forecast=72944000 floor=0 reason=initial
 //
-// cpumax in cores (share: the fair share it got), memory in bytes; value
+// cpumax in cores (share: the fair share it got), cpuperiod in seconds
+// (the time slice the quota refills over: sched/ctl's slice, a fifth of
+// it for a sporadic load, see SliceFor), memory in bytes; value
 // is what the scheduler allocates (written to the kernel only with
 // enforce=on and mode=auto); forecast the p90 (cpumax, memhigh) or p99
 // (memmax) over the next decision interval; floor what an OOM kill or
@@ -356,6 +374,8 @@ func (e *Engine) renderAlloc(id int) ([]byte, error) {
 			why = ReasonFair
 		}
 		fmt.Fprintf(&b, "limit=cpumax value=%s forecast=%s floor=%s share=%s reason=%s\n", g(math.Max(0.05, st.share)), g(st.cpu.Forecast), g(st.cpu.Floor), g(st.share), why)
+		class := st.pred[resCPU].Pattern().Class
+		fmt.Fprintf(&b, "limit=cpuperiod value=%s reason=slice-%s\n", g(SliceFor(e.set.Slice, class).Seconds()), class)
 	}
 	for _, m := range []struct {
 		n string
@@ -391,8 +411,8 @@ func (e *Engine) renderStatus() []byte {
 	for i, h := range e.set.Horizons {
 		hs[i] = strconv.FormatFloat(h.Seconds(), 'f', -1, 64)
 	}
-	fmt.Fprintf(&b, "enforce=%s buffer=%s fall=%s interval=%s horizons=%s capacity=%s agents=%d ticks=%d decisions=%d changes=%d\n",
-		onOff(e.set.Enforce), g(e.set.Buffer), g(e.set.Fall), g(e.set.Interval.Seconds()), strings.Join(hs, ","), g(e.set.Capacity),
+	fmt.Fprintf(&b, "enforce=%s buffer=%s fall=%s interval=%s horizons=%s capacity=%s slice=%s agents=%d ticks=%d decisions=%d changes=%d\n",
+		onOff(e.set.Enforce), g(e.set.Buffer), g(e.set.Fall), g(e.set.Interval.Seconds()), strings.Join(hs, ","), g(e.set.Capacity), g(e.set.Slice.Seconds()),
 		len(e.agents), e.ticks, e.decisions, e.changes)
 	for _, id := range e.ids() {
 		st := e.agents[id]

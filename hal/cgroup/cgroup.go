@@ -56,6 +56,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/containerd/cgroups/v3"
 	"github.com/containerd/cgroups/v3/cgroup1"
@@ -128,9 +129,11 @@ type Group interface {
 	// SetWeight sets a cgroup v2 cpu.weight, 1..10000 (default 100); v1
 	// writes cpu.shares = WeightToShares(w).
 	SetWeight(w uint64) error
-	// SetCPUMax limits the group to cores CPUs over a 100ms period; 0
-	// lifts the limit. v2 cpu.max, v1 cpu.cfs_quota_us/cpu.cfs_period_us.
-	SetCPUMax(cores float64) error
+	// SetCPUMax limits the group to cores CPUs, as a quota of
+	// cores×period CPU time refilled every period (0: 100ms; the kernel
+	// takes 1ms..1s); 0 cores lifts the limit. v2 cpu.max, v1
+	// cpu.cfs_quota_us/cpu.cfs_period_us.
+	SetCPUMax(cores float64, period time.Duration) error
 	// SetCpus sets cpuset.cpus ("0-2,5"); "" gives back the parent's.
 	SetCpus(list string) error
 	// SetMemHigh sets v2 memory.high; v1 has none and gets

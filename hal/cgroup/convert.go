@@ -10,12 +10,32 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/containerd/cgroups/v3/cgroup2"
 )
 
-// CPUPeriodUs is the CFS period every CPU limit uses (100 ms).
-const CPUPeriodUs = 100000
+// CPUPeriodUs is the CFS period a CPU limit uses unless told another
+// (100 ms, the kernel's default). MinCPUPeriod and MaxCPUPeriod are the
+// kernel's bounds on a period (1 ms and 1 s): the quota refills once a
+// period, so a short one bounds how long a throttled group waits and a
+// long one lets a burst run longer before it is stopped.
+const (
+	CPUPeriodUs  = 100000
+	MinCPUPeriod = time.Millisecond
+	MaxCPUPeriod = time.Second
+)
+
+// periodUs checks a CFS period (0: CPUPeriodUs) and returns it in µs.
+func periodUs(period time.Duration) (int64, error) {
+	if period == 0 {
+		return CPUPeriodUs, nil
+	}
+	if period < MinCPUPeriod || period > MaxCPUPeriod {
+		return 0, fmt.Errorf("cgroup: cpu period %v not in 1ms..1s: %w", period, ErrInvalid)
+	}
+	return period.Microseconds(), nil
+}
 
 // Weight bounds of cgroup v2 cpu.weight and the v1 cpu.shares range the
 // standard conversion covers.
@@ -60,18 +80,31 @@ func WeightToShares(w uint64) uint64 {
 	return lo - 1
 }
 
-// coresToQuota turns a CPU limit in cores into a CFS quota for
-// CPUPeriodUs: 0 means no limit (-1). The kernel takes at least 1000us.
-func coresToQuota(cores float64) (int64, error) {
+// CheckCPUMax reports whether SetCPUMax would take cores over period,
+// so that a spawn or ctl line can be refused before anything changes.
+func CheckCPUMax(cores float64, period time.Duration) error {
+	p, err := periodUs(period)
+	if err == nil {
+		_, err = coresToQuota(cores, p)
+	}
+	return err
+}
+
+// coresToQuota turns a CPU limit in cores into a CFS quota for a period
+// of periodUs: 0 means no limit (-1). The kernel takes a quota of at
+// least 1000us, so the least limit is 0.01 cores at 100 ms and 0.1 at
+// 10 ms.
+func coresToQuota(cores float64, periodUs int64) (int64, error) {
 	if math.IsNaN(cores) || math.IsInf(cores, 0) || cores < 0 {
 		return 0, fmt.Errorf("cgroup: cpu limit %v cores: %w", cores, ErrInvalid)
 	}
 	if cores == 0 {
 		return -1, nil
 	}
-	q := math.Round(cores * CPUPeriodUs)
+	q := math.Round(cores * float64(periodUs))
 	if q < 1000 {
-		return 0, fmt.Errorf("cgroup: cpu limit %v cores is below the kernel's 0.01: %w", cores, ErrInvalid)
+		return 0, fmt.Errorf("cgroup: cpu limit %v cores is below the kernel's least quota of 1ms per %v period (%v cores): %w",
+			cores, time.Duration(periodUs)*time.Microsecond, 1000/float64(periodUs), ErrInvalid)
 	}
 	if q > 1<<40 {
 		return 0, fmt.Errorf("cgroup: cpu limit %v cores: %w", cores, ErrInvalid)
@@ -80,11 +113,12 @@ func coresToQuota(cores float64) (int64, error) {
 }
 
 // cpuMaxString is the v2 cpu.max line for a quota from coresToQuota.
-func cpuMaxString(quota int64) string {
+func cpuMaxString(quota, periodUs int64) string {
+	p := strconv.FormatInt(periodUs, 10)
 	if quota < 0 {
-		return "max " + strconv.Itoa(CPUPeriodUs)
+		return "max " + p
 	}
-	return strconv.FormatInt(quota, 10) + " " + strconv.Itoa(CPUPeriodUs)
+	return strconv.FormatInt(quota, 10) + " " + p
 }
 
 // checkBytes accepts a memory limit: -1 (none) or >= 0.

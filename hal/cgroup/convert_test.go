@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"testing"
+	"time"
 
 	"github.com/containerd/cgroups/v3"
 )
@@ -49,27 +50,45 @@ func TestWeightToShares(t *testing.T) {
 
 func TestCoresToQuota(t *testing.T) {
 	for _, c := range []struct {
-		cores float64
-		quota int64
-		line  string
+		cores  float64
+		period time.Duration
+		quota  int64
+		line   string
 	}{
-		{0, -1, "max 100000"},
-		{0.5, 50000, "50000 100000"},
-		{1, 100000, "100000 100000"},
-		{2.25, 225000, "225000 100000"},
-		{0.01, 1000, "1000 100000"},
+		{0, 0, -1, "max 100000"},
+		{0.5, 0, 50000, "50000 100000"},
+		{1, 0, 100000, "100000 100000"},
+		{2.25, 0, 225000, "225000 100000"},
+		{0.01, 0, 1000, "1000 100000"},
+		{0.5, 20 * time.Millisecond, 10000, "10000 20000"},
+		{0, 10 * time.Millisecond, -1, "max 10000"},
+		{0.1, 10 * time.Millisecond, 1000, "1000 10000"},
+		{2, time.Second, 2000000, "2000000 1000000"},
 	} {
-		q, err := coresToQuota(c.cores)
-		if err != nil || q != c.quota {
-			t.Errorf("coresToQuota(%v) = %d, %v; want %d", c.cores, q, err, c.quota)
+		p, err := periodUs(c.period)
+		if err != nil {
+			t.Fatalf("periodUs(%v): %v", c.period, err)
 		}
-		if l := cpuMaxString(q); l != c.line {
-			t.Errorf("cpuMaxString(%d) = %q, want %q", q, l, c.line)
+		q, err := coresToQuota(c.cores, p)
+		if err != nil || q != c.quota {
+			t.Errorf("coresToQuota(%v, %d) = %d, %v; want %d", c.cores, p, q, err, c.quota)
+		}
+		if l := cpuMaxString(q, p); l != c.line {
+			t.Errorf("cpuMaxString(%d, %d) = %q, want %q", q, p, l, c.line)
 		}
 	}
 	for _, bad := range []float64{-1, 0.001, math.NaN(), math.Inf(1), 1e12} {
-		if _, err := coresToQuota(bad); !errors.Is(err, ErrInvalid) {
+		if _, err := coresToQuota(bad, CPUPeriodUs); !errors.Is(err, ErrInvalid) {
 			t.Errorf("coresToQuota(%v) err = %v, want ErrInvalid", bad, err)
+		}
+	}
+	// 0.05 cores is 500us of a 10ms period: under the kernel's 1ms.
+	if _, err := coresToQuota(0.05, 10000); !errors.Is(err, ErrInvalid) {
+		t.Errorf("coresToQuota(0.05, 10ms) err = %v, want ErrInvalid", err)
+	}
+	for _, bad := range []time.Duration{-time.Millisecond, 999 * time.Microsecond, time.Second + 1} {
+		if _, err := periodUs(bad); !errors.Is(err, ErrInvalid) {
+			t.Errorf("periodUs(%v) err = %v, want ErrInvalid", bad, err)
 		}
 	}
 }

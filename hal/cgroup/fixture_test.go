@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"testing"
+	"time"
 )
 
 // v2Fixture copies testdata/v2 (a fake cgroup2 root where the daemon runs
@@ -50,9 +51,10 @@ func TestV2FixtureFormats(t *testing.T) {
 		file string
 		want string
 	}{
-		{"cpumax 0.5", func() error { return g.SetCPUMax(0.5) }, "cpu.max", "50000 100000"},
-		{"cpumax 2", func() error { return g.SetCPUMax(2) }, "cpu.max", "200000 100000"},
-		{"cpumax 0", func() error { return g.SetCPUMax(0) }, "cpu.max", "max 100000"},
+		{"cpumax 0.5", func() error { return g.SetCPUMax(0.5, 0) }, "cpu.max", "50000 100000"},
+		{"cpumax 2", func() error { return g.SetCPUMax(2, 0) }, "cpu.max", "200000 100000"},
+		{"cpumax 0", func() error { return g.SetCPUMax(0, 0) }, "cpu.max", "max 100000"},
+		{"cpumax 0.5 20ms", func() error { return g.SetCPUMax(0.5, 20*time.Millisecond) }, "cpu.max", "10000 20000"},
 		{"weight 250", func() error { return g.SetWeight(250) }, "cpu.weight", "250"},
 		{"cpus 0-1,3", func() error { return g.SetCpus("0-1,3") }, "cpuset.cpus", "0-1,3"},
 		{"cpus inherit", func() error { return g.SetCpus("") }, "cpuset.cpus", ""},
@@ -72,7 +74,8 @@ func TestV2FixtureFormats(t *testing.T) {
 	for name, err := range map[string]error{
 		"weight 0":     g.SetWeight(0),
 		"weight 10001": g.SetWeight(10001),
-		"cpumax -1":    g.SetCPUMax(-1),
+		"cpumax -1":    g.SetCPUMax(-1, 0),
+		"period 2s":    g.SetCPUMax(1, 2*time.Second),
 		"memmax -2":    g.SetMemMax(-2),
 		"memhigh -5":   g.SetMemHigh(-5),
 		"add 0":        g.Add(0),
@@ -122,7 +125,7 @@ func TestV2FixtureNoControllers(t *testing.T) {
 	}
 	for name, err := range map[string]error{
 		"weight":  g.SetWeight(100),
-		"cpumax":  g.SetCPUMax(1),
+		"cpumax":  g.SetCPUMax(1, 0),
 		"cpus":    g.SetCpus("0"),
 		"cpus ''": g.SetCpus(""),
 		"memhigh": g.SetMemHigh(1 << 20),
@@ -307,9 +310,11 @@ func TestV1Fixture(t *testing.T) {
 		{"weight 100", func() error { return g.SetWeight(100) }, "cpu/cpu.shares", "1024"},
 		{"weight 1", func() error { return g.SetWeight(1) }, "cpu/cpu.shares", "2"},
 		{"weight 10000", func() error { return g.SetWeight(10000) }, "cpu/cpu.shares", "262144"},
-		{"cpumax 1.5", func() error { return g.SetCPUMax(1.5) }, "cpu/cpu.cfs_quota_us", "150000"},
+		{"cpumax 1.5", func() error { return g.SetCPUMax(1.5, 0) }, "cpu/cpu.cfs_quota_us", "150000"},
 		{"cpumax period", func() error { return nil }, "cpu/cpu.cfs_period_us", "100000"},
-		{"cpumax 0", func() error { return g.SetCPUMax(0) }, "cpu/cpu.cfs_quota_us", "-1"},
+		{"cpumax 0", func() error { return g.SetCPUMax(0, 0) }, "cpu/cpu.cfs_quota_us", "-1"},
+		{"cpumax 0.5 20ms", func() error { return g.SetCPUMax(0.5, 20*time.Millisecond) }, "cpu/cpu.cfs_quota_us", "10000"},
+		{"cpumax 20ms period", func() error { return nil }, "cpu/cpu.cfs_period_us", "20000"},
 		{"memmax 64M", func() error { return g.SetMemMax(64 << 20) }, "memory/memory.limit_in_bytes", "67108864"},
 		{"memmax none", func() error { return g.SetMemMax(-1) }, "memory/memory.limit_in_bytes", "-1"},
 		{"memhigh 1M", func() error { return g.SetMemHigh(1 << 20) }, "memory/memory.soft_limit_in_bytes", "1048576"},
@@ -454,7 +459,7 @@ func TestV1FixtureMissingControllers(t *testing.T) {
 	}
 	for name, err := range map[string]error{
 		"weight": g.SetWeight(100),
-		"cpumax": g.SetCPUMax(1),
+		"cpumax": g.SetCPUMax(1, 0),
 		"cpus":   g.SetCpus("0"),
 		"freeze": g.Freeze(),
 		"thaw":   g.Thaw(),

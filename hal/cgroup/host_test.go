@@ -61,18 +61,25 @@ func TestV1Host(t *testing.T) {
 		t.Errorf("Procs = %v, %v; want [%d]", procs, err, s.pid)
 	}
 
-	if err := g.SetCPUMax(0.5); err != nil {
+	if err := g.SetCPUMax(0.5, 0); err != nil {
 		t.Fatal(err)
 	}
 	wantFile(t, p["cpu"]+"/cpu.cfs_quota_us", "50000")
 	wantFile(t, p["cpu"]+"/cpu.cfs_period_us", "100000")
-	if err := g.SetCPUMax(0); err != nil {
+	if err := g.SetCPUMax(0, 0); err != nil {
 		t.Fatal(err)
 	}
 	wantFile(t, p["cpu"]+"/cpu.cfs_quota_us", "-1")
-	if err := g.SetCPUMax(0.5); err != nil {
+	// A 20ms time slice: the same share, refilled five times as often.
+	if err := g.SetCPUMax(0.5, 20*time.Millisecond); err != nil {
 		t.Fatal(err)
 	}
+	wantFile(t, p["cpu"]+"/cpu.cfs_quota_us", "10000")
+	wantFile(t, p["cpu"]+"/cpu.cfs_period_us", "20000")
+	if err := g.SetCPUMax(0.5, 0); err != nil {
+		t.Fatal(err)
+	}
+	wantFile(t, p["cpu"]+"/cpu.cfs_period_us", "100000")
 
 	if err := g.SetMemMax(64 << 20); err != nil {
 		t.Fatal(err)
@@ -305,7 +312,7 @@ func TestV2Host(t *testing.T) {
 		ctl, name, file, want string
 		do                    func() error
 	}{
-		{"cpu", "cpumax", "cpu.max", "50000 100000", func() error { return g.SetCPUMax(0.5) }},
+		{"cpu", "cpumax", "cpu.max", "50000 100000", func() error { return g.SetCPUMax(0.5, 0) }},
 		{"cpu", "weight", "cpu.weight", "200", func() error { return g.SetWeight(200) }},
 		{"cpuset", "cpus", "cpuset.cpus", "0", func() error { return g.SetCpus("0") }},
 		{"memory", "memmax", "memory.max", "67108864", func() error { return g.SetMemMax(64 << 20) }},

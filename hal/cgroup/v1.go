@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/containerd/cgroups/v3/cgroup1"
 	"github.com/containerd/cgroups/v3/cgroup2"
@@ -273,14 +274,18 @@ func (g *v1Group) SetWeight(w uint64) error {
 	return g.update("weight", cgroup1.Cpu, &specs.LinuxResources{CPU: &specs.LinuxCPU{Shares: &shares}})
 }
 
-// SetCPUMax writes cpu.cfs_period_us 100000 and cpu.cfs_quota_us
-// (-1 for no limit).
-func (g *v1Group) SetCPUMax(cores float64) error {
-	quota, err := coresToQuota(cores)
+// SetCPUMax writes cpu.cfs_period_us (100000 for period 0) and
+// cpu.cfs_quota_us (-1 for no limit).
+func (g *v1Group) SetCPUMax(cores float64, periodD time.Duration) error {
+	p, err := periodUs(periodD)
 	if err != nil {
 		return groupErr(g.name, "cpumax", err)
 	}
-	period := uint64(CPUPeriodUs)
+	quota, err := coresToQuota(cores, p)
+	if err != nil {
+		return groupErr(g.name, "cpumax", err)
+	}
+	period := uint64(p)
 	return g.update("cpumax", cgroup1.Cpu, &specs.LinuxResources{CPU: &specs.LinuxCPU{Quota: &quota, Period: &period}})
 }
 

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/containerd/cgroups/v3/cgroup2"
 )
@@ -189,13 +190,18 @@ func (g *v2Group) SetWeight(w uint64) error {
 	return g.update("weight", "cpu", &cgroup2.Resources{CPU: &cgroup2.CPU{Weight: &w}})
 }
 
-// SetCPUMax writes cpu.max "QUOTA 100000", or "max 100000" for 0.
-func (g *v2Group) SetCPUMax(cores float64) error {
-	quota, err := coresToQuota(cores)
+// SetCPUMax writes cpu.max "QUOTA PERIOD" (PERIOD 100000 for period 0),
+// or "max PERIOD" for 0 cores.
+func (g *v2Group) SetCPUMax(cores float64, periodD time.Duration) error {
+	p, err := periodUs(periodD)
 	if err != nil {
 		return groupErr(g.name, "cpumax", err)
 	}
-	period := uint64(CPUPeriodUs)
+	quota, err := coresToQuota(cores, p)
+	if err != nil {
+		return groupErr(g.name, "cpumax", err)
+	}
+	period := uint64(p)
 	q := &quota
 	if quota < 0 {
 		q = nil // the library writes "max"
