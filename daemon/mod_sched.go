@@ -22,12 +22,37 @@ func init() {
 			d.Log.Printf("%v: starting with the default settings", err)
 		}
 		d.Tel.OnTick(func(now time.Time, latest map[int]telemetry.Sample) { e.Tick(now, latest) })
-		return &schedModule{nodes: e.Nodes(d.NS)}, nil
+		return &schedModule{e: e, log: d.Log, nodes: e.Nodes(d.NS)}, nil
 	})
 }
 
-type schedModule struct{ nodes []fs.Node }
+type schedModule struct {
+	e     *sched.Engine
+	log   *Log
+	nodes []fs.Node
+}
 
-func (m *schedModule) Nodes() []fs.Node    { return m.nodes }
-func (m *schedModule) Run(context.Context) {}
-func (m *schedModule) Close() error        { return nil }
+func (m *schedModule) Nodes() []fs.Node { return m.nodes }
+
+// Run keeps the predictors' history on disk every minute, so that a
+// kill -9 costs them at most a minute of learning.
+func (m *schedModule) Run(ctx context.Context) {
+	t := time.NewTicker(historyEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := m.e.SaveHistory(); err != nil {
+				m.log.Printf("sched: saving history: %v", err)
+			}
+		}
+	}
+}
+
+// Close saves the history once more: a clean stop loses nothing.
+func (m *schedModule) Close() error { return m.e.SaveHistory() }
+
+// historyEvery is how often the scheduler's history is saved.
+const historyEvery = time.Minute

@@ -399,6 +399,10 @@ func TestEndToEnd(t *testing.T) {
 
 	// --- clean stop: agents stopped, cgroups and mount gone ---
 	d.term()
+	// The scheduler kept what its predictors learned of the agent.
+	if b, err := os.ReadFile(filepath.Join(state, "sched.json.history")); err != nil || !strings.Contains(string(b), `"1":{"samples":[[`) {
+		t.Errorf("sched history after a clean stop: %v\n%.200s", err, b)
+	}
 	if b, _ := os.ReadFile("/proc/mounts"); strings.Contains(string(b), mount) {
 		t.Error("mount left after SIGTERM")
 	}

@@ -41,6 +41,13 @@ type Alloc struct {
 	adapted  bool // Buffer has been set
 }
 
+// restored is a saved Alloc read back: an allocation that was decided
+// has its buffer adapted already (the field that says so is not saved).
+func (a Alloc) restored() Alloc {
+	a.adapted = a.Value > 0
+	return a
+}
+
 // Reasons, in events and `alloc`.
 const (
 	ReasonRise     = "predicted-rise"

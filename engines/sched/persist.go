@@ -106,3 +106,104 @@ func (e *Engine) load() error {
 	}
 	return nil
 }
+
+// HistoryKeep is how many of each resource's latest samples SaveHistory
+// keeps per agent: enough for the forecasters' warm-up, the AR fit and
+// the pattern detector's period search to resume where they were.
+const HistoryKeep = patWindow
+
+// savedHistory is the predictors' warm start, in Config.StateFile with
+// ".history" appended: per agent, each resource's latest samples (oldest
+// first) and the allocations with what they learned (the adapted CPU
+// buffer, the floors an OOM kill or throttling taught). Restore replays
+// the samples through fresh predictors, which costs one Observe each
+// (about 3 µs) and rebuilds every forecaster's state, loss and residual
+// quantiles exactly as the live run built them from those samples, where
+// serialising each model's internals would tie the file to them. Samples
+// taken at another step (the sampling interval changed) are not replayed.
+type savedHistory struct {
+	Step   float64              `json:"step"`
+	Agents map[int]savedPredict `json:"agents"`
+}
+
+type savedPredict struct {
+	Samples [nres][]float64 `json:"samples"`
+	CPU     Alloc           `json:"cpu"`
+	MemHigh Alloc           `json:"memhigh"`
+	MemMax  Alloc           `json:"memmax"`
+}
+
+func (e *Engine) historyFile() string { return e.cfg.StateFile + ".history" }
+
+// SaveHistory writes every agent's recent samples and allocations (see
+// savedHistory). The daemon calls it every minute and when it stops, so a
+// kill -9 loses at most a minute of learning.
+func (e *Engine) SaveHistory() error {
+	if e.cfg.StateFile == "" {
+		return nil
+	}
+	e.mu.Lock()
+	h := savedHistory{Step: e.stepSeconds(), Agents: make(map[int]savedPredict, len(e.agents))}
+	for id, st := range e.agents {
+		if st.pred[resCPU].N() == 0 {
+			continue
+		}
+		var sp savedPredict
+		for r, p := range st.pred {
+			sp.Samples[r] = p.Recent(HistoryKeep)
+		}
+		sp.CPU, sp.MemHigh, sp.MemMax = st.cpu, st.memHigh, st.memMax
+		h.Agents[id] = sp
+	}
+	e.mu.Unlock()
+	b, err := json.Marshal(h)
+	if err != nil {
+		return err
+	}
+	tmp := e.historyFile() + ".tmp"
+	if err := os.WriteFile(tmp, b, 0600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, e.historyFile())
+}
+
+// loadHistory replays what SaveHistory wrote; a missing file is a first
+// start (or a daemon that never ran a minute).
+func (e *Engine) loadHistory() error {
+	if e.cfg.StateFile == "" {
+		return nil
+	}
+	b, err := os.ReadFile(e.historyFile())
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var h savedHistory
+	if err := json.Unmarshal(b, &h); err != nil {
+		return fmt.Errorf("sched: %s: %w", filepath.Base(e.historyFile()), err)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if h.Step != e.stepSeconds() {
+		return nil
+	}
+	for id, sp := range h.Agents {
+		st := e.agents[id]
+		if st == nil {
+			st = e.newState()
+			e.agents[id] = st
+		}
+		for r, xs := range sp.Samples {
+			if len(xs) > HistoryKeep {
+				xs = xs[len(xs)-HistoryKeep:]
+			}
+			for _, x := range xs {
+				st.pred[r].Observe(x, 0)
+			}
+		}
+		st.cpu, st.memHigh, st.memMax = sp.CPU.restored(), sp.MemHigh.restored(), sp.MemMax.restored()
+	}
+	return nil
+}

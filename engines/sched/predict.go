@@ -217,6 +217,15 @@ func (pr *Predictor) Pinned() string {
 // N is the number of samples seen.
 func (pr *Predictor) N() int { return pr.t }
 
+// Recent returns up to n of the latest samples, oldest first.
+func (pr *Predictor) Recent(n int) []float64 {
+	all := pr.hist.copyTo(make([]float64, pr.hist.n))
+	if len(all) > n {
+		all = all[len(all)-n:]
+	}
+	return all
+}
+
 // Observe takes the next sample at unix time now (seconds; 0 when
 // unknown): scores the predictions made for this step, updates every
 // forecaster, and makes the next predictions. Constant work per sample

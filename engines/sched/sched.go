@@ -151,8 +151,14 @@ func New(cfg Config) *Engine {
 }
 
 // Restore loads the settings and agents' modes saved in cfg.StateFile by
-// every accepted verb, so `enforce on` survives a restart of the daemon.
-func (e *Engine) Restore() error { return e.load() }
+// every accepted verb, so `enforce on` survives a restart of the daemon,
+// then warms the predictors from the history SaveHistory kept.
+func (e *Engine) Restore() error {
+	if err := e.load(); err != nil {
+		return err
+	}
+	return e.loadHistory()
+}
 
 // Settings returns a copy of the current settings.
 func (e *Engine) Settings() Settings {
