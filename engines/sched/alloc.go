@@ -57,7 +57,24 @@ const (
 	ReasonThrottle = "throttle-bump"
 	ReasonInitial  = "initial"
 	ReasonFair     = "fair-share"
+	ReasonWarmup   = "warm-up-peak"
 )
+
+// Hold keeps a young agent's allocation at no less than peak, the highest
+// use seen so far, and reports whether it raised it. Callers hold while
+// the predictor is Young: its forecast and residual quantiles rest on
+// too little history (no period found yet, losses barely scored), and
+// the first misses would also inflate the adaptive buffer for a long
+// time after. The VPA is as careful at the start (its p90 of all history
+// plus 15 % sits above a young load's peak).
+func (p Policy) Hold(a *Alloc, peak float64) bool {
+	peak = p.clamp(peak)
+	if peak <= a.Value {
+		return false
+	}
+	a.Value, a.Reason = peak, ReasonWarmup
+	return true
+}
 
 // Next moves a toward forecast with the fixed Buffer and returns whether
 // the value changed.

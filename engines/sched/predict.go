@@ -124,6 +124,7 @@ type Predictor struct {
 
 	t      int
 	hist   ring
+	peak   float64 // highest sample seen
 	scale  float64 // EWMA of |x|, normalises losses across series
 	preds  []float64
 	weight [][]float64 // [horizon][model]
@@ -217,6 +218,20 @@ func (pr *Predictor) Pinned() string {
 // N is the number of samples seen.
 func (pr *Predictor) N() int { return pr.t }
 
+// WarmSamples is how many samples a predictor needs before its forecast
+// alone sets an allocation: half the pattern detector's window, by which
+// a period of up to 128 samples has been seen twice and every forecaster
+// scored some hundreds of times (chosen on the Google week, whose misses
+// came in the first day; docs/sched.md).
+const WarmSamples = patWindow / 2
+
+// Young reports whether the predictor has seen fewer than WarmSamples
+// samples (see Policy.Hold).
+func (pr *Predictor) Young() bool { return pr.t < WarmSamples }
+
+// Peak is the highest sample seen.
+func (pr *Predictor) Peak() float64 { return pr.peak }
+
 // Recent returns up to n of the latest samples, oldest first.
 func (pr *Predictor) Recent(n int) []float64 {
 	all := pr.hist.copyTo(make([]float64, pr.hist.n))
@@ -266,6 +281,9 @@ func (pr *Predictor) Observe(x, now float64) {
 		m.Observe(x)
 	}
 	pr.hist.add(x)
+	if pr.t == 0 || x > pr.peak {
+		pr.peak = x
+	}
 	pr.t++
 	if pr.t%patEvery == 0 {
 		pr.analyse()

@@ -364,6 +364,9 @@ func (e *Engine) decide(now time.Time) []action {
 			sporadic := st.pred[resCPU].Pattern().Class == Sporadic
 			cpuPol.NextUse(&st.cpu, lead(st.pred[resCPU], e.set.Interval, st.step, sporadic), st.used)
 		}
+		if st.pred[resCPU].Young() {
+			cpuPol.Hold(&st.cpu, st.pred[resCPU].Peak())
+		}
 		st.lastThr, st.seenThr = thr, true
 		claims = append(claims, Claim{ID: id, Demand: st.cpu.Value, Weight: float64(w)})
 
@@ -382,6 +385,10 @@ func (e *Engine) decide(now time.Time) []action {
 		}
 		st.lastOOM = oom
 		memPol.Next(&st.memHigh, math.Max(lead(st.pred[resMem], e.set.Interval, st.step, false), st.mem))
+		if st.pred[resMem].Young() {
+			memPol.Hold(&st.memMax, st.pred[resMem].Peak())
+			memPol.Hold(&st.memHigh, st.pred[resMem].Peak())
+		}
 		if st.memHigh.Value > st.memMax.Value {
 			st.memHigh.Value = st.memMax.Value
 		}

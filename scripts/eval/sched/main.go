@@ -345,10 +345,19 @@ func simulate(s series) map[string]simResult {
 		// limit's miss is an OOM kill). x is what was used while the
 		// last allocation stood, as the engine's NextUse is told.
 		p90 := pr.Forecasts()[0].P90
+		// A young predictor's allocation is held at the peak seen, as
+		// the engine holds it (Policy.Hold).
+		young := pr.Young()
 		pol.NextUse(&ours, p90, x)
+		if young {
+			pol.Hold(&ours, pr.Peak())
+		}
 		allocs["ours"] = ours.Value
 		for i := range alt {
 			altPol[i].NextUse(&alt[i], p90, x)
+			if young {
+				altPol[i].Hold(&alt[i], pr.Peak())
+			}
 			allocs[tradeKey(i)] = alt[i].Value
 		}
 		vpa.Predict(one, v)
@@ -366,6 +375,7 @@ var tradeConfigs = []struct {
 	name                string
 	target, buffer, max float64
 }{
+	{"target 0.0005", 0.0005, 0.15, 1},
 	{"target 0.001", 0.001, 0.15, 1},
 	{"target 0.002", 0.002, 0.15, 0.4},
 	{"target 0.01", 0.01, 0.15, 0.4},
@@ -375,6 +385,7 @@ var tradeConfigs = []struct {
 	{"fixed 0.00", 0, 0, 0},
 	{"fixed 0.05", 0, 0.05, 0},
 	{"fixed 0.15", 0, 0.15, 0},
+	{"fixed 0.20", 0, 0.20, 0},
 	{"fixed 0.25", 0, 0.25, 0},
 	{"fixed 0.40", 0, 0.40, 0},
 }
