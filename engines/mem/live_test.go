@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -38,6 +39,8 @@ func TestMain(m *testing.M) {
 		readMain()
 	case "touch":
 		touchMain()
+	case "touchpart":
+		touchPartMain()
 	case "":
 		os.Exit(m.Run())
 	}
@@ -165,6 +168,45 @@ func touchMain() {
 }
 
 var touchSink byte
+
+// touchPartMain maps the file argv[1], touches all of it once, prints
+// "ready", then touches only its first argv[2] bytes every 20 ms; on
+// SIGUSR1 it touches the whole file once more and prints "again".
+func touchPartMain() {
+	f, err := os.Open(os.Args[1])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	st, _ := f.Stat()
+	b, err := syscall.Mmap(int(f.Fd()), 0, int(st.Size()), syscall.PROT_READ, syscall.MAP_SHARED)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	hot, _ := strconv.Atoi(os.Args[2])
+	touch := func(b []byte) {
+		var s byte
+		for i := 0; i < len(b); i += 4096 {
+			s += b[i]
+		}
+		touchSink += s
+	}
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(usr1, syscall.SIGUSR1)
+	touch(b)
+	fmt.Println("ready", touchSink)
+	for {
+		select {
+		case <-usr1:
+			touch(b)
+			fmt.Println("again", touchSink)
+		default:
+		}
+		touch(b[:hot])
+		time.Sleep(20 * time.Millisecond)
+	}
+}
 
 func unixFadviseDontneed(f *os.File) { unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED) }
 
@@ -546,5 +588,133 @@ func TestLivePressurePaging(t *testing.T) {
 	}
 	if usage-after < 24<<20 {
 		t.Errorf("cgroup usage %d -> %d: the cold 32 MiB did not leave", usage, after)
+	}
+}
+
+// TestLivePartlyColdPageout: a real process maps a 32 MiB file and keeps
+// touching only its first 8 MiB. The mapping is hot (smaps can say no
+// more), but it holds 24 MiB it does not use: the first pageout probes
+// the whole mapping, pagemap then shows which part came back (the first
+// 8 MiB, within the page cache's 2 MiB folio grain), and `hot` lists that
+// range. After the process touches the whole file again, the next
+// pageout advises only the rest: the kernel's smaps shows the mapping
+// keep its hot 8 MiB and lose the 24 MiB.
+func TestLivePartlyColdPageout(t *testing.T) {
+	requireRoot(t)
+	const size, hotLen = 32 << 20, 8 << 20
+	p := filepath.Join(t.TempDir(), "part")
+	b := make([]byte, size)
+	for i := range b {
+		b[i] = byte(i)
+	}
+	if err := os.WriteFile(p, b, 0644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := helper("touchpart", p, strconv.Itoa(hotLen))
+	out, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	lines := bufio.NewReader(out)
+	if _, err := lines.ReadString('\n'); err != nil {
+		t.Fatal(err)
+	}
+	pid := cmd.Process.Pid
+	f := newFixture(t, t.TempDir(), fakeAgents{1: {Alive: true, Pids: []int{pid}}})
+	defer f.e.Close()
+	f.root = f.e.cfg.NS.StaticDir("/", 0555, fs.Owner{}, append(f.e.Nodes(), f.e.cfg.NS.StaticDir("/agents", 0555, fs.Owner{},
+		f.e.cfg.NS.StaticDir("/agents/1", 0555, fs.Owner{}, f.e.AgentFiles(1, "/agents/1", fs.Owner{})...)))...)
+	mapping := func() vm.Mapping {
+		ms, err := vm.FS("/proc").Smaps(pid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range ms {
+			if m.Path == p {
+				return m
+			}
+		}
+		t.Fatal("mapping gone")
+		return vm.Mapping{}
+	}
+	sample := func(n int) {
+		for i := 0; i < n; i++ {
+			if err := f.ctl("/agents/1/mem/ctl", "sample"); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(300 * time.Millisecond)
+		}
+	}
+	decision := func(i int) string {
+		var ds []string
+		for _, l := range strings.Split(f.read("/agents/1/mem/decisions"), "\n") {
+			if strings.HasSuffix(l, "path="+p) {
+				ds = append(ds, l)
+			}
+		}
+		if i >= len(ds) {
+			t.Fatalf("decision %d for the mapping missing:\n%s", i, f.read("/agents/1/mem/decisions"))
+		}
+		return ds[i]
+	}
+	sample(4)
+	m := mapping()
+	t.Logf("before: rss=%d referenced (last period)=%s", m.Rss, field(f.read("/agents/1/mem/pattern"), "referenced"))
+
+	// 1. The probe: the whole mapping, then what came back.
+	if err := f.ctl("/agents/1/mem/ctl", "pageout"); err != nil {
+		t.Fatal(err)
+	}
+	afterProbe := mapping().Rss
+	sample(3)
+	d := decision(0)
+	back, _ := strconv.ParseUint(field(d, "back"), 10, 64)
+	t.Logf("probe: rss %d -> %d; %s", m.Rss, afterProbe, d)
+	if field(d, "advised") != strconv.Itoa(size) || field(d, "outcome") != "came_back" {
+		t.Errorf("probe decision: %s", d)
+	}
+	if m.Rss < size*9/10 || afterProbe > 2<<20 {
+		t.Errorf("probe took the mapping's Rss %d -> %d, want all of it out", m.Rss, afterProbe)
+	}
+	if back < hotLen || back > hotLen+2<<20 {
+		t.Errorf("back=%d bytes came back, want the %d touched (+ at most a 2 MiB folio)", back, hotLen)
+	}
+	hot := f.read("/agents/1/mem/hot")
+	t.Logf("hot:\n%s", hot)
+	var learned uint64
+	for _, l := range strings.Split(hot, "\n") {
+		if strings.HasPrefix(l, "range ") && strings.HasSuffix(l, "path="+p) {
+			start, _ := strconv.ParseUint(strings.TrimPrefix(field(l, "start"), "0x"), 16, 64)
+			n, _ := strconv.ParseUint(field(l, "length"), 10, 64)
+			if start != m.Start {
+				t.Errorf("learned range starts at %#x, the hot part at %#x", start, m.Start)
+			}
+			learned += n
+		}
+	}
+	if learned < hotLen || learned > hotLen+2<<20 {
+		t.Errorf("learned hot ranges cover %d bytes, want the first %d", learned, hotLen)
+	}
+
+	// 2. The whole file resident again; the next pageout keeps the hot part.
+	cmd.Process.Signal(syscall.SIGUSR1)
+	if l, err := lines.ReadString('\n'); err != nil || !strings.HasPrefix(l, "again") {
+		t.Fatalf("helper: %q %v", l, err)
+	}
+	sample(1)
+	full := mapping().Rss
+	if err := f.ctl("/agents/1/mem/ctl", "pageout"); err != nil {
+		t.Fatal(err)
+	}
+	kept := mapping().Rss
+	d = decision(1)
+	t.Logf("second pageout: rss %d -> %d; %s", full, kept, d)
+	advised, _ := strconv.ParseUint(field(d, "advised"), 10, 64)
+	if advised != size-learned {
+		t.Errorf("advised %d bytes, want the %d outside the learned hot ranges", advised, size-learned)
+	}
+	if full < size*9/10 || kept < hotLen || kept > learned+1<<20 {
+		t.Errorf("mapping Rss %d -> %d: want the hot %d kept and the rest out", full, kept, hotLen)
 	}
 }

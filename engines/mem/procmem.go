@@ -20,13 +20,18 @@ import (
 // reads /proc/PID/smaps of every process of an agent, takes each mapping's
 // Referenced bytes (the pages touched since the last clear_refs), then
 // clears the bits again. The kernel tells which mappings (VMAs) were
-// touched and how much of each, not which pages: hot and cold ranges are
-// mappings, and a program that wants finer advice maps finer.
+// touched and how much of each, not which pages. Below a mapping the
+// analyzer learns from paging itself: after MADV_PAGEOUT of a file-backed
+// range, /proc/PID/pagemap shows which of its pages were faulted back in
+// (vm.FS.Resident), and those ranges are the mapping's learned hot
+// ranges. A mapping with much more resident than it touches ("partly
+// cold") is paged out whole once under pressure, a probe; the next time
+// only what did not come back is.
 //
 //	agents/N/mem/
 //	    wss        wss=BYTES rss=BYTES samples=N, then one "sample time=UNIX bytes=BYTES" a period
 //	    pattern    one summary line, then one "mapping ..." line per mapping (see patternLine)
-//	    hot        the mappings touched in the last period, most touched first
+//	    hot        the mappings touched in the last period, most touched first, then learned hot ranges
 //	    policy     the ranking of cold ranges in use and each ranking's learned regret
 //	    decisions  each paging decision and whether its pages came back
 //	    ctl        policy sample pageout
@@ -56,6 +61,23 @@ type mapState struct {
 	lastRef int     // period of the last touch, -1 never
 	gap     float64 // mean periods between touches
 	idle    int     // periods since the last touch
+	// hot are the ranges (addresses, sorted) of this mapping that came
+	// back after a pageout: learned from pagemap, kept out of later ones.
+	hot []vm.Range
+}
+
+// partlyCold reports whether a touched, file-backed mapping holds much
+// more than it uses: 2 MiB or more resident beyond what it touched in the
+// last period, or beyond its learned hot ranges once it has some.
+func (st *mapState) partlyCold() bool {
+	if !st.m.FileBacked() || st.idle != 0 || st.samples < 3 {
+		return false
+	}
+	used := st.m.Referenced
+	if st.hot != nil {
+		used = vm.Bytes(st.hot)
+	}
+	return st.m.Rss >= used+2<<20 && st.m.Rss >= 2*used
 }
 
 // Decision is one piece of advice given to the kernel.
@@ -71,7 +93,14 @@ type Decision struct {
 	RssBefore uint64
 	RssAfter  int64 // -1 until the next period
 	Outcome   string
-	at        int
+	// Ranges are what was advised (the whole mapping, or for a partly
+	// cold one the parts outside its learned hot ranges); Back is how
+	// many of their bytes are resident again, from pagemap (-1 before the
+	// first look; pageouts only).
+	Ranges []vm.Range
+	Back   int64
+	stayed []vm.Range // advised pages still resident right after (shared ones the kernel keeps)
+	at     int
 }
 
 type procMem struct {
@@ -215,6 +244,9 @@ func (e *Engine) SampleAgent(id int, pids []int, now time.Time) {
 				st.idle = 0
 			} else {
 				st.idle++
+				if st.idle >= 2 {
+					st.hot = nil // wholly cold now: nothing of it to keep
+				}
 			}
 			st.freq = 0.7*st.freq + 0.3*x
 			cur[k] = st
@@ -241,11 +273,24 @@ func (e *Engine) SampleAgent(id int, pids []int, now time.Time) {
 		if st != nil && d.RssAfter < 0 {
 			d.RssAfter = int64(st.m.Rss)
 		}
+		var back []vm.Range
+		if st != nil && d.Advice == vm.PageOut {
+			for _, r := range d.Ranges {
+				rs, err := e.cfg.Proc.Resident(d.Pid, r.Start, r.Len)
+				if err != nil {
+					break // the process ended: the smaps pass will say so
+				}
+				back = append(back, vm.Minus(rs, d.stayed)...)
+			}
+			d.Back = int64(vm.Bytes(back))
+		}
 		switch {
 		case st == nil:
 			d.Outcome = "unmapped"
 		case hot[k]:
 			d.Outcome = "came_back"
+			// What came back is what the process uses of the mapping.
+			st.hot = vm.Union(st.hot, back)
 		case pm.n-d.at >= 3:
 			d.Outcome = "stayed_out"
 		}
@@ -378,41 +423,91 @@ func (e *Engine) Page(id int, reason string) (int, error) {
 	e.mu.Lock()
 	rank := pm.ranking()
 	cold := pm.cold(rank)
-	var hot []*mapState
+	var hot, partly []*mapState
 	for _, st := range pm.maps {
 		if st.m.FileBacked() && st.freq >= 0.5 && st.m.Rss < st.m.Size/2 {
 			hot = append(hot, st)
+		}
+		if st.partlyCold() {
+			partly = append(partly, st)
+		}
+	}
+	// Most resident beyond use first.
+	sort.Slice(partly, func(i, j int) bool {
+		a, b := partly[i].m.Rss-min(partly[i].m.Rss, vm.Bytes(partly[i].hot)), partly[j].m.Rss-min(partly[j].m.Rss, vm.Bytes(partly[j].hot))
+		if a != b {
+			return a > b
+		}
+		return partly[i].m.Start < partly[j].m.Start
+	})
+	type job struct {
+		st     *mapState
+		ranges []vm.Range
+	}
+	var partJobs []job
+	for _, st := range partly {
+		rs := []vm.Range{{Start: st.m.Start, Len: st.m.Len()}}
+		if st.hot != nil {
+			rs = vm.Subtract(st.m.Start, st.m.Len(), st.hot)
+		}
+		if len(rs) > 0 {
+			partJobs = append(partJobs, job{st, rs})
 		}
 	}
 	n := pm.n
 	e.mu.Unlock()
 	var ds []Decision
 	var firstErr error
-	advise := func(st *mapState, adv int) {
+	advise := func(st *mapState, adv int, ranges []vm.Range) {
+		if ranges == nil {
+			ranges = []vm.Range{{Start: st.m.Start, Len: st.m.Len()}}
+		}
 		d := Decision{Time: time.Now(), Pid: st.pid, Start: st.m.Start, Len: st.m.Len(), Path: st.m.Path,
-			Advice: adv, Reason: reason, Ranking: rank, RssBefore: st.m.Rss, RssAfter: -1, Outcome: "pending", at: n}
-		if _, err := vm.Advise(st.pid, adv, []vm.Range{{Start: st.m.Start, Len: st.m.Len()}}); err != nil {
+			Advice: adv, Reason: reason, Ranking: rank, RssBefore: st.m.Rss, RssAfter: -1, Outcome: "pending",
+			Ranges: ranges, Back: -1, at: n}
+		if _, err := vm.Advise(st.pid, adv, ranges); err != nil {
 			d.Outcome = "error"
 			if firstErr == nil {
 				firstErr = err
 			}
+		} else if adv == vm.PageOut {
+			// Pages still there now never left (the kernel keeps pages
+			// other processes map too): they must not read as came back.
+			for _, r := range ranges {
+				rs, err := e.cfg.Proc.Resident(st.pid, r.Start, r.Len)
+				if err != nil {
+					break
+				}
+				d.stayed = append(d.stayed, rs...)
+			}
 		}
 		ds = append(ds, d)
 		e.publish("advise", bus.F("agent", id), bus.F("pid", st.pid), bus.F("start", fmt.Sprintf("%#x", st.m.Start)),
-			bus.F("length", st.m.Len()), bus.F("advice", vm.AdviceName(adv)), bus.F("reason", reason), bus.F("outcome", d.Outcome))
+			bus.F("length", st.m.Len()), bus.F("advised", vm.Bytes(ranges)), bus.F("advice", vm.AdviceName(adv)),
+			bus.F("reason", reason), bus.F("outcome", d.Outcome))
 	}
+	// Up to 8 of the coldest whole mappings, and up to 4 partly cold ones
+	// (their learned hot ranges kept), the most resident beyond use first:
+	// separate budgets, since a partly cold mapping usually holds more
+	// than many small cold ones.
 	for i, st := range cold {
 		if i == 8 {
 			break
 		}
 		if st.m.FileBacked() {
-			advise(st, vm.PageOut)
+			advise(st, vm.PageOut, nil)
 		} else {
-			advise(st, vm.Cold)
+			advise(st, vm.Cold, nil)
 		}
 	}
+	for i, j := range partJobs {
+		if i == 4 {
+			break
+		}
+		advise(j.st, vm.PageOut, j.ranges)
+	}
 	for _, st := range hot {
-		advise(st, vm.WillNeed)
+		advise(st, vm.WillNeed, nil)
 	}
 	e.mu.Lock()
 	pm.decisions = append(pm.decisions, ds...)
@@ -569,9 +664,11 @@ func patternLine(pm *procMem) string {
 }
 
 // hotText is agents/N/mem/hot: the mappings touched in the last period,
-// most bytes first:
+// most bytes first, then the hot ranges learned below a mapping (the
+// parts that came back after a pageout, from pagemap), by address:
 //
 //	pid=N start=ADDR length=BYTES referenced=BYTES freq=F kind=file|anon path=P
+//	range pid=N start=ADDR length=BYTES mapping=ADDR source=refault path=P
 func hotText(pm *procMem) string {
 	var hs []*mapState
 	for _, st := range pm.maps {
@@ -590,15 +687,25 @@ func hotText(pm *procMem) string {
 		fmt.Fprintf(&b, "pid=%d start=%#x length=%d referenced=%d freq=%s kind=%s path=%s\n",
 			st.pid, st.m.Start, st.m.Len(), st.m.Referenced, ff(st.freq), kind(st.m), pathOrDash(st.m.Path))
 	}
+	for _, st := range pm.sorted() {
+		for _, r := range st.hot {
+			fmt.Fprintf(&b, "range pid=%d start=%#x length=%d mapping=%#x source=refault path=%s\n",
+				st.pid, r.Start, r.Len, st.m.Start, pathOrDash(st.m.Path))
+		}
+	}
 	return b.String()
 }
 
 // decisionsText is agents/N/mem/decisions, oldest first:
 //
-//	time=UNIX pid=N start=ADDR length=BYTES advice=pageout|cold|willneed reason=psi|limit|manual ranking=R rss_before=BYTES rss_after=BYTES outcome=pending|came_back|stayed_out|unmapped|error path=P
+//	time=UNIX pid=N start=ADDR length=BYTES advice=pageout|cold|willneed reason=psi|limit|manual ranking=R rss_before=BYTES rss_after=BYTES advised=BYTES back=BYTES outcome=pending|came_back|stayed_out|unmapped|error path=P
 //
-// rss_after is the mapping's Rss one period later ("-" until then);
-// came_back means it was touched again within three periods.
+// start and length are the mapping's; advised the bytes advised (less
+// than length when a partly cold mapping kept its learned hot ranges);
+// rss_after is the mapping's Rss one period later ("-" until then); back
+// the advised bytes resident again at the last look, from pagemap ("-"
+// before it, and for advice other than pageout); came_back means the
+// mapping was touched again within three periods.
 func decisionsText(pm *procMem) string {
 	var b strings.Builder
 	for _, d := range pm.decisions {
@@ -606,8 +713,13 @@ func decisionsText(pm *procMem) string {
 		if d.RssAfter >= 0 {
 			ra = fmt.Sprint(d.RssAfter)
 		}
-		fmt.Fprintf(&b, "time=%.3f pid=%d start=%#x length=%d advice=%s reason=%s ranking=%s rss_before=%d rss_after=%s outcome=%s path=%s\n",
-			float64(d.Time.UnixMilli())/1000, d.Pid, d.Start, d.Len, vm.AdviceName(d.Advice), d.Reason, d.Ranking, d.RssBefore, ra, d.Outcome, pathOrDash(d.Path))
+		back := "-"
+		if d.Back >= 0 {
+			back = fmt.Sprint(d.Back)
+		}
+		fmt.Fprintf(&b, "time=%.3f pid=%d start=%#x length=%d advice=%s reason=%s ranking=%s rss_before=%d rss_after=%s advised=%d back=%s outcome=%s path=%s\n",
+			float64(d.Time.UnixMilli())/1000, d.Pid, d.Start, d.Len, vm.AdviceName(d.Advice), d.Reason, d.Ranking, d.RssBefore, ra,
+			vm.Bytes(d.Ranges), back, d.Outcome, pathOrDash(d.Path))
 	}
 	return b.String()
 }
