@@ -28,9 +28,12 @@ vet:
 	$(GO) vet $(PKGS)
 
 # Latency of agents/N/stat through FUSE and 9P against /proc/PID/stat, and
-# the daemon's own cost at 200 agents; prints ratios.
+# the daemon's own cost at 200 agents; prints ratios. Then the scheduler's
+# cost on one core: one update plus forecast, a whole tick of 1,000 agents,
+# a save of their history.
 bench: deps build
 	$(GO) run ./scripts/bench
+	$(GO) test -run '^$$' -bench . -benchtime 2s -cpu 1 ./engines/sched/
 
 # Evaluations against baselines on public data ($(AIOS_DATA), default
 # ../shared/datasets) and recorded traces; each part skips, saying why,
