@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -13,6 +15,7 @@ import (
 
 	"aiosfs/fs"
 	"aiosfs/fs/p9fs"
+	"aiosfs/hal/vm"
 )
 
 type fixture struct {
@@ -357,4 +360,60 @@ func TestCtlHelp(t *testing.T) {
 		t.Errorf("region ctl help: %s", got)
 	}
 	wantErrno(t, "interval by non-root", f.ctlAs(fs.Caller{Uid: 5}, "/mem/ctl", "interval 1s"), syscall.EPERM)
+}
+
+// TestReclaimV2Fixture: an agent at 95 % of its cgroup v2 limit has the
+// kernel asked (memory.reclaim) for what takes it to 80 %, recorded as a
+// decision. This host's cgroup2 mount has no memory controller, so the
+// group is a fixture directory with the v2 files; on v1, where
+// memory.reclaim does not exist, nothing is written or recorded.
+func TestReclaimV2Fixture(t *testing.T) {
+	sleep := exec.Command("sleep", "30")
+	if err := sleep.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { sleep.Process.Kill(); sleep.Wait() }()
+	v2 := t.TempDir()
+	for name, v := range map[string]string{"memory.current": "950000000\n", "memory.max": "1000000000\n", "memory.reclaim": ""} {
+		if err := os.WriteFile(filepath.Join(v2, name), []byte(v), 0644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	v1 := t.TempDir()
+	for name, v := range map[string]string{"memory.usage_in_bytes": "950000000\n", "memory.limit_in_bytes": "1000000000\n"} {
+		if err := os.WriteFile(filepath.Join(v1, name), []byte(v), 0644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pid := sleep.Process.Pid
+	f := newFixture(t, t.TempDir(), fakeAgents{
+		1: {Alive: true, Pids: []int{pid}, MemDir: v2},
+		2: {Alive: true, Pids: []int{pid}, MemDir: v1},
+	})
+	defer f.e.Close()
+	f.e.sampleAgents(time.Now())
+	if b, _ := os.ReadFile(filepath.Join(v2, "memory.reclaim")); string(b) != "150000000" {
+		t.Errorf("memory.reclaim got %q, want 150000000 (95%% -> 80%% of the limit)", b)
+	}
+	f.e.mu.Lock()
+	var got []string
+	for _, id := range []int{1, 2} {
+		for _, l := range strings.Split(decisionsText(f.e.procs[id]), "\n") {
+			if strings.Contains(l, "advice=reclaim") {
+				got = append(got, fmt.Sprint(id)+": "+l)
+			}
+		}
+	}
+	f.e.mu.Unlock()
+	if len(got) != 1 || !strings.HasPrefix(got[0], "1: ") || !strings.Contains(got[0], "reason=limit") ||
+		!strings.Contains(got[0], "advised=150000000") || !strings.Contains(got[0], "rss_before=950000000") ||
+		!strings.Contains(got[0], "outcome=reclaimed") || !strings.HasSuffix(got[0], "path="+v2) {
+		t.Errorf("reclaim decisions: %q", got)
+	}
+	if err := vm.ReclaimCgroup(v1, 1); !errors.Is(err, vm.ErrNoReclaim) {
+		t.Errorf("v1 group: %v, want ErrNoReclaim", err)
+	}
+	if _, err := os.Stat(filepath.Join(v1, "memory.reclaim")); err == nil {
+		t.Error("memory.reclaim created in a v1 group")
+	}
 }

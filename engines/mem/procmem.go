@@ -2,6 +2,7 @@ package mem
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"path"
@@ -42,8 +43,10 @@ import (
 // MADV_PAGEOUT for file-backed ones (clean file pages leave at once; these
 // hosts have no swap, so anonymous pages get MADV_COLD, which only ages
 // them) and MADV_WILLNEED for file-backed mappings predicted hot but not
-// resident. cgroup v2's memory.reclaim would be the other lever; these
-// hosts run cgroup v1, which has none, so it is not used.
+// resident. An agent still near its limit after that has the kernel
+// reclaim from its group through cgroup v2's memory.reclaim (Reclaim);
+// these hosts run cgroup v1, which has none, so there only the advice
+// acts.
 
 // Rankings of cold mappings, the per-agent meaning of the policies.
 var rankings = []string{LRU, LFU, Predictive}
@@ -155,6 +158,9 @@ func (e *Engine) sampleAgents(now time.Time) {
 		e.SampleAgent(id, a.Pids, now)
 		if why := e.pressured(a); why != "" {
 			e.Page(id, why)
+			if why == "limit" {
+				e.Reclaim(id, a.MemDir, why)
+			}
 		}
 	}
 	e.mu.Lock()
@@ -265,7 +271,7 @@ func (e *Engine) SampleAgent(id int, pids []int, now time.Time) {
 	// Outcomes of earlier advice.
 	for i := range pm.decisions {
 		d := &pm.decisions[i]
-		if d.Outcome != "pending" || d.Advice == vm.WillNeed {
+		if d.Outcome != "pending" || d.Advice == vm.WillNeed || d.Advice == vm.Reclaim {
 			continue
 		}
 		k := mapKey{d.Pid, d.Start, d.Start + d.Len}
@@ -518,6 +524,51 @@ func (e *Engine) Page(id int, reason string) (int, error) {
 	return len(ds), firstErr
 }
 
+// Reclaim is the cgroup v2 lever: after the advice, an agent still near
+// its limit has the kernel reclaim from its memory group (memory.reclaim)
+// down to ten points under the pressure line (80 % of the limit by
+// default). The decision records usage before and after. On cgroup v1,
+// which has no memory.reclaim, nothing is written or recorded.
+func (e *Engine) Reclaim(id int, dir, reason string) error {
+	u, l, err := vm.CgroupMemory(dir)
+	if err != nil || l <= 0 {
+		return err
+	}
+	e.mu.Lock()
+	goal := int64((e.limitFrac - 0.1) * float64(l))
+	pm := e.procs[id]
+	n := 0
+	if pm != nil {
+		n = pm.n
+	}
+	e.mu.Unlock()
+	if u <= goal {
+		return nil
+	}
+	d := Decision{Time: time.Now(), Len: uint64(u - goal), Path: dir, Advice: vm.Reclaim, Reason: reason,
+		RssBefore: uint64(u), RssAfter: -1, Back: -1, Outcome: "reclaimed", at: n}
+	err = vm.ReclaimCgroup(dir, u-goal)
+	if errors.Is(err, vm.ErrNoReclaim) {
+		return nil
+	}
+	if err != nil {
+		d.Outcome = "error" // EAGAIN: the kernel got back less than asked
+	}
+	if after, _, aerr := vm.CgroupMemory(dir); aerr == nil {
+		d.RssAfter = after
+	}
+	e.publish("reclaim", bus.F("agent", id), bus.F("bytes", u-goal), bus.F("reason", reason), bus.F("outcome", d.Outcome))
+	e.mu.Lock()
+	if pm := e.procs[id]; pm != nil {
+		pm.decisions = append(pm.decisions, d)
+		if len(pm.decisions) > 256 {
+			pm.decisions = pm.decisions[len(pm.decisions)-256:]
+		}
+	}
+	e.mu.Unlock()
+	return err
+}
+
 // ---- per-agent files and verbs ----
 
 // AgentFiles is agents/N/mem/.
@@ -705,7 +756,10 @@ func hotText(pm *procMem) string {
 // rss_after is the mapping's Rss one period later ("-" until then); back
 // the advised bytes resident again at the last look, from pagemap ("-"
 // before it, and for advice other than pageout); came_back means the
-// mapping was touched again within three periods.
+// mapping was touched again within three periods. A reclaim decision
+// (cgroup v2's memory.reclaim) has pid=0 start=0x0, length the bytes
+// asked of the kernel, rss_before/rss_after the group's usage, outcome
+// reclaimed or error (the kernel got back less), path the group.
 func decisionsText(pm *procMem) string {
 	var b strings.Builder
 	for _, d := range pm.decisions {
@@ -713,13 +767,17 @@ func decisionsText(pm *procMem) string {
 		if d.RssAfter >= 0 {
 			ra = fmt.Sprint(d.RssAfter)
 		}
+		advised := vm.Bytes(d.Ranges)
+		if d.Advice == vm.Reclaim {
+			advised = d.Len
+		}
 		back := "-"
 		if d.Back >= 0 {
 			back = fmt.Sprint(d.Back)
 		}
 		fmt.Fprintf(&b, "time=%.3f pid=%d start=%#x length=%d advice=%s reason=%s ranking=%s rss_before=%d rss_after=%s advised=%d back=%s outcome=%s path=%s\n",
 			float64(d.Time.UnixMilli())/1000, d.Pid, d.Start, d.Len, vm.AdviceName(d.Advice), d.Reason, d.Ranking, d.RssBefore, ra,
-			vm.Bytes(d.Ranges), back, d.Outcome, pathOrDash(d.Path))
+			advised, back, d.Outcome, pathOrDash(d.Path))
 	}
 	return b.String()
 }

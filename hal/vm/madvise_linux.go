@@ -15,9 +15,15 @@ const (
 	PageOut  = unix.MADV_PAGEOUT
 )
 
+// Reclaim is not an madvise advice but the other lever a decision may
+// pull: cgroup v2's memory.reclaim (see Reclaim).
+const Reclaim = -1
+
 // AdviceName is the word used in files and events.
 func AdviceName(a int) string {
 	switch a {
+	case Reclaim:
+		return "reclaim"
 	case WillNeed:
 		return "willneed"
 	case Cold:

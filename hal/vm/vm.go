@@ -265,3 +265,31 @@ func CgroupMemory(dir string) (usage, limit int64, err error) {
 	}
 	return usage, limit, nil
 }
+
+// ErrNoReclaim: the memory cgroup has no memory.reclaim (cgroup v1, or a
+// kernel before 5.19).
+var ErrNoReclaim = errors.New("no memory.reclaim here (cgroup v1, or a kernel before 5.19)")
+
+// ReclaimCgroup asks the kernel to reclaim n bytes from the cgroup v2
+// memory group dir by writing n to its memory.reclaim (Linux 5.19): the
+// kernel reclaims from the group as if it were at its limit, proactively,
+// before any allocation stalls. The kernel answers EAGAIN when it got back
+// less than asked; that is returned as is. The file is opened without
+// O_CREAT, so on v1 (where it does not exist) nothing is written.
+func ReclaimCgroup(dir string, n int64) error {
+	if n <= 0 {
+		return fmt.Errorf("memory.reclaim: %d bytes", n)
+	}
+	f, err := os.OpenFile(filepath.Join(dir, "memory.reclaim"), os.O_WRONLY, 0)
+	if errors.Is(err, os.ErrNotExist) {
+		return ErrNoReclaim
+	}
+	if err != nil {
+		return err
+	}
+	_, werr := f.Write([]byte(strconv.FormatInt(n, 10)))
+	if cerr := f.Close(); werr == nil {
+		werr = cerr
+	}
+	return werr
+}
