@@ -56,6 +56,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseHorizons$$' -fuzztime $(FUZZTIME) ./engines/sched/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseSmaps$$' -fuzztime $(FUZZTIME) ./hal/vm/
 	$(GO) test -run '^$$' -fuzz '^FuzzParsePressure$$' -fuzztime $(FUZZTIME) ./hal/vm/
+	$(GO) test -run '^$$' -fuzz '^FuzzResident$$' -fuzztime $(FUZZTIME) ./hal/vm/
 
 clean:
 	rm -rf bin

@@ -99,3 +99,25 @@ func TestResidentLive(t *testing.T) {
 }
 
 var sink byte
+
+// FuzzResident: any pagemap bytes give ranges inside the asked window,
+// page aligned, sorted and disjoint, or an error; never a panic.
+func FuzzResident(f *testing.F) {
+	f.Add([]byte{0, 0, 0, 0, 0, 0, 0, 0x80, 1, 2, 3, 4, 5, 6, 7, 8}, uint16(0), uint16(2))
+	f.Add(make([]byte, 64), uint16(3), uint16(9))
+	f.Fuzz(func(t *testing.T, b []byte, first, n uint16) {
+		const page = 4096
+		start, length := uint64(first)*page, uint64(n)*page
+		rs, err := residentFrom(bytes.NewReader(b), start, length, page)
+		if err != nil {
+			return
+		}
+		at := start
+		for _, r := range rs {
+			if r.Start < at || r.Len == 0 || r.Start%page != 0 || r.Len%page != 0 || r.Start+r.Len > start+length {
+				t.Fatalf("window [%#x,+%#x): bad range %+v in %v", start, length, r, rs)
+			}
+			at = r.Start + r.Len + 1 // merged: the next starts after a gap
+		}
+	})
+}
