@@ -84,7 +84,7 @@ func readTrace(t *testing.T, name, col string) []float64 {
 	return out
 }
 
-// Real programs whose class is obvious: perl pushing 2 MiB a second grows;
+// Real programs whose class is obvious: perl pushing 1 MiB a second grows;
 // the shell loop that burns CPU then sleeps 6 s is periodic (its period
 // stretched by whatever else ran on the machine while it was recorded);
 // sqlite's resident set, once its cache is full, is steady.

@@ -10,11 +10,25 @@
 // Output is CSV with a header: t,cpu,rss,io_read_rate,io_write_rate
 // (seconds since start, cores, bytes, bytes/s, bytes/s).
 //
-// CPU is the delta of utime+stime summed over the live processes of the
-// tree, plus the children time the leader has reaped (cutime+cstime are
-// not exposed by hal/proc, so CPU of short-lived grandchildren that exit
-// between two samples is lost; the recorded programs keep their work in
-// long-lived processes for that reason).
+// Every counter is read per process of the tree and differenced per
+// process, keyed by (pid, start time) so that a recycled pid is never
+// differenced against another process; a process first seen in a sample
+// started after the previous one, so all of its counters count.
+//
+// The kernel moves a process's counters to its parent when the parent
+// reaps it: utime+stime into the parent's cutime+cstime, read_bytes and
+// write_bytes into the parent's own io file. CPU is therefore
+// utime+stime+cutime+cstime, and when a process seen in the previous
+// sample is gone, what had already been counted for it is taken off its
+// reaper's increase (its nearest ancestor still in the tree), so nothing
+// is counted twice and the work of a child that lived and died between
+// two samples is still counted, through its reaper. Lost are only the
+// processes that leave the tree before exiting (an orphan is reparented
+// to init, not to its grandparent).
+//
+// The program runs in a process group of its own, which is killed as a
+// whole at -max (or when the recorder is interrupted), so no member of a
+// pipeline outlives the recording.
 package main
 
 import (
@@ -24,20 +38,40 @@ import (
 	"log"
 	"os"
 	"os/exec"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"aiosfs/hal/proc"
+
+	"github.com/prometheus/procfs"
 )
+
+// userHZ is the unit of utime, stime, cutime and cstime (see hal/proc).
+const userHZ = 100
+
+// counters are one process's cumulative counters, its reaped children's
+// included, as the kernel keeps them.
+type counters struct {
+	start  uint64 // start ticks: with the pid, the process's identity
+	ppid   int
+	cpu    float64 // utime+stime+cutime+cstime, seconds
+	rd, wr float64 // read_bytes, write_bytes
+}
 
 func main() {
 	out := flag.String("o", "", "output CSV file")
 	interval := flag.Duration("interval", time.Second, "sampling interval")
-	max := flag.Duration("max", 120*time.Second, "stop (kill the program) after this long")
+	maxDur := flag.Duration("max", 120*time.Second, "stop (kill the program's process group) after this long")
 	flag.Parse()
 	if *out == "" || flag.NArg() == 0 {
 		log.Fatal("usage: record -o FILE [-interval D] [-max D] -- CMD [ARGS...]")
 	}
 	pfs, err := proc.NewFS("/proc")
+	if err != nil {
+		log.Fatal(err)
+	}
+	raw, err := procfs.NewFS("/proc")
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -50,64 +84,117 @@ func main() {
 
 	cmd := exec.Command(flag.Arg(0), flag.Args()[1:]...)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		log.Fatal(err)
 	}
+	leader := cmd.Process.Pid
+	killGroup := func() { syscall.Kill(-leader, syscall.SIGKILL) }
 	done := make(chan struct{})
 	go func() { cmd.Wait(); close(done) }()
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 
-	type prev struct{ cpu, rd, wr float64 }
-	last := map[int]prev{} // per pid, so an exiting process never makes a rate negative
+	last := map[int]counters{}
 	start := time.Now()
+	prevT := start
 	tick := time.NewTicker(*interval)
 	defer tick.Stop()
 	for {
 		select {
+		case <-sigs:
+			killGroup()
 		case <-done:
+			killGroup() // members left behind by a leader that exited
 			w.Flush()
 			f.Close()
 			return
 		case now := <-tick.C:
-			if now.Sub(start) > *max {
-				cmd.Process.Kill()
+			if now.Sub(start) > *maxDur {
+				killGroup()
 				continue
 			}
-			pids, _ := pfs.Descendants(cmd.Process.Pid)
-			pids = append(pids, cmd.Process.Pid)
-			var cpu, rd, wr float64
+			pids, _ := pfs.Descendants(leader)
+			pids = append(pids, leader)
+			cur := map[int]counters{}
 			var rss int64
-			seen := map[int]prev{}
 			for _, pid := range pids {
-				s, err := pfs.Sample(pid)
+				p, err := raw.Proc(pid)
 				if err != nil {
 					continue
 				}
-				cur := prev{s.CPUSeconds, float64(max0(s.ReadBytes)), float64(max0(s.WriteBytes))}
-				if p, ok := last[pid]; ok {
-					cpu += pos(cur.cpu - p.cpu)
-					rd += pos(cur.rd - p.rd)
-					wr += pos(cur.wr - p.wr)
+				st, err := p.Stat()
+				if err != nil {
+					continue
 				}
-				seen[pid] = cur
+				s, err := pfs.Sample(pid)
+				if err != nil || s.StartTicks != st.Starttime {
+					continue
+				}
+				cur[pid] = counters{
+					start: st.Starttime,
+					ppid:  st.PPID,
+					cpu:   float64(st.UTime+st.STime+uint(st.CUTime)+uint(st.CSTime)) / userHZ,
+					rd:    float64(max(s.ReadBytes, 0)),
+					wr:    float64(max(s.WriteBytes, 0)),
+				}
 				rss += s.RSS
 			}
-			last = seen
-			dt := interval.Seconds()
+			// inc: each process's increase since the previous sample
+			// (all of it for a process not seen then).
+			inc := map[int]counters{}
+			for pid, c := range cur {
+				if p, ok := last[pid]; ok && p.start == c.start {
+					inc[pid] = counters{cpu: c.cpu - p.cpu, rd: c.rd - p.rd, wr: c.wr - p.wr}
+				} else {
+					inc[pid] = c
+				}
+			}
+			// A process seen last time and gone now was reaped by its
+			// nearest ancestor still in the tree, whose counters now
+			// include what was already counted for it.
+			for pid, p := range last {
+				if c, ok := cur[pid]; ok && c.start == p.start {
+					continue
+				}
+				if pfs.Alive(pid, p.start) {
+					continue // left the tree alive (orphaned): nobody here reaps it
+				}
+				a := p.ppid
+				for hops := 0; ; hops++ {
+					if hops > len(last) {
+						a = 0 // a cycle of recycled pids
+						break
+					}
+					if c, ok := cur[a]; ok && c.start == last[a].start {
+						break
+					}
+					q, ok := last[a]
+					if !ok {
+						a = 0
+						break
+					}
+					a = q.ppid
+				}
+				if a == 0 {
+					continue
+				}
+				r := inc[a]
+				r.cpu -= p.cpu
+				r.rd -= p.rd
+				r.wr -= p.wr
+				inc[a] = r
+			}
+			var cpu, rd, wr float64
+			for _, c := range inc {
+				cpu += max(c.cpu, 0)
+				rd += max(c.rd, 0)
+				wr += max(c.wr, 0)
+			}
+			last = cur
+			dt := now.Sub(prevT).Seconds()
+			prevT = now
 			fmt.Fprintf(w, "%.1f,%.3f,%d,%.0f,%.0f\n", now.Sub(start).Seconds(), cpu/dt, rss, rd/dt, wr/dt)
 		}
 	}
-}
-
-func max0(v int64) int64 {
-	if v < 0 {
-		return 0
-	}
-	return v
-}
-
-func pos(v float64) float64 {
-	if v < 0 {
-		return 0
-	}
-	return v
 }
