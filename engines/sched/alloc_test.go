@@ -144,3 +144,19 @@ func TestNextUseAdaptsBuffer(t *testing.T) {
 		t.Fatalf("fixed: %+v", d)
 	}
 }
+
+// Hold raises a young allocation to the peak seen, never lowers one, and
+// says why.
+func TestHold(t *testing.T) {
+	p := Policy{Min: 0.05, Max: 2}
+	a := Alloc{Value: 0.4, Reason: ReasonFall}
+	if !p.Hold(&a, 0.9) || a.Value != 0.9 || a.Reason != ReasonWarmup {
+		t.Fatalf("hold at 0.9: %+v", a)
+	}
+	if p.Hold(&a, 0.5) || a.Value != 0.9 {
+		t.Fatalf("a lower peak lowered the allocation: %+v", a)
+	}
+	if !p.Hold(&a, 5) || a.Value != 2 {
+		t.Fatalf("hold past capacity: %+v", a)
+	}
+}

@@ -20,7 +20,7 @@ func TestCtlBadInput(t *testing.T) {
 		"", "bogus", "enforce", "enforce maybe", "enforce on off",
 		"buffer", "buffer -1", "buffer 2", "buffer abc", "fall 150%",
 		"horizons 5s,1s", "horizons 0s", "horizons 1s,,5s", "horizons 2h", "horizons 1s,2s,3s,4s,5s,6s,7s,8s,9s",
-		"interval 1ms", "interval 2h", "interval x", "slice 10ms", "slice 2s", "slice", "slice fast", "capacity -1", "capacity lots",
+		"interval 1ms", "interval 2h", "interval x", "slice 10ms", "slice 2s", "slice", "slice fast", "warmup -1", "warmup many", "warmup 1000000", "capacity -1", "capacity lots",
 		"pin", "pin x ewma", "pin 0 ewma",
 		`enforce "on`,
 	} {
@@ -45,16 +45,16 @@ func TestCtlGoodInput(t *testing.T) {
 	if !strings.HasPrefix(string(e.renderStatus()), "enforce=off ") {
 		t.Fatalf("enforcement must be off by default: %s", e.renderStatus())
 	}
-	for _, line := range []string{"enforce on", "buffer 20%", "fall 0.3", "horizons 500ms,2s,10s", "interval 2s", "capacity 1.5", "slice 50ms"} {
+	for _, line := range []string{"enforce on", "buffer 20%", "fall 0.3", "horizons 500ms,2s,10s", "interval 2s", "capacity 1.5", "slice 50ms", "warmup 0"} {
 		if err := tab.Exec(context.Background(), fs.RootCaller, line); err != nil {
 			t.Fatalf("%q: %v", line, err)
 		}
 	}
 	s := e.Settings()
-	if !s.Enforce || s.Buffer != 0.2 || s.Fall != 0.3 || s.Interval != 2*time.Second || s.Capacity != 1.5 || s.Slice != 50*time.Millisecond || len(s.Horizons) != 3 {
+	if !s.Enforce || s.Buffer != 0.2 || s.Fall != 0.3 || s.Interval != 2*time.Second || s.Capacity != 1.5 || s.Slice != 50*time.Millisecond || s.Warmup != 0 || len(s.Horizons) != 3 {
 		t.Fatalf("settings %+v", s)
 	}
-	want := "enforce=on buffer=0.200 fall=0.300 interval=2.000 horizons=0.5,2,10 capacity=1.500 slice=0.050 agents=0"
+	want := "enforce=on buffer=0.200 fall=0.300 interval=2.000 horizons=0.5,2,10 capacity=1.500 slice=0.050 warmup=0 agents=0"
 	if got := string(e.renderStatus()); !strings.HasPrefix(got, want) {
 		t.Fatalf("status %q, want prefix %q", got, want)
 	}

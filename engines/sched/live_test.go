@@ -111,6 +111,10 @@ func TestLiveEnforcement(t *testing.T) {
 	}
 	run("interval 1s")
 	run("slice 50ms")
+	// The whole test is shorter than the default warm-up (256 samples at
+	// 200 ms), which would hold the allocations at the peak: off, so the
+	// forecast sets them.
+	run("warmup 0")
 	cpuStatic := spawnAgent("cpu-static", "cpumax=0.2", periodicCPU, true)
 	cpuPred := spawnAgent("cpu-pred", "cpumax=0.2", periodicCPU, false)
 	memStatic := spawnAgent("mem-static", "memmax=64M", growingMem, true)
@@ -196,7 +200,10 @@ func TestLiveEnforcement(t *testing.T) {
 		t.Errorf("scheduled memory load: oom_kills=%d alive=%v exit=%q", fig[memPred].oomKills, fig[memPred].alive, fig[memPred].exit)
 	}
 	// ... at less memory on average than a static limit sized for its
-	// peak with the same buffer.
+	// peak with the same buffer. (The CPU load flips between one core and
+	// none every second, as fast as the decisions, and an allocation only
+	// falls slowly: its mean quota is about a peak-sized one, and its gain
+	// is the throttling above, so no CPU mean is asserted.)
 	peakSized := float64(fig[memPred].peakMem) * 1.15
 	if mean := fig[memPred].memSum / fig[memPred].n; mean >= peakSized {
 		t.Errorf("mean memmax %.0f, static peak-sized limit %.0f: want less", mean, peakSized)

@@ -81,7 +81,8 @@ func (e *Engine) load() error {
 	if err != nil {
 		return err
 	}
-	var s saved
+	// Settings a file from an older daemon lacks keep their defaults.
+	s := saved{Settings: e.Settings()}
 	if err := json.Unmarshal(b, &s); err != nil {
 		return fmt.Errorf("sched: %s: %w", filepath.Base(e.cfg.StateFile), err)
 	}

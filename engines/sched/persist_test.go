@@ -33,6 +33,7 @@ func TestSettingsSurviveRestart(t *testing.T) {
 	run(root, "buffer 0.2")
 	run(root, "horizons 1s,10s")
 	run(root, "slice 40ms")
+	run(root, "warmup 0")
 	run(e.persisting(e.AgentVerbs(3)), "sched manual")
 	run(e.persisting(e.AgentVerbs(4)), "forecaster ewma")
 	before, err := os.ReadFile(file)
@@ -51,7 +52,7 @@ func TestSettingsSurviveRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := e2.Settings()
-	if !s.Enforce || s.Buffer != 0.2 || len(s.Horizons) != 2 || s.Horizons[1] != 10*time.Second || s.Slice != 40*time.Millisecond {
+	if !s.Enforce || s.Buffer != 0.2 || len(s.Horizons) != 2 || s.Horizons[1] != 10*time.Second || s.Slice != 40*time.Millisecond || s.Warmup != 0 {
 		t.Fatalf("restored settings %+v", s)
 	}
 	if !e2.agents[3].manual || e2.agents[4].pin != "ewma" || e2.agents[4].manual {
@@ -62,7 +63,7 @@ func TestSettingsSurviveRestart(t *testing.T) {
 	old := filepath.Join(t.TempDir(), "old.json")
 	os.WriteFile(old, []byte(`{"settings":{"Enforce":true,"Buffer":0.15,"Fall":0.45,"Horizons":[1000000000],"Interval":5000000000,"Capacity":2}}`), 0600)
 	e3 := New(Config{NCPU: 2, StateFile: old})
-	if err := e3.Restore(); err != nil || e3.Settings().Slice != DefaultSlice || !e3.Settings().Enforce {
+	if err := e3.Restore(); err != nil || e3.Settings().Slice != DefaultSlice || e3.Settings().Warmup != WarmSamples || !e3.Settings().Enforce {
 		t.Fatalf("old file: %v, settings %+v", err, e3.Settings())
 	}
 

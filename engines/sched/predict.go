@@ -218,16 +218,17 @@ func (pr *Predictor) Pinned() string {
 // N is the number of samples seen.
 func (pr *Predictor) N() int { return pr.t }
 
-// WarmSamples is how many samples a predictor needs before its forecast
-// alone sets an allocation: half the pattern detector's window, by which
-// a period of up to 128 samples has been seen twice and every forecaster
-// scored some hundreds of times (chosen on the Google week, whose misses
-// came in the first day; docs/sched.md).
+// WarmSamples is the default warm-up (sched/ctl `warmup`): how many
+// samples a predictor needs before its forecast alone sets an allocation.
+// Half the pattern detector's window, by which a period of up to 128
+// samples has been seen twice and every forecaster scored some hundreds
+// of times (chosen on the Google week, whose misses came in its first
+// day; docs/sched.md).
 const WarmSamples = patWindow / 2
 
-// Young reports whether the predictor has seen fewer than WarmSamples
-// samples (see Policy.Hold).
-func (pr *Predictor) Young() bool { return pr.t < WarmSamples }
+// Young reports whether the predictor has seen fewer than warm samples
+// (see Policy.Hold).
+func (pr *Predictor) Young(warm int) bool { return pr.t < warm }
 
 // Peak is the highest sample seen.
 func (pr *Predictor) Peak() float64 { return pr.peak }

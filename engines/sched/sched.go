@@ -75,6 +75,7 @@ type Settings struct {
 	Interval time.Duration   // between allocation decisions
 	Capacity float64         // cores divided among agents
 	Slice    time.Duration   // the CFS period (time slice) of enforced agents' CPU quota
+	Warmup   int             // samples an agent's allocations are held at its peak (Policy.Hold); 0 never
 }
 
 // DefaultSlice is the kernel's CFS period. Slice bounds: a period is
@@ -146,6 +147,7 @@ func New(cfg Config) *Engine {
 		Interval: 5 * time.Second,
 		Capacity: float64(cfg.NCPU),
 		Slice:    DefaultSlice,
+		Warmup:   WarmSamples,
 	}}
 	return e
 }
@@ -364,7 +366,7 @@ func (e *Engine) decide(now time.Time) []action {
 			sporadic := st.pred[resCPU].Pattern().Class == Sporadic
 			cpuPol.NextUse(&st.cpu, lead(st.pred[resCPU], e.set.Interval, st.step, sporadic), st.used)
 		}
-		if st.pred[resCPU].Young() {
+		if st.pred[resCPU].Young(e.set.Warmup) {
 			cpuPol.Hold(&st.cpu, st.pred[resCPU].Peak())
 		}
 		st.lastThr, st.seenThr = thr, true
@@ -385,7 +387,7 @@ func (e *Engine) decide(now time.Time) []action {
 		}
 		st.lastOOM = oom
 		memPol.Next(&st.memHigh, math.Max(lead(st.pred[resMem], e.set.Interval, st.step, false), st.mem))
-		if st.pred[resMem].Young() {
+		if st.pred[resMem].Young(e.set.Warmup) {
 			memPol.Hold(&st.memMax, st.pred[resMem].Peak())
 			memPol.Hold(&st.memHigh, st.pred[resMem].Peak())
 		}

@@ -134,6 +134,18 @@ func (e *Engine) Verbs() ctl.Table {
 				e.publish("slice", 0, bus.F("seconds", d.Seconds()))
 				return nil
 			}},
+		{Name: "warmup", Args: "SAMPLES", Min: 1, Max: 1, Root: true, Doc: "a new agent's allocations never go under its peak use for its first SAMPLES samples, 0..100000 (default 256; 0 off)",
+			Run: func(_ context.Context, _ fs.Caller, a []string) error {
+				n, err := ctl.ParseInt(a[0], 0, 100000)
+				if err != nil {
+					return err
+				}
+				e.mu.Lock()
+				e.set.Warmup = int(n)
+				e.mu.Unlock()
+				e.publish("warmup", 0, bus.F("samples", n))
+				return nil
+			}},
 		{Name: "capacity", Args: "CORES", Min: 1, Max: 1, Root: true, Doc: "cores divided among agents (max: all online)",
 			Run: func(_ context.Context, _ fs.Caller, a []string) error {
 				v, err := ctl.ParseCores(a[0])
@@ -411,8 +423,8 @@ func (e *Engine) renderStatus() []byte {
 	for i, h := range e.set.Horizons {
 		hs[i] = strconv.FormatFloat(h.Seconds(), 'f', -1, 64)
 	}
-	fmt.Fprintf(&b, "enforce=%s buffer=%s fall=%s interval=%s horizons=%s capacity=%s slice=%s agents=%d ticks=%d decisions=%d changes=%d\n",
-		onOff(e.set.Enforce), g(e.set.Buffer), g(e.set.Fall), g(e.set.Interval.Seconds()), strings.Join(hs, ","), g(e.set.Capacity), g(e.set.Slice.Seconds()),
+	fmt.Fprintf(&b, "enforce=%s buffer=%s fall=%s interval=%s horizons=%s capacity=%s slice=%s warmup=%d agents=%d ticks=%d decisions=%d changes=%d\n",
+		onOff(e.set.Enforce), g(e.set.Buffer), g(e.set.Fall), g(e.set.Interval.Seconds()), strings.Join(hs, ","), g(e.set.Capacity), g(e.set.Slice.Seconds()), e.set.Warmup,
 		len(e.agents), e.ticks, e.decisions, e.changes)
 	for _, id := range e.ids() {
 		st := e.agents[id]

@@ -355,7 +355,7 @@ func simulate(s series, extra map[string]sched.Policy) map[string]simResult {
 		p90 := pr.Forecasts()[0].P90
 		// A young predictor's allocation is held at the peak seen, as
 		// the engine holds it (Policy.Hold).
-		young := pr.Young()
+		young := pr.Young(sched.WarmSamples)
 		pol.NextUse(&ours, p90, x)
 		if young {
 			pol.Hold(&ours, pr.Peak())
