@@ -269,6 +269,13 @@ func TestEndToEnd(t *testing.T) {
 	if got := kernel(t, cpu, "cpu.cfs_quota_us"); got != "25000" {
 		t.Errorf("after cpumax 0.25: cpu.cfs_quota_us = %s", got)
 	}
+	// A shorter time slice keeps the share: 5ms of every 20ms.
+	if out, rc := d.sh(`echo 'cpuperiod 20ms' > agents/1/ctl`); rc != 0 {
+		t.Errorf("cpuperiod 20ms: rc %d %q", rc, out)
+	}
+	if q, p := kernel(t, cpu, "cpu.cfs_quota_us"), kernel(t, cpu, "cpu.cfs_period_us"); q != "5000" || p != "20000" {
+		t.Errorf("after cpuperiod 20ms: cpu.cfs_quota_us = %s, cpu.cfs_period_us = %s", q, p)
+	}
 	d.waitFor("events to show freeze and thaw", func() bool {
 		return strings.Contains(evOut.String(), "kind=freeze agent=1") && strings.Contains(evOut.String(), "kind=thaw agent=1")
 	})
@@ -294,6 +301,7 @@ func TestEndToEnd(t *testing.T) {
 		{`echo bogus > ctl`, "Invalid argument", "unknown control message: bogus"},
 		{`echo memmax > agents/1/ctl`, "Invalid argument", "bad # args to command: memmax"},
 		{`echo 'memmax 12Q' > agents/1/ctl`, "Invalid argument", `bad size "12Q"`},
+		{`echo 'cpuperiod 2s' > agents/1/ctl`, "Invalid argument", "cpuperiod 2s not in 1ms..1s"},
 		{`echo 'merge 99' > agents/1/ctl`, "No such file or directory", "no such agent 99"},
 		{`echo kill > agents/99/ctl`, "No such file or directory", "/agents/99: no such agent 99"},
 		{`echo x > version`, "Permission denied", "/version: refused \"write\": file is read-only"},
@@ -375,7 +383,7 @@ func TestEndToEnd(t *testing.T) {
 	d.kill9()
 	d = startDaemon(t, mount, state, prefix)
 	st := d.read("agents/1/status")
-	if field(st, "state") != "running" || field(st, "pid") != strconv.Itoa(pid) || field(st, "memmax") != "67108864" || field(st, "cpumax") != "0.25" {
+	if field(st, "state") != "running" || field(st, "pid") != strconv.Itoa(pid) || field(st, "memmax") != "67108864" || field(st, "cpumax") != "0.25" || field(st, "cpuperiod") != "0.02" {
 		t.Fatalf("after SIGKILL and restart, agent 1:\n%s", st)
 	}
 	if procs := kernel(t, mem, "cgroup.procs"); procs != strconv.Itoa(pid) {
