@@ -697,7 +697,31 @@ func TestLivePartlyColdPageout(t *testing.T) {
 		t.Errorf("learned hot ranges cover %d bytes, want the first %d", learned, hotLen)
 	}
 
-	// 2. The whole file resident again; the next pageout keeps the hot part.
+	// 2. Paging again now leaves the mapping as it is: nothing resident
+	// beyond its hot part, which may get MADV_WILLNEED (only that part,
+	// never the whole file the probe emptied).
+	if err := f.ctl("/agents/1/mem/ctl", "pageout"); err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(f.read("/agents/1/mem/decisions"), "\n") {
+		if strings.HasSuffix(l, "path="+p) && field(l, "advice") == "willneed" && field(l, "advised") != strconv.FormatUint(learned, 10) {
+			t.Errorf("willneed beyond the learned hot ranges: %s", l)
+		}
+	}
+	if rss := mapping().Rss; rss > learned+1<<20 {
+		t.Errorf("after paging a learned mapping again, Rss %d: more than its hot %d", rss, learned)
+	}
+	probeDecisions := 0
+	for _, l := range strings.Split(f.read("/agents/1/mem/decisions"), "\n") {
+		if strings.HasSuffix(l, "path="+p) && field(l, "advice") == "pageout" {
+			probeDecisions++
+		}
+	}
+	if probeDecisions != 1 {
+		t.Errorf("%d pageouts of the mapping, want only the probe", probeDecisions)
+	}
+
+	// 3. The whole file resident again; the next pageout keeps the hot part.
 	cmd.Process.Signal(syscall.SIGUSR1)
 	if l, err := lines.ReadString('\n'); err != nil || !strings.HasPrefix(l, "again") {
 		t.Fatalf("helper: %q %v", l, err)
@@ -708,7 +732,12 @@ func TestLivePartlyColdPageout(t *testing.T) {
 		t.Fatal(err)
 	}
 	kept := mapping().Rss
-	d = decision(1)
+	d = ""
+	for _, l := range strings.Split(f.read("/agents/1/mem/decisions"), "\n") {
+		if strings.HasSuffix(l, "path="+p) && field(l, "advice") == "pageout" {
+			d = l // the latest
+		}
+	}
 	t.Logf("second pageout: rss %d -> %d; %s", full, kept, d)
 	advised, _ := strconv.ParseUint(field(d, "advised"), 10, 64)
 	if advised != size-learned {

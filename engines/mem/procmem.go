@@ -460,6 +460,12 @@ func (e *Engine) Page(id int, reason string) (int, error) {
 			partJobs = append(partJobs, job{st, rs})
 		}
 	}
+	hotRanges := map[*mapState][]vm.Range{}
+	for _, st := range hot {
+		if st.hot != nil {
+			hotRanges[st] = append([]vm.Range(nil), st.hot...)
+		}
+	}
 	n := pm.n
 	e.mu.Unlock()
 	var ds []Decision
@@ -513,7 +519,9 @@ func (e *Engine) Page(id int, reason string) (int, error) {
 		advise(j.st, vm.PageOut, j.ranges)
 	}
 	for _, st := range hot {
-		advise(st, vm.WillNeed, nil)
+		// A mapping whose hot ranges were learned gets them back, not
+		// the whole file: the rest was paged out for not being used.
+		advise(st, vm.WillNeed, hotRanges[st])
 	}
 	e.mu.Lock()
 	pm.decisions = append(pm.decisions, ds...)
