@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 
@@ -151,7 +152,13 @@ func (e *Engine) SaveHistory() error {
 		}
 		var sp savedPredict
 		for r, p := range st.pred {
-			sp.Samples[r] = p.Recent(HistoryKeep)
+			xs := p.Recent(HistoryKeep)
+			for i, x := range xs {
+				if math.IsNaN(x) || math.IsInf(x, 0) {
+					xs[i] = 0 // JSON has no NaN; one odd sample must not cost the whole file
+				}
+			}
+			sp.Samples[r] = xs
 		}
 		sp.CPU, sp.MemHigh, sp.MemMax = st.cpu, st.memHigh, st.memMax
 		h.Agents[id] = sp
