@@ -366,7 +366,9 @@ func (e *Engine) renderPredict(id int) ([]byte, error) {
 // (memmax) over the next decision interval; floor what an OOM kill or
 // throttling taught; reason why the value last changed (initial,
 // predicted-rise, predicted-fall, hold, oom-bump, throttle-bump,
-// fair-share). Lines appear after the first decision.
+// fair-share, warm-up-peak); cpuperiod's reason is slice-CLASS, the
+// pattern class that chose it (see SliceFor). Lines appear after the
+// first decision.
 func (e *Engine) renderAlloc(id int) ([]byte, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
