@@ -21,7 +21,7 @@ type metrics struct {
 	seq    func() uint64
 
 	state, cpu, cpuSec, rss, mem, ioR, ioW, netS, netR, threads, procs, fds, socks, majflt, throttled, ooms,
-	memMax, memHigh, cpuMax, restarts, selfCPU, selfRSS, events *prometheus.Desc
+	memMax, memHigh, cpuMax, cpuPeriod, restarts, selfCPU, selfRSS, events *prometheus.Desc
 }
 
 func newMetrics(a *agent.Engine, t *telemetry.Sampler, seq func() uint64) *metrics {
@@ -49,6 +49,7 @@ func newMetrics(a *agent.Engine, t *telemetry.Sampler, seq func() uint64) *metri
 		memMax:    d("agent_memory_max_bytes", "Memory hard limit (absent: none).", l...),
 		memHigh:   d("agent_memory_high_bytes", "Memory high limit (absent: none).", l...),
 		cpuMax:    d("agent_cpu_max_cores", "CPU bandwidth limit in cores (absent: none).", l...),
+		cpuPeriod: d("agent_cpu_period_seconds", "CFS period the CPU limit's quota refills over (absent: no limit).", l...),
 		restarts:  d("agent_restarts_total", "Restarts.", l...),
 		selfCPU:   d("daemon_cpu_cores", "The daemon's own CPU use."),
 		selfRSS:   d("daemon_rss_bytes", "The daemon's own resident memory."),
@@ -80,6 +81,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		}
 		if a.Limits.CPUMax > 0 {
 			put(m.cpuMax, gauge, a.Limits.CPUMax)
+			put(m.cpuPeriod, gauge, a.Limits.Period().Seconds())
 		}
 		s, ok := m.tel.Latest(id)
 		if !ok || !a.Alive() {

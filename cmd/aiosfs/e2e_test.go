@@ -373,7 +373,7 @@ func TestEndToEnd(t *testing.T) {
 	// --- metrics ---
 	d.waitFor("a sample of agent 1", func() bool { return strings.Contains(d.read("agents/1/stat"), "procs=1") })
 	metrics := d.read("metrics")
-	for _, want := range []string{`aiosfs_agent_memory_max_bytes{agent="1",name="web"} 6.7108864e+07`, `aiosfs_agents{state="running"} 4`, `aiosfs_agent_processes{agent="1",name="web"} 1`} {
+	for _, want := range []string{`aiosfs_agent_memory_max_bytes{agent="1",name="web"} 6.7108864e+07`, `aiosfs_agents{state="running"} 4`, `aiosfs_agent_cpu_period_seconds{agent="1",name="web"} 0.02`, `aiosfs_agent_processes{agent="1",name="web"} 1`} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("metrics lack %q", want)
 		}
