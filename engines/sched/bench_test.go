@@ -1,8 +1,10 @@
 package sched
 
 import (
+	"aiosfs/engines/agent"
 	"math/rand/v2"
 	"runtime"
+	"strconv"
 	"testing"
 	"time"
 
@@ -70,5 +72,68 @@ func BenchmarkSaveHistory1000(b *testing.B) {
 		if err := e.SaveHistory(); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// benchAgents stands in for the agent registry in the enforcement
+// benchmark: records of running agents, and Apply keeping the limits it is
+// given (what the daemon's *agent.Engine does minus the cgroup write, which
+// costs one write(2) per changed limit).
+type benchAgents struct{ recs map[int]*agent.Record }
+
+func (b *benchAgents) Record(id int) (agent.Record, error)   { return *b.recs[id], nil }
+func (b *benchAgents) Get(id int) (*agent.Agent, error)      { return nil, nil }
+func (b *benchAgents) Extend(agent.FileFunc, agent.VerbFunc) {}
+func (b *benchAgents) Apply(id int, key, value, _ string) error {
+	r := b.recs[id]
+	switch key {
+	case "cpumax":
+		r.Limits.CPUMax, _ = strconv.ParseFloat(value, 64)
+	case "memmax":
+		r.Limits.MemMax, _ = strconv.ParseInt(value, 10, 64)
+	case "memhigh":
+		r.Limits.MemHigh, _ = strconv.ParseInt(value, 10, 64)
+	case "weight":
+		w, _ := strconv.ParseUint(value, 10, 64)
+		r.Limits.Weight = w
+	case "cpus":
+		r.Limits.Cpus = value
+	case "cpuperiod":
+		r.Limits.CPUPeriod, _ = time.ParseDuration(value)
+	}
+	return nil
+}
+
+// BenchmarkTick1000Enforce is BenchmarkTick1000 with enforcement on and
+// a decision every tick: prediction, allocation, fair share, core plans
+// and the limits handed to Apply, for 1,000 agents on one core.
+func BenchmarkTick1000Enforce(b *testing.B) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	ag := &benchAgents{recs: map[int]*agent.Record{}}
+	for id := 1; id <= 1000; id++ {
+		ag.recs[id] = &agent.Record{ID: id, State: agent.StateRunning, Limits: agent.NoLimits}
+	}
+	e := New(Config{NCPU: 2, Agents: ag})
+	e.set.Enforce, e.set.Interval = true, time.Second
+	r := rand.New(rand.NewPCG(1, 1))
+	latest := make(map[int]telemetry.Sample, 1000)
+	now := time.Unix(1764000000, 0)
+	tick := func() {
+		now = now.Add(time.Second)
+		for id := 1; id <= 1000; id++ {
+			latest[id] = telemetry.Sample{Time: now, CPU: r.Float64(), Mem: int64(r.IntN(1 << 30)), IOReadRate: r.Float64() * 1e6}
+		}
+		e.Tick(now, latest)
+	}
+	for i := 0; i < 300; i++ {
+		tick()
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		tick()
+	}
+	b.StopTimer()
+	if e.decisions == 0 || e.changes == 0 {
+		b.Fatalf("no decisions (%d) or no limits applied (%d)", e.decisions, e.changes)
 	}
 }

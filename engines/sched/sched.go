@@ -55,9 +55,20 @@ var resMin = [nres]float64{0.01, 1 << 20, 1024, 1024}
 // allocates for it: fewer say nothing about its pattern.
 const warmSamples = 5
 
+// Agents is what the scheduler needs of the agent registry
+// (*agent.Engine): records to decide from, Apply to set limits through
+// the same parser and kernel writes as a ctl line, and the hooks that add
+// its files and verbs under agents/N.
+type Agents interface {
+	Record(id int) (agent.Record, error)
+	Get(id int) (*agent.Agent, error)
+	Apply(id int, key, value, reason string) error
+	Extend(files agent.FileFunc, verbs agent.VerbFunc)
+}
+
 // Config is what the engine needs from the daemon.
 type Config struct {
-	Agents *agent.Engine
+	Agents Agents
 	Tel    *telemetry.Sampler
 	Bus    *bus.Bus
 	NCPU   int // capacity default; 0 = runtime.NumCPU()
@@ -234,7 +245,7 @@ func (e *Engine) Tick(now time.Time, latest map[int]telemetry.Sample) {
 	}
 	var acts []action
 	if e.set.Enforce && now.Sub(e.last) >= e.set.Interval {
-		acts = e.decide(now)
+		acts = e.decide(now, latest)
 		e.last = now
 		e.decisions++
 	}
@@ -305,7 +316,7 @@ func lead(p *Predictor, interval time.Duration, step float64, q99 bool) float64 
 	return v
 }
 
-func (e *Engine) decide(now time.Time) []action {
+func (e *Engine) decide(now time.Time, samples map[int]telemetry.Sample) []action {
 	var acts []action
 	sec := e.set.Interval.Seconds()
 	base := DefaultPolicy(sec)
@@ -332,7 +343,10 @@ func (e *Engine) decide(now time.Time) []action {
 			continue
 		}
 		limits[id] = a.Limits
-		latest, _ := e.cfg.Tel.Latest(id)
+		latest, ok := samples[id] // this tick's: throttling and OOM counters
+		if !ok {
+			continue
+		}
 		// Weight: the user's, if they set one the scheduler did not.
 		w := WeightFor(a.Prio, a.CapAdd)
 		if a.Limits.Weight != 0 && a.Limits.Weight != st.weight {
