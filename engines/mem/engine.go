@@ -78,6 +78,9 @@ type Config struct {
 	Logf         func(format string, args ...any)
 }
 
+// minInterval is the shortest sampling period of the analyzers.
+const minInterval = 50 * time.Millisecond
+
 // Engine is the memory manager.
 type Engine struct {
 	cfg     Config
@@ -121,6 +124,11 @@ func New(cfg Config) (*Engine, error) {
 	}
 	if err := os.MkdirAll(e.tmp, 0700); err != nil {
 		return nil, err
+	}
+	// A damaged settings file must not keep the manager down: say so and
+	// run on the defaults.
+	if err := e.loadSettings(); err != nil {
+		cfg.Logf("%v: starting with the default settings", err)
 	}
 	metas, _ := filepath.Glob(filepath.Join(e.dir, "*.meta"))
 	sort.Strings(metas)
@@ -509,7 +517,7 @@ func (e *Engine) Verbs() ctl.Table {
 				if err != nil {
 					return err
 				}
-				if d < 50*time.Millisecond {
+				if d < minInterval {
 					return ctl.Errorf("interval %s below 50ms", d)
 				}
 				e.mu.Lock()
@@ -519,7 +527,7 @@ func (e *Engine) Verbs() ctl.Table {
 				case e.ivChange <- d:
 				default:
 				}
-				return nil
+				return e.savedAfter(nil)
 			}},
 		{Name: "paging", Args: "on|off", Min: 1, Max: 1, Root: true, Doc: "advise the kernel on agents' cold and hot ranges under pressure",
 			Run: func(_ context.Context, _ fs.Caller, a []string) error {
@@ -530,7 +538,7 @@ func (e *Engine) Verbs() ctl.Table {
 				e.mu.Lock()
 				e.paging = on
 				e.mu.Unlock()
-				return nil
+				return e.savedAfter(nil)
 			}},
 		{Name: "pressure", Args: "FRACTION", Min: 1, Max: 1, Root: true, Doc: "PSI memory some avg10 that counts as pressure (default 0.1)",
 			Run: func(_ context.Context, _ fs.Caller, a []string) error {
@@ -541,7 +549,7 @@ func (e *Engine) Verbs() ctl.Table {
 				e.mu.Lock()
 				e.threshold = f
 				e.mu.Unlock()
-				return nil
+				return e.savedAfter(nil)
 			}},
 		{Name: "save", Min: 0, Max: 0, Doc: "save the persistent regions' access patterns now",
 			Run: func(context.Context, fs.Caller, []string) error { return e.SavePatterns() }},

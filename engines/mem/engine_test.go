@@ -417,3 +417,60 @@ func TestReclaimV2Fixture(t *testing.T) {
 		t.Error("memory.reclaim created in a v1 group")
 	}
 }
+
+// TestSettingsSurviveRestart: mem/ctl's paging settings and an agent's
+// paging policy come back after a restart (the engine is dropped without
+// Close, as a kill -9 would); a refused line writes nothing; a damaged
+// file starts the manager on the defaults rather than not at all.
+func TestSettingsSurviveRestart(t *testing.T) {
+	state := t.TempDir()
+	f := newFixture(t, state, fakeAgents{})
+	for _, line := range []string{"paging off", "pressure 0.3", "interval 3s"} {
+		if err := f.ctl("/mem/ctl", line); err != nil {
+			t.Fatalf("%s: %v", line, err)
+		}
+	}
+	if err := f.e.agentVerbs(7).Exec(context.Background(), fs.RootCaller, "policy lfu"); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(state, "mem", "settings.json")
+	before, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.ctl("/mem/ctl", "pressure 3"); err == nil {
+		t.Fatal("pressure 3 accepted")
+	}
+	if err := f.e.agentVerbs(7).Exec(context.Background(), fs.RootCaller, "policy fifo"); err == nil {
+		t.Fatal("policy fifo accepted")
+	}
+	if after, _ := os.ReadFile(file); string(after) != string(before) {
+		t.Fatalf("refused lines rewrote the settings: %s -> %s", before, after)
+	}
+
+	f2 := newFixture(t, state, fakeAgents{})
+	defer f2.e.Close()
+	f2.e.mu.Lock()
+	paging, th, iv := f2.e.paging, f2.e.threshold, f2.e.interval
+	pol := ""
+	if pm := f2.e.procs[7]; pm != nil {
+		pol = pm.policy
+	}
+	f2.e.mu.Unlock()
+	if paging || th != 0.3 || iv != 3*time.Second || pol != LFU {
+		t.Fatalf("restored paging=%v pressure=%v interval=%v agent 7 policy=%q", paging, th, iv, pol)
+	}
+	if st := f2.read("/mem/status"); !strings.Contains(st, "paging=off") || !strings.Contains(st, "pressure_threshold=0.3") {
+		t.Errorf("status after restart: %s", st)
+	}
+	f.e.Close()
+
+	os.WriteFile(file, []byte(`{"paging":`), 0600)
+	f3 := newFixture(t, state, fakeAgents{})
+	defer f3.e.Close()
+	f3.e.mu.Lock()
+	defer f3.e.mu.Unlock()
+	if !f3.e.paging || f3.e.threshold != 0.10 {
+		t.Errorf("damaged settings: paging=%v pressure=%v, want the defaults", f3.e.paging, f3.e.threshold)
+	}
+}

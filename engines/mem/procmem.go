@@ -622,7 +622,7 @@ func (e *Engine) agentVerbs(id int) ctl.Table {
 						e.mu.Lock()
 						pm.policy = p
 						e.mu.Unlock()
-						return nil
+						return e.savedAfter(nil)
 					}
 				}
 				return ctl.Errorf("bad policy %q (want lru, lfu, predictive or adaptive)", a[0])
