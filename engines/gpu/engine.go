@@ -47,6 +47,7 @@ import (
 	"aiosfs/engines/bus"
 	"aiosfs/fs"
 	hal "aiosfs/hal/gpu"
+	"aiosfs/internal/statefile"
 )
 
 // Agents is what the engine needs of the agent registry. daemon/mod_gpu.go
@@ -188,12 +189,7 @@ func (e *Engine) save() {
 		return
 	}
 	b, _ := json.Marshal(map[string]any{"policy": e.sched.Policy(), "overuse": e.overuse, "entries": e.sched.State()})
-	tmp := e.cfg.StateFile + ".tmp"
-	err := os.WriteFile(tmp, b, 0600)
-	if err == nil {
-		err = os.Rename(tmp, e.cfg.StateFile)
-	}
-	if err != nil {
+	if err := statefile.Write(e.cfg.StateFile, b); err != nil {
 		e.publish("error", 0, bus.F("op", "save"), bus.F("err", err.Error()))
 	}
 }

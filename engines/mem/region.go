@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"aiosfs/fs"
+	"aiosfs/internal/statefile"
 )
 
 // regionMeta is what a persistent region keeps beside its data file
@@ -57,23 +58,7 @@ func writeMeta(path string, m regionMeta) error {
 	if err != nil {
 		return err
 	}
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0600)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return statefile.Write(path, b)
 }
 
 func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
@@ -86,11 +71,7 @@ func savePattern(path string, pages []int64) error {
 		b.WriteString(strconv.FormatInt(p, 10))
 		b.WriteByte('\n')
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(b.String()), 0600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return statefile.Write(path, []byte(b.String()))
 }
 
 func loadPattern(path string) []int64 {

@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"aiosfs/internal/statefile"
 )
 
 // savedSettings are what mem/ctl's paging verbs and agents/N/mem/ctl's
@@ -40,11 +42,7 @@ func (e *Engine) saveSettings() error {
 	if err != nil {
 		return err
 	}
-	tmp := e.settingsFile() + ".tmp"
-	if err := os.WriteFile(tmp, b, 0600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, e.settingsFile())
+	return statefile.Write(e.settingsFile(), b)
 }
 
 // loadSettings restores what saveSettings wrote; no file is a first start.

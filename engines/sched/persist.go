@@ -11,6 +11,7 @@ import (
 
 	"aiosfs/ctl"
 	"aiosfs/fs"
+	"aiosfs/internal/statefile"
 )
 
 // saved is what survives a restart of the daemon: sched/ctl's settings and
@@ -63,11 +64,7 @@ func (e *Engine) save() error {
 	if err != nil {
 		return err
 	}
-	tmp := e.cfg.StateFile + ".tmp"
-	if err := os.WriteFile(tmp, b, 0600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, e.cfg.StateFile)
+	return statefile.Write(e.cfg.StateFile, b)
 }
 
 // load restores what save wrote; a missing file is a first start.
@@ -168,11 +165,7 @@ func (e *Engine) SaveHistory() error {
 	if err != nil {
 		return err
 	}
-	tmp := e.historyFile() + ".tmp"
-	if err := os.WriteFile(tmp, b, 0600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, e.historyFile())
+	return statefile.Write(e.historyFile(), b)
 }
 
 // loadHistory replays what SaveHistory wrote; a missing file is a first
