@@ -129,35 +129,12 @@ func readMain() {
 // set), argv[2] once (cold after that). It prints "ready" after the first
 // round and runs until killed.
 func touchMain() {
-	mapf := func(p string) []byte {
-		f, err := os.Open(p)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		st, _ := f.Stat()
-		b, err := syscall.Mmap(int(f.Fd()), 0, int(st.Size()), syscall.PROT_READ, syscall.MAP_SHARED)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		return b
-	}
 	if len(os.Args) > 3 && os.Args[3] == "wait" {
 		// Wait to be moved into a cgroup before touching, so the page
 		// cache it faults in is charged there.
 		bufio.NewReader(os.Stdin).ReadString('\n')
 	}
-	hot, cold := mapf(os.Args[1]), mapf(os.Args[2])
-	// The sum goes to a package variable: loads whose results are never
-	// used may be dropped by the compiler, and then nothing is touched.
-	touch := func(b []byte) {
-		var s byte
-		for i := 0; i < len(b); i += 4096 {
-			s += b[i]
-		}
-		touchSink += s
-	}
+	hot, cold := mapFile(os.Args[1]), mapFile(os.Args[2])
 	touch(cold)
 	touch(hot)
 	fmt.Println("ready", touchSink)
@@ -167,13 +144,9 @@ func touchMain() {
 	}
 }
 
-var touchSink byte
-
-// touchPartMain maps the file argv[1], touches all of it once, prints
-// "ready", then touches only its first argv[2] bytes every 20 ms; on
-// SIGUSR1 it touches the whole file once more and prints "again".
-func touchPartMain() {
-	f, err := os.Open(os.Args[1])
+// mapFile maps the file p read-only and shared, or ends the helper.
+func mapFile(p string) []byte {
+	f, err := os.Open(p)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
@@ -184,14 +157,28 @@ func touchPartMain() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	hot, _ := strconv.Atoi(os.Args[2])
-	touch := func(b []byte) {
-		var s byte
-		for i := 0; i < len(b); i += 4096 {
-			s += b[i]
-		}
-		touchSink += s
+	return b
+}
+
+// touch reads one byte of every page of b. The sum goes to a package
+// variable: loads whose results are never used may be dropped by the
+// compiler, and then nothing is touched.
+func touch(b []byte) {
+	var s byte
+	for i := 0; i < len(b); i += 4096 {
+		s += b[i]
 	}
+	touchSink += s
+}
+
+var touchSink byte
+
+// touchPartMain maps the file argv[1], touches all of it once, prints
+// "ready", then touches only its first argv[2] bytes every 20 ms; on
+// SIGUSR1 it touches the whole file once more and prints "again".
+func touchPartMain() {
+	b := mapFile(os.Args[1])
+	hot, _ := strconv.Atoi(os.Args[2])
 	usr1 := make(chan os.Signal, 1)
 	signal.Notify(usr1, syscall.SIGUSR1)
 	touch(b)
