@@ -39,6 +39,26 @@ func (e *Engine) publish(kind string, agentID int, fields ...bus.Field) {
 	}
 }
 
+// durationVerb is a sched/ctl verb that sets one duration setting
+// within lo..hi, and publishes it in seconds.
+func (e *Engine) durationVerb(name, doc string, lo, hi time.Duration, set func(*Settings, time.Duration)) ctl.Verb {
+	return ctl.Verb{Name: name, Args: "DURATION", Min: 1, Max: 1, Root: true, Doc: doc,
+		Run: func(_ context.Context, _ fs.Caller, a []string) error {
+			d, err := ctl.ParseDuration(a[0])
+			if err != nil {
+				return err
+			}
+			if d < lo || d > hi {
+				return ctl.Errorf("%s %s outside %s..%s", name, d, lo, hi)
+			}
+			e.mu.Lock()
+			set(&e.set, d)
+			e.mu.Unlock()
+			e.publish(name, 0, bus.F("seconds", d.Seconds()))
+			return nil
+		}}
+}
+
 // Verbs is sched/ctl's table. Every verb parses all its arguments before
 // it changes anything, so a refused line leaves the settings as they were.
 func (e *Engine) Verbs() ctl.Table {
@@ -104,36 +124,10 @@ func (e *Engine) Verbs() ctl.Table {
 				e.publish("horizons", 0, bus.F("value", a[0]))
 				return nil
 			}},
-		{Name: "interval", Args: "DURATION", Min: 1, Max: 1, Root: true, Doc: "time between allocation decisions, 100ms..1h (default 5s)",
-			Run: func(_ context.Context, _ fs.Caller, a []string) error {
-				d, err := ctl.ParseDuration(a[0])
-				if err != nil {
-					return err
-				}
-				if d < 100*time.Millisecond || d > time.Hour {
-					return ctl.Errorf("interval %s outside 100ms..1h", d)
-				}
-				e.mu.Lock()
-				e.set.Interval = d
-				e.mu.Unlock()
-				e.publish("interval", 0, bus.F("seconds", d.Seconds()))
-				return nil
-			}},
-		{Name: "slice", Args: "DURATION", Min: 1, Max: 1, Root: true, Doc: "CFS period of enforced agents' CPU quota, 20ms..1s (default 100ms; sporadic agents get a fifth, at least 20ms)",
-			Run: func(_ context.Context, _ fs.Caller, a []string) error {
-				d, err := ctl.ParseDuration(a[0])
-				if err != nil {
-					return err
-				}
-				if d < MinSlice || d > MaxSlice {
-					return ctl.Errorf("slice %s outside 20ms..1s", d)
-				}
-				e.mu.Lock()
-				e.set.Slice = d
-				e.mu.Unlock()
-				e.publish("slice", 0, bus.F("seconds", d.Seconds()))
-				return nil
-			}},
+		e.durationVerb("interval", "time between allocation decisions, 100ms..1h (default 5s)",
+			100*time.Millisecond, time.Hour, func(set *Settings, d time.Duration) { set.Interval = d }),
+		e.durationVerb("slice", "CFS period of enforced agents' CPU quota, 20ms..1s (default 100ms; sporadic agents get a fifth, at least 20ms)",
+			MinSlice, MaxSlice, func(set *Settings, d time.Duration) { set.Slice = d }),
 		{Name: "warmup", Args: "SAMPLES", Min: 1, Max: 1, Root: true, Doc: "a new agent's allocations never go under its peak use for its first SAMPLES samples, 0..100000 (default 256; 0 off)",
 			Run: func(_ context.Context, _ fs.Caller, a []string) error {
 				n, err := ctl.ParseInt(a[0], 0, 100000)
