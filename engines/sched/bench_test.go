@@ -137,3 +137,38 @@ func BenchmarkTick1000Enforce(b *testing.B) {
 		b.Fatalf("no decisions (%d) or no limits applied (%d)", e.decisions, e.changes)
 	}
 }
+
+// BenchmarkRestoreHistory1000 is the cost of warming 1,000 agents'
+// predictors from their saved history (512 samples × 4 resources each,
+// replayed in the background), and how long Restore itself takes, which
+// is what delays the daemon's start.
+func BenchmarkRestoreHistory1000(b *testing.B) {
+	file := b.TempDir() + "/sched.json"
+	e := New(Config{NCPU: 2, StateFile: file})
+	r := rand.New(rand.NewPCG(1, 1))
+	latest := make(map[int]telemetry.Sample, 1000)
+	now := time.Unix(1764000000, 0)
+	for i := 0; i < HistoryKeep; i++ {
+		for id := 1; id <= 1000; id++ {
+			latest[id] = telemetry.Sample{Time: now, CPU: r.Float64(), Mem: int64(r.IntN(1 << 30)), IOReadRate: r.Float64() * 1e6}
+		}
+		e.Tick(now, latest)
+		now = now.Add(time.Second)
+	}
+	if err := e.SaveHistory(); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	var returned time.Duration
+	for i := 0; i < b.N; i++ {
+		e2 := New(Config{NCPU: 2, StateFile: file})
+		t0 := time.Now()
+		err := e2.Restore()
+		returned += time.Since(t0) // what delays the daemon's start
+		e2.waitWarm()
+		if err != nil || len(e2.agents) != 1000 {
+			b.Fatalf("restore: %v, %d agents", err, len(e2.agents))
+		}
+	}
+	b.ReportMetric(float64(returned.Nanoseconds())/float64(b.N), "ns-until-Restore-returns/op")
+}

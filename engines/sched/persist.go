@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"sort"
 
 	"aiosfs/ctl"
 	"aiosfs/fs"
@@ -141,6 +142,9 @@ func (e *Engine) SaveHistory() error {
 	if e.cfg.StateFile == "" {
 		return nil
 	}
+	// A save before the warm-up has replayed everything would write the
+	// agents still waiting with only their few new samples.
+	e.waitWarm()
 	e.mu.Lock()
 	h := savedHistory{Step: e.stepSeconds(), Agents: make(map[int]savedPredict, len(e.agents))}
 	for id, st := range e.agents {
@@ -168,43 +172,83 @@ func (e *Engine) SaveHistory() error {
 	return statefile.Write(e.historyFile(), b)
 }
 
-// loadHistory replays what SaveHistory wrote; a missing file is a first
-// start (or a daemon that never ran a minute).
-func (e *Engine) loadHistory() error {
+// readHistory reads what SaveHistory wrote; a missing file (a first
+// start, or a daemon that never ran a minute) or one taken at another
+// sampling step reads as nothing to replay.
+func (e *Engine) readHistory() (map[int]savedPredict, error) {
 	if e.cfg.StateFile == "" {
-		return nil
+		return nil, nil
 	}
 	b, err := os.ReadFile(e.historyFile())
 	if errors.Is(err, os.ErrNotExist) {
-		return nil
+		return nil, nil
 	}
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var h savedHistory
 	if err := json.Unmarshal(b, &h); err != nil {
-		return fmt.Errorf("sched: %s: %w", filepath.Base(e.historyFile()), err)
+		return nil, fmt.Errorf("sched: %s: %w", filepath.Base(e.historyFile()), err)
 	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
 	if h.Step != e.stepSeconds() {
-		return nil
+		return nil, nil
 	}
-	for id, sp := range h.Agents {
-		st := e.agents[id]
-		if st == nil {
-			st = e.newState()
-			e.agents[id] = st
-		}
+	return h.Agents, nil
+}
+
+// waitWarm returns once Restore's replay of the saved histories is done.
+func (e *Engine) waitWarm() {
+	e.mu.Lock()
+	w := e.warmed
+	e.mu.Unlock()
+	<-w
+}
+
+// warm replays saved histories into fresh predictors, one agent at a
+// time and outside the engine's lock: at 1,000 agents it is seconds of
+// work (BenchmarkRestoreHistory1000), which must delay neither the
+// daemon's start nor the sampler's ticks. Samples an agent took since the
+// start are replayed after its saved ones, and the warmed predictors
+// replace its fresh ones, keeping its mode and pin. Closes done.
+func (e *Engine) warm(saved map[int]savedPredict, done chan struct{}) {
+	defer close(done)
+	ids := make([]int, 0, len(saved))
+	for id := range saved {
+		ids = append(ids, id)
+	}
+	sort.Ints(ids)
+	for _, id := range ids {
+		sp := saved[id]
+		e.mu.Lock()
+		fresh := e.newState()
+		e.mu.Unlock()
 		for r, xs := range sp.Samples {
 			if len(xs) > HistoryKeep {
 				xs = xs[len(xs)-HistoryKeep:]
 			}
 			for _, x := range xs {
-				st.pred[r].Observe(x, 0)
+				fresh.pred[r].Observe(x, 0)
 			}
 		}
-		st.cpu, st.memHigh, st.memMax = sp.CPU.restored(), sp.MemHigh.restored(), sp.MemMax.restored()
+		e.mu.Lock()
+		st := e.agents[id]
+		if st == nil {
+			st = fresh
+			e.agents[id] = st
+		} else {
+			for r, p := range st.pred {
+				for _, x := range p.Recent(p.N()) {
+					fresh.pred[r].Observe(x, 0)
+				}
+				if st.pin != "" && st.pin != "auto" {
+					fresh.pred[r].Pin(st.pin)
+				}
+				st.pred[r] = fresh.pred[r]
+			}
+		}
+		if st.cpu.Value == 0 && st.memHigh.Value == 0 && st.memMax.Value == 0 {
+			st.cpu, st.memHigh, st.memMax = sp.CPU.restored(), sp.MemHigh.restored(), sp.MemMax.restored()
+		}
+		e.mu.Unlock()
 	}
-	return nil
 }

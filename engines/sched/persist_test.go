@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"aiosfs/engines/bus"
+	"aiosfs/engines/telemetry"
 	"aiosfs/fs"
 )
 
@@ -106,7 +107,17 @@ func TestHistorySurvivesRestart(t *testing.T) {
 	if err := e2.Restore(); err != nil {
 		t.Fatal(err)
 	}
+	// The replay runs in the background; a sample the agent takes
+	// meanwhile follows its saved ones, whichever comes first.
+	e2.Tick(time.Unix(1764000000, 0), map[int]telemetry.Sample{7: {Time: time.Unix(1764000000, 0), CPU: 0.9}})
+	e2.waitWarm()
 	st2 := e2.agents[7]
+	if n := st2.pred[resCPU].N(); n != HistoryKeep+1 {
+		t.Errorf("restored predictor has %d samples, want the %d saved and the new one", n, HistoryKeep)
+	}
+	if x := st2.pred[resCPU].Recent(1); len(x) != 1 || x[0] != 0.9 {
+		t.Errorf("newest sample %v, want the one taken after the restart", x)
+	}
 	if st2 == nil {
 		t.Fatal("agent 7's state not restored")
 	}
@@ -118,9 +129,13 @@ func TestHistorySurvivesRestart(t *testing.T) {
 	// restored one must be about as good as the first, far better than
 	// the last (replaying the last HistoryKeep samples rebuilds the models
 	// from those alone, so not bit for bit).
+	// Sample 600 (0.9), which the restored engine took through Tick
+	// above, goes to the other two as well.
 	freshPred := e.newState().pred[resCPU]
+	st.pred[resCPU].Observe(0.9, 0)
+	freshPred.Observe(0.9, 0)
 	var errCont, errRest, errFresh float64
-	for i := 600; i < 660; i++ {
+	for i := 601; i < 661; i++ {
 		x := 0.1
 		if i%20 < 10 {
 			x = 0.9

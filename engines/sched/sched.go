@@ -125,7 +125,13 @@ type Engine struct {
 	ticks     uint64
 	decisions uint64
 	changes   uint64
+	// warmed is closed once Restore's replay of the saved histories is
+	// done (or there was none to do); see warm.
+	warmed chan struct{}
 }
+
+// closed is a channel that is closed: nothing to wait for.
+var closed = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
 type agentState struct {
 	pred   [nres]*Predictor
@@ -151,7 +157,7 @@ func New(cfg Config) *Engine {
 	if cfg.NCPU <= 0 {
 		cfg.NCPU = runtime.NumCPU()
 	}
-	e := &Engine{cfg: cfg, agents: map[int]*agentState{}, set: Settings{
+	e := &Engine{cfg: cfg, agents: map[int]*agentState{}, warmed: closed, set: Settings{
 		Buffer:   0.15,
 		Fall:     DefaultFallPerMinute,
 		Horizons: []time.Duration{time.Second, 5 * time.Second, 30 * time.Second, 60 * time.Second},
@@ -165,12 +171,22 @@ func New(cfg Config) *Engine {
 
 // Restore loads the settings and agents' modes saved in cfg.StateFile by
 // every accepted verb, so `enforce on` survives a restart of the daemon,
-// then warms the predictors from the history SaveHistory kept.
+// then warms the predictors from the history SaveHistory kept, in the
+// background (see warm).
 func (e *Engine) Restore() error {
 	if err := e.load(); err != nil {
 		return err
 	}
-	return e.loadHistory()
+	saved, err := e.readHistory()
+	if err != nil || len(saved) == 0 {
+		return err
+	}
+	done := make(chan struct{})
+	e.mu.Lock()
+	e.warmed = done
+	e.mu.Unlock()
+	go e.warm(saved, done)
+	return nil
 }
 
 // Settings returns a copy of the current settings.
