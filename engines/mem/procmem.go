@@ -83,6 +83,16 @@ func (st *mapState) partlyCold() bool {
 	return st.m.Rss >= used+2<<20 && st.m.Rss >= 2*used
 }
 
+// decisionKey names a decision across the engine's lock being let go
+// (the list may be trimmed meanwhile).
+type decisionKey struct {
+	t     time.Time
+	pid   int
+	start uint64
+}
+
+func (d *Decision) key() decisionKey { return decisionKey{d.Time, d.Pid, d.Start} }
+
 // Decision is one piece of advice given to the kernel.
 type Decision struct {
 	Time      time.Time
@@ -209,6 +219,35 @@ func (e *Engine) SampleAgent(id int, pids []int, now time.Time) {
 		e.cfg.Proc.ClearRefs(pid)
 		reads = append(reads, read{pid, maps})
 	}
+	// Likewise pagemap, for the pageouts still waiting for an outcome:
+	// which of their pages are back.
+	type pending struct {
+		key            decisionKey
+		ranges, stayed []vm.Range
+	}
+	var pend []pending
+	e.mu.Lock()
+	for _, d := range pm.decisions {
+		if d.Outcome == "pending" && d.Advice == vm.PageOut {
+			pend = append(pend, pending{d.key(), d.Ranges, d.stayed})
+		}
+	}
+	e.mu.Unlock()
+	backs := map[decisionKey][]vm.Range{}
+	for _, p := range pend {
+		back := []vm.Range{}
+		for _, r := range p.ranges {
+			rs, err := e.cfg.Proc.Resident(p.key.pid, r.Start, r.Len)
+			if err != nil {
+				back = nil // the process ended: the smaps pass says so
+				break
+			}
+			back = append(back, vm.Minus(rs, p.stayed)...)
+		}
+		if back != nil {
+			backs[p.key] = back
+		}
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	pm.n++
@@ -279,15 +318,8 @@ func (e *Engine) SampleAgent(id int, pids []int, now time.Time) {
 		if st != nil && d.RssAfter < 0 {
 			d.RssAfter = int64(st.m.Rss)
 		}
-		var back []vm.Range
-		if st != nil && d.Advice == vm.PageOut {
-			for _, r := range d.Ranges {
-				rs, err := e.cfg.Proc.Resident(d.Pid, r.Start, r.Len)
-				if err != nil {
-					break // the process ended: the smaps pass will say so
-				}
-				back = append(back, vm.Minus(rs, d.stayed)...)
-			}
+		back, read := backs[d.key()]
+		if st != nil && read {
 			d.Back = int64(vm.Bytes(back))
 		}
 		switch {
