@@ -19,6 +19,11 @@
 //	agents/N/mem/
 //	    pattern wss hot policy decisions ctl   (see procmem.go)
 //
+// What the analyzer learned of each agent (hot ranges, paging decisions
+// and their outcomes, statistics) is kept in mem/agents/N.json (see
+// procstate.go); the agents' paging policies and mem/ctl's paging
+// settings in mem/settings.json (settings.go).
+//
 // Formats: one record per line, key=value in the order shown where each
 // file is rendered, base units (bytes, seconds, fractions 0..1).
 //
@@ -125,8 +130,10 @@ func New(cfg Config) (*Engine, error) {
 	if err := os.MkdirAll(e.tmp, 0700); err != nil {
 		return nil, err
 	}
-	// A damaged settings file must not keep the manager down: say so and
-	// run on the defaults.
+	// What was learned of the agents' memory first, then the settings
+	// (agents' policies) on top; a damaged file must not keep the manager
+	// down: say so and run on the defaults.
+	e.loadProcs()
 	if err := e.loadSettings(); err != nil {
 		cfg.Logf("%v: starting with the default settings", err)
 	}
@@ -631,9 +638,11 @@ func (e *Engine) agentAlive(id int) bool {
 	return err == nil && a.Alive
 }
 
-// Close stops the prefetchers, saves the patterns and closes the files.
+// Close stops the prefetchers, saves the patterns and what was learned of
+// the agents' memory, and closes the files.
 func (e *Engine) Close() error {
 	err := e.SavePatterns()
+	e.saveProcs()
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for _, r := range e.regions {

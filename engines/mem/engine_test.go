@@ -474,3 +474,79 @@ func TestSettingsSurviveRestart(t *testing.T) {
 		t.Errorf("damaged settings: paging=%v pressure=%v, want the defaults", f3.e.paging, f3.e.threshold)
 	}
 }
+
+// TestAgentStateFile: what the analyzer learned of an agent is written to
+// mem/agents/N.json and read back whole by the next start; a damaged or
+// inconsistent file is logged and set aside, and that agent alone starts afresh; the
+// file goes when the agent ends.
+func TestAgentStateFile(t *testing.T) {
+	state := t.TempDir()
+	f := newFixture(t, state, fakeAgents{})
+	mk := func(id int) {
+		pm := newProcMem(id)
+		pm.n, pm.wss, pm.rss, pm.locality = 9, 4096, 8192, Temporal
+		pm.regret[LFU] = 1.5
+		pm.seen[100+id] = true
+		pm.hist = []WSSPoint{{time.Unix(1700000000, 0).UTC(), 4096}}
+		m := vm.Mapping{Start: 0x10000, End: 0x20000, Inode: 5, Path: "/lib/x", Rss: 8192, Referenced: 4096}
+		pm.maps[mapKey{100 + id, m.Start, m.End}] = &mapState{m: m, pid: 100 + id, samples: 9, freq: 0.5, lastRef: 8, gap: 2,
+			hot: []vm.Range{{Start: 0x10000, Len: 4096}}}
+		pm.decisions = []Decision{{Time: time.Unix(1700000001, 0).UTC(), Pid: 100 + id, Start: m.Start, Len: m.End - m.Start,
+			Path: m.Path, Advice: vm.PageOut, Reason: "psi", Ranking: LRU, RssBefore: 8192, RssAfter: 4096, Outcome: "came_back",
+			Ranges: []vm.Range{{Start: m.Start, Len: 0x10000}}, Back: 4096, at: 7}}
+		f.e.mu.Lock()
+		f.e.procs[id] = pm
+		f.e.mu.Unlock()
+		f.e.saveProc(id, true)
+	}
+	mk(3)
+	mk(4)
+	want := map[int]string{}
+	for _, id := range []int{3, 4} {
+		f.e.mu.Lock()
+		pm := f.e.procs[id]
+		want[id] = hotText(pm) + decisionsText(pm) + patternLine(pm)
+		f.e.mu.Unlock()
+	}
+	// Agent 4's file is inconsistent: a hot range outside its mapping.
+	p4 := filepath.Join(state, "mem", "agents", "4.json")
+	b, err := os.ReadFile(p4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := strings.Replace(string(b), `"hot":[{"Start":65536`, `"hot":[{"Start":4096`, 1)
+	if bad == string(b) {
+		t.Fatalf("test's edit missed: %s", b)
+	}
+	os.WriteFile(p4, []byte(bad), 0600)
+
+	var logged []string
+	ns := &fs.NS{Boot: time.Unix(0, 0)}
+	e, err := New(Config{StateDir: state, NS: ns, Agents: fakeAgents{}, Proc: "/proc", Seed: 1, Interval: time.Hour,
+		Logf: func(format string, a ...any) { logged = append(logged, fmt.Sprintf(format, a...)) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	e.mu.Lock()
+	pm3, pm4 := e.procs[3], e.procs[4]
+	got := ""
+	if pm3 != nil {
+		got = hotText(pm3) + decisionsText(pm3) + patternLine(pm3)
+	}
+	e.mu.Unlock()
+	if got != want[3] {
+		t.Errorf("agent 3 after a restart:\n%s\nwant\n%s", got, want[3])
+	}
+	if pm4 != nil || len(logged) != 1 || !strings.Contains(logged[0], "outside its mapping") {
+		t.Errorf("agent 4's bad file: restored=%v log=%q", pm4 != nil, logged)
+	}
+	if _, err := os.Stat(p4 + ".bad"); err != nil {
+		t.Errorf("agent 4's bad file not set aside: %v", err)
+	}
+	// Neither agent runs (fakeAgents{} lists none): a period forgets them.
+	e.sampleAgents(time.Now())
+	if _, err := os.Stat(filepath.Join(state, "mem", "agents", "3.json")); !os.IsNotExist(err) {
+		t.Errorf("ended agent's file: %v", err)
+	}
+}

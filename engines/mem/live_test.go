@@ -608,10 +608,15 @@ func TestLivePartlyColdPageout(t *testing.T) {
 		t.Fatal(err)
 	}
 	pid := cmd.Process.Pid
-	f := newFixture(t, t.TempDir(), fakeAgents{1: {Alive: true, Pids: []int{pid}}})
-	defer f.e.Close()
-	f.root = f.e.cfg.NS.StaticDir("/", 0555, fs.Owner{}, append(f.e.Nodes(), f.e.cfg.NS.StaticDir("/agents", 0555, fs.Owner{},
-		f.e.cfg.NS.StaticDir("/agents/1", 0555, fs.Owner{}, f.e.AgentFiles(1, "/agents/1", fs.Owner{})...)))...)
+	state := t.TempDir()
+	start := func() *fixture {
+		f := newFixture(t, state, fakeAgents{1: {Alive: true, Pids: []int{pid}}})
+		f.root = f.e.cfg.NS.StaticDir("/", 0555, fs.Owner{}, append(f.e.Nodes(), f.e.cfg.NS.StaticDir("/agents", 0555, fs.Owner{},
+			f.e.cfg.NS.StaticDir("/agents/1", 0555, fs.Owner{}, f.e.AgentFiles(1, "/agents/1", fs.Owner{})...)))...)
+		return f
+	}
+	f := start()
+	defer func() { f.e.Close() }()
 	mapping := func() vm.Mapping {
 		ms, err := vm.FS("/proc").Smaps(pid)
 		if err != nil {
@@ -708,7 +713,26 @@ func TestLivePartlyColdPageout(t *testing.T) {
 		t.Errorf("%d pageouts of the mapping, want only the probe", probeDecisions)
 	}
 
-	// 3. The whole file resident again; the next pageout keeps the hot part.
+	// The daemon is killed (no Close) and started again: the agent still
+	// runs, and what was learned of it comes back.
+	hot, decisions := f.read("/agents/1/mem/hot"), f.read("/agents/1/mem/decisions")
+	f = start()
+	if got := f.read("/agents/1/mem/decisions"); got != decisions {
+		t.Errorf("decisions after a restart:\n%s\nwant\n%s", got, decisions)
+	}
+	var again uint64
+	for _, l := range strings.Split(f.read("/agents/1/mem/hot"), "\n") {
+		if strings.HasPrefix(l, "range ") && strings.HasSuffix(l, "path="+p) {
+			n, _ := strconv.ParseUint(field(l, "length"), 10, 64)
+			again += n
+		}
+	}
+	if again != learned {
+		t.Errorf("learned hot ranges after a restart cover %d bytes, want %d; before:\n%s", again, learned, hot)
+	}
+
+	// 3. The whole file resident again; the next pageout (by the restarted
+	// manager) keeps the hot part.
 	cmd.Process.Signal(syscall.SIGUSR1)
 	if l, err := lines.ReadString('\n'); err != nil || !strings.HasPrefix(l, "again") {
 		t.Fatalf("helper: %q %v", l, err)

@@ -131,6 +131,7 @@ type procMem struct {
 	regret    map[string]float64
 	picks     map[string][]mapKey
 	decisions []Decision
+	savedAt   time.Time // last write of its state file (procstate.go)
 }
 
 func newProcMem(id int) *procMem {
@@ -174,12 +175,17 @@ func (e *Engine) sampleAgents(now time.Time) {
 		}
 	}
 	e.mu.Lock()
+	var ended []int
 	for id := range e.procs {
 		if !live[id] {
 			delete(e.procs, id)
+			ended = append(ended, id)
 		}
 	}
 	e.mu.Unlock()
+	for _, id := range ended {
+		e.forgetProc(id)
+	}
 }
 
 // pressured says why agent a is under memory pressure, or "".
@@ -248,6 +254,8 @@ func (e *Engine) SampleAgent(id int, pids []int, now time.Time) {
 			backs[p.key] = back
 		}
 	}
+	learned := false // a decision resolved or a hot range learned: saved at once
+	defer func() { e.saveProc(id, learned) }()
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	pm.n++
@@ -322,6 +330,7 @@ func (e *Engine) SampleAgent(id int, pids []int, now time.Time) {
 		if st != nil && read {
 			d.Back = int64(vm.Bytes(back))
 		}
+		learned = true
 		switch {
 		case st == nil:
 			d.Outcome = "unmapped"
@@ -561,6 +570,9 @@ func (e *Engine) Page(id int, reason string) (int, error) {
 		pm.decisions = pm.decisions[len(pm.decisions)-256:]
 	}
 	e.mu.Unlock()
+	if len(ds) > 0 {
+		e.saveProc(id, true)
+	}
 	return len(ds), firstErr
 }
 
@@ -606,6 +618,7 @@ func (e *Engine) Reclaim(id int, dir, reason string) error {
 		}
 	}
 	e.mu.Unlock()
+	e.saveProc(id, true)
 	return err
 }
 
