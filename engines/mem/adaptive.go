@@ -6,11 +6,11 @@ import (
 
 // adaptivePolicy learns online which policy serves the current phase of
 // the reference stream, in the spirit of ARC, LeCaR and Cacheus: it runs
-// every expert (LRU, LFU, ARC, S3-FIFO and two variants of it, SIEVE and
-// Predictive) as a shadow cache of the same capacity on the same stream,
-// scores each by its exponentially decayed misses over two windows, and
-// makes the real cache follow a leader, with the other experts voting on
-// what it gives up first.
+// every expert (LIRS, ARC, LRU, LFU, S3-FIFO and two variants of it, SIEVE
+// and Predictive) as a shadow cache of the same capacity on the same
+// stream, scores each by its exponentially decayed misses, and makes the
+// real cache follow a leader, with the other experts voting on what it
+// gives up first.
 //
 // Eviction: every expert keeps a queue of the real cache's pages it has
 // evicted, oldest first; since a page enters the real cache only when it
@@ -26,23 +26,27 @@ import (
 // switch) it gives up first those that the other good experts do not
 // hold either, which keeps it closer to the expert that may lead next.
 //
-// Leader: reconsidered every 64 references. It changes (a) to the expert
-// with the fewest decayed misses over the long window (4× the cache) when
-// that is cheap — the expert differs from the real cache in at most
-// cheapDiv of its pages, so converging costs at most that many misses —
-// or (b) when it is better by longMargin over the long window, or (c)
-// when some expert is better by fastMargin over the short window (half
-// the cache) and at all over the long one, which catches a clear phase
-// change sooner than (b) would.
+// Leader: reconsidered every 64 references. A switch has a price: the
+// real cache then misses once on each page the new leader holds and it
+// does not (div of them, at most) before it misses as that expert does;
+// where an expert's lead comes from pages it has kept a long time (LIRS
+// and ARC on CloudPhysics at its larger sizes), that price is most of a
+// cache-full, and a switch made on a short window's lead, which such an
+// expert loses for a while and then regains, costs more than it gains.
+// So Adaptive switches to the expert whose misses over a slow window
+// (decayed over 8 cache-fulls of references, at least 10,000) are fewer
+// than the leader's by more than switchPrice of its divergence from the
+// real cache plus a noise margin of switchNoise of the leader's: the
+// misses it saved lately must pay for converging to it.
 type adaptivePolicy struct {
 	hook
 	c       int
 	experts []Policy
-	score   []float64 // decayed misses, long window
-	fast    []float64 // decayed misses, short window
+	score   []float64 // decayed misses, long window: vote weights
+	slow    []float64 // decayed misses, slow window: the leader
 	w       []float64 // vote weights
 	decay   float64
-	fdecay  float64
+	sdecay  float64
 	leader  int
 	clock   uint64
 	// resident pages of the real cache, with their insertion clock.
@@ -56,22 +60,22 @@ type adaptivePolicy struct {
 }
 
 const (
-	longWindow = 4.0  // × cache, at least 1000 references
-	fastWindow = 0.5  // × cache, at least 500 references
-	longMargin = 0.97 // switch when 3 % better over the long window
-	fastMargin = 0.85 // or 15 % better over the short one
-	cheapDiv   = 0.05 // or better at all while within 5 % of the cache
-	voteOther  = 0.1  // most weight of an expert that does not lead
-	voteKappa  = 50.0 // its weight falls by e per 2 % of score behind
+	longWindow  = 4.0   // × cache, at least 1000 references (votes)
+	slowWindow  = 8.0   // × cache, at least 10000 references (leader)
+	switchPrice = 0.5   // expected misses per page of divergence
+	switchNoise = 0.005 // and a lead smaller than 0.5 % is noise
+	voteOther   = 0.1   // most weight of an expert that does not lead
+	voteKappa   = 50.0  // its weight falls by e per 2 % of score behind
 )
 
-// expertNames are Adaptive's experts, in tie-breaking order.
-var expertNames = []string{ARC, LRU, LFU, S3FIFO, SIEVE, Predictive, "s3fifo-2", "s3fifo-30"}
+// expertNames are Adaptive's experts, in tie-breaking order: LIRS leads
+// until another has earned its switch.
+var expertNames = []string{LIRS, ARC, LRU, LFU, S3FIFO, SIEVE, Predictive, "s3fifo-2", "s3fifo-30"}
 
 func newAdaptive(c int, seed int64) *adaptivePolicy {
 	a := &adaptivePolicy{c: c, res: map[uint64]uint64{}}
 	a.decay = math.Exp(-1 / math.Max(1000, longWindow*float64(c)))
-	a.fdecay = math.Exp(-1 / math.Max(500, fastWindow*float64(c)))
+	a.sdecay = math.Exp(-1 / math.Max(10000, slowWindow*float64(c)))
 	for i, n := range expertNames {
 		var p Policy
 		switch n {
@@ -92,7 +96,7 @@ func newAdaptive(c int, seed int64) *adaptivePolicy {
 	}
 	n := len(a.experts)
 	a.score = make([]float64, n)
-	a.fast = make([]float64, n)
+	a.slow = make([]float64, n)
 	a.w = make([]float64, n)
 	a.q = make([][]uint64, n)
 	a.div = make([]int, n)
@@ -116,10 +120,10 @@ func (a *adaptivePolicy) Access(k uint64) bool {
 	_, hit := a.res[k]
 	for i, p := range a.experts {
 		a.score[i] *= a.decay
-		a.fast[i] *= a.fdecay
+		a.slow[i] *= a.sdecay
 		if !p.Access(k) {
 			a.score[i]++
-			a.fast[i]++
+			a.slow[i]++
 			if hit {
 				a.div[i]-- // it holds k now, which the real cache held
 			}
@@ -139,23 +143,12 @@ func (a *adaptivePolicy) Access(k uint64) bool {
 
 // reweigh reconsiders the leader and sets the vote weights.
 func (a *adaptivePolicy) reweigh() {
-	best, fb := a.leader, a.leader
+	to, gain := a.leader, 0.0
 	for i := range a.experts {
-		if a.score[i] < a.score[best] {
-			best = i
+		g := a.slow[a.leader] - a.slow[i] - switchPrice*float64(a.div[i]) - switchNoise*a.slow[a.leader]
+		if i != a.leader && g > gain {
+			to, gain = i, g
 		}
-		if a.fast[i] < a.fast[fb] {
-			fb = i
-		}
-	}
-	to := a.leader
-	switch {
-	case best != a.leader && a.score[best] < a.score[a.leader] && float64(a.div[best]) <= cheapDiv*float64(a.c):
-		to = best
-	case best != a.leader && a.score[best] < longMargin*a.score[a.leader]:
-		to = best
-	case fb != a.leader && a.fast[fb] < fastMargin*a.fast[a.leader] && a.score[fb] < a.score[a.leader]:
-		to = fb
 	}
 	if to != a.leader {
 		a.leader = to

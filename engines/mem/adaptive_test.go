@@ -131,12 +131,14 @@ func TestAdaptiveFollowsPhaseChange(t *testing.T) {
 	all := Replay(newAdaptive(c, 1), trace)
 	t.Logf("references from phase change to switch: %v", lag)
 	// The loop of phase 1 defeats the leader of phase 0 outright; the
-	// switch comes within a few cache-fulls of references. (Not within
-	// the short window alone: Predictive, which serves the loop, was
-	// nearly the best in phase 0 too, so the long window must agree
-	// before the switch; 575 references here.)
-	if l, ok := lag[1]; !ok || l > 8*c {
-		t.Errorf("leader changed %d references after the loop began (want at most %d)", l, 8*c)
+	// switch comes within a few cache-fulls of references: once the
+	// loop's expert has saved, over the slow window that still remembers
+	// phase 0, more misses than half the pages it holds and the real
+	// cache does not (1,023 references here, 10 cache-fulls, of a phase
+	// of 450). The bound is 16 cache-fulls, well short of the phase's
+	// latter half, which the check above holds to the best expert.
+	if l, ok := lag[1]; !ok || l > 16*c {
+		t.Errorf("leader changed %d references after the loop began (want at most %d)", l, 16*c)
 	}
 	t.Logf("whole stream: adaptive %d, best classic %s %d, switches %d", all, expertNames[best], total[best], a.Switches)
 	if all > total[best] {

@@ -146,12 +146,12 @@ func parsePolicy(s string) (string, error) {
 			return s, nil
 		}
 	}
-	for _, p := range []string{ARC, S3FIFO, SIEVE} {
+	for _, p := range []string{ARC, S3FIFO, SIEVE, LIRS} {
 		if s == p {
 			return s, nil
 		}
 	}
-	return "", ctl.Errorf("bad policy %q (want lru, lfu, predictive or adaptive; arc, s3fifo, sieve also run)", s)
+	return "", ctl.Errorf("bad policy %q (want lru, lfu, predictive or adaptive; arc, s3fifo, sieve, lirs also run)", s)
 }
 
 func noRegion(name string) error { return fs.Errorf(syscall.ENOENT, "no such region %q", name) }

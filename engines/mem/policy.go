@@ -26,6 +26,7 @@ const (
 	ARC        = "arc"
 	S3FIFO     = "s3fifo"
 	SIEVE      = "sieve"
+	LIRS       = "lirs"
 	Predictive = "predictive"
 	Adaptive   = "adaptive"
 )
@@ -51,12 +52,14 @@ func NewPolicy(name string, capacity int, seed int64) (Policy, error) {
 		return newS3FIFO(capacity), nil
 	case SIEVE:
 		return newSieve(capacity), nil
+	case LIRS:
+		return newLIRS(capacity), nil
 	case Predictive:
 		return newPredictive(capacity, seed), nil
 	case Adaptive:
 		return newAdaptive(capacity, seed), nil
 	}
-	return nil, fmt.Errorf("unknown policy %q (lru, lfu, arc, s3fifo, sieve, predictive, adaptive)", name)
+	return nil, fmt.Errorf("unknown policy %q (lru, lfu, arc, s3fifo, sieve, lirs, predictive, adaptive)", name)
 }
 
 type hook struct{ f func(uint64) }

@@ -6,7 +6,7 @@ import (
 	"time"
 )
 
-var allPolicies = []string{LRU, LFU, ARC, S3FIFO, SIEVE, Predictive, Adaptive}
+var allPolicies = []string{LRU, LFU, ARC, S3FIFO, SIEVE, LIRS, Predictive, Adaptive}
 
 // synth is a reference stream with phases: a looping scan larger than
 // the cache (LRU's worst case, where frequency or scan resistance wins),
@@ -250,5 +250,29 @@ func TestStreamLocality(t *testing.T) {
 	}
 	if h := a.Ranges(0.5); len(h) != 1 || h[0].First != 100 || h[0].Last != 109 {
 		t.Errorf("hot ranges %v", h)
+	}
+}
+
+// LIRS on a loop a little larger than the cache: LRU misses on every
+// reference, while LIRS keeps its LIR set (99 % of the cache) and misses
+// only on the rest of the loop, as the paper shows for looping patterns.
+func TestLIRSLoop(t *testing.T) {
+	const c, n = 100, 110
+	var trace []uint64
+	for i := 0; i < 50*n; i++ {
+		trace = append(trace, uint64(i%n))
+	}
+	l, lru := newLIRS(c), newLRU(c)
+	Replay(l, trace[:10*n])
+	Replay(lru, trace[:10*n])
+	ml, mu := Replay(l, trace[10*n:]), Replay(lru, trace[10*n:])
+	perLoop := float64(ml) / 40
+	t.Logf("misses per loop of %d: lirs %.1f, lru %.1f", n, perLoop, float64(mu)/40)
+	if mu != 40*n {
+		t.Fatalf("lru missed %d, want every one of %d", mu, 40*n)
+	}
+	// The LIR set is c-1 pages; the other n-(c-1) miss each loop.
+	if want := float64(n - (c - 1)); perLoop > want {
+		t.Errorf("lirs misses %.1f per loop, want at most %v", perLoop, want)
 	}
 }
