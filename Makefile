@@ -53,6 +53,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./hal/procconn/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseRequest$$' -fuzztime $(FUZZTIME) ./engines/gpu/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseAlloc$$' -fuzztime $(FUZZTIME) ./engines/mem/
+	$(GO) test -run '^$$' -fuzz '^FuzzAgentState$$' -fuzztime $(FUZZTIME) ./engines/mem/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseHorizons$$' -fuzztime $(FUZZTIME) ./engines/sched/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseSmaps$$' -fuzztime $(FUZZTIME) ./hal/vm/
 	$(GO) test -run '^$$' -fuzz '^FuzzParsePressure$$' -fuzztime $(FUZZTIME) ./hal/vm/

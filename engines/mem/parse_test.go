@@ -1,6 +1,7 @@
 package mem
 
 import (
+	"encoding/json"
 	"reflect"
 	"strings"
 	"testing"
@@ -73,6 +74,48 @@ func FuzzParseAlloc(f *testing.F) {
 			if validTag(tg) != nil {
 				t.Fatalf("bad tag accepted: %q", tg)
 			}
+		}
+	})
+}
+
+// FuzzAgentState: whatever agents/N.json holds, loading it either fails
+// with an error (and the agent starts afresh) or gives a state whose files
+// render and whose cold-range rankings run, and which saves back to a file
+// that loads again.
+func FuzzAgentState(f *testing.F) {
+	f.Add([]byte(`{"periods":9,"wss":4096,"rss":8192,"locality":"Temporal","regret":{"lfu":1.5},"seen":[103],` +
+		`"mappings":[{"pid":103,"mapping":{"Start":65536,"End":131072,"Inode":5,"Path":"/lib/x","Rss":8192,"Referenced":4096},` +
+		`"samples":9,"freq":0.5,"last_ref":8,"gap":2,"idle":3,"hot":[{"Start":65536,"Len":4096}]}],` +
+		`"decisions":[{"Time":"2023-11-14T22:13:21Z","Pid":103,"Start":65536,"Len":65536,"Path":"/lib/x","Advice":21,` +
+		`"Reason":"psi","Ranking":"lru","RssBefore":8192,"RssAfter":4096,"Outcome":"came_back","Ranges":[{"Start":65536,"Len":65536}],"Back":4096,"at":7}]}`))
+	f.Add([]byte(`{"periods":-1}`))
+	f.Add([]byte(`{"locality":"Random","mappings":[{"mapping":{"Start":2,"End":1}}]}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var s savedProc
+		if json.Unmarshal(b, &s) != nil {
+			return
+		}
+		pm, err := restoreProc(3, s)
+		if err != nil {
+			return
+		}
+		_ = hotText(pm) + decisionsText(pm) + patternLine(pm) + pm.ranking()
+		for _, r := range rankings {
+			pm.cold(r)
+		}
+		for _, st := range pm.maps {
+			st.partlyCold()
+		}
+		again, err := json.Marshal(pm.snapshot())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var s2 savedProc
+		if err := json.Unmarshal(again, &s2); err != nil {
+			t.Fatalf("saved state does not parse: %v", err)
+		}
+		if _, err := restoreProc(3, s2); err != nil {
+			t.Fatalf("saved state does not load: %v\n%s", err, again)
 		}
 	})
 }

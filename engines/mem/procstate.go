@@ -130,9 +130,13 @@ func restoreProc(id int, s savedProc) (*procMem, error) {
 		if m.M.End <= m.M.Start {
 			return nil, fmt.Errorf("mapping %#x-%#x", m.M.Start, m.M.End)
 		}
-		for _, r := range m.Hot {
-			if r.Start < m.M.Start || r.Start+r.Len > m.M.End || r.Len == 0 {
+		for i, r := range m.Hot {
+			if r.Start < m.M.Start || r.Start >= m.M.End || r.Len == 0 || r.Len > m.M.End-r.Start {
 				return nil, fmt.Errorf("hot range %#x+%d outside its mapping %#x-%#x", r.Start, r.Len, m.M.Start, m.M.End)
+			}
+			// vm.Subtract and vm.Union take sorted, disjoint ranges.
+			if i > 0 && r.Start < m.Hot[i-1].Start+m.Hot[i-1].Len {
+				return nil, fmt.Errorf("hot ranges of mapping %#x not sorted and disjoint", m.M.Start)
 			}
 		}
 		pm.maps[mapKey{m.Pid, m.M.Start, m.M.End}] = &mapState{m: m.M, pid: m.Pid, samples: m.Samples, freq: m.Freq,
