@@ -13,26 +13,20 @@ package mem
 // new pages (CloudPhysics at 20 % of its blocks: 0.519 misses per
 // reference against ARC's 0.568).
 type lirsEntry struct {
-	key          uint64
-	lir, res     bool
-	inS, inQ     bool
-	sPrev, sNext *lirsEntry
-	qPrev, qNext *lirsEntry
+	lir, res bool
+	s, q     lnode // its places in S and Q (prev is nil off the list)
 }
 
 type lirsPolicy struct {
 	hook
 	c, lirCap          int
 	m                  map[uint64]*lirsEntry
-	s, q               lirsEntry // sentinels: s.sNext is S's top, q.qNext the newest in Q
+	s, q               *list // fronts: S's top, Q's newest
 	lirN, resN, nonRes int
 }
 
 func newLIRS(c int) *lirsPolicy {
-	p := &lirsPolicy{c: c, lirCap: c - max(1, c/100), m: map[uint64]*lirsEntry{}}
-	p.s.sPrev, p.s.sNext = &p.s, &p.s
-	p.q.qPrev, p.q.qNext = &p.q, &p.q
-	return p
+	return &lirsPolicy{c: c, lirCap: c - max(1, c/100), m: map[uint64]*lirsEntry{}, s: newList(), q: newList()}
 }
 
 func (p *lirsPolicy) Name() string { return LIRS }
@@ -43,76 +37,42 @@ func (p *lirsPolicy) Contains(k uint64) bool {
 	return ok && e.res
 }
 
-// ---- the two lists ----
-
-func (p *lirsPolicy) sPush(e *lirsEntry) { // to S's top
-	if e.inS {
-		p.sUnlink(e)
+// moveFront puts n at l's front, from wherever it was on l.
+func moveFront(l *list, n *lnode) {
+	if n.prev != nil {
+		l.remove(n)
 	}
-	e.inS = true
-	e.sPrev, e.sNext = &p.s, p.s.sNext
-	p.s.sNext.sPrev = e
-	p.s.sNext = e
+	l.pushFront(n)
 }
 
-func (p *lirsPolicy) sUnlink(e *lirsEntry) {
-	e.sPrev.sNext, e.sNext.sPrev = e.sNext, e.sPrev
-	e.sPrev, e.sNext, e.inS = nil, nil, false
-}
-
-func (p *lirsPolicy) sBottom() *lirsEntry {
-	if p.s.sPrev == &p.s {
-		return nil
-	}
-	return p.s.sPrev
-}
-
-func (p *lirsPolicy) qPush(e *lirsEntry) { // newest end of Q
-	if e.inQ {
-		p.qUnlink(e)
-	}
-	e.inQ = true
-	e.qPrev, e.qNext = &p.q, p.q.qNext
-	p.q.qNext.qPrev = e
-	p.q.qNext = e
-}
-
-func (p *lirsPolicy) qUnlink(e *lirsEntry) {
-	e.qPrev.qNext, e.qNext.qPrev = e.qNext, e.qPrev
-	e.qPrev, e.qNext, e.inQ = nil, nil, false
-}
-
-func (p *lirsPolicy) qOldest() *lirsEntry {
-	if p.q.qPrev == &p.q {
-		return nil
-	}
-	return p.q.qPrev
-}
+// at is the entry whose S or Q place n is.
+func (p *lirsPolicy) at(n *lnode) *lirsEntry { return p.m[n.key] }
 
 // ---- the algorithm ----
 
 // prune pops HIR pages off S's bottom until a LIR page is there; the
 // non-resident ones are forgotten.
 func (p *lirsPolicy) prune() {
-	for b := p.sBottom(); b != nil && !b.lir; b = p.sBottom() {
-		p.sUnlink(b)
-		if !b.res {
+	for n := p.s.back(); n != nil && !p.at(n).lir; n = p.s.back() {
+		p.s.remove(n)
+		if !p.at(n).res {
 			p.nonRes--
-			delete(p.m, b.key)
+			delete(p.m, n.key)
 		}
 	}
 }
 
 // demote makes S's bottom LIR page a resident HIR page in Q.
 func (p *lirsPolicy) demote() {
-	b := p.sBottom()
-	if b == nil {
+	n := p.s.back()
+	if n == nil {
 		return
 	}
-	p.sUnlink(b)
+	p.s.remove(n)
+	b := p.at(n)
 	b.lir = false
 	p.lirN--
-	p.qPush(b)
+	p.q.pushFront(&b.q)
 	p.prune()
 }
 
@@ -121,20 +81,20 @@ func (p *lirsPolicy) Access(k uint64) bool {
 	if ok && e.res {
 		switch {
 		case e.lir:
-			bottom := p.sBottom() == e
-			p.sPush(e)
+			bottom := p.s.back() == &e.s
+			moveFront(p.s, &e.s)
 			if bottom {
 				p.prune()
 			}
-		case e.inS: // a resident HIR page with a low IRR: it becomes LIR
-			p.sPush(e)
-			p.qUnlink(e)
+		case e.s.prev != nil: // a resident HIR page with a low IRR: it becomes LIR
+			moveFront(p.s, &e.s)
+			p.q.remove(&e.q)
 			e.lir = true
 			p.lirN++
 			p.demote()
 		default:
-			p.sPush(e)
-			p.qPush(e)
+			p.s.pushFront(&e.s)
+			moveFront(p.q, &e.q)
 		}
 		return true
 	}
@@ -144,7 +104,7 @@ func (p *lirsPolicy) Access(k uint64) bool {
 	if ok {
 		p.nonRes-- // a non-resident HIR page still in S
 	} else {
-		e = &lirsEntry{key: k}
+		e = &lirsEntry{s: lnode{key: k}, q: lnode{key: k}}
 		p.m[k] = e
 	}
 	e.res = true
@@ -153,15 +113,15 @@ func (p *lirsPolicy) Access(k uint64) bool {
 	case p.lirN < p.lirCap: // the LIR set is not full (at the start)
 		e.lir = true
 		p.lirN++
-		p.sPush(e)
-	case e.inS:
+		moveFront(p.s, &e.s)
+	case e.s.prev != nil:
 		e.lir = true
 		p.lirN++
-		p.sPush(e)
+		moveFront(p.s, &e.s)
 		p.demote()
 	default:
-		p.sPush(e)
-		p.qPush(e)
+		p.s.pushFront(&e.s)
+		p.q.pushFront(&e.q)
 	}
 	p.forget()
 	return false
@@ -171,32 +131,33 @@ func (p *lirsPolicy) Access(k uint64) bool {
 // is empty, as in a cache too small for a HIR part); one still in S stays
 // there as a non-resident HIR page.
 func (p *lirsPolicy) evict() {
-	v := p.qOldest()
-	if v == nil {
+	n := p.q.back()
+	if n == nil {
 		p.demote()
-		v = p.qOldest()
+		n = p.q.back()
 	}
-	p.qUnlink(v)
+	p.q.remove(n)
+	v := p.at(n)
 	v.res = false
 	p.resN--
-	if v.inS {
+	if v.s.prev != nil {
 		p.nonRes++
 	} else {
-		delete(p.m, v.key)
+		delete(p.m, n.key)
 	}
-	p.evicted(v.key)
+	p.evicted(n.key)
 }
 
 // forget bounds the non-resident pages remembered in S to twice the cache
 // (the paper leaves S unbounded), the oldest first.
 func (p *lirsPolicy) forget() {
-	for e := p.s.sPrev; e != &p.s && p.nonRes > 2*p.c; {
-		up := e.sPrev
-		if !e.res {
-			p.sUnlink(e)
-			delete(p.m, e.key)
+	for n := p.s.back(); n != nil && n != &p.s.root && p.nonRes > 2*p.c; {
+		up := n.prev
+		if !p.at(n).res {
+			p.s.remove(n)
+			delete(p.m, n.key)
 			p.nonRes--
 		}
-		e = up
+		n = up
 	}
 }

@@ -71,7 +71,7 @@ func (h *hook) evicted(k uint64) {
 	}
 }
 
-// ---- an intrusive doubly linked list shared by LRU, ARC, S3-FIFO, SIEVE ----
+// ---- an intrusive doubly linked list shared by LRU, ARC, S3-FIFO, SIEVE, LIRS ----
 
 type lnode struct {
 	key        uint64
