@@ -259,13 +259,16 @@ func (e *Engine) SampleAgent(id int, pids []int, now time.Time) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	pm.n++
+	// Only the pids read now stay seen: the set (and the saved state)
+	// must not grow with every process the agent ever ran.
+	seen := map[int]bool{}
 	cur := map[mapKey]*mapState{}
 	var wss, rss int64
 	hot := map[mapKey]bool{}
 	for _, rd := range reads {
 		pid, maps := rd.pid, rd.maps
 		first := !pm.seen[pid]
-		pm.seen[pid] = true
+		seen[pid] = true
 		for _, m := range maps {
 			k := mapKey{pid, m.Start, m.End}
 			st, ok := pm.maps[k]
@@ -330,7 +333,6 @@ func (e *Engine) SampleAgent(id int, pids []int, now time.Time) {
 		if st != nil && read {
 			d.Back = int64(vm.Bytes(back))
 		}
-		learned = true
 		switch {
 		case st == nil:
 			d.Outcome = "unmapped"
@@ -341,7 +343,11 @@ func (e *Engine) SampleAgent(id int, pids []int, now time.Time) {
 		case pm.n-d.at >= 3:
 			d.Outcome = "stayed_out"
 		}
+		if d.Outcome != "pending" {
+			learned = true
+		}
 	}
+	pm.seen = seen
 	pm.locality = classify(pm.prevHot, hot)
 	pm.prevHot = hot
 	pm.maps = cur

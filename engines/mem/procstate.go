@@ -27,8 +27,8 @@ import (
 //	              "samples":41,"freq":0.97,"last_ref":41,"gap":1,"idle":0,"hot":[{"Start":..,"Len":..}]}],
 //	 "decisions":[{...the decisions file's fields...,"stayed":[...],"at":12}]}
 //
-// It is written after a sampling period that resolved a decision or
-// learned a hot range, after every paging or reclaim, at least once a
+// It is written after a sampling period that resolved a decision (and
+// so perhaps learned a hot range), after every paging or reclaim, at least once a
 // minute while the agent is sampled (for the statistics), and at a clean
 // stop; it is removed when the agent ends. A damaged file is logged and
 // renamed N.json.bad, and that agent starts learning afresh.
@@ -154,8 +154,13 @@ func restoreProc(id int, s savedProc) (*procMem, error) {
 		}
 	}
 	for _, d := range s.Decisions {
-		if strings.HasPrefix(vm.AdviceName(d.Advice), "advice") || d.At > s.N {
-			return nil, fmt.Errorf("decision advice=%d at period %d", d.Advice, d.At)
+		switch d.Advice {
+		case vm.PageOut, vm.Cold, vm.WillNeed, vm.Reclaim:
+		default:
+			return nil, fmt.Errorf("decision of unknown advice %d", d.Advice)
+		}
+		if d.At > s.N {
+			return nil, fmt.Errorf("decision at period %d, after the %d periods sampled", d.At, s.N)
 		}
 		d.Decision.stayed, d.Decision.at = d.Stayed, d.At
 		pm.decisions = append(pm.decisions, d.Decision)
