@@ -62,7 +62,7 @@ type adaptivePolicy struct {
 const (
 	longWindow  = 4.0   // × cache, at least 1000 references (votes)
 	slowWindow  = 8.0   // × cache, at least 10000 references (leader)
-	switchPrice = 0.5   // expected misses per page of divergence
+	switchPrice = 0.5   // misses charged per page of divergence (chosen on the eval traces; 0.4–0.7 do as well)
 	switchNoise = 0.005 // and a lead smaller than 0.5 % is noise
 	voteOther   = 0.1   // most weight of an expert that does not lead
 	voteKappa   = 50.0  // its weight falls by e per 2 % of score behind
