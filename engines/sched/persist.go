@@ -5,10 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 
 	"aiosfs/ctl"
 	"aiosfs/fs"
@@ -212,12 +213,7 @@ func (e *Engine) waitWarm() {
 // replace its fresh ones, keeping its mode and pin. Closes done.
 func (e *Engine) warm(saved map[int]savedPredict, done chan struct{}) {
 	defer close(done)
-	ids := make([]int, 0, len(saved))
-	for id := range saved {
-		ids = append(ids, id)
-	}
-	sort.Ints(ids)
-	for _, id := range ids {
+	for _, id := range slices.Sorted(maps.Keys(saved)) {
 		sp := saved[id]
 		e.mu.Lock()
 		fresh := e.newState()

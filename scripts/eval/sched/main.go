@@ -35,9 +35,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -175,12 +177,7 @@ func main() {
 			for k, c := range tradeConfigs {
 				cands[c.name] = trade[i][tradeKey(k)]
 			}
-			names := make([]string, 0, len(cands))
-			for n := range cands {
-				names = append(names, n)
-			}
-			sort.Strings(names)
-			for _, n := range names {
+			for _, n := range slices.Sorted(maps.Keys(cands)) {
 				r := cands[n]
 				if r.short/r.steps <= bs && r.over/r.use < best {
 					best, at = r.over/r.use, n
