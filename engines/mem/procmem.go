@@ -254,7 +254,7 @@ func (e *Engine) SampleAgent(id int, pids []int, now time.Time) {
 			backs[p.key] = back
 		}
 	}
-	learned := false // a decision resolved or a hot range learned: saved at once
+	learned := false // a decision resolved (perhaps teaching a hot range): saved at once
 	defer func() { e.saveProc(id, learned) }()
 	e.mu.Lock()
 	defer e.mu.Unlock()
