@@ -34,6 +34,7 @@ vet:
 bench: deps build
 	$(GO) run ./scripts/bench
 	$(GO) test -run '^$$' -bench . -benchtime 2s -cpu 1 ./engines/sched/
+	$(GO) test -run '^$$' -bench . -benchtime 1s -cpu 1 ./engines/mem/
 
 # Evaluations against baselines on public data ($(AIOS_DATA), default
 # ../shared/datasets) and recorded traces; each part skips, saying why,
