@@ -52,6 +52,22 @@ type Record struct {
 	// Origin is the cgroup (per hierarchy) an adopted process came from;
 	// at a clean shutdown its processes go back there.
 	Origin map[string]string `json:"origin,omitempty"`
+	// Origins are the cgroups of each other process adopted with the
+	// leader (adopt PID NAME tree), by pid, so that each goes back to
+	// where it was; a process forked since goes back to Origin.
+	Origins map[int]map[string]string `json:"origins,omitempty"`
+	// Ceiling is what the unprivileged caller who made the agent had
+	// itself (the tightest limits of its own cgroups): the agent's limits
+	// never go above it (see cgroup.Ceiling). Nil for root's agents.
+	Ceiling *Ceiling `json:"ceiling,omitempty"`
+}
+
+// Ceiling bounds an agent's limits: MemMax and Pids -1 and CPUMax 0 for
+// none.
+type Ceiling struct {
+	MemMax int64   `json:"memmax"`
+	Pids   int64   `json:"pids"`
+	CPUMax float64 `json:"cpumax"`
 }
 
 // Limits are the agent's cgroup settings. Zero values mean "not set":
@@ -64,6 +80,7 @@ type Limits struct {
 	Cpus      string        `json:"cpus"`
 	MemHigh   int64         `json:"memhigh"`
 	MemMax    int64         `json:"memmax"`
+	Pids      int64         `json:"pids,omitempty"` // pids.max; 0 not set
 }
 
 // Period is the CFS period in force: CPUPeriod, or the kernel's default.
@@ -123,14 +140,18 @@ func orDash(s string) string {
 // Status renders agents/N/status. Records are lines whose first word names
 // the record, then key=value fields in a fixed order:
 //
-//	agent id=3 name=web state=running pid=1234 pids=1234,1240 uid=0 gid=0 prio=0 caps=+net_admin,-net_raw weight=100 cpumax=0.5 cpuperiod=0.1 cpus=0-1 memhigh=max memmax=268435456 started=1764092400.123 ended=0 exit=- restarts=0 spawned=1
-//	cmd argv="sleep 100"
+//	agent id=3 name=web state=running pid=1234 pids=1234,1240 uid=0 gid=0 prio=0 caps=+net_admin,-net_raw weight=100 cpumax=0.5 cpuperiod=0.1 cpus=0-1 memhigh=max memmax=268435456 started=1764092400.123 ended=0 exit=- restarts=0 spawned=1 pidsmax=max
+//	cmd argv="sleep 100" dir=/home/alice
+//	ceiling memmax=31457280 pidsmax=max cpumax=max
 //	cgroup controller=cpu path=/sys/fs/cgroup/cpu/aiosfs/agent-3
 //	cgroup controller=memory path=/sys/fs/cgroup/memory/aiosfs/agent-3
 //
 // Sizes are bytes, times Unix seconds, cpumax cores, cpuperiod seconds
 // (the CFS period: cpumax×cpuperiod of CPU time per period); "max" means no limit,
-// "-" nothing. pids are the processes in the cgroup now.
+// "-" nothing. pids are the processes in the cgroup now. dir is the
+// command's working directory ("-": the daemon's). The ceiling line, only
+// for an agent an unprivileged caller made, is what that caller's own
+// cgroups allowed it: the agent's limits stay at or below it.
 func (a *Agent) Status(pids []int) string {
 	var b strings.Builder
 	ps := make([]string, len(pids))
@@ -148,13 +169,16 @@ func (a *Agent) Status(pids []int) string {
 	if a.Spawned {
 		spawned = 1
 	}
-	fmt.Fprintf(&b, "agent id=%d name=%s state=%s pid=%d pids=%s uid=%d gid=%d prio=%d caps=%s weight=%s cpumax=%s cpuperiod=%g cpus=%s memhigh=%s memmax=%s started=%s ended=%s exit=%s restarts=%d spawned=%d\n",
+	fmt.Fprintf(&b, "agent id=%d name=%s state=%s pid=%d pids=%s uid=%d gid=%d prio=%d caps=%s weight=%s cpumax=%s cpuperiod=%g cpus=%s memhigh=%s memmax=%s started=%s ended=%s exit=%s restarts=%d spawned=%d pidsmax=%s\n",
 		a.ID, bus.Quote(a.Name), a.State, a.Pid, orDash(strings.Join(ps, ",")), a.Uid, a.Gid, a.Prio,
 		orDash(strings.Join(caps, ",")), weight(a.Limits.Weight), cores(a.Limits.CPUMax), a.Limits.Period().Seconds(), orDash(a.Limits.Cpus),
 		sizeOrMax(a.Limits.MemHigh), sizeOrMax(a.Limits.MemMax), unixTime(a.Started), unixTime(a.Ended),
-		bus.Quote(orDash(a.Exit)), a.Restarts, spawned)
+		bus.Quote(orDash(a.Exit)), a.Restarts, spawned, pidsMax(a.Limits.Pids))
 	if len(a.Cmd) > 0 {
-		fmt.Fprintf(&b, "cmd argv=%s\n", bus.Quote(shellJoin(a.Cmd)))
+		fmt.Fprintf(&b, "cmd argv=%s dir=%s\n", bus.Quote(shellJoin(a.Cmd)), bus.Quote(orDash(a.Dir)))
+	}
+	if c := a.Ceiling; c != nil {
+		fmt.Fprintf(&b, "ceiling memmax=%s pidsmax=%s cpumax=%s\n", sizeOrMax(c.MemMax), sizeOrMax(c.Pids), cores(c.CPUMax))
 	}
 	paths := a.Paths()
 	for _, c := range sortedKeys(paths) {
@@ -169,6 +193,14 @@ func weight(w uint64) string {
 		return "-"
 	}
 	return fmt.Sprint(w)
+}
+
+// pidsMax renders a pids limit: 0 (not set) as max.
+func pidsMax(n int64) string {
+	if n <= 0 {
+		return "max"
+	}
+	return fmt.Sprint(n)
 }
 
 func sizeOrMax(n int64) string {

@@ -26,6 +26,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -68,6 +69,12 @@ type Engine struct {
 	files []FileFunc              // other engines' per-agent files
 	verbs []VerbFunc              // other engines' per-agent verbs
 	envs  []func(id int) []string // other engines' spawn environment (GPU devices)
+
+	// quotas are root's per-user quotas by uid ("default" for the rest).
+	quotas map[string]Quota
+	// unsaved are agents whose last change outside a verb (an exit the
+	// reaper saw) could not be saved; the reaper tries again each tick.
+	unsaved map[int]bool
 }
 
 // ExtendEnv registers a function whose variables every spawned agent gets
@@ -87,12 +94,23 @@ func New(cfg Config) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Agents' output is their owners' alone (agents/N/log shows it to
+	// them): the directory is root's, and so is each file, mode 0600.
 	logDir := filepath.Join(cfg.StateDir, "logs")
-	if err := os.MkdirAll(logDir, 0755); err != nil {
+	if err := os.MkdirAll(logDir, 0700); err != nil {
 		st.Close()
 		return nil, err
 	}
-	return &Engine{cfg: cfg, store: st, logDir: logDir, agents: map[int]*Agent{}, busy: map[int]bool{}, kids: map[int]kid{}}, nil
+	if err := os.Chmod(logDir, 0700); err != nil { // made 0755 by an older daemon
+		st.Close()
+		return nil, err
+	}
+	e := &Engine{cfg: cfg, store: st, logDir: logDir, agents: map[int]*Agent{}, busy: map[int]bool{}, kids: map[int]kid{}, unsaved: map[int]bool{}}
+	if err := e.loadQuotas(); err != nil {
+		st.Close()
+		return nil, err
+	}
+	return e, nil
 }
 
 func (e *Engine) publish(a *Agent, kind string, fields ...bus.Field) {
@@ -103,10 +121,50 @@ func (e *Engine) publish(a *Agent, kind string, fields ...bus.Field) {
 	e.cfg.Bus.Publish(ev)
 }
 
-func (e *Engine) save(a *Agent) {
-	if err := e.store.Put(&a.Record); err != nil {
+// save writes a's record. A verb that changed the agent undoes its change
+// when this fails and hands the writer saveErr; a change the daemon could
+// not refuse (an exit) is kept in memory, reported, and saved again by the
+// reaper until the store takes it.
+func (e *Engine) save(a *Agent) error {
+	e.mu.Lock()
+	rec := a.Record
+	e.mu.Unlock()
+	err := e.store.Put(&rec)
+	e.mu.Lock()
+	if err != nil {
+		e.unsaved[a.ID] = true
+	} else {
+		delete(e.unsaved, a.ID)
+	}
+	e.mu.Unlock()
+	if err != nil {
 		e.publish(a, "error", bus.F("op", "save"), bus.F("err", err.Error()))
 	}
+	return err
+}
+
+// retrySaves saves again the records whose last save failed.
+func (e *Engine) retrySaves() {
+	e.mu.Lock()
+	var again []*Agent
+	for id := range e.unsaved {
+		if a, ok := e.agents[id]; ok {
+			again = append(again, a)
+		} else {
+			delete(e.unsaved, id)
+		}
+	}
+	e.mu.Unlock()
+	for _, a := range again {
+		e.save(a)
+	}
+}
+
+// Unsaved is how many agents' records the store has not taken yet.
+func (e *Engine) Unsaved() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return len(e.unsaved)
 }
 
 func groupName(id int) string { return "agent-" + strconv.Itoa(id) }
@@ -137,6 +195,7 @@ func (e *Engine) Restore() error {
 			if err := e.launch(a); err != nil {
 				e.finish(a, "restart failed: "+err.Error())
 			} else {
+				e.save(a) // a failure is retried by the reaper
 				e.publish(a, "resume", bus.F("pid", a.Pid))
 			}
 			continue
@@ -246,15 +305,26 @@ func (e *Engine) newAgent(name string, uid, gid uint32) (*Agent, error) {
 	if name == "" {
 		name = "agent" + strconv.Itoa(id)
 	}
-	a := &Agent{Record: Record{ID: id, Name: name, State: StateNew, Uid: uid, Gid: gid, Group: groupName(id), Limits: NoLimits}}
+	a := &Agent{Record: Record{ID: id, Name: name, State: StateNew, Uid: uid, Gid: gid, Group: groupFor(id, uid), Limits: NoLimits}}
 	return a, nil
 }
 
-func (e *Engine) add(a *Agent) {
+// add registers a new agent and saves it; when the store refuses, the
+// agent is taken back out (its processes and cgroup go too) and the
+// writer gets the store's errno: nothing runs that a restart would lose.
+func (e *Engine) add(a *Agent) error {
 	e.mu.Lock()
 	e.agents[a.ID] = a
 	e.mu.Unlock()
-	e.save(a)
+	if err := e.save(a); err != nil {
+		e.mu.Lock()
+		delete(e.agents, a.ID)
+		delete(e.unsaved, a.ID)
+		e.mu.Unlock()
+		e.discard(a)
+		return saveErr(err)
+	}
+	return nil
 }
 
 // ensureGroup creates the agent's cgroup if it has none and applies its
@@ -262,15 +332,20 @@ func (e *Engine) add(a *Agent) {
 func (e *Engine) ensureGroup(a *Agent) error {
 	g := e.groupOf(a)
 	if g == nil {
+		if strings.HasPrefix(a.Group, parentName(a.Uid)+"/") {
+			if err := e.userParent(a.Uid); err != nil {
+				return kernelErr("user group", err)
+			}
+		}
 		var err error
 		if g, err = e.cfg.Cgroups.Create(a.Group); err != nil {
-			return err
+			return kernelErr("cgroup", err)
 		}
 		e.mu.Lock()
 		a.group = g
 		e.mu.Unlock()
 	}
-	return applyLimits(g, a.Limits)
+	return kernelErr("limits", applyLimits(g, a.Limits))
 }
 
 // groupOf reads a's cgroup under the lock: finish sets it to nil while
@@ -317,6 +392,11 @@ func applyLimits(g cgroup.Group, l Limits) error {
 			return err
 		}
 	}
+	if l.Pids > 0 {
+		if err := g.SetPidsMax(l.Pids); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -326,19 +406,20 @@ func (e *Engine) launch(a *Agent) error {
 	if len(a.Cmd) == 0 {
 		return fs.Errorf(syscall.EINVAL, "agent %d has no command", a.ID)
 	}
-	path, err := spawn.LookPath(a.Cmd[0], a.Env)
-	if err != nil {
-		return fs.Errorf(syscall.ENOENT, "%v", err)
-	}
 	if err := e.ensureGroup(a); err != nil {
 		return err
 	}
-	out, err := os.OpenFile(filepath.Join(e.logDir, a.Group+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0644)
+	out, err := os.OpenFile(e.logPath(a.ID), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0600)
 	if err != nil {
 		return err
 	}
 	defer out.Close()
-	spec := spawn.Spec{Path: path, Args: a.Cmd, Env: e.environ(a), Dir: a.Dir, Uid: a.Uid, Gid: a.Gid,
+	if err := out.Chmod(0600); err != nil { // a file an older daemon made 0644
+		return err
+	}
+	// The program is looked up, and Dir entered, by the shim once it runs
+	// as the agent's user (see spawn.Spec): never with the daemon's rights.
+	spec := spawn.Spec{Path: a.Cmd[0], Args: a.Cmd, Env: e.environ(a), Dir: a.Dir, Uid: a.Uid, Gid: a.Gid,
 		Nice: a.Prio, Add: a.CapAdd, Drop: a.CapDrp}
 	if u, err := user.LookupId(strconv.Itoa(int(a.Uid))); err == nil {
 		if gids, err := u.GroupIds(); err == nil {
@@ -351,7 +432,7 @@ func (e *Engine) launch(a *Agent) error {
 	}
 	p, err := spawn.Start(spec, e.groupOf(a).Add, out, out)
 	if err != nil {
-		return fs.Errorf(syscall.EINVAL, "%v", err)
+		return kernelErr("spawn", err)
 	}
 	e.mu.Lock()
 	a.proc = p
@@ -365,8 +446,13 @@ func (e *Engine) launch(a *Agent) error {
 	a.Spawned = true
 	e.kids[p.Pid] = kid{a, p}
 	e.mu.Unlock()
-	e.save(a)
 	return nil
+}
+
+// logPath is agent id's output file (stdout and stderr), shown to its
+// owner as agents/N/log.
+func (e *Engine) logPath(id int) string {
+	return filepath.Join(e.logDir, groupName(id)+".log")
 }
 
 // kid is a leader the daemon started and must reap.
@@ -470,6 +556,7 @@ func (e *Engine) environ(a *Agent) []string {
 // tick; a leader's wait(2) calls it at once.
 func (e *Engine) Reap() {
 	e.reapKids()
+	e.retrySaves()
 	e.mu.Lock()
 	var check []*Agent
 	for _, a := range e.agents {
@@ -527,6 +614,9 @@ func (e *Engine) finish(a *Agent, status string) {
 	if g != nil {
 		if err := g.Delete(); err != nil {
 			e.publish(a, "error", bus.F("op", "delete cgroup"), bus.F("err", err.Error()))
+		}
+		if strings.HasPrefix(a.Group, cgroup.ParentPrefix) {
+			e.cfg.Cgroups.RemoveParent(parentName(a.Uid)) // kept while another agent of the user runs
 		}
 	}
 	e.mu.Lock()
@@ -624,7 +714,11 @@ func (e *Engine) release(a *Agent) error {
 	}
 	pids, _ := g.Procs()
 	for _, p := range pids {
-		if err := e.cfg.Cgroups.Return(p, a.Origin); err != nil {
+		origin := a.Origin
+		if o, ok := a.Origins[p]; ok {
+			origin = o // each adopted process goes back to its own cgroups
+		}
+		if err := e.cfg.Cgroups.Return(p, origin); err != nil {
 			return fmt.Errorf("agent %d: return pid %d: %w", a.ID, p, err)
 		}
 	}

@@ -1,8 +1,12 @@
 package agent
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
+	"os"
 	"strconv"
 	"strings"
 	"syscall"
@@ -44,10 +48,47 @@ func (e *Engine) Table(id int) ctl.Table {
 	return t
 }
 
-// Nodes returns the engine's top-level nodes: clone and agents/.
+// LogTail is the most of an agent's output agents/N/log shows: its last
+// bytes, after a line saying how much came before (the whole file is
+// STATE/logs/agent-N.log, root's).
+const LogTail = 1 << 20
+
+// tailFile reads the last n bytes of path; a missing file is empty.
+func tailFile(path string, n int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	off := max(st.Size()-n, 0)
+	buf := make([]byte, st.Size()-off)
+	k, err := f.ReadAt(buf, off)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, err
+	}
+	buf = buf[:k]
+	if off > 0 {
+		if i := bytes.IndexByte(buf, '\n'); i >= 0 {
+			buf = buf[i+1:] // start at a whole line
+		}
+		head := fmt.Sprintf("... %d bytes before; the whole output is %s\n", st.Size()-int64(len(buf)), path)
+		buf = append([]byte(head), buf...)
+	}
+	return buf, nil
+}
+
+// Nodes returns the engine's top-level nodes: clone, quotas and agents/.
 func (e *Engine) Nodes(ns *fs.NS) []fs.Node {
 	root := fs.Owner{}
 	return []fs.Node{
+		ns.Text("/quotas", 0444, root, func(fs.Caller) ([]byte, error) { return e.Quotas(), nil }),
 		&cloneFile{e: e, ns: ns, attr: ns.Ctl("/clone", 0666, root, nil, nil).Attr()},
 		ns.Dir("/agents", 0555, root, func() ([]fs.Node, error) {
 			var out []fs.Node
@@ -120,6 +161,13 @@ func (e *Engine) agentDir(ns *fs.NS, id int) (fs.Node, error) {
 		}),
 		ns.StreamOf(dir+"/events", 0444, own, func(fs.Caller) (fs.Stream, error) {
 			return e.cfg.Bus.Subscribe(func(ev bus.Event) bool { return ev.Agent == id }, 256), nil
+		}),
+		// Output is the owner's, as a process's own files would be.
+		ns.Text(dir+"/log", 0400, own, func(fs.Caller) ([]byte, error) {
+			if _, err := e.Get(id); err != nil {
+				return nil, err
+			}
+			return tailFile(e.logPath(id), LogTail)
 		}),
 	}
 	e.mu.Lock()

@@ -3,22 +3,28 @@ package agent
 import (
 	"context"
 	"fmt"
+	"maps"
+	"os"
 	"os/user"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"aiosfs/ctl"
 	"aiosfs/engines/bus"
 	"aiosfs/fs"
 	"aiosfs/hal/cgroup"
+	"aiosfs/hal/proc"
 	"aiosfs/hal/spawn"
 )
 
 // spawnKeys are the settings spawn and exec take before "--".
-var spawnKeys = []string{"cpus", "weight", "cpumax", "cpuperiod", "memhigh", "memmax", "user", "env*", "dir", "prio", "cap*"}
+var spawnKeys = []string{"cpus", "weight", "cpumax", "cpuperiod", "memhigh", "memmax", "pidsmax", "user", "env*", "dir", "prio", "cap*"}
 
 // settings are parsed spawn options; parsing all of them before acting is
 // what makes a bad one change nothing.
@@ -29,13 +35,57 @@ type settings struct {
 	env            []string
 	dir            string
 	prio           int
+	prioSet        bool
 	capAdd, capDrp []string
+	given          map[string]bool // the keys the writer named
 }
 
-func (e *Engine) parseSettings(c fs.Caller, kvs []ctl.KV, base settings) (settings, error) {
+// caller is what the daemon knows of whoever wrote a verb. A local caller
+// is a process on this host that the FUSE request named (its pid): its
+// working directory resolves relative paths, and an unprivileged one's
+// own cgroup limits and nice value bound what it may ask for. A caller
+// over 9P is not local: relative paths are refused.
+type caller struct {
+	fs.Caller
+	local     bool
+	cwd       string
+	ceiling   *Ceiling // nil: none (root, or not known)
+	niceFloor int      // the lowest prio this caller may set
+}
+
+// whoIs learns what it can of c. Root may do anything; for others the
+// pid the kernel reported must be theirs.
+func (e *Engine) whoIs(c fs.Caller) caller {
+	w := caller{Caller: c, niceFloor: -20}
+	if c.Uid != 0 {
+		w.niceFloor = 0
+	}
+	if c.Pid == 0 {
+		return w
+	}
+	p, err := e.cfg.Proc.Inspect(int(c.Pid))
+	if err != nil || (c.Uid != 0 && p.Uid != c.Uid) {
+		return w
+	}
+	if cwd, err := e.cfg.Proc.Cwd(int(c.Pid)); err == nil {
+		w.local, w.cwd = true, cwd
+	}
+	if c.Uid != 0 {
+		w.niceFloor = proc.NiceFloor(int(c.Pid), p.Nice)
+		if ceil, err := e.cfg.Cgroups.CeilingOf(e.cfg.Proc.CgroupFile(int(c.Pid))); err == nil &&
+			(ceil.MemMax >= 0 || ceil.Pids >= 0 || ceil.CPUMax > 0) {
+			w.ceiling = &Ceiling{MemMax: ceil.MemMax, Pids: ceil.Pids, CPUMax: ceil.CPUMax}
+		}
+	}
+	return w
+}
+
+func (e *Engine) parseSettings(w caller, kvs []ctl.KV, base settings) (settings, error) {
 	s := base
+	s.given = map[string]bool{}
 	for _, kv := range kvs {
 		v := kv.Value
+		s.given[kv.Key] = true
 		var err error
 		switch kv.Key {
 		case "cpus":
@@ -44,11 +94,11 @@ func (e *Engine) parseSettings(c fs.Caller, kvs []ctl.KV, base settings) (settin
 				s.limits.Cpus = ctl.FormatCPUList(cpus)
 			}
 		case "weight":
-			var w int64
-			w, err = ctl.ParseInt(v, 1, 10000)
-			s.limits.Weight = uint64(w)
+			var wt int64
+			wt, err = ctl.ParseInt(v, 1, 10000)
+			s.limits.Weight = uint64(wt)
 		case "cpumax":
-			s.limits.CPUMax, err = ctl.ParseCores(v)
+			s.limits.CPUMax, err = parseCPUMax(v)
 		case "cpuperiod":
 			s.limits.CPUPeriod, err = ctl.ParseDuration(v)
 			if err == nil && (s.limits.CPUPeriod < cgroup.MinCPUPeriod || s.limits.CPUPeriod > cgroup.MaxCPUPeriod) {
@@ -58,6 +108,14 @@ func (e *Engine) parseSettings(c fs.Caller, kvs []ctl.KV, base settings) (settin
 			s.limits.MemHigh, err = ctl.ParseSize(v)
 		case "memmax":
 			s.limits.MemMax, err = ctl.ParseSize(v)
+		case "pidsmax":
+			var n int
+			if n, err = countArg(v, 1<<22); err == nil {
+				if n == 0 {
+					err = ctl.Errorf("pidsmax 0 would allow no process (want 1..%d, or max)", 1<<22)
+				}
+				s.limits.Pids = int64(max(n, 0))
+			}
 		case "user":
 			s.uid, s.gid, err = lookupUser(v)
 			s.userSet = true
@@ -67,19 +125,16 @@ func (e *Engine) parseSettings(c fs.Caller, kvs []ctl.KV, base settings) (settin
 			}
 			s.env = append(s.env, v)
 		case "dir":
-			if !strings.HasPrefix(v, "/") {
-				err = ctl.Errorf("dir %q must be absolute", v)
-			}
-			s.dir = v
+			s.dir, err = w.path("dir", v)
 		case "prio":
 			var p int64
 			p, err = ctl.ParseInt(v, -20, 19)
-			s.prio = int(p)
+			s.prio, s.prioSet = int(p), true
 		case "cap":
 			var add bool
 			var name string
 			if add, name, err = parseCap(v); err == nil {
-				if c.Uid != 0 {
+				if w.Uid != 0 {
 					return s, fs.Errorf(syscall.EPERM, "capabilities are root's alone")
 				}
 				if add {
@@ -100,18 +155,75 @@ func (e *Engine) parseSettings(c fs.Caller, kvs []ctl.KV, base settings) (settin
 			return s, ctl.Errorf("cpumax %g over cpuperiod %v: below the kernel's least quota of 1ms a period", s.limits.CPUMax, s.limits.Period())
 		}
 	}
-	if c.Uid != 0 {
-		// Anyone may spawn, but only as themselves, and never with
-		// priority above the default (as setpriority(2) would refuse).
-		if s.userSet && s.uid != c.Uid {
+	if w.Uid != 0 {
+		// Anyone may spawn, but only as themselves, never at a priority
+		// they could not set themselves (setpriority(2): their own nice,
+		// or lower as far as RLIMIT_NICE allows), and never with more than
+		// their own cgroups allow them (the ceiling).
+		if s.userSet && s.uid != w.Uid {
 			return s, fs.Errorf(syscall.EPERM, "only root may spawn as another user")
 		}
-		if s.prio < 0 {
-			return s, fs.Errorf(syscall.EPERM, "only root may raise priority")
+		if !s.prioSet && w.niceFloor > 0 {
+			s.prio = w.niceFloor // a child inherits its parent's nice value
 		}
-		s.uid, s.gid = c.Uid, c.Gid
+		if s.prio < w.niceFloor {
+			return s, fs.Errorf(syscall.EPERM, "prio %d is below the least you may set (%d): only root may raise priority", s.prio, w.niceFloor)
+		}
+		if err := s.fit(w.ceiling); err != nil {
+			return s, err
+		}
+		s.uid, s.gid = w.Uid, w.Gid
 	}
 	return s, nil
+}
+
+// path resolves a path a caller wrote: absolute as it is, relative to a
+// local caller's working directory, refused from a caller whose directory
+// is not known (9P).
+func (w caller) path(key, v string) (string, error) {
+	if v == "" {
+		return "", ctl.Errorf("%s: empty path", key)
+	}
+	if filepath.IsAbs(v) {
+		return filepath.Clean(v), nil
+	}
+	if !w.local {
+		return "", ctl.Errorf("%s %q: a relative path needs a local caller (over 9P, give an absolute path)", key, v)
+	}
+	return filepath.Join(w.cwd, v), nil
+}
+
+// fit holds the settings to a ceiling: a limit the writer named must not
+// be above it (EPERM), and one left unset takes the ceiling's value.
+func (s *settings) fit(c *Ceiling) error {
+	if c == nil {
+		return nil
+	}
+	if c.MemMax >= 0 {
+		if s.given["memmax"] && (s.limits.MemMax < 0 || s.limits.MemMax > c.MemMax) {
+			return fs.Errorf(syscall.EPERM, "memmax %s is above your own cgroup's memory limit %d", sizeOrMax(s.limits.MemMax), c.MemMax)
+		}
+		if s.limits.MemMax < 0 || s.limits.MemMax > c.MemMax {
+			s.limits.MemMax = c.MemMax
+		}
+	}
+	if c.Pids >= 0 {
+		if s.given["pidsmax"] && (s.limits.Pids <= 0 || s.limits.Pids > c.Pids) {
+			return fs.Errorf(syscall.EPERM, "pidsmax %s is above your own cgroup's pids limit %d", pidsMax(s.limits.Pids), c.Pids)
+		}
+		if s.limits.Pids <= 0 || s.limits.Pids > c.Pids {
+			s.limits.Pids = max(c.Pids, 1)
+		}
+	}
+	if c.CPUMax > 0 {
+		if s.given["cpumax"] && (s.limits.CPUMax <= 0 || s.limits.CPUMax > c.CPUMax) {
+			return fs.Errorf(syscall.EPERM, "cpumax %s is above your own cgroup's cpu limit %g cores", cores(s.limits.CPUMax), c.CPUMax)
+		}
+		if s.limits.CPUMax <= 0 || s.limits.CPUMax > c.CPUMax {
+			s.limits.CPUMax = c.CPUMax
+		}
+	}
+	return nil
 }
 
 func parseCap(v string) (add bool, name string, err error) {
@@ -137,14 +249,36 @@ func lookupUser(v string) (uint32, uint32, error) {
 	return uint32(uid), uint32(gid), nil
 }
 
+// validName accepts an agent name: 1..64 bytes of valid UTF-8, printable,
+// without blanks, quotes, '/' or '='. Names reach `status`, `metrics` and
+// the events of every reader, so nothing in them may break a format.
 func validName(n string) error {
-	if n == "" || len(n) > 64 || strings.ContainsAny(n, "/ \t\n=\"'") {
-		return ctl.Errorf("bad agent name %q", n)
+	if n == "" || len(n) > 64 || !utf8.ValidString(n) || strings.ContainsAny(n, "/=\"'\\") ||
+		strings.IndexFunc(n, func(r rune) bool { return !unicode.IsPrint(r) || unicode.IsSpace(r) }) >= 0 {
+		return ctl.Errorf("bad agent name %q (want 1..64 printable UTF-8 characters without blanks, quotes, / or =)", n)
 	}
 	return nil
 }
 
+// nameFrom makes a valid name from a process's comm, which the process
+// sets itself (prctl PR_SET_NAME) and may hold any byte.
+func nameFrom(comm string, pid int) string {
+	var b strings.Builder
+	for _, r := range strings.ToValidUTF8(comm, "_") {
+		if !unicode.IsPrint(r) || unicode.IsSpace(r) || strings.ContainsRune("/=\"'\\", r) {
+			r = '_'
+		}
+		b.WriteRune(r)
+	}
+	if n := b.String(); validName(n) == nil {
+		return n
+	}
+	return "pid" + strconv.Itoa(pid)
+}
+
 // Spawn starts a new agent: spawn NAME [key=value ...] -- CMD [ARGS ...].
+// The command's working directory is dir=, else a local caller's own; a
+// relative program path is found there, by the agent's user (see launch).
 func (e *Engine) Spawn(c fs.Caller, args []string) (*Agent, error) {
 	name := args[0]
 	if err := validName(name); err != nil {
@@ -157,30 +291,59 @@ func (e *Engine) Spawn(c fs.Caller, args []string) (*Agent, error) {
 	if len(argv) == 0 {
 		return nil, ctl.Errorf("spawn: no command (spawn NAME [key=value ...] -- CMD [ARGS ...])")
 	}
-	s, err := e.parseSettings(c, kvs, settings{limits: NoLimits})
+	w := e.whoIs(c)
+	s, err := e.parseSettings(w, kvs, settings{limits: NoLimits})
 	if err != nil {
+		return nil, err
+	}
+	if err := w.command(&s, argv); err != nil {
+		return nil, err
+	}
+	if err := e.checkAgentQuota(c, s.uid); err != nil {
 		return nil, err
 	}
 	a, err := e.newAgent(name, s.uid, s.gid)
 	if err != nil {
-		return nil, err
+		return nil, saveErr(err)
 	}
-	s.applyTo(a)
+	s.applyTo(a, w)
 	a.Cmd = argv
 	if err := e.launch(a); err != nil {
 		e.discard(a)
 		return nil, err
 	}
-	e.add(a)
+	if err := e.add(a); err != nil {
+		return nil, err
+	}
 	e.publish(a, "spawn", bus.F("name", a.Name), bus.F("pid", a.Pid), bus.F("uid", a.Uid), bus.F("cmd", shellJoin(a.Cmd)))
 	return a, nil
 }
 
-func (s settings) applyTo(a *Agent) {
+// command checks the program a caller named and fills in the directory it
+// runs in: a path with a slash that is not absolute is relative to that
+// directory, so it needs one the caller knows (its own, or dir=).
+func (w caller) command(s *settings, argv []string) error {
+	relative := strings.Contains(argv[0], "/") && !filepath.IsAbs(argv[0])
+	if relative && !w.local && !s.given["dir"] {
+		return ctl.Errorf("spawn: relative program %q needs a local caller or dir=", argv[0])
+	}
+	if s.dir == "" {
+		s.dir = "/" // a caller whose directory is unknown: never the daemon's
+		if w.local {
+			s.dir = w.cwd
+		}
+	}
+	return nil
+}
+
+func (s settings) applyTo(a *Agent, w caller) {
 	a.Limits = s.limits
 	a.Uid, a.Gid = s.uid, s.gid
 	a.Env, a.Dir, a.Prio = s.env, s.dir, s.prio
 	a.CapAdd, a.CapDrp = s.capAdd, s.capDrp
+	if w.Uid != 0 {
+		a.Ceiling = w.ceiling
+	}
 }
 
 // discard undoes a failed start: the cgroup goes, the record was never
@@ -193,63 +356,155 @@ func (e *Engine) discard(a *Agent) {
 	if g != nil {
 		g.Kill()
 		g.Delete()
+		if strings.HasPrefix(a.Group, cgroup.ParentPrefix) {
+			e.cfg.Cgroups.RemoveParent(parentName(a.Uid))
+		}
 	}
 }
 
-// Adopt makes a running process tree an agent: adopt PID [NAME].
+// maxAdoptTree bounds the processes one adopt moves (and records the
+// origins of).
+const maxAdoptTree = 4096
+
+// Adopt makes a running process an agent: adopt PID [NAME] [tree]. It
+// moves exactly that process, or with "tree" the process and its
+// descendants, each of which goes back to its own cgroups at release.
+// It refuses what must never be an agent: PID 1, kernel threads, the
+// daemon and its ancestors, and a process whose tree holds the daemon or
+// another agent's process (adopting it would take that agent's processes
+// out of their limits).
 func (e *Engine) Adopt(c fs.Caller, args []string) (*Agent, error) {
 	pid64, err := ctl.ParseInt(args[0], 1, 1<<22)
 	if err != nil {
 		return nil, err
 	}
 	pid := int(pid64)
+	name, tree := "", false
+	for _, a := range args[1:] {
+		switch {
+		case a == "tree":
+			tree = true
+		case name == "":
+			name = a
+		default:
+			return nil, ctl.Errorf("adopt: bad argument %q (adopt PID [NAME] [tree])", a)
+		}
+	}
+	p, err := e.cfg.Proc.Inspect(pid)
+	if err != nil {
+		return nil, fs.Errorf(syscall.ENOENT, "no such process %d", pid)
+	}
+	if pid == 1 {
+		return nil, fs.Errorf(syscall.EPERM, "process 1 is the host's init: it is never an agent")
+	}
+	if p.Kernel {
+		return nil, fs.Errorf(syscall.EPERM, "process %d is a kernel thread", pid)
+	}
+	if c.Uid != 0 && p.Uid != c.Uid {
+		return nil, fs.Errorf(syscall.EPERM, "process %d is not yours", pid)
+	}
+	self := os.Getpid()
+	if pid == self || slices.Contains(e.cfg.Proc.Ancestors(self), pid) {
+		return nil, fs.Errorf(syscall.EPERM, "process %d is the daemon or one of its ancestors", pid)
+	}
+	desc, _ := e.cfg.Proc.Descendants(pid)
+	if len(desc) >= maxAdoptTree {
+		return nil, fs.Errorf(syscall.E2BIG, "process %d has %d descendants, more than adopt takes (%d)", pid, len(desc), maxAdoptTree)
+	}
+	owners := e.agentPids()
+	for _, q := range append([]int{pid}, desc...) {
+		if q == self {
+			return nil, fs.Errorf(syscall.EPERM, "process %d's tree holds the daemon", pid)
+		}
+		if id, ok := owners[q]; ok {
+			if q == pid {
+				return nil, fs.Errorf(syscall.EBUSY, "process %d already belongs to agent %d", pid, id)
+			}
+			return nil, fs.Errorf(syscall.EBUSY, "process %d's tree holds process %d of agent %d", pid, q, id)
+		}
+	}
+	move := []int{pid}
+	if tree {
+		for _, q := range desc {
+			if c.Uid != 0 {
+				if qp, err := e.cfg.Proc.Inspect(q); err == nil && qp.Uid != c.Uid {
+					return nil, fs.Errorf(syscall.EPERM, "process %d in %d's tree is not yours", q, pid)
+				}
+			}
+		}
+		move = append(move, desc...)
+	}
 	smp, err := e.cfg.Proc.Sample(pid)
 	if err != nil {
 		return nil, fs.Errorf(syscall.ENOENT, "no such process %d", pid)
 	}
-	if c.Uid != 0 && smp.Uid != c.Uid {
-		return nil, fs.Errorf(syscall.EPERM, "process %d is not yours", pid)
-	}
-	if id := e.agentOf(pid); id != 0 {
-		return nil, fs.Errorf(syscall.EBUSY, "process %d already belongs to agent %d", pid, id)
-	}
-	name := smp.Comm
-	if len(args) > 1 {
-		name = args[1]
+	if name == "" {
+		name = nameFrom(smp.Comm, pid)
 	}
 	if err := validName(name); err != nil {
 		return nil, err
 	}
-	a, err := e.newAgent(name, smp.Uid, 0)
-	if err != nil {
+	if err := e.checkAgentQuota(c, p.Uid); err != nil {
 		return nil, err
+	}
+	a, err := e.newAgent(name, p.Uid, 0)
+	if err != nil {
+		return nil, saveErr(err)
 	}
 	a.Pid, a.StartTicks = pid, smp.StartTicks
 	a.Cmd, _ = e.cfg.Proc.Cmdline(pid)
 	a.Origin, _ = e.cfg.Proc.Cgroups(pid)
-	if err := e.ensureGroup(a); err != nil {
-		e.discard(a)
-		return nil, err
-	}
-	// The tree moves top-down so a child forked meanwhile follows its
-	// parent into the cgroup.
-	tree, _ := e.cfg.Proc.Descendants(pid)
-	g := e.groupOf(a)
-	for _, p := range append([]int{pid}, tree...) {
-		if err := g.Add(p); err != nil && p == pid {
-			e.discard(a)
-			return nil, err
+	for _, q := range move[1:] {
+		if o, err := e.cfg.Proc.Cgroups(q); err == nil && !maps.Equal(o, a.Origin) {
+			if a.Origins == nil {
+				a.Origins = map[int]map[string]string{}
+			}
+			a.Origins[q] = o
 		}
 	}
 	a.State = StateRunning
 	a.Started = smp.Start
-	e.add(a)
-	e.publish(a, "adopt", bus.F("name", a.Name), bus.F("pid", pid), bus.F("procs", 1+len(tree)))
+	// Saved before anything moves: a record the store refuses leaves the
+	// processes where they were.
+	if err := e.add(a); err != nil {
+		return nil, err
+	}
+	if err := e.ensureGroup(a); err != nil {
+		e.forget(a)
+		return nil, err
+	}
+	// Top-down, so a child forked meanwhile follows its parent.
+	g := e.groupOf(a)
+	moved := 0
+	for _, q := range move {
+		if err := g.Add(q); err != nil {
+			if q == pid {
+				e.release(a)
+				e.forget(a)
+				return nil, kernelErr("adopt", err)
+			}
+			continue // ended meanwhile
+		}
+		moved++
+	}
+	e.publish(a, "adopt", bus.F("name", a.Name), bus.F("pid", pid), bus.F("procs", moved))
 	return a, nil
 }
 
-// agentOf finds the live agent whose cgroup holds pid.
-func (e *Engine) agentOf(pid int) int {
+// forget takes a record that never came to be back out of the registry
+// and the store.
+func (e *Engine) forget(a *Agent) {
+	e.discard(a)
+	e.mu.Lock()
+	delete(e.agents, a.ID)
+	e.mu.Unlock()
+	if err := e.store.Delete(a.ID); err != nil {
+		e.publish(a, "error", bus.F("op", "forget"), bus.F("err", err.Error()))
+	}
+}
+
+// agentPids maps every process in a live agent's cgroup to the agent.
+func (e *Engine) agentPids() map[int]int {
 	type liveGroup struct {
 		id int
 		g  cgroup.Group
@@ -262,22 +517,29 @@ func (e *Engine) agentOf(pid int) int {
 		}
 	}
 	e.mu.Unlock()
+	out := map[int]int{}
 	for _, l := range live {
-		if pids, _ := l.g.Procs(); slices.Contains(pids, pid) {
-			return l.id
+		pids, _ := l.g.Procs()
+		for _, p := range pids {
+			out[p] = l.id
 		}
 	}
-	return 0
+	return out
 }
 
 // Alloc is the clone file's open: a new agent with no process, owned by
 // the caller, whose ctl then takes exec.
 func (e *Engine) Alloc(c fs.Caller) (*Agent, error) {
-	a, err := e.newAgent("", c.Uid, c.Gid)
-	if err != nil {
+	if err := e.checkAgentQuota(c, c.Uid); err != nil {
 		return nil, err
 	}
-	e.add(a)
+	a, err := e.newAgent("", c.Uid, c.Gid)
+	if err != nil {
+		return nil, saveErr(err)
+	}
+	if err := e.add(a); err != nil {
+		return nil, err
+	}
 	e.publish(a, "alloc", bus.F("uid", c.Uid))
 	return a, nil
 }
@@ -288,8 +550,11 @@ func (e *Engine) RootVerbs() ctl.Table {
 		{Name: "spawn", Args: "NAME [key=value ...] -- CMD [ARGS ...]", Min: 2, Max: -1,
 			Doc: "start an agent; keys: " + strings.ReplaceAll(strings.Join(spawnKeys, " "), "*", ""),
 			Run: func(_ context.Context, c fs.Caller, a []string) error { _, err := e.Spawn(c, a); return err }},
-		{Name: "adopt", Args: "PID [NAME]", Min: 1, Max: 2, Doc: "make a running process tree an agent",
+		{Name: "adopt", Args: "PID [NAME] [tree]", Min: 1, Max: 3, Doc: "make a running process (with tree: and its descendants) an agent",
 			Run: func(_ context.Context, c fs.Caller, a []string) error { _, err := e.Adopt(c, a); return err }},
+		{Name: "quota", Args: "USER|default key=value ...|reset", Min: 1, Max: -1, Root: true,
+			Doc: "what one user's agents may have together; keys: agents weight cpumax memmax pids regionbytes regions (see quotas)",
+			Run: e.quotaVerb},
 	}
 }
 
@@ -316,6 +581,7 @@ func (e *Engine) Verbs(id int) ctl.Table {
 		{Name: "cpus", Args: "LIST", Min: 1, Max: 1, Doc: "cpuset, e.g. 0-1,3", Run: with(e.limitVerb("cpus"))},
 		{Name: "memhigh", Args: "SIZE", Min: 1, Max: 1, Doc: "memory.high (v1: soft limit), e.g. 512M, max", Run: with(e.limitVerb("memhigh"))},
 		{Name: "memmax", Args: "SIZE", Min: 1, Max: 1, Doc: "memory hard limit, e.g. 2G, max", Run: with(e.limitVerb("memmax"))},
+		{Name: "pidsmax", Args: "N", Min: 1, Max: 1, Doc: "most processes and threads at once (pids.max), or max", Run: with(e.limitVerb("pidsmax"))},
 		{Name: "prio", Args: "N", Min: 1, Max: 1, Doc: "nice value -20..19 of every process", Run: with(e.prio)},
 		{Name: "cap", Args: "+NAME|-NAME", Min: 1, Max: 1, Root: true, Doc: "grant or drop a capability (at next start)", Run: with(e.capVerb)},
 		{Name: "clone", Args: "[NAME]", Min: 0, Max: 1, Doc: "a new agent with the same command and limits", Run: with(e.cloneVerb)},
@@ -371,9 +637,12 @@ func (e *Engine) freeze(a *Agent, _ fs.Caller, _ []string) error {
 		return err
 	}
 	if err := g.Freeze(); err != nil {
+		return kernelErr("freeze", err)
+	}
+	if err := e.setState(a, StateFrozen); err != nil {
+		g.Thaw()
 		return err
 	}
-	e.setState(a, StateFrozen)
 	e.publish(a, "freeze")
 	return nil
 }
@@ -384,92 +653,172 @@ func (e *Engine) thaw(a *Agent, _ fs.Caller, _ []string) error {
 		return err
 	}
 	if err := g.Thaw(); err != nil {
+		return kernelErr("thaw", err)
+	}
+	if err := e.setState(a, StateRunning); err != nil {
+		g.Freeze()
 		return err
 	}
-	e.setState(a, StateRunning)
 	e.publish(a, "thaw")
 	return nil
 }
 
-func (e *Engine) setState(a *Agent, s string) {
+// setState records a's new state; when the store refuses, the old state
+// stays and the caller undoes what it did in the kernel.
+func (e *Engine) setState(a *Agent, s string) error {
 	e.mu.Lock()
+	old := a.State
 	a.State = s
 	e.mu.Unlock()
-	e.save(a)
+	if err := e.save(a); err != nil {
+		e.mu.Lock()
+		a.State = old
+		delete(e.unsaved, a.ID)
+		e.mu.Unlock()
+		return saveErr(err)
+	}
+	return nil
 }
 
-// limitVerb handles weight, cpumax, cpuperiod, cpus, memhigh and memmax: the verb's
-// name is its spawn key, so spawn and ctl share one parser.
+// revert puts back a record field changed by a verb whose save failed,
+// and forgets that it is unsaved (the store still has the old value).
+func (e *Engine) revert(a *Agent, undo func()) {
+	e.mu.Lock()
+	undo()
+	delete(e.unsaved, a.ID)
+	e.mu.Unlock()
+}
+
+// limitVerb handles weight, cpumax, cpuperiod, cpus, memhigh, memmax and
+// pidsmax: the verb's name is its spawn key, so spawn and ctl share one
+// parser.
 func (e *Engine) limitVerb(key string) func(a *Agent, c fs.Caller, args []string) error {
 	return func(a *Agent, c fs.Caller, args []string) error {
-		return e.setLimit(a, key, args[0], "ctl")
+		return e.setLimit(a, c, key, args[0], "ctl", false)
 	}
 }
 
 // Apply sets one of the agent's limits (weight, cpumax, cpuperiod, cpus, memhigh,
-// memmax, with the value in ctl syntax) for another engine, recording the
+// memmax, pidsmax, with the value in ctl syntax) for another engine, recording the
 // reason in the event, so that a predictive allocation goes through the
 // same parser, the same kernel writes and the same record as a ctl write.
+// A value above the agent's ceiling is lowered to it.
 func (e *Engine) Apply(id int, key, value, reason string) error {
 	a, err := e.Get(id)
 	if err != nil {
 		return err
 	}
 	switch key {
-	case "weight", "cpumax", "cpuperiod", "cpus", "memhigh", "memmax":
+	case "weight", "cpumax", "cpuperiod", "cpus", "memhigh", "memmax", "pidsmax":
 	default:
 		return ctl.Errorf("unknown limit %q", key)
 	}
-	return e.setLimit(a, key, value, reason)
+	return e.setLimit(a, fs.RootCaller, key, value, reason, true)
 }
 
-func (e *Engine) setLimit(a *Agent, key, value, reason string) error {
-	s, err := e.parseSettings(fs.RootCaller, []ctl.KV{{Key: key, Value: value}}, settings{limits: a.Limits})
+// setLimit parses and applies one limit: the kernel first, then the
+// record; a record the store refuses puts the kernel's old value back.
+// An unprivileged writer may not go above the agent's ceiling (EPERM); an
+// engine (clamp) is held to it.
+func (e *Engine) setLimit(a *Agent, c fs.Caller, key, value, reason string, clamp bool) error {
+	e.mu.Lock()
+	old := a.Limits
+	ceil := a.Ceiling
+	e.mu.Unlock()
+	s, err := e.parseSettings(caller{Caller: fs.RootCaller}, []ctl.KV{{Key: key, Value: value}}, settings{limits: old})
 	if err != nil {
 		return err
 	}
-	if g := e.groupOf(a); g != nil {
-		var err error
-		switch key {
-		case "weight":
-			err = g.SetWeight(s.limits.Weight)
-		case "cpumax", "cpuperiod":
-			err = g.SetCPUMax(s.limits.CPUMax, s.limits.CPUPeriod)
-		case "cpus":
-			err = g.SetCpus(s.limits.Cpus)
-		case "memhigh":
-			err = g.SetMemHigh(s.limits.MemHigh)
-		case "memmax":
-			err = g.SetMemMax(s.limits.MemMax)
+	if ceil != nil && (c.Uid != 0 || clamp) {
+		if !clamp {
+			// Only the key written is held to the ceiling: the others
+			// are as they were.
+			chk := settings{limits: s.limits, given: map[string]bool{key: true}}
+			if err := chk.fit(ceil); err != nil {
+				return err
+			}
+		} else {
+			s.given = map[string]bool{}
+			s.fit(ceil)
 		}
-		if err != nil {
-			return fs.Errorf(syscall.EINVAL, "%s %s: %v", key, value, err)
-		}
+	}
+	g := e.groupOf(a)
+	if err := writeLimit(g, key, s.limits); err != nil {
+		return kernelErr(key+" "+value, err)
 	}
 	e.mu.Lock()
 	a.Limits = s.limits
 	e.mu.Unlock()
-	e.save(a)
+	if err := e.save(a); err != nil {
+		e.revert(a, func() { a.Limits = old })
+		writeLimit(g, key, old)
+		return saveErr(err)
+	}
 	e.publish(a, key, bus.F("value", value), bus.F("reason", reason))
 	return nil
 }
 
+// writeLimit writes one limit of l to the agent's cgroup (none: an agent
+// without processes keeps it for its start).
+func writeLimit(g cgroup.Group, key string, l Limits) error {
+	if g == nil {
+		return nil
+	}
+	switch key {
+	case "weight":
+		if l.Weight == 0 {
+			return nil
+		}
+		return g.SetWeight(l.Weight)
+	case "cpumax", "cpuperiod":
+		return g.SetCPUMax(l.CPUMax, l.CPUPeriod)
+	case "cpus":
+		return g.SetCpus(l.Cpus)
+	case "memhigh":
+		return g.SetMemHigh(l.MemHigh)
+	case "memmax":
+		return g.SetMemMax(l.MemMax)
+	case "pidsmax":
+		if l.Pids <= 0 {
+			return g.SetPidsMax(-1)
+		}
+		return g.SetPidsMax(l.Pids)
+	}
+	return nil
+}
+
+// prio sets the nice value of every process. An unprivileged writer may
+// lower it only as far as it could itself (setpriority(2)).
 func (e *Engine) prio(a *Agent, c fs.Caller, args []string) error {
-	s, err := e.parseSettings(c, []ctl.KV{{Key: "prio", Value: args[0]}}, settings{})
+	w := e.whoIs(c)
+	p, err := ctl.ParseInt(args[0], -20, 19)
 	if err != nil {
 		return err
 	}
-	if g, err := e.live(a); err == nil {
-		pids, _ := g.Procs()
-		for _, p := range pids {
-			syscall.Setpriority(syscall.PRIO_PROCESS, p, s.prio)
+	e.mu.Lock()
+	old := a.Prio
+	e.mu.Unlock()
+	if c.Uid != 0 && int(p) < old && int(p) < w.niceFloor {
+		return fs.Errorf(syscall.EPERM, "prio %d is below the least you may set (%d): only root may raise priority", p, min(old, w.niceFloor))
+	}
+	set := func(v int) {
+		if g, err := e.live(a); err == nil {
+			pids, _ := g.Procs()
+			for _, q := range pids {
+				syscall.Setpriority(syscall.PRIO_PROCESS, q, v)
+			}
 		}
 	}
+	set(int(p))
 	e.mu.Lock()
-	a.Prio = s.prio
+	a.Prio = int(p)
 	e.mu.Unlock()
-	e.save(a)
-	e.publish(a, "prio", bus.F("value", s.prio))
+	if err := e.save(a); err != nil {
+		e.revert(a, func() { a.Prio = old })
+		set(old)
+		return saveErr(err)
+	}
+	e.publish(a, "prio", bus.F("value", p))
 	return nil
 }
 
@@ -479,15 +828,19 @@ func (e *Engine) capVerb(a *Agent, c fs.Caller, args []string) error {
 		return err
 	}
 	e.mu.Lock()
-	a.CapAdd = slices.DeleteFunc(a.CapAdd, func(s string) bool { return s == name })
-	a.CapDrp = slices.DeleteFunc(a.CapDrp, func(s string) bool { return s == name })
+	oldAdd, oldDrp := a.CapAdd, a.CapDrp
+	a.CapAdd = slices.DeleteFunc(slices.Clone(a.CapAdd), func(s string) bool { return s == name })
+	a.CapDrp = slices.DeleteFunc(slices.Clone(a.CapDrp), func(s string) bool { return s == name })
 	if add {
 		a.CapAdd = append(a.CapAdd, name)
 	} else {
 		a.CapDrp = append(a.CapDrp, name)
 	}
 	e.mu.Unlock()
-	e.save(a)
+	if err := e.save(a); err != nil {
+		e.revert(a, func() { a.CapAdd, a.CapDrp = oldAdd, oldDrp })
+		return saveErr(err)
+	}
 	e.publish(a, "cap", bus.F("value", args[0]), bus.F("applies", "next start"))
 	return nil
 }
@@ -527,6 +880,9 @@ func (e *Engine) restart(a *Agent, _ fs.Caller, _ []string) error {
 		e.publish(a, "restart", bus.F("err", err.Error()))
 		return err
 	}
+	// The old run has ended either way: a record the store refuses now is
+	// kept and saved again by the reaper.
+	e.save(a)
 	e.publish(a, "restart", bus.F("pid", a.Pid), bus.F("restarts", a.Restarts))
 	return nil
 }
@@ -542,17 +898,22 @@ func (e *Engine) cloneVerb(a *Agent, c fs.Caller, args []string) error {
 	if err := validName(name); err != nil {
 		return err
 	}
-	n, err := e.newAgent(name, a.Uid, a.Gid)
-	if err != nil {
+	if err := e.checkAgentQuota(c, a.Uid); err != nil {
 		return err
 	}
+	n, err := e.newAgent(name, a.Uid, a.Gid)
+	if err != nil {
+		return saveErr(err)
+	}
 	n.Cmd, n.Env, n.Dir, n.Limits, n.Prio = a.Cmd, a.Env, a.Dir, a.Limits, a.Prio
-	n.CapAdd, n.CapDrp = a.CapAdd, a.CapDrp
+	n.CapAdd, n.CapDrp, n.Ceiling = a.CapAdd, a.CapDrp, a.Ceiling
 	if err := e.launch(n); err != nil {
 		e.discard(n)
 		return err
 	}
-	e.add(n)
+	if err := e.add(n); err != nil {
+		return err
+	}
 	e.publish(n, "clone", bus.F("from", a.ID), bus.F("pid", n.Pid))
 	return nil
 }
@@ -591,7 +952,7 @@ func (e *Engine) merge(a *Agent, c fs.Caller, args []string) error {
 	pids, _ := mg.Procs()
 	for _, p := range pids {
 		if err := ag.Add(p); err != nil {
-			return fmt.Errorf("merge: move pid %d: %w", p, err)
+			return kernelErr(fmt.Sprintf("merge: move pid %d", p), err)
 		}
 	}
 	e.mu.Lock()
@@ -632,28 +993,46 @@ func (e *Engine) split(a *Agent, c fs.Caller, args []string) error {
 			return fs.Errorf(syscall.ENOENT, "process %d is not in agent %d", p, a.ID)
 		}
 	}
-	n, err := e.newAgent(name, a.Uid, a.Gid)
-	if err != nil {
+	if err := e.checkAgentQuota(c, a.Uid); err != nil {
 		return err
 	}
-	n.Limits, n.Prio = a.Limits, a.Prio
+	n, err := e.newAgent(name, a.Uid, a.Gid)
+	if err != nil {
+		return saveErr(err)
+	}
+	n.Limits, n.Prio, n.Ceiling = a.Limits, a.Prio, a.Ceiling
 	n.Pid = pids[0]
 	n.StartTicks, _ = e.cfg.Proc.StartTicks(pids[0])
 	n.Cmd, _ = e.cfg.Proc.Cmdline(pids[0])
 	n.Origin = a.Origin
-	if err := e.ensureGroup(n); err != nil {
-		e.discard(n)
-		return err
-	}
-	ng := e.groupOf(n)
 	for _, p := range pids {
-		if err := ng.Add(p); err != nil {
-			return fmt.Errorf("split: move pid %d: %w", p, err)
+		if o, ok := a.Origins[p]; ok {
+			if n.Origins == nil {
+				n.Origins = map[int]map[string]string{}
+			}
+			n.Origins[p] = o
 		}
 	}
 	n.State = StateRunning
 	n.Started = time.Now()
-	e.add(n)
+	// Saved before anything moves, as adopt does.
+	if err := e.add(n); err != nil {
+		return err
+	}
+	if err := e.ensureGroup(n); err != nil {
+		e.forget(n)
+		return err
+	}
+	ng := e.groupOf(n)
+	for i, p := range pids {
+		if err := ng.Add(p); err != nil {
+			for _, q := range pids[:i] { // back where they were
+				ag.Add(q)
+			}
+			e.forget(n)
+			return kernelErr(fmt.Sprintf("split: move pid %d", p), err)
+		}
+	}
 	e.publish(n, "split", bus.F("from", a.ID), bus.F("procs", len(pids)))
 	return nil
 }
@@ -669,16 +1048,36 @@ func (e *Engine) execVerb(a *Agent, c fs.Caller, args []string) error {
 	if len(argv) == 0 {
 		return ctl.Errorf("exec: no command")
 	}
-	s, err := e.parseSettings(c, kvs, settings{limits: NoLimits, uid: a.Uid, gid: a.Gid})
+	w := e.whoIs(c)
+	s, err := e.parseSettings(w, kvs, settings{limits: NoLimits, uid: a.Uid, gid: a.Gid})
 	if err != nil {
 		return err
 	}
-	s.applyTo(a)
-	a.Cmd = argv
-	if err := e.launch(a); err != nil {
-		a.Cmd = nil
-		e.discard(a)
+	if err := w.command(&s, argv); err != nil {
 		return err
+	}
+	e.mu.Lock()
+	before := a.Record
+	e.mu.Unlock()
+	undo := func() {
+		e.discard(a)
+		e.revert(a, func() {
+			pid := a.Pid
+			a.Record = before
+			delete(e.kids, pid) // killed; reaped by nobody else's record
+		})
+	}
+	e.mu.Lock()
+	s.applyTo(a, w)
+	a.Cmd = argv
+	e.mu.Unlock()
+	if err := e.launch(a); err != nil {
+		undo()
+		return err
+	}
+	if err := e.save(a); err != nil {
+		undo()
+		return saveErr(err)
 	}
 	e.publish(a, "exec", bus.F("pid", a.Pid), bus.F("cmd", shellJoin(a.Cmd)))
 	return nil
@@ -688,12 +1087,14 @@ func (e *Engine) remove(a *Agent, _ fs.Caller, _ []string) error {
 	if a.Alive() {
 		return fs.Errorf(syscall.EBUSY, "agent %d is %s; stop it first", a.ID, a.State)
 	}
+	// The store first: a record it keeps would come back at restart.
+	if err := e.store.Delete(a.ID); err != nil {
+		return saveErr(err)
+	}
 	e.mu.Lock()
 	delete(e.agents, a.ID)
+	delete(e.unsaved, a.ID)
 	e.mu.Unlock()
-	if err := e.store.Delete(a.ID); err != nil {
-		return err
-	}
 	e.cfg.Telemetry.Forget(a.ID)
 	e.publish(a, "remove")
 	return nil

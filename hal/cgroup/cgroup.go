@@ -147,6 +147,9 @@ type Group interface {
 	// empty (ErrBusy if it does not empty in time); the group is left
 	// thawed.
 	Kill() error
+	// SetPidsMax sets pids.max, the most tasks the group may hold; -1
+	// lifts the limit.
+	SetPidsMax(n int64) error
 	// Delete removes the group from every hierarchy; a group already
 	// gone is fine, one with processes fails with ErrBusy.
 	Delete() error
@@ -281,10 +284,17 @@ func (m *Manager) hierarchies() []hierarchy {
 	return hs
 }
 
+// ParentPrefix begins the name of a parent group: a directory under Prefix
+// that holds other groups (one user's agents, user-UID, the way systemd's
+// user-UID.slice holds a user's sessions) rather than processes.
+const ParentPrefix = "user-"
+
 // Create makes the group <own cgroup>/<Prefix>/<name> in every hierarchy.
-// It fails (wrapping fs.ErrExist) if the group exists in any of them.
+// name is one group name, or PARENT/NAME for a group inside a parent group
+// (created on the way if missing). It fails (wrapping fs.ErrExist) if the
+// group exists in any of them.
 func (m *Manager) Create(name string) (Group, error) {
-	if err := validName(name); err != nil {
+	if err := validGroupPath(name); err != nil {
 		return nil, err
 	}
 	m.mu.Lock()
@@ -305,7 +315,7 @@ func (m *Manager) Create(name string) (Group, error) {
 // in only some hierarchies (a crash during Create) gets its missing
 // directories back.
 func (m *Manager) Load(name string) (Group, error) {
-	if err := validName(name); err != nil {
+	if err := validGroupPath(name); err != nil {
 		return nil, err
 	}
 	m.mu.Lock()
@@ -326,7 +336,8 @@ func (m *Manager) Load(name string) (Group, error) {
 }
 
 // List returns the names of the groups under Prefix, in any hierarchy,
-// sorted.
+// sorted: the groups inside a parent group (ParentPrefix) as PARENT/NAME,
+// and not the parent itself.
 func (m *Manager) List() ([]string, error) {
 	seen := map[string]bool{}
 	for _, h := range m.hierarchies() {
@@ -338,8 +349,21 @@ func (m *Manager) List() ([]string, error) {
 			return nil, fmt.Errorf("cgroup: list: %w", err)
 		}
 		for _, e := range ents {
-			if e.IsDir() && validName(e.Name()) == nil {
+			if !e.IsDir() || validName(e.Name()) != nil {
+				continue
+			}
+			if !strings.HasPrefix(e.Name(), ParentPrefix) {
 				seen[e.Name()] = true
+				continue
+			}
+			kids, err := os.ReadDir(filepath.Join(m.prefixDir(h), e.Name()))
+			if err != nil {
+				continue // removed meanwhile
+			}
+			for _, k := range kids {
+				if k.IsDir() && validName(k.Name()) == nil {
+					seen[e.Name()+"/"+k.Name()] = true
+				}
 			}
 		}
 	}
@@ -359,6 +383,13 @@ func (m *Manager) Close() error {
 	defer m.mu.Unlock()
 	var errs []error
 	for _, h := range m.hierarchies() {
+		if ents, err := os.ReadDir(m.prefixDir(h)); err == nil {
+			for _, e := range ents {
+				if e.IsDir() && strings.HasPrefix(e.Name(), ParentPrefix) {
+					unix.Rmdir(filepath.Join(m.prefixDir(h), e.Name())) // in use: kept, as the prefix is
+				}
+			}
+		}
 		for p := m.prefix; p != "." && p != "/"; p = filepath.Dir(p) {
 			d := filepath.Join(h.mount, h.own, p)
 			err := unix.Rmdir(d)
@@ -386,6 +417,57 @@ func validName(name string) error {
 		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '_', r == '-', r == '@':
 		default:
 			return fmt.Errorf("cgroup: group name %q: bad character %q: %w", name, r, ErrInvalid)
+		}
+	}
+	return nil
+}
+
+// validGroupPath accepts a group name, or PARENT/NAME where PARENT is a
+// parent group's name (ParentPrefix...).
+func validGroupPath(p string) error {
+	parent, name, nested := strings.Cut(p, "/")
+	if !nested {
+		return validName(p)
+	}
+	if !strings.HasPrefix(parent, ParentPrefix) {
+		return fmt.Errorf("cgroup: group %q: %q is not a parent group: %w", p, parent, ErrInvalid)
+	}
+	if err := validName(parent); err != nil {
+		return err
+	}
+	return validName(name)
+}
+
+// Parent returns the parent group name (ParentPrefix...), creating it in
+// every hierarchy if it is missing. Its setters bound every group inside
+// it together: that is how one user's agents share one quota.
+func (m *Manager) Parent(name string) (Group, error) {
+	if !strings.HasPrefix(name, ParentPrefix) {
+		return nil, fmt.Errorf("cgroup: parent %q must begin with %q: %w", name, ParentPrefix, ErrInvalid)
+	}
+	g, err := m.Load(name)
+	if err == nil {
+		return g, nil
+	}
+	g, err = m.Create(name)
+	if errors.Is(err, fs.ErrExist) { // made meanwhile
+		return m.Load(name)
+	}
+	return g, err
+}
+
+// RemoveParent removes a parent group that holds no group any more; one
+// still in use is left, and that is not an error.
+func (m *Manager) RemoveParent(name string) error {
+	if !strings.HasPrefix(name, ParentPrefix) || validName(name) != nil {
+		return fmt.Errorf("cgroup: parent %q: %w", name, ErrInvalid)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, h := range m.hierarchies() {
+		err := unix.Rmdir(filepath.Join(m.prefixDir(h), name))
+		if err != nil && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.EBUSY) && !errors.Is(err, unix.ENOTEMPTY) {
+			return fmt.Errorf("cgroup: remove parent %s: %w", name, err)
 		}
 	}
 	return nil

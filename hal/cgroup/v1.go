@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -324,6 +325,23 @@ func (g *v1Group) SetMemMax(bytes int64) error {
 		return groupErr(g.name, "memmax", err)
 	}
 	return g.update("memmax", cgroup1.Memory, &specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: &bytes}})
+}
+
+// SetPidsMax writes pids.max (-1 lifts the limit). Written directly: the
+// library writes only limits above 0 and cannot say "max".
+func (g *v1Group) SetPidsMax(n int64) error {
+	if n < -1 {
+		return fmt.Errorf("cgroup %s: pids.max %d: %w", g.name, n, ErrInvalid)
+	}
+	dir, ok := g.paths[string(cgroup1.Pids)]
+	if !ok {
+		return unsupported(g.name, "pidsmax", "no pids hierarchy")
+	}
+	v := "max"
+	if n >= 0 {
+		v = strconv.FormatInt(n, 10)
+	}
+	return groupErr(g.name, "pidsmax", os.WriteFile(filepath.Join(dir, "pids.max"), []byte(v), filePerm))
 }
 
 func (g *v1Group) Stats() (Stats, error) {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -29,7 +30,11 @@ type v2Group struct {
 // controllers its parent delegates) and the group directory.
 func (m *Manager) createV2(name string) (Group, error) {
 	h := *m.unified
-	if err := m.ensurePrefixV2(h); err != nil {
+	levels := m.prefix
+	if parent, _, nested := strings.Cut(name, "/"); nested {
+		levels = filepath.Join(m.prefix, parent) // the parent delegates to its groups too
+	}
+	if err := m.ensureLevelsV2(h, levels); err != nil {
 		return nil, groupErr(name, "create", err)
 	}
 	dir := filepath.Join(m.prefixDir(h), name)
@@ -47,14 +52,15 @@ func (m *Manager) createV2(name string) (Group, error) {
 	return g, err
 }
 
-// ensurePrefixV2 creates each level of Prefix below the daemon's own
+// ensureLevelsV2 creates each level of levels (Prefix, or Prefix and a
+// parent group) below the daemon's own
 // cgroup and enables there the controllers of v2Controllers that are
 // available to it. The subtree_control writes are done here, level by
 // level, for the reason given in createV2. A controller that cannot be
 // enabled is left out: the group's setters then report ErrUnsupported.
-func (m *Manager) ensurePrefixV2(h hierarchy) error {
+func (m *Manager) ensureLevelsV2(h hierarchy, levels string) error {
 	dir := filepath.Join(h.mount, h.own)
-	for _, c := range strings.Split(m.prefix, "/") {
+	for _, c := range strings.Split(levels, "/") {
 		dir = filepath.Join(dir, c)
 		if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
 			return err
@@ -238,6 +244,18 @@ func (g *v2Group) SetMemHigh(bytes int64) error {
 
 func (g *v2Group) SetMemMax(bytes int64) error {
 	return g.setMem("memmax", "memory.max", bytes, &cgroup2.Memory{Max: &bytes})
+}
+
+// SetPidsMax writes pids.max ("max" for -1).
+func (g *v2Group) SetPidsMax(n int64) error {
+	v := "max"
+	switch {
+	case n >= 0:
+		v = strconv.FormatInt(n, 10)
+	case n < -1:
+		return fmt.Errorf("cgroup %s: pids.max %d: %w", g.name, n, ErrInvalid)
+	}
+	return g.writeFile("pidsmax", "pids", "pids.max", v)
 }
 
 func (g *v2Group) Stats() (Stats, error) {

@@ -2,6 +2,7 @@ package spawn
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"runtime"
@@ -21,27 +22,95 @@ func ShimMain() {
 	specF := os.NewFile(3, "spec")
 	errF := os.NewFile(4, "exec-error")
 	unix.CloseOnExec(4) // EOF on this pipe tells the daemon exec succeeded
-	die := func(format string, args ...any) {
-		fmt.Fprintf(errF, format+"\n", args...)
+	// What fails goes back as "ERRNO message", so the daemon hands the
+	// writer the kernel's own errno (ENOENT, EACCES, ...).
+	die := func(err error) {
+		var en syscall.Errno
+		if !errors.As(err, &en) {
+			en = syscall.EINVAL
+		}
+		fmt.Fprintf(errF, "%d %v\n", int(en), err)
 		os.Exit(127)
 	}
 	var spec Spec
 	if err := json.NewDecoder(specF).Decode(&spec); err != nil {
-		die("spawn: read spec: %v", err)
+		die(fmt.Errorf("spawn: read spec: %w", err))
 	}
 	specF.Close()
 	if err := apply(spec); err != nil {
-		die("%v", err)
+		die(err)
+	}
+	// The program is found, and its directory entered, only now that the
+	// process has the agent's credentials: a path the agent's user may
+	// not reach (a 0700 directory on the way) fails as it would in their
+	// own shell, instead of being opened with the daemon's rights.
+	if spec.Dir != "" {
+		if err := os.Chdir(spec.Dir); err != nil {
+			die(fmt.Errorf("chdir %s: %w", spec.Dir, err))
+		}
+	}
+	path, err := lookPath(spec.Path, spec.Env)
+	if err != nil {
+		die(err)
 	}
 	// Descriptors the daemon did not open close-on-exec must not reach the
 	// agent: go-fuse's /dev/fuse fd, for one, would keep a dead daemon's
 	// mount connected (and every access to it hanging) for as long as the
 	// agent lives; so would anything the daemon inherited from its shell.
 	if err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
-		die("close_range: %v", err)
+		die(fmt.Errorf("close_range: %w", err))
 	}
-	err := syscall.Exec(spec.Path, spec.Args, spec.Env)
-	die("exec %s: %v", spec.Path, err)
+	err = syscall.Exec(path, spec.Args, spec.Env)
+	die(fmt.Errorf("exec %s: %w", spec.Path, err))
+}
+
+// lookPath resolves the program the way a shell would, with the agent's
+// credentials and PATH: a name with a slash is taken as it is (relative to
+// the directory just entered), a bare name is searched in PATH.
+func lookPath(name string, env []string) (string, error) {
+	if name == "" {
+		return "", fmt.Errorf("no program: %w", syscall.ENOENT)
+	}
+	check := func(p string) error {
+		st, err := os.Stat(p)
+		if err != nil {
+			return err
+		}
+		if st.IsDir() {
+			return fmt.Errorf("%s: is a directory: %w", p, syscall.EACCES)
+		}
+		if err := unix.Access(p, unix.X_OK); err != nil {
+			return fmt.Errorf("%s: not executable: %w", p, err)
+		}
+		return nil
+	}
+	if strings.Contains(name, "/") {
+		return name, check(name)
+	}
+	path := DefaultPath
+	for _, e := range env {
+		if v, ok := strings.CutPrefix(e, "PATH="); ok {
+			path = v
+		}
+	}
+	var first error
+	for _, dir := range strings.Split(path, ":") {
+		if dir == "" {
+			dir = "."
+		}
+		p := dir + "/" + name
+		err := check(p)
+		if err == nil {
+			return p, nil
+		}
+		if first == nil && !errors.Is(err, os.ErrNotExist) {
+			first = err // found but not runnable: say so, as a shell does
+		}
+	}
+	if first != nil {
+		return "", first
+	}
+	return "", fmt.Errorf("%s: executable file not found in PATH: %w", name, syscall.ENOENT)
 }
 
 func apply(s Spec) error {
@@ -61,11 +130,6 @@ func apply(s Spec) error {
 	for _, c := range drop {
 		if err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0); err != nil {
 			return fmt.Errorf("drop capability %s: %w", capNames[c], err)
-		}
-	}
-	if s.Dir != "" {
-		if err := os.Chdir(s.Dir); err != nil {
-			return fmt.Errorf("chdir: %w", err)
 		}
 	}
 	if s.Uid == 0 && s.Gid == 0 {

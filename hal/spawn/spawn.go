@@ -15,11 +15,11 @@ package spawn
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"syscall"
 )
@@ -30,7 +30,9 @@ const ShimArg = "__aiosfs_exec"
 
 // Spec is what the agent's first process runs as.
 type Spec struct {
-	Path string   // resolved program path
+	// Path is the program: a name searched in Env's PATH, or a path
+	// (relative to Dir), resolved by the shim once it runs as Uid.
+	Path string
 	Args []string // argv, Args[0] the name
 	Env  []string
 	Dir  string
@@ -99,40 +101,37 @@ func Start(spec Spec, place func(pid int) error, stdout, stderr *os.File) (*os.P
 	msg, _ := io.ReadAll(errR)
 	if len(msg) > 0 {
 		p.Wait()
-		return nil, errors.New(strings.TrimSpace(string(msg)))
+		return nil, parseShimError(string(msg))
 	}
 	return p, nil
 }
 
-// LookPath resolves a program name the way a shell would with env's PATH.
-func LookPath(name string, env []string) (string, error) {
-	if strings.Contains(name, "/") {
-		st, err := os.Stat(name)
-		if err != nil {
-			return "", fmt.Errorf("%s: %w", name, err)
-		}
-		if st.IsDir() || st.Mode()&0111 == 0 {
-			return "", fmt.Errorf("%s: not an executable file", name)
-		}
-		return name, nil
-	}
-	path := "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-	for _, e := range env {
-		if v, ok := strings.CutPrefix(e, "PATH="); ok {
-			path = v
-		}
-	}
-	for _, dir := range strings.Split(path, ":") {
-		if dir == "" {
-			dir = "."
-		}
-		p := dir + "/" + name
-		if st, err := os.Stat(p); err == nil && !st.IsDir() && st.Mode()&0111 != 0 {
-			return p, nil
-		}
-	}
-	return "", fmt.Errorf("%s: executable file not found in PATH", name)
+// Error is a failure the shim reported: the errno the kernel gave it
+// (ENOENT for a missing program, EACCES for a directory the agent's user
+// may not enter) and what it was doing.
+type Error struct {
+	Errno syscall.Errno
+	Msg   string
 }
+
+func (e *Error) Error() string { return e.Msg }
+
+// Unwrap lets errors.As find the errno.
+func (e *Error) Unwrap() error { return e.Errno }
+
+// parseShimError reads the shim's "ERRNO message" line.
+func parseShimError(s string) error {
+	s = strings.TrimSpace(s)
+	num, msg, _ := strings.Cut(s, " ")
+	n, err := strconv.Atoi(num)
+	if err != nil || n <= 0 {
+		return &Error{Errno: syscall.EINVAL, Msg: s}
+	}
+	return &Error{Errno: syscall.Errno(n), Msg: msg}
+}
+
+// DefaultPath is an agent's PATH unless its env= sets one.
+const DefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 // MaybeShim runs the shim, and never returns, when this process was started
 // as one (argv[1] == ShimArg). main calls it first thing, and so does the

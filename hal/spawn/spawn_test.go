@@ -1,10 +1,12 @@
 package spawn
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -56,8 +58,7 @@ func statusField(status, key string) string {
 
 func TestCredentialsNiceAndAmbientCaps(t *testing.T) {
 	requireRoot(t)
-	sh, _ := LookPath("sh", nil)
-	_, code, out := run(t, Spec{Path: sh, Args: []string{"sh", "-c", "cat /proc/self/status; echo nice=$(cut -d' ' -f19 /proc/self/stat); pwd"},
+	_, code, out := run(t, Spec{Path: "sh", Args: []string{"sh", "-c", "cat /proc/self/status; echo nice=$(cut -d' ' -f19 /proc/self/stat); pwd"},
 		Env: []string{"PATH=/usr/bin:/bin"}, Dir: "/tmp", Uid: 65534, Gid: 65534, Nice: 5, Add: []string{"net_bind_service"}})
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, out)
@@ -90,8 +91,8 @@ func TestDropFromBoundingSet(t *testing.T) {
 func TestExecFailureIsReported(t *testing.T) {
 	requireRoot(t)
 	_, err := Start(Spec{Path: "/nonexistent/prog", Args: []string{"prog"}}, func(int) error { return nil }, nil, nil)
-	if err == nil || !strings.Contains(err.Error(), "no such file") {
-		t.Fatalf("Start of a missing program: %v, want the exec error", err)
+	if err == nil || !strings.Contains(err.Error(), "no such file") || !errors.Is(err, syscall.ENOENT) {
+		t.Fatalf("Start of a missing program: %v, want the exec error with ENOENT", err)
 	}
 	if _, err := Start(Spec{Path: "/bin/true", Args: []string{"true"}, Add: []string{"fly"}}, func(int) error { return nil }, nil, nil); err == nil {
 		t.Fatal("unknown capability accepted")
@@ -99,16 +100,50 @@ func TestExecFailureIsReported(t *testing.T) {
 }
 
 func TestLookPath(t *testing.T) {
-	if p, err := LookPath("sh", []string{"PATH=/nonexistent:/bin"}); err != nil || p != "/bin/sh" {
-		t.Fatalf("LookPath(sh) = %q, %v", p, err)
+	if p, err := lookPath("sh", []string{"PATH=/nonexistent:/bin"}); err != nil || p != "/bin/sh" {
+		t.Fatalf("lookPath(sh) = %q, %v", p, err)
 	}
-	if _, err := LookPath("no-such-program-here", nil); err == nil {
-		t.Fatal("LookPath found a missing program")
+	if _, err := lookPath("no-such-program-here", nil); !errors.Is(err, syscall.ENOENT) {
+		t.Fatalf("lookPath of a missing program: %v, want ENOENT", err)
 	}
-	if _, err := LookPath("/etc/passwd", nil); err == nil {
-		t.Fatal("LookPath accepted a non-executable file")
+	if _, err := lookPath("/etc/passwd", nil); !errors.Is(err, syscall.EACCES) {
+		t.Fatalf("lookPath of a non-executable file: %v, want EACCES", err)
 	}
 	if n, err := CapName("CAP_SYS_ADMIN"); err != nil || n != "sys_admin" {
 		t.Fatalf("CapName = %q, %v", n, err)
+	}
+}
+
+// The directory and the program are reached with the agent's rights, not
+// the daemon's: a file behind a 0700 directory stays out of nobody's reach,
+// as it would in nobody's own shell.
+func TestPathsAfterPrivilegeDrop(t *testing.T) {
+	requireRoot(t)
+	top := t.TempDir()
+	os.Chmod(top, 0755)
+	secret := filepath.Join(top, "secret")
+	sub := filepath.Join(secret, "sub")
+	if err := os.MkdirAll(sub, 0755); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(sub, "f"), []byte("PRIVATE\n"), 0644)
+	os.WriteFile(filepath.Join(sub, "prog"), []byte("#!/bin/sh\necho ran\n"), 0755)
+	os.Chmod(secret, 0700)
+	nobody := func(s Spec) error {
+		s.Uid, s.Gid = 65534, 65534
+		s.Env = []string{"PATH=/usr/bin:/bin"}
+		_, err := Start(s, func(int) error { return nil }, nil, nil)
+		return err
+	}
+	if err := nobody(Spec{Path: "cat", Args: []string{"cat", "f"}, Dir: sub}); !errors.Is(err, syscall.EACCES) {
+		t.Errorf("nobody entered a directory behind a 0700 one: %v, want EACCES", err)
+	}
+	if err := nobody(Spec{Path: filepath.Join(sub, "prog"), Args: []string{"prog"}}); !errors.Is(err, syscall.EACCES) {
+		t.Errorf("nobody ran a program behind a 0700 directory: %v, want EACCES", err)
+	}
+	// Root, whose directory it is, gets there; relative names resolve in Dir.
+	_, code, out := run(t, Spec{Path: "./prog", Args: []string{"prog"}, Dir: sub})
+	if code != 0 || out != "ran\n" {
+		t.Fatalf("root running ./prog in %s: exit %d, %q", sub, code, out)
 	}
 }
