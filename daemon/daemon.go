@@ -100,7 +100,7 @@ func Start(cfg Config) (*Daemon, error) {
 	}
 	var agents *agent.Engine
 	d.Tel = telemetry.New(telemetry.Config{Proc: pfs, Interval: cfg.Interval, Bus: d.Bus}, func() []telemetry.Target { return agents.Targets() })
-	agents, err = agent.New(agent.Config{StateDir: cfg.StateDir, Cgroups: d.cg, Proc: pfs, Bus: d.Bus, Telemetry: d.Tel, Grace: cfg.Grace})
+	agents, err = agent.New(agent.Config{StateDir: cfg.StateDir, Cgroups: d.cg, Proc: pfs, Bus: d.Bus, Telemetry: d.Tel, Grace: cfg.Grace, Mount: absMount(cfg.Mount)})
 	if err != nil {
 		d.cg.Close()
 		return nil, err
@@ -174,6 +174,17 @@ func (d *Daemon) serve() error {
 		d.fuse = srv
 	}
 	return nil
+}
+
+// absMount is the mount point as the kernel names it in /proc/PID/cwd.
+func absMount(m string) string {
+	if m == "" {
+		return ""
+	}
+	if a, err := filepath.Abs(m); err == nil {
+		return a
+	}
+	return m
 }
 
 // reject is every refused write: into `log` and onto the bus.

@@ -50,6 +50,11 @@ type Config struct {
 	Telemetry *telemetry.Sampler
 	// Grace is how long `stop` waits after SIGTERM before SIGKILL.
 	Grace time.Duration
+	// Mount is the daemon's own FUSE mount point, if any: an agent never
+	// starts inside it (a shell in /aios writing spawn has its working
+	// directory there), since a process with its cwd in the tree would
+	// keep the daemon from unmounting and hang if the daemon died.
+	Mount string
 }
 
 // Engine is the agent registry.

@@ -51,12 +51,16 @@ type caller struct {
 	cwd       string
 	ceiling   *Ceiling // nil: none (root, or not known)
 	niceFloor int      // the lowest prio this caller may set
+	mount     string   // the daemon's mount point (Config.Mount)
 }
 
 // whoIs learns what it can of c. Root may do anything; for others the
 // pid the kernel reported must be theirs.
 func (e *Engine) whoIs(c fs.Caller) caller {
-	w := caller{Caller: c, niceFloor: -20}
+	w := caller{Caller: c, niceFloor: -20, mount: filepath.Clean(e.cfg.Mount)}
+	if e.cfg.Mount == "" {
+		w.mount = ""
+	}
 	if c.Uid != 0 {
 		w.niceFloor = 0
 	}
@@ -329,11 +333,19 @@ func (w caller) command(s *settings, argv []string) error {
 	}
 	if s.dir == "" {
 		s.dir = "/" // a caller whose directory is unknown: never the daemon's
-		if w.local {
+		if w.local && !w.inTree(w.cwd) {
 			s.dir = w.cwd
 		}
 	}
+	if w.inTree(s.dir) {
+		return ctl.Errorf("spawn: dir %s is inside the aiosfs tree; an agent cannot start there", s.dir)
+	}
 	return nil
+}
+
+// inTree says whether dir is the daemon's mount point or below it.
+func (w caller) inTree(dir string) bool {
+	return w.mount != "" && (dir == w.mount || strings.HasPrefix(dir, w.mount+"/"))
 }
 
 func (s settings) applyTo(a *Agent, w caller) {
