@@ -117,7 +117,7 @@ func TestAdoptRefusesWhatMustNeverBeAnAgent(t *testing.T) {
 	d.mustFail(`echo 'adopt 1' > ctl`, "Operation not permitted")
 	d.mustFail(fmt.Sprintf(`echo 'adopt %d' > ctl`, daemonPid), "Operation not permitted")
 	d.mustFail(fmt.Sprintf(`echo 'adopt %d' > ctl`, os.Getpid()), "Operation not permitted") // the daemon's parent
-	d.mustFail(`echo 'adopt 2' > ctl`, "Operation not permitted")                             // kthreadd
+	d.mustFail(`echo 'adopt 2' > ctl`, "Operation not permitted")                            // kthreadd
 	if ids := d.agentIDs(); len(ids) != 0 {
 		t.Fatalf("refused adopts made agents %v", ids)
 	}
