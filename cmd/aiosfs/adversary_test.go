@@ -238,6 +238,14 @@ func TestUnprivilegedSpawnStaysWithinItsLimits(t *testing.T) {
 		out, _ := d.sh("cat agents/"+id+"/log", nobody)
 		return out == work+"\n"
 	})
+	// The caller's resource limits go with its agent, as to a child.
+	d.mustRun(`ulimit -n 77 && echo 'spawn lim -- /bin/sh -c "ulimit -n"' > ctl`, nobody)
+	lid := d.agentIDs()[len(d.agentIDs())-1]
+	d.waitFor("the agent to print its fd limit", func() bool {
+		out, _ := d.sh("cat agents/"+lid+"/log", nobody)
+		if out != "77\n" { d.t.Logf("log: %q", out) }
+		return out == "77\n"
+	})
 	// Its output is its owner's: root's agents' output is not nobody's.
 	d.mustRun(`echo 'spawn secretjob -- /bin/echo hunter2' > ctl`)
 	rid := d.agentIDs()[len(d.agentIDs())-1]

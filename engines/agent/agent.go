@@ -10,6 +10,7 @@ import (
 	"aiosfs/ctl"
 	"aiosfs/engines/bus"
 	"aiosfs/hal/cgroup"
+	"aiosfs/hal/proc"
 )
 
 // Agent states.
@@ -60,6 +61,9 @@ type Record struct {
 	// itself (the tightest limits of its own cgroups): the agent's limits
 	// never go above it (see cgroup.Ceiling). Nil for root's agents.
 	Ceiling *Ceiling `json:"ceiling,omitempty"`
+	// Rlimits are that caller's resource limits, which its agent keeps
+	// across restarts as a child of the caller would have them.
+	Rlimits []proc.Rlimit `json:"rlimits,omitempty"`
 }
 
 // Ceiling bounds an agent's limits: MemMax and Pids -1 and CPUMax 0 for

@@ -426,6 +426,9 @@ func (e *Engine) launch(a *Agent) error {
 	// as the agent's user (see spawn.Spec): never with the daemon's rights.
 	spec := spawn.Spec{Path: a.Cmd[0], Args: a.Cmd, Env: e.environ(a), Dir: a.Dir, Uid: a.Uid, Gid: a.Gid,
 		Nice: a.Prio, Add: a.CapAdd, Drop: a.CapDrp}
+	for _, r := range a.Rlimits {
+		spec.Rlimits = append(spec.Rlimits, spawn.Rlimit{Resource: r.Resource, Cur: r.Cur, Max: r.Max})
+	}
 	if u, err := user.LookupId(strconv.Itoa(int(a.Uid))); err == nil {
 		if gids, err := u.GroupIds(); err == nil {
 			for _, g := range gids {

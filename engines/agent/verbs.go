@@ -52,6 +52,7 @@ type caller struct {
 	ceiling   *Ceiling // nil: none (root, or not known)
 	niceFloor int      // the lowest prio this caller may set
 	mount     string   // the daemon's mount point (Config.Mount)
+	rlimits   []proc.Rlimit
 }
 
 // whoIs learns what it can of c. Root may do anything; for others the
@@ -75,7 +76,8 @@ func (e *Engine) whoIs(c fs.Caller) caller {
 		w.local, w.cwd = true, cwd
 	}
 	if c.Uid != 0 {
-		w.niceFloor = proc.NiceFloor(int(c.Pid), p.Nice)
+		w.rlimits, _ = e.cfg.Proc.Rlimits(int(c.Pid))
+		w.niceFloor = proc.NiceFloor(w.rlimits, p.Nice)
 		if ceil, err := e.cfg.Cgroups.CeilingOf(e.cfg.Proc.CgroupFile(int(c.Pid))); err == nil &&
 			(ceil.MemMax >= 0 || ceil.Pids >= 0 || ceil.CPUMax > 0) {
 			w.ceiling = &Ceiling{MemMax: ceil.MemMax, Pids: ceil.Pids, CPUMax: ceil.CPUMax}
@@ -354,7 +356,7 @@ func (s settings) applyTo(a *Agent, w caller) {
 	a.Env, a.Dir, a.Prio = s.env, s.dir, s.prio
 	a.CapAdd, a.CapDrp = s.capAdd, s.capDrp
 	if w.Uid != 0 {
-		a.Ceiling = w.ceiling
+		a.Ceiling, a.Rlimits = w.ceiling, proc.Spawnable(w.rlimits)
 	}
 }
 
@@ -918,7 +920,7 @@ func (e *Engine) cloneVerb(a *Agent, c fs.Caller, args []string) error {
 		return saveErr(err)
 	}
 	n.Cmd, n.Env, n.Dir, n.Limits, n.Prio = a.Cmd, a.Env, a.Dir, a.Limits, a.Prio
-	n.CapAdd, n.CapDrp, n.Ceiling = a.CapAdd, a.CapDrp, a.Ceiling
+	n.CapAdd, n.CapDrp, n.Ceiling, n.Rlimits = a.CapAdd, a.CapDrp, a.Ceiling, a.Rlimits
 	if err := e.launch(n); err != nil {
 		e.discard(n)
 		return err

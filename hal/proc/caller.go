@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -72,20 +73,102 @@ func (fs FS) CgroupFile(pid int) string {
 	return filepath.Join(fs.Root(), strconv.Itoa(pid), "cgroup")
 }
 
-// NiceFloor is the lowest nice value pid may give a process it starts
-// without CAP_SYS_NICE: its own nice (a child inherits it, and raising the
-// nice value is always allowed) or, when RLIMIT_NICE allows lower,
-// 20 - RLIMIT_NICE (setpriority(2), sched.c can_nice()).
-func NiceFloor(pid, nice int) int {
-	var rl unix.Rlimit
-	if err := unix.Prlimit(pid, unix.RLIMIT_NICE, nil, &rl); err != nil {
-		return nice
-	}
+// NiceFloor is the lowest nice value a process with nice value nice and
+// resource limits rl may give a process it starts without CAP_SYS_NICE:
+// its own nice (a child inherits it, and raising the nice value is always
+// allowed) or, where RLIMIT_NICE allows lower, 20 - RLIMIT_NICE
+// (setpriority(2); kernel/sched/syscalls.c can_nice()).
+func NiceFloor(rl []Rlimit, nice int) int {
 	floor := nice
-	if rl.Cur < 40 {
-		floor = min(floor, 20-int(rl.Cur))
-	} else {
-		floor = -20
+	for _, r := range rl {
+		if r.Resource != unix.RLIMIT_NICE {
+			continue
+		}
+		if r.Cur >= 40 {
+			floor = -20
+		} else {
+			floor = min(floor, 20-int(r.Cur))
+		}
 	}
 	return max(floor, -20)
+}
+
+// Rlimit is one resource limit of a process (getrlimit(2)).
+type Rlimit struct {
+	Resource int    `json:"resource"`
+	Cur      uint64 `json:"cur"`
+	Max      uint64 `json:"max"`
+}
+
+// limitNames are /proc/PID/limits' row names (fs/proc/base.c lnames) of
+// the limits an agent inherits from the unprivileged caller that started
+// it, as a child inherits its parent's; RLIMIT_NICE is read for NiceFloor
+// (and set by prio, not here), RLIMIT_RTTIME is left alone.
+var limitNames = map[string]int{
+	"Max cpu time": unix.RLIMIT_CPU, "Max file size": unix.RLIMIT_FSIZE, "Max data size": unix.RLIMIT_DATA,
+	"Max stack size": unix.RLIMIT_STACK, "Max core file size": unix.RLIMIT_CORE, "Max resident set": unix.RLIMIT_RSS,
+	"Max processes": unix.RLIMIT_NPROC, "Max open files": unix.RLIMIT_NOFILE, "Max locked memory": unix.RLIMIT_MEMLOCK,
+	"Max address space": unix.RLIMIT_AS, "Max file locks": unix.RLIMIT_LOCKS, "Max pending signals": unix.RLIMIT_SIGPENDING,
+	"Max msgqueue size": unix.RLIMIT_MSGQUEUE, "Max nice priority": unix.RLIMIT_NICE, "Max realtime priority": unix.RLIMIT_RTPRIO,
+}
+
+// Rlimits reads pid's resource limits from /proc/PID/limits (prlimit(2)
+// of another user's process needs CAP_SYS_RESOURCE, which a daemon in a
+// container may lack; the file is readable by all). RLIMIT_NICE is in the
+// list; Spawnable leaves it out.
+func (fs FS) Rlimits(pid int) ([]Rlimit, error) {
+	b, err := os.ReadFile(filepath.Join(fs.Root(), strconv.Itoa(pid), "limits"))
+	if err != nil {
+		return nil, wrap(pid, err)
+	}
+	return parseLimits(string(b))
+}
+
+// parseLimits parses /proc/PID/limits: a header, then rows of a name in
+// 25 columns, the soft and hard limits ("unlimited" or a number) and units.
+func parseLimits(s string) ([]Rlimit, error) {
+	var out []Rlimit
+	for _, line := range strings.Split(s, "\n") {
+		if len(line) < 26 {
+			continue
+		}
+		res, ok := limitNames[strings.TrimSpace(line[:25])]
+		if !ok {
+			continue
+		}
+		f := strings.Fields(line[25:])
+		if len(f) < 2 {
+			return nil, fmt.Errorf("proc: limits: bad row %q", line)
+		}
+		cur, err1 := limitValue(f[0])
+		hard, err2 := limitValue(f[1])
+		if err1 != nil || err2 != nil {
+			return nil, fmt.Errorf("proc: limits: bad row %q", line)
+		}
+		out = append(out, Rlimit{Resource: res, Cur: cur, Max: hard})
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("proc: limits: no limits")
+	}
+	return out, nil
+}
+
+func limitValue(s string) (uint64, error) {
+	if s == "unlimited" {
+		return unix.RLIM_INFINITY, nil
+	}
+	return strconv.ParseUint(s, 10, 64)
+}
+
+// Spawnable leaves out the limits an agent does not take from its caller:
+// RLIMIT_NICE (prio is checked on its own) and any the kernel would not let
+// a child keep.
+func Spawnable(rl []Rlimit) []Rlimit {
+	var out []Rlimit
+	for _, r := range rl {
+		if r.Resource != unix.RLIMIT_NICE {
+			out = append(out, r)
+		}
+	}
+	return out
 }

@@ -114,6 +114,14 @@ func lookPath(name string, env []string) (string, error) {
 }
 
 func apply(s Spec) error {
+	// syscall's Setrlimit, not x/sys's: the runtime puts back the
+	// RLIMIT_NOFILE it started with at exec unless syscall.Setrlimit
+	// changed it (Go 1.21 and later).
+	for _, r := range s.Rlimits {
+		if err := syscall.Setrlimit(r.Resource, &syscall.Rlimit{Cur: r.Cur, Max: r.Max}); err != nil {
+			return fmt.Errorf("setrlimit %d: %w", r.Resource, err)
+		}
+	}
 	if s.Nice != 0 {
 		if err := unix.Setpriority(unix.PRIO_PROCESS, 0, s.Nice); err != nil {
 			return fmt.Errorf("setpriority %d: %w", s.Nice, err)

@@ -41,6 +41,10 @@ type Spec struct {
 	// Groups are supplementary groups; nil keeps none.
 	Groups []uint32
 	Nice   int
+	// Rlimits are set before the credentials change: the limits of the
+	// unprivileged caller that started the agent, which it would have
+	// passed to a child of its own.
+	Rlimits []Rlimit
 	// Add are capabilities (names as in capabilities(7), without CAP_)
 	// raised as ambient capabilities for a non-root program; Drop are
 	// removed from the bounding and inheritable sets.
@@ -104,6 +108,13 @@ func Start(spec Spec, place func(pid int) error, stdout, stderr *os.File) (*os.P
 		return nil, parseShimError(string(msg))
 	}
 	return p, nil
+}
+
+// Rlimit is one setrlimit(2) of the agent's first process.
+type Rlimit struct {
+	Resource int    `json:"resource"`
+	Cur      uint64 `json:"cur"`
+	Max      uint64 `json:"max"`
 }
 
 // Error is a failure the shim reported: the errno the kernel gave it
