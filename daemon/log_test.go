@@ -182,12 +182,17 @@ func TestLogAndEventsAsNobody(t *testing.T) {
 	rootEvents := readEvents(t, 0, mnt)
 	nobodyEvents := readEvents(t, nobody, mnt)
 	// A public event both readers must see, so both are subscribed
-	// before the refusals below.
-	if _, e, err := user(0, `echo 'interval 900ms' > "$1/ctl"`, mnt); err != nil {
-		t.Fatalf("interval: %v %s", err, e)
+	// before the refusals below: published again until they have (a
+	// reader that has not opened events yet misses it).
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(rootEvents.out.String(), "kind=interval") ||
+		!strings.Contains(nobodyEvents.out.String(), "kind=interval"); time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("events readers did not start in 10s: root's shows %q, nobody's %q", rootEvents.out, nobodyEvents.out)
+		}
+		if _, e, err := user(0, `echo 'interval 900ms' > "$1/ctl"`, mnt); err != nil {
+			t.Fatalf("interval: %v %s", err, e)
+		}
 	}
-	rootEvents.waitFor(t, "kind=interval")
-	nobodyEvents.waitFor(t, "kind=interval")
 
 	_, e, err := user(0, `echo 'spawn job env=DB_PASSWORD=hunter2 -- /usr/bin/typo' > "$1/ctl"`, mnt)
 	if err == nil || !strings.Contains(e, "No such file or directory") {
