@@ -382,3 +382,38 @@ func (s *syncBuf) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// TestKillDashSignal is README item 11: `kill -9` was refused while
+// `kill 9`, `kill KILL` and `kill SIGTERM` worked. Every form kill(1)
+// takes now works through an agent's ctl, and the exit status names the
+// signal from the same table (ctl.SignalName).
+func TestKillDashSignal(t *testing.T) {
+	d, mnt := fuseDaemon(t)
+	for i, form := range []string{"-9", "-KILL", "-SIGTERM", "-15"} {
+		if _, e, err := user(0, `echo 'spawn s -- /bin/sleep 100' > "$1/ctl"`, mnt); err != nil {
+			t.Fatalf("spawn: %v %s", err, e)
+		}
+		id := d.Agents.IDs()[i]
+		if _, e, err := user(0, fmt.Sprintf(`echo 'kill %s' > "$1/agents/%d/ctl"`, form, id), mnt); err != nil {
+			t.Fatalf("kill %s: %v, stderr %q", form, err, e)
+		}
+		want := `exit="signal KILL"`
+		if strings.Contains(form, "TERM") || form == "-15" {
+			want = `exit="signal TERM"`
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			st, _, _ := user(0, fmt.Sprintf(`cat "$1/agents/%d/status"`, id), mnt)
+			if strings.Contains(st, want) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("after kill %s, status does not say %q in 10s:\n%s", form, want, st)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	if _, e, err := user(0, `echo 'spawn s -- /bin/sleep 100' > "$1/ctl"; echo 'kill -0' > "$1/agents/5/ctl"`, mnt); err == nil || !strings.Contains(e, "Invalid argument") {
+		t.Errorf("kill -0: %v, stderr %q; want EINVAL", err, e)
+	}
+}
