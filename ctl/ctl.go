@@ -7,6 +7,11 @@
 // the caller may use it, then call the verb's Run, which only converts its
 // arguments and calls the engine. Reading the ctl file prints Help, the same
 // table, so the help can never drift from the code.
+//
+// A line is text: valid UTF-8 with no control characters but tab
+// (CheckLine), at most fs.MaxCtlLine bytes (the ctl handle refuses longer
+// ones with EMSGSIZE before they get here). Whatever of a line is kept or
+// shown to others goes through Redact first.
 package ctl
 
 import (

@@ -252,7 +252,8 @@ func (h *CtlHandle) Read(_ context.Context, p []byte, off int64) (int, error) {
 // before any of it runs; a line of more than MaxCtlLine bytes is refused
 // as soon as it passes the limit, its buffered start is dropped and so is
 // the rest of it up to its newline: writes carrying that rest fail too
-// (reported once, when the line passed the limit). Both refusals are
+// (reported once, when the line passed the limit), and, as after any
+// refused line, what follows it in the same write is dropped. Both refusals are
 // ErrnoCtlTooLong, and the line is reported (to `log`) only by its first
 // MaxCtlLine bytes, which the daemon shortens further. Each byte is looked
 // at once and at most MaxCtlLine bytes are kept, so the cost of a write is
