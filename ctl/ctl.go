@@ -7,6 +7,11 @@
 // the caller may use it, then call the verb's Run, which only converts its
 // arguments and calls the engine. Reading the ctl file prints Help, the same
 // table, so the help can never drift from the code.
+//
+// A line is text: valid UTF-8 with no control characters but tab
+// (CheckLine), at most fs.MaxCtlLine bytes (the ctl handle refuses longer
+// ones with EMSGSIZE before they get here). Whatever of a line is kept or
+// shown to others goes through Redact first.
 package ctl
 
 import (
@@ -14,6 +19,8 @@ import (
 	"fmt"
 	"strings"
 	"syscall"
+	"unicode"
+	"unicode/utf8"
 
 	"aiosfs/fs"
 )
@@ -108,11 +115,38 @@ func Errorf(format string, args ...any) error {
 	return fs.Errorf(syscall.EINVAL, format, args...)
 }
 
+// CheckLine refuses a command line that is not text: every line of the
+// command language is valid UTF-8 with no control characters but tab
+// (C0, DEL and C1; a trailing CR or LF is not part of the line). Names,
+// commands and values then reach every file that shows them (status,
+// metrics labels, events, log) as text, and one user's odd bytes cannot
+// break a file everyone reads. The error is EINVAL and says where the
+// first bad byte is; it does not repeat the line (the refusal report
+// carries it).
+func CheckLine(line string) error {
+	line = strings.TrimRight(line, "\r\n")
+	for i, r := range line {
+		switch {
+		case r == utf8.RuneError && !strings.HasPrefix(line[i:], "\uFFFD"):
+			return Errorf("control message is not valid UTF-8: byte %#02x at offset %d", line[i], i)
+		case r == 0:
+			return Errorf("NUL byte in control message at offset %d", i)
+		case r != '\t' && unicode.IsControl(r):
+			return Errorf("control character %U in control message at offset %d (only tab is allowed)", r, i)
+		}
+	}
+	return nil
+}
+
 // Tokenize splits a command line into fields at blanks. Single and double
 // quotes group blanks into one field (`-g "daemon off;"`); inside double
 // quotes a backslash escapes the next character; an unbalanced quote is an
-// error. Blank lines and lines starting with # give no fields.
+// error. Blank lines and lines starting with # give no fields. A line
+// CheckLine refuses is an error.
 func Tokenize(line string) ([]string, error) {
+	if err := CheckLine(line); err != nil {
+		return nil, err
+	}
 	line = strings.TrimRight(line, "\r\n")
 	var (
 		out     []string

@@ -27,6 +27,16 @@ func TestTokenize(t *testing.T) {
 		{`a "open`, nil, true},
 		{"a 'open", nil, true},
 		{"a\x00b", nil, true},
+		{"a\tb\r\n", []string{"a", "b"}, false},
+		{"name=caf\u00e9 \u2603", []string{"name=caf\u00e9", "\u2603"}, false},
+		{"a \uFFFD", []string{"a", "\uFFFD"}, false}, // U+FFFD written out is valid UTF-8
+		{"spawn \xc3\x28x -- /bin/sleep 100", nil, true},
+		{"memmax \xff\xfe300M", nil, true},
+		{"a\x1b[31mb", nil, true},
+		{"a\rb", nil, true},
+		{"a\x7fb", nil, true},
+		{"a\u0085b", nil, true},
+		{"# comment \xff", nil, true},
 	} {
 		got, err := Tokenize(tc.in)
 		if (err != nil) != tc.bad {
@@ -87,6 +97,109 @@ func TestExec(t *testing.T) {
 	if !reflect.DeepEqual(log, want) {
 		t.Fatalf("verbs run: %q, want %q (refused lines must change nothing)", log, want)
 	}
+}
+
+// TestExecRefusesNonText: the review's `printf 'spawn \xc3\x28x -- ...'`
+// created an agent whose name then broke metrics for everyone. Any line
+// that is not valid UTF-8, or holds a control character other than tab,
+// is refused with EINVAL before any verb runs, and the message says what
+// and where.
+func TestExecRefusesNonText(t *testing.T) {
+	var log []string
+	tab := testTable(&log)
+	for line, want := range map[string]string{
+		"split \xc3\x28 1": "not valid UTF-8: byte 0xc3 at offset 6",
+		"kill \xffTERM":    "not valid UTF-8: byte 0xff at offset 5",
+		"kill TERM\x07":    "control character U+0007",
+		"split 1\x00 2":    "NUL byte",
+		"split 1 \u009b2":  "control character U+009B",
+		"split 1\r2":       "control character U+000D",
+	} {
+		err := tab.Exec(context.Background(), fs.Caller{Uid: 1000}, line)
+		if fs.Errno(err) != syscall.EINVAL || !strings.Contains(err.Error(), want) {
+			t.Errorf("Exec(%q) = %v (errno %v), want EINVAL saying %q", line, err, fs.Errno(err), want)
+		}
+	}
+	if len(log) != 0 {
+		t.Fatalf("refused lines ran verbs: %q", log)
+	}
+	if err := tab.Exec(context.Background(), fs.Caller{Uid: 1000}, "split 1\t2\r\n"); err != nil || len(log) != 1 {
+		t.Fatalf("a tab and a CRLF ending are text: %v, ran %q", err, log)
+	}
+}
+
+func TestSignals(t *testing.T) {
+	// Every form kill(1) and the review tried, for the same signal.
+	for _, s := range []string{"9", "-9", "KILL", "-KILL", "kill", "SIGKILL", "-SIGKILL", "sigkill", "-sigKill"} {
+		if sig, err := ParseSignal(s); err != nil || sig != syscall.SIGKILL {
+			t.Errorf("ParseSignal(%q) = %v, %v; want SIGKILL", s, sig, err)
+		}
+	}
+	for s, want := range map[string]syscall.Signal{"TERM": syscall.SIGTERM, "-HUP": syscall.SIGHUP, "usr1": syscall.SIGUSR1,
+		"CHLD": syscall.SIGCHLD, "-15": syscall.SIGTERM, "64": 64, "-34": 34, "WINCH": syscall.SIGWINCH, "SYS": syscall.SIGSYS} {
+		if sig, err := ParseSignal(s); err != nil || sig != want {
+			t.Errorf("ParseSignal(%q) = %v, %v; want %v", s, sig, err, want)
+		}
+	}
+	for _, s := range []string{"", "-", "0", "-0", "65", "99", "--9", "+9", "9x", "SIG", "KIL", "SIGKILLX", "1e1", " 9"} {
+		if sig, err := ParseSignal(s); err == nil {
+			t.Errorf("ParseSignal(%q) = %v, want an error", s, sig)
+		} else if fs.Errno(err) != syscall.EINVAL || !strings.Contains(err.Error(), "1..64") {
+			t.Errorf("ParseSignal(%q): %v (errno %v), want EINVAL naming the range", s, err, fs.Errno(err))
+		}
+	}
+	// One table both ways: every signal's name reads back as itself.
+	for n := 1; n <= MaxSignal; n++ {
+		sig := syscall.Signal(n)
+		name := SignalName(sig)
+		if back, err := ParseSignal(name); err != nil || back != sig {
+			t.Errorf("SignalName(%d) = %q reads back as %v, %v", n, name, back, err)
+		}
+		if back, err := ParseSignal("-" + name); err != nil || back != sig {
+			t.Errorf("-%s reads back as %v, %v", name, back, err)
+		}
+	}
+	for sig, want := range map[syscall.Signal]string{syscall.SIGKILL: "KILL", syscall.SIGTERM: "TERM", syscall.SIGSEGV: "SEGV", 40: "40"} {
+		if got := SignalName(sig); got != want {
+			t.Errorf("SignalName(%d) = %q, want %q", sig, got, want)
+		}
+	}
+}
+
+func TestRedact(t *testing.T) {
+	for in, want := range map[string]string{
+		"spawn job env=DB_PASSWORD=hunter2 -- /usr/bin/typo":   "spawn job env=DB_PASSWORD=… -- /usr/bin/typo",
+		`spawn job "env=A=two words" env='B=x y' -- /bin/true`: "spawn job env=A=… env=B=… -- /bin/true",
+		"spawn job env=hunter2 -- x":                           "spawn job env=… -- x",
+		"spawn job -- /usr/bin/env API_TOKEN=abc FOO=bar prog": "spawn job -- /usr/bin/env API_TOKEN=… FOO=bar prog",
+		"exec -- env FOO=bar prog":                             "exec -- env FOO=… prog",
+		"exec -- mysql -u root --password hunter2 --db=x":      "exec -- mysql -u root --password … --db=x",
+		"exec -- app --api-key=s3cr3t":                         "exec -- app --api-key=…",
+		`bad env "hunter2" (want NAME=VALUE)`:                  "bad env … (want NAME=VALUE)",
+		"bad # args to command: spawn j env=PGPASSWORD=pw":     "bad # args to command: spawn j env=PGPASSWORD=…",
+		"spawn job env=DB_PASSWORD=hunt":                       "spawn job env=DB_PASSWORD=…", // cut short
+		`spawn job "env=DB_PASSWORD=hunter2 -- /bin/true`:      "spawn job env=DB_PASSWORD=…", // unbalanced quote runs to the end
+		"memmax 300M": "memmax 300M",
+		"  kill\t-9 ": "  kill\t-9 ",
+		"":            "",
+	} {
+		if got := Redact(in); got != want {
+			t.Errorf("Redact(%q)\n = %q\nwant %q", in, got, want)
+		}
+	}
+}
+
+// FuzzRedact: never panics, and a value given with env= never survives.
+func FuzzRedact(f *testing.F) {
+	for _, s := range []string{"spawn a env=X=secretvalue -- b", `"env=X=secretvalue`, "env env=X=secretvalue"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, line string) {
+		got := Redact(line + " env=X=secretvalue")
+		if strings.Contains(got, "secretvalue") && !strings.Contains(line, "secretvalue") {
+			t.Fatalf("Redact(%q) = %q keeps the env value", line+" env=X=secretvalue", got)
+		}
+	})
 }
 
 func TestHelpListsEveryVerb(t *testing.T) {

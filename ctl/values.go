@@ -7,7 +7,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 )
 
@@ -181,26 +180,4 @@ func ParseFraction(s string) (float64, error) {
 		return 0, Errorf("bad fraction %q (want 0..1 or 0%%..100%%)", s)
 	}
 	return f * scale, nil
-}
-
-// ParseSignal parses a signal name (KILL, SIGKILL, term) or number.
-func ParseSignal(s string) (syscall.Signal, error) {
-	if n, err := strconv.Atoi(s); err == nil {
-		if n <= 0 || n > 64 {
-			return 0, Errorf("bad signal %q", s)
-		}
-		return syscall.Signal(n), nil
-	}
-	name := strings.TrimPrefix(strings.ToUpper(s), "SIG")
-	if sig, ok := signals[name]; ok {
-		return sig, nil
-	}
-	return 0, Errorf("bad signal %q", s)
-}
-
-var signals = map[string]syscall.Signal{
-	"HUP": syscall.SIGHUP, "INT": syscall.SIGINT, "QUIT": syscall.SIGQUIT,
-	"KILL": syscall.SIGKILL, "TERM": syscall.SIGTERM, "USR1": syscall.SIGUSR1,
-	"USR2": syscall.SIGUSR2, "STOP": syscall.SIGSTOP, "CONT": syscall.SIGCONT,
-	"ABRT": syscall.SIGABRT, "ALRM": syscall.SIGALRM, "WINCH": syscall.SIGWINCH,
 }

@@ -187,15 +187,24 @@ func absMount(m string) string {
 	return m
 }
 
-// reject is every refused write: into `log` and onto the bus.
+// reject is every refused open, write, command and lookup: into `log`
+// (and stderr) and onto the bus. What the caller wrote is redacted
+// (ctl.Redact: env= values and secret-like NAME=VALUE) and clipped to
+// MaxLoggedCmd, in the command and in the error, which often quotes it.
+// The line and the event are the caller's own (Log.PrintfFor, a private
+// event): another user's `cat log` or `cat events` does not show them.
+// A failed lookup's caller is unknown (fs.NoUid), so only root sees it.
 func (d *Daemon) reject(c fs.Caller, path, cmd string, err error) {
+	path = clip(ctl.Redact(path))
+	cmd = clip(ctl.Redact(cmd))
+	msg := clip(ctl.Redact(err.Error()))
 	if c.Uid == fs.NoUid {
-		d.Log.Printf("%s: %v", path, err)
+		d.Log.PrintfFor(fs.NoUid, "%s: %s", path, msg)
 	} else {
-		d.Log.Printf("uid=%d %s: refused %q: %v", c.Uid, path, cmd, err)
+		d.Log.PrintfFor(c.Uid, "uid=%d %s: refused %q: %s", c.Uid, path, cmd, msg)
 	}
-	d.Bus.Publish(bus.Event{Source: "fs", Kind: "refused", Fields: []bus.Field{
-		bus.F("path", path), bus.F("uid", c.Uid), bus.F("cmd", cmd), bus.F("errno", int(fs.Errno(err))), bus.F("err", err.Error())}})
+	d.Bus.Publish(bus.Event{Source: "fs", Kind: "refused", Private: true, Uid: c.Uid, Fields: []bus.Field{
+		bus.F("path", path), bus.F("uid", c.Uid), bus.F("cmd", cmd), bus.F("errno", int(fs.Errno(err))), bus.F("err", msg)}})
 }
 
 // rootVerbs is the global ctl table.
@@ -228,8 +237,10 @@ func (d *Daemon) tree() fs.Dir {
 	verbs := d.rootVerbs()
 	kids := []fs.Node{
 		ns.Ctl("/ctl", 0666, root, verbs.Help, verbs.Exec),
-		ns.StreamOf("/events", 0444, root, func(fs.Caller) (fs.Stream, error) { return d.Bus.Subscribe(nil, 1024), nil }),
-		ns.Text("/log", 0444, root, func(fs.Caller) ([]byte, error) { return d.Log.Bytes(), nil }),
+		// Each reader sees public events and their own private ones
+		// (their refusals); root sees all. Likewise for log lines.
+		ns.StreamOf("/events", 0444, root, func(c fs.Caller) (fs.Stream, error) { return d.Bus.SubscribeFor(c.Uid, nil, 1024), nil }),
+		ns.Text("/log", 0444, root, func(c fs.Caller) ([]byte, error) { return d.Log.BytesFor(c.Uid), nil }),
 		ns.Text("/metrics", 0444, root, func(fs.Caller) ([]byte, error) { return render(d.reg) }),
 		ns.Text("/version", 0444, root, func(fs.Caller) ([]byte, error) {
 			return []byte(fmt.Sprintf("version=%s go=%s cgroup=%s protocols=fuse,9p2000.L\n", Version, runtime.Version(), d.cg.Version())), nil

@@ -3,6 +3,7 @@ package daemon
 import (
 	"bytes"
 	"strconv"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/expfmt"
@@ -68,9 +69,17 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 			continue
 		}
 		states[a.State]++
-		lv := []string{strconv.Itoa(id), a.Name}
+		// Label values must be UTF-8 or the registry refuses the whole
+		// scrape, and one agent's name would make `metrics` fail for
+		// everyone. ctl now refuses such names, but a store written
+		// before that may still hold one: bad bytes show as U+FFFD.
+		lv := []string{strconv.Itoa(id), strings.ToValidUTF8(a.Name, "\uFFFD")}
 		put := func(d *prometheus.Desc, t prometheus.ValueType, v float64) {
-			ch <- prometheus.MustNewConstMetric(d, t, v, lv...)
+			// NewConstMetric, not Must...: a metric it refuses is left
+			// out, never a panic that fails the scrape.
+			if m, err := prometheus.NewConstMetric(d, t, v, lv...); err == nil {
+				ch <- m
+			}
 		}
 		put(m.restarts, counter, float64(a.Restarts))
 		if a.Limits.MemMax >= 0 {
@@ -114,11 +123,15 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(m.events, counter, float64(m.seq()))
 }
 
-// render gathers reg and writes the text exposition format.
+// render gathers reg and writes the text exposition format. A collector
+// that fails (a panic, a metric the registry refuses) costs its own
+// metrics, not the file: what was gathered is written, then one comment
+// line saying what failed, so a scrape or `cat metrics` still works.
+// Only a gather that yields nothing at all is an error.
 func render(reg *prometheus.Registry) ([]byte, error) {
-	mfs, err := reg.Gather()
-	if err != nil {
-		return nil, err
+	mfs, gerr := reg.Gather()
+	if gerr != nil && len(mfs) == 0 {
+		return nil, gerr
 	}
 	var b bytes.Buffer
 	enc := expfmt.NewEncoder(&b, expfmt.NewFormat(expfmt.TypeTextPlain))
@@ -126,6 +139,10 @@ func render(reg *prometheus.Registry) ([]byte, error) {
 		if err := enc.Encode(mf); err != nil {
 			return nil, err
 		}
+	}
+	if gerr != nil {
+		first, _, _ := strings.Cut(gerr.Error(), "\n")
+		b.WriteString("# aiosfs: some metrics could not be gathered: " + strings.ToValidUTF8(first, "\uFFFD") + "\n")
 	}
 	return b.Bytes(), nil
 }

@@ -7,6 +7,7 @@ import (
 	"path"
 	"sort"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -194,16 +195,42 @@ func (f *CtlFile) Open(ctx context.Context, c Caller, m OpenMode) (Handle, error
 	return f.ns.NewCtlHandle(f.path, c, initial, f.exec), nil
 }
 
+// Ctl input is bounded, because every ctl a user can open for writing
+// (/ctl, /clone, /mem/ctl are 0666) takes bytes from anyone: without a
+// bound, one `dd` of a newline-free stream grows the daemon's memory with
+// the stream and, before these limits, copied the buffered partial line
+// on every write (38 s and 1.2 GB for 100 MiB).
+const (
+	// MaxCtlLine is the longest command line, in bytes without its
+	// newline. The longest real commands (a spawn with a long argv and a
+	// few env= settings) are a few KiB.
+	MaxCtlLine = 64 << 10
+	// MaxCtlWrite is the most one write may carry. FUSE hands the daemon
+	// at most 128 KiB a write; 9P allows up to its msize (4 MiB). A batch
+	// of 5000 verbs is about 100 KiB, so 1 MiB refuses no real batch.
+	MaxCtlWrite = 1 << 20
+	// ErrnoCtlTooLong is the errno of both refusals: EMSGSIZE ("Message
+	// too long"), which says what happened where EINVAL would read like a
+	// bad verb; a ctl line is a control message.
+	ErrnoCtlTooLong = syscall.EMSGSIZE
+)
+
 // CtlHandle is an open ctl: reads serve a fixed buffer (the help table, or
 // a clone's number), writes run commands line by line.
 type CtlHandle struct {
-	ns      *NS
-	path    string
-	caller  Caller
-	buf     []byte
-	exec    Exec
-	mu      sync.Mutex
+	ns     *NS
+	path   string
+	caller Caller
+	buf    []byte
+	exec   Exec
+	mu     sync.Mutex
+	// partial is the start of a line whose newline has not come yet;
+	// never longer than MaxCtlLine.
 	partial []byte
+	// skipping: a line over MaxCtlLine was refused and the rest of it,
+	// up to its newline, is being thrown away (and every write carrying
+	// it fails), so its tail never runs as a command of its own.
+	skipping bool
 }
 
 // NewCtlHandle returns a handle that reads initial and runs written lines
@@ -218,25 +245,68 @@ func (h *CtlHandle) Read(_ context.Context, p []byte, off int64) (int, error) {
 
 // Write runs every complete line in p (after any partial line left from an
 // earlier write). It stops at the first refused line and fails the write
-// with that line's error; the lines before it have taken effect.
+// with that line's error; the lines before it have taken effect, the rest
+// of p is dropped.
+//
+// Size limits: a write of more than MaxCtlWrite bytes is refused whole
+// before any of it runs; a line of more than MaxCtlLine bytes is refused
+// as soon as it passes the limit, its buffered start is dropped and so is
+// the rest of it up to its newline: writes carrying that rest fail too
+// (reported once, when the line passed the limit), and, as after any
+// refused line, what follows it in the same write is dropped. Both refusals are
+// ErrnoCtlTooLong, and the line is reported (to `log`) only by its first
+// MaxCtlLine bytes, which the daemon shortens further. Each byte is looked
+// at once and at most MaxCtlLine bytes are kept, so the cost of a write is
+// linear in its size and the memory of a handle is bounded.
 func (h *CtlHandle) Write(ctx context.Context, p []byte, _ int64) (int, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	data := append(h.partial, p...)
-	h.partial = nil
-	for {
-		i := bytes.IndexByte(data, '\n')
+	n := len(p)
+	if len(p) > MaxCtlWrite {
+		prefix := append(h.partial, p[:min(len(p), MaxCtlLine-len(h.partial))]...)
+		h.partial = nil
+		// What follows continues the last line of p, unless p ended one.
+		h.skipping = p[len(p)-1] != '\n'
+		err := Errorf(ErrnoCtlTooLong, "write of %d bytes refused: a ctl write carries at most %d bytes (MaxCtlWrite)", len(p), MaxCtlWrite)
+		h.ns.reject(h.caller, h.path, string(prefix), err)
+		return 0, err
+	}
+	if h.skipping {
+		i := bytes.IndexByte(p, '\n')
+		if i >= 0 {
+			h.skipping = false
+		}
+		return 0, Errorf(ErrnoCtlTooLong, "rest of a ctl line longer than %d bytes (MaxCtlLine), refused", MaxCtlLine)
+	}
+	for len(p) > 0 {
+		i := bytes.IndexByte(p, '\n')
+		end := i
 		if i < 0 {
+			end = len(p)
+		}
+		if len(h.partial)+end > MaxCtlLine {
+			prefix := append(h.partial, p[:MaxCtlLine-len(h.partial)]...)
+			h.partial = nil
+			h.skipping = i < 0
+			err := Errorf(ErrnoCtlTooLong, "ctl line longer than %d bytes (MaxCtlLine) refused", MaxCtlLine)
+			h.ns.reject(h.caller, h.path, string(prefix), err)
+			return 0, err
+		}
+		if i < 0 {
+			// Appending to a buffer bounded by MaxCtlLine: the copy
+			// is amortised and never larger than one line.
+			h.partial = append(h.partial, p...)
 			break
 		}
-		line := string(data[:i])
-		data = data[i+1:]
+		line := string(append(h.partial, p[:i]...))
+		h.partial = h.partial[:0]
+		p = p[i+1:]
 		if err := h.run(ctx, line); err != nil {
+			h.partial = nil
 			return 0, err
 		}
 	}
-	h.partial = append([]byte(nil), data...)
-	return len(p), nil
+	return n, nil
 }
 
 func (h *CtlHandle) run(ctx context.Context, line string) error {
@@ -252,9 +322,11 @@ func (h *CtlHandle) run(ctx context.Context, line string) error {
 }
 
 // Flush runs a trailing line that had no newline (`echo -n kill > ctl`).
+// The rest of an over-long line has nothing to run: it was refused.
 func (h *CtlHandle) Flush(ctx context.Context) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.skipping = false
 	if len(h.partial) == 0 {
 		return nil
 	}

@@ -2,8 +2,14 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
+	"flag"
+	"os"
+	"os/exec"
+	"strings"
 	"testing"
+	"time"
 )
 
 // Bad flags and arguments are refused before anything is mounted or made.
@@ -30,5 +36,70 @@ func TestBadFlagsAndArguments(t *testing.T) {
 	}
 	if err := client("cat", []string{"unix!/nonexistent/sock", "/version"}, &out); err == nil {
 		t.Error("cat from a socket that is not there succeeded")
+	}
+}
+
+// TestUsage: `aiosfs` with no arguments prints the usage, naming every
+// subcommand and every serve flag, to stderr and exits 2 without
+// starting anything; help, -h, -help, --help and serve -h print the same
+// and exit 0; a usage error prints what is wrong, then the same.
+func TestUsage(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if code := run(nil, &out, &errOut); code != 2 {
+		t.Fatalf("aiosfs with no arguments exits %d, want 2", code)
+	}
+	usageText := errOut.String()
+	if out.Len() != 0 {
+		t.Errorf("usage went to stdout: %q", out.String())
+	}
+	for _, want := range []string{"aiosfs serve [flags]", "aiosfs ls ADDR PATH", "aiosfs cat ADDR PATH", "aiosfs write ADDR PATH TEXT...", "aiosfs help"} {
+		if !strings.Contains(usageText, want) {
+			t.Errorf("usage lacks %q:\n%s", want, usageText)
+		}
+	}
+	fl, _ := serveFlags()
+	fl.VisitAll(func(f *flag.Flag) {
+		if !strings.Contains(usageText, "  -"+f.Name+" ") && !strings.Contains(usageText, "  -"+f.Name+"\n") {
+			t.Errorf("usage lacks serve flag -%s:\n%s", f.Name, usageText)
+		}
+	})
+	for _, args := range [][]string{{"help"}, {"-h"}, {"-help"}, {"--help"}, {"serve", "-h"}} {
+		out.Reset()
+		errOut.Reset()
+		if code := run(args, &out, &errOut); code != 0 || errOut.String() != usageText {
+			t.Errorf("aiosfs %q: exit %d, stderr %q; want 0 and the usage", args, code, errOut.String())
+		}
+	}
+	for _, args := range [][]string{{"frob"}, {"serve", "-nosuchflag"}, {"cat", "addr"}} {
+		errOut.Reset()
+		if code := run(args, &out, &errOut); code != 2 || !strings.HasSuffix(errOut.String(), usageText) || errOut.String() == usageText {
+			t.Errorf("aiosfs %q: exit %d, stderr %q; want 2, what is wrong, then the usage", args, code, errOut.String())
+		}
+	}
+}
+
+// TestNoArgumentsBinary runs this test binary as aiosfs (see TestMain) with
+// no arguments: it must print the usage and exit 2 at once, where it used
+// to start a daemon on /aios and stay in the foreground.
+func TestNoArgumentsBinary(t *testing.T) {
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, self)
+	cmd.Env = append(os.Environ(), beDaemon+"=1")
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err = cmd.Run()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 {
+		t.Fatalf("aiosfs with no arguments: %v (stderr %q), want exit status 2", err, errOut.String())
+	}
+	var want bytes.Buffer
+	usage(&want)
+	if errOut.String() != want.String() || out.Len() != 0 {
+		t.Errorf("stdout %q, stderr %q; want the usage on stderr only", out.String(), errOut.String())
 	}
 }

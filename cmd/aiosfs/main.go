@@ -1,9 +1,15 @@
 // Command aiosfs is the aiosfs daemon and a small 9P client for it.
 //
-//	aiosfs [serve] [flags]          run the daemon (the default)
+//	aiosfs serve [flags]            run the daemon
 //	aiosfs ls ADDR PATH             list a directory over 9P
 //	aiosfs cat ADDR PATH            print a file over 9P
 //	aiosfs write ADDR PATH TEXT...  write TEXT and a newline to a file over 9P
+//	aiosfs help                     print the usage (also -h, -help, --help)
+//
+// With no arguments it prints the usage to stderr and exits 2: a daemon
+// mounts a file system and makes cgroups and a state directory, so it
+// starts only when asked (`serve`, or flags: `aiosfs -mount /x` is
+// `aiosfs serve -mount /x`).
 //
 // ADDR is a dial string: unix!/var/lib/aiosfs/9p.sock, tcp!host!port, or a
 // plain socket path.
@@ -29,9 +35,23 @@ import (
 func main() {
 	// The agent shim must run before anything else touches the process.
 	spawn.MaybeShim()
-	args := os.Args[1:]
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run is the command line: it returns the exit status, 2 for a usage
+// error (including no arguments at all), 1 for a failure.
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		usage(stderr)
+		return 2
+	}
+	switch args[0] {
+	case "help", "-h", "-help", "--help":
+		usage(stderr)
+		return 0
+	}
 	cmd := "serve"
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+	if !strings.HasPrefix(args[0], "-") {
 		cmd, args = args[0], args[1:]
 	}
 	var err error
@@ -39,37 +59,53 @@ func main() {
 	case "serve":
 		err = serve(args)
 	case "ls", "cat", "write":
-		err = client(cmd, args, os.Stdout)
-	case "help":
-		usage()
-		return
+		err = client(cmd, args, stdout)
 	default:
-		fmt.Fprintf(os.Stderr, "aiosfs: unknown command %q\n", cmd)
-		usage()
-		os.Exit(2)
+		fmt.Fprintf(stderr, "aiosfs: unknown command %q\n", cmd)
+		usage(stderr)
+		return 2
 	}
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "aiosfs %s: %v\n", cmd, err)
-		if errors.Is(err, errUsage) {
-			os.Exit(2)
-		}
-		os.Exit(1)
+	switch {
+	case errors.Is(err, errHelp):
+		usage(stderr)
+	case errors.Is(err, errUsage):
+		fmt.Fprintf(stderr, "aiosfs %s: %v\n", cmd, err)
+		usage(stderr)
+		return 2
+	case err != nil:
+		fmt.Fprintf(stderr, "aiosfs %s: %v\n", cmd, err)
+		return 1
 	}
+	return 0
 }
 
-var errUsage = errors.New("usage")
+var (
+	errUsage = errors.New("usage")
+	errHelp  = errors.New("help asked for")
+)
 
-func usage() {
-	fmt.Fprint(os.Stderr, `usage:
-  aiosfs [serve] [flags]          run the daemon (aiosfs serve -h lists the flags)
+// usage prints every subcommand and every flag. The serve flags come from
+// the same FlagSet serve parses, so the two cannot drift apart.
+func usage(w io.Writer) {
+	fmt.Fprint(w, `usage:
+  aiosfs serve [flags]            run the daemon (aiosfs -flag ... is aiosfs serve -flag ...)
   aiosfs ls ADDR PATH             list a directory over 9P
   aiosfs cat ADDR PATH            print a file over 9P
   aiosfs write ADDR PATH TEXT...  write TEXT (and a newline) to a file over 9P
-ADDR: unix!/var/lib/aiosfs/9p.sock, tcp!HOST!PORT, or a socket path
+  aiosfs help                     print this (also -h, -help, --help)
+With no arguments aiosfs prints this and exits 2; it starts a daemon only for serve.
+ADDR: unix!/var/lib/aiosfs/9p.sock, tcp!HOST!PORT, or a socket path.
+ls, cat and write take no flags.
+
+serve flags:
 `)
+	fl, _ := serveFlags()
+	fl.SetOutput(w)
+	fl.PrintDefaults()
 }
 
-func serve(args []string) error {
+// serveFlags is serve's FlagSet and the Config it fills.
+func serveFlags() (*flag.FlagSet, *daemon.Config) {
 	fl := flag.NewFlagSet("serve", flag.ContinueOnError)
 	var cfg daemon.Config
 	fl.StringVar(&cfg.Mount, "mount", "/aios", "FUSE mount point (empty: no FUSE mount)")
@@ -84,11 +120,19 @@ func serve(args []string) error {
 	fl.StringVar(&cfg.Cgroup, "cgroup", "", "force cgroup version v1 or v2 (default: detect)")
 	fl.StringVar(&cfg.GPU, "gpu", "", "GPUs: empty detects through NVML, none, or mock:MODEL for go-nvml's mock devices")
 	fl.DurationVar(&cfg.Grace, "grace", 5*time.Second, "time between SIGTERM and SIGKILL for stop and shutdown")
+	return fl, &cfg
+}
+
+func serve(args []string) error {
+	fl, cfg := serveFlags()
+	// run prints what is wrong and the whole usage, as for every usage
+	// error, and for -h, so the flag package prints nothing itself.
+	fl.SetOutput(io.Discard)
 	if err := fl.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return nil
+			return errHelp
 		}
-		return errUsage
+		return fmt.Errorf("%w: %v", errUsage, err)
 	}
 	if fl.NArg() > 0 {
 		return fmt.Errorf("%w: unexpected arguments %q", errUsage, fl.Args())
@@ -104,7 +148,7 @@ func serve(args []string) error {
 	// its next log line and leave its agents unmanaged. Notify (not
 	// Ignore): an ignored signal would be inherited by every agent.
 	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
-	d, err := daemon.Start(cfg)
+	d, err := daemon.Start(*cfg)
 	if err != nil {
 		return err
 	}
@@ -122,8 +166,7 @@ func client(cmd string, args []string, out io.Writer) error {
 		want = 3
 	}
 	if len(args) < want || (cmd != "write" && len(args) > want) {
-		usage()
-		return errUsage
+		return fmt.Errorf("%w: %s takes %s", errUsage, cmd, map[string]string{"ls": "ADDR PATH", "cat": "ADDR PATH", "write": "ADDR PATH TEXT..."}[cmd])
 	}
 	c, err := p9fs.Dial(args[0])
 	if err != nil {

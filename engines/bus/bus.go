@@ -8,8 +8,14 @@
 // time is Unix seconds with milliseconds, seq a per-daemon counter (a gap
 // tells a reader it lost events), source the engine, kind what happened,
 // agent the agent number (0: not about one agent), then the event's own
-// fields in the order the publisher gave them. Values with blanks are
-// double-quoted.
+// fields in the order the publisher gave them. Values with blanks, quotes,
+// '=', backslashes, control characters or bytes that are not UTF-8 are
+// double-quoted with Go escapes, so a line is always one line of text.
+//
+// Most events are public: every reader of an events file sees them. An
+// event about one user's own action that may carry what they typed (a
+// refused command) is Private: it reaches only subscribers made for root
+// or for that Uid (SubscribeFor), never another user's `cat events`.
 package bus
 
 import (
@@ -19,6 +25,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Event is one thing that happened.
@@ -29,6 +37,17 @@ type Event struct {
 	Kind   string
 	Agent  int
 	Fields []Field
+	// Private events go only to in-process subscribers (Subscribe) and
+	// to readers who are root or Uid (SubscribeFor). Neither is shown in
+	// the line; a publisher that wants the uid seen adds a uid field.
+	Private bool
+	Uid     uint32
+}
+
+// VisibleTo reports whether a reader with uid may see e: a public event
+// anyone, a private one root and its own Uid.
+func (e Event) VisibleTo(uid uint32) bool {
+	return !e.Private || uid == 0 || uid == e.Uid
 }
 
 // Field is one key=value of an event.
@@ -61,10 +80,20 @@ func Quote(v string) string {
 	if v == "" {
 		return `""`
 	}
-	if strings.ContainsAny(v, " \t\n\"'=\\") {
+	if strings.ContainsAny(v, " \t\n\"'=\\") || !printable(v) {
 		return strconv.Quote(v)
 	}
 	return v
+}
+
+// printable: valid UTF-8 with no control characters.
+func printable(v string) bool {
+	for _, r := range v {
+		if r == utf8.RuneError || unicode.IsControl(r) {
+			return false
+		}
+	}
+	return true
 }
 
 // Line renders the event as one line with its newline.
@@ -163,6 +192,15 @@ func (b *Bus) Subscribe(filter func(Event) bool, buf int) *Sub {
 	b.subs[s] = struct{}{}
 	b.mu.Unlock()
 	return s
+}
+
+// SubscribeFor is Subscribe for a file read by the user uid: it also
+// leaves out private events that are not theirs (see Event.VisibleTo).
+// Every events file a user can open is made with it.
+func (b *Bus) SubscribeFor(uid uint32, filter func(Event) bool, buf int) *Sub {
+	return b.Subscribe(func(e Event) bool {
+		return e.VisibleTo(uid) && (filter == nil || filter(e))
+	}, buf)
 }
 
 // C is the subscriber's channel, for engines that select on it.

@@ -61,3 +61,56 @@ func TestNextEndsOnCancelAndClose(t *testing.T) {
 	}
 	b.Publish(Event{Kind: "after-close"}) // must not block or panic
 }
+
+// TestSubscribeForHidesOthersPrivateEvents: `cat events` as uid 1000 sees
+// public events and its own private ones, never uid 1001's; root and
+// in-process subscribers see everything; SubscribeFor keeps the filter.
+func TestSubscribeForHidesOthersPrivateEvents(t *testing.T) {
+	b := New(16)
+	user := b.SubscribeFor(1000, nil, 16)
+	agent1 := b.SubscribeFor(1000, func(e Event) bool { return e.Agent == 1 }, 16)
+	root := b.SubscribeFor(0, nil, 16)
+	engine := b.Subscribe(nil, 16)
+	for _, s := range []*Sub{user, agent1, root, engine} {
+		defer s.Close()
+	}
+	b.Publish(Event{Source: "fs", Kind: "refused", Private: true, Uid: 1001, Fields: []Field{F("cmd", "other's")}})
+	b.Publish(Event{Source: "fs", Kind: "refused", Private: true, Uid: 1000, Agent: 1, Fields: []Field{F("cmd", "own")}})
+	b.Publish(Event{Source: "agent", Kind: "spawn", Agent: 2})
+	read := func(s *Sub) string {
+		out, err := s.Next(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(out)
+	}
+	if got := read(user); strings.Contains(got, "other's") || !strings.Contains(got, "cmd=own") || !strings.Contains(got, "kind=spawn") {
+		t.Errorf("uid 1000 reads:\n%s want its own refusal and the spawn, not uid 1001's refusal", got)
+	}
+	if got := read(agent1); strings.Count(got, "\n") != 1 || !strings.Contains(got, "cmd=own") {
+		t.Errorf("uid 1000's agent-1 filter reads:\n%s", got)
+	}
+	for _, s := range []*Sub{root, engine} {
+		if got := read(s); strings.Count(got, "\n") != 3 {
+			t.Errorf("root / in-process reader reads:\n%s want all 3 events", got)
+		}
+	}
+}
+
+// TestQuoteKeepsLinesText: a value that is not valid UTF-8 or holds a
+// control character is quoted with escapes, so an event is one line of
+// text whatever a publisher passes.
+func TestQuoteKeepsLinesText(t *testing.T) {
+	for v, want := range map[string]string{
+		"web":       "web",
+		"caf\u00e9": "caf\u00e9",
+		"\xc3\x28x": `"\xc3(x"`,
+		"a\x1bb":    `"a\x1bb"`,
+		"a\rb":      `"a\rb"`,
+		"a b":       `"a b"`,
+	} {
+		if got := Quote(v); got != want {
+			t.Errorf("Quote(%q) = %s, want %s", v, got, want)
+		}
+	}
+}
