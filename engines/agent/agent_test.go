@@ -408,3 +408,27 @@ func mustStore(t *testing.T, dir string) *Store {
 	}
 	return s
 }
+
+// What kill publishes names the signal the way kill reads it back: STOP,
+// not 19 (the agent engine had a table of its own that lacked STOP).
+func TestKillPublishesSignalName(t *testing.T) {
+	r := newRig(t, "")
+	a := r.spawn("sig -- sleep 60")
+	sub := r.bus.Subscribe(func(ev bus.Event) bool { return ev.Agent == a.ID && ev.Kind == "kill" }, 16)
+	defer sub.Close()
+	for _, sig := range []string{"STOP", "CONT", "-9"} {
+		if err := r.ctl(a.ID, "kill "+sig); err != nil {
+			t.Fatalf("kill %s: %v", sig, err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		line, err := sub.Next(ctx)
+		cancel()
+		want := "signal=" + strings.TrimPrefix(sig, "-")
+		if sig == "-9" {
+			want = "signal=KILL"
+		}
+		if err != nil || !strings.Contains(string(line), want+" ") {
+			t.Errorf("kill %s published %q (%v), want %s", sig, line, err, want)
+		}
+	}
+}

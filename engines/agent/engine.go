@@ -31,6 +31,7 @@ import (
 	"syscall"
 	"time"
 
+	"aiosfs/ctl"
 	"aiosfs/engines/bus"
 	"aiosfs/engines/telemetry"
 	"aiosfs/fs"
@@ -532,17 +533,9 @@ func WaitStatus(ws syscall.WaitStatus) string {
 	return "exit " + strconv.Itoa(ws.ExitStatus())
 }
 
-// SignalName is the short name of a signal (KILL, TERM), or its number.
-func SignalName(s syscall.Signal) string {
-	names := map[syscall.Signal]string{syscall.SIGHUP: "HUP", syscall.SIGINT: "INT", syscall.SIGQUIT: "QUIT",
-		syscall.SIGKILL: "KILL", syscall.SIGTERM: "TERM", syscall.SIGSEGV: "SEGV", syscall.SIGABRT: "ABRT",
-		syscall.SIGUSR1: "USR1", syscall.SIGUSR2: "USR2", syscall.SIGPIPE: "PIPE", syscall.SIGBUS: "BUS",
-		syscall.SIGFPE: "FPE", syscall.SIGILL: "ILL", syscall.SIGALRM: "ALRM", syscall.SIGXCPU: "XCPU"}
-	if n, ok := names[s]; ok {
-		return n
-	}
-	return strconv.Itoa(int(s))
-}
+// SignalName is the short name of a signal (KILL, TERM), or its number:
+// ctl's one table, so that what kill publishes reads back in kill.
+func SignalName(s syscall.Signal) string { return ctl.SignalName(s) }
 
 // environ is the agent's environment: a minimal login-like set plus its
 // env= settings, which win.

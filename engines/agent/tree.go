@@ -159,8 +159,8 @@ func (e *Engine) agentDir(ns *fs.NS, id int) (fs.Node, error) {
 			}
 			return []byte(b.String()), nil
 		}),
-		ns.StreamOf(dir+"/events", 0444, own, func(fs.Caller) (fs.Stream, error) {
-			return e.cfg.Bus.Subscribe(func(ev bus.Event) bool { return ev.Agent == id }, 256), nil
+		ns.StreamOf(dir+"/events", 0444, own, func(c fs.Caller) (fs.Stream, error) {
+			return e.cfg.Bus.SubscribeFor(c.Uid, func(ev bus.Event) bool { return ev.Agent == id }, 256), nil
 		}),
 		// Output is the owner's, as a process's own files would be.
 		ns.Text(dir+"/log", 0400, own, func(fs.Caller) ([]byte, error) {

@@ -4,12 +4,9 @@ import (
 	"context"
 	"io"
 	"strconv"
-	"strings"
-	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
-
+	"aiosfs/ctl"
 	"aiosfs/engines/bus"
 	"aiosfs/hal/procconn"
 )
@@ -126,19 +123,11 @@ func (s *Sampler) procEvent(e *procconn.Event) {
 // ("signal KILL", signal=KILL).
 func exitString(e *procconn.Event) (string, bus.Field) {
 	if sig, ok := e.Signaled(); ok {
-		name := signalName(sig)
+		name := ctl.SignalName(sig)
 		return "signal " + name, bus.F("signal", name)
 	}
 	n := e.ExitStatus()
 	return "exit " + strconv.Itoa(n), bus.F("status", n)
-}
-
-// signalName is the signal's name without "SIG" ("KILL"), or its number.
-func signalName(sig syscall.Signal) string {
-	if n := unix.SignalName(sig); n != "" {
-		return strings.TrimPrefix(n, "SIG")
-	}
-	return strconv.Itoa(int(sig))
 }
 
 // rememberExit records pid's exit status; called with mu held. The
