@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -430,5 +431,43 @@ func TestKillPublishesSignalName(t *testing.T) {
 		if err != nil || !strings.Contains(string(line), want+" ") {
 			t.Errorf("kill %s published %q (%v), want %s", sig, line, err, want)
 		}
+	}
+}
+
+// An agent that prints without end cannot fill the state directory: past
+// MaxLog its output file is cut back, the last LogTail bytes kept aside.
+func TestOutputIsBounded(t *testing.T) {
+	r := newRig(t, "")
+	line := fmt.Sprintf("spawn chatty -- sh -c 'head -c %d /dev/zero; echo; echo last-line; sleep 60'", MaxLog+(4<<20))
+	if err := r.e.RootVerbs().Exec(context.Background(), fs.RootCaller, line); err != nil {
+		t.Fatal(err)
+	}
+	ids := r.e.IDs()
+	p := r.e.logPath(ids[len(ids)-1])
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		r.e.Reap()
+		if st, err := os.Stat(p + ".old"); err == nil && st.Size() > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			st, _ := os.Stat(p)
+			t.Fatalf("output never trimmed (size %v)", st.Size())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if st, _ := os.Stat(p); st.Size() > MaxLog {
+		t.Errorf("output file still %d bytes", st.Size())
+	}
+	if st, _ := os.Stat(p); st.Mode().Perm() != 0600 {
+		t.Errorf("output file mode %v, want 0600", st.Mode().Perm())
+	}
+	// Nothing printed after the cut is lost: the last line is in the
+	// kept tail or in the file (if the cut came before it was printed).
+	time.Sleep(100 * time.Millisecond)
+	old, _ := os.ReadFile(p + ".old")
+	cur, _ := os.ReadFile(p)
+	if !bytes.Contains(old, []byte("last-line\n")) && !bytes.Contains(cur, []byte("last-line\n")) {
+		t.Errorf("the last line is lost: tail %q, file %q", old[max(0, len(old)-32):], cur[max(0, len(cur)-32):])
 	}
 }

@@ -78,6 +78,8 @@ type Engine struct {
 
 	// quotas are root's per-user quotas by uid ("default" for the rest).
 	quotas map[string]Quota
+	// trimmed is when trimLogs last looked.
+	trimmed time.Time
 	// unsaved are agents whose last change outside a verb (an exit the
 	// reaper saw) could not be saved; the reaper tries again each tick.
 	unsaved map[int]bool
@@ -423,6 +425,12 @@ func (e *Engine) launch(a *Agent) error {
 	if err := out.Chmod(0600); err != nil { // a file an older daemon made 0644
 		return err
 	}
+	// The owner's file, in root's 0700 directory: the owner cannot reach
+	// it by name, but the bytes count against their disk quota where the
+	// filesystem keeps one, as their own files would.
+	if err := out.Chown(int(a.Uid), int(a.Gid)); err != nil {
+		return err
+	}
 	// The program is looked up, and Dir entered, by the shim once it runs
 	// as the agent's user (see spawn.Spec): never with the daemon's rights.
 	spec := spawn.Spec{Path: a.Cmd[0], Args: a.Cmd, Env: e.environ(a), Dir: a.Dir, Uid: a.Uid, Gid: a.Gid,
@@ -456,6 +464,50 @@ func (e *Engine) launch(a *Agent) error {
 	e.kids[p.Pid] = kid{a, p}
 	e.mu.Unlock()
 	return nil
+}
+
+// MaxLog is the most an agent's output file grows to before the daemon
+// trims it: the agent's owner has no disk quota in the state directory, so
+// an agent printing without end would otherwise fill it (and with it every
+// save of every engine). The last LogTail bytes are kept in agent-N.log.old.
+const MaxLog = 32 << 20
+
+// trimLogs bounds each live agent's output file (see MaxLog), at most once
+// a second. The file is open O_APPEND in the agent, so after the truncation
+// its writes go on at the new end.
+func (e *Engine) trimLogs() {
+	e.mu.Lock()
+	if time.Since(e.trimmed) < time.Second {
+		e.mu.Unlock()
+		return
+	}
+	e.trimmed = time.Now()
+	var ids []int
+	for id, a := range e.agents {
+		if a.Alive() && a.Spawned {
+			ids = append(ids, id)
+		}
+	}
+	e.mu.Unlock()
+	for _, id := range ids {
+		p := e.logPath(id)
+		st, err := os.Stat(p)
+		if err != nil || st.Size() <= MaxLog {
+			continue
+		}
+		tail, err := tailFile(p, LogTail)
+		if err == nil {
+			err = os.WriteFile(p+".old", tail, 0600)
+		}
+		if err == nil {
+			err = os.Truncate(p, 0)
+		}
+		if err != nil {
+			e.publish(nil, "error", bus.F("op", "trim log"), bus.F("agent", id), bus.F("err", err.Error()))
+			continue
+		}
+		e.publish(&Agent{Record: Record{ID: id}}, "log-trimmed", bus.F("bytes", st.Size()))
+	}
 }
 
 // logPath is agent id's output file (stdout and stderr), shown to its
@@ -558,6 +610,7 @@ func (e *Engine) environ(a *Agent) []string {
 func (e *Engine) Reap() {
 	e.reapKids()
 	e.retrySaves()
+	e.trimLogs()
 	e.mu.Lock()
 	var check []*Agent
 	for _, a := range e.agents {

@@ -1109,6 +1109,8 @@ func (e *Engine) remove(a *Agent, _ fs.Caller, _ []string) error {
 	delete(e.agents, a.ID)
 	delete(e.unsaved, a.ID)
 	e.mu.Unlock()
+	os.Remove(e.logPath(a.ID))
+	os.Remove(e.logPath(a.ID) + ".old")
 	e.cfg.Telemetry.Forget(a.ID)
 	e.publish(a, "remove")
 	return nil
