@@ -401,7 +401,139 @@ func precheck(f *os.File, size int64) error {
 	if count > room {
 		return damaged("freelist page %d lists %d pages, it has room for %d", m.freelist, count, room)
 	}
-	return nil
+	// Every free page must be one of the file's data pages: bbolt hands
+	// them out for writing as they are.
+	ids := make([]byte, count*8)
+	start := int64(m.freelist)*ps + pageHeaderSize
+	if le.Uint16(h[10:]) == 0xFFFF { // the count took the first slot
+		start += 8
+	}
+	if _, err := f.ReadAt(ids, start); err != nil {
+		return fmt.Errorf("read freelist page: %w", err)
+	}
+	for i := uint64(0); i < count; i++ {
+		if id := le.Uint64(ids[i*8:]); id < 2 || id >= m.pgid {
+			return damaged("freelist page %d lists page %d, outside pages 2..%d", m.freelist, id, m.pgid-1)
+		}
+	}
+	return walkPages(f, m, ps)
+}
+
+// Page and element flags and sizes of bbolt's b+tree pages.
+const (
+	branchPageFlag = 0x01
+	leafPageFlag   = 0x02
+	bucketLeafFlag = 0x01 // a leaf element that is a bucket
+	elemSize       = 16   // branch: pos, ksize u32, pgid u64; leaf: flags, pos, ksize, vsize u32
+	bucketHdrSize  = 16   // a bucket value: root pgid u64, sequence u64 (then an inline page if root is 0)
+	maxBucketDepth = 16
+)
+
+// walkPages follows the b+tree from the root bucket through every branch,
+// leaf and nested bucket, reading the file (not bbolt's mapping), and
+// rejects any page or element bbolt would follow out of bounds: a page
+// number past the high water mark, a header that does not name its own
+// page, an element or key or value past its page, a page reached twice
+// (a cycle would send bbolt's cursor down for ever, growing its stack
+// until memory runs out: no recover catches that). With this, bbolt reads
+// only bytes inside the file, and what it then finds wrong it reports
+// (tx.Check) or panics on, both of which OpenStore recovers from.
+//
+// The pages are read whole into memory: the store holds small records,
+// so state.db is kilobytes to a few megabytes.
+func walkPages(f *os.File, m boltMeta, ps int64) error {
+	data := make([]byte, int64(m.pgid)*ps)
+	if _, err := f.ReadAt(data, 0); err != nil {
+		return fmt.Errorf("read state store: %w", err)
+	}
+	le := binary.LittleEndian
+	seen := map[uint64]bool{}
+	// page returns page id's bytes (with its overflow pages).
+	page := func(id uint64) ([]byte, error) {
+		if id < 2 || id >= m.pgid {
+			return nil, damaged("page number %d is outside pages 2..%d", id, m.pgid-1)
+		}
+		if seen[id] {
+			return nil, damaged("page %d is reached twice", id)
+		}
+		seen[id] = true
+		p := data[int64(id)*ps:]
+		if got := le.Uint64(p); got != id {
+			return nil, damaged("page %d calls itself page %d", id, got)
+		}
+		overflow := uint64(le.Uint32(p[12:]))
+		if id+overflow >= m.pgid {
+			return nil, damaged("page %d runs past the last page", id)
+		}
+		return p[:int64(overflow+1)*ps], nil
+	}
+	var node func(p []byte, where string, depth int) error
+	// bucket checks a bucket value (its header and, if inline, its page).
+	bucket := func(v []byte, where string, depth int) error {
+		if depth > maxBucketDepth {
+			return damaged("buckets nested deeper than %d at %s", maxBucketDepth, where)
+		}
+		if len(v) < bucketHdrSize {
+			return damaged("bucket %s: value of %d bytes", where, len(v))
+		}
+		if root := le.Uint64(v); root != 0 {
+			p, err := page(root)
+			if err != nil {
+				return err
+			}
+			return node(p, where, depth)
+		}
+		inline := v[bucketHdrSize:]
+		if len(inline) < pageHeaderSize || le.Uint16(inline[8:]) != leafPageFlag {
+			return damaged("bucket %s: inline page is not a leaf", where)
+		}
+		return node(inline, where, depth)
+	}
+	node = func(p []byte, where string, depth int) error {
+		flags, count := le.Uint16(p[8:]), int(le.Uint16(p[10:]))
+		if flags != branchPageFlag && flags != leafPageFlag {
+			return damaged("page %d in bucket %s: flags %#x, not a branch or leaf page", le.Uint64(p), where, flags)
+		}
+		if pageHeaderSize+count*elemSize > len(p) {
+			return damaged("page %d in bucket %s: %d elements do not fit", le.Uint64(p), where, count)
+		}
+		for i := 0; i < count; i++ {
+			at := pageHeaderSize + i*elemSize
+			e := p[at:]
+			var pos, ksize, vsize uint64
+			if flags == branchPageFlag {
+				pos, ksize = uint64(le.Uint32(e)), uint64(le.Uint32(e[4:]))
+			} else {
+				pos, ksize, vsize = uint64(le.Uint32(e[4:])), uint64(le.Uint32(e[8:])), uint64(le.Uint32(e[12:]))
+			}
+			if uint64(at)+pos+ksize+vsize > uint64(len(p)) {
+				return damaged("page %d in bucket %s: element %d runs past the page", le.Uint64(p), where, i)
+			}
+			if flags == branchPageFlag {
+				child, err := page(le.Uint64(e[8:]))
+				if err != nil {
+					return err
+				}
+				if err := node(child, where, depth); err != nil {
+					return err
+				}
+				continue
+			}
+			if le.Uint32(e)&bucketLeafFlag != 0 {
+				k := p[uint64(at)+pos : uint64(at)+pos+ksize]
+				v := p[uint64(at)+pos+ksize : uint64(at)+pos+ksize+vsize]
+				if err := bucket(v, fmt.Sprintf("%s/%q", where, k), depth+1); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	root, err := page(m.root)
+	if err != nil {
+		return err
+	}
+	return node(root, "", 0)
 }
 
 // moveAside renames path to path.damaged-<UTC time> and returns the new
