@@ -64,7 +64,9 @@ func damaged(format string, args ...any) error {
 //
 //   - checks the file before bbolt sees it (see precheck): a whole number
 //     of pages, at least four, a valid meta page whose page numbers stay
-//     inside the file, and a freelist page that fits its page;
+//     inside the file, a freelist page that fits its page and lists only
+//     data pages, and a b+tree whose every page and element lies inside
+//     the file, no page reached twice (walkPages);
 //   - opens it and reads every page reachable from the root (every key and
 //     value of every bucket, every record decoded) and runs bbolt's
 //     consistency check (tx.Check), all in one function that turns memory
