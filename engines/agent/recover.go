@@ -22,7 +22,10 @@ func (e *Engine) StoreRecovered() string { return e.store.Recovered }
 // RecoverOrphans takes back agent cgroups that have no record: after a
 // lost or damaged store (the records are gone, the cgroups and processes
 // are not) or an outage between a cgroup's creation and its record's
-// save. Call it after Restore, before serving.
+// save. Call it after Restore, before serving, and only while this
+// daemon holds the cgroup prefix (cgroup.Manager.LockPrefix): without
+// that lock a second daemon on the same prefix would take the first
+// one's live agents for orphans and adopt them.
 //
 // Every group the cgroup Manager lists whose last path element is agent-N
 // and which no record names is an orphan. One with processes is adopted
