@@ -15,9 +15,14 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// ErrPrefixInUse is wrapped by LockPrefix's error when another Manager
-// (another daemon) holds the prefix.
+// ErrPrefixInUse matches (errors.Is) LockPrefix's error when another
+// Manager (another daemon) holds the prefix.
 var ErrPrefixInUse = errors.New("cgroup prefix in use")
+
+type prefixInUse struct{ msg string }
+
+func (e *prefixInUse) Error() string        { return e.msg }
+func (e *prefixInUse) Is(target error) bool { return target == ErrPrefixInUse }
 
 // LockPrefix claims the Prefix for this Manager: it creates the Prefix
 // directory in every hierarchy (as Create would) and takes an exclusive,
@@ -67,8 +72,8 @@ func (m *Manager) LockPrefix() (release func() error, err error) {
 				if holder > 0 {
 					who = fmt.Sprintf("another aiosfs (pid %d)", holder)
 				}
-				return nil, fmt.Errorf("cgroup prefix %s is in use by %s (%s is locked); stop it or choose another prefix: %w",
-					m.prefix, who, d, ErrPrefixInUse)
+				return nil, &prefixInUse{fmt.Sprintf("cgroup prefix %s is in use by %s, which holds a lock on %s; stop it or choose another prefix",
+					m.prefix, who, d)}
 			}
 			return nil, fmt.Errorf("cgroup: lock prefix %s: flock %s: %w", m.prefix, d, err)
 		}
