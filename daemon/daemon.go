@@ -32,6 +32,7 @@ import (
 	"aiosfs/hal/cgroup"
 	"aiosfs/hal/proc"
 	"aiosfs/hal/procconn"
+	"aiosfs/internal/lockfile"
 )
 
 // Version is the daemon's version.
@@ -67,14 +68,18 @@ type Daemon struct {
 	Agents *agent.Engine
 	Tel    *telemetry.Sampler
 
-	cg   *cgroup.Manager
-	mods []Module
-	reg  *prometheus.Registry
-	fuse *fusefs.Server
-	lns  []net.Listener
-	pc   *procconn.Conn
-	wg   sync.WaitGroup
-	stop context.CancelFunc
+	cg *cgroup.Manager
+	// lock is STATE/lock, held for the daemon's life; releasePrefix
+	// gives back the cgroup prefix (cgroup.Manager.LockPrefix).
+	lock          *lockfile.File
+	releasePrefix func() error
+	mods          []Module
+	reg           *prometheus.Registry
+	fuse          *fusefs.Server
+	lns           []net.Listener
+	pc            *procconn.Conn
+	wg            sync.WaitGroup
+	stop          context.CancelFunc
 }
 
 // Start builds the engines, restores agents, mounts and listens.
@@ -85,25 +90,45 @@ func Start(cfg Config) (*Daemon, error) {
 	if err := os.MkdirAll(cfg.StateDir, 0755); err != nil {
 		return nil, err
 	}
-	d := &Daemon{cfg: cfg, Bus: bus.New(4096)}
+	// First of all: a second daemon on this state directory stops here,
+	// told the first one's pid, before it touches anything.
+	lock, err := lockfile.Lock(cfg.StateDir)
+	if err != nil {
+		return nil, err
+	}
+	d := &Daemon{cfg: cfg, Bus: bus.New(4096), lock: lock}
 	d.Log = NewLog(1000, nil)
 	if cfg.Stderr != nil {
 		d.Log = NewLog(1000, cfg.Stderr)
 	}
 	pfs, err := proc.NewFS(cfg.ProcRoot)
 	if err != nil {
+		lock.Close()
 		return nil, err
 	}
 	d.cg, err = cgroup.New(cgroup.Config{Root: cfg.CgroupRoot, ProcSelf: filepath.Join(cfg.ProcRoot, "self/cgroup"), Prefix: cfg.Prefix, Version: cfg.Cgroup})
 	if err != nil {
+		lock.Close()
 		return nil, fmt.Errorf("cgroups: %w", err)
+	}
+	// A second daemon with the same prefix (another state directory)
+	// stops here. Not d.cg.Close() on failure: it would remove the other
+	// daemon's prefix directory when that is empty.
+	if d.releasePrefix, err = d.cg.LockPrefix(); err != nil {
+		lock.Close()
+		return nil, err
 	}
 	var agents *agent.Engine
 	d.Tel = telemetry.New(telemetry.Config{Proc: pfs, Interval: cfg.Interval, Bus: d.Bus}, func() []telemetry.Target { return agents.Targets() })
 	agents, err = agent.New(agent.Config{StateDir: cfg.StateDir, Cgroups: d.cg, Proc: pfs, Bus: d.Bus, Telemetry: d.Tel, Grace: cfg.Grace, Mount: absMount(cfg.Mount)})
 	if err != nil {
 		d.cg.Close()
+		d.releasePrefix()
+		lock.Close()
 		return nil, err
+	}
+	if msg := agents.StoreRecovered(); msg != "" {
+		d.Log.Printf("%s", msg)
 	}
 	d.Agents = agents
 	d.Tel.OnTick(func(time.Time, map[int]telemetry.Sample) { agents.Reap() })
@@ -116,6 +141,8 @@ func Start(cfg Config) (*Daemon, error) {
 		if err != nil {
 			d.closeModules()
 			agents.Shutdown()
+			d.releasePrefix()
+			lock.Close()
 			return nil, fmt.Errorf("%s engine: %w", r.name, err)
 		}
 		d.mods = append(d.mods, m)
@@ -126,6 +153,19 @@ func Start(cfg Config) (*Daemon, error) {
 	d.stop = cancel
 	if err := agents.Restore(); err != nil {
 		d.Log.Printf("restore: %v", err)
+	}
+	// Agent cgroups no record names (a lost or damaged store): live ones
+	// become agents again, empty ones go; new numbers start above them.
+	// Only safe under the prefix lock taken above.
+	adopted, removed, err := agents.RecoverOrphans()
+	if len(adopted) > 0 {
+		d.Log.Printf("re-adopted %d running agent cgroups that had no record: %v", len(adopted), adopted)
+	}
+	if len(removed) > 0 {
+		d.Log.Printf("removed %d empty agent cgroups that had no record: %v", len(removed), removed)
+	}
+	if err != nil {
+		d.Log.Printf("recover orphans: %v", err)
 	}
 	// The proc connector needs CAP_NET_ADMIN; without it the daemon runs
 	// on sampling alone and says so.
@@ -272,7 +312,13 @@ func (d *Daemon) Close() error {
 	d.wg.Wait()
 	errs = append(errs, d.closeModules())
 	if d.Agents != nil {
-		errs = append(errs, d.Agents.Shutdown())
+		errs = append(errs, d.Agents.Shutdown()) // also closes the cgroup Manager and the store
+	}
+	if d.releasePrefix != nil {
+		errs = append(errs, d.releasePrefix())
+	}
+	if d.lock != nil {
+		errs = append(errs, d.lock.Close()) // last: the state directory is free
 	}
 	d.Log.Printf("aiosfs stopped")
 	return errors.Join(errs...)

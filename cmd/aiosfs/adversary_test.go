@@ -41,7 +41,7 @@ func adversaryDaemon(t *testing.T, tag string) (*testDaemon, string) {
 			d.term()
 		}
 		if left := cgroupsLeft(prefix); len(left) > 0 {
-			t.Errorf("cgroups left behind: %v", left)
+			t.Errorf("cgroups left behind: %v\n%s", left, d.out)
 		}
 	})
 	return d, top
@@ -243,7 +243,9 @@ func TestUnprivilegedSpawnStaysWithinItsLimits(t *testing.T) {
 	lid := d.agentIDs()[len(d.agentIDs())-1]
 	d.waitFor("the agent to print its fd limit", func() bool {
 		out, _ := d.sh("cat agents/"+lid+"/log", nobody)
-		if out != "77\n" { d.t.Logf("log: %q", out) }
+		if out != "77\n" {
+			d.t.Logf("log: %q", out)
+		}
 		return out == "77\n"
 	})
 	// Its output is its owner's: root's agents' output is not nobody's.
@@ -339,4 +341,80 @@ func TestFullStateFilesystem(t *testing.T) {
 		t.Errorf("%s sleeps run, want %d: a refused spawn left its process", strings.TrimSpace(string(out)), len(want))
 	}
 	time.Sleep(10 * time.Millisecond)
+}
+
+// A damaged or lost store: the daemon starts, says so, keeps the damaged
+// file aside, and takes back the agents still running in their cgroups.
+// A second daemon on the same state directory or prefix refuses at once.
+func TestDamagedStoreAndSecondDaemon(t *testing.T) {
+	d, top := adversaryDaemon(t, "store")
+	d.mustRun(`echo 'spawn a memmax=48M -- /bin/sleep 3903' > ctl && echo 'spawn b -- /bin/sleep 3903' > ctl && echo freeze > agents/2/ctl`)
+	t.Cleanup(func() { exec.Command("pkill", "-f", "sleep 3903").Run() })
+	state := filepath.Join(top, "state")
+
+	// A second daemon: same state directory, then same prefix elsewhere.
+	self, _ := os.Executable()
+	for _, args := range [][]string{
+		{"serve", "-mount", "", "-state", state, "-cgroup-prefix", d.prefix + "x"},
+		{"serve", "-mount", "", "-state", filepath.Join(top, "state2"), "-cgroup-prefix", d.prefix},
+	} {
+		cmd := exec.Command(self, args...)
+		cmd.Env = append(os.Environ(), beDaemon+"=1")
+		done := make(chan struct{})
+		var out []byte
+		go func() { out, _ = cmd.CombinedOutput(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			t.Fatalf("a second daemon (%v) did not refuse", args)
+		}
+		if !strings.Contains(string(out), fmt.Sprintf("pid %d", d.cmd.Process.Pid)) || cmd.ProcessState.ExitCode() == 0 {
+			t.Errorf("second daemon %v: exit %d, %q: want a refusal naming pid %d", args, cmd.ProcessState.ExitCode(), out, d.cmd.Process.Pid)
+		}
+	}
+	if got := d.agentIDs(); len(got) != 2 {
+		t.Fatalf("the refused daemons disturbed the first: agents %v", got)
+	}
+
+	for _, damage := range []struct {
+		name string
+		do   func(db string) error
+	}{
+		{"truncated", func(db string) error { return os.Truncate(db, 10000) }},
+		{"emptied", func(db string) error { return os.Truncate(db, 0) }},
+		{"garbage", func(db string) error {
+			return os.WriteFile(db, []byte(strings.Repeat("not a bbolt file\n", 2000)), 0600)
+		}},
+	} {
+		d.kill9()
+		if err := damage.do(filepath.Join(state, "state.db")); err != nil {
+			t.Fatal(err)
+		}
+		d = startDaemon(t, d.mount, state, d.prefix)
+		if got := d.agentIDs(); strings.Join(got, " ") != "1 2" {
+			t.Fatalf("%s store: agents after restart %v, want 1 2\n%s", damage.name, got, d.out)
+		}
+		st1, st2 := d.read("agents/1/status"), d.read("agents/2/status")
+		if field(st1, "state") != "running" || field(st1, "memmax") != "50331648" || field(st2, "state") != "frozen" {
+			t.Errorf("%s store: agents not taken back as they were:\n%s%s", damage.name, st1, st2)
+		}
+		if !strings.Contains(d.out.String(), "re-adopted 2") {
+			t.Errorf("%s store: the daemon did not say what it did:\n%s", damage.name, d.out)
+		}
+		// New numbers never collide with the cgroups found.
+		d.mustRun(`echo 'spawn c -- /bin/sleep 3903' > ctl`)
+		if got := d.agentIDs(); len(got) != 3 || got[2] == "1" || got[2] == "2" {
+			t.Errorf("%s store: a new spawn got %v", damage.name, got)
+		}
+		d.mustRun(`echo kill > agents/` + d.agentIDs()[2] + `/ctl`)
+	}
+	t.Cleanup(func() { // the last daemon started; cleanups run last first
+		if d.cmd.ProcessState == nil {
+			d.term()
+		}
+	})
+	if kept, _ := filepath.Glob(filepath.Join(state, "state.db.damaged-*")); len(kept) < 2 {
+		t.Errorf("damaged stores not kept aside: %v", kept)
+	}
 }

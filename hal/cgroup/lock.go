@@ -95,7 +95,7 @@ func (m *Manager) LockPrefix() (release func() error, err error) {
 // mkdir in the unified hierarchy, as openV1 does for a group.
 func (m *Manager) ensurePrefix() error {
 	if m.version == "v2" {
-		return m.ensurePrefixV2(*m.unified)
+		return m.ensureLevelsV2(*m.unified, m.prefix)
 	}
 	own := map[cgroup1.Name]string{}
 	for _, c := range m.v1 {
