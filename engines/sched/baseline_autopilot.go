@@ -70,13 +70,18 @@ type AutopilotRecommender struct {
 	peaks []float64 // last MaxWindows window peaks, a ring
 	pn    int
 
-	recs   []float64 // last hour's recommendations, a ring
+	recs   []float64 // last hour's recommendations, a ring, before the margin
 	rn     int
 	closed bool
-	alloc  float64
+	base   float64 // the limit before the margin
+	ms     []float64
+	alloc  []float64
 }
 
-func NewAutopilotRecommender(c AutopilotConfig) *AutopilotRecommender {
+// NewAutopilotRecommender runs at c.Margin or at every margin given: a
+// margin scales every recommendation alike, so the hour's max scales
+// too, and one pass serves them all.
+func NewAutopilotRecommender(c AutopilotConfig, ms ...float64) *AutopilotRecommender {
 	if c.Pct == 0 {
 		c.Pct = AutopilotCPUPct
 	}
@@ -85,7 +90,8 @@ func NewAutopilotRecommender(c AutopilotConfig) *AutopilotRecommender {
 	}
 	per := max(int(math.Round(apWindowSeconds/c.StepSeconds)), 1)
 	winSec := float64(per) * c.StepSeconds
-	a := &AutopilotRecommender{c: c, perWin: per, recs: make([]float64, max(int(math.Round(apHoldSeconds/winSec)), 1))}
+	a := &AutopilotRecommender{c: c, perWin: per, recs: make([]float64, max(int(math.Round(apHoldSeconds/winSec)), 1)), ms: margins(c.Margin, ms)}
+	a.alloc = make([]float64, len(a.ms))
 	if c.Memory {
 		a.peaks = make([]float64, c.MaxWindows)
 	} else {
@@ -153,7 +159,7 @@ func (a *AutopilotRecommender) Observe(x float64) {
 	a.k++
 	if a.k < a.perWin {
 		if !a.closed {
-			a.alloc = a.stat(true) * (1 + a.c.Margin)
+			a.set(a.stat(true))
 		}
 		return
 	}
@@ -171,12 +177,23 @@ func (a *AutopilotRecommender) Observe(x float64) {
 	}
 	a.k = 0
 	a.closed = true
-	a.recs[a.rn%len(a.recs)] = a.stat(false) * (1 + a.c.Margin)
+	a.recs[a.rn%len(a.recs)] = a.stat(false)
 	a.rn++
-	a.alloc = 0
+	b := 0.0
 	for _, r := range a.recs {
-		a.alloc = max(a.alloc, r)
+		b = max(b, r)
+	}
+	a.set(b)
+}
+
+func (a *AutopilotRecommender) set(b float64) {
+	for i, m := range a.ms {
+		a.alloc[i] = b * (1 + m)
 	}
 }
 
-func (a *AutopilotRecommender) Alloc() float64 { return a.alloc }
+// Alloc is the limit at the first margin.
+func (a *AutopilotRecommender) Alloc() float64 { return a.alloc[0] }
+
+// Allocs are the limits at every margin, in order.
+func (a *AutopilotRecommender) Allocs() []float64 { return a.alloc }

@@ -171,3 +171,38 @@ func TestAutopilotCPULoadAdjusted(t *testing.T) {
 	}
 	near(t, "count p95", h.pct(0.95), bucketEnd(1, 0.01))
 }
+
+// Running at several margins in one pass gives what separate runs at
+// each margin give (memory keeps its own OOM history per margin).
+func TestBaselinesSweepEqualsSeparateRuns(t *testing.T) {
+	ms := []float64{-0.3, 0, 0.15, 1}
+	x := sine(3000, 97, 40e6, 300e6, 20e6, 3)
+	for i := range x {
+		if i%500 == 250 {
+			x[i] *= 1.8 // a spike: an OOM at small margins
+		}
+	}
+	for _, mem := range []bool{false, true} {
+		c := VPAConfig{StepSeconds: 20, First: 1e7, Memory: mem, OOMMinBump: 100 << 20, PodMin: 250 << 20}
+		rec, dep := NewVPARecommender(c, ms...), NewDeployedVPA(c, ms...)
+		ap := NewAutopilotRecommender(AutopilotConfig{StepSeconds: 20, First: 1e7, Memory: mem}, ms...)
+		var one []Allocator
+		for _, m := range ms {
+			c.Margin = m
+			one = append(one, NewVPARecommender(c), NewDeployedVPA(c), NewAutopilotRecommender(AutopilotConfig{StepSeconds: 20, First: 1e7, Memory: mem, Margin: m}))
+		}
+		for _, v := range x {
+			rec.Observe(v)
+			dep.Observe(v)
+			ap.Observe(v)
+			for _, o := range one {
+				o.Observe(v)
+			}
+			for i := range ms {
+				if rec.Allocs()[i] != one[3*i].Alloc() || dep.Allocs()[i] != one[3*i+1].Alloc() || math.Abs(ap.Allocs()[i]-one[3*i+2].Alloc()) > 1e-6*ap.Allocs()[i] {
+					t.Fatalf("mem=%v margin %v: sweep %v %v %v, alone %v %v %v", mem, ms[i], rec.Allocs()[i], dep.Allocs()[i], ap.Allocs()[i], one[3*i].Alloc(), one[3*i+1].Alloc(), one[3*i+2].Alloc())
+				}
+			}
+		}
+	}
+}

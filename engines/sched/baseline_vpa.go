@@ -226,12 +226,12 @@ func (s *vpaState) oom(request, t float64) {
 	s.memSample(max(used+s.c.OOMMinBump, used*vpaOOMRatio), t, true)
 }
 
-// estimate is p of the histogram × (1+Margin) × mult, floored at
+// estimate is p of the histogram × (1+margin) × mult, floored at
 // PodMin (logic/recommender.go: percentile estimator, WithMargin, the
 // bounds' confidence multiplier, then WithMinResource outermost in
 // GetRecommendedPodResources).
-func (s *vpaState) estimate(p, mult float64) float64 {
-	v := s.h.pct(p) * (1 + s.c.Margin) * mult
+func (s *vpaState) estimate(p, margin, mult float64) float64 {
+	v := s.h.pct(p) * (1 + margin) * mult
 	return max(v, s.c.PodMin)
 }
 
@@ -241,36 +241,74 @@ func (s *vpaState) confidence() float64 {
 	return min((s.last-s.first)/86400, float64(s.n)/1440)
 }
 
+// margins returns the margins a baseline runs at: the given ones (the
+// evaluation's sweep) or the config's one.
+func margins(c float64, ms []float64) []float64 {
+	if len(ms) == 0 {
+		return []float64{c}
+	}
+	return append([]float64(nil), ms...)
+}
+
 // VPARecommender is the upstream recommender's target applied at every
 // step: CPU (and any non-memory series) the p90 of every sample in a
 // decaying histogram (24 h half-life, constant weight), memory the p90
 // of one peak per 24 h interval with the OOM bump, both × (1+Margin) and
 // at least PodMin. It is stronger than a deployed VPA, which samples and
 // recommends once a minute and changes a pod only through the updater
-// (see DeployedVPA).
+// (see DeployedVPA). It runs at several margins at once (Allocs): CPU
+// shares one histogram; memory keeps one per margin, since an OOM
+// depends on the limit.
 type VPARecommender struct {
-	s     *vpaState
+	c     VPAConfig
+	ms    []float64
+	st    []*vpaState
 	t     float64
-	alloc float64
+	alloc []float64
 }
 
-func NewVPARecommender(c VPAConfig) *VPARecommender {
-	return &VPARecommender{s: newVPAState(c)}
+// NewVPARecommender runs at c.Margin, or at every margin given.
+func NewVPARecommender(c VPAConfig, ms ...float64) *VPARecommender {
+	v := &VPARecommender{c: c, ms: margins(c.Margin, ms)}
+	v.alloc = make([]float64, len(v.ms))
+	n := 1
+	if c.Memory {
+		n = len(v.ms)
+	}
+	for range n {
+		v.st = append(v.st, newVPAState(c))
+	}
+	return v
 }
 
 func (v *VPARecommender) Observe(x float64) {
-	if v.s.c.Memory && v.alloc > 0 && x > v.alloc {
-		// Use above the limit: an OOM kill. The container dies at
-		// the limit, so its usage sample is not seen.
-		v.s.oom(v.alloc, v.t)
-	} else {
-		v.s.sample(x, v.t)
+	if !v.c.Memory {
+		v.st[0].sample(x, v.t)
+		p := v.st[0].h.pct(vpaTargetPct)
+		for i, m := range v.ms {
+			v.alloc[i] = max(p*(1+m), v.c.PodMin)
+		}
+		v.t += v.c.StepSeconds
+		return
 	}
-	v.alloc = v.s.estimate(vpaTargetPct, 1)
-	v.t += v.s.c.StepSeconds
+	for i, s := range v.st {
+		if v.alloc[i] > 0 && x > v.alloc[i] {
+			// Use above the limit: an OOM kill. The container dies at
+			// the limit, so its usage sample is not seen.
+			s.oom(v.alloc[i], v.t)
+		} else {
+			s.sample(x, v.t)
+		}
+		v.alloc[i] = s.estimate(vpaTargetPct, v.ms[i], 1)
+	}
+	v.t += v.c.StepSeconds
 }
 
-func (v *VPARecommender) Alloc() float64 { return v.alloc }
+// Alloc is the allocation at the first margin.
+func (v *VPARecommender) Alloc() float64 { return v.alloc[0] }
+
+// Allocs are the allocations at every margin, in order.
+func (v *VPARecommender) Allocs() []float64 { return v.alloc }
 
 // DeployedVPA is the VPA as it runs: the metrics it reads are sampled
 // once a minute (MetricsFetcherInterval; CPU as the minute's mean rate,
@@ -285,60 +323,97 @@ func (v *VPARecommender) Alloc() float64 { return v.alloc }
 // 1/conf), both at least PodMin, conf from getConfidence. A new pod gets
 // the target at admission. An OOM kill is seen at once (an event) and
 // adds the bump to the recommender; the pod keeps its request until the
-// updater evicts it.
+// updater evicts it. Several margins at once, as VPARecommender.
 type DeployedVPA struct {
-	s       *vpaState
+	c       VPAConfig
+	ms      []float64
+	st      []*vpaState
 	t       float64
 	perMin  int // steps per minute, at least 1
 	k       int // steps into the current minute
-	sum     float64
-	request float64
-	since   float64 // when the pod got its request
+	sum     []float64
+	last    []float64
+	request []float64
+	since   []float64 // when the pod got its request
 }
 
-func NewDeployedVPA(c VPAConfig) *DeployedVPA {
+func NewDeployedVPA(c VPAConfig, ms ...float64) *DeployedVPA {
 	per := int(math.Round(60 / c.StepSeconds))
-	return &DeployedVPA{s: newVPAState(c), perMin: max(per, 1)}
+	v := &DeployedVPA{c: c, ms: margins(c.Margin, ms), perMin: max(per, 1)}
+	n := 1
+	if c.Memory {
+		n = len(v.ms)
+	}
+	for range n {
+		v.st = append(v.st, newVPAState(c))
+	}
+	v.sum = make([]float64, n)
+	v.last = make([]float64, n)
+	v.request = make([]float64, len(v.ms))
+	v.since = make([]float64, len(v.ms))
+	return v
 }
 
 func (v *DeployedVPA) Observe(x float64) {
-	if v.s.c.Memory && v.request > 0 && x > v.request {
-		v.s.oom(v.request, v.t)
-		// The killed container restarts with the same request; its
-		// usage at the scrape is what it has after restarting, not x.
-		x = v.request
+	for i, s := range v.st {
+		y := x
+		if v.c.Memory && v.request[i] > 0 && x > v.request[i] {
+			s.oom(v.request[i], v.t)
+			// The killed container restarts with the same request; its
+			// usage at the scrape is at most that, not x.
+			y = v.request[i]
+		}
+		v.sum[i] += y
+		v.last[i] = y
 	}
-	v.sum += x
 	v.k++
-	v.t += v.s.c.StepSeconds
+	v.t += v.c.StepSeconds
 	if v.k < v.perMin {
 		return
 	}
 	// A minute has passed: one metrics sample, one recommendation, one
 	// updater pass.
-	m := x
-	if !v.s.c.Memory {
-		m = v.sum / float64(v.k)
+	for i, s := range v.st {
+		m := v.last[i]
+		if !v.c.Memory {
+			m = v.sum[i] / float64(v.k)
+		}
+		s.sample(m, v.t)
+		v.sum[i] = 0
 	}
-	v.s.sample(m, v.t)
-	v.sum, v.k = 0, 0
-	target := v.s.estimate(vpaTargetPct, 1)
-	if v.request == 0 {
-		v.request, v.since = target, v.t
+	v.k = 0
+	for i, mg := range v.ms {
+		s := v.st[0]
+		if v.c.Memory {
+			s = v.st[i]
+		}
+		v.update(i, s, mg)
+	}
+}
+
+func (v *DeployedVPA) update(i int, s *vpaState, margin float64) {
+	target := s.estimate(vpaTargetPct, margin, 1)
+	if v.request[i] == 0 {
+		v.request[i], v.since[i] = target, v.t
 		return
 	}
 	// With no spread of history yet (conf 0) the multipliers make the
 	// bounds [PodMin, ∞).
-	lower, upper := v.s.c.PodMin, math.Inf(1)
-	if conf := v.s.confidence(); conf > 0 {
-		lower = v.s.estimate(vpaLowerPct, math.Pow(1+0.001/conf, -2))
-		upper = v.s.estimate(vpaUpperPct, 1+1/conf)
+	lower, upper := v.c.PodMin, math.Inf(1)
+	if conf := s.confidence(); conf > 0 {
+		lower = s.estimate(vpaLowerPct, margin, math.Pow(1+0.001/conf, -2))
+		upper = s.estimate(vpaUpperPct, margin, 1+1/conf)
 	}
-	outside := v.request < lower || v.request > upper
-	old := v.t-v.since > 12*3600 && math.Abs(v.request-target)/v.request >= 0.1
+	req := v.request[i]
+	outside := req < lower || req > upper
+	old := v.t-v.since[i] > 12*3600 && math.Abs(req-target)/req >= 0.1
 	if outside || old {
-		v.request, v.since = target, v.t
+		v.request[i], v.since[i] = target, v.t
 	}
 }
 
-func (v *DeployedVPA) Alloc() float64 { return v.request }
+// Alloc is the request at the first margin.
+func (v *DeployedVPA) Alloc() float64 { return v.request[0] }
+
+// Allocs are the requests at every margin, in order.
+func (v *DeployedVPA) Allocs() []float64 { return v.request }
