@@ -438,4 +438,3 @@ func sum(x []float64) float64 {
 	}
 	return s
 }
-
