@@ -12,20 +12,26 @@
 // Part 2, allocation: replays each series step by step; before step t each
 // allocator sets an allocation from what it saw up to t-1. Slack is
 // Σ max(alloc-use, 0) / Σ use; shortfall is the share of steps where use
-// exceeds the allocation. Our allocator (the engine's Policy over the
-// ensemble's p90 at one step, its buffer adapted online toward a
-// shortfall target) against the VPA recommender (decaying histogram, 24 h
-// half-life, p90 +15 %) and Autopilot's moving-window max (one hour), all
-// in the same run on the same data. Our allocator uses the daemon's
-// defaults (-buffer 0.15 to start, -target 0.005, -fall 0.45 per minute)
-// unless told. A second table sweeps the target and fixed buffers; a
-// third reports, for each baseline, our least slack among those settings
-// at a shortfall no higher than the baseline's (matched shortfall: the
-// setting is picked per data set, after the fact, so it is a frontier,
-// not one configuration); a fourth has ours (in the same pass) with its
-// shortfall target set to each baseline's measured shortfall, with a strict
-// verdict (matched target). Ours holds a young series at its peak for
-// sched.WarmSamples samples, as the engine does.
+// exceeds the allocation. Series are grouped per data set and resource
+// (cpu, mem, io), never pooled across resources. The allocators, all in
+// one pass over the same steps (alloc.go): ours (CPU and IO: the CPU
+// quota's path, the ensemble's p90 one step ahead with the adaptive
+// buffer; memory: memory.max's path, p99 and current use with a fixed
+// buffer and the OOM bump), the upstream VPA recommender, the deployed
+// VPA and Autopilot's moving-window recommender (engines/sched
+// baseline_*.go). Each is swept over its own knob (ours: the shortfall
+// target, or the buffer for memory; the baselines: their safety margin)
+// to trace a slack/shortfall frontier, with its default marked; the
+// verdicts compare ours' frontier with each baseline's at the baseline's
+// default shortfall and at ours'. Our allocator's defaults are the
+// daemon's (-buffer 0.15, -target 0.005, -fall 0.45 per minute) unless
+// told. Ours holds a young series at its peak for sched.WarmSamples
+// samples, as the engine does.
+//
+// Data ($AIOS_DATA/workload, or -data): every alibaba2018/day_*.csv(.gz),
+// google2019/*.csv(.gz) and azure2017/periodic_avg_*.csv(.gz), the step
+// read from a name such as day_1.10s.csv.gz (else 10 s, 300 s, 300 s);
+// a missing set is skipped with the reason.
 package main
 
 import (
