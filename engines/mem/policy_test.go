@@ -276,3 +276,25 @@ func TestLIRSLoop(t *testing.T) {
 		t.Errorf("lirs misses %.1f per loop, want at most %v", perLoop, want)
 	}
 }
+
+// S3-FIFO's promotion threshold, by hand. Capacity 10 (a small FIFO of
+// 1): page 1 is hit once, pages 2..10 fill the cache, 11 forces an
+// eviction from the small FIFO's tail, page 1. libCacheSim's default
+// (two hits) sends it to the ghost queue, so the next 1 misses (and goes
+// straight to main): 12 misses. The one-hit variant moves it to main and
+// evicts 2 instead, so the next 1 hits: 11 misses.
+func TestS3FIFOPromotionThreshold(t *testing.T) {
+	refs := []uint64{1, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 1}
+	for name, want := range map[string]int{S3FIFO: 12, S3FIFO1: 11} {
+		p, err := NewPolicy(name, 10, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := Replay(p, refs); got != want {
+			t.Errorf("%s: %d misses, by hand %d", name, got, want)
+		}
+		if p.Name() != name {
+			t.Errorf("name %q, want %q", p.Name(), name)
+		}
+	}
+}
