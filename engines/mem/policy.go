@@ -1,7 +1,6 @@
 package mem
 
 import (
-	"container/heap"
 	"fmt"
 	"math"
 )
@@ -154,56 +153,102 @@ func (p *lruPolicy) Access(k uint64) bool {
 }
 
 // ---- LFU (ties broken by least recent) ----
+//
+// The page evicted is the least frequently referenced one, and among
+// those the least recently referenced, as libCacheSim's LFU. O(1) per
+// reference (Shah, Mitra and Matani's constant-time LFU): one list per
+// count, newest first, and the least count with a page.
 
 type lfuEntry struct {
-	key       uint64
-	freq, seq uint64
-	idx       int
+	key        uint64
+	freq       uint64
+	prev, next *lfuEntry
 }
 
-type lfuHeap []*lfuEntry
-
-func (h lfuHeap) Len() int { return len(h) }
-func (h lfuHeap) Less(i, j int) bool {
-	if h[i].freq != h[j].freq {
-		return h[i].freq < h[j].freq
-	}
-	return h[i].seq < h[j].seq
+// lfuList is a circular list of the pages with one count, newest first.
+type lfuList struct {
+	root lfuEntry
+	n    int
 }
-func (h lfuHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i]; h[i].idx = i; h[j].idx = j }
-func (h *lfuHeap) Push(x any)   { e := x.(*lfuEntry); e.idx = len(*h); *h = append(*h, e) }
-func (h *lfuHeap) Pop() any     { old := *h; e := old[len(old)-1]; *h = old[:len(old)-1]; return e }
+
+func (l *lfuList) init() *lfuList { l.root.prev, l.root.next = &l.root, &l.root; return l }
+func (l *lfuList) pushFront(e *lfuEntry) {
+	e.prev, e.next = &l.root, l.root.next
+	l.root.next.prev = e
+	l.root.next = e
+	l.n++
+}
+func (l *lfuList) remove(e *lfuEntry) {
+	e.prev.next, e.next.prev = e.next, e.prev
+	e.prev, e.next = nil, nil
+	l.n--
+}
 
 type lfuPolicy struct {
 	hook
-	cap int
-	seq uint64
-	m   map[uint64]*lfuEntry
-	h   lfuHeap
+	cap   int
+	n     int
+	min   uint64
+	m     map[uint64]*lfuEntry
+	lists map[uint64]*lfuList
+	spare []*lfuList
 }
 
-func newLFU(c int) *lfuPolicy { return &lfuPolicy{cap: c, m: map[uint64]*lfuEntry{}} }
+func newLFU(c int) *lfuPolicy {
+	return &lfuPolicy{cap: c, m: map[uint64]*lfuEntry{}, lists: map[uint64]*lfuList{}}
+}
 
 func (p *lfuPolicy) Name() string           { return LFU }
-func (p *lfuPolicy) Len() int               { return len(p.h) }
+func (p *lfuPolicy) Len() int               { return p.n }
 func (p *lfuPolicy) Cap() int               { return p.cap }
 func (p *lfuPolicy) Contains(k uint64) bool { _, ok := p.m[k]; return ok }
+
+func (p *lfuPolicy) list(f uint64) *lfuList {
+	l := p.lists[f]
+	if l == nil {
+		if n := len(p.spare); n > 0 {
+			l, p.spare = p.spare[n-1], p.spare[:n-1]
+		} else {
+			l = new(lfuList).init()
+		}
+		p.lists[f] = l
+	}
+	return l
+}
+
+func (p *lfuPolicy) drop(f uint64, l *lfuList) {
+	if l.n == 0 {
+		delete(p.lists, f)
+		p.spare = append(p.spare, l)
+	}
+}
+
 func (p *lfuPolicy) Access(k uint64) bool {
-	p.seq++
 	if e, ok := p.m[k]; ok {
+		l := p.lists[e.freq]
+		l.remove(e)
+		if l.n == 0 && p.min == e.freq {
+			p.min++
+		}
+		p.drop(e.freq, l)
 		e.freq++
-		e.seq = p.seq
-		heap.Fix(&p.h, e.idx)
+		p.list(e.freq).pushFront(e)
 		return true
 	}
-	if len(p.h) >= p.cap {
-		v := heap.Pop(&p.h).(*lfuEntry)
+	if p.n >= p.cap {
+		l := p.lists[p.min]
+		v := l.root.prev // the least recent of the least count
+		l.remove(v)
+		p.drop(p.min, l)
+		p.n--
 		delete(p.m, v.key)
 		p.evicted(v.key)
 	}
-	e := &lfuEntry{key: k, freq: 1, seq: p.seq}
+	e := &lfuEntry{key: k, freq: 1}
 	p.m[k] = e
-	heap.Push(&p.h, e)
+	p.list(1).pushFront(e)
+	p.min = 1
+	p.n++
 	return false
 }
 
