@@ -156,46 +156,50 @@ func (p *lruPolicy) Access(k uint64) bool {
 //
 // The page evicted is the least frequently referenced one, and among
 // those the least recently referenced, as libCacheSim's LFU. O(1) per
-// reference (Shah, Mitra and Matani's constant-time LFU): one list per
-// count, newest first, and the least count with a page.
+// reference (Shah, Mitra and Matani's constant-time LFU): a chain of
+// counts in ascending order, each with its pages newest first.
 
 type lfuEntry struct {
 	key        uint64
-	freq       uint64
+	fq         *lfuFreq
 	prev, next *lfuEntry
 }
 
-// lfuList is a circular list of the pages with one count, newest first.
-type lfuList struct {
-	root lfuEntry
-	n    int
+// lfuFreq is one count's pages, a circular list newest first, and its
+// place in the ascending chain of counts.
+type lfuFreq struct {
+	f          uint64
+	root       lfuEntry
+	n          int
+	prev, next *lfuFreq
 }
 
-func (l *lfuList) init() *lfuList { l.root.prev, l.root.next = &l.root, &l.root; return l }
-func (l *lfuList) pushFront(e *lfuEntry) {
-	e.prev, e.next = &l.root, l.root.next
-	l.root.next.prev = e
-	l.root.next = e
-	l.n++
+func (q *lfuFreq) pushFront(e *lfuEntry) {
+	e.prev, e.next, e.fq = &q.root, q.root.next, q
+	q.root.next.prev = e
+	q.root.next = e
+	q.n++
 }
-func (l *lfuList) remove(e *lfuEntry) {
+
+func (q *lfuFreq) remove(e *lfuEntry) {
 	e.prev.next, e.next.prev = e.next, e.prev
 	e.prev, e.next = nil, nil
-	l.n--
+	q.n--
 }
 
 type lfuPolicy struct {
 	hook
 	cap   int
 	n     int
-	min   uint64
 	m     map[uint64]*lfuEntry
-	lists map[uint64]*lfuList
-	spare []*lfuList
+	chain lfuFreq // sentinel: chain.next is the least count
+	spare []*lfuFreq
 }
 
 func newLFU(c int) *lfuPolicy {
-	return &lfuPolicy{cap: c, m: map[uint64]*lfuEntry{}, lists: map[uint64]*lfuList{}}
+	p := &lfuPolicy{cap: c, m: map[uint64]*lfuEntry{}}
+	p.chain.prev, p.chain.next = &p.chain, &p.chain
+	return p
 }
 
 func (p *lfuPolicy) Name() string           { return LFU }
@@ -203,51 +207,60 @@ func (p *lfuPolicy) Len() int               { return p.n }
 func (p *lfuPolicy) Cap() int               { return p.cap }
 func (p *lfuPolicy) Contains(k uint64) bool { _, ok := p.m[k]; return ok }
 
-func (p *lfuPolicy) list(f uint64) *lfuList {
-	l := p.lists[f]
-	if l == nil {
-		if n := len(p.spare); n > 0 {
-			l, p.spare = p.spare[n-1], p.spare[:n-1]
-		} else {
-			l = new(lfuList).init()
-		}
-		p.lists[f] = l
+// after returns the count f's node, following at (a node or the
+// sentinel), made if there is none.
+func (p *lfuPolicy) after(at *lfuFreq, f uint64) *lfuFreq {
+	if nx := at.next; nx != &p.chain && nx.f == f {
+		return nx
 	}
-	return l
+	var q *lfuFreq
+	if n := len(p.spare); n > 0 {
+		q, p.spare = p.spare[n-1], p.spare[:n-1]
+	} else {
+		q = new(lfuFreq)
+	}
+	q.f, q.n = f, 0
+	q.root.prev, q.root.next = &q.root, &q.root
+	q.prev, q.next = at, at.next
+	at.next.prev = q
+	at.next = q
+	return q
 }
 
-func (p *lfuPolicy) drop(f uint64, l *lfuList) {
-	if l.n == 0 {
-		delete(p.lists, f)
-		p.spare = append(p.spare, l)
+// unlinkIfEmpty takes an emptied count out of the chain.
+func (p *lfuPolicy) unlinkIfEmpty(q *lfuFreq) {
+	if q.n == 0 {
+		q.prev.next, q.next.prev = q.next, q.prev
+		q.prev, q.next = nil, nil
+		p.spare = append(p.spare, q)
 	}
 }
 
 func (p *lfuPolicy) Access(k uint64) bool {
 	if e, ok := p.m[k]; ok {
-		l := p.lists[e.freq]
-		l.remove(e)
-		if l.n == 0 && p.min == e.freq {
-			p.min++
-		}
-		p.drop(e.freq, l)
-		e.freq++
-		p.list(e.freq).pushFront(e)
+		q := e.fq
+		nq := p.after(q, q.f+1)
+		q.remove(e)
+		nq.pushFront(e)
+		p.unlinkIfEmpty(q)
 		return true
 	}
+	var e *lfuEntry
 	if p.n >= p.cap {
-		l := p.lists[p.min]
-		v := l.root.prev // the least recent of the least count
-		l.remove(v)
-		p.drop(p.min, l)
+		q := p.chain.next
+		v := q.root.prev // the least recent of the least count
+		q.remove(v)
+		p.unlinkIfEmpty(q)
 		p.n--
 		delete(p.m, v.key)
 		p.evicted(v.key)
+		e = v // reused for the new page
+	} else {
+		e = new(lfuEntry)
 	}
-	e := &lfuEntry{key: k, freq: 1}
+	e.key = k
 	p.m[k] = e
-	p.list(1).pushFront(e)
-	p.min = 1
+	p.after(&p.chain, 1).pushFront(e)
 	p.n++
 	return false
 }
