@@ -94,6 +94,9 @@ func main() {
 	groups = append(groups, loadAzure(filepath.Join(*data, "azure2017"), *nAzure))
 	groups = append(groups, loadTraces(*traces)...)
 	fmt.Printf("# scheduler evaluation: horizons in steps %v; data %s; traces %s\n\n", horizons, *data, *traces)
+	for i := range groups {
+		groups[i] = usable(groups[i])
+	}
 	var all []series
 	for _, g := range groups {
 		if g.skip != "" {
@@ -435,6 +438,34 @@ func loadTraces(dir string) []group {
 		io.skip = "no trace did storage IO"
 	}
 	return []group{cpu, rss, io}
+}
+
+// minSamples is the shortest series evaluated: past the warm-up
+// (warmup), with steps left to score.
+const minSamples = 128
+
+// usable drops the series that cannot be scored (too short, or never
+// used: slack divides by use), saying so, and skips a group left empty.
+func usable(g group) group {
+	if g.skip != "" {
+		return g
+	}
+	var keep []series
+	for _, s := range g.series {
+		switch {
+		case len(s.x) < minSamples:
+			fmt.Printf("## %s: series %s left out: %d samples, fewer than %d\n", g.name, s.name, len(s.x), minSamples)
+		case sum(s.x) <= 0:
+			fmt.Printf("## %s: series %s left out: no use at all\n", g.name, s.name)
+		default:
+			keep = append(keep, s)
+		}
+	}
+	g.series = keep
+	if len(keep) == 0 {
+		g.skip = "no usable series"
+	}
+	return g
 }
 
 func sum(x []float64) float64 {

@@ -63,3 +63,17 @@ func TestFrontierAt(t *testing.T) {
 		t.Error("verdict")
 	}
 }
+
+func TestUsable(t *testing.T) {
+	g := usable(group{name: "g", series: []series{
+		{name: "short", x: make([]float64, 10)},
+		{name: "idle", x: make([]float64, 500)},
+		{name: "ok", x: append(make([]float64, 499), 1)},
+	}})
+	if g.skip != "" || len(g.series) != 1 || g.series[0].name != "ok" {
+		t.Fatalf("kept %+v", g)
+	}
+	if g := usable(group{name: "g", series: []series{{name: "idle", x: make([]float64, 500)}}}); g.skip == "" {
+		t.Fatal("a group of idle series is not skipped")
+	}
+}
