@@ -85,6 +85,9 @@ func main() {
 	meanSum := map[string]float64{}
 	for _, t := range traces {
 		refs, err := mem.ReadTrace(t.path)
+		if err == nil && len(refs) == 0 {
+			err = fmt.Errorf("%s: no references", t.path)
+		}
 		if err != nil {
 			fmt.Printf("trace=%s skipped=%q\n", t.name, err.Error())
 			continue
