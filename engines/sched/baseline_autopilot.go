@@ -12,6 +12,8 @@ type AutopilotConfig struct {
 	// First, up to 1e5 × First), and a percentile reports its bucket's
 	// end.
 	First float64
+	// MaxValue is where the last bucket starts (0: 1e5 × First).
+	MaxValue float64
 	// Memory: the signal is each window's peak and the statistic S_max
 	// over the last MaxWindows windows (§3.2.2: S_max for jobs with
 	// minimal OOM tolerance, the default for small jobs). Otherwise the
@@ -95,7 +97,7 @@ func NewAutopilotRecommender(c AutopilotConfig, ms ...float64) *AutopilotRecomme
 	if c.Memory {
 		a.peaks = make([]float64, c.MaxWindows)
 	} else {
-		a.h = newVPAHist(c.First, 1e5*c.First, 1)
+		a.h = newVPAHist(c.First, maxValue(c.First, c.MaxValue), 1)
 		a.agg = make([]float64, len(a.h.w))
 		a.win = make([]float64, len(a.h.w))
 		a.decay = math.Exp2(-winSec / apCPUHalfLife)

@@ -127,6 +127,9 @@ type VPAConfig struct {
 	// (model/aggregations_config.go); buckets reach 1e5 × First (1000
 	// cores, 1e12 bytes).
 	First float64
+	// MaxValue is where the last bucket starts; 0 for upstream's 1e5 ×
+	// First. A series in another unit (IO bytes/s) may need more.
+	MaxValue float64
 	// Memory: one peak per 24 h interval enters the histogram, and a use
 	// above the allocation is an OOM kill that adds the bump
 	// (model/container.go addMemorySample, RecordOOM).
@@ -172,7 +175,7 @@ type vpaState struct {
 }
 
 func newVPAState(c VPAConfig) *vpaState {
-	return &vpaState{c: c, h: newVPAHist(c.First, 1e5*c.First, vpaHalfLife)}
+	return &vpaState{c: c, h: newVPAHist(c.First, maxValue(c.First, c.MaxValue), vpaHalfLife)}
 }
 
 // sample adds one usage sample taken at time t.
@@ -239,6 +242,14 @@ func (s *vpaState) estimate(p, margin, mult float64) float64 {
 // min(days between the first and last sample, samples / 1440).
 func (s *vpaState) confidence() float64 {
 	return min((s.last-s.first)/86400, float64(s.n)/1440)
+}
+
+// maxValue is the histograms' top: max, or upstream's 1e5 × first.
+func maxValue(first, max float64) float64 {
+	if max > 0 {
+		return max
+	}
+	return 1e5 * first
 }
 
 // margins returns the margins a baseline runs at: the given ones (the

@@ -261,10 +261,13 @@ func simulate(s series) []*curve {
 	if s.cores {
 		podMin = 0.025
 	}
-	vc := sched.VPAConfig{StepSeconds: s.step, First: first, Memory: mem, OOMMinBump: oomBump, PodMin: podMin}
+	// The VPA's histograms reach 1e5 × the first bucket (1000 cores,
+	// 1e12 bytes); IO in bytes/s from 1 KiB gets the bytes' top too.
+	top := s.top
+	vc := sched.VPAConfig{StepSeconds: s.step, First: first, MaxValue: top, Memory: mem, OOMMinBump: oomBump, PodMin: podMin}
 	vpa := sched.NewVPARecommender(vc, margins...)
 	dep := sched.NewDeployedVPA(vc, margins...)
-	ap := sched.NewAutopilotRecommender(sched.AutopilotConfig{StepSeconds: s.step, First: first, Memory: mem}, margins...)
+	ap := sched.NewAutopilotRecommender(sched.AutopilotConfig{StepSeconds: s.step, First: first, MaxValue: top, Memory: mem}, margins...)
 	old := []sched.Forecaster{sched.NewVPA(s.min, s.step), sched.NewAutopilot(s.step)}
 
 	mc := func(name string, def float64) *curve {

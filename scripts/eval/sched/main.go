@@ -62,6 +62,7 @@ type series struct {
 	kind  string  // cpu, mem or io: which allocation path and baseline recommender
 	bytes bool    // in bytes: the OOM bump's +100 MiB and the 250 MiB / 64 MiB minimums apply
 	cores bool    // in cores: the VPA's 25 mCPU pod minimum applies
+	top   float64 // where the baselines' histograms end; 0: 1e5 × min
 }
 
 type group struct {
@@ -431,7 +432,7 @@ func loadTraces(dir string) []group {
 		cpu.series = append(cpu.series, series{name: base, step: 1, x: column(rows, col["cpu"], 0, math.Inf(1)), min: 0.01, kind: "cpu", cores: true})
 		rss.series = append(rss.series, series{name: base, step: 1, x: column(rows, col["rss"], 0, math.Inf(1)), min: 1 << 20, kind: "mem", bytes: true})
 		if sum(iox) > 0 {
-			io.series = append(io.series, series{name: base, step: 1, x: iox, min: 1024, kind: "io"})
+			io.series = append(io.series, series{name: base, step: 1, x: iox, min: 1024, kind: "io", top: 1e12})
 		}
 	}
 	if len(io.series) == 0 {
