@@ -186,6 +186,11 @@ func (a *adaptivePolicy) evictOne() {
 		if !ok {
 			continue
 		}
+		// A page the leader holds weighs at least its 1, so it cannot
+		// be under a lighter candidate found already: skip summing it.
+		if least < 1 && a.experts[a.leader].Contains(k) {
+			continue
+		}
 		h := 0.0
 		for e, p := range a.experts {
 			if p.Contains(k) {

@@ -1,7 +1,6 @@
 package mem
 
 import (
-	"container/heap"
 	"fmt"
 	"math"
 )
@@ -21,10 +20,16 @@ type Policy interface {
 
 // Policy names, as written to ctl and shown in files.
 const (
-	LRU        = "lru"
-	LFU        = "lfu"
-	ARC        = "arc"
-	S3FIFO     = "s3fifo"
+	LRU    = "lru"
+	LFU    = "lfu"
+	ARC    = "arc"
+	S3FIFO = "s3fifo"
+	// S3FIFO1 is S3-FIFO promoting from the small FIFO on a single hit
+	// there (the CacheLib port's reading of "accessed more than once",
+	// counting the insertion), a baseline in eval only; S3FIFO promotes
+	// on two hits, as libCacheSim's S3FIFO.c move-to-main-threshold=2
+	// and the paper's Algorithm 1.
+	S3FIFO1    = "s3fifo-1hit"
 	SIEVE      = "sieve"
 	LIRS       = "lirs"
 	Predictive = "predictive"
@@ -50,6 +55,10 @@ func NewPolicy(name string, capacity int, seed int64) (Policy, error) {
 		return newARC(capacity), nil
 	case S3FIFO:
 		return newS3FIFO(capacity), nil
+	case S3FIFO1:
+		p := newS3FIFO(capacity)
+		p.promote, p.name = 1, S3FIFO1
+		return p, nil
 	case SIEVE:
 		return newSieve(capacity), nil
 	case LIRS:
@@ -144,56 +153,115 @@ func (p *lruPolicy) Access(k uint64) bool {
 }
 
 // ---- LFU (ties broken by least recent) ----
+//
+// The page evicted is the least frequently referenced one, and among
+// those the least recently referenced, as libCacheSim's LFU. O(1) per
+// reference (Shah, Mitra and Matani's constant-time LFU): a chain of
+// counts in ascending order, each with its pages newest first.
 
 type lfuEntry struct {
-	key       uint64
-	freq, seq uint64
-	idx       int
+	key        uint64
+	fq         *lfuFreq
+	prev, next *lfuEntry
 }
 
-type lfuHeap []*lfuEntry
-
-func (h lfuHeap) Len() int { return len(h) }
-func (h lfuHeap) Less(i, j int) bool {
-	if h[i].freq != h[j].freq {
-		return h[i].freq < h[j].freq
-	}
-	return h[i].seq < h[j].seq
+// lfuFreq is one count's pages, a circular list newest first, and its
+// place in the ascending chain of counts.
+type lfuFreq struct {
+	f          uint64
+	root       lfuEntry
+	n          int
+	prev, next *lfuFreq
 }
-func (h lfuHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i]; h[i].idx = i; h[j].idx = j }
-func (h *lfuHeap) Push(x any)   { e := x.(*lfuEntry); e.idx = len(*h); *h = append(*h, e) }
-func (h *lfuHeap) Pop() any     { old := *h; e := old[len(old)-1]; *h = old[:len(old)-1]; return e }
+
+func (q *lfuFreq) pushFront(e *lfuEntry) {
+	e.prev, e.next, e.fq = &q.root, q.root.next, q
+	q.root.next.prev = e
+	q.root.next = e
+	q.n++
+}
+
+func (q *lfuFreq) remove(e *lfuEntry) {
+	e.prev.next, e.next.prev = e.next, e.prev
+	e.prev, e.next = nil, nil
+	q.n--
+}
 
 type lfuPolicy struct {
 	hook
-	cap int
-	seq uint64
-	m   map[uint64]*lfuEntry
-	h   lfuHeap
+	cap   int
+	n     int
+	m     map[uint64]*lfuEntry
+	chain lfuFreq // sentinel: chain.next is the least count
+	spare []*lfuFreq
 }
 
-func newLFU(c int) *lfuPolicy { return &lfuPolicy{cap: c, m: map[uint64]*lfuEntry{}} }
+func newLFU(c int) *lfuPolicy {
+	p := &lfuPolicy{cap: c, m: map[uint64]*lfuEntry{}}
+	p.chain.prev, p.chain.next = &p.chain, &p.chain
+	return p
+}
 
 func (p *lfuPolicy) Name() string           { return LFU }
-func (p *lfuPolicy) Len() int               { return len(p.h) }
+func (p *lfuPolicy) Len() int               { return p.n }
 func (p *lfuPolicy) Cap() int               { return p.cap }
 func (p *lfuPolicy) Contains(k uint64) bool { _, ok := p.m[k]; return ok }
+
+// after returns the count f's node, following at (a node or the
+// sentinel), made if there is none.
+func (p *lfuPolicy) after(at *lfuFreq, f uint64) *lfuFreq {
+	if nx := at.next; nx != &p.chain && nx.f == f {
+		return nx
+	}
+	var q *lfuFreq
+	if n := len(p.spare); n > 0 {
+		q, p.spare = p.spare[n-1], p.spare[:n-1]
+	} else {
+		q = new(lfuFreq)
+	}
+	q.f, q.n = f, 0
+	q.root.prev, q.root.next = &q.root, &q.root
+	q.prev, q.next = at, at.next
+	at.next.prev = q
+	at.next = q
+	return q
+}
+
+// unlinkIfEmpty takes an emptied count out of the chain.
+func (p *lfuPolicy) unlinkIfEmpty(q *lfuFreq) {
+	if q.n == 0 {
+		q.prev.next, q.next.prev = q.next, q.prev
+		q.prev, q.next = nil, nil
+		p.spare = append(p.spare, q)
+	}
+}
+
 func (p *lfuPolicy) Access(k uint64) bool {
-	p.seq++
 	if e, ok := p.m[k]; ok {
-		e.freq++
-		e.seq = p.seq
-		heap.Fix(&p.h, e.idx)
+		q := e.fq
+		nq := p.after(q, q.f+1)
+		q.remove(e)
+		nq.pushFront(e)
+		p.unlinkIfEmpty(q)
 		return true
 	}
-	if len(p.h) >= p.cap {
-		v := heap.Pop(&p.h).(*lfuEntry)
+	var e *lfuEntry
+	if p.n >= p.cap {
+		q := p.chain.next
+		v := q.root.prev // the least recent of the least count
+		q.remove(v)
+		p.unlinkIfEmpty(q)
+		p.n--
 		delete(p.m, v.key)
 		p.evicted(v.key)
+		e = v // reused for the new page
+	} else {
+		e = new(lfuEntry)
 	}
-	e := &lfuEntry{key: k, freq: 1, seq: p.seq}
+	e.key = k
 	p.m[k] = e
-	heap.Push(&p.h, e)
+	p.after(&p.chain, 1).pushFront(e)
+	p.n++
 	return false
 }
 
@@ -330,6 +398,8 @@ const (
 
 type s3fifoPolicy struct {
 	hook
+	name              string
+	promote           uint8 // hits in the small FIFO that move a page to main
 	c, smallCap       int
 	m                 map[uint64]*lnode
 	small, main, ghst *list
@@ -344,10 +414,10 @@ func newS3FIFOSmall(c, pct int) *s3fifoPolicy {
 	if s < 1 {
 		s = 1
 	}
-	return &s3fifoPolicy{c: c, smallCap: s, m: map[uint64]*lnode{}, small: newList(), main: newList(), ghst: newList()}
+	return &s3fifoPolicy{name: S3FIFO, promote: 2, c: c, smallCap: s, m: map[uint64]*lnode{}, small: newList(), main: newList(), ghst: newList()}
 }
 
-func (p *s3fifoPolicy) Name() string { return S3FIFO }
+func (p *s3fifoPolicy) Name() string { return p.name }
 func (p *s3fifoPolicy) Len() int     { return p.small.n + p.main.n }
 func (p *s3fifoPolicy) Cap() int     { return p.c }
 func (p *s3fifoPolicy) Contains(k uint64) bool {
@@ -386,7 +456,7 @@ func (p *s3fifoPolicy) evict() {
 		if p.small.n > 0 && (p.small.n >= p.smallCap || p.main.n == 0) {
 			t := p.small.back()
 			p.small.remove(t)
-			if t.freq > 1 {
+			if t.freq >= p.promote {
 				t.where, t.freq = inMain, 0
 				p.main.pushFront(t)
 				continue

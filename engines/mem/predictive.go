@@ -53,6 +53,7 @@ type predEntry struct {
 	count    int64 // references while remembered
 	slot     int   // index in resident, -1 when only remembered
 	explorer bool
+	cl       int8  // class at the last reference (class(e), kept)
 	evCl     int8  // class when evicted
 	evBin    int16 // age bin when evicted, -1 when not
 }
@@ -94,8 +95,27 @@ func (p *predictivePolicy) Contains(k uint64) bool {
 	return ok && e.slot >= 0
 }
 
+// predBinTab holds bin(age) for the ages below its length, the common
+// case on the eviction path, computed once by the same rule; bin falls
+// back to the rule itself for older pages.
+var predBinTab = func() []uint8 {
+	p := newPredictive(1, 0)
+	t := make([]uint8, 1<<16)
+	for a := range t {
+		t[a] = uint8(p.binSlow(int64(a)))
+	}
+	return t
+}()
+
 // bin is the age bin of an age in references.
 func (p *predictivePolicy) bin(age int64) int {
+	if age >= 0 && age < int64(len(predBinTab)) {
+		return int(predBinTab[age])
+	}
+	return p.binSlow(age)
+}
+
+func (p *predictivePolicy) binSlow(age int64) int {
 	b := int(predBinsPerDbl * math.Log2(1+float64(age)/predBinsPerDbl))
 	for b+1 < predBins && p.start[b+1] <= float64(age) {
 		b++
@@ -141,7 +161,7 @@ func (p *predictivePolicy) Access(k uint64) bool {
 	if ok {
 		gap := p.clock - e.last
 		if hit {
-			p.hits[p.class(e)][p.bin(gap)]++
+			p.hits[e.cl][p.bin(gap)]++
 			e.explorer = false
 		} else if e.evBin >= 0 {
 			// It came back after its eviction: had it been kept, this
@@ -159,6 +179,7 @@ func (p *predictivePolicy) Access(k uint64) bool {
 	}
 	e.last = p.clock
 	e.count++
+	e.cl = int8(p.class(e))
 	if hit {
 		return true
 	}
@@ -202,7 +223,7 @@ func (p *predictivePolicy) evictOne() {
 	for i := 0; i < predSample && i < n; i++ {
 		e := p.resident[p.rng.Intn(n)]
 		age := p.clock - e.last
-		d := p.density[p.class(e)][p.bin(age)]
+		d := p.density[e.cl][p.bin(age)]
 		if e.explorer && age < int64(predExpAge*p.c) {
 			d = math.Inf(1)
 		}
@@ -210,7 +231,7 @@ func (p *predictivePolicy) evictOne() {
 			best, bestAge, victim = d, age, e
 		}
 	}
-	victim.evCl, victim.evBin = int8(p.class(victim)), int16(p.bin(bestAge))
+	victim.evCl, victim.evBin = victim.cl, int16(p.bin(bestAge))
 	p.evicts[victim.evCl][victim.evBin]++
 	last := p.resident[n-1]
 	p.resident[victim.slot] = last

@@ -10,8 +10,12 @@
 #                 block device or our fabric would see it)
 #   sqlite-scan   sqlite3 range scans, a full scan and a join on the same
 #                 database, same small cache
-#   tac           tac reading a 16 MiB text file backwards (a known
-#                 backward sequential pattern, in tac's own chunk sizes)
+#   sqlite-mixed  sqlite3 point lookups (heavier-tailed keys than
+#                 sqlite-oltp: Pareto 0.8) with a 3,000-row range scan
+#                 every 1,000 lookups, same small cache: a hot set under
+#                 periodic scan pollution, which separates the policies
+#                 (it replaced a tac trace on which every policy equalled
+#                 Belady at every size)
 #
 # Run from the repository root: sh scripts/memtrace/record.sh
 set -eu
@@ -30,7 +34,7 @@ pos = 0
 out = []
 for line in open(sys.argv[1]):
     m = re.match(r'openat\(.*"(.*)".*= (\d+)$', line)
-    if m and m.group(1).endswith(('.db', 'big.txt')):
+    if m and m.group(1).endswith('.db'):
         fd, pos = m.group(2), 0
         continue
     if fd is None:
@@ -95,13 +99,18 @@ SQL
 strace -o "$tmp/scan.st" -e trace=openat,pread64,read,lseek sqlite3 "$db" < "$tmp/scan.sql" > /dev/null
 pages "$tmp/scan.st" > "$out/sqlite-scan.trace"
 
-python3 -c "
-import random
-random.seed(3)
-with open('$tmp/big.txt', 'w') as f:
-    for i in range(400000):
-        f.write('line %d %s\n' % (i, 'y' * random.randrange(10, 60)))
-"
-strace -o "$tmp/tac.st" -e trace=openat,pread64,read,lseek tac "$tmp/big.txt" > /dev/null
-pages "$tmp/tac.st" > "$out/tac.trace"
+python3 - "$tmp/mixed.sql" <<'PY'
+import random, sys
+random.seed(4)
+with open(sys.argv[1], "w") as f:
+    f.write("pragma cache_size=8;\n")
+    for i in range(20000):
+        r = int(random.paretovariate(0.8)) % 60000 + 1
+        f.write("select v from item where k = (select k from item where id = %d);\n" % r)
+        if i % 1000 == 500:
+            lo = random.randrange(0, 95*10**7) // 16667
+            f.write("select count(*), sum(length(v)) from item where id between %d and %d;\n" % (lo, lo + 3000))
+PY
+strace -o "$tmp/mixed.st" -e trace=openat,pread64,read,lseek sqlite3 "$db" < "$tmp/mixed.sql" > /dev/null
+pages "$tmp/mixed.st" > "$out/sqlite-mixed.trace"
 wc -l "$out"/*.trace

@@ -12,20 +12,26 @@
 // Part 2, allocation: replays each series step by step; before step t each
 // allocator sets an allocation from what it saw up to t-1. Slack is
 // Σ max(alloc-use, 0) / Σ use; shortfall is the share of steps where use
-// exceeds the allocation. Our allocator (the engine's Policy over the
-// ensemble's p90 at one step, its buffer adapted online toward a
-// shortfall target) against the VPA recommender (decaying histogram, 24 h
-// half-life, p90 +15 %) and Autopilot's moving-window max (one hour), all
-// in the same run on the same data. Our allocator uses the daemon's
-// defaults (-buffer 0.15 to start, -target 0.005, -fall 0.45 per minute)
-// unless told. A second table sweeps the target and fixed buffers; a
-// third reports, for each baseline, our least slack among those settings
-// at a shortfall no higher than the baseline's (matched shortfall: the
-// setting is picked per data set, after the fact, so it is a frontier,
-// not one configuration); a fourth has ours (in the same pass) with its
-// shortfall target set to each baseline's measured shortfall, with a strict
-// verdict (matched target). Ours holds a young series at its peak for
-// sched.WarmSamples samples, as the engine does.
+// exceeds the allocation. Series are grouped per data set and resource
+// (cpu, mem, io), never pooled across resources. The allocators, all in
+// one pass over the same steps (alloc.go): ours (CPU and IO: the CPU
+// quota's path, the ensemble's p90 one step ahead with the adaptive
+// buffer; memory: memory.max's path, p99 and current use with a fixed
+// buffer and the OOM bump), the upstream VPA recommender, the deployed
+// VPA and Autopilot's moving-window recommender (engines/sched
+// baseline_*.go). Each is swept over its own knob (ours: the shortfall
+// target, or the buffer for memory; the baselines: their safety margin)
+// to trace a slack/shortfall frontier, with its default marked; the
+// verdicts compare ours' frontier with each baseline's at the baseline's
+// default shortfall and at ours'. Our allocator's defaults are the
+// daemon's (-buffer 0.15, -target 0.005, -fall 0.45 per minute) unless
+// told. Ours holds a young series at its peak for sched.WarmSamples
+// samples, as the engine does.
+//
+// Data ($AIOS_DATA/workload, or -data): every alibaba2018/day_*.csv(.gz),
+// google2019/*.csv(.gz) and azure2017/periodic_avg_*.csv(.gz), the step
+// read from a name such as day_1.10s.csv.gz (else 10 s, 300 s, 300 s);
+// a missing set is skipped with the reason.
 package main
 
 import (
@@ -35,11 +41,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"maps"
 	"math"
 	"os"
 	"path/filepath"
-	"slices"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -50,10 +55,14 @@ import (
 )
 
 type series struct {
-	name string
-	step float64 // seconds
-	x    []float64
-	min  float64 // VPA's first bucket
+	name  string
+	step  float64 // seconds
+	x     []float64
+	min   float64 // smallest meaningful value: the VPA's first bucket, ours' Min
+	kind  string  // cpu, mem or io: which allocation path and baseline recommender
+	bytes bool    // in bytes: the OOM bump's +100 MiB and the 250 MiB / 64 MiB minimums apply
+	cores bool    // in cores: the VPA's 25 mCPU pod minimum applies
+	top   float64 // where the baselines' histograms end; 0: 1e5 × min
 }
 
 type group struct {
@@ -76,17 +85,19 @@ func main() {
 	}
 	data := flag.String("data", filepath.Join(def, "workload"), "workload data directory")
 	traces := flag.String("traces", "testdata/traces", "recorded traces")
-	nAzure := flag.Int("azure", 78, "Azure VMs to use (of 78)")
+	nAzure := flag.Int("azure", 0, "Azure VMs to use, spread evenly over the file's columns (0: all)")
 	flag.Parse()
 	start := time.Now()
 
-	groups := []group{
-		loadAlibaba(filepath.Join(*data, "alibaba2018"), []int{1, 2, 3, 4, 5}),
-		loadGoogle(filepath.Join(*data, "google2019", "week1.300s.csv.gz")),
-		loadAzure(filepath.Join(*data, "azure2017", "periodic_avg_78.csv.gz"), *nAzure),
-	}
+	var groups []group
+	groups = append(groups, loadAlibaba(filepath.Join(*data, "alibaba2018"))...)
+	groups = append(groups, loadGoogle(filepath.Join(*data, "google2019"))...)
+	groups = append(groups, loadAzure(filepath.Join(*data, "azure2017"), *nAzure))
 	groups = append(groups, loadTraces(*traces)...)
 	fmt.Printf("# scheduler evaluation: horizons in steps %v; data %s; traces %s\n\n", horizons, *data, *traces)
+	for i := range groups {
+		groups[i] = usable(groups[i])
+	}
 	var all []series
 	for _, g := range groups {
 		if g.skip != "" {
@@ -105,95 +116,7 @@ func main() {
 		fmt.Println("no data: nothing to evaluate")
 		return
 	}
-	fmt.Printf("## allocation simulation (slack = Σ over-allocation / Σ use; shortfall = share of steps use > allocation)\n\n")
-	var trade []map[string]*simResult
-	var matched []map[string]float64
-	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "data\tours slack\tours short\tvpa slack\tvpa short\tautopilot slack\tautopilot short\t")
-	for _, g := range groups {
-		if g.skip != "" {
-			continue
-		}
-		// The baselines first (cheap: no predictor), so that the one
-		// pass of our allocator also runs it at their shortfalls.
-		base := map[string]*simResult{}
-		for _, s := range g.series {
-			for k, r := range baselines(s) {
-				add(base, k, r)
-			}
-		}
-		targets := map[string]float64{}
-		for _, b := range []string{"vpa", "autopilot"} {
-			targets["ours@"+b] = math.Max(minTarget, base[b].short/base[b].steps)
-		}
-		res := map[string]*simResult{}
-		for _, s := range g.series {
-			for k, r := range simulate(s, targets) {
-				add(res, k, r)
-			}
-		}
-		row(tw, g.name, res)
-		trade = append(trade, res)
-		matched = append(matched, targets)
-	}
-	tw.Flush()
-
-	fmt.Printf("\n## our allocator's trade-off: slack/shortfall at other settings (fall as above)\n\n")
-	tw = tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	hdr := "data\t"
-	for _, c := range tradeConfigs {
-		hdr += c.name + "\t"
-	}
-	fmt.Fprintln(tw, hdr)
-	i := 0
-	for _, g := range groups {
-		if g.skip != "" {
-			continue
-		}
-		line := g.name + "\t"
-		for k := range tradeConfigs {
-			r := trade[i][tradeKey(k)]
-			line += fmt.Sprintf("%.3f/%.4f\t", r.over/r.use, r.short/r.steps)
-		}
-		fmt.Fprintln(tw, line)
-		i++
-	}
-	tw.Flush()
-
-	fmt.Printf("\n## matched shortfall: our least slack among the settings above (and the default) with shortfall <= the baseline's\n\n")
-	tw = tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "data\tvpa short\tvpa slack\tours slack\tours at\tautopilot short\tautopilot slack\tours slack\tours at\t")
-	i = 0
-	for _, g := range groups {
-		if g.skip != "" {
-			continue
-		}
-		line := g.name + "\t"
-		for _, b := range []string{"vpa", "autopilot"} {
-			br := trade[i][b]
-			bs := br.short / br.steps
-			best, at := math.Inf(1), "-"
-			cands := map[string]*simResult{"default": trade[i]["ours"]}
-			for k, c := range tradeConfigs {
-				cands[c.name] = trade[i][tradeKey(k)]
-			}
-			for _, n := range slices.Sorted(maps.Keys(cands)) {
-				r := cands[n]
-				if r.short/r.steps <= bs && r.over/r.use < best {
-					best, at = r.over/r.use, n
-				}
-			}
-			if at == "-" {
-				line += fmt.Sprintf("%.4f\t%.3f\t-\t-\t", bs, br.over/br.use)
-			} else {
-				line += fmt.Sprintf("%.4f\t%.3f\t%.3f\t%s\t", bs, br.over/br.use, best, at)
-			}
-		}
-		fmt.Fprintln(tw, line)
-		i++
-	}
-	tw.Flush()
-	matchedTarget(groups, trade, matched)
+	allocation(groups)
 	fmt.Printf("\n(%s)\n", time.Since(start).Round(time.Second))
 }
 
@@ -294,180 +217,7 @@ func pinball(y, q, tau float64) float64 {
 	return (1 - tau) * (q - y)
 }
 
-// ---- allocation ----
-
-type simResult struct{ over, use, short, steps float64 }
-
-func add(m map[string]*simResult, k string, r simResult) {
-	if m[k] == nil {
-		m[k] = &simResult{}
-	}
-	m[k].over += r.over
-	m[k].use += r.use
-	m[k].short += r.short
-	m[k].steps += r.steps
-}
-
-func row(tw io.Writer, name string, m map[string]*simResult) {
-	line := name + "\t"
-	for _, k := range []string{"ours", "vpa", "autopilot"} {
-		r := m[k]
-		if r == nil || r.steps == 0 {
-			line += "-\t-\t"
-			continue
-		}
-		line += fmt.Sprintf("%.3f\t%.4f\t", r.over/r.use, r.short/r.steps)
-	}
-	fmt.Fprintln(tw, line)
-}
-
-// simulate replays s through the three allocators.
-func simulate(s series, matched map[string]float64) map[string]simResult {
-	pr := sched.NewPredictor(sched.Params{Horizons: []int{1}, Min: s.min, StepSeconds: s.step})
-	vpa := sched.NewVPA(s.min, s.step)
-	ap := sched.NewAutopilot(s.step)
-	pol := simPolicy(s)
-	var ours sched.Alloc
-	// The same allocator at other settings, for the trade-off table.
-	alt := make([]sched.Alloc, len(tradeConfigs))
-	altPol := make([]sched.Policy, len(tradeConfigs))
-	for i, c := range tradeConfigs {
-		altPol[i] = pol
-		altPol[i].Buffer, altPol[i].Target, altPol[i].BufferMax = c.buffer, c.target, c.max
-	}
-	// Our allocator with its shortfall target at each baseline's, for
-	// the matched-target table.
-	exNames := make([]string, 0, len(matched))
-	for k := range matched {
-		exNames = append(exNames, k)
-	}
-	sort.Strings(exNames)
-	exA := make([]sched.Alloc, len(exNames))
-	exPol := make([]sched.Policy, len(exNames))
-	for i, k := range exNames {
-		exPol[i] = pol
-		exPol[i].Target, exPol[i].BufferMax = matched[k], 1
-	}
-	out := map[string]simResult{}
-	one := []int{1}
-	v := []float64{0}
-	warm := warmup(len(s.x))
-	allocs := map[string]float64{}
-	for t, x := range s.x {
-		if t >= warm {
-			score(out, allocs, x)
-		}
-		pr.Observe(x, 0)
-		vpa.Observe(x)
-		ap.Observe(x)
-		// p90, as the engine's CPU quota (memory.max uses p99: a hard
-		// limit's miss is an OOM kill). x is what was used while the
-		// last allocation stood, as the engine's NextUse is told.
-		p90 := pr.Forecasts()[0].P90
-		// A young predictor's allocation is held at the peak seen, as
-		// the engine holds it (Policy.Hold).
-		young := pr.Young(sched.WarmSamples)
-		pol.NextUse(&ours, p90, x)
-		if young {
-			pol.Hold(&ours, pr.Peak())
-		}
-		allocs["ours"] = ours.Value
-		for i := range alt {
-			altPol[i].NextUse(&alt[i], p90, x)
-			if young {
-				altPol[i].Hold(&alt[i], pr.Peak())
-			}
-			allocs[tradeKey(i)] = alt[i].Value
-		}
-		for i, k := range exNames {
-			exPol[i].NextUse(&exA[i], p90, x)
-			if young {
-				exPol[i].Hold(&exA[i], pr.Peak())
-			}
-			allocs[k] = exA[i].Value
-		}
-		vpa.Predict(one, v)
-		allocs["vpa"] = v[0]
-		ap.Predict(one, v)
-		allocs["autopilot"] = v[0]
-	}
-	return out
-}
-
-// score adds step x to every allocator's figures: use, over-allocation,
-// and whether use exceeded its allocation.
-func score(out map[string]simResult, allocs map[string]float64, x float64) {
-	for k, a := range allocs {
-		r := out[k]
-		r.use += x
-		r.over += math.Max(0, a-x)
-		if x > a {
-			r.short++
-		}
-		r.steps++
-		out[k] = r
-	}
-}
-
-// baselines replays s through the VPA and Autopilot alone, scored as
-// simulate scores them (the same steps, the same results).
-func baselines(s series) map[string]simResult {
-	vpa := sched.NewVPA(s.min, s.step)
-	ap := sched.NewAutopilot(s.step)
-	out := map[string]simResult{}
-	one, v := []int{1}, []float64{0}
-	warm := warmup(len(s.x))
-	allocs := map[string]float64{}
-	for t, x := range s.x {
-		if t >= warm {
-			score(out, allocs, x)
-		}
-		vpa.Observe(x)
-		ap.Observe(x)
-		vpa.Predict(one, v)
-		allocs["vpa"] = v[0]
-		ap.Predict(one, v)
-		allocs["autopilot"] = v[0]
-	}
-	return out
-}
-
-// tradeConfigs are the settings of the trade-off table: the adaptive
-// buffer at other targets (and a wider ceiling), and fixed buffers (the
-// allocator before the adaptive buffer was added).
-var tradeConfigs = []struct {
-	name                string
-	target, buffer, max float64
-}{
-	{"target 0.0005", 0.0005, 0.15, 1},
-	{"target 0.001", 0.001, 0.15, 1},
-	{"target 0.002", 0.002, 0.15, 0.4},
-	{"target 0.01", 0.01, 0.15, 0.4},
-	{"target 0.02", 0.02, 0.15, 0.4},
-	{"target 0.05", 0.05, 0.15, 0.4},
-	{"target 0.1", 0.1, 0.15, 0.4},
-	{"fixed 0.00", 0, 0, 0},
-	{"fixed 0.05", 0, 0.05, 0},
-	{"fixed 0.15", 0, 0.15, 0},
-	{"fixed 0.20", 0, 0.20, 0},
-	{"fixed 0.25", 0, 0.25, 0},
-	{"fixed 0.40", 0, 0.40, 0},
-}
-
-func tradeKey(i int) string { return fmt.Sprintf("ours-buffer-%d", i) }
-
-// simPolicy is the engine's default policy for a series: the same
-// Buffer and Fall as the daemon's defaults, no capacity bound (the
-// series are usage of machines, not of a shared one).
-func simPolicy(s series) sched.Policy {
-	p := sched.DefaultPolicy(s.step)
-	p.Min = s.min
-	p.Max = 0
-	p.Buffer = *buffer
-	p.Fall = sched.FallPer(*fall, s.step)
-	p.Target = *target
-	return p
-}
+// ---- allocation: see alloc.go ----
 
 // ---- loading ----
 
@@ -515,54 +265,136 @@ func column(rows [][]string, c int, lo, hi float64) []float64 {
 	return out
 }
 
-func loadAlibaba(dir string, days []int) group {
-	g := group{name: "alibaba2018"}
-	for _, d := range days {
-		p := filepath.Join(dir, fmt.Sprintf("day_%d.10s.csv.gz", d))
+// stepOf reads the step from a file name such as day_1.10s.csv.gz or
+// week1.300s.csv.gz (the documented layout); def when it has none.
+func stepOf(name string, def float64) float64 {
+	m := stepRE.FindStringSubmatch(filepath.Base(name))
+	if m == nil {
+		return def
+	}
+	v, err := strconv.ParseFloat(m[1], 64)
+	if err != nil || v <= 0 {
+		return def
+	}
+	return v
+}
+
+var stepRE = regexp.MustCompile(`\.([0-9.]+)s\.csv(\.gz)?$`)
+
+// files lists dir's files matching pattern, in natural order (day_2
+// before day_10).
+func files(dir, pattern string) []string {
+	fs, _ := filepath.Glob(filepath.Join(dir, pattern))
+	num := regexp.MustCompile(`[0-9]+`)
+	key := func(f string) string {
+		return num.ReplaceAllStringFunc(filepath.Base(f), func(d string) string { return fmt.Sprintf("%012s", d) })
+	}
+	sort.Slice(fs, func(i, j int) bool { return key(fs[i]) < key(fs[j]) })
+	return fs
+}
+
+// loadAlibaba reads every day_*.csv(.gz) in dir (one series per file
+// and resource, the step from the name, default 10 s): cpu_util_percent,
+// mem_util_percent and disk_io_percent, one group per resource.
+func loadAlibaba(dir string) []group {
+	cols := []struct{ col, kind string }{{"cpu_util_percent", "cpu"}, {"mem_util_percent", "mem"}, {"disk_io_percent", "io"}}
+	gs := make([]group, len(cols))
+	for i, c := range cols {
+		gs[i].name = "alibaba2018/" + c.kind
+	}
+	fs := files(dir, "day_*.csv*")
+	if len(fs) == 0 {
+		for i := range gs {
+			gs[i].skip = "no day_*.csv(.gz) in " + dir
+		}
+		return gs
+	}
+	for _, p := range fs {
+		hdr, rows, err := readCSV(p)
+		if err != nil {
+			for i := range gs {
+				gs[i].skip = err.Error()
+			}
+			return gs
+		}
+		day := strings.SplitN(filepath.Base(p), ".", 2)[0]
+		for c, name := range hdr {
+			for i, want := range cols {
+				if name == want.col {
+					gs[i].series = append(gs[i].series, series{name: day + "/" + name, step: stepOf(p, 10), x: column(rows, c, 0, 100), min: 0.01, kind: want.kind})
+				}
+			}
+		}
+	}
+	for i := range gs {
+		if len(gs[i].series) == 0 {
+			gs[i].skip = "no column " + cols[i].col
+		}
+	}
+	return gs
+}
+
+// loadGoogle reads every *.csv(.gz) in dir (the step from the name,
+// default 300 s): avg_cpu and avg_mem, one group each.
+func loadGoogle(dir string) []group {
+	cpu, mem := group{name: "google2019/cpu"}, group{name: "google2019/mem"}
+	fs := files(dir, "*.csv*")
+	if len(fs) == 0 {
+		cpu.skip, mem.skip = "no *.csv(.gz) in "+dir, "no *.csv(.gz) in "+dir
+		return []group{cpu, mem}
+	}
+	for _, p := range fs {
+		hdr, rows, err := readCSV(p)
+		if err != nil {
+			cpu.skip, mem.skip = err.Error(), err.Error()
+			return []group{cpu, mem}
+		}
+		base := strings.SplitN(filepath.Base(p), ".", 2)[0]
+		for c, name := range hdr {
+			sr := series{name: base + "/" + name, step: stepOf(p, 300), x: column(rows, c, 0, math.Inf(1)), min: 0.0001}
+			switch name {
+			case "avg_cpu":
+				sr.kind = "cpu"
+				cpu.series = append(cpu.series, sr)
+			case "avg_mem":
+				sr.kind = "mem"
+				mem.series = append(mem.series, sr)
+			}
+		}
+	}
+	if len(cpu.series) == 0 {
+		cpu.skip = "no avg_cpu column"
+	}
+	if len(mem.series) == 0 {
+		mem.skip = "no avg_mem column"
+	}
+	return []group{cpu, mem}
+}
+
+// loadAzure reads every periodic_avg_*.csv(.gz) in dir (one column per
+// VM, CPU per cent every 300 s): n VMs spread evenly over the columns
+// (0: all of them).
+func loadAzure(dir string, n int) group {
+	g := group{name: "azure2017/cpu"}
+	fs := files(dir, "periodic_avg_*.csv*")
+	if len(fs) == 0 {
+		g.skip = "no periodic_avg_*.csv(.gz) in " + dir
+		return g
+	}
+	for _, p := range fs {
 		hdr, rows, err := readCSV(p)
 		if err != nil {
 			g.skip = err.Error()
 			return g
 		}
-		for c, name := range hdr {
-			if name != "cpu_util_percent" && name != "mem_util_percent" && name != "disk_io_percent" {
-				continue
-			}
-			g.series = append(g.series, series{name: fmt.Sprintf("day%d/%s", d, name), step: 10, x: column(rows, c, 0, 100), min: 0.01})
+		k := 1
+		if n > 0 && len(hdr) > n {
+			k = len(hdr) / n
 		}
-	}
-	return g
-}
-
-func loadGoogle(p string) group {
-	g := group{name: "google2019"}
-	hdr, rows, err := readCSV(p)
-	if err != nil {
-		g.skip = err.Error()
-		return g
-	}
-	for c, name := range hdr {
-		if name == "avg_cpu" || name == "avg_mem" {
-			g.series = append(g.series, series{name: name, step: 300, x: column(rows, c, 0, math.Inf(1)), min: 0.0001})
+		for c, took := 0, 0; c < len(hdr) && (n <= 0 || took < n); c += k {
+			g.series = append(g.series, series{name: hdr[c], step: stepOf(p, 300), x: column(rows, c, 0, 100), min: 0.01, kind: "cpu"})
+			took++
 		}
-	}
-	return g
-}
-
-func loadAzure(p string, n int) group {
-	g := group{name: "azure2017"}
-	hdr, rows, err := readCSV(p)
-	if err != nil {
-		g.skip = err.Error()
-		return g
-	}
-	// Every k-th VM, so the subset spans the file's 1, 8 and 24 h labels.
-	k := len(hdr) / n
-	if k < 1 {
-		k = 1
-	}
-	for c := 0; c < len(hdr) && len(g.series) < n; c += k {
-		g.series = append(g.series, series{name: hdr[c], step: 300, x: column(rows, c, 0, 100), min: 0.01})
 	}
 	return g
 }
@@ -597,10 +429,10 @@ func loadTraces(dir string) []group {
 		for i := range rd {
 			iox[i] = rd[i] + wr[i]
 		}
-		cpu.series = append(cpu.series, series{name: base, step: 1, x: column(rows, col["cpu"], 0, math.Inf(1)), min: 0.01})
-		rss.series = append(rss.series, series{name: base, step: 1, x: column(rows, col["rss"], 0, math.Inf(1)), min: 1 << 20})
+		cpu.series = append(cpu.series, series{name: base, step: 1, x: column(rows, col["cpu"], 0, math.Inf(1)), min: 0.01, kind: "cpu", cores: true})
+		rss.series = append(rss.series, series{name: base, step: 1, x: column(rows, col["rss"], 0, math.Inf(1)), min: 1 << 20, kind: "mem", bytes: true})
 		if sum(iox) > 0 {
-			io.series = append(io.series, series{name: base, step: 1, x: iox, min: 1024})
+			io.series = append(io.series, series{name: base, step: 1, x: iox, min: 1024, kind: "io", top: 1e12})
 		}
 	}
 	if len(io.series) == 0 {
@@ -609,45 +441,38 @@ func loadTraces(dir string) []group {
 	return []group{cpu, rss, io}
 }
 
+// minSamples is the shortest series evaluated: past the warm-up
+// (warmup), with steps left to score.
+const minSamples = 128
+
+// usable drops the series that cannot be scored (too short, or never
+// used: slack divides by use), saying so, and skips a group left empty.
+func usable(g group) group {
+	if g.skip != "" {
+		return g
+	}
+	var keep []series
+	for _, s := range g.series {
+		switch {
+		case len(s.x) < minSamples:
+			fmt.Printf("## %s: series %s left out: %d samples, fewer than %d\n", g.name, s.name, len(s.x), minSamples)
+		case sum(s.x) <= 0:
+			fmt.Printf("## %s: series %s left out: no use at all\n", g.name, s.name)
+		default:
+			keep = append(keep, s)
+		}
+	}
+	g.series = keep
+	if len(keep) == 0 {
+		g.skip = "no usable series"
+	}
+	return g
+}
+
 func sum(x []float64) float64 {
 	s := 0.0
 	for _, v := range x {
 		s += v
 	}
 	return s
-}
-
-// minTarget is the least shortfall target the matched-target table asks
-// of our allocator (a baseline that never fell short would ask for 0).
-const minTarget = 0.0002
-
-// matchedTarget prints our allocator run with its shortfall target set to
-// each baseline's measured shortfall (at least minTarget; simulate ran it
-// as "ours@vpa" and "ours@autopilot"): the knob the allocator has for
-// exactly this trade-off, set to the operating point the baseline chose,
-// so the two are compared at (about) the same shortfall. The verdict is
-// strict: met when ours has less slack and no more shortfall than the
-// baseline.
-func matchedTarget(groups []group, trade []map[string]*simResult, matched []map[string]float64) {
-	fmt.Printf("\n## matched target: ours with its shortfall target set to each baseline's shortfall (at least %g)\n\n", minTarget)
-	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "data\tbaseline\tits slack\tits short\tours target\tours slack\tours short\tverdict\t")
-	i := 0
-	for _, g := range groups {
-		if g.skip != "" {
-			continue
-		}
-		for _, b := range []string{"vpa", "autopilot"} {
-			br, or := trade[i][b], trade[i]["ours@"+b]
-			bs, bsh := br.over/br.use, br.short/br.steps
-			os_, osh := or.over/or.use, or.short/or.steps
-			verdict := "not met"
-			if os_ < bs && osh <= bsh {
-				verdict = "met"
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%.3f\t%.4f\t%.4f\t%.3f\t%.4f\t%s\t\n", g.name, b, bs, bsh, matched[i]["ours@"+b], os_, osh, verdict)
-		}
-		i++
-	}
-	tw.Flush()
 }
