@@ -418,3 +418,64 @@ func TestDamagedStoreAndSecondDaemon(t *testing.T) {
 		t.Errorf("damaged stores not kept aside: %v", kept)
 	}
 }
+
+// vmRSS is a process's resident set in bytes.
+func vmRSS(t *testing.T, pid int) int64 {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb << 10
+		}
+	}
+	t.Fatal("no VmRSS")
+	return 0
+}
+
+// A hostile burst from an unprivileged user: endless ctl lines, refused
+// commands with long secrets, 9P connections opened and dropped, events
+// readers that come and go. Every write is refused with its errno, the
+// daemon answers throughout, and its memory comes back to within a bound
+// of where it was (the review saw 1.2-2 GB after one 100 MiB line).
+func TestHostileBurstMemory(t *testing.T) {
+	d, top := adversaryDaemon(t, "burst")
+	pid := d.cmd.Process.Pid
+	d.read("metrics") // warm
+	before := vmRSS(t, pid)
+
+	// 64 MiB of one line in 1 MiB writes, as nobody: each write refused.
+	d.mustFail(`head -c 67108864 /dev/zero | tr '\0' B | dd of=ctl bs=1M 2>&1`, "Message too long", nobody)
+	// Refused commands carrying secrets, 50 of them.
+	script := `for i in $(seq 50); do echo "spawn x$i env=TOKEN=$(head -c 3000 /dev/zero | tr '\0' S) -- /nonexistent/prog" > ctl 2>/dev/null; done; true`
+	d.mustRun(script, nobody)
+	// Events readers that go away.
+	d.mustRun(`for i in $(seq 20); do timeout 0.2 cat events >/dev/null; done; true`, nobody)
+	// 9P connections opened and dropped without a word, as nobody.
+	sock := filepath.Join(top, "state", "9p.sock")
+	d.mustRun(fmt.Sprintf(`python3 -c "
+import socket
+for i in range(200):
+    s=socket.socket(socket.AF_UNIX); s.connect('%s'); s.send(b'\xff\xff\xff\x7f'); s.close()
+"`, sock), nobody)
+
+	if log, _ := d.sh("cat log", nobody); strings.Contains(log, "SSSSSSSSSSSSSSSS") || len(log) > 1<<20 {
+		t.Errorf("log keeps the secrets or grew past 1 MiB (%d bytes)", len(log))
+	}
+	// Still answering, and memory back within 48 MiB of where it was.
+	var after int64
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		d.read("version")
+		after = vmRSS(t, pid)
+		if after < before+48<<20 || time.Now().After(deadline) {
+			break
+		}
+	}
+	t.Logf("daemon RSS %d MiB before the burst, %d MiB after", before>>20, after>>20)
+	if after >= before+48<<20 {
+		t.Errorf("daemon RSS %d MiB after the burst, %d MiB before: not back within 48 MiB", after>>20, before>>20)
+	}
+}

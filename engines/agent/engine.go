@@ -2,18 +2,25 @@
 // its own cgroup, spawned or adopted, with its settings, kept across daemon
 // restarts. It serves this part of the tree:
 //
-//	ctl                  spawn adopt (rows added to the global ctl)
+//	ctl                  spawn adopt quota (rows added to the global ctl)
 //	clone                open allocates an agent; read gives "N\n"; writes are its ctl
+//	quotas               per-user quotas and usage (see Quota)
 //	agents/N/
 //	    ctl              kill stop freeze thaw restart weight cpumax cpuperiod cpus memhigh memmax
-//	                     prio cap clone merge split exec remove
-//	    status           identity, state, limits, cgroup paths (see Agent.Status)
+//	                     pidsmax prio cap clone merge split exec remove
+//	    status           identity, state, limits, ceiling, cgroup paths (see Agent.Status)
 //	    stat             the latest sample (see telemetry.Sample.Line)
 //	    history          recent samples, oldest first
 //	    events           this agent's events
+//	    log              the agent's output, its owner's and root's (see LogTail)
 //
 // An agent's directory belongs to the uid it runs as: only that uid and
-// root write its ctl, and capabilities are root's alone.
+// root write its ctl, and capabilities are root's alone. Agents of a
+// non-root uid live in that user's parent cgroup (user-UID) under root's
+// quota, and an unprivileged caller's agent never gets more than the
+// caller's own cgroups, resource limits and nice value allow
+// (docs/security.md). Every change is saved before it is acknowledged; one
+// the store refuses is undone and fails with the store's errno.
 package agent
 
 import (
