@@ -48,13 +48,79 @@ import (
 	"aiosfs/fs"
 )
 
-// Options tune a server.
+// Options tune a server. Every limit's zero value means its default.
 type Options struct {
-	// TrustTCP believes the uid a TCP client names at attach. Without it a
-	// TCP client is nobody: the network says nothing about who is calling.
+	// TrustTCP believes the uid a TCP client names at attach and lets TCP
+	// clients write. Without it a TCP client is nobody and read-only: the
+	// network says nothing about who is calling.
 	TrustTCP bool
+	// ReadOnly refuses every change on every connection: open for
+	// writing or truncation, write, create, mkdir, link, rename, remove
+	// of a name, setattr and xattrcreate answer EROFS. Connections that
+	// are not unix sockets are read-only anyway unless TrustTCP.
+	ReadOnly bool
+
+	// MaxConns is how many connections the listener serves at once
+	// (default 256). One more is closed as soon as it is accepted, and
+	// the refusal is logged (at most once a second).
+	MaxConns int
+	// MaxConnsPerUid is how many of those one non-root uid may hold on a
+	// unix socket, as SO_PEERCRED names it (default 64), so that one
+	// local user cannot take every connection. Root is not limited.
+	MaxConnsPerUid int
+	// MaxFids is how many fids a connection may hold (default 4096). An
+	// attach or walk that would make one more is answered EMFILE.
+	MaxFids int
+	// MaxRequests is how many requests a connection may have in flight
+	// (default 64). One more is answered EAGAIN, except Tflush and
+	// Tclunk, which end requests; with twice as many in flight the
+	// connection is closed. Each blocked read holds one msize buffer in
+	// hugelgupf/p9, so this bounds what a connection can pin.
+	MaxRequests int
+	// MaxMsize is the largest message size the server agrees to
+	// (default 64 KiB, at least 4096 and at most 4 MiB). A client
+	// asking for more is given this; hugelgupf/p9 allocates msize bytes
+	// per connection at Tversion, and again per read in flight.
+	MaxMsize uint32
+
 	// Logf receives connection problems; nil discards them.
 	Logf func(format string, args ...any)
+}
+
+// Defaults of the Options limits, and the floor of a client's msize.
+const (
+	defaultMaxConns       = 256
+	defaultMaxConnsPerUid = 64
+	defaultMaxFids        = 4096
+	defaultMaxRequests    = 64
+	defaultMaxMsize       = 64 << 10
+	// minMsize is the smallest msize a Tversion may ask for, as the
+	// Linux client also requires: below it not even a Twalk of 16
+	// names, or a useful read, fits a message.
+	minMsize = 4096
+)
+
+// limits returns o with every zero limit replaced by its default and
+// MaxMsize kept within what hugelgupf/p9 and a usable session allow.
+func (o Options) limits() Options {
+	def := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	def(&o.MaxConns, defaultMaxConns)
+	def(&o.MaxConnsPerUid, defaultMaxConnsPerUid)
+	def(&o.MaxFids, defaultMaxFids)
+	def(&o.MaxRequests, defaultMaxRequests)
+	switch {
+	case o.MaxMsize == 0:
+		o.MaxMsize = defaultMaxMsize
+	case o.MaxMsize < minMsize:
+		o.MaxMsize = minMsize
+	case o.MaxMsize > maxFrame:
+		o.MaxMsize = maxFrame
+	}
+	return o
 }
 
 func (o Options) logf(format string, args ...any) {
@@ -63,23 +129,43 @@ func (o Options) logf(format string, args ...any) {
 	}
 }
 
+// server is one listener's connections and their limits.
+type server struct {
+	root fs.Dir
+	opts Options
+
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	live   map[*conn]bool
+	perUid map[uint32]int
+	// refused counts connections refused since the last log line, which
+	// is written at most once a second (lastLog), so that a flood of
+	// connections does not become a flood of log lines.
+	refused int
+	lastLog time.Time
+}
+
 // Serve serves root on every connection ln accepts, each with its own
-// p9.Server. It returns when ln is closed, after closing the connections
-// still open and waiting for their requests to end (blocked reads end with
-// their connection, so this does not hang on an events reader).
+// p9.Server, within opts' limits. It returns when ln is closed, after
+// closing the connections still open and waiting for their requests to
+// end (blocked reads end with their connection, so this does not hang on
+// an events reader).
 func Serve(ln net.Listener, root fs.Dir, opts Options) error {
-	var (
-		wg   sync.WaitGroup
-		mu   sync.Mutex
-		live = map[*conn]bool{}
-	)
+	return newServer(root, opts).serve(ln)
+}
+
+func newServer(root fs.Dir, opts Options) *server {
+	return &server{root: root, opts: opts.limits(), live: map[*conn]bool{}, perUid: map[uint32]int{}}
+}
+
+func (s *server) serve(ln net.Listener) error {
 	defer func() {
-		mu.Lock()
-		for c := range live {
+		s.mu.Lock()
+		for c := range s.live {
 			c.Close()
 		}
-		mu.Unlock()
-		wg.Wait()
+		s.mu.Unlock()
+		s.wg.Wait()
 	}()
 	for {
 		nc, err := ln.Accept()
@@ -89,35 +175,81 @@ func Serve(ln net.Listener, root fs.Dir, opts Options) error {
 		case errors.Is(err, syscall.EMFILE), errors.Is(err, syscall.ENFILE), errors.Is(err, syscall.ECONNABORTED):
 			// Out of descriptors or a client gone early: later
 			// accepts may work, as net/http also assumes.
-			opts.logf("p9fs: accept: %v", err)
+			s.opts.logf("p9fs: accept: %v", err)
 			time.Sleep(50 * time.Millisecond)
 			continue
 		case err != nil:
 			return err
 		}
-		c, err := newConn(nc, root, opts)
+		c, err := newConn(nc, s.root, s.opts)
 		if err != nil {
-			opts.logf("p9fs: %v: %v", nc.RemoteAddr(), err)
+			s.opts.logf("p9fs: %v: %v", nc.RemoteAddr(), err)
 			nc.Close()
 			continue
 		}
-		mu.Lock()
-		live[c] = true
-		mu.Unlock()
-		wg.Add(1)
+		if !s.admit(c) {
+			nc.Close()
+			continue
+		}
+		s.wg.Add(1)
 		go func() {
-			defer wg.Done()
+			defer s.wg.Done()
 			c.serve()
-			mu.Lock()
-			delete(live, c)
-			mu.Unlock()
+			s.leave(c)
 		}()
 	}
 }
 
+// admit counts c in, or says why not (in the log) and returns false when
+// the listener or c's uid has all the connections it may have.
+func (s *server) admit(c *conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	why := ""
+	switch {
+	case len(s.live) >= s.opts.MaxConns:
+		why = fmt.Sprintf("%d connections open (MaxConns)", len(s.live))
+	case c.limitUid && s.perUid[c.own.Uid] >= s.opts.MaxConnsPerUid:
+		why = fmt.Sprintf("uid %d has %d connections open (MaxConnsPerUid)", c.own.Uid, s.perUid[c.own.Uid])
+	}
+	if why != "" {
+		s.refused++
+		if now := time.Now(); now.Sub(s.lastLog) >= time.Second {
+			s.opts.logf("p9fs: refused %d connection(s), the last from %v: %s", s.refused, c.RemoteAddr(), why)
+			s.refused, s.lastLog = 0, now
+		}
+		return false
+	}
+	s.live[c] = true
+	if c.limitUid {
+		s.perUid[c.own.Uid]++
+	}
+	return true
+}
+
+func (s *server) leave(c *conn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.live, c)
+	if c.limitUid {
+		if s.perUid[c.own.Uid]--; s.perUid[c.own.Uid] <= 0 {
+			delete(s.perUid, c.own.Uid)
+		}
+	}
+}
+
+// open is how many connections are being served.
+func (s *server) open() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.live)
+}
+
 // ListenAndServe listens on the dial string addr and serves root in a
 // goroutine until the returned listener is closed. A unix socket file left
-// by an earlier run is removed first; one that still answers is not.
+// by an earlier run is removed first; one that still answers is not. A
+// unix socket is made 0666: every local user may connect, and SO_PEERCRED,
+// not the file mode, decides who each of them is.
 func ListenAndServe(addr string, root fs.Dir, opts Options) (net.Listener, error) {
 	network, address, err := parseAddr(addr)
 	if err != nil {
@@ -131,6 +263,12 @@ func ListenAndServe(addr string, root fs.Dir, opts Options) (net.Listener, error
 	ln, err := net.Listen(network, address)
 	if err != nil {
 		return nil, err
+	}
+	if network == "unix" && !strings.HasPrefix(address, "@") {
+		if err := os.Chmod(address, 0666); err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("p9fs: %w", err)
+		}
 	}
 	go func() {
 		if err := Serve(ln, root, opts); err != nil {

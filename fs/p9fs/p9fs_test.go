@@ -138,8 +138,10 @@ func TestRootPeerClaim(t *testing.T) {
 	}
 }
 
-// TCP is anonymous: whatever the client claims it is nobody, may read
-// what others may read and may not write what only the owner may.
+// TCP is anonymous and read-only: whatever the client claims it is
+// nobody, may read what others may read, and every change is refused with
+// EROFS, even one nobody's permissions would allow. TrustTCP lets the
+// claim and the writes through.
 func TestTCPAnonymous(t *testing.T) {
 	tr := whoamiTree(t)
 	ln, err := ListenAndServe("tcp!127.0.0.1!0", tr.Root, Options{})
@@ -155,10 +157,49 @@ func TestTCPAnonymous(t *testing.T) {
 	if got := readString(t, c, "/whoami"); got != "uid=65534 gid=65534\n" {
 		t.Fatalf("TCP client claiming root is %q to the model, want nobody", got)
 	}
-	wantErrno(t, "anonymous write of owned/ctl", c.WriteFile("/owned/ctl", []byte("echo x\n")), syscall.EACCES)
 	if got := readString(t, c, "/value"); got != "\n" {
 		t.Fatalf("value = %q", got)
 	}
+	// ctl is 0644 root: refused for being read-only before its mode is
+	// looked at.
+	wantErrno(t, "anonymous write of ctl", c.WriteFile("/ctl", []byte("echo x\n")), syscall.EROFS)
+	wantErrno(t, "anonymous write of owned/ctl", c.WriteFile("/owned/ctl", []byte("echo x\n")), syscall.EROFS)
+	_, err = c.Open("/ctl", true)
+	wantErrno(t, "anonymous open of ctl for writing", err, syscall.EROFS)
+	if got := readString(t, c, "/value"); got != "\n" {
+		t.Fatalf("value after refused writes = %q", got)
+	}
+
+	trusted, err := ListenAndServe("tcp!127.0.0.1!0", tr.Root, Options{TrustTCP: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer trusted.Close()
+	tc, err := DialAs(tcpAddr(trusted), 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc.Close()
+	if err := tc.WriteFile("/ctl", []byte("echo trusted\n")); err != nil {
+		t.Fatalf("write under TrustTCP: %v", err)
+	}
+	if got := readString(t, c, "/value"); got != "trusted\n" {
+		t.Fatalf("value after the trusted write = %q", got)
+	}
+}
+
+// Options.ReadOnly holds on a unix socket too, for root as for anyone.
+func TestReadOnlyUnix(t *testing.T) {
+	sock := serve(t, fstest.NewTree().Root, Options{ReadOnly: true})
+	c, err := Dial(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if got := readString(t, c, "/value"); got != "\n" {
+		t.Fatalf("value = %q", got)
+	}
+	wantErrno(t, "write of ctl on a read-only server", c.WriteFile("/ctl", []byte("echo x\n")), syscall.EROFS)
 }
 
 func TestParseAddr(t *testing.T) {
