@@ -87,8 +87,8 @@ func tcpAddr(ln net.Listener) string {
 
 func TestConformance(t *testing.T) { fstest.Run(t, mount) }
 
-// whoamiTree is the conformance tree with one more file, whoami, which
-// shows the caller the model was given.
+// whoamiTree is the conformance tree with two more files: whoami, which
+// shows the caller the model was given, and rootonly, root's and 0600.
 func whoamiTree(t *testing.T) *fstest.Tree {
 	tr := fstest.NewTree()
 	kids, err := tr.Root.List()
@@ -97,6 +97,8 @@ func whoamiTree(t *testing.T) *fstest.Tree {
 	}
 	kids = append(kids, tr.NS.Text("/whoami", 0444, fs.Owner{}, func(c fs.Caller) ([]byte, error) {
 		return []byte(fmt.Sprintf("uid=%d gid=%d\n", c.Uid, c.Gid)), nil
+	}), tr.NS.Text("/rootonly", 0600, fs.Owner{}, func(fs.Caller) ([]byte, error) {
+		return []byte("root's\n"), nil
 	}))
 	tr.Root = tr.NS.StaticDir("/", 0555, fs.Owner{}, kids...)
 	return tr
