@@ -168,13 +168,12 @@ func wellFormed(layout string, b []byte) bool {
 }
 
 // changes says whether a request would change the tree, and so is
-// refused on a read-only connection. Tremove is not among them: it
-// clunks its fid even when it fails, so it goes to the library, whose
-// directories refuse every unlink (EROFS) for everyone.
+// refused on a read-only connection. Tremove, Trename and Trenameat are
+// not among them: they are EROFS on every connection (see inspect).
 func changes(typ byte, body []byte) bool {
 	switch typ {
-	case tlcreate, tsymlink, tmknod, trename, tsetattr, txattrcreate,
-		tlink, tmkdir, trenameat, tunlinkat, twrite:
+	case tlcreate, tsymlink, tmknod, tsetattr, txattrcreate,
+		tlink, tmkdir, tunlinkat, twrite:
 		return true
 	case tlopen:
 		flags := le.Uint32(body[4:])
@@ -392,6 +391,12 @@ func (c *conn) inspect(frame []byte) ([]byte, error) {
 		// The library would serve requests without one, with its
 		// per-session buffers unset.
 		return nil, c.reply(tag, syscall.EPROTO)
+	case typ == trename || typ == trenameat:
+		// Nothing in the tree is ever renamed (directories are
+		// templatefs.ReadOnlyDir, files refuse Rename), for anyone;
+		// answered here because the library holds a lock over the
+		// whole connection for a rename (see tremove below).
+		return nil, c.reply(tag, syscall.EROFS)
 	case c.readOnly && changes(typ, body):
 		// EROFS, not EACCES: the refusal is the connection's, not
 		// the file's permission bits, and it is what the same
@@ -431,6 +436,16 @@ func (c *conn) inspect(frame []byte) ([]byte, error) {
 		r.old = le.Uint16(body)
 	case tclunk, tremove:
 		r.fid, r.clunks = le.Uint32(body), true
+		if typ == tremove {
+			// Nothing can be removed either (directories refuse
+			// every unlink), but Tremove clunks its fid even so.
+			// The library would take a lock over the whole
+			// connection for it, which waits for any read
+			// blocked on events, and every later request waits
+			// behind that: the library gets a Tclunk, and
+			// sendReply turns its Rclunk into Rlerror(EROFS).
+			frame[4] = tclunk
+		}
 	}
 	if err := c.admit(tag, &r); err != nil {
 		return nil, c.refuse(tag, err)
@@ -696,6 +711,9 @@ func (c *conn) sendReply(frame []byte) error {
 		// unless there was none (EBADF).
 		delete(c.fids, r.fid)
 	}
+	if ok && r.typ == tremove && frame[4] == tclunk+1 {
+		frame = errFrame(tag, syscall.EROFS)
+	}
 	if _, pending := c.inflight[r.old]; pending && frame[4] == rflush {
 		// The library answers Tflush once the old request's handler
 		// has returned, but that handler's reply may not be out yet,
@@ -728,12 +746,17 @@ func (c *conn) sendReply(frame []byte) error {
 
 // reply answers a request with Rlerror here, without the library.
 func (c *conn) reply(tag uint16, e syscall.Errno) error {
-	var m [headerLen + 4]byte
+	return c.send(errFrame(tag, e))
+}
+
+// errFrame is an Rlerror.
+func errFrame(tag uint16, e syscall.Errno) []byte {
+	m := make([]byte, headerLen+4)
 	le.PutUint32(m[0:], uint32(len(m)))
 	m[4] = rlerror
 	le.PutUint16(m[5:], tag)
 	le.PutUint32(m[7:], uint32(e))
-	return c.send(m[:])
+	return m
 }
 
 func (c *conn) send(frame []byte) error {

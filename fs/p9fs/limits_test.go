@@ -380,3 +380,33 @@ func TestConnLimitPerUid(t *testing.T) {
 }
 
 func sprintf(format string, args ...any) string { return fmt.Sprintf(format, args...) }
+
+// Tremove and renames are EROFS for everyone, and do not stall the
+// connection: hugelgupf/p9 would run them under a lock over the whole
+// connection, which waits for a read blocked on events, while every later
+// walk waited behind it. Tremove still clunks its fid.
+func TestRemoveDoesNotStall(t *testing.T) {
+	sock := serve(t, fstest.NewTree().Root, Options{})
+	w := session(t, sock, 8192)
+	w.send(twalk, 1, uint32(0), uint32(1), []string{"events"})
+	w.expect(rwalk, 1)
+	w.send(tlopen, 1, uint32(1), uint32(0))
+	w.expect(rlopen, 1)
+	w.send(tread, 2, uint32(1), uint64(0), uint32(100))
+	w.send(twalk, 1, uint32(0), uint32(2), []string{"value"})
+	w.expect(rwalk, 1)
+	w.send(tremove, 3, uint32(2))
+	w.expectErrno(3, syscall.EROFS)
+	w.send(trenameat, 3, uint32(0), "value", uint32(0), "value2")
+	w.expectErrno(3, syscall.EROFS)
+	w.send(trename, 3, uint32(1), uint32(0), "events2")
+	w.expectErrno(3, syscall.EROFS)
+	w.send(twalk, 4, uint32(0), uint32(3), []string{"big"})
+	w.expect(rwalk, 4)
+	w.send(tclunk, 5, uint32(2))
+	w.expectErrno(5, syscall.EBADF)
+	w.send(tremove, 5, uint32(2))
+	w.expectErrno(5, syscall.EBADF)
+	w.send(tremove, 5, uint32(0))
+	w.expectErrno(5, syscall.EROFS)
+}
