@@ -271,4 +271,3 @@ func framedOf(m []byte) []byte {
 	b = le.AppendUint16(b, uint16(len(m)-headerLen))
 	return append(b, m[headerLen:]...)
 }
-

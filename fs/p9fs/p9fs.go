@@ -6,12 +6,28 @@
 // a conn that reads every request frame before the library does:
 //
 //	client ──frames──▶ conn ──▶ p9.Server ──▶ dir / file ──▶ fs.Dir / fs.File
+//	                    │ size     > msize (4096 before Tversion) or < 7: closed
+//	                    │ type     not a 9P2000.L request: Rlerror(ENOSYS)
+//	                    │ body     not decodable: Rlerror(EINVAL), with its tag
+//	                    │ Tversion first and once; msize ≥ 4096, cut to MaxMsize
+//	                    │ Twalk    more than 16 names: EINVAL, nothing walked
+//	                    │ Tread    count cut to msize-11
+//	                    │ limits   MaxFids (EMFILE), MaxRequests (EAGAIN)
+//	                    │ changes  EROFS on a read-only connection; remove and
+//	                    │          rename EROFS on all (Tremove still clunks)
 //	                    │ Tauth    answered Rlerror(ENOENT) here
 //	                    │ Tattach  n_uname, believed only from root or TrustTCP
 //	                    │ Tflush   interrupts the flushed read; Rflush after its reply
 //	                    │ Tclunk   ends the fid's blocked reads
 //	                    └ Tattach and Tlopen go in one at a time, so that
 //	                      Attach and Open know the caller and fid they serve
+//
+// The library itself accepts any msize up to 4 MiB and allocates that much
+// per connection at Tversion, walks any number of names, holds any number
+// of fids and serves any number of requests at once; conn is where a
+// hostile peer meets its bounds. The listener adds MaxConns (and, on a
+// unix socket, MaxConnsPerUid): a connection beyond them is closed as soon
+// as it is accepted.
 //
 // Semantics are the model's (see package fs): reads of a file are served by
 // offset from what it rendered at open, size is 0 in stat, ctl writes run
@@ -21,8 +37,23 @@
 //
 // Who is asking: on a unix socket the peer's credentials (SO_PEERCRED) are
 // the caller, except that a root peer may attach as any uid (its claim is
-// believed, as a root process could setuid anyway). TCP carries no
-// credentials, so a TCP client is nobody (65534) unless Options.TrustTCP.
+// believed, as a root process could setuid anyway). The socket is made
+// 0666 so that every local user can connect; the file mode decides
+// nothing. TCP carries no credentials, so a TCP client is nobody (65534)
+// unless Options.TrustTCP.
+//
+// What a TCP listener exposes, without TrustTCP: to anyone who can reach
+// the port, the whole tree as nobody sees it, read-only. They can list
+// every directory and read every file whose mode lets others read it
+// (status, stat, events, log, ...), but not files readable only by their
+// owner or group. Every change is refused with EROFS, whatever the file's
+// mode: opening for writing or with O_TRUNC (so no ctl can be written,
+// not even one open to all), write, create, mkdir, symlink, mknod, link,
+// unlink, setattr, xattrcreate; remove and rename are refused everywhere.
+// With TrustTCP a TCP client is whoever it says it is, root included, and
+// may write whatever that user may: it is for a network that is itself
+// the authentication, such as a private link between machines one owns.
+// ReadOnly makes any listener read-only, unix sockets included.
 //
 // Addresses are Plan 9 dial strings: "unix!/run/aios.sock",
 // "tcp!host!port", or a plain path meaning a unix socket.
