@@ -673,6 +673,13 @@ func (c *conn) forget(fid uint32) {
 	}
 }
 
+// mayOpen says whether the connection may open one more file (MaxOpen).
+func (c *conn) mayOpen() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.files) < c.opts.MaxOpen
+}
+
 // opened records f as the open file of the fid being opened.
 func (c *conn) opened(f *file) {
 	c.mu.Lock()

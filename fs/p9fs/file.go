@@ -183,6 +183,12 @@ func (f *file) Open(flags p9.OpenFlags) (p9.QID, uint32, error) {
 	if f.c.readOnly && (mode != fs.OREAD || flags&dotlTrunc != 0) {
 		return p9.QID{}, 0, linux.EROFS
 	}
+	// Opens come here one at a time (conn's gate), so counting the open
+	// files first is exact enough: a file clunked but not yet closed
+	// has left the count.
+	if !f.c.mayOpen() {
+		return p9.QID{}, 0, linux.EMFILE
+	}
 	h, err := mf.Open(f.c.ctx, f.caller, mode)
 	if err != nil {
 		return p9.QID{}, 0, errno(err)

@@ -410,3 +410,30 @@ func TestRemoveDoesNotStall(t *testing.T) {
 	w.send(tremove, 5, uint32(0))
 	w.expectErrno(5, syscall.EROFS)
 }
+
+// A connection has at most MaxOpen files open: one more open is EMFILE;
+// a clunk makes room. Directories hold nothing open and do not count.
+func TestOpenLimit(t *testing.T) {
+	sock := serve(t, fstest.NewTree().Root, Options{MaxOpen: 3})
+	w := session(t, sock, 8192)
+	for fid := uint32(1); fid <= 5; fid++ {
+		w.send(twalk, 1, uint32(0), fid, []string{"events"})
+		w.expect(rwalk, 1)
+	}
+	for fid := uint32(1); fid <= 3; fid++ {
+		w.send(tlopen, 2, fid, uint32(0))
+		w.expect(rlopen, 2)
+	}
+	w.send(tlopen, 2, uint32(4), uint32(0))
+	w.expectErrno(2, syscall.EMFILE)
+	w.send(twalk, 1, uint32(0), uint32(6), []string{})
+	w.expect(rwalk, 1)
+	w.send(tlopen, 2, uint32(6), uint32(0))
+	w.expect(rlopen, 2)
+	w.send(tclunk, 3, uint32(2))
+	w.expect(rclunk, 3)
+	w.send(tlopen, 2, uint32(4), uint32(0))
+	w.expect(rlopen, 2)
+	w.send(tlopen, 2, uint32(5), uint32(0))
+	w.expectErrno(2, syscall.EMFILE)
+}

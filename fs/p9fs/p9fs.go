@@ -12,7 +12,7 @@
 //	                    │ Tversion first and once; msize ≥ 4096, cut to MaxMsize
 //	                    │ Twalk    more than 16 names: EINVAL, nothing walked
 //	                    │ Tread    count cut to msize-11
-//	                    │ limits   MaxFids (EMFILE), MaxRequests (EAGAIN)
+//	                    │ limits   MaxFids, MaxOpen (EMFILE), MaxRequests (EAGAIN)
 //	                    │ changes  EROFS on a read-only connection; remove and
 //	                    │          rename EROFS on all (Tremove still clunks)
 //	                    │ Tauth    answered Rlerror(ENOENT) here
@@ -102,6 +102,11 @@ type Options struct {
 	// MaxFids is how many fids a connection may hold (default 4096). An
 	// attach or walk that would make one more is answered EMFILE.
 	MaxFids int
+	// MaxOpen is how many files a connection may have open at once
+	// (default 1024); one more open is answered EMFILE. An open file
+	// holds what the model gave it: a rendering, or for an events file
+	// a bus subscription with its queue (some 96 KiB in the daemon).
+	MaxOpen int
 	// MaxRequests is how many requests a connection may have in flight
 	// (default 64). One more is answered EAGAIN, except Tflush and
 	// Tclunk, which end requests; with twice as many in flight the
@@ -123,6 +128,7 @@ const (
 	defaultMaxConns       = 256
 	defaultMaxConnsPerUid = 64
 	defaultMaxFids        = 4096
+	defaultMaxOpen        = 1024
 	defaultMaxRequests    = 64
 	defaultMaxMsize       = 64 << 10
 	// minMsize is the smallest msize a Tversion may ask for, as the
@@ -142,6 +148,7 @@ func (o Options) limits() Options {
 	def(&o.MaxConns, defaultMaxConns)
 	def(&o.MaxConnsPerUid, defaultMaxConnsPerUid)
 	def(&o.MaxFids, defaultMaxFids)
+	def(&o.MaxOpen, defaultMaxOpen)
 	def(&o.MaxRequests, defaultMaxRequests)
 	switch {
 	case o.MaxMsize == 0:
