@@ -195,6 +195,7 @@ type conn struct {
 	net.Conn
 	root fs.Dir
 	opts Options
+	logf func(format string, args ...any) // opts.Logf, rate-limited by the listener
 	// own is the peer itself; trusted says whether its attach claims are
 	// believed (a root peer on a unix socket, or TCP under TrustTCP).
 	own     fs.Caller
@@ -265,6 +266,7 @@ func newConn(nc net.Conn, root fs.Dir, opts Options) (*conn, error) {
 		Conn:     nc,
 		root:     root,
 		opts:     opts,
+		logf:     opts.logf,
 		own:      nobody,
 		trusted:  opts.TrustTCP,
 		readOnly: opts.ReadOnly || !opts.TrustTCP,
@@ -331,7 +333,7 @@ func (c *conn) Read(p []byte) (int, error) {
 		}
 		if err != nil {
 			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
-				c.opts.logf("p9fs: %v: %v", c.RemoteAddr(), err)
+				c.logf("p9fs: %v: %v", c.RemoteAddr(), err)
 			}
 			// The library stops reading at the first error and
 			// waits for the requests in flight; ending ctx ends
@@ -780,7 +782,7 @@ func (c *conn) send(frame []byte) error {
 func (c *conn) serve() {
 	defer func() {
 		if r := recover(); r != nil {
-			c.opts.logf("p9fs: %v: hugelgupf/p9 panicked at the end of the connection: %v", c.RemoteAddr(), r)
+			c.logf("p9fs: %v: hugelgupf/p9 panicked at the end of the connection: %v", c.RemoteAddr(), r)
 			c.Close()
 			c.mu.Lock()
 			files := c.files

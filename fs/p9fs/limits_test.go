@@ -437,3 +437,38 @@ func TestOpenLimit(t *testing.T) {
 	w.send(tlopen, 2, uint32(5), uint32(0))
 	w.expectErrno(2, syscall.EMFILE)
 }
+
+// What connections log is limited to connLogRate lines a second per
+// listener, so that a flood of bad connections is not a flood of lines.
+func TestConnLogLimit(t *testing.T) {
+	var (
+		mu   sync.Mutex
+		logs []string
+	)
+	s, sock, _ := serveServer(t, Options{Logf: func(format string, args ...any) {
+		mu.Lock()
+		logs = append(logs, sprintf(format, args...))
+		mu.Unlock()
+	}})
+	start := time.Now()
+	for range 3 * connLogRate {
+		w := dialWire(t, sock)
+		w.rawSend(sized(1, tversion, 1)...) // a bad size: logged, closed
+		w.closed()
+	}
+	for s.open() != 0 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	// Within a second (on a loaded machine, a few), connLogRate lines and
+	// one saying how many were dropped.
+	seconds := int(time.Since(start)/time.Second) + 1
+	if max := seconds * (connLogRate + 1); len(logs) > max {
+		t.Fatalf("%d lines logged for %d bad connections in %d s, want at most %d:\n%s",
+			len(logs), 3*connLogRate, seconds, max, strings.Join(logs, "\n"))
+	}
+	if len(logs) == 0 || !strings.Contains(logs[0], "bad message size 1") {
+		t.Fatalf("log: %q", logs)
+	}
+}

@@ -181,6 +181,41 @@ type server struct {
 	// connections does not become a flood of log lines.
 	refused int
 	lastLog time.Time
+	// connLog limits what the connections log (their errors), for the
+	// same reason: at most connLogRate lines a second.
+	connLog struct {
+		sync.Mutex
+		since      time.Time
+		n, dropped int
+	}
+}
+
+// connLogRate is how many lines a second a listener's connections may log.
+const connLogRate = 10
+
+// connLogf is the Logf of the listener's connections: Options.Logf, at
+// most connLogRate lines a second, then one line saying how many were
+// dropped.
+func (s *server) connLogf(format string, args ...any) {
+	l := &s.connLog
+	l.Lock()
+	now := time.Now()
+	if now.Sub(l.since) >= time.Second {
+		if l.dropped > 0 {
+			s.opts.logf("p9fs: %d more connection log lines dropped", l.dropped)
+		}
+		l.since, l.n, l.dropped = now, 0, 0
+	}
+	ok := l.n < connLogRate
+	if ok {
+		l.n++
+	} else {
+		l.dropped++
+	}
+	l.Unlock()
+	if ok {
+		s.opts.logf(format, args...)
+	}
 }
 
 // Serve serves root on every connection ln accepts, each with its own
@@ -221,10 +256,11 @@ func (s *server) serve(ln net.Listener) error {
 		}
 		c, err := newConn(nc, s.root, s.opts)
 		if err != nil {
-			s.opts.logf("p9fs: %v: %v", nc.RemoteAddr(), err)
+			s.connLogf("p9fs: %v: %v", nc.RemoteAddr(), err)
 			nc.Close()
 			continue
 		}
+		c.logf = s.connLogf
 		if !s.admit(c) {
 			nc.Close()
 			continue
