@@ -91,15 +91,18 @@ func TestVersionBounds(t *testing.T) {
 		t.Errorf("Tversion 9P2000: Rversion %q, want unknown", body[6:])
 	}
 
-	// The repo's client, with msize 4096 cut from its 64 KiB, still
-	// reads the 300 KB file whole.
-	c, err := Dial(sock)
+	// The repo's client, with its 64 KiB msize cut to 4096, still
+	// lists and reads the 300 KB file whole.
+	c, err := Dial(serve(t, fstest.NewTree().Root, Options{MaxMsize: 4096}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
 	if b, err := c.ReadFile("/big"); err != nil || string(b) != string(fstest.Big) {
 		t.Fatalf("big: %d bytes, %v", len(b), err)
+	}
+	if ents, err := c.ReadDir("/"); err != nil || len(ents) != 6 {
+		t.Fatalf("ReadDir /: %d entries, %v", len(ents), err)
 	}
 }
 
