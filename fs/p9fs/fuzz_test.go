@@ -36,9 +36,9 @@ const probeTag = 0xfffe
 // writes allowed), else read-only and nobody.
 //
 // Every run ends a connection, which takes conn's settle pause (20ms), so
-// this runs some 45 inputs a second on one core; the Makefile caps the
-// minimizing of new inputs (-fuzzminimizetime 20x), which at the default
-// 60s a new input stalls the run.
+// this runs some 45 inputs a second on one core. The Makefile caps the
+// minimizing of each new input at 20 runs (-fuzzminimizetime 20x): at the
+// default of 60s, every new input stalled the run for up to a minute.
 func FuzzServe(f *testing.F) {
 	for _, s := range fuzzSeeds() {
 		f.Add(s)

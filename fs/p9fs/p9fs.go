@@ -262,7 +262,7 @@ func (s *server) serve(ln net.Listener) error {
 		}
 		c.logf = s.connLogf
 		if !s.admit(c) {
-			nc.Close()
+			c.Close()
 			continue
 		}
 		s.wg.Add(1)
