@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"os/user"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -239,6 +240,14 @@ type conn struct {
 	// would add one. Together they are bounded by MaxFids.
 	fids    map[uint32]struct{}
 	newFids int
+	// paths are the paths the library keeps a node for on this
+	// connection: one for every name it has walked to from a directory,
+	// kept until the connection ends (only a rename or remove would
+	// drop one). A directory that takes any name (mem/find/TAG) would
+	// let them grow without end; MaxPaths bounds them. fidPath is the
+	// path of each fid, to know where a walk starts.
+	paths   map[uint64]struct{}
+	fidPath map[uint32]uint64
 }
 
 // req is what conn remembers of a request in the library.
@@ -251,6 +260,18 @@ type req struct {
 	newFid uint32
 	adds   bool
 	clunks bool // a Tclunk or Tremove: fid is gone once answered
+
+	// What a Tattach, Twalk or Txattrwalk does to the paths (see
+	// conn.paths): newFid ends up at the path walk names from the
+	// root (fromRoot) or from fid from. walk is dropped once admitted;
+	// moved says newFid's path was set, and prevPath/hadPrev what to
+	// put back if the request fails.
+	walk     []string
+	from     uint32
+	fromRoot bool
+	moved    bool
+	hadPrev  bool
+	prevPath uint64
 }
 
 // op is the attach or open the library is handling.
@@ -277,6 +298,8 @@ func newConn(nc net.Conn, root fs.Dir, opts Options) (*conn, error) {
 		flushed:  map[uint16]*file{},
 		after:    map[uint16][][]byte{},
 		fids:     map[uint32]struct{}{},
+		paths:    map[uint64]struct{}{},
+		fidPath:  map[uint32]uint64{},
 	}
 	if uc, ok := nc.(*net.UnixConn); ok {
 		cred, err := peerCred(uc)
@@ -416,6 +439,11 @@ func (c *conn) inspect(frame []byte) ([]byte, error) {
 	case tattach:
 		m, _ := parseAttach(body)
 		r.newFid, r.adds = m.fid, true
+		r.fromRoot, r.walk = true, attachNames(m.aname)
+		if len(r.walk) > maxWalk {
+			// The library walks an aname's every component.
+			return nil, c.reply(tag, syscall.EINVAL)
+		}
 		o = &op{tag: tag, fid: m.fid, caller: c.attachCaller(m.uname, m.nuname)}
 	case twalk, txattrwalk:
 		if typ == twalk && le.Uint16(body[8:]) > maxWalk {
@@ -423,6 +451,10 @@ func (c *conn) inspect(frame []byte) ([]byte, error) {
 		}
 		// A walk to its own fid replaces it; it adds none.
 		r.newFid, r.adds = le.Uint32(body[4:]), le.Uint32(body) != le.Uint32(body[4:])
+		r.from = le.Uint32(body)
+		if typ == twalk {
+			r.walk = walkNames(body[8:])
+		}
 	case tlopen:
 		o = &op{tag: tag, fid: le.Uint32(body)}
 	case tread, treaddir:
@@ -478,7 +510,8 @@ var errDupTag = errors.New("tag in use")
 // admit records r as in flight with tag, or returns the errno that
 // refuses it: EAGAIN with MaxRequests in flight (Tflush and Tclunk, which
 // end requests, may go on to twice that), EMFILE for a fid beyond
-// MaxFids. A plain error (twice MaxRequests) ends the connection.
+// MaxFids, ENFILE for paths beyond MaxPaths. A plain error (twice
+// MaxRequests) ends the connection.
 func (c *conn) admit(tag uint16, r *req) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -497,12 +530,87 @@ func (c *conn) admit(tag uint16, r *req) error {
 			r.adds = false
 		} else if len(c.fids)+c.newFids >= c.opts.MaxFids {
 			return syscall.EMFILE
-		} else {
-			c.newFids++
 		}
 	}
+	if r.fromRoot || r.typ == twalk || r.typ == txattrwalk {
+		if err := c.walkPaths(r); err != nil {
+			return err
+		}
+	}
+	if r.adds {
+		c.newFids++
+	}
+	r.walk = nil
 	c.inflight[tag] = *r
 	return nil
+}
+
+// walkPaths counts the paths r's walk may make the library keep, and
+// refuses it with ENFILE when they would pass MaxPaths; otherwise it sets
+// newFid's path. Every name counts, though a walk that fails keeps only
+// the nodes before the failing name: an upper bound, as it should be. A
+// walk from a fid conn does not know is left alone: the library answers
+// it EBADF. Called with c.mu held.
+func (c *conn) walkPaths(r *req) error {
+	id, known := uint64(0), true // the root's path
+	if !r.fromRoot {
+		id, known = c.fidPath[r.from]
+	}
+	if !known {
+		return nil
+	}
+	ids := make([]uint64, 0, len(r.walk))
+	fresh := 0
+	for _, name := range r.walk {
+		id = pathID(id, name)
+		if _, seen := c.paths[id]; !seen && !slices.Contains(ids, id) {
+			fresh++
+		}
+		ids = append(ids, id)
+	}
+	if len(c.paths)+fresh > c.opts.MaxPaths {
+		return syscall.ENFILE
+	}
+	for _, id := range ids {
+		c.paths[id] = struct{}{}
+	}
+	r.prevPath, r.hadPrev = c.fidPath[r.newFid]
+	c.fidPath[r.newFid], r.moved = id, true
+	return nil
+}
+
+// pathID names the path name under the path parent (FNV-1a).
+func pathID(parent uint64, name string) uint64 {
+	const prime = 1099511628211
+	h := uint64(14695981039346656037)
+	for i := range 8 {
+		h = (h ^ uint64(byte(parent>>(8*i)))) * prime
+	}
+	for i := 0; i < len(name); i++ {
+		h = (h ^ uint64(name[i])) * prime
+	}
+	return h
+}
+
+// attachNames are the names the library walks for a Tattach's aname.
+func attachNames(aname string) []string {
+	aname = strings.TrimPrefix(aname, "/")
+	if aname == "" {
+		return nil
+	}
+	return strings.Split(aname, "/")
+}
+
+// walkNames are a Twalk's names, from nwname[2] on (already checked
+// against its layout).
+func walkNames(b []byte) []string {
+	names := make([]string, le.Uint16(b))
+	b = b[2:]
+	for i := range names {
+		n := int(le.Uint16(b))
+		names[i], b = string(b[2:2+n]), b[2+n:]
+	}
+	return names
 }
 
 // version serves a Tversion: it is refused once a session is agreed (the
@@ -715,10 +823,19 @@ func (c *conn) sendReply(frame []byte) error {
 			c.fids[r.newFid] = struct{}{}
 		}
 	}
+	if ok && r.moved && frame[4] != r.typ+1 {
+		// The walk failed: the fid is where it was, or nowhere.
+		if r.hadPrev {
+			c.fidPath[r.newFid] = r.prevPath
+		} else {
+			delete(c.fidPath, r.newFid)
+		}
+	}
 	if ok && r.clunks && !(frame[4] == rlerror && len(frame) >= headerLen+4 && le.Uint32(frame[headerLen:]) == uint32(syscall.EBADF)) {
 		// Tclunk and Tremove free the fid even when they fail,
 		// unless there was none (EBADF).
 		delete(c.fids, r.fid)
+		delete(c.fidPath, r.fid)
 	}
 	if ok && r.typ == tremove && frame[4] == tclunk+1 {
 		frame = errFrame(tag, syscall.EROFS)

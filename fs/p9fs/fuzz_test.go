@@ -57,6 +57,8 @@ func fuzzServe(t *testing.T, mode byte, in []byte) {
 	opts := Options{
 		TrustTCP:    mode&4 != 0,
 		MaxFids:     16,
+		MaxOpen:     8,
+		MaxPaths:    64,
 		MaxRequests: 8,
 		MaxMsize:    8192,
 		Logf: func(format string, args ...any) {

@@ -475,3 +475,69 @@ func TestConnLogLimit(t *testing.T) {
 		t.Fatalf("log: %q", logs)
 	}
 }
+
+// anyTree is a root with one directory, any, that has a file of every
+// name, as the daemon's mem/find has one for every tag.
+func anyTree() fs.Dir {
+	ns := &fs.NS{}
+	anyDir := ns.Dir("/any", 0555, fs.Owner{}, func() ([]fs.Node, error) { return nil, nil }, func(name string) (fs.Node, error) {
+		return ns.Text("/any/"+name, 0444, fs.Owner{}, func(fs.Caller) ([]byte, error) { return []byte(name), nil }), nil
+	})
+	return ns.StaticDir("/", 0555, fs.Owner{}, anyDir)
+}
+
+// A connection walks to at most MaxPaths distinct paths: hugelgupf/p9
+// keeps a node for each (some 400 bytes) as long as the connection lives,
+// so walking any/NAME for ever-new names grew the heap without end (7.4 MB
+// for 20,000 names). Beyond MaxPaths a walk to a new path is ENFILE;
+// paths already walked, from any fid, still work; an aname of more than
+// 16 names is EINVAL.
+func TestPathLimit(t *testing.T) {
+	sock := serve(t, anyTree(), Options{MaxPaths: 100})
+	w := session(t, sock, 8192)
+	walk := func(from uint32, names ...string) (typ byte, errno syscall.Errno) {
+		w.send(twalk, 1, from, uint32(1), names)
+		typ, _, body := w.recv(5 * time.Second)
+		if typ == rlerror {
+			errno = syscall.Errno(le.Uint32(body))
+		} else {
+			w.send(tclunk, 2, uint32(1))
+			w.expect(rclunk, 2)
+		}
+		return typ, errno
+	}
+	base := heapInuse()
+	// "any" is one path; 99 names make 100.
+	for i := range 99 {
+		if typ, e := walk(0, "any", fmt.Sprint("n", i)); typ != rwalk {
+			t.Fatalf("walk %d: %v", i, e)
+		}
+	}
+	for i := range 2000 {
+		if _, e := walk(0, "any", fmt.Sprint("new", i)); e != syscall.ENFILE {
+			t.Fatalf("walk to a new path %d past MaxPaths: %v, want ENFILE", i, e)
+		}
+	}
+	if grown := heapInuse() - base; grown > 1<<20 {
+		t.Errorf("heap grew %.1f MB over 2,000 refused walks", mb(grown))
+	}
+	// Known paths, walked again, from the root or from any.
+	if typ, e := walk(0, "any", "n5"); typ != rwalk {
+		t.Fatalf("walk to a known path: %v", e)
+	}
+	w.send(twalk, 1, uint32(0), uint32(3), []string{"any"})
+	w.expect(rwalk, 1)
+	if typ, e := walk(3, "n7"); typ != rwalk {
+		t.Fatalf("walk from any to a known path: %v", e)
+	}
+	if _, e := walk(3, "new"); e != syscall.ENFILE {
+		t.Fatalf("walk from any to a new path: %v, want ENFILE", e)
+	}
+	// Attach walks its aname, and counts it.
+	w.send(tattach, 4, uint32(5), noFid, "", "any/n9", noFid)
+	w.expect(rattach, 4)
+	w.send(tattach, 4, uint32(6), noFid, "", "any/other", noFid)
+	w.expectErrno(4, syscall.ENFILE)
+	w.send(tattach, 4, uint32(6), noFid, "", strings.Repeat("any/", 17)+"x", noFid)
+	w.expectErrno(4, syscall.EINVAL)
+}

@@ -12,7 +12,8 @@
 //	                    │ Tversion first and once; msize ≥ 4096, cut to MaxMsize
 //	                    │ Twalk    more than 16 names: EINVAL, nothing walked
 //	                    │ Tread    count cut to msize-11
-//	                    │ limits   MaxFids, MaxOpen (EMFILE), MaxRequests (EAGAIN)
+//	                    │ limits   MaxFids, MaxOpen (EMFILE), MaxPaths (ENFILE),
+//	                    │          MaxRequests (EAGAIN)
 //	                    │ changes  EROFS on a read-only connection; remove and
 //	                    │          rename EROFS on all (Tremove still clunks)
 //	                    │ Tauth    answered Rlerror(ENOENT) here
@@ -24,8 +25,8 @@
 //
 // The library itself accepts any msize up to 4 MiB and allocates that much
 // per connection at Tversion, walks any number of names, holds any number
-// of fids and serves any number of requests at once; conn is where a
-// hostile peer meets its bounds. The listener adds MaxConns (and, on a
+// of fids, keeps a node for every path ever walked and serves any number
+// of requests at once; conn is where a hostile peer meets its bounds. The listener adds MaxConns (and, on a
 // unix socket, MaxConnsPerUid): a connection beyond them is closed as soon
 // as it is accepted.
 //
@@ -107,6 +108,13 @@ type Options struct {
 	// holds what the model gave it: a rendering, or for an events file
 	// a bus subscription with its queue (some 96 KiB in the daemon).
 	MaxOpen int
+	// MaxPaths is how many distinct paths a connection may walk to
+	// (default 65536); a walk or attach that would pass it is answered
+	// ENFILE. hugelgupf/p9 keeps a node (some 400 bytes) for every name
+	// a connection has walked to, until the connection ends, and
+	// mem/find takes any name. A client that walks a new agent's files
+	// for days on one connection meets this too, and must reconnect.
+	MaxPaths int
 	// MaxRequests is how many requests a connection may have in flight
 	// (default 64). One more is answered EAGAIN, except Tflush and
 	// Tclunk, which end requests; with twice as many in flight the
@@ -129,6 +137,7 @@ const (
 	defaultMaxConnsPerUid = 64
 	defaultMaxFids        = 4096
 	defaultMaxOpen        = 1024
+	defaultMaxPaths       = 1 << 16
 	defaultMaxRequests    = 64
 	defaultMaxMsize       = 64 << 10
 	// minMsize is the smallest msize a Tversion may ask for, as the
@@ -149,6 +158,7 @@ func (o Options) limits() Options {
 	def(&o.MaxConnsPerUid, defaultMaxConnsPerUid)
 	def(&o.MaxFids, defaultMaxFids)
 	def(&o.MaxOpen, defaultMaxOpen)
+	def(&o.MaxPaths, defaultMaxPaths)
 	def(&o.MaxRequests, defaultMaxRequests)
 	switch {
 	case o.MaxMsize == 0:
