@@ -177,6 +177,18 @@ func (f *file) Open(flags p9.OpenFlags) (p9.QID, uint32, error) {
 	case p9.ReadWrite:
 		mode = fs.ORDWR
 	}
+	// conn refuses these before the library sees them; this is the
+	// same rule where the model is asked, in case another path leads
+	// here.
+	if f.c.readOnly && (mode != fs.OREAD || flags&dotlTrunc != 0) {
+		return p9.QID{}, 0, linux.EROFS
+	}
+	// Opens come here one at a time (conn's gate), so counting the open
+	// files first is exact enough: a file clunked but not yet closed
+	// has left the count.
+	if !f.c.mayOpen() {
+		return p9.QID{}, 0, linux.EMFILE
+	}
 	h, err := mf.Open(f.c.ctx, f.caller, mode)
 	if err != nil {
 		return p9.QID{}, 0, errno(err)
@@ -225,6 +237,9 @@ func (f *file) WriteAt(p []byte, off int64) (int, error) {
 // may write it; times are accepted and dropped (touch works). Modes and
 // owners belong to the model.
 func (f *file) SetAttr(valid p9.SetAttrMask, _ p9.SetAttr) error {
+	if f.c.readOnly {
+		return linux.EROFS
+	}
 	if valid.Permissions || valid.UID || valid.GID {
 		return linux.EPERM
 	}

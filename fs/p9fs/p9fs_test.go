@@ -87,8 +87,8 @@ func tcpAddr(ln net.Listener) string {
 
 func TestConformance(t *testing.T) { fstest.Run(t, mount) }
 
-// whoamiTree is the conformance tree with one more file, whoami, which
-// shows the caller the model was given.
+// whoamiTree is the conformance tree with two more files: whoami, which
+// shows the caller the model was given, and rootonly, root's and 0600.
 func whoamiTree(t *testing.T) *fstest.Tree {
 	tr := fstest.NewTree()
 	kids, err := tr.Root.List()
@@ -97,6 +97,8 @@ func whoamiTree(t *testing.T) *fstest.Tree {
 	}
 	kids = append(kids, tr.NS.Text("/whoami", 0444, fs.Owner{}, func(c fs.Caller) ([]byte, error) {
 		return []byte(fmt.Sprintf("uid=%d gid=%d\n", c.Uid, c.Gid)), nil
+	}), tr.NS.Text("/rootonly", 0600, fs.Owner{}, func(fs.Caller) ([]byte, error) {
+		return []byte("root's\n"), nil
 	}))
 	tr.Root = tr.NS.StaticDir("/", 0555, fs.Owner{}, kids...)
 	return tr
@@ -138,8 +140,10 @@ func TestRootPeerClaim(t *testing.T) {
 	}
 }
 
-// TCP is anonymous: whatever the client claims it is nobody, may read
-// what others may read and may not write what only the owner may.
+// TCP is anonymous and read-only: whatever the client claims it is
+// nobody, may read what others may read, and every change is refused with
+// EROFS, even one nobody's permissions would allow. TrustTCP lets the
+// claim and the writes through.
 func TestTCPAnonymous(t *testing.T) {
 	tr := whoamiTree(t)
 	ln, err := ListenAndServe("tcp!127.0.0.1!0", tr.Root, Options{})
@@ -155,10 +159,49 @@ func TestTCPAnonymous(t *testing.T) {
 	if got := readString(t, c, "/whoami"); got != "uid=65534 gid=65534\n" {
 		t.Fatalf("TCP client claiming root is %q to the model, want nobody", got)
 	}
-	wantErrno(t, "anonymous write of owned/ctl", c.WriteFile("/owned/ctl", []byte("echo x\n")), syscall.EACCES)
 	if got := readString(t, c, "/value"); got != "\n" {
 		t.Fatalf("value = %q", got)
 	}
+	// ctl is 0644 root: refused for being read-only before its mode is
+	// looked at.
+	wantErrno(t, "anonymous write of ctl", c.WriteFile("/ctl", []byte("echo x\n")), syscall.EROFS)
+	wantErrno(t, "anonymous write of owned/ctl", c.WriteFile("/owned/ctl", []byte("echo x\n")), syscall.EROFS)
+	_, err = c.Open("/ctl", true)
+	wantErrno(t, "anonymous open of ctl for writing", err, syscall.EROFS)
+	if got := readString(t, c, "/value"); got != "\n" {
+		t.Fatalf("value after refused writes = %q", got)
+	}
+
+	trusted, err := ListenAndServe("tcp!127.0.0.1!0", tr.Root, Options{TrustTCP: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer trusted.Close()
+	tc, err := DialAs(tcpAddr(trusted), 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc.Close()
+	if err := tc.WriteFile("/ctl", []byte("echo trusted\n")); err != nil {
+		t.Fatalf("write under TrustTCP: %v", err)
+	}
+	if got := readString(t, c, "/value"); got != "trusted\n" {
+		t.Fatalf("value after the trusted write = %q", got)
+	}
+}
+
+// Options.ReadOnly holds on a unix socket too, for root as for anyone.
+func TestReadOnlyUnix(t *testing.T) {
+	sock := serve(t, fstest.NewTree().Root, Options{ReadOnly: true})
+	c, err := Dial(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if got := readString(t, c, "/value"); got != "\n" {
+		t.Fatalf("value = %q", got)
+	}
+	wantErrno(t, "write of ctl on a read-only server", c.WriteFile("/ctl", []byte("echo x\n")), syscall.EROFS)
 }
 
 func TestParseAddr(t *testing.T) {

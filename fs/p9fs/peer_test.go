@@ -1,12 +1,16 @@
 package p9fs
 
 import (
+	"context"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"aiosfs/fs/fstest"
 )
@@ -38,9 +42,6 @@ func TestNonRootPeerCannotClaim(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	if err := os.Chmod(sock, 0777); err != nil {
-		t.Fatal(err)
-	}
 
 	cmd := exec.Command(bin, "-test.run=^TestNonRootPeerChild$", "-test.v")
 	cmd.Dir = dir
@@ -71,6 +72,71 @@ func TestNonRootPeerChild(t *testing.T) {
 		t.Fatalf("nobody claiming uid %d is %q to the model", fstest.OwnerUid, got)
 	}
 	wantErrno(t, "nobody's write of owned/ctl", c.WriteFile("/owned/ctl", []byte("echo x\n")), syscall.EACCES)
+	_, err = c.ReadFile("/rootonly")
+	wantErrno(t, "nobody's read of the 0600 root file", err, syscall.EACCES)
+}
+
+// The unix socket is 0666, whatever the umask: every local user may
+// connect, and is who SO_PEERCRED says. diodcat run as nobody by setpriv
+// reads what nobody may read, is uid 65534 to the model, and cannot read
+// root's 0600 file.
+func TestSocketOpenToAll(t *testing.T) {
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "aios.sock")
+	ln, err := ListenAndServe(sock, whoamiTree(t).Root, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	fi, err := os.Stat(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode()&os.ModeSocket == 0 || fi.Mode().Perm() != 0666 {
+		t.Fatalf("socket mode %v, want a 0666 socket", fi.Mode())
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run a process as nobody")
+	}
+	setpriv, err := exec.LookPath("setpriv")
+	if err != nil {
+		t.Skip("setpriv not found (Debian's util-linux)")
+	}
+	diodcat, err := exec.LookPath("diodcat")
+	if err != nil {
+		if diodcat, err = exec.LookPath("/usr/sbin/diodcat"); err != nil {
+			t.Skip("diodcat not found: install Debian's diod package (scripts/install-deps.sh)")
+		}
+	}
+	for _, d := range []string{dir, filepath.Dir(dir)} {
+		if err := os.Chmod(d, 0755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	asNobody := func(file string) (string, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		var stderr strings.Builder
+		cmd := exec.CommandContext(ctx, setpriv, "--reuid=65534", "--regid=65534", "--clear-groups",
+			diodcat, "-s", sock, "-a", "/", file)
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			err = fmt.Errorf("%w: %s", err, stderr.String())
+		}
+		return string(out), err
+	}
+	if out, err := asNobody("whoami"); err != nil || out != "uid=65534 gid=65534\n" {
+		t.Fatalf("diodcat whoami as nobody: %q, %v", out, err)
+	}
+	if out, err := asNobody("value"); err != nil || out != "\n" {
+		t.Fatalf("diodcat value as nobody: %q, %v", out, err)
+	}
+	if out, err := asNobody("rootonly"); err == nil {
+		t.Fatalf("nobody read the 0600 root file: %q", out)
+	} else {
+		t.Logf("diodcat rootonly as nobody: %v", err)
+	}
 }
 
 func copyFile(t *testing.T, from, to string) {

@@ -2,6 +2,7 @@ package p9fs
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -25,15 +26,29 @@ const (
 	noFid = ^uint32(0)
 )
 
-// send writes a message; fields are uint16, uint32, uint64, string or
-// []string (a count then the strings), as 9P encodes them.
+// send writes a message; fields are as msg encodes them.
 func (w wire) send(typ byte, tag uint16, fields ...any) {
 	w.t.Helper()
+	b, err := msg(typ, tag, fields...)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	if _, err := w.c.Write(b); err != nil {
+		w.t.Fatal(err)
+	}
+}
+
+// msg encodes a message; fields are uint8, uint16, uint32, uint64, string,
+// []string (a count then the strings) or []byte (a count then the bytes),
+// as 9P encodes them.
+func msg(typ byte, tag uint16, fields ...any) ([]byte, error) {
 	b := make([]byte, headerLen)
 	b[4] = typ
 	le.PutUint16(b[5:], tag)
 	for _, f := range fields {
 		switch v := f.(type) {
+		case uint8:
+			b = append(b, v)
 		case uint16:
 			b = le.AppendUint16(b, v)
 		case uint32:
@@ -49,14 +64,41 @@ func (w wire) send(typ byte, tag uint16, fields ...any) {
 				b = le.AppendUint16(b, uint16(len(s)))
 				b = append(b, s...)
 			}
+		case []byte:
+			b = le.AppendUint32(b, uint32(len(v)))
+			b = append(b, v...)
 		default:
-			w.t.Fatalf("wire: cannot encode %T", f)
+			return nil, fmt.Errorf("wire: cannot encode %T", f)
 		}
 	}
 	le.PutUint32(b, uint32(len(b)))
-	if _, err := w.c.Write(b); err != nil {
-		w.t.Fatal(err)
+	return b, nil
+}
+
+// rawWire is wire for goroutines other than the test's: it returns errors.
+type rawWire struct{ c net.Conn }
+
+func (w rawWire) send(typ byte, tag uint16, fields ...any) error {
+	b, err := msg(typ, tag, fields...)
+	if err == nil {
+		_, err = w.c.Write(b)
 	}
+	return err
+}
+
+// expect reads one reply and checks its type and tag.
+func (w rawWire) expect(typ byte, tag uint16) ([]byte, error) {
+	f, err := readMsg(w.c)
+	if err != nil {
+		return nil, err
+	}
+	if f[4] != typ || le.Uint16(f[5:]) != tag {
+		if f[4] == rlerror && len(f) == headerLen+4 {
+			return nil, fmt.Errorf("got Rlerror %v tag %d, want type %d tag %d", syscall.Errno(le.Uint32(f[headerLen:])), le.Uint16(f[5:]), typ, tag)
+		}
+		return nil, fmt.Errorf("got type %d tag %d, want type %d tag %d", f[4], le.Uint16(f[5:]), typ, tag)
+	}
+	return f[headerLen:], nil
 }
 
 // recv reads one message, failing the test if none comes within d.
@@ -115,14 +157,11 @@ func (w wire) expectErrno(tag uint16, want syscall.Errno) {
 
 // Message types the tests send or expect, beyond those conn knows.
 const (
-	tversion = 100
-	rversion = 101
-	rattach  = 105
-	twalk    = 110
-	rwalk    = 111
-	rlopen   = 13
-	rread    = 117
-	rclunk   = 121
+	rlopen  = 13
+	rread   = 117
+	rwrite  = 119
+	rclunk  = 121
+	rstatfs = 9
 )
 
 // The wire: Tauth is refused with ENOENT (so diod's clients attach
