@@ -194,13 +194,20 @@ func Start(cfg Config) (*Daemon, error) {
 }
 
 func (d *Daemon) serve() error {
-	ln, err := p9fs.ListenAndServe("unix!"+d.cfg.Socket(), d.Root, p9fs.Options{Logf: d.Log.Printf})
+	// Connection problems name peers (a TCP peer's address): root's lines.
+	logf := func(format string, args ...any) { d.Log.PrintfFor(fs.NoUid, format, args...) }
+	ln, err := p9fs.ListenAndServe("unix!"+d.cfg.Socket(), d.Root, p9fs.Options{Logf: logf})
 	if err != nil {
 		return fmt.Errorf("9p on %s: %w", d.cfg.Socket(), err)
 	}
 	d.lns = append(d.lns, ln)
 	if d.cfg.Listen != "" {
-		ln, err := p9fs.ListenAndServe(d.cfg.Listen, d.Root, p9fs.Options{TrustTCP: d.cfg.TrustTCP, Logf: d.Log.Printf})
+		// Without TrustTCP a TCP peer is nobody and read-only (EROFS):
+		// TCP says nothing about who is calling.
+		if d.cfg.TrustTCP {
+			d.Log.Printf("WARNING: -trust-tcp: every TCP peer that can reach %s is believed as whatever uid it claims, root included, and may write", d.cfg.Listen)
+		}
+		ln, err := p9fs.ListenAndServe(d.cfg.Listen, d.Root, p9fs.Options{TrustTCP: d.cfg.TrustTCP, Logf: logf})
 		if err != nil {
 			return fmt.Errorf("9p on %s: %w", d.cfg.Listen, err)
 		}

@@ -22,7 +22,7 @@ import (
 const nobody = 65534
 
 // adversaryDaemon starts a daemon whose mount point every user can reach.
-func adversaryDaemon(t *testing.T, tag string) (*testDaemon, string) {
+func adversaryDaemon(t *testing.T, tag string, extra ...string) (*testDaemon, string) {
 	t.Helper()
 	requireRoot(t)
 	if _, err := exec.LookPath("setpriv"); err != nil {
@@ -35,7 +35,7 @@ func adversaryDaemon(t *testing.T, tag string) (*testDaemon, string) {
 	os.Chmod(top, 0755)
 	t.Cleanup(func() { os.RemoveAll(top) })
 	prefix := fmt.Sprintf("aiosfs-adv-%s-%d", tag, os.Getpid())
-	d := startDaemon(t, filepath.Join(top, "aios"), filepath.Join(top, "state"), prefix)
+	d := startDaemon(t, filepath.Join(top, "aios"), filepath.Join(top, "state"), prefix, extra...)
 	t.Cleanup(func() {
 		if d.cmd.ProcessState == nil {
 			d.term()
@@ -477,5 +477,62 @@ for i in range(200):
 	t.Logf("daemon RSS %d MiB before the burst, %d MiB after", before>>20, after>>20)
 	if after >= before+48<<20 {
 		t.Errorf("daemon RSS %d MiB after the burst, %d MiB before: not back within 48 MiB", after>>20, before>>20)
+	}
+}
+
+// client runs this binary as aiosfs's 9P client (ls, cat, write), as uid
+// when given.
+func asClient(t *testing.T, asUid int, args ...string) (string, int) {
+	t.Helper()
+	self, _ := os.Executable()
+	argv := append([]string{self}, args...)
+	if asUid >= 0 {
+		u := strconv.Itoa(asUid)
+		argv = append([]string{"setpriv", "--reuid=" + u, "--regid=" + u, "--clear-groups"}, argv...)
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = append(os.Environ(), beDaemon+"=1")
+	out, _ := cmd.CombinedOutput()
+	return string(out), cmd.ProcessState.ExitCode()
+}
+
+// 9P peers: a local user on the unix socket is itself and no more; a TCP
+// peer reads as nobody and writes nothing.
+func TestNinePPeers(t *testing.T) {
+	port := 20000 + os.Getpid()%20000
+	addr := fmt.Sprintf("tcp!127.0.0.1!%d", port)
+	d, top := adversaryDaemon(t, "9p", "-listen", addr)
+	sock := "unix!" + filepath.Join(top, "state", "9p.sock")
+	d.mustRun(`echo 'spawn rootjob -- /bin/sleep 600' > ctl`)
+
+	if out, rc := asClient(t, nobody, "cat", sock, "/version"); rc != 0 || !strings.HasPrefix(out, "version=") {
+		t.Errorf("nobody over the unix socket: rc %d %q", rc, out)
+	}
+	if out, rc := asClient(t, nobody, "write", sock, "/agents/1/ctl", "kill"); rc == 0 || !strings.Contains(out, "permission denied") {
+		t.Errorf("nobody killing root's agent over 9P: rc %d %q", rc, out)
+	}
+	if out, rc := asClient(t, nobody, "write", sock, "/ctl", "spawn", "mine", "--", "/bin/sleep", "600"); rc != 0 {
+		t.Errorf("nobody spawning its own agent over 9P: rc %d %q", rc, out)
+	}
+	if st := d.read("agents/2/status"); field(st, "uid") != "65534" || !strings.Contains(st, "dir=/") {
+		t.Errorf("nobody's agent over 9P is not nobody's, or not in /:\n%s", st)
+	}
+	// Relative paths need a local caller.
+	if out, rc := asClient(t, nobody, "write", sock, "/ctl", "spawn", "rel", "--", "./prog"); rc == 0 {
+		t.Errorf("relative program over 9P accepted: %q", out)
+	}
+
+	// TCP: reads as nobody, no writes at all, even to /ctl, even claiming root.
+	if out, rc := asClient(t, -1, "cat", addr, "/agents/1/status"); rc != 0 || !strings.Contains(out, "name=rootjob") {
+		t.Errorf("TCP read: rc %d %q", rc, out)
+	}
+	if out, rc := asClient(t, -1, "write", addr, "/ctl", "spawn", "net", "--", "/bin/sleep", "600"); rc == 0 || !strings.Contains(out, "read-only file system") {
+		t.Errorf("TCP spawn: rc %d %q, want EROFS", rc, out)
+	}
+	if out, rc := asClient(t, -1, "cat", addr, "/agents/1/log"); rc == 0 {
+		t.Errorf("TCP peer read root's agent output: %q", out)
+	}
+	if ids := d.agentIDs(); len(ids) != 2 {
+		t.Errorf("agents after the refused TCP spawn: %v", ids)
 	}
 }

@@ -71,14 +71,14 @@ func requireRoot(t *testing.T) {
 	}
 }
 
-func startDaemon(t *testing.T, mount, state, prefix string) *testDaemon {
+func startDaemon(t *testing.T, mount, state, prefix string, extra ...string) *testDaemon {
 	t.Helper()
 	self, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
 	d := &testDaemon{t: t, mount: mount, state: state, prefix: prefix, out: &syncBuffer{}}
-	d.cmd = exec.Command(self, "serve", "-mount", mount, "-state", state, "-cgroup-prefix", prefix, "-interval", "200ms", "-grace", "1s")
+	d.cmd = exec.Command(self, append([]string{"serve", "-mount", mount, "-state", state, "-cgroup-prefix", prefix, "-interval", "200ms", "-grace", "1s"}, extra...)...)
 	d.cmd.Env = append(os.Environ(), beDaemon+"=1")
 	d.cmd.Stdout, d.cmd.Stderr = d.out, d.out
 	// If this test dies, the daemon shuts down cleanly with it.

@@ -111,7 +111,7 @@ func serveFlags() (*flag.FlagSet, *daemon.Config) {
 	fl.StringVar(&cfg.Mount, "mount", "/aios", "FUSE mount point (empty: no FUSE mount)")
 	fl.StringVar(&cfg.StateDir, "state", "/var/lib/aiosfs", "state directory: store, 9P socket, agents' output")
 	fl.StringVar(&cfg.Listen, "listen", "", "also serve 9P here, e.g. tcp!127.0.0.1!5640")
-	fl.BoolVar(&cfg.TrustTCP, "trust-tcp", false, "believe the uid a TCP 9P client claims (default: TCP clients are nobody)")
+	fl.BoolVar(&cfg.TrustTCP, "trust-tcp", false, "believe the uid a TCP 9P client claims and let it write (default: TCP clients are nobody and read-only); only for a network you trust completely")
 	fl.DurationVar(&cfg.Interval, "interval", time.Second, "sampling interval")
 	fl.StringVar(&cfg.ProcRoot, "proc", "/proc", "procfs root")
 	fl.StringVar(&cfg.SysRoot, "sys", "/sys", "sysfs root")
