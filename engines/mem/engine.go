@@ -41,11 +41,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"aiosfs/ctl"
 	"aiosfs/engines/bus"
@@ -81,6 +84,11 @@ type Config struct {
 	DefaultCache int64
 	Seed         int64
 	Logf         func(format string, args ...any)
+	// Quota is the most region bytes and regions uid may hold, all
+	// kinds together (see checkQuota); a negative value is no limit on
+	// that one. Root is never asked: it has none. nil means DefaultQuota
+	// (1 GiB in 16 regions for every uid).
+	Quota func(uid uint32) (maxBytes int64, maxRegions int)
 }
 
 // minInterval is the shortest sampling period of the analyzers.
@@ -91,6 +99,10 @@ type Engine struct {
 	cfg     Config
 	dir     string // <state>/mem
 	tmp     string // <state>/mem/tmp
+	// txMu serialises every change that is saved or makes files (alloc,
+	// free, region verbs, mem/ctl's settings, agents' policies): each is
+	// checked against, and edits, what the last one left. Taken before mu.
+	txMu    sync.Mutex
 	mu      sync.Mutex
 	regions map[string]*Region
 	procs   map[int]*procMem
@@ -163,6 +175,9 @@ func (e *Engine) restore(metaPath string) error {
 	if err != nil {
 		return err
 	}
+	e.mu.Lock()
+	e.regions[m.Name] = r
+	e.mu.Unlock()
 	n := r.cache.Warm(loadPattern(filepath.Join(e.dir, m.Name+".pattern")))
 	e.publish("restore", bus.F("region", m.Name), bus.F("size", m.Size), bus.F("warmed_pages", n))
 	return nil
@@ -174,8 +189,10 @@ func (e *Engine) publish(kind string, f ...bus.Field) {
 	}
 }
 
-// open makes the backing file (sized, sparse) and the cache and starts
-// the prefetcher. create says whether the file must be new.
+// open opens the backing file and builds the cache and starts the
+// prefetcher; the caller adds the region to e.regions. create says
+// whether the file must be new: a new file gets its whole size reserved
+// on disk (reserve) before the region exists.
 func (e *Engine) open(m regionMeta, path string, create bool) (*Region, error) {
 	flags := os.O_RDWR
 	if create {
@@ -185,28 +202,116 @@ func (e *Engine) open(m regionMeta, path string, create bool) (*Region, error) {
 	if err != nil {
 		return nil, err
 	}
-	if st, err := f.Stat(); err != nil || st.Size() != m.Size {
+	fail := func(err error) (*Region, error) {
+		f.Close()
+		if create {
+			os.Remove(path)
+		}
+		return nil, err
+	}
+	if create {
+		if err := reserve(f, m.Size); err != nil {
+			return fail(fmt.Errorf("mem: region %s: reserving %s on the state filesystem: %w", m.Name, ctl.FormatSize(m.Size), err))
+		}
+	} else if st, err := f.Stat(); err != nil || st.Size() != m.Size {
 		if err := f.Truncate(m.Size); err != nil {
-			f.Close()
-			return nil, err
+			return fail(err)
 		}
 	}
 	capPages := int((m.Cache + PageSize - 1) / PageSize)
 	c, err := NewPageCache(f, m.Size, capPages, m.Policy, e.cfg.Seed)
 	if err != nil {
-		f.Close()
-		return nil, err
+		return fail(err)
 	}
 	c.SetPrefetch(m.Prefetch)
 	r := &Region{meta: m, path: path, file: f, cache: c, stop: make(chan struct{})}
 	go c.RunPrefetch(r.stop)
-	e.mu.Lock()
-	e.regions[m.Name] = r
-	e.mu.Unlock()
 	return r, nil
 }
 
-// Alloc creates a region for caller c.
+// reserve gives a new data file its size with every block allocated
+// (fallocate), so a region that does not fit the state filesystem fails
+// at alloc with ENOSPC, not later at a write, and a region once made can
+// always take its bytes: other regions filling the disk cannot turn its
+// writes, or the daemon's state saves, into ENOSPC. A filesystem without
+// fallocate (EOPNOTSUPP) gets a sparse file after a check that its free
+// space holds the size, which is the best it allows.
+func reserve(f *os.File, size int64) error {
+	err := unix.Fallocate(int(f.Fd()), 0, 0, size)
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, syscall.EOPNOTSUPP) {
+		return err
+	}
+	var st unix.Statfs_t
+	if err := unix.Fstatfs(int(f.Fd()), &st); err != nil {
+		return err
+	}
+	if free := int64(st.Bavail) * st.Bsize; free < size {
+		return fs.Errorf(syscall.ENOSPC, "%s free, %s asked", ctl.FormatSize(free), ctl.FormatSize(size))
+	}
+	return f.Truncate(size)
+}
+
+// Quota limits: without Config.Quota, every uid but root may hold up to
+// DefaultQuotaBytes of regions in up to DefaultQuotaRegions regions.
+const (
+	DefaultQuotaBytes   = 1 << 30
+	DefaultQuotaRegions = 16
+)
+
+// DefaultQuota is the quota used when Config.Quota is nil.
+func DefaultQuota(uid uint32) (maxBytes int64, maxRegions int) {
+	return DefaultQuotaBytes, DefaultQuotaRegions
+}
+
+// checkQuota refuses (EDQUOT) a region of size bytes that would take uid
+// over its quota. Every region counts, of every kind, by the uid it is
+// charged to (its meta.Uid: its maker's, or its owner agent's). Root has
+// no quota. The caller holds txMu, so two allocs cannot both pass.
+func (e *Engine) checkQuota(uid uint32, name string, size int64) error {
+	if uid == 0 {
+		return nil
+	}
+	q := e.cfg.Quota
+	if q == nil {
+		q = DefaultQuota
+	}
+	maxBytes, maxRegions := q(uid)
+	var used int64
+	n := 0
+	e.mu.Lock()
+	for _, r := range e.regions {
+		if r.meta.Uid == uid {
+			used += r.meta.Size
+			n++
+		}
+	}
+	e.mu.Unlock()
+	if maxRegions >= 0 && n+1 > maxRegions {
+		return fs.Errorf(syscall.EDQUOT, "region %s: uid %d has %d regions (%s); its quota is %d regions of %s in all",
+			name, uid, n, ctl.FormatSize(used), maxRegions, quotaSize(maxBytes))
+	}
+	if maxBytes >= 0 && size > maxBytes-used {
+		return fs.Errorf(syscall.EDQUOT, "region %s: uid %d has %s in %d regions; %s more would pass its quota of %s (%d regions)",
+			name, uid, ctl.FormatSize(used), n, ctl.FormatSize(size), quotaSize(maxBytes), maxRegions)
+	}
+	return nil
+}
+
+func quotaSize(n int64) string {
+	if n < 0 {
+		return "no limit"
+	}
+	return ctl.FormatSize(n)
+}
+
+// Alloc creates a region for caller c. It is all or nothing: a region
+// that passes its uid's quota, fits the state filesystem (its bytes are
+// reserved, see reserve) and, when persistent, has its metadata saved,
+// exists; otherwise nothing of it does (no file left, not listed) and
+// the error carries the errno: EDQUOT, ENOSPC, EROFS, EIO.
 func (e *Engine) Alloc(c fs.Caller, s AllocSpec) error {
 	m := regionMeta{Name: s.Name, Size: s.Size, Kind: s.Kind, Tags: s.Tags, Owner: s.Owner,
 		Uid: c.Uid, Gid: c.Gid, Policy: Adaptive, Prefetch: true, Cache: s.Cache, Created: time.Now()}
@@ -232,11 +337,13 @@ func (e *Engine) Alloc(c fs.Caller, s AllocSpec) error {
 		}
 		m.Uid, m.Gid = a.Uid, a.Gid
 	}
-	e.mu.Lock()
-	_, exists := e.regions[s.Name]
-	e.mu.Unlock()
-	if exists {
+	e.txMu.Lock()
+	defer e.txMu.Unlock()
+	if _, err := e.region(s.Name); err == nil {
 		return fs.Errorf(syscall.EEXIST, "region %q exists", s.Name)
+	}
+	if err := e.checkQuota(m.Uid, s.Name, s.Size); err != nil {
+		return err
 	}
 	path := filepath.Join(e.tmp, s.Name+".data")
 	if s.Kind == Persistent {
@@ -254,33 +361,70 @@ func (e *Engine) Alloc(c fs.Caller, s AllocSpec) error {
 	}
 	if s.Kind == Persistent {
 		if err := writeMeta(e.metaPath(s.Name), m); err != nil {
-			e.drop(r)
-			return err
+			e.close(r)
+			return fmt.Errorf("mem: region %s not created, its metadata not saved: %w", s.Name, err)
 		}
 	}
+	e.mu.Lock()
+	e.regions[m.Name] = r
+	e.mu.Unlock()
 	e.publish("alloc", bus.F("region", s.Name), bus.F("size", s.Size), bus.F("kind", s.Kind), bus.F("owner", s.Owner))
 	return nil
 }
 
 func (e *Engine) metaPath(name string) string { return filepath.Join(e.dir, name+".meta") }
 
-// drop ends a region: its handles fail with ENOENT, its files go.
-func (e *Engine) drop(r *Region) {
-	e.mu.Lock()
-	if r.gone {
-		e.mu.Unlock()
-		return
-	}
+// close ends a region that was never listed (an alloc that failed): its
+// prefetcher stops, its files go.
+func (e *Engine) close(r *Region) {
 	r.gone = true
-	delete(e.regions, r.meta.Name)
-	e.mu.Unlock()
 	close(r.stop)
 	r.file.Close()
 	os.Remove(r.path)
 	if r.meta.Kind == Persistent {
 		os.Remove(e.metaPath(r.meta.Name))
+	}
+}
+
+// drop ends a region: its handles fail with ENOENT, its files go. For a
+// persistent region the metadata file goes first, and is the commit: a
+// region without it is not restored, so if it cannot be removed (a
+// read-only state filesystem) the region stays whole and the error is
+// returned. The caller holds txMu.
+func (e *Engine) drop(r *Region) error {
+	e.mu.Lock()
+	if r.gone {
+		e.mu.Unlock()
+		return nil
+	}
+	e.mu.Unlock()
+	if r.meta.Kind == Persistent {
+		if err := os.Remove(e.metaPath(r.meta.Name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("mem: region %s not freed, its metadata cannot be removed: %w", r.meta.Name, err)
+		}
+	}
+	e.mu.Lock()
+	r.gone = true
+	delete(e.regions, r.meta.Name)
+	e.mu.Unlock()
+	close(r.stop)
+	r.file.Close()
+	if err := os.Remove(r.path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		e.warn("free", "region %s: its data file %s stays: %v", r.meta.Name, r.path, err)
+	}
+	if r.meta.Kind == Persistent {
 		os.Remove(filepath.Join(e.dir, r.meta.Name+".pattern"))
 	}
+	return nil
+}
+
+// warn is a failure nobody waits on (a background save, a file left
+// behind): it goes to the daemon's log and, as an error event, to the
+// bus, never nowhere.
+func (e *Engine) warn(op, format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	e.cfg.Logf("mem: %s: %s", op, msg)
+	e.publish("error", bus.F("op", op), bus.F("err", msg))
 }
 
 // Free ends region name.
@@ -292,7 +436,12 @@ func (e *Engine) Free(c fs.Caller, name, why string) error {
 	if c.Uid != 0 && c.Uid != r.meta.Uid {
 		return fs.Errorf(syscall.EPERM, "region %s is not yours", name)
 	}
-	e.drop(r)
+	e.txMu.Lock()
+	err = e.drop(r)
+	e.txMu.Unlock()
+	if err != nil {
+		return err
+	}
 	e.publish("free", bus.F("region", name), bus.F("reason", why))
 	return nil
 }
@@ -326,9 +475,13 @@ func (e *Engine) mayUse(r *Region, c fs.Caller) bool {
 	return false
 }
 
-// update changes a region's metadata under the lock and saves it when
-// the region is persistent.
-func (e *Engine) update(c fs.Caller, name string, f func(r *Region) error) error {
+// update is a region verb's transaction: edit changes a copy of the
+// region's metadata (or refuses); for a persistent region the copy is
+// saved; only then does apply make it live (the cache's policy, size,
+// prefetching) and the copy become the region's. A change that cannot be
+// saved is refused with the save's errno and changes nothing. Only the
+// region's owner (its uid) and root may change it (EPERM).
+func (e *Engine) update(c fs.Caller, name string, edit func(m *regionMeta) error, apply func(r *Region, m regionMeta) error) error {
 	r, err := e.region(name)
 	if err != nil {
 		return err
@@ -336,16 +489,41 @@ func (e *Engine) update(c fs.Caller, name string, f func(r *Region) error) error
 	if c.Uid != 0 && c.Uid != r.meta.Uid {
 		return fs.Errorf(syscall.EPERM, "region %s is not yours", name)
 	}
+	e.txMu.Lock()
+	defer e.txMu.Unlock()
 	e.mu.Lock()
-	err = f(r)
+	gone := r.gone
 	m := r.meta
+	m.Tags = append([]string(nil), m.Tags...)
+	m.Grants = append([]int(nil), m.Grants...)
 	e.mu.Unlock()
-	if err != nil {
+	if gone {
+		return noRegion(name)
+	}
+	if err := edit(&m); err != nil {
 		return err
 	}
 	if m.Kind == Persistent {
-		return writeMeta(e.metaPath(name), m)
+		if err := writeMeta(e.metaPath(name), m); err != nil {
+			return fmt.Errorf("mem: region %s: not saved, nothing changed: %w", name, err)
+		}
 	}
+	if apply != nil {
+		if err := apply(r, m); err != nil {
+			if m.Kind == Persistent {
+				e.mu.Lock()
+				old := r.meta
+				e.mu.Unlock()
+				if werr := writeMeta(e.metaPath(name), old); werr != nil {
+					e.warn("update", "region %s: %s holds a change that failed: %v", name, e.metaPath(name), werr)
+				}
+			}
+			return err
+		}
+	}
+	e.mu.Lock()
+	r.meta = m
+	e.mu.Unlock()
 	return nil
 }
 
@@ -367,13 +545,8 @@ func (e *Engine) regionVerbs(named bool) ctl.Table {
 				if err != nil {
 					return err
 				}
-				return e.update(c, name, func(r *Region) error {
-					if err := r.cache.SetPolicy(p, 0); err != nil {
-						return err
-					}
-					r.meta.Policy = p
-					return nil
-				})
+				return e.update(c, name, func(m *regionMeta) error { m.Policy = p; return nil },
+					func(r *Region, _ regionMeta) error { return r.cache.SetPolicy(p, 0) })
 			})},
 		{Name: "prefetch", Args: pre + "on|off", Min: n + 1, Max: n + 1, Doc: "prefetch learned sequences and strides",
 			Run: e.onRegion(n, func(c fs.Caller, name string, a []string) error {
@@ -381,11 +554,8 @@ func (e *Engine) regionVerbs(named bool) ctl.Table {
 				if err != nil {
 					return err
 				}
-				return e.update(c, name, func(r *Region) error {
-					r.cache.SetPrefetch(on)
-					r.meta.Prefetch = on
-					return nil
-				})
+				return e.update(c, name, func(m *regionMeta) error { m.Prefetch = on; return nil },
+					func(r *Region, _ regionMeta) error { r.cache.SetPrefetch(on); return nil })
 			})},
 		{Name: "cache", Args: pre + "SIZE", Min: n + 1, Max: n + 1, Doc: "the region's page cache size (restarts its counters)",
 			Run: e.onRegion(n, func(c fs.Caller, name string, a []string) error {
@@ -396,13 +566,8 @@ func (e *Engine) regionVerbs(named bool) ctl.Table {
 				if sz < PageSize || sz > 16<<30 {
 					return ctl.Errorf("bad cache size %q (want %d bytes .. 16G)", a[0], PageSize)
 				}
-				return e.update(c, name, func(r *Region) error {
-					if err := r.cache.SetPolicy(r.meta.Policy, int((sz+PageSize-1)/PageSize)); err != nil {
-						return err
-					}
-					r.meta.Cache = sz
-					return nil
-				})
+				return e.update(c, name, func(m *regionMeta) error { m.Cache = sz; return nil },
+					func(r *Region, m regionMeta) error { return r.cache.SetPolicy(m.Policy, int((sz+PageSize-1)/PageSize)) })
 			})},
 		{Name: "grant", Args: pre + "AGENT", Min: n + 1, Max: n + 1, Doc: "let agent AGENT's uid use a shared region",
 			Run: e.onRegion(n, func(c fs.Caller, name string, a []string) error {
@@ -416,19 +581,19 @@ func (e *Engine) regionVerbs(named bool) ctl.Table {
 				if _, err := e.cfg.Agents.Agent(int(id)); err != nil {
 					return err
 				}
-				return e.update(c, name, func(r *Region) error {
-					if r.meta.Kind != Shared {
-						return fs.Errorf(syscall.EPERM, "region %s is %s, not shared", name, r.meta.Kind)
+				return e.update(c, name, func(m *regionMeta) error {
+					if m.Kind != Shared {
+						return fs.Errorf(syscall.EPERM, "region %s is %s, not shared", name, m.Kind)
 					}
-					for _, g := range r.meta.Grants {
+					for _, g := range m.Grants {
 						if g == int(id) {
 							return nil
 						}
 					}
-					r.meta.Grants = append(r.meta.Grants, int(id))
-					sort.Ints(r.meta.Grants)
+					m.Grants = append(m.Grants, int(id))
+					sort.Ints(m.Grants)
 					return nil
-				})
+				}, nil)
 			})},
 		{Name: "revoke", Args: pre + "AGENT", Min: n + 1, Max: n + 1, Doc: "withdraw a grant",
 			Run: e.onRegion(n, func(c fs.Caller, name string, a []string) error {
@@ -436,39 +601,39 @@ func (e *Engine) regionVerbs(named bool) ctl.Table {
 				if err != nil {
 					return err
 				}
-				return e.update(c, name, func(r *Region) error {
-					for i, g := range r.meta.Grants {
+				return e.update(c, name, func(m *regionMeta) error {
+					for i, g := range m.Grants {
 						if g == int(id) {
-							r.meta.Grants = append(r.meta.Grants[:i], r.meta.Grants[i+1:]...)
+							m.Grants = append(m.Grants[:i], m.Grants[i+1:]...)
 							return nil
 						}
 					}
 					return fs.Errorf(syscall.ENOENT, "agent %d has no grant on %s", id, name)
-				})
+				}, nil)
 			})},
 		{Name: "tag", Args: pre + "TAG", Min: n + 1, Max: n + 1, Doc: "add a searchable tag (see find/)",
 			Run: e.onRegion(n, func(c fs.Caller, name string, a []string) error {
 				if err := validTag(a[0]); err != nil {
 					return err
 				}
-				return e.update(c, name, func(r *Region) error {
-					if !r.hasTag(a[0]) {
-						r.meta.Tags = append(r.meta.Tags, a[0])
+				return e.update(c, name, func(m *regionMeta) error {
+					if !slices.Contains(m.Tags, a[0]) {
+						m.Tags = append(m.Tags, a[0])
 					}
 					return nil
-				})
+				}, nil)
 			})},
 		{Name: "untag", Args: pre + "TAG", Min: n + 1, Max: n + 1, Doc: "remove a tag",
 			Run: e.onRegion(n, func(c fs.Caller, name string, a []string) error {
-				return e.update(c, name, func(r *Region) error {
-					for i, t := range r.meta.Tags {
+				return e.update(c, name, func(m *regionMeta) error {
+					for i, t := range m.Tags {
 						if t == a[0] {
-							r.meta.Tags = append(r.meta.Tags[:i], r.meta.Tags[i+1:]...)
+							m.Tags = append(m.Tags[:i], m.Tags[i+1:]...)
 							return nil
 						}
 					}
 					return fs.Errorf(syscall.ENOENT, "region %s has no tag %q", name, a[0])
-				})
+				}, nil)
 			})},
 		{Name: "lease", Args: pre + "DURATION", Min: n + 1, Max: n + 1, Doc: "the region ends DURATION from now",
 			Run: e.onRegion(n, func(c fs.Caller, name string, a []string) error {
@@ -476,13 +641,13 @@ func (e *Engine) regionVerbs(named bool) ctl.Table {
 				if err != nil {
 					return err
 				}
-				return e.update(c, name, func(r *Region) error {
-					if r.meta.Kind == Persistent {
+				return e.update(c, name, func(m *regionMeta) error {
+					if m.Kind == Persistent {
 						return ctl.Errorf("a persistent region has no lease")
 					}
-					r.meta.Expires = time.Now().Add(d)
+					m.Expires = time.Now().Add(d)
 					return nil
-				})
+				}, nil)
 			})},
 		{Name: "free", Args: strings.TrimSpace(pre), Min: n, Max: n, Doc: "end the region now (a persistent one's file goes too)",
 			Run: e.onRegion(n, func(c fs.Caller, name string, _ []string) error {
@@ -527,14 +692,13 @@ func (e *Engine) Verbs() ctl.Table {
 				if d < minInterval {
 					return ctl.Errorf("interval %s below 50ms", d)
 				}
-				e.mu.Lock()
-				e.interval = d
-				e.mu.Unlock()
-				select {
-				case e.ivChange <- d:
-				default:
-				}
-				return e.savedAfter(nil)
+				return e.commitSettings(func(s *savedSettings) error { s.Interval = d; return nil }, func() {
+					e.interval = d
+					select {
+					case e.ivChange <- d:
+					default:
+					}
+				})
 			}},
 		{Name: "paging", Args: "on|off", Min: 1, Max: 1, Root: true, Doc: "advise the kernel on agents' cold and hot ranges under pressure",
 			Run: func(_ context.Context, _ fs.Caller, a []string) error {
@@ -542,10 +706,7 @@ func (e *Engine) Verbs() ctl.Table {
 				if err != nil {
 					return err
 				}
-				e.mu.Lock()
-				e.paging = on
-				e.mu.Unlock()
-				return e.savedAfter(nil)
+				return e.commitSettings(func(s *savedSettings) error { s.Paging = on; return nil }, func() { e.paging = on })
 			}},
 		{Name: "pressure", Args: "FRACTION", Min: 1, Max: 1, Root: true, Doc: "PSI memory some avg10 that counts as pressure (default 0.1)",
 			Run: func(_ context.Context, _ fs.Caller, a []string) error {
@@ -553,12 +714,9 @@ func (e *Engine) Verbs() ctl.Table {
 				if err != nil {
 					return err
 				}
-				e.mu.Lock()
-				e.threshold = f
-				e.mu.Unlock()
-				return e.savedAfter(nil)
+				return e.commitSettings(func(s *savedSettings) error { s.Pressure = f; return nil }, func() { e.threshold = f })
 			}},
-		{Name: "save", Min: 0, Max: 0, Doc: "save the persistent regions' access patterns now",
+		{Name: "save", Min: 0, Max: 0, Root: true, Doc: "save the persistent regions' access patterns now",
 			Run: func(context.Context, fs.Caller, []string) error { return e.SavePatterns() }},
 	}...)
 	return t
@@ -615,17 +773,24 @@ func (e *Engine) Tick(now time.Time) {
 		e.mu.Lock()
 		m := r.meta
 		e.mu.Unlock()
+		why := ""
 		switch {
 		case !m.Expires.IsZero() && now.After(m.Expires):
-			e.drop(r)
-			e.publish("expire", bus.F("region", m.Name), bus.F("reason", "lease"))
+			why = "lease"
 		case m.Owner != 0 && m.Kind == Ephemeral && !e.agentAlive(m.Owner):
+			why = fmt.Sprintf("owner %d ended", m.Owner)
+		}
+		if why != "" {
+			// Only regions with no file to keep expire (leases are not
+			// for persistent ones): dropping them cannot fail.
+			e.txMu.Lock()
 			e.drop(r)
-			e.publish("expire", bus.F("region", m.Name), bus.F("reason", fmt.Sprintf("owner %d ended", m.Owner)))
+			e.txMu.Unlock()
+			e.publish("expire", bus.F("region", m.Name), bus.F("reason", why))
 		}
 	}
 	if err := e.SavePatterns(); err != nil {
-		e.cfg.Logf("mem: save patterns: %v", err)
+		e.warn("save-patterns", "%v (restarts warm from the last saved patterns)", err)
 	}
 	e.sampleAgents(now)
 }
