@@ -20,11 +20,18 @@ import (
 // root). The mount goes at the end of the test.
 func Tmpfs(t testing.TB, size int64) string {
 	t.Helper()
+	return TmpfsOpts(t, "size="+strconv.FormatInt(size, 10))
+}
+
+// TmpfsOpts is Tmpfs with tmpfs's own mount options, e.g.
+// "size=4m,nr_inodes=64" for a filesystem whose inodes run out.
+func TmpfsOpts(t testing.TB, opts string) string {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: mounts a tmpfs as a small state directory")
 	}
 	dir := t.TempDir()
-	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size="+strconv.FormatInt(size, 10)+",mode=0755"); err != nil {
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, opts+",mode=0755"); err != nil {
 		t.Skipf("cannot mount a tmpfs: %v", err)
 	}
 	t.Cleanup(func() {
