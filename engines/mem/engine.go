@@ -6,7 +6,7 @@
 //
 //	mem/
 //	    ctl                 alloc free policy prefetch grant revoke tag untag lease
-//	                        interval paging pressure save (read it for the table)
+//	                        interval paging pressure save (root's) (read it for the table)
 //	    status              one line: the manager as a whole
 //	    cache               one line per region: policy, capacity, hits, misses
 //	    prefetch            one line per region: the prefetch queue and its accuracy
@@ -17,7 +17,7 @@
 //	        ctl             policy prefetch cache grant revoke tag untag lease free
 //	    find/TAG            the regions carrying tag TAG, one line each (ls find/ lists tags)
 //	agents/N/mem/
-//	    pattern wss hot policy decisions ctl   (see procmem.go)
+//	    pattern wss hot policy decisions ctl   (see procmem.go; the agent owner's)
 //
 // What the analyzer learned of each agent (hot ranges, paging decisions
 // and their outcomes, statistics) is kept in mem/agents/N.json (see
@@ -33,6 +33,34 @@
 // their bytes and a cache warmed from the saved pattern; shared ones may
 // be granted to several agents. Ephemeral and shared regions live in
 // mem/tmp/ and are removed at restart.
+//
+// Space: a region's data file has its whole size allocated at alloc
+// (fallocate; on a filesystem without it, a free-space check), so alloc
+// fails with ENOSPC when the state filesystem cannot hold it, and a
+// region's writes never meet ENOSPC later; a write across a region's end
+// is refused (EFBIG), so no data file grows past its declared size. Each
+// uid but root holds at most Config.Quota's bytes and regions, all kinds
+// together (default 1 GiB in 16 regions); an alloc past them fails with
+// EDQUOT and a message naming the uid's usage and quota.
+//
+// Saving tells the truth: every verb that changes what the state
+// directory keeps (alloc, free, a region's policy prefetch cache grant
+// revoke tag untag lease, mem/ctl's interval paging pressure, an agent's
+// policy) writes it before the change takes effect, and a change that
+// cannot be written is refused with the kernel's errno (ENOSPC, EROFS,
+// EDQUOT, EIO, EPERM) and changes nothing, now or after a restart. An
+// alloc is all or nothing: a region whose data cannot be reserved or
+// whose metadata cannot be saved leaves no file and is never listed. The
+// background saves nobody waits on (patterns each period, agents' state
+// files) report a failure in the daemon's log and as an error event.
+//
+// Who may do what: alloc is anyone's, within their quota (owner=N only
+// for an agent of the caller's); a region's verbs and data are its uid's
+// and root's (data also for the uids of agents it is granted to);
+// interval, paging, pressure and save are root's (EPERM). An agent's
+// memory layout (agents/N/mem/pattern, hot, decisions, wss) is mode 0400,
+// owned by the agent's uid, as /proc/PID/maps is the process owner's;
+// agents/N/mem/ctl is 0600 and its verbs check the caller (EPERM).
 package mem
 
 import (
@@ -96,9 +124,9 @@ const minInterval = 50 * time.Millisecond
 
 // Engine is the memory manager.
 type Engine struct {
-	cfg     Config
-	dir     string // <state>/mem
-	tmp     string // <state>/mem/tmp
+	cfg Config
+	dir string // <state>/mem
+	tmp string // <state>/mem/tmp
 	// txMu serialises every change that is saved or makes files (alloc,
 	// free, region verbs, mem/ctl's settings, agents' policies): each is
 	// checked against, and edits, what the last one left. Taken before mu.

@@ -117,4 +117,3 @@ func validCtlPolicy(p string) bool {
 	}
 	return false
 }
-
