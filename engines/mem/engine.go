@@ -241,9 +241,17 @@ func (e *Engine) open(m regionMeta, path string, create bool) (*Region, error) {
 		if err := reserve(f, m.Size); err != nil {
 			return fail(fmt.Errorf("mem: region %s: reserving %s on the state filesystem: %w", m.Name, ctl.FormatSize(m.Size), err))
 		}
-	} else if st, err := f.Stat(); err != nil || st.Size() != m.Size {
-		if err := f.Truncate(m.Size); err != nil {
-			return fail(err)
+	} else {
+		if st, err := f.Stat(); err != nil || st.Size() != m.Size {
+			if err := f.Truncate(m.Size); err != nil {
+				return fail(err)
+			}
+		}
+		// A region made sparse (by an older daemon) gets its blocks now;
+		// fallocate keeps the bytes. If they do not fit it is served as
+		// it is, and said so: its writes into holes may fail with ENOSPC.
+		if err := unix.Fallocate(int(f.Fd()), 0, 0, m.Size); err != nil && !errors.Is(err, syscall.EOPNOTSUPP) {
+			e.warn("restore", "region %s: its %s are not all reserved on the state filesystem (%v): writes may fail with ENOSPC", m.Name, ctl.FormatSize(m.Size), err)
 		}
 	}
 	capPages := int((m.Cache + PageSize - 1) / PageSize)
