@@ -227,6 +227,26 @@ func TestRegionDataBounded(t *testing.T) {
 	if st.Size != 10000 || st.Blocks*512 < 10000 {
 		t.Errorf("p.data: size %d, %d bytes allocated; want 10000 and all of it reserved", st.Size, st.Blocks*512)
 	}
+	// A region left sparse (an older daemon's) is reserved when restored.
+	if err := f.ctl("/mem/ctl", "alloc s 1M persistent"); err != nil {
+		t.Fatal(err)
+	}
+	f.e.Close()
+	sp := filepath.Join(f.dir, "mem", "s.data")
+	if err := os.Truncate(sp, 0); err != nil {
+		t.Fatal(err)
+	}
+	os.Truncate(sp, 1<<20)
+	syscall.Stat(sp, &st)
+	if st.Blocks != 0 {
+		t.Fatalf("s.data not sparse: %d blocks", st.Blocks)
+	}
+	f2 := newFixture(t, f.dir, nil)
+	defer f2.e.Close()
+	syscall.Stat(sp, &st)
+	if st.Size != 1<<20 || st.Blocks*512 < 1<<20 {
+		t.Errorf("restored s.data: size %d, %d bytes allocated; want 1M reserved", st.Size, st.Blocks*512)
+	}
 }
 
 // Every uid but root is held to its quota: bytes and count, all kinds
