@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -353,9 +354,37 @@ func TestVerbsRefuseOtherUsers(t *testing.T) {
 	}
 }
 
+// serveAgentsMain serves mem/ and agents/1/mem/ over FUSE at argv[1],
+// state argv[2], agent 1 being this process owned by uid 1000, sampled
+// twice, until the mount goes. A process of its own: a FUSE server and
+// its clients in one Go process can deadlock (a client blocked in the
+// kernel on the server stops the garbage collector's world).
+func serveAgentsMain() {
+	mount, state := os.Args[1], os.Args[2]
+	ag := fakeAgents{1: {Alive: true, Uid: 1000, Gid: 1000, Pids: []int{os.Getpid()}}}
+	ns := &fs.NS{Boot: time.Now()}
+	e, err := New(Config{StateDir: state, NS: ns, Agents: ag, Proc: "/proc", Seed: 1, Interval: time.Hour})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	f := &fixture{e: e}
+	withAgents(f, ag)
+	e.SampleAgent(1, []int{os.Getpid()}, time.Now())
+	e.SampleAgent(1, []int{os.Getpid()}, time.Now())
+	srv, err := fusefs.Mount(mount, f.root.(fs.Dir), fusefs.Options{AllowOther: true, Name: "aiosfs-memtest"})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	srv.Wait()
+	os.Exit(0)
+}
+
 // Through a real FUSE mount, as the kernel's callers: nobody cannot read
 // an agent's memory layout (Permission denied, as /proc/PID/maps), the
-// agent's owner and root can; nobody's mem/ctl save is refused.
+// agent's owner and root can; nobody's mem/ctl save is refused, and so is
+// nobody's 64G persistent region (the default quota).
 func TestLiveLayoutIsTheOwners(t *testing.T) {
 	requireRoot(t)
 	for _, tool := range []string{"setpriv", "bash"} {
@@ -363,18 +392,29 @@ func TestLiveLayoutIsTheOwners(t *testing.T) {
 			t.Skipf("no %s to act as another user", tool)
 		}
 	}
-	ag := fakeAgents{1: {Alive: true, Uid: 1000, Gid: 1000, Pids: []int{os.Getpid()}}}
-	f := newFixture(t, t.TempDir(), ag)
-	defer f.e.Close()
-	withAgents(f, ag)
-	f.e.SampleAgent(1, []int{os.Getpid()}, time.Now())
-	f.e.SampleAgent(1, []int{os.Getpid()}, time.Now())
 	mnt := filepath.Join(t.TempDir(), "mnt")
-	srv, err := fusefs.Mount(mnt, f.root.(fs.Dir), fusefs.Options{AllowOther: true, Name: "aiosfs-memtest"})
-	if err != nil {
+	os.Mkdir(mnt, 0755)
+	cmd := helper("serveagents", mnt, t.TempDir())
+	cmd.Stderr = os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer srv.Unmount()
+	t.Cleanup(func() {
+		if err := syscall.Unmount(mnt, 0); err != nil {
+			cmd.Process.Kill()
+			syscall.Unmount(mnt, syscall.MNT_DETACH)
+		}
+		cmd.Wait()
+	})
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if _, err := os.Stat(filepath.Join(mnt, "agents", "1", "mem", "hot")); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the tree was not served")
+		}
+	}
 	run := func(uid int, script string) (string, error) {
 		// bash: dash's echo reports every failed write as "I/O error".
 		args := []string{"bash", "-c", script}
@@ -400,6 +440,9 @@ func TestLiveLayoutIsTheOwners(t *testing.T) {
 	if out, _ := run(0, "cat agents/1/mem/wss"); !strings.HasPrefix(out, "wss=") {
 		t.Errorf("root: cat agents/1/mem/wss: %q", out)
 	}
+	if out, _ := run(1000, "cat agents/1/mem/hot"); !strings.Contains(out, "start=0x") {
+		t.Errorf("owner: cat agents/1/mem/hot shows no mapping: %q", out)
+	}
 	if out, _ := run(0, "stat -c '%a %u' agents/1/mem/hot agents/1/mem/ctl"); out != "400 1000\n600 1000\n" {
 		t.Errorf("modes and owners: %q, want 400 1000, 600 1000", out)
 	}
@@ -408,5 +451,37 @@ func TestLiveLayoutIsTheOwners(t *testing.T) {
 	}
 	if out, err := run(65534, "echo 'alloc fill 64G persistent' > mem/ctl"); err == nil || !strings.Contains(out, "Disk quota exceeded") {
 		t.Errorf("nobody: alloc fill 64G persistent: %v %q, want Disk quota exceeded", err, out)
+	}
+}
+
+// Allocs racing for the last of a quota: exactly as many pass as fit.
+func TestRegionQuotaConcurrent(t *testing.T) {
+	ns := &fs.NS{Boot: time.Unix(0, 0)}
+	e, err := New(Config{StateDir: t.TempDir(), NS: ns, Seed: 1, Interval: time.Hour,
+		Quota: func(uint32) (int64, int) { return 3 << 20, -1 }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	user := fs.Caller{Uid: 1000, Gid: 1000}
+	errs := make(chan error, 8)
+	for i := 0; i < 8; i++ {
+		go func() {
+			errs <- e.Alloc(user, AllocSpec{Name: "r" + strconv.Itoa(i), Size: 1 << 20, Kind: Persistent})
+		}()
+	}
+	ok, quota := 0, 0
+	for i := 0; i < 8; i++ {
+		switch err := <-errs; fs.Errno(err) {
+		case 0:
+			ok++
+		case syscall.EDQUOT:
+			quota++
+		default:
+			t.Errorf("alloc: %v", err)
+		}
+	}
+	if ok != 3 || quota != 5 {
+		t.Errorf("%d allocs passed and %d met the quota; want 3 and 5", ok, quota)
 	}
 }
