@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"aiosfs/engines/bus"
 	"aiosfs/fs"
 	"aiosfs/fs/fusefs"
 	"aiosfs/internal/statefile/statefiletest"
@@ -484,4 +485,62 @@ func TestRegionQuotaConcurrent(t *testing.T) {
 	if ok != 3 || quota != 5 {
 		t.Errorf("%d allocs passed and %d met the quota; want 3 and 5", ok, quota)
 	}
+}
+
+// The saves nobody waits on (an agent's learned state, the regions'
+// patterns each period) say so when they fail: a line in the log and an
+// error event, and the last good file stays.
+func TestBackgroundSaveFailuresAreReported(t *testing.T) {
+	state := statefiletest.Tmpfs(t, 1<<20)
+	b := bus.New(64)
+	var logged []string
+	ns := &fs.NS{Boot: time.Unix(0, 0)}
+	e, err := New(Config{StateDir: state, NS: ns, Bus: b, Seed: 1, Interval: time.Hour,
+		Logf: func(format string, args ...any) { logged = append(logged, fmt.Sprintf(format, args...)) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Alloc(fs.RootCaller, AllocSpec{Name: "p", Size: 64 << 10, Kind: Persistent}); err != nil {
+		t.Fatal(err)
+	}
+	r, _ := e.region("p")
+	buf := make([]byte, 4096)
+	for i := 0; i < 8; i++ {
+		r.cache.ReadAt(buf, int64(i%4)*4096) // hot pages: a pattern to save
+	}
+	e.procMem(1)
+	e.saveProc(1, true)
+	good, err := os.ReadFile(e.procFile(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.procMem(1).n = 42 // something new to save
+	unfill := statefiletest.Fill(t, state)
+	defer unfill()
+	e.saveProc(1, true)
+	e.Tick(time.Now()) // saves the patterns
+	for _, op := range []string{"save-agent", "save-patterns"} {
+		evs := b.Recent(func(ev bus.Event) bool {
+			if ev.Source != "mem" || ev.Kind != "error" {
+				return false
+			}
+			for _, f := range ev.Fields {
+				if f.Key == "op" && fmt.Sprint(f.Value) == op {
+					return true
+				}
+			}
+			return false
+		})
+		if len(evs) == 0 {
+			t.Errorf("no error event for the failed %s", op)
+		}
+	}
+	if !strings.Contains(strings.Join(logged, "\n"), "no space left on device") {
+		t.Errorf("log does not say why: %q", logged)
+	}
+	if got, _ := os.ReadFile(e.procFile(1)); string(got) != string(good) {
+		t.Error("the last good agent state file was damaged")
+	}
+	unfill()
+	e.Close()
 }

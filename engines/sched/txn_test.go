@@ -166,3 +166,31 @@ func TestVerbsRefuseOtherUsers(t *testing.T) {
 		t.Errorf("refused lines changed the settings: %+v", s)
 	}
 }
+
+// The minute's history save, which nobody waits on, fails with the
+// errno, publishes an error event, and leaves the last good file.
+func TestHistorySaveFailureIsReported(t *testing.T) {
+	dir := statefiletest.Tmpfs(t, 256<<10)
+	b := bus.New(16)
+	e := New(Config{NCPU: 2, Bus: b, StateFile: filepath.Join(dir, "sched.json")})
+	now := time.Unix(1764000000, 0)
+	for i := 0; i < 50; i++ {
+		now = now.Add(time.Second)
+		e.Tick(now, map[int]telemetry.Sample{1: {Time: now, CPU: 0.5}})
+	}
+	if err := e.SaveHistory(); err != nil {
+		t.Fatal(err)
+	}
+	good, _ := os.ReadFile(e.historyFile())
+	e.Tick(now.Add(time.Second), map[int]telemetry.Sample{1: {Time: now.Add(time.Second), CPU: 0.7}})
+	defer statefiletest.Fill(t, dir)()
+	if err := e.SaveHistory(); fs.Errno(err) != syscall.ENOSPC {
+		t.Fatalf("history save on a full state filesystem: %v, want ENOSPC", err)
+	}
+	if evs := b.Recent(func(ev bus.Event) bool { return ev.Source == "sched" && ev.Kind == "error" }); len(evs) != 1 || evs[0].Get("op") != "save-history" {
+		t.Errorf("error events: %v", evs)
+	}
+	if got, _ := os.ReadFile(e.historyFile()); string(got) != string(good) {
+		t.Error("the last good history was damaged")
+	}
+}
