@@ -40,8 +40,10 @@
 // region's writes never meet ENOSPC later; a write across a region's end
 // is refused (EFBIG), so no data file grows past its declared size. Each
 // uid but root holds at most Config.Quota's bytes and regions, all kinds
-// together (default 1 GiB in 16 regions); an alloc past them fails with
-// EDQUOT and a message naming the uid's usage and quota.
+// together (default 1 GiB in 16 regions); a region counts for its uid,
+// its maker's or, with owner=N, agent N's (so root's alloc for a user's
+// agent counts for that user). An alloc past them fails with EDQUOT and
+// a message naming the uid's usage and quota.
 //
 // Saving tells the truth: every verb that changes what the state
 // directory keeps (alloc, free, a region's policy prefetch cache grant
@@ -709,7 +711,7 @@ type regionKey struct{}
 func (e *Engine) Verbs() ctl.Table {
 	t := ctl.Table{
 		{Name: "alloc", Args: "NAME SIZE [ephemeral|persistent|shared] [tag=T ...] [lease=DUR] [owner=N] [cache=SIZE]", Min: 2, Max: -1,
-			Doc: "create regions/NAME", Run: func(_ context.Context, c fs.Caller, a []string) error {
+			Doc: "create regions/NAME (its bytes reserved on disk; within the uid's quota)", Run: func(_ context.Context, c fs.Caller, a []string) error {
 				s, err := ParseAlloc(a)
 				if err != nil {
 					return err
