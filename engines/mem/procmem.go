@@ -542,7 +542,11 @@ func (e *Engine) Page(id int, reason string) (int, error) {
 			}
 		}
 		ds = append(ds, d)
-		e.publish("advise", bus.F("agent", id), bus.F("pid", st.pid), bus.F("start", fmt.Sprintf("%#x", st.m.Start)),
+		// No address (and no path) in the event: events and
+		// agents/N/events are readable by every user, and a mapping's
+		// address is the agent owner's alone (agents/N/mem/decisions
+		// has it, mode 0400).
+		e.publish("advise", bus.F("agent", id), bus.F("pid", st.pid),
 			bus.F("length", st.m.Len()), bus.F("advised", vm.Bytes(ranges)), bus.F("advice", vm.AdviceName(adv)),
 			bus.F("reason", reason), bus.F("outcome", d.Outcome))
 	}
