@@ -76,6 +76,14 @@ func (g agentsForGPU) Pids(id int) ([]int, bool, bool) {
 	return pids, true, a.State == agent.StateExited
 }
 
+func (g agentsForGPU) Owner(id int) (uint32, error) {
+	a, err := g.a.Record(id)
+	if err != nil {
+		return 0, err
+	}
+	return a.Uid, nil
+}
+
 func (g agentsForGPU) verb(id int, line string) error {
 	return g.a.Table(id).Exec(context.Background(), fs.RootCaller, line)
 }

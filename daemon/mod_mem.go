@@ -23,6 +23,7 @@ func init() {
 			Proc:     vm.FS(d.Config.ProcRoot),
 			Seed:     1,
 			Logf:     d.Log.Printf,
+			Quota:    memQuota,
 		})
 		if err != nil {
 			return nil, err
@@ -34,6 +35,11 @@ func init() {
 		return memModule{e}, nil
 	})
 }
+
+// memQuota is every uid's region quota (root has none: the engine never
+// asks for it). It is the engine's default, 1 GiB in 16 regions, for
+// now; a per-user table goes here, as a plain func of the uid.
+func memQuota(uid uint32) (maxBytes int64, maxRegions int) { return mem.DefaultQuota(uid) }
 
 type memModule struct{ e *mem.Engine }
 

@@ -27,9 +27,18 @@
 // freeze, or kill.
 //
 // Placement and queues are Sched's (sched.go), a pure state machine that
-// scripts/eval/gpu replays too. Reservations and queues are kept in
-// Config.StateFile across restarts; Collector exposes the numbers for
-// `metrics`.
+// scripts/eval/gpu replays too. Reservations, queues, offline devices and
+// gpu/ctl's settings are kept in Config.StateFile across restarts
+// (savedState); Collector exposes the numbers for `metrics`.
+//
+// Every verb is a transaction (transact): its change is saved before the
+// verb returns, and a change that cannot be saved (a full, read-only or
+// failing state filesystem) is undone exactly and refused with the
+// kernel's errno (ENOSPC, EROFS, EIO), with no grant, release or event.
+// Only the release of an ended agent's reservation, which nobody waits
+// on, stands when its save fails; that failure is published as an error
+// event. gpu/ctl and gpu/N/ctl are root's (EPERM); the agents/N/ctl gpu
+// verb is the agent's owner's and root's, and prio above 0 root's alone.
 package gpu
 
 import (
@@ -41,6 +50,7 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"aiosfs/ctl"
@@ -58,6 +68,8 @@ type Agents interface {
 	// Pids returns agent id's processes; exists is false for an unknown
 	// agent, ended for one whose processes are gone for good.
 	Pids(id int) (pids []int, exists, ended bool)
+	// Owner is agent id's uid: its verbs are its owner's and root's.
+	Owner(id int) (uid uint32, err error)
 	Freeze(id int) error
 	Kill(id int) error
 	// Pause freezes (on) or thaws the agent's cgroup without changing
@@ -147,6 +159,22 @@ func New(cfg Config) (*Engine, error) {
 	return e, nil
 }
 
+// savedState is StateFile, JSON, rewritten whole (statefile) by every
+// verb before it takes effect:
+//
+//	{"policy":"bestfit","overuse":"throttle","duty":0.5,"horizon_ns":300000000000,
+//	 "offline":[3],"entries":[{...Entry...}]}
+//
+// A key an older file lacks keeps its default.
+type savedState struct {
+	Policy  Policy        `json:"policy"`
+	Overuse Overuse       `json:"overuse"`
+	Duty    float64       `json:"duty,omitempty"`
+	Horizon time.Duration `json:"horizon_ns,omitempty"`
+	Offline []int         `json:"offline,omitempty"`
+	Entries []Entry       `json:"entries"`
+}
+
 // restore reloads StateFile. Reservations of agents that ended while the
 // daemon was away go at the first watch; ones that no longer fit (fewer
 // or smaller devices) are dropped with an event.
@@ -161,22 +189,30 @@ func (e *Engine) restore() error {
 	if err != nil {
 		return err
 	}
-	var st struct {
-		Policy  Policy  `json:"policy"`
-		Overuse Overuse `json:"overuse"`
-		Entries []Entry `json:"entries"`
-	}
+	var st savedState
 	if err := json.Unmarshal(b, &st); err != nil {
 		return fmt.Errorf("%s: %w", e.cfg.StateFile, err)
 	}
 	if _, err := ParsePolicy(string(st.Policy)); err == nil {
 		e.sched.SetPolicy(st.Policy)
 	}
-	if st.Overuse != "" {
+	switch st.Overuse {
+	case OverEvent, OverThrottle, OverFreeze, OverKill:
 		e.overuse = st.Overuse
+	}
+	if st.Duty > 0 && st.Duty < 1 {
+		e.duty = st.Duty
+	}
+	if st.Horizon > 0 {
+		e.sched.SetPredictor(e.cfg.Predictor, st.Horizon)
 	}
 	for _, d := range e.sched.Restore(st.Entries) {
 		e.publish("dropped", d.Agent, bus.F("dev", d.On), bus.F("bytes", d.Bytes), bus.F("reason", "does not fit the devices found at start"))
+	}
+	for _, d := range st.Offline {
+		if d >= 0 && d < e.sched.Devices() {
+			e.sched.SetOffline(d, true, e.cfg.Now())
+		}
 	}
 	return nil
 }
@@ -184,14 +220,43 @@ func (e *Engine) restore() error {
 // save writes StateFile; the caller holds e.mu. A write goes to a
 // temporary file renamed over the old one, so a crash leaves one or the
 // other whole.
-func (e *Engine) save() {
+func (e *Engine) save() error {
 	if e.cfg.StateFile == "" {
-		return
+		return nil
 	}
-	b, _ := json.Marshal(map[string]any{"policy": e.sched.Policy(), "overuse": e.overuse, "entries": e.sched.State()})
-	if err := statefile.Write(e.cfg.StateFile, b); err != nil {
-		e.publish("error", 0, bus.F("op", "save"), bus.F("err", err.Error()))
+	st := savedState{Policy: e.sched.Policy(), Overuse: e.overuse, Duty: e.duty, Horizon: e.sched.Horizon(), Entries: e.sched.State()}
+	for d := 0; d < e.sched.Devices(); d++ {
+		if e.sched.Offline(d) {
+			st.Offline = append(st.Offline, d)
+		}
 	}
+	b, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	return statefile.Write(e.cfg.StateFile, b)
+}
+
+// transact runs change, a verb's change to the scheduler state, and
+// saves the result; the caller holds e.mu, so nobody sees the state in
+// between. If change fails, or the save does, the state is put back
+// exactly as it was (a deep copy taken before) and the error returned:
+// for a failed save it wraps the kernel's errno (ENOSPC, EROFS, EIO),
+// which is what the writer of the ctl line gets. Nothing outside the
+// state has happened yet (the callers publish and act after), so a
+// refused change leaves no trace but its error.
+func (e *Engine) transact(change func() error) error {
+	old, overuse, duty := e.sched.clone(), e.overuse, e.duty
+	err := change()
+	if err == nil {
+		if err = e.save(); err != nil {
+			err = fmt.Errorf("gpu: not saved, nothing changed: %w", err)
+		}
+	}
+	if err != nil {
+		e.sched, e.overuse, e.duty = old, overuse, duty
+	}
+	return err
 }
 
 func (e *Engine) publish(kind string, agent int, fields ...bus.Field) {
@@ -203,19 +268,26 @@ func (e *Engine) publish(kind string, agent int, fields ...bus.Field) {
 // ---- requests ----
 
 // Reserve runs an agent's `gpu SIZE ...`. A request that does not fit now
-// waits; on error nothing has changed.
+// waits; on error (the state file not saved included) nothing has
+// changed.
 func (e *Engine) Reserve(r Request) error {
 	e.mu.Lock()
-	a, w, err := e.sched.Request(r, e.cfg.Now())
-	if err == nil {
-		e.save()
+	var a *Alloc
+	var w *Waiter
+	err := e.transact(func() (err error) {
+		a, w, err = e.sched.Request(r, e.cfg.Now())
+		return err
+	})
+	var grant Alloc
+	if a != nil {
+		grant = *a
 	}
 	e.mu.Unlock()
 	if err != nil {
 		return err
 	}
 	if a != nil {
-		e.publishGrant(*a)
+		e.publishGrant(grant)
 	} else {
 		e.publish("queued", r.Agent, bus.F("dev", w.On), bus.F("bytes", r.Bytes), bus.F("prio", r.Prio))
 	}
@@ -228,22 +300,49 @@ func (e *Engine) publishGrant(a Alloc) {
 }
 
 // Release ends agent's reservation (or its wait) and grants what fits.
+// From a ctl line (background false) it is a transaction: if the state
+// cannot be saved the reservation stays and the error says why. For an
+// agent that ended (the watch, background true) the reservation goes
+// whatever the save does, since the devices are free in fact; a failed
+// save is published as an error event and the file catches up at the
+// next save that succeeds (after a restart, the first watch releases what
+// it still holds for the ended agent).
 func (e *Engine) Release(agent int, reason string) error {
+	return e.release(agent, reason, false)
+}
+
+func (e *Engine) release(agent int, reason string, background bool) error {
 	e.mu.Lock()
-	grants, err := e.sched.Release(agent, e.cfg.Now())
-	if err == nil {
-		e.save()
+	var grants []*Alloc
+	var err, saveErr error
+	if background {
+		grants, err = e.sched.Release(agent, e.cfg.Now())
+		if err == nil {
+			saveErr = e.save()
+		}
+	} else {
+		err = e.transact(func() (err error) {
+			grants, err = e.sched.Release(agent, e.cfg.Now())
+			return err
+		})
 	}
-	stopped := e.stopThrottle(agent)
-	delete(e.over, agent)
+	var stopped *throttler
 	var copies []Alloc
-	for _, g := range grants {
-		copies = append(copies, *g)
+	if err == nil {
+		stopped = e.stopThrottle(agent)
+		delete(e.over, agent)
+		for _, g := range grants {
+			copies = append(copies, *g)
+		}
 	}
 	e.mu.Unlock()
 	wait(stopped)
 	if err != nil {
 		return err
+	}
+	if saveErr != nil {
+		e.publish("error", agent, bus.F("op", "save"), bus.F("err", saveErr.Error()),
+			bus.F("lost_at_restart", "release of agent "+strconv.Itoa(agent)))
 	}
 	e.publish("release", agent, bus.F("reason", reason))
 	for _, g := range copies {
@@ -252,14 +351,21 @@ func (e *Engine) Release(agent int, reason string) error {
 	return nil
 }
 
-// AgentVerbs is the `gpu` row of every agent's ctl.
+// AgentVerbs is the `gpu` row of every agent's ctl. It is the agent's
+// owner's and root's (EPERM for anyone else, checked here as well as by
+// agents/N/ctl's mode), and prio above 0 is root's alone: a higher
+// priority takes compute share from other users' reservations, as a
+// raised nice value would take CPU (spawn prio=-N is root's too).
 func (e *Engine) AgentVerbs(id int) ctl.Table {
 	return ctl.Table{{Name: "gpu", Args: "SIZE [prio=P] [dev=D|any] [share=F] | release", Min: 1, Max: 4,
-		Doc: "reserve GPU memory and a compute share (waits if it does not fit); release frees it",
-		Run: func(_ context.Context, _ fs.Caller, args []string) error {
+		Doc: "reserve GPU memory and a compute share (waits if it does not fit; prio>0 is root's); release frees it",
+		Run: func(_ context.Context, c fs.Caller, args []string) error {
 			if args[0] == "release" {
 				if len(args) != 1 {
 					return ctl.Errorf("%s: gpu release", ctl.MsgBadArgs)
+				}
+				if err := e.mayAct(c, id); err != nil {
+					return err
 				}
 				return e.Release(id, "ctl")
 			}
@@ -267,8 +373,33 @@ func (e *Engine) AgentVerbs(id int) ctl.Table {
 			if err != nil {
 				return err
 			}
+			if err := e.mayAct(c, id); err != nil {
+				return err
+			}
+			if r.Prio > 0 && c.Uid != 0 {
+				return fs.Errorf(syscall.EPERM, "gpu: prio=%d is root's (it takes compute from other agents); use 0 or below", r.Prio)
+			}
 			return e.Reserve(r)
 		}}}
+}
+
+// mayAct refuses (EPERM) a caller who is neither root nor agent id's
+// owner.
+func (e *Engine) mayAct(c fs.Caller, id int) error {
+	if c.Uid == 0 {
+		return nil
+	}
+	if e.cfg.Agents == nil {
+		return fs.Errorf(syscall.EPERM, "agent %d is not yours", id)
+	}
+	uid, err := e.cfg.Agents.Owner(id)
+	if err != nil {
+		return err
+	}
+	if uid != c.Uid {
+		return fs.Errorf(syscall.EPERM, "agent %d is not yours", id)
+	}
+	return nil
 }
 
 // ---- enforcement ----
@@ -351,7 +482,7 @@ func (e *Engine) Watch() {
 		held := e.sched.Alloc(id) != nil || e.sched.Waiting(id) != nil
 		e.mu.Unlock()
 		if held {
-			e.Release(id, "agent ended")
+			e.release(id, "agent ended", true)
 		}
 	}
 	type act struct {

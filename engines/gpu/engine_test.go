@@ -29,10 +29,11 @@ type agentTable struct {
 	ended  map[int]bool
 	did    []string
 	thawed chan int
+	uids   map[int]uint32 // owners; 0 (root) unless set
 }
 
 func newAgentTable() *agentTable {
-	return &agentTable{pids: map[int][]int{}, ended: map[int]bool{}, thawed: make(chan int, 100)}
+	return &agentTable{pids: map[int][]int{}, ended: map[int]bool{}, thawed: make(chan int, 100), uids: map[int]uint32{}}
 }
 
 func (a *agentTable) IDs() []int {
@@ -50,6 +51,15 @@ func (a *agentTable) Pids(id int) ([]int, bool, bool) {
 	defer a.mu.Unlock()
 	p, ok := a.pids[id]
 	return p, ok, a.ended[id]
+}
+
+func (a *agentTable) Owner(id int) (uint32, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if _, ok := a.pids[id]; !ok {
+		return 0, fs.Errorf(syscall.ENOENT, "no such agent %d", id)
+	}
+	return a.uids[id], nil
 }
 
 func (a *agentTable) record(s string) {

@@ -424,6 +424,32 @@ func (s *Sched) Grow(agent int, bytes int64) error {
 	return nil
 }
 
+// clone is a deep copy of s: the engine keeps one to put back when a
+// change cannot be saved (Engine.transact).
+func (s *Sched) clone() *Sched {
+	c := *s
+	c.allocs = make(map[int]*Alloc, len(s.allocs))
+	c.waiting = make(map[int]*Waiter, len(s.waiting))
+	c.devs = make([]*device, len(s.devs))
+	for i, d := range s.devs {
+		nd := *d
+		nd.allocs = make([]*Alloc, len(d.allocs))
+		for j, a := range d.allocs {
+			na := *a
+			nd.allocs[j] = &na
+			c.allocs[na.Agent] = &na
+		}
+		nd.queue = make([]*Waiter, len(d.queue))
+		for j, w := range d.queue {
+			nw := *w
+			nd.queue[j] = &nw
+			c.waiting[nw.Agent] = &nw
+		}
+		c.devs[i] = &nd
+	}
+	return &c
+}
+
 // SetOffline stops (or resumes) new grants on device d; bringing it back
 // grants what waits on it.
 func (s *Sched) SetOffline(d int, off bool, now time.Time) []*Alloc {

@@ -29,9 +29,11 @@ func (e *Engine) rootVerbs() ctl.Table {
 					return err
 				}
 				e.mu.Lock()
-				e.sched.SetPolicy(p)
-				e.save()
+				err = e.transact(func() error { e.sched.SetPolicy(p); return nil })
 				e.mu.Unlock()
+				if err != nil {
+					return err
+				}
 				e.publish("policy", 0, bus.F("policy", string(p)))
 				return nil
 			}},
@@ -59,12 +61,17 @@ func (e *Engine) rootVerbs() ctl.Table {
 					duty = f
 				}
 				e.mu.Lock()
-				e.overuse = o
-				if duty > 0 {
-					e.duty = duty
-				}
-				e.save()
+				err := e.transact(func() error {
+					e.overuse = o
+					if duty > 0 {
+						e.duty = duty
+					}
+					return nil
+				})
 				e.mu.Unlock()
+				if err != nil {
+					return err
+				}
 				e.publish("overuse-policy", 0, bus.F("action", string(o)))
 				return nil
 			}},
@@ -75,10 +82,12 @@ func (e *Engine) rootVerbs() ctl.Table {
 				if err != nil {
 					return err
 				}
+				if d <= 0 {
+					return ctl.Errorf("horizon %q must be above 0", a[0])
+				}
 				e.mu.Lock()
-				e.sched.SetPredictor(e.cfg.Predictor, d)
-				e.mu.Unlock()
-				return nil
+				defer e.mu.Unlock()
+				return e.transact(func() error { e.sched.SetPredictor(e.cfg.Predictor, d); return nil })
 			}},
 	}
 	if mc, ok := e.cfg.Host.(hal.MockControl); ok && e.cfg.Host.Mock() {
@@ -122,8 +131,11 @@ func (e *Engine) devVerbs(d int) ctl.Table {
 	set := func(off bool) func(context.Context, fs.Caller, []string) error {
 		return func(context.Context, fs.Caller, []string) error {
 			e.mu.Lock()
-			grants := e.sched.SetOffline(d, off, e.cfg.Now())
-			e.save()
+			var grants []*Alloc
+			if err := e.transact(func() error { grants = e.sched.SetOffline(d, off, e.cfg.Now()); return nil }); err != nil {
+				e.mu.Unlock()
+				return err
+			}
 			var copies []Alloc
 			for _, g := range grants {
 				copies = append(copies, *g)

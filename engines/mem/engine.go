@@ -6,7 +6,7 @@
 //
 //	mem/
 //	    ctl                 alloc free policy prefetch grant revoke tag untag lease
-//	                        interval paging pressure save (read it for the table)
+//	                        interval paging pressure save (root's) (read it for the table)
 //	    status              one line: the manager as a whole
 //	    cache               one line per region: policy, capacity, hits, misses
 //	    prefetch            one line per region: the prefetch queue and its accuracy
@@ -17,7 +17,7 @@
 //	        ctl             policy prefetch cache grant revoke tag untag lease free
 //	    find/TAG            the regions carrying tag TAG, one line each (ls find/ lists tags)
 //	agents/N/mem/
-//	    pattern wss hot policy decisions ctl   (see procmem.go)
+//	    pattern wss hot policy decisions ctl   (see procmem.go; the agent owner's)
 //
 // What the analyzer learned of each agent (hot ranges, paging decisions
 // and their outcomes, statistics) is kept in mem/agents/N.json (see
@@ -33,6 +33,36 @@
 // their bytes and a cache warmed from the saved pattern; shared ones may
 // be granted to several agents. Ephemeral and shared regions live in
 // mem/tmp/ and are removed at restart.
+//
+// Space: a region's data file has its whole size allocated at alloc
+// (fallocate; on a filesystem without it, a free-space check), so alloc
+// fails with ENOSPC when the state filesystem cannot hold it, and a
+// region's writes never meet ENOSPC later; a write across a region's end
+// is refused (EFBIG), so no data file grows past its declared size. Each
+// uid but root holds at most Config.Quota's bytes and regions, all kinds
+// together (default 1 GiB in 16 regions); a region counts for its uid,
+// its maker's or, with owner=N, agent N's (so root's alloc for a user's
+// agent counts for that user). An alloc past them fails with EDQUOT and
+// a message naming the uid's usage and quota.
+//
+// Saving tells the truth: every verb that changes what the state
+// directory keeps (alloc, free, a region's policy prefetch cache grant
+// revoke tag untag lease, mem/ctl's interval paging pressure, an agent's
+// policy) writes it before the change takes effect, and a change that
+// cannot be written is refused with the kernel's errno (ENOSPC, EROFS,
+// EDQUOT, EIO, EPERM) and changes nothing, now or after a restart. An
+// alloc is all or nothing: a region whose data cannot be reserved or
+// whose metadata cannot be saved leaves no file and is never listed. The
+// background saves nobody waits on (patterns each period, agents' state
+// files) report a failure in the daemon's log and as an error event.
+//
+// Who may do what: alloc is anyone's, within their quota (owner=N only
+// for an agent of the caller's); a region's verbs and data are its uid's
+// and root's (data also for the uids of agents it is granted to);
+// interval, paging, pressure and save are root's (EPERM). An agent's
+// memory layout (agents/N/mem/pattern, hot, decisions, wss) is mode 0400,
+// owned by the agent's uid, as /proc/PID/maps is the process owner's;
+// agents/N/mem/ctl is 0600 and its verbs check the caller (EPERM).
 package mem
 
 import (
@@ -41,11 +71,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"aiosfs/ctl"
 	"aiosfs/engines/bus"
@@ -81,6 +114,11 @@ type Config struct {
 	DefaultCache int64
 	Seed         int64
 	Logf         func(format string, args ...any)
+	// Quota is the most region bytes and regions uid may hold, all
+	// kinds together (see checkQuota); a negative value is no limit on
+	// that one. Root is never asked: it has none. nil means DefaultQuota
+	// (1 GiB in 16 regions for every uid).
+	Quota func(uid uint32) (maxBytes int64, maxRegions int)
 }
 
 // minInterval is the shortest sampling period of the analyzers.
@@ -88,9 +126,13 @@ const minInterval = 50 * time.Millisecond
 
 // Engine is the memory manager.
 type Engine struct {
-	cfg     Config
-	dir     string // <state>/mem
-	tmp     string // <state>/mem/tmp
+	cfg Config
+	dir string // <state>/mem
+	tmp string // <state>/mem/tmp
+	// txMu serialises every change that is saved or makes files (alloc,
+	// free, region verbs, mem/ctl's settings, agents' policies): each is
+	// checked against, and edits, what the last one left. Taken before mu.
+	txMu    sync.Mutex
 	mu      sync.Mutex
 	regions map[string]*Region
 	procs   map[int]*procMem
@@ -163,6 +205,9 @@ func (e *Engine) restore(metaPath string) error {
 	if err != nil {
 		return err
 	}
+	e.mu.Lock()
+	e.regions[m.Name] = r
+	e.mu.Unlock()
 	n := r.cache.Warm(loadPattern(filepath.Join(e.dir, m.Name+".pattern")))
 	e.publish("restore", bus.F("region", m.Name), bus.F("size", m.Size), bus.F("warmed_pages", n))
 	return nil
@@ -174,8 +219,10 @@ func (e *Engine) publish(kind string, f ...bus.Field) {
 	}
 }
 
-// open makes the backing file (sized, sparse) and the cache and starts
-// the prefetcher. create says whether the file must be new.
+// open opens the backing file and builds the cache and starts the
+// prefetcher; the caller adds the region to e.regions. create says
+// whether the file must be new: a new file gets its whole size reserved
+// on disk (reserve) before the region exists.
 func (e *Engine) open(m regionMeta, path string, create bool) (*Region, error) {
 	flags := os.O_RDWR
 	if create {
@@ -185,28 +232,124 @@ func (e *Engine) open(m regionMeta, path string, create bool) (*Region, error) {
 	if err != nil {
 		return nil, err
 	}
-	if st, err := f.Stat(); err != nil || st.Size() != m.Size {
-		if err := f.Truncate(m.Size); err != nil {
-			f.Close()
-			return nil, err
+	fail := func(err error) (*Region, error) {
+		f.Close()
+		if create {
+			os.Remove(path)
+		}
+		return nil, err
+	}
+	if create {
+		if err := reserve(f, m.Size); err != nil {
+			return fail(fmt.Errorf("mem: region %s: reserving %s on the state filesystem: %w", m.Name, ctl.FormatSize(m.Size), err))
+		}
+	} else {
+		if st, err := f.Stat(); err != nil || st.Size() != m.Size {
+			if err := f.Truncate(m.Size); err != nil {
+				return fail(err)
+			}
+		}
+		// A region made sparse (by an older daemon) gets its blocks now;
+		// fallocate keeps the bytes. If they do not fit it is served as
+		// it is, and said so: its writes into holes may fail with ENOSPC.
+		if err := unix.Fallocate(int(f.Fd()), 0, 0, m.Size); err != nil && !errors.Is(err, syscall.EOPNOTSUPP) {
+			e.warn("restore", "region %s: its %s are not all reserved on the state filesystem (%v): writes may fail with ENOSPC", m.Name, ctl.FormatSize(m.Size), err)
 		}
 	}
 	capPages := int((m.Cache + PageSize - 1) / PageSize)
 	c, err := NewPageCache(f, m.Size, capPages, m.Policy, e.cfg.Seed)
 	if err != nil {
-		f.Close()
-		return nil, err
+		return fail(err)
 	}
 	c.SetPrefetch(m.Prefetch)
 	r := &Region{meta: m, path: path, file: f, cache: c, stop: make(chan struct{})}
 	go c.RunPrefetch(r.stop)
-	e.mu.Lock()
-	e.regions[m.Name] = r
-	e.mu.Unlock()
 	return r, nil
 }
 
-// Alloc creates a region for caller c.
+// reserve gives a new data file its size with every block allocated
+// (fallocate), so a region that does not fit the state filesystem fails
+// at alloc with ENOSPC, not later at a write, and a region once made can
+// always take its bytes: other regions filling the disk cannot turn its
+// writes, or the daemon's state saves, into ENOSPC. A filesystem without
+// fallocate (EOPNOTSUPP) gets a sparse file after a check that its free
+// space holds the size, which is the best it allows.
+func reserve(f *os.File, size int64) error {
+	err := unix.Fallocate(int(f.Fd()), 0, 0, size)
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, syscall.EOPNOTSUPP) {
+		return err
+	}
+	var st unix.Statfs_t
+	if err := unix.Fstatfs(int(f.Fd()), &st); err != nil {
+		return err
+	}
+	if free := int64(st.Bavail) * st.Bsize; free < size {
+		return fs.Errorf(syscall.ENOSPC, "%s free, %s asked", ctl.FormatSize(free), ctl.FormatSize(size))
+	}
+	return f.Truncate(size)
+}
+
+// Quota limits: without Config.Quota, every uid but root may hold up to
+// DefaultQuotaBytes of regions in up to DefaultQuotaRegions regions.
+const (
+	DefaultQuotaBytes   = 1 << 30
+	DefaultQuotaRegions = 16
+)
+
+// DefaultQuota is the quota used when Config.Quota is nil.
+func DefaultQuota(uid uint32) (maxBytes int64, maxRegions int) {
+	return DefaultQuotaBytes, DefaultQuotaRegions
+}
+
+// checkQuota refuses (EDQUOT) a region of size bytes that would take uid
+// over its quota. Every region counts, of every kind, by the uid it is
+// charged to (its meta.Uid: its maker's, or its owner agent's). Root has
+// no quota. The caller holds txMu, so two allocs cannot both pass.
+func (e *Engine) checkQuota(uid uint32, name string, size int64) error {
+	if uid == 0 {
+		return nil
+	}
+	q := e.cfg.Quota
+	if q == nil {
+		q = DefaultQuota
+	}
+	maxBytes, maxRegions := q(uid)
+	var used int64
+	n := 0
+	e.mu.Lock()
+	for _, r := range e.regions {
+		if r.meta.Uid == uid {
+			used += r.meta.Size
+			n++
+		}
+	}
+	e.mu.Unlock()
+	if maxRegions >= 0 && n+1 > maxRegions {
+		return fs.Errorf(syscall.EDQUOT, "region %s: uid %d has %d regions (%s); its quota is %d regions of %s in all",
+			name, uid, n, ctl.FormatSize(used), maxRegions, quotaSize(maxBytes))
+	}
+	if maxBytes >= 0 && size > maxBytes-used {
+		return fs.Errorf(syscall.EDQUOT, "region %s: uid %d has %s in %d regions; %s more would pass its quota of %s (%d regions)",
+			name, uid, ctl.FormatSize(used), n, ctl.FormatSize(size), quotaSize(maxBytes), maxRegions)
+	}
+	return nil
+}
+
+func quotaSize(n int64) string {
+	if n < 0 {
+		return "no limit"
+	}
+	return ctl.FormatSize(n)
+}
+
+// Alloc creates a region for caller c. It is all or nothing: a region
+// that passes its uid's quota, fits the state filesystem (its bytes are
+// reserved, see reserve) and, when persistent, has its metadata saved,
+// exists; otherwise nothing of it does (no file left, not listed) and
+// the error carries the errno: EDQUOT, ENOSPC, EROFS, EIO.
 func (e *Engine) Alloc(c fs.Caller, s AllocSpec) error {
 	m := regionMeta{Name: s.Name, Size: s.Size, Kind: s.Kind, Tags: s.Tags, Owner: s.Owner,
 		Uid: c.Uid, Gid: c.Gid, Policy: Adaptive, Prefetch: true, Cache: s.Cache, Created: time.Now()}
@@ -232,11 +375,13 @@ func (e *Engine) Alloc(c fs.Caller, s AllocSpec) error {
 		}
 		m.Uid, m.Gid = a.Uid, a.Gid
 	}
-	e.mu.Lock()
-	_, exists := e.regions[s.Name]
-	e.mu.Unlock()
-	if exists {
+	e.txMu.Lock()
+	defer e.txMu.Unlock()
+	if _, err := e.region(s.Name); err == nil {
 		return fs.Errorf(syscall.EEXIST, "region %q exists", s.Name)
+	}
+	if err := e.checkQuota(m.Uid, s.Name, s.Size); err != nil {
+		return err
 	}
 	path := filepath.Join(e.tmp, s.Name+".data")
 	if s.Kind == Persistent {
@@ -254,33 +399,70 @@ func (e *Engine) Alloc(c fs.Caller, s AllocSpec) error {
 	}
 	if s.Kind == Persistent {
 		if err := writeMeta(e.metaPath(s.Name), m); err != nil {
-			e.drop(r)
-			return err
+			e.close(r)
+			return fmt.Errorf("mem: region %s not created, its metadata not saved: %w", s.Name, err)
 		}
 	}
+	e.mu.Lock()
+	e.regions[m.Name] = r
+	e.mu.Unlock()
 	e.publish("alloc", bus.F("region", s.Name), bus.F("size", s.Size), bus.F("kind", s.Kind), bus.F("owner", s.Owner))
 	return nil
 }
 
 func (e *Engine) metaPath(name string) string { return filepath.Join(e.dir, name+".meta") }
 
-// drop ends a region: its handles fail with ENOENT, its files go.
-func (e *Engine) drop(r *Region) {
-	e.mu.Lock()
-	if r.gone {
-		e.mu.Unlock()
-		return
-	}
+// close ends a region that was never listed (an alloc that failed): its
+// prefetcher stops, its files go.
+func (e *Engine) close(r *Region) {
 	r.gone = true
-	delete(e.regions, r.meta.Name)
-	e.mu.Unlock()
 	close(r.stop)
 	r.file.Close()
 	os.Remove(r.path)
 	if r.meta.Kind == Persistent {
 		os.Remove(e.metaPath(r.meta.Name))
+	}
+}
+
+// drop ends a region: its handles fail with ENOENT, its files go. For a
+// persistent region the metadata file goes first, and is the commit: a
+// region without it is not restored, so if it cannot be removed (a
+// read-only state filesystem) the region stays whole and the error is
+// returned. The caller holds txMu.
+func (e *Engine) drop(r *Region) error {
+	e.mu.Lock()
+	if r.gone {
+		e.mu.Unlock()
+		return nil
+	}
+	e.mu.Unlock()
+	if r.meta.Kind == Persistent {
+		if err := os.Remove(e.metaPath(r.meta.Name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("mem: region %s not freed, its metadata cannot be removed: %w", r.meta.Name, err)
+		}
+	}
+	e.mu.Lock()
+	r.gone = true
+	delete(e.regions, r.meta.Name)
+	e.mu.Unlock()
+	close(r.stop)
+	r.file.Close()
+	if err := os.Remove(r.path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		e.warn("free", "region %s: its data file %s stays: %v", r.meta.Name, r.path, err)
+	}
+	if r.meta.Kind == Persistent {
 		os.Remove(filepath.Join(e.dir, r.meta.Name+".pattern"))
 	}
+	return nil
+}
+
+// warn is a failure nobody waits on (a background save, a file left
+// behind): it goes to the daemon's log and, as an error event, to the
+// bus, never nowhere.
+func (e *Engine) warn(op, format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	e.cfg.Logf("mem: %s: %s", op, msg)
+	e.publish("error", bus.F("op", op), bus.F("err", msg))
 }
 
 // Free ends region name.
@@ -292,7 +474,12 @@ func (e *Engine) Free(c fs.Caller, name, why string) error {
 	if c.Uid != 0 && c.Uid != r.meta.Uid {
 		return fs.Errorf(syscall.EPERM, "region %s is not yours", name)
 	}
-	e.drop(r)
+	e.txMu.Lock()
+	err = e.drop(r)
+	e.txMu.Unlock()
+	if err != nil {
+		return err
+	}
 	e.publish("free", bus.F("region", name), bus.F("reason", why))
 	return nil
 }
@@ -326,9 +513,13 @@ func (e *Engine) mayUse(r *Region, c fs.Caller) bool {
 	return false
 }
 
-// update changes a region's metadata under the lock and saves it when
-// the region is persistent.
-func (e *Engine) update(c fs.Caller, name string, f func(r *Region) error) error {
+// update is a region verb's transaction: edit changes a copy of the
+// region's metadata (or refuses); for a persistent region the copy is
+// saved; only then does apply make it live (the cache's policy, size,
+// prefetching) and the copy become the region's. A change that cannot be
+// saved is refused with the save's errno and changes nothing. Only the
+// region's owner (its uid) and root may change it (EPERM).
+func (e *Engine) update(c fs.Caller, name string, edit func(m *regionMeta) error, apply func(r *Region, m regionMeta) error) error {
 	r, err := e.region(name)
 	if err != nil {
 		return err
@@ -336,16 +527,41 @@ func (e *Engine) update(c fs.Caller, name string, f func(r *Region) error) error
 	if c.Uid != 0 && c.Uid != r.meta.Uid {
 		return fs.Errorf(syscall.EPERM, "region %s is not yours", name)
 	}
+	e.txMu.Lock()
+	defer e.txMu.Unlock()
 	e.mu.Lock()
-	err = f(r)
+	gone := r.gone
 	m := r.meta
+	m.Tags = append([]string(nil), m.Tags...)
+	m.Grants = append([]int(nil), m.Grants...)
 	e.mu.Unlock()
-	if err != nil {
+	if gone {
+		return noRegion(name)
+	}
+	if err := edit(&m); err != nil {
 		return err
 	}
 	if m.Kind == Persistent {
-		return writeMeta(e.metaPath(name), m)
+		if err := writeMeta(e.metaPath(name), m); err != nil {
+			return fmt.Errorf("mem: region %s: not saved, nothing changed: %w", name, err)
+		}
 	}
+	if apply != nil {
+		if err := apply(r, m); err != nil {
+			if m.Kind == Persistent {
+				e.mu.Lock()
+				old := r.meta
+				e.mu.Unlock()
+				if werr := writeMeta(e.metaPath(name), old); werr != nil {
+					e.warn("update", "region %s: %s holds a change that failed: %v", name, e.metaPath(name), werr)
+				}
+			}
+			return err
+		}
+	}
+	e.mu.Lock()
+	r.meta = m
+	e.mu.Unlock()
 	return nil
 }
 
@@ -367,13 +583,8 @@ func (e *Engine) regionVerbs(named bool) ctl.Table {
 				if err != nil {
 					return err
 				}
-				return e.update(c, name, func(r *Region) error {
-					if err := r.cache.SetPolicy(p, 0); err != nil {
-						return err
-					}
-					r.meta.Policy = p
-					return nil
-				})
+				return e.update(c, name, func(m *regionMeta) error { m.Policy = p; return nil },
+					func(r *Region, _ regionMeta) error { return r.cache.SetPolicy(p, 0) })
 			})},
 		{Name: "prefetch", Args: pre + "on|off", Min: n + 1, Max: n + 1, Doc: "prefetch learned sequences and strides",
 			Run: e.onRegion(n, func(c fs.Caller, name string, a []string) error {
@@ -381,11 +592,8 @@ func (e *Engine) regionVerbs(named bool) ctl.Table {
 				if err != nil {
 					return err
 				}
-				return e.update(c, name, func(r *Region) error {
-					r.cache.SetPrefetch(on)
-					r.meta.Prefetch = on
-					return nil
-				})
+				return e.update(c, name, func(m *regionMeta) error { m.Prefetch = on; return nil },
+					func(r *Region, _ regionMeta) error { r.cache.SetPrefetch(on); return nil })
 			})},
 		{Name: "cache", Args: pre + "SIZE", Min: n + 1, Max: n + 1, Doc: "the region's page cache size (restarts its counters)",
 			Run: e.onRegion(n, func(c fs.Caller, name string, a []string) error {
@@ -396,13 +604,8 @@ func (e *Engine) regionVerbs(named bool) ctl.Table {
 				if sz < PageSize || sz > 16<<30 {
 					return ctl.Errorf("bad cache size %q (want %d bytes .. 16G)", a[0], PageSize)
 				}
-				return e.update(c, name, func(r *Region) error {
-					if err := r.cache.SetPolicy(r.meta.Policy, int((sz+PageSize-1)/PageSize)); err != nil {
-						return err
-					}
-					r.meta.Cache = sz
-					return nil
-				})
+				return e.update(c, name, func(m *regionMeta) error { m.Cache = sz; return nil },
+					func(r *Region, m regionMeta) error { return r.cache.SetPolicy(m.Policy, int((sz+PageSize-1)/PageSize)) })
 			})},
 		{Name: "grant", Args: pre + "AGENT", Min: n + 1, Max: n + 1, Doc: "let agent AGENT's uid use a shared region",
 			Run: e.onRegion(n, func(c fs.Caller, name string, a []string) error {
@@ -416,19 +619,19 @@ func (e *Engine) regionVerbs(named bool) ctl.Table {
 				if _, err := e.cfg.Agents.Agent(int(id)); err != nil {
 					return err
 				}
-				return e.update(c, name, func(r *Region) error {
-					if r.meta.Kind != Shared {
-						return fs.Errorf(syscall.EPERM, "region %s is %s, not shared", name, r.meta.Kind)
+				return e.update(c, name, func(m *regionMeta) error {
+					if m.Kind != Shared {
+						return fs.Errorf(syscall.EPERM, "region %s is %s, not shared", name, m.Kind)
 					}
-					for _, g := range r.meta.Grants {
+					for _, g := range m.Grants {
 						if g == int(id) {
 							return nil
 						}
 					}
-					r.meta.Grants = append(r.meta.Grants, int(id))
-					sort.Ints(r.meta.Grants)
+					m.Grants = append(m.Grants, int(id))
+					sort.Ints(m.Grants)
 					return nil
-				})
+				}, nil)
 			})},
 		{Name: "revoke", Args: pre + "AGENT", Min: n + 1, Max: n + 1, Doc: "withdraw a grant",
 			Run: e.onRegion(n, func(c fs.Caller, name string, a []string) error {
@@ -436,39 +639,39 @@ func (e *Engine) regionVerbs(named bool) ctl.Table {
 				if err != nil {
 					return err
 				}
-				return e.update(c, name, func(r *Region) error {
-					for i, g := range r.meta.Grants {
+				return e.update(c, name, func(m *regionMeta) error {
+					for i, g := range m.Grants {
 						if g == int(id) {
-							r.meta.Grants = append(r.meta.Grants[:i], r.meta.Grants[i+1:]...)
+							m.Grants = append(m.Grants[:i], m.Grants[i+1:]...)
 							return nil
 						}
 					}
 					return fs.Errorf(syscall.ENOENT, "agent %d has no grant on %s", id, name)
-				})
+				}, nil)
 			})},
 		{Name: "tag", Args: pre + "TAG", Min: n + 1, Max: n + 1, Doc: "add a searchable tag (see find/)",
 			Run: e.onRegion(n, func(c fs.Caller, name string, a []string) error {
 				if err := validTag(a[0]); err != nil {
 					return err
 				}
-				return e.update(c, name, func(r *Region) error {
-					if !r.hasTag(a[0]) {
-						r.meta.Tags = append(r.meta.Tags, a[0])
+				return e.update(c, name, func(m *regionMeta) error {
+					if !slices.Contains(m.Tags, a[0]) {
+						m.Tags = append(m.Tags, a[0])
 					}
 					return nil
-				})
+				}, nil)
 			})},
 		{Name: "untag", Args: pre + "TAG", Min: n + 1, Max: n + 1, Doc: "remove a tag",
 			Run: e.onRegion(n, func(c fs.Caller, name string, a []string) error {
-				return e.update(c, name, func(r *Region) error {
-					for i, t := range r.meta.Tags {
+				return e.update(c, name, func(m *regionMeta) error {
+					for i, t := range m.Tags {
 						if t == a[0] {
-							r.meta.Tags = append(r.meta.Tags[:i], r.meta.Tags[i+1:]...)
+							m.Tags = append(m.Tags[:i], m.Tags[i+1:]...)
 							return nil
 						}
 					}
 					return fs.Errorf(syscall.ENOENT, "region %s has no tag %q", name, a[0])
-				})
+				}, nil)
 			})},
 		{Name: "lease", Args: pre + "DURATION", Min: n + 1, Max: n + 1, Doc: "the region ends DURATION from now",
 			Run: e.onRegion(n, func(c fs.Caller, name string, a []string) error {
@@ -476,13 +679,13 @@ func (e *Engine) regionVerbs(named bool) ctl.Table {
 				if err != nil {
 					return err
 				}
-				return e.update(c, name, func(r *Region) error {
-					if r.meta.Kind == Persistent {
+				return e.update(c, name, func(m *regionMeta) error {
+					if m.Kind == Persistent {
 						return ctl.Errorf("a persistent region has no lease")
 					}
-					r.meta.Expires = time.Now().Add(d)
+					m.Expires = time.Now().Add(d)
 					return nil
-				})
+				}, nil)
 			})},
 		{Name: "free", Args: strings.TrimSpace(pre), Min: n, Max: n, Doc: "end the region now (a persistent one's file goes too)",
 			Run: e.onRegion(n, func(c fs.Caller, name string, _ []string) error {
@@ -508,7 +711,7 @@ type regionKey struct{}
 func (e *Engine) Verbs() ctl.Table {
 	t := ctl.Table{
 		{Name: "alloc", Args: "NAME SIZE [ephemeral|persistent|shared] [tag=T ...] [lease=DUR] [owner=N] [cache=SIZE]", Min: 2, Max: -1,
-			Doc: "create regions/NAME", Run: func(_ context.Context, c fs.Caller, a []string) error {
+			Doc: "create regions/NAME (its bytes reserved on disk; within the uid's quota)", Run: func(_ context.Context, c fs.Caller, a []string) error {
 				s, err := ParseAlloc(a)
 				if err != nil {
 					return err
@@ -527,14 +730,13 @@ func (e *Engine) Verbs() ctl.Table {
 				if d < minInterval {
 					return ctl.Errorf("interval %s below 50ms", d)
 				}
-				e.mu.Lock()
-				e.interval = d
-				e.mu.Unlock()
-				select {
-				case e.ivChange <- d:
-				default:
-				}
-				return e.savedAfter(nil)
+				return e.commitSettings(func(s *savedSettings) error { s.Interval = d; return nil }, func() {
+					e.interval = d
+					select {
+					case e.ivChange <- d:
+					default:
+					}
+				})
 			}},
 		{Name: "paging", Args: "on|off", Min: 1, Max: 1, Root: true, Doc: "advise the kernel on agents' cold and hot ranges under pressure",
 			Run: func(_ context.Context, _ fs.Caller, a []string) error {
@@ -542,10 +744,7 @@ func (e *Engine) Verbs() ctl.Table {
 				if err != nil {
 					return err
 				}
-				e.mu.Lock()
-				e.paging = on
-				e.mu.Unlock()
-				return e.savedAfter(nil)
+				return e.commitSettings(func(s *savedSettings) error { s.Paging = on; return nil }, func() { e.paging = on })
 			}},
 		{Name: "pressure", Args: "FRACTION", Min: 1, Max: 1, Root: true, Doc: "PSI memory some avg10 that counts as pressure (default 0.1)",
 			Run: func(_ context.Context, _ fs.Caller, a []string) error {
@@ -553,12 +752,9 @@ func (e *Engine) Verbs() ctl.Table {
 				if err != nil {
 					return err
 				}
-				e.mu.Lock()
-				e.threshold = f
-				e.mu.Unlock()
-				return e.savedAfter(nil)
+				return e.commitSettings(func(s *savedSettings) error { s.Pressure = f; return nil }, func() { e.threshold = f })
 			}},
-		{Name: "save", Min: 0, Max: 0, Doc: "save the persistent regions' access patterns now",
+		{Name: "save", Min: 0, Max: 0, Root: true, Doc: "save the persistent regions' access patterns now",
 			Run: func(context.Context, fs.Caller, []string) error { return e.SavePatterns() }},
 	}...)
 	return t
@@ -615,17 +811,24 @@ func (e *Engine) Tick(now time.Time) {
 		e.mu.Lock()
 		m := r.meta
 		e.mu.Unlock()
+		why := ""
 		switch {
 		case !m.Expires.IsZero() && now.After(m.Expires):
-			e.drop(r)
-			e.publish("expire", bus.F("region", m.Name), bus.F("reason", "lease"))
+			why = "lease"
 		case m.Owner != 0 && m.Kind == Ephemeral && !e.agentAlive(m.Owner):
+			why = fmt.Sprintf("owner %d ended", m.Owner)
+		}
+		if why != "" {
+			// Only regions with no file to keep expire (leases are not
+			// for persistent ones): dropping them cannot fail.
+			e.txMu.Lock()
 			e.drop(r)
-			e.publish("expire", bus.F("region", m.Name), bus.F("reason", fmt.Sprintf("owner %d ended", m.Owner)))
+			e.txMu.Unlock()
+			e.publish("expire", bus.F("region", m.Name), bus.F("reason", why))
 		}
 	}
 	if err := e.SavePatterns(); err != nil {
-		e.cfg.Logf("mem: save patterns: %v", err)
+		e.warn("save-patterns", "%v (restarts warm from the last saved patterns)", err)
 	}
 	e.sampleAgents(now)
 }

@@ -41,6 +41,8 @@ func TestMain(m *testing.M) {
 		touchMain()
 	case "touchpart":
 		touchPartMain()
+	case "serveagents":
+		serveAgentsMain()
 	case "":
 		os.Exit(m.Run())
 	}

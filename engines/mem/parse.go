@@ -17,8 +17,9 @@ const (
 	Shared     = "shared"     // may be granted to several agents; gone at restart
 )
 
-// MaxRegionSize bounds one region (the backing file is sparse, but a
-// typo such as 1T should not pass silently).
+// MaxRegionSize bounds one region: its bytes are reserved on the state
+// filesystem at alloc (see reserve), and a typo such as 1T should not
+// pass silently. Each uid's quota (Config.Quota) bounds them all.
 const MaxRegionSize = 64 << 30
 
 // AllocSpec is a parsed `alloc` command.

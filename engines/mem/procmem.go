@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"os"
 	"path"
 	"sort"
 	"strings"
@@ -541,7 +542,11 @@ func (e *Engine) Page(id int, reason string) (int, error) {
 			}
 		}
 		ds = append(ds, d)
-		e.publish("advise", bus.F("agent", id), bus.F("pid", st.pid), bus.F("start", fmt.Sprintf("%#x", st.m.Start)),
+		// No address (and no path) in the event: events and
+		// agents/N/events are readable by every user, and a mapping's
+		// address is the agent owner's alone (agents/N/mem/decisions
+		// has it, mode 0400).
+		e.publish("advise", bus.F("agent", id), bus.F("pid", st.pid),
 			bus.F("length", st.m.Len()), bus.F("advised", vm.Bytes(ranges)), bus.F("advice", vm.AdviceName(adv)),
 			bus.F("reason", reason), bus.F("outcome", d.Outcome))
 	}
@@ -630,12 +635,18 @@ func (e *Engine) Reclaim(id int, dir, reason string) error {
 
 // ---- per-agent files and verbs ----
 
-// AgentFiles is agents/N/mem/.
+// AgentFiles is agents/N/mem/. The files that show the agent's memory
+// layout (pattern, hot, decisions: mapping addresses and file paths;
+// wss: its working set over time) are mode 0400 and owned by the agent's
+// uid, as the kernel keeps /proc/PID/maps to the process's owner (and
+// root): they defeat ASLR and tell which files a process uses. policy
+// (a ranking and numbers) stays 0444; ctl is 0600, the owner's and
+// root's, and its verbs check the caller again (EPERM).
 func (e *Engine) AgentFiles(id int, dir string, own fs.Owner) []fs.Node {
 	ns := e.cfg.NS
 	d := path.Join(dir, "mem")
-	text := func(name string, f func(pm *procMem) string) fs.Node {
-		return ns.Text(path.Join(d, name), 0444, own, func(fs.Caller) ([]byte, error) {
+	text := func(name string, mode os.FileMode, f func(pm *procMem) string) fs.Node {
+		return ns.Text(path.Join(d, name), mode, own, func(fs.Caller) ([]byte, error) {
 			pm := e.procMem(id)
 			e.mu.Lock()
 			defer e.mu.Unlock()
@@ -644,15 +655,15 @@ func (e *Engine) AgentFiles(id int, dir string, own fs.Owner) []fs.Node {
 	}
 	verbs := e.agentVerbs(id)
 	return []fs.Node{ns.StaticDir(d, 0555, own,
-		ns.Ctl(path.Join(d, "ctl"), 0660, own, verbs.Help, verbs.Exec),
-		text("decisions", decisionsText),
-		text("hot", hotText),
-		text("pattern", patternLine),
-		text("policy", func(pm *procMem) string {
+		ns.Ctl(path.Join(d, "ctl"), 0600, own, verbs.Help, verbs.Exec),
+		text("decisions", 0400, decisionsText),
+		text("hot", 0400, hotText),
+		text("pattern", 0400, patternLine),
+		text("policy", 0444, func(pm *procMem) string {
 			return fmt.Sprintf("policy=%s ranking=%s regret_lru=%s regret_lfu=%s regret_predictive=%s\n",
 				pm.policy, pm.ranking(), ff(pm.regret[LRU]), ff(pm.regret[LFU]), ff(pm.regret[Predictive]))
 		}),
-		text("wss", func(pm *procMem) string {
+		text("wss", 0400, func(pm *procMem) string {
 			var b strings.Builder
 			fmt.Fprintf(&b, "wss=%d rss=%d samples=%d\n", pm.wss, pm.rss, pm.n)
 			for _, p := range pm.hist {
@@ -663,23 +674,59 @@ func (e *Engine) AgentFiles(id int, dir string, own fs.Owner) []fs.Node {
 	)}
 }
 
+// mayAct refuses (EPERM) a caller who is neither root nor agent id's
+// owner.
+func (e *Engine) mayAct(c fs.Caller, id int) error {
+	if c.Uid == 0 {
+		return nil
+	}
+	if e.cfg.Agents == nil {
+		return fs.Errorf(syscall.EPERM, "agent %d is not yours", id)
+	}
+	a, err := e.cfg.Agents.Agent(id)
+	if err != nil {
+		return err
+	}
+	if a.Uid != c.Uid {
+		return fs.Errorf(syscall.EPERM, "agent %d is not yours", id)
+	}
+	return nil
+}
+
+// agentVerbs is agents/N/mem/ctl: every verb is the agent's owner's and
+// root's (mayAct).
 func (e *Engine) agentVerbs(id int) ctl.Table {
 	return ctl.Table{
 		{Name: "policy", Args: "lru|lfu|predictive|adaptive", Min: 1, Max: 1, Doc: "how cold ranges are ranked for paging",
-			Run: func(_ context.Context, _ fs.Caller, a []string) error {
-				for _, p := range CtlPolicies {
-					if a[0] == p {
-						pm := e.procMem(id)
-						e.mu.Lock()
-						pm.policy = p
-						e.mu.Unlock()
-						return e.savedAfter(nil)
-					}
+			Run: func(_ context.Context, c fs.Caller, a []string) error {
+				if !validCtlPolicy(a[0]) {
+					return ctl.Errorf("bad policy %q (want lru, lfu, predictive or adaptive)", a[0])
 				}
-				return ctl.Errorf("bad policy %q (want lru, lfu, predictive or adaptive)", a[0])
+				if err := e.mayAct(c, id); err != nil {
+					return err
+				}
+				p := a[0]
+				return e.commitSettings(func(s *savedSettings) error {
+					if p == Adaptive {
+						delete(s.Policies, id)
+					} else {
+						s.Policies[id] = p
+					}
+					return nil
+				}, func() {
+					pm, ok := e.procs[id]
+					if !ok {
+						pm = newProcMem(id)
+						e.procs[id] = pm
+					}
+					pm.policy = p
+				})
 			}},
 		{Name: "sample", Min: 0, Max: 0, Doc: "sample the working set now (and clear the referenced bits)",
-			Run: func(context.Context, fs.Caller, []string) error {
+			Run: func(_ context.Context, c fs.Caller, _ []string) error {
+				if err := e.mayAct(c, id); err != nil {
+					return err
+				}
 				pids, err := e.pids(id)
 				if err != nil {
 					return err
@@ -688,7 +735,10 @@ func (e *Engine) agentVerbs(id int) ctl.Table {
 				return nil
 			}},
 		{Name: "pageout", Min: 0, Max: 0, Doc: "advise the kernel on cold and predicted-hot ranges now",
-			Run: func(context.Context, fs.Caller, []string) error {
+			Run: func(_ context.Context, c fs.Caller, _ []string) error {
+				if err := e.mayAct(c, id); err != nil {
+					return err
+				}
 				if _, err := e.pids(id); err != nil {
 					return err
 				}

@@ -196,7 +196,10 @@ func (e *Engine) saveProc(id int, force bool) {
 		}
 	}
 	if err != nil {
-		e.cfg.Logf("mem: save agent %d: %v", id, err)
+		// The next save retries (forced at the next decision, else within
+		// procSaveEvery); until one succeeds a restart resumes from the
+		// last file that was written.
+		e.warn("save-agent", "agent %d: %s not saved: %v", id, e.procFile(id), err)
 	}
 }
 
@@ -216,7 +219,7 @@ func (e *Engine) saveProcs() {
 // forgetProc removes an ended agent's file.
 func (e *Engine) forgetProc(id int) {
 	if err := os.Remove(e.procFile(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
-		e.cfg.Logf("mem: forget agent %d: %v", id, err)
+		e.warn("forget-agent", "agent %d: %v", id, err)
 	}
 }
 

@@ -19,6 +19,8 @@ import (
 //	{"paging":true,"pressure":0.1,"interval_ns":2000000000,"agent_policies":{"3":"lfu"}}
 //
 // A key the file lacks (written by an older daemon) keeps its default.
+// A change is written before it takes effect (commitSettings), so what
+// the file holds is what runs.
 type savedSettings struct {
 	Paging   bool           `json:"paging"`
 	Pressure float64        `json:"pressure"`
@@ -28,21 +30,46 @@ type savedSettings struct {
 
 func (e *Engine) settingsFile() string { return filepath.Join(e.dir, "settings.json") }
 
-// saveSettings writes the current settings (see savedSettings).
-func (e *Engine) saveSettings() error {
-	e.mu.Lock()
+// currentSettings is what saveSettings writes; the caller holds e.mu.
+func (e *Engine) currentSettings() savedSettings {
 	s := savedSettings{Paging: e.paging, Pressure: e.threshold, Interval: e.interval, Policies: map[int]string{}}
 	for id, pm := range e.procs {
 		if pm.policy != Adaptive {
 			s.Policies[id] = pm.policy
 		}
 	}
-	e.mu.Unlock()
+	return s
+}
+
+func (e *Engine) writeSettings(s savedSettings) error {
 	b, err := json.Marshal(s)
 	if err != nil {
 		return err
 	}
 	return statefile.Write(e.settingsFile(), b)
+}
+
+// commitSettings is a settings verb's transaction: edit changes a copy
+// of the saved settings (or refuses), the copy is written, and only then
+// does apply (run under e.mu) make the change live. A change that cannot
+// be saved is refused with the save's errno (ENOSPC, EROFS, EIO) and
+// leaves the settings, mem/status and the next restart as they were.
+func (e *Engine) commitSettings(edit func(s *savedSettings) error, apply func()) error {
+	e.txMu.Lock()
+	defer e.txMu.Unlock()
+	e.mu.Lock()
+	s := e.currentSettings()
+	e.mu.Unlock()
+	if err := edit(&s); err != nil {
+		return err
+	}
+	if err := e.writeSettings(s); err != nil {
+		return fmt.Errorf("mem: not saved, nothing changed: %w", err)
+	}
+	e.mu.Lock()
+	apply()
+	e.mu.Unlock()
+	return nil
 }
 
 // loadSettings restores what saveSettings wrote; no file is a first start.
@@ -89,16 +116,4 @@ func validCtlPolicy(p string) bool {
 		}
 	}
 	return false
-}
-
-// savedAfter runs a verb's change and then saves the settings, so that an
-// accepted change survives a restart and a refused one writes nothing.
-func (e *Engine) savedAfter(err error) error {
-	if err != nil {
-		return err
-	}
-	if err := e.saveSettings(); err != nil {
-		return fmt.Errorf("mem: applied, but not saved: %w", err)
-	}
-	return nil
 }

@@ -17,6 +17,8 @@ func (e *Engine) Nodes() []fs.Node {
 	root := fs.Owner{}
 	verbs := e.Verbs()
 	return []fs.Node{ns.StaticDir("/mem", 0555, root,
+		// 0666: alloc is everyone's (within their quota); each verb
+		// checks its caller (root's settings, a region's owner).
 		ns.Ctl("/mem/ctl", 0666, root, verbs.Help, verbs.Exec),
 		ns.Text("/mem/status", 0444, root, func(fs.Caller) ([]byte, error) { return []byte(e.status()), nil }),
 		ns.Text("/mem/cache", 0444, root, func(fs.Caller) ([]byte, error) { return []byte(e.cacheText()), nil }),
@@ -91,7 +93,9 @@ func (e *Engine) regionDir(name string) fs.Node {
 	data.attr.Mode = 0660
 	data.attr.Size = size
 	return ns.StaticDir(dir, 0555, own,
-		ns.Ctl(path.Join(dir, "ctl"), 0660, own, rv.Help, func(ctx context.Context, c fs.Caller, line string) error {
+		// The region's verbs are its uid's and root's (update, Free check
+		// again): no group write bit that would only lead to EPERM.
+		ns.Ctl(path.Join(dir, "ctl"), 0600, own, rv.Help, func(ctx context.Context, c fs.Caller, line string) error {
 			return rv.Exec(context.WithValue(ctx, regionKey{}, name), c, line)
 		}),
 		data,

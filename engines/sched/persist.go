@@ -1,7 +1,6 @@
 package sched
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,9 +9,9 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"time"
 
-	"aiosfs/ctl"
-	"aiosfs/fs"
+	"aiosfs/engines/bus"
 	"aiosfs/internal/statefile"
 )
 
@@ -31,38 +30,67 @@ type savedAgent struct {
 	Pin    string `json:"pin,omitempty"`
 }
 
-// persisting wraps every verb of t so that an accepted one saves the state.
-func (e *Engine) persisting(t ctl.Table) ctl.Table {
-	out := make(ctl.Table, len(t))
-	for i, v := range t {
-		run := v.Run
-		v.Run = func(ctx context.Context, c fs.Caller, args []string) error {
-			if err := run(ctx, c, args); err != nil {
-				return err
-			}
-			if err := e.save(); err != nil {
-				return fmt.Errorf("sched: applied, but not saved: %w", err)
-			}
-			return nil
-		}
-		out[i] = v
-	}
-	return out
-}
+// Every verb is a transaction on what sched.json keeps (commit): the
+// verb edits a copy of the saved state, the copy is written, and only
+// once it is on disk does the change become live. A change that cannot be
+// saved (a full or read-only state filesystem, an I/O error) is never
+// applied: not to the settings, not to an agent's mode, not through
+// enforcement to any agent's limits; the writer of the ctl line gets the
+// kernel's errno (ENOSPC, EROFS, EDQUOT, EIO) and sched/status, and a
+// restart, show the old value.
 
-func (e *Engine) save() error {
-	if e.cfg.StateFile == "" {
-		return nil
+// commit runs one verb's change as a transaction (see above). edit gets
+// a copy of the saved state and changes it, or refuses (nothing is
+// written); apply makes the saved copy live, under e.mu, after it is on
+// disk. commits are serialised (saveMu) so each edits what the last one
+// made live.
+func (e *Engine) commit(edit func(s *saved) error, apply func(s *saved)) error {
+	e.saveMu.Lock()
+	defer e.saveMu.Unlock()
+	e.mu.Lock()
+	s := e.savedLocked()
+	e.mu.Unlock()
+	if err := edit(&s); err != nil {
+		return err
+	}
+	if err := e.write(s); err != nil {
+		return fmt.Errorf("sched: not saved, nothing changed: %w", err)
 	}
 	e.mu.Lock()
+	apply(&s)
+	e.mu.Unlock()
+	return nil
+}
+
+// setting is commit for a verb that changes only sched/ctl's settings.
+func (e *Engine) setting(edit func(set *Settings) error) error {
+	return e.commit(func(s *saved) error { return edit(&s.Settings) },
+		func(s *saved) { e.set = s.Settings })
+}
+
+// savedLocked is the state as save writes it; the caller holds e.mu.
+func (e *Engine) savedLocked() saved {
 	s := saved{Settings: e.set, Agents: map[int]savedAgent{}}
+	s.Settings.Horizons = append([]time.Duration(nil), e.set.Horizons...)
 	for id, st := range e.agents {
 		if st.manual || (st.pin != "" && st.pin != "auto") {
 			s.Agents[id] = savedAgent{Manual: st.manual, Pin: st.pin}
 		}
 	}
+	return s
+}
+
+// write saves s to Config.StateFile (nothing without one).
+func (e *Engine) write(s saved) error {
+	if e.cfg.StateFile == "" {
+		return nil
+	}
+	for id, a := range s.Agents {
+		if a == (savedAgent{}) || (!a.Manual && a.Pin == "auto") {
+			delete(s.Agents, id) // the defaults: nothing to keep
+		}
+	}
 	b, err := json.Marshal(s)
-	e.mu.Unlock()
 	if err != nil {
 		return err
 	}
@@ -96,15 +124,19 @@ func (e *Engine) load() error {
 	e.set = s.Settings
 	e.mu.Unlock()
 	for id, a := range s.Agents {
-		if a.Pin != "" {
-			if err := e.pin(id, a.Pin); err != nil {
-				return err
-			}
+		if a.Pin != "" && a.Pin != "auto" && !validForecaster(a.Pin) {
+			return fmt.Errorf("sched: %s: agent %d: unknown forecaster %q", filepath.Base(e.cfg.StateFile), id, a.Pin)
 		}
-		e.mu.Lock()
-		e.state(id).manual = a.Manual
-		e.mu.Unlock()
 	}
+	e.mu.Lock()
+	for id, a := range s.Agents {
+		st := e.state(id)
+		if a.Pin != "" {
+			st.setPin(a.Pin)
+		}
+		st.manual = a.Manual
+	}
+	e.mu.Unlock()
 	return nil
 }
 
@@ -167,10 +199,17 @@ func (e *Engine) SaveHistory() error {
 	}
 	e.mu.Unlock()
 	b, err := json.Marshal(h)
-	if err != nil {
-		return err
+	if err == nil {
+		err = statefile.Write(e.historyFile(), b)
 	}
-	return statefile.Write(e.historyFile(), b)
+	if err != nil {
+		// Nobody waits on this save: say so on the bus as well as to the
+		// caller (the daemon logs it), never silently. The old file
+		// stays whole, so a restart warms from the last good history.
+		err = fmt.Errorf("sched: history not saved (%s keeps the last one): %w", filepath.Base(e.historyFile()), err)
+		e.publish("error", 0, bus.F("op", "save-history"), bus.F("err", err.Error()))
+	}
+	return err
 }
 
 // readHistory reads what SaveHistory wrote; a missing file (a first

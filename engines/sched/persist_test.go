@@ -29,14 +29,14 @@ func TestSettingsSurviveRestart(t *testing.T) {
 			t.Fatalf("%s: %v", line, err)
 		}
 	}
-	root := e.persisting(e.Verbs())
+	root := e.Verbs()
 	run(root, "enforce on")
 	run(root, "buffer 0.2")
 	run(root, "horizons 1s,10s")
 	run(root, "slice 40ms")
 	run(root, "warmup 0")
-	run(e.persisting(e.AgentVerbs(3)), "sched manual")
-	run(e.persisting(e.AgentVerbs(4)), "forecaster ewma")
+	run(e.AgentVerbs(3), "sched manual")
+	run(e.AgentVerbs(4), "forecaster ewma")
 	before, err := os.ReadFile(file)
 	if err != nil {
 		t.Fatal(err)

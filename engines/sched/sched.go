@@ -18,7 +18,17 @@
 //	    ctl      + sched auto|manual, forecaster NAME|auto
 //
 // Enforcement is off by default: until `enforce on`, the scheduler only
-// predicts, and never touches a limit a user set. Network (TCP bytes/s of
+// predicts, and never touches a limit a user set.
+//
+// Every verb is saved before it takes effect (persist.go, commit): a
+// change the state directory cannot take (full, read-only, failing) is
+// refused with the kernel's errno, ENOSPC, EROFS, EDQUOT or EIO, and
+// nothing of it is applied, so `enforce on` that fails to save never
+// writes a limit, and status and a restart both show the old value.
+// sched/ctl's verbs are root's alone (EPERM); agents/N/ctl's sched and
+// forecaster are the agent's owner's and root's. The minute's history
+// save (SaveHistory) has no writer to tell: its failure goes to the
+// daemon's log and as an error event on the bus. Network (TCP bytes/s of
 // the agent's sockets) is predicted and shown, but no allocation acts on
 // it: the host has no per-cgroup network limit to set.
 package sched
@@ -118,6 +128,9 @@ func SliceFor(slice time.Duration, class string) time.Duration {
 type Engine struct {
 	cfg Config
 
+	// saveMu serialises verbs (commit): each edits the state the last
+	// one saved. It is taken before mu, never while holding it.
+	saveMu    sync.Mutex
 	mu        sync.Mutex
 	set       Settings
 	agents    map[int]*agentState

@@ -7,7 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-
+	"syscall"
 	"time"
 
 	"aiosfs/ctl"
@@ -18,14 +18,14 @@ import (
 // Nodes returns sched/ and registers the per-agent files and verbs.
 func (e *Engine) Nodes(ns *fs.NS) []fs.Node {
 	root := fs.Owner{}
-	t := e.persisting(e.Verbs())
+	t := e.Verbs()
 	e.cfg.Agents.Extend(func(id int, dir string, own fs.Owner) []fs.Node {
 		return []fs.Node{
 			ns.Text(dir+"/pattern", 0444, own, func(fs.Caller) ([]byte, error) { return e.renderPattern(id) }),
 			ns.Text(dir+"/predict", 0444, own, func(fs.Caller) ([]byte, error) { return e.renderPredict(id) }),
 			ns.Text(dir+"/alloc", 0444, own, func(fs.Caller) ([]byte, error) { return e.renderAlloc(id) }),
 		}
-	}, func(id int) ctl.Table { return e.persisting(e.AgentVerbs(id)) })
+	}, e.AgentVerbs)
 	return []fs.Node{ns.StaticDir("/sched", 0555, root,
 		ns.Ctl("/sched/ctl", 0644, root, t.Help, t.Exec),
 		ns.Text("/sched/status", 0444, root, func(fs.Caller) ([]byte, error) { return e.renderStatus(), nil }),
@@ -51,16 +51,20 @@ func (e *Engine) durationVerb(name, doc string, lo, hi time.Duration, set func(*
 			if d < lo || d > hi {
 				return ctl.Errorf("%s %s outside %s..%s", name, d, lo, hi)
 			}
-			e.mu.Lock()
-			set(&e.set, d)
-			e.mu.Unlock()
+			if err := e.setting(func(s *Settings) error { set(s, d); return nil }); err != nil {
+				return err
+			}
 			e.publish(name, 0, bus.F("seconds", d.Seconds()))
 			return nil
 		}}
 }
 
 // Verbs is sched/ctl's table. Every verb parses all its arguments before
-// it changes anything, so a refused line leaves the settings as they were.
+// it changes anything, so a refused line leaves the settings as they
+// were, and changes them through commit, so a change that cannot be saved
+// is refused with the save's errno and leaves them as they were too.
+// Every one of them is root's alone (ctl.Verb.Root): the settings are the
+// scheduler's for every agent, and pin changes another user's agent.
 func (e *Engine) Verbs() ctl.Table {
 	return ctl.Table{
 		{Name: "enforce", Args: "on|off", Min: 1, Max: 1, Root: true, Doc: "apply allocations to agents' limits (off: predict only, never touch a limit)",
@@ -69,10 +73,10 @@ func (e *Engine) Verbs() ctl.Table {
 				if err != nil {
 					return err
 				}
-				e.mu.Lock()
-				e.set.Enforce = on
-				e.last = time.Time{}
-				e.mu.Unlock()
+				if err := e.commit(func(s *saved) error { s.Settings.Enforce = on; return nil },
+					func(s *saved) { e.set = s.Settings; e.last = time.Time{} }); err != nil {
+					return err
+				}
 				e.publish("enforce", 0, bus.F("value", a[0]))
 				return nil
 			}},
@@ -82,9 +86,9 @@ func (e *Engine) Verbs() ctl.Table {
 				if err != nil {
 					return err
 				}
-				e.mu.Lock()
-				e.set.Buffer = v
-				e.mu.Unlock()
+				if err := e.setting(func(s *Settings) error { s.Buffer = v; return nil }); err != nil {
+					return err
+				}
 				e.publish("buffer", 0, bus.F("value", v))
 				return nil
 			}},
@@ -94,9 +98,9 @@ func (e *Engine) Verbs() ctl.Table {
 				if err != nil {
 					return err
 				}
-				e.mu.Lock()
-				e.set.Fall = v
-				e.mu.Unlock()
+				if err := e.setting(func(s *Settings) error { s.Fall = v; return nil }); err != nil {
+					return err
+				}
 				e.publish("fall", 0, bus.F("value", v))
 				return nil
 			}},
@@ -106,21 +110,22 @@ func (e *Engine) Verbs() ctl.Table {
 				if err != nil {
 					return err
 				}
-				e.mu.Lock()
-				e.set.Horizons = hs
-				for id, st := range e.agents {
-					ns := e.newState()
-					ns.manual, ns.cpu, ns.memHigh, ns.memMax, ns.weight, ns.vruntime = st.manual, st.cpu, st.memHigh, st.memMax, st.weight, st.vruntime
-					ns.lastThr, ns.lastOOM, ns.seenThr = st.lastThr, st.lastOOM, st.seenThr
-					if st.pin != "auto" {
-						for _, p := range ns.pred {
-							p.Pin(st.pin)
+				// The predictors restart only once the new horizons are
+				// saved: a refused change costs them nothing learned.
+				if err := e.commit(func(s *saved) error { s.Settings.Horizons = hs; return nil }, func(s *saved) {
+					e.set = s.Settings
+					for id, st := range e.agents {
+						ns := e.newState()
+						ns.manual, ns.cpu, ns.memHigh, ns.memMax, ns.weight, ns.vruntime = st.manual, st.cpu, st.memHigh, st.memMax, st.weight, st.vruntime
+						ns.lastThr, ns.lastOOM, ns.seenThr = st.lastThr, st.lastOOM, st.seenThr
+						if st.pin != "auto" {
+							ns.setPin(st.pin)
 						}
-						ns.pin = st.pin
+						e.agents[id] = ns
 					}
-					e.agents[id] = ns
+				}); err != nil {
+					return err
 				}
-				e.mu.Unlock()
 				e.publish("horizons", 0, bus.F("value", a[0]))
 				return nil
 			}},
@@ -134,9 +139,9 @@ func (e *Engine) Verbs() ctl.Table {
 				if err != nil {
 					return err
 				}
-				e.mu.Lock()
-				e.set.Warmup = int(n)
-				e.mu.Unlock()
+				if err := e.setting(func(s *Settings) error { s.Warmup = int(n); return nil }); err != nil {
+					return err
+				}
 				e.publish("warmup", 0, bus.F("samples", n))
 				return nil
 			}},
@@ -149,9 +154,9 @@ func (e *Engine) Verbs() ctl.Table {
 				if v == 0 || v > float64(e.cfg.NCPU) {
 					v = float64(e.cfg.NCPU)
 				}
-				e.mu.Lock()
-				e.set.Capacity = v
-				e.mu.Unlock()
+				if err := e.setting(func(s *Settings) error { s.Capacity = v; return nil }); err != nil {
+					return err
+				}
 				e.publish("capacity", 0, bus.F("cores", v))
 				return nil
 			}},
@@ -169,11 +174,14 @@ func (e *Engine) Verbs() ctl.Table {
 	}
 }
 
-// AgentVerbs are the rows added to agents/N/ctl.
+// AgentVerbs are the rows added to agents/N/ctl. They are the agent's
+// owner's and root's: agents/N/ctl opens for writing only for them, and
+// each verb checks the caller again (mayAct), so an adapter or a table
+// reached another way cannot let another user change the agent's mode.
 func (e *Engine) AgentVerbs(id int) ctl.Table {
 	return ctl.Table{
 		{Name: "sched", Args: "auto|manual", Min: 1, Max: 1, Doc: "manual: the scheduler never changes this agent's limits",
-			Run: func(_ context.Context, _ fs.Caller, a []string) error {
+			Run: func(_ context.Context, c fs.Caller, a []string) error {
 				var manual bool
 				switch a[0] {
 				case "auto":
@@ -182,20 +190,52 @@ func (e *Engine) AgentVerbs(id int) ctl.Table {
 				default:
 					return ctl.Errorf("sched %q: want auto or manual", a[0])
 				}
-				e.mu.Lock()
-				st := e.state(id)
-				st.manual = manual
-				e.mu.Unlock()
+				if err := e.mayAct(c, id); err != nil {
+					return err
+				}
+				if err := e.commit(func(s *saved) error {
+					sa := s.Agents[id]
+					sa.Manual = manual
+					s.Agents[id] = sa
+					return nil
+				}, func(*saved) { e.state(id).manual = manual }); err != nil {
+					return err
+				}
 				e.publish("mode", id, bus.F("value", a[0]))
 				return nil
 			}},
 		{Name: "forecaster", Args: "NAME|auto", Min: 1, Max: 1, Doc: "pin one forecaster (" + strings.Join(forecasterNames(), " ") + ") or auto",
-			Run: func(_ context.Context, _ fs.Caller, a []string) error { return e.pin(id, a[0]) }},
+			Run: func(_ context.Context, c fs.Caller, a []string) error {
+				if err := e.mayAct(c, id); err != nil {
+					return err
+				}
+				return e.pin(id, a[0])
+			}},
 	}
 }
 
+// mayAct refuses (EPERM) a caller who is neither root nor agent id's
+// owner.
+func (e *Engine) mayAct(c fs.Caller, id int) error {
+	if c.Uid == 0 {
+		return nil
+	}
+	if e.cfg.Agents == nil {
+		return fs.Errorf(syscall.EPERM, "agent %d is not yours", id)
+	}
+	r, err := e.cfg.Agents.Record(id)
+	if err != nil {
+		return err
+	}
+	if r.Uid != c.Uid {
+		return fs.Errorf(syscall.EPERM, "agent %d is not yours", id)
+	}
+	return nil
+}
+
 // state returns agent id's state, making one for an agent not sampled
-// yet so that a mode or pin set before its first sample holds.
+// yet so that a mode or pin set before its first sample holds. The
+// caller holds e.mu.
 func (e *Engine) state(id int) *agentState {
 	st := e.agents[id]
 	if st == nil {
@@ -205,21 +245,38 @@ func (e *Engine) state(id int) *agentState {
 	return st
 }
 
-func forecasterNames() []string {
-	return NewPredictor(Params{Horizons: []int{1}}).Models()
-}
-
-func (e *Engine) pin(id int, name string) error {
-	if name != "auto" && !validForecaster(name) {
-		return ctl.Errorf("unknown forecaster %q: want one of %s or auto", name, strings.Join(forecasterNames(), " "))
-	}
-	e.mu.Lock()
-	st := e.state(id)
+// setPin makes forecaster name (or auto) st's only one.
+func (st *agentState) setPin(name string) {
 	for _, p := range st.pred {
 		p.Pin(name)
 	}
 	st.pin = name
-	e.mu.Unlock()
+}
+
+func forecasterNames() []string {
+	return NewPredictor(Params{Horizons: []int{1}}).Models()
+}
+
+// pin commits agent id's forecaster (see commit).
+func (e *Engine) pin(id int, name string) error {
+	if name != "auto" && !validForecaster(name) {
+		return ctl.Errorf("unknown forecaster %q: want one of %s or auto", name, strings.Join(forecasterNames(), " "))
+	}
+	if err := e.commit(func(s *saved) error {
+		sa := s.Agents[id]
+		sa.Pin = name
+		if name == "auto" {
+			sa.Pin = ""
+		}
+		if sa == (savedAgent{}) {
+			delete(s.Agents, id)
+		} else {
+			s.Agents[id] = sa
+		}
+		return nil
+	}, func(*saved) { e.state(id).setPin(name) }); err != nil {
+		return err
+	}
 	e.publish("pin", id, bus.F("forecaster", name))
 	return nil
 }
