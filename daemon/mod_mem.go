@@ -23,7 +23,7 @@ func init() {
 			Proc:     vm.FS(d.Config.ProcRoot),
 			Seed:     1,
 			Logf:     d.Log.Printf,
-			Quota:    memQuota,
+			Quota:    memQuota(d.Agents),
 		})
 		if err != nil {
 			return nil, err
@@ -36,10 +36,15 @@ func init() {
 	})
 }
 
-// memQuota is every uid's region quota (root has none: the engine never
-// asks for it). It is the engine's default, 1 GiB in 16 regions, for
-// now; a per-user table goes here, as a plain func of the uid.
-func memQuota(uid uint32) (maxBytes int64, maxRegions int) { return mem.DefaultQuota(uid) }
+// memQuota is every uid's region quota from root's quota table (`quota
+// USER regionbytes=SIZE regions=N` in /ctl, agent.Quota); root has none
+// and the engine never asks for it.
+func memQuota(a *agent.Engine) func(uid uint32) (int64, int) {
+	return func(uid uint32) (int64, int) {
+		q := a.QuotaOf(uid)
+		return q.RegionBytes, q.Regions
+	}
+}
 
 type memModule struct{ e *mem.Engine }
 

@@ -257,6 +257,18 @@ func TestUnprivilegedSpawnStaysWithinItsLimits(t *testing.T) {
 		t.Errorf("output files readable by others: %s", out)
 	}
 
+	// Memory-fabric regions are held to root's quota for the user, and
+	// root's agents' memory layout is root's.
+	d.mustFail(`echo 'alloc fill 64G persistent' > mem/ctl`, "Disk quota exceeded", nobody)
+	d.mustRun(`echo 'quota nobody regionbytes=4M regions=2' > ctl`)
+	d.mustRun(`echo 'alloc a 2M persistent' > mem/ctl`, nobody)
+	d.mustFail(`echo 'alloc b 3M' > mem/ctl`, "Disk quota exceeded", nobody)
+	if _, err := os.Stat(filepath.Join(d.mount, "mem/regions/b")); err == nil {
+		t.Error("a refused region was made")
+	}
+	d.mustFail("cat agents/"+rid+"/mem/hot", "Permission denied", nobody)
+	d.mustFail("cat agents/"+rid+"/mem/wss", "Permission denied", nobody)
+
 	// A name that is not UTF-8 is refused, and metrics keeps working.
 	d.mustFail(`printf 'spawn \xc3\x28x -- /bin/sleep 100\n' > ctl`, "Invalid argument", nobody)
 	if _, err := os.ReadFile(filepath.Join(d.mount, "metrics")); err != nil {
