@@ -471,3 +471,35 @@ func TestOutputIsBounded(t *testing.T) {
 		t.Errorf("the last line is lost: tail %q, file %q", old[max(0, len(old)-32):], cur[max(0, len(cur)-32):])
 	}
 }
+
+// The reaper runs while adopt moves processes in: it must not take the
+// new agent, whose cgroup is empty for a moment, for one that has ended.
+func TestAdoptRacesTheReaper(t *testing.T) {
+	r := newRig(t, "")
+	stop := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				r.e.Reap()
+			}
+		}
+	}()
+	defer close(stop)
+	for i := 0; i < 20; i++ {
+		cmd := exec.Command("sleep", "60")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+		a, err := r.e.Adopt(fs.RootCaller, []string{strconv.Itoa(cmd.Process.Pid)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if snap, pids, _ := r.e.Snapshot(a.ID); snap.State != StateRunning || len(pids) != 1 {
+			t.Fatalf("adopted agent %d is %s with pids %v right after adopt", a.ID, snap.State, pids)
+		}
+	}
+}

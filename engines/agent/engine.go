@@ -653,6 +653,18 @@ func (e *Engine) Reap() {
 	}
 }
 
+// setBusy marks agent id as being set up or changed, so the reaper leaves
+// it alone.
+func (e *Engine) setBusy(id int, busy bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if busy {
+		e.busy[id] = true
+	} else {
+		delete(e.busy, id)
+	}
+}
+
 func (e *Engine) isBusy(id int) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()

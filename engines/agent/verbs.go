@@ -478,6 +478,10 @@ func (e *Engine) Adopt(c fs.Caller, args []string) (*Agent, error) {
 	}
 	a.State = StateRunning
 	a.Started = smp.Start
+	// Busy until its processes are in: the reaper would take a running
+	// agent with an empty (or no) cgroup for one that has ended.
+	e.setBusy(a.ID, true)
+	defer e.setBusy(a.ID, false)
 	// Saved before anything moves: a record the store refuses leaves the
 	// processes where they were.
 	if err := e.add(a); err != nil {
@@ -1029,6 +1033,8 @@ func (e *Engine) split(a *Agent, c fs.Caller, args []string) error {
 	}
 	n.State = StateRunning
 	n.Started = time.Now()
+	e.setBusy(n.ID, true) // as in Adopt
+	defer e.setBusy(n.ID, false)
 	// Saved before anything moves, as adopt does.
 	if err := e.add(n); err != nil {
 		return err
