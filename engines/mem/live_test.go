@@ -668,8 +668,12 @@ func TestLivePartlyColdPageout(t *testing.T) {
 	if field(d, "advised") != strconv.Itoa(size) || field(d, "outcome") != "came_back" {
 		t.Errorf("probe decision: %s", d)
 	}
-	if m.Rss < size*9/10 || afterProbe > 2<<20 {
-		t.Errorf("probe took the mapping's Rss %d -> %d, want all of it out", m.Rss, afterProbe)
+	// The helper touches its hot part every 20 ms, so by the time smaps is
+	// read (later on a loaded machine) that part may be back already: what
+	// must be out is everything else. advised= above says the probe asked
+	// for the whole mapping.
+	if m.Rss < size*9/10 || afterProbe > hotLen+2<<20 {
+		t.Errorf("probe took the mapping's Rss %d -> %d, want all of it out but the hot %d the helper touches again", m.Rss, afterProbe, hotLen)
 	}
 	if back < hotLen || back > hotLen+2<<20 {
 		t.Errorf("back=%d bytes came back, want the %d touched (+ at most a 2 MiB folio)", back, hotLen)
