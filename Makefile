@@ -51,6 +51,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzExec$$' -fuzztime $(FUZZTIME) ./ctl/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseSize$$' -fuzztime $(FUZZTIME) ./ctl/
 	$(GO) test -run '^$$' -fuzz '^FuzzCPUList$$' -fuzztime $(FUZZTIME) ./ctl/
+	$(GO) test -run '^$$' -fuzz '^FuzzRedact$$' -fuzztime $(FUZZTIME) ./ctl/
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./hal/procconn/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseRequest$$' -fuzztime $(FUZZTIME) ./engines/gpu/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseAlloc$$' -fuzztime $(FUZZTIME) ./engines/mem/

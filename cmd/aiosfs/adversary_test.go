@@ -553,3 +553,34 @@ func TestNinePPeers(t *testing.T) {
 		t.Errorf("agents after the refused TCP spawn: %v", ids)
 	}
 }
+
+// A state directory on a read-only filesystem: the daemon refuses to start,
+// saying why, and leaves no mount or cgroup behind.
+func TestReadOnlyStateDirectory(t *testing.T) {
+	requireRoot(t)
+	top, err := os.MkdirTemp("", "aiosfs-ro-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(top) })
+	state := filepath.Join(top, "state")
+	os.Mkdir(state, 0755)
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=1m,ro", "tmpfs", state).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a read-only tmpfs: %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", "-l", state).Run() })
+	prefix := fmt.Sprintf("aiosfs-ro-%d", os.Getpid())
+	self, _ := os.Executable()
+	cmd := exec.Command(self, "serve", "-mount", filepath.Join(top, "aios"), "-state", state, "-cgroup-prefix", prefix)
+	cmd.Env = append(os.Environ(), beDaemon+"=1")
+	out, _ := cmd.CombinedOutput()
+	if cmd.ProcessState.ExitCode() == 0 || !strings.Contains(string(out), "read-only file system") {
+		t.Errorf("daemon on a read-only state directory: exit %d, %q", cmd.ProcessState.ExitCode(), out)
+	}
+	if left := cgroupsLeft(prefix); len(left) > 0 {
+		t.Errorf("cgroups left behind: %v", left)
+	}
+	if b, _ := os.ReadFile("/proc/self/mounts"); strings.Contains(string(b), filepath.Join(top, "aios")) {
+		t.Errorf("mount left behind")
+	}
+}
