@@ -112,6 +112,7 @@ func serveFlags() (*flag.FlagSet, *daemon.Config) {
 	fl.StringVar(&cfg.StateDir, "state", "/var/lib/aiosfs", "state directory: store, 9P socket, agents' output")
 	fl.StringVar(&cfg.Listen, "listen", "", "also serve 9P here, e.g. tcp!127.0.0.1!5640")
 	fl.BoolVar(&cfg.TrustTCP, "trust-tcp", false, "believe the uid a TCP 9P client claims and let it write (default: TCP clients are nobody and read-only); only for a network you trust completely")
+	fl.StringVar(&cfg.MetricsListen, "metrics-listen", "", "also serve the metrics file over HTTP for Prometheus at HOST:PORT/metrics, e.g. 127.0.0.1:9464 (no authentication)")
 	fl.DurationVar(&cfg.Interval, "interval", time.Second, "sampling interval")
 	fl.StringVar(&cfg.ProcRoot, "proc", "/proc", "procfs root")
 	fl.StringVar(&cfg.SysRoot, "sys", "/sys", "sysfs root")
