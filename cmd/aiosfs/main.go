@@ -4,6 +4,8 @@
 //	aiosfs ls ADDR PATH             list a directory over 9P
 //	aiosfs cat ADDR PATH            print a file over 9P
 //	aiosfs write ADDR PATH TEXT...  write TEXT and a newline to a file over 9P
+//	aiosfs ps [-a] [MOUNT|ADDR]     the agents at a glance (ps.go)
+//	aiosfs ctl [-t MOUNT|ADDR] PATH VERB...  one line to a ctl, with the reason on refusal (ctlcmd.go)
 //	aiosfs help                     print the usage (also -h, -help, --help)
 //
 // With no arguments it prints the usage to stderr and exits 2: a daemon
@@ -60,6 +62,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = serve(args)
 	case "ls", "cat", "write":
 		err = client(cmd, args, stdout)
+	case "ps":
+		err = ps(args, stdout)
+	case "ctl":
+		err = ctlCmd(args)
 	default:
 		fmt.Fprintf(stderr, "aiosfs: unknown command %q\n", cmd)
 		usage(stderr)
@@ -92,9 +98,15 @@ func usage(w io.Writer) {
   aiosfs ls ADDR PATH             list a directory over 9P
   aiosfs cat ADDR PATH            print a file over 9P
   aiosfs write ADDR PATH TEXT...  write TEXT (and a newline) to a file over 9P
+  aiosfs ps [-a] [MOUNT|ADDR]     the agents at a glance, in human units; -a also the exited ones
+  aiosfs ctl [-t MOUNT|ADDR] PATH VERB [ARG...]
+                                  write one line to a ctl (PATH: agents/N/ctl, N, /ctl, sched, ...)
+                                  and on refusal print the reason from log
   aiosfs help                     print this (also -h, -help, --help)
 With no arguments aiosfs prints this and exits 2; it starts a daemon only for serve.
 ADDR: unix!/var/lib/aiosfs/9p.sock, tcp!HOST!PORT, or a socket path.
+ps and ctl read the tree through the mount at /aios, else over 9P on
+/var/lib/aiosfs/9p.sock, unless told a mount point or an ADDR.
 ls, cat and write take no flags.
 
 serve flags:
