@@ -30,6 +30,12 @@ all: build
 build:
 	$(GO) build -o $(BIN) ./cmd/aiosfs
 
+# The binary as a file: install rebuilds it only when a source is newer, so
+# `make build && sudo make install` needs no Go toolchain in root's PATH.
+GOSRC := $(shell find . -name '*.go' -not -path './.git/*' 2>/dev/null) go.mod go.sum
+$(BIN): $(GOSRC)
+	$(GO) build -o $(BIN) ./cmd/aiosfs
+
 # Runs the daemon in the foreground (Ctrl-C stops it and its agents); by
 # default on its built-in defaults: FUSE at /aios, state in
 # /var/lib/aiosfs, 9P on /var/lib/aiosfs/9p.sock, 1 s sampling.
@@ -40,7 +46,7 @@ run: build
 # in), the service's settings (deploy/aiosfs.default, only if there are
 # none: an edited file is kept) and the documentation. Does not start,
 # enable or reload anything.
-install: build
+install: $(BIN)
 	install -d '$(DESTDIR)$(BINDIR)' '$(DESTDIR)$(UNITDIR)' '$(DESTDIR)$(SYSCONFDIR)/default' '$(DESTDIR)$(DOCDIR)/docs'
 	install -m 0755 $(BIN) '$(DESTDIR)$(BINDIR)/aiosfs'
 	sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@DOCDIR@|$(DOCDIR)|g' deploy/aiosfs.service > '$(DESTDIR)$(UNITDIR)/aiosfs.service.tmp'

@@ -175,6 +175,13 @@ func TestRefusalReason(t *testing.T) {
 }
 
 func TestPsCtlUsage(t *testing.T) {
+	var u strings.Builder
+	usage(&u)
+	for _, want := range []string{"aiosfs ps [-a] [MOUNT|ADDR]", "aiosfs ctl [-t MOUNT|ADDR] PATH VERB [ARG...]"} {
+		if !strings.Contains(u.String(), want) {
+			t.Errorf("usage lacks %q", want)
+		}
+	}
 	for _, args := range [][]string{{"-x"}, {"a", "b"}} {
 		if err := ps(args, io.Discard); !errors.Is(err, errUsage) {
 			t.Errorf("ps %q: %v, want a usage error", args, err)
