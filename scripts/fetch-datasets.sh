@@ -207,7 +207,8 @@ adfa() {
 		for f in "$va"/UVD-*.txt; do
 			n=$(basename "$f" .txt)
 			n=${n#UVD-}
-			[ "$(expr "$n" + 0)" -le 2186 ] || rm -f "$f"
+			n=${n#"${n%%[!0]*}"} # no leading zeros: not octal
+			[ "${n:-0}" -le 2186 ] || rm -f "$f"
 		done
 	fi
 	mk() { tar -C "$(dirname "$2")" --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 -cf - "$(basename "$2")" | gzip -9n >"$TMP/$1"; }
