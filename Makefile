@@ -1,20 +1,74 @@
-# aiosfs — the two set-up commands are `make run` and `make test`.
+# aiosfs — the two set-up commands are `make run` and `make test`;
+# `sudo make install && sudo systemctl enable --now aiosfs` makes it a service.
 GO      ?= go
 BIN     := bin/aiosfs
 PKGS    := ./...
 FUZZTIME ?= 30s
 
-.PHONY: all build run test deps vet bench eval fuzz clean
+# make run: where the daemon mounts the tree and keeps its state, its
+# cgroup prefix, and any other `aiosfs serve` flags, e.g.
+#   make run MOUNT=/tmp/aios STATE=/tmp/aios-state CGROUP_PREFIX=try ARGS='-metrics-listen 127.0.0.1:9464'
+MOUNT         ?= /aios
+STATE         ?= /var/lib/aiosfs
+CGROUP_PREFIX ?= aiosfs
+ARGS          ?=
+
+# make install / uninstall: the usual GNU variables; DESTDIR stages into
+# another root (packaging, tests). The unit goes where systemd looks for
+# local units; the defaults file is /etc/default/aiosfs whatever PREFIX is.
+DESTDIR    ?=
+PREFIX     ?= /usr/local
+BINDIR     ?= $(PREFIX)/bin
+DOCDIR     ?= $(PREFIX)/share/doc/aiosfs
+UNITDIR    ?= $(PREFIX)/lib/systemd/system
+SYSCONFDIR ?= /etc
+
+.PHONY: all build run install uninstall test deps vet bench eval fuzz clean
 
 all: build
 
 build:
 	$(GO) build -o $(BIN) ./cmd/aiosfs
 
-# Runs the daemon on its built-in defaults: FUSE at /aios, state in
+# The binary as a file: install rebuilds it only when a source is newer, so
+# `make build && sudo make install` needs no Go toolchain in root's PATH.
+GOSRC := $(shell find . -name '*.go' -not -path './.git/*' 2>/dev/null) go.mod go.sum
+$(BIN): $(GOSRC)
+	$(GO) build -o $(BIN) ./cmd/aiosfs
+
+# Runs the daemon in the foreground (Ctrl-C stops it and its agents); by
+# default on its built-in defaults: FUSE at /aios, state in
 # /var/lib/aiosfs, 9P on /var/lib/aiosfs/9p.sock, 1 s sampling.
 run: build
-	./$(BIN) serve
+	./$(BIN) serve -mount '$(MOUNT)' -state '$(STATE)' -cgroup-prefix '$(CGROUP_PREFIX)' $(ARGS)
+
+# The binary, the systemd unit (deploy/aiosfs.service with the paths filled
+# in), the service's settings (deploy/aiosfs.default, only if there are
+# none: an edited file is kept) and the documentation. Does not start,
+# enable or reload anything.
+install: $(BIN)
+	install -d '$(DESTDIR)$(BINDIR)' '$(DESTDIR)$(UNITDIR)' '$(DESTDIR)$(SYSCONFDIR)/default' '$(DESTDIR)$(DOCDIR)/docs'
+	install -m 0755 $(BIN) '$(DESTDIR)$(BINDIR)/aiosfs'
+	sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@DOCDIR@|$(DOCDIR)|g' deploy/aiosfs.service > '$(DESTDIR)$(UNITDIR)/aiosfs.service.tmp'
+	chmod 0644 '$(DESTDIR)$(UNITDIR)/aiosfs.service.tmp'
+	mv '$(DESTDIR)$(UNITDIR)/aiosfs.service.tmp' '$(DESTDIR)$(UNITDIR)/aiosfs.service'
+	[ -e '$(DESTDIR)$(SYSCONFDIR)/default/aiosfs' ] || install -m 0644 deploy/aiosfs.default '$(DESTDIR)$(SYSCONFDIR)/default/aiosfs'
+	install -m 0644 README.md '$(DESTDIR)$(DOCDIR)/README.md'
+	install -m 0644 docs/*.md '$(DESTDIR)$(DOCDIR)/docs/'
+	@if [ -z '$(DESTDIR)' ] && command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then \
+		systemctl daemon-reload; \
+		echo 'installed; start it with: systemctl enable --now aiosfs'; \
+	fi
+
+# Removes what install put in place, except an edited settings file and
+# the state directory (/var/lib/aiosfs: its store and agents' output). Stop
+# the service first: systemctl disable --now aiosfs.
+uninstall:
+	rm -f '$(DESTDIR)$(BINDIR)/aiosfs' '$(DESTDIR)$(UNITDIR)/aiosfs.service'
+	rm -rf '$(DESTDIR)$(DOCDIR)'
+	if cmp -s deploy/aiosfs.default '$(DESTDIR)$(SYSCONFDIR)/default/aiosfs'; then rm -f '$(DESTDIR)$(SYSCONFDIR)/default/aiosfs'; \
+	elif [ -e '$(DESTDIR)$(SYSCONFDIR)/default/aiosfs' ]; then echo 'kept $(DESTDIR)$(SYSCONFDIR)/default/aiosfs (edited)'; fi
+	@if [ -z '$(DESTDIR)' ] && command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
 
 # Installs what the tests need (Debian's diod for its 9P client tools),
 # then vets and runs every test. Root tests mount FUSE and make cgroups.

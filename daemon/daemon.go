@@ -53,6 +53,10 @@ type Config struct {
 	Grace      time.Duration // stop's TERM-to-KILL grace
 	GPU        string        // "" detect through NVML, "none", or "mock:MODEL" for go-nvml's mock devices
 	Stderr     *os.File      // log copy; nil for none
+
+	// MetricsListen serves `metrics` over HTTP at host:port/metrics
+	// (metrics_http.go); "" none.
+	MetricsListen string
 }
 
 // Socket is the 9P unix socket inside the state directory.
@@ -212,6 +216,13 @@ func (d *Daemon) serve() error {
 			return fmt.Errorf("9p on %s: %w", d.cfg.Listen, err)
 		}
 		d.lns = append(d.lns, ln)
+	}
+	if d.cfg.MetricsListen != "" {
+		ln, err := serveMetricsHTTP(d.cfg.MetricsListen, d.reg, d.Log)
+		if err != nil {
+			return fmt.Errorf("metrics on %s: %w", d.cfg.MetricsListen, err)
+		}
+		d.lns = append(d.lns, ln) // Close stops the HTTP server with it
 	}
 	if d.cfg.Mount != "" {
 		srv, err := fusefs.Mount(d.cfg.Mount, d.Root, fusefs.Options{AllowOther: true, Name: "aiosfs"})

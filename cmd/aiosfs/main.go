@@ -4,6 +4,8 @@
 //	aiosfs ls ADDR PATH             list a directory over 9P
 //	aiosfs cat ADDR PATH            print a file over 9P
 //	aiosfs write ADDR PATH TEXT...  write TEXT and a newline to a file over 9P
+//	aiosfs ps [-a] [MOUNT|ADDR]     the agents at a glance (ps.go)
+//	aiosfs ctl [-t MOUNT|ADDR] PATH VERB...  one line to a ctl, with the reason on refusal (ctlcmd.go)
 //	aiosfs help                     print the usage (also -h, -help, --help)
 //
 // With no arguments it prints the usage to stderr and exits 2: a daemon
@@ -60,6 +62,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = serve(args)
 	case "ls", "cat", "write":
 		err = client(cmd, args, stdout)
+	case "ps":
+		err = ps(args, stdout)
+	case "ctl":
+		err = ctlCmd(args)
 	default:
 		fmt.Fprintf(stderr, "aiosfs: unknown command %q\n", cmd)
 		usage(stderr)
@@ -92,9 +98,15 @@ func usage(w io.Writer) {
   aiosfs ls ADDR PATH             list a directory over 9P
   aiosfs cat ADDR PATH            print a file over 9P
   aiosfs write ADDR PATH TEXT...  write TEXT (and a newline) to a file over 9P
+  aiosfs ps [-a] [MOUNT|ADDR]     the agents at a glance, in human units; -a also the exited ones
+  aiosfs ctl [-t MOUNT|ADDR] PATH VERB [ARG...]
+                                  write one line to a ctl (PATH: agents/N/ctl, N, /ctl, sched, ...)
+                                  and on refusal print the reason from log
   aiosfs help                     print this (also -h, -help, --help)
 With no arguments aiosfs prints this and exits 2; it starts a daemon only for serve.
 ADDR: unix!/var/lib/aiosfs/9p.sock, tcp!HOST!PORT, or a socket path.
+ps and ctl read the tree through the mount at /aios, else over 9P on
+/var/lib/aiosfs/9p.sock, unless told a mount point or an ADDR.
 ls, cat and write take no flags.
 
 serve flags:
@@ -112,6 +124,7 @@ func serveFlags() (*flag.FlagSet, *daemon.Config) {
 	fl.StringVar(&cfg.StateDir, "state", "/var/lib/aiosfs", "state directory: store, 9P socket, agents' output")
 	fl.StringVar(&cfg.Listen, "listen", "", "also serve 9P here, e.g. tcp!127.0.0.1!5640")
 	fl.BoolVar(&cfg.TrustTCP, "trust-tcp", false, "believe the uid a TCP 9P client claims and let it write (default: TCP clients are nobody and read-only); only for a network you trust completely")
+	fl.StringVar(&cfg.MetricsListen, "metrics-listen", "", "also serve the metrics file over HTTP for Prometheus at HOST:PORT/metrics, e.g. 127.0.0.1:9464 (no authentication)")
 	fl.DurationVar(&cfg.Interval, "interval", time.Second, "sampling interval")
 	fl.StringVar(&cfg.ProcRoot, "proc", "/proc", "procfs root")
 	fl.StringVar(&cfg.SysRoot, "sys", "/sys", "sysfs root")
