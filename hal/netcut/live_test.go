@@ -485,3 +485,94 @@ func TestNotCgroup2(t *testing.T) {
 		t.Errorf("New on a plain directory: %v", err)
 	}
 }
+
+// TestCloseDetachesWhileHeldElsewhere: Close lifts the cut even while another
+// handle (a second Load, as a confused restart might leave) still refers to
+// the links, and Load of a cut that is gone says so with os.ErrNotExist.
+func TestCloseDetachesWhileHeldElsewhere(t *testing.T) {
+	needRoot(t)
+	mountBPFFS(t)
+	dir := testCgroup(t)
+	port, conns := listener(t, "tcp4", "127.0.0.1:0")
+	c := startChild(t, dir)
+	pins := filepath.Join(PinRoot, filepath.Base(dir))
+
+	cut, err := New(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cut.Close()
+	if err := cut.Pin(pins); err != nil {
+		t.Fatal(err)
+	}
+	if err := cut.Pin(pins); err == nil {
+		t.Error("second Pin succeeded")
+	}
+	other, err := Load(pins)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Drop()
+	expect(t, "connect under the cut", c.do("connect %d", port), "err EPERM")
+	if err := cut.Close(); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, "connect after Close, another handle still open", c.do("connect %d", port), "ok")
+	accepted(t, conns)
+	if _, err := Load(pins); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("Load of a closed cut: %v, want os.ErrNotExist", err)
+	}
+	if err := other.Close(); err != nil {
+		t.Errorf("Close of the other handle after the cut was lifted: %v", err)
+	}
+}
+
+// TestCgroupRemovedUnderPinnedCut: when the cut cgroup is removed (the agent
+// ended) the kernel detaches the links; Load of the pins still works but
+// reports cgroup id 0, which the engine must take as "not cut", and Close
+// cleans the pins up.
+func TestCgroupRemovedUnderPinnedCut(t *testing.T) {
+	needRoot(t)
+	mountBPFFS(t)
+	dir := testCgroup(t)
+	pins := filepath.Join(PinRoot, filepath.Base(dir))
+	cut, err := New(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cut.Pin(pins); err != nil {
+		cut.Close()
+		t.Fatal(err)
+	}
+	defer cut.Close()
+	id := cut.CgroupID()
+	cut.Drop()
+	if err := os.Remove(dir); err != nil {
+		t.Fatal(err)
+	}
+	var loaded *Cut
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		loaded, err = Load(pins)
+		if err != nil {
+			t.Logf("Load after the cgroup was removed: %v", err)
+			os.RemoveAll(pins)
+			return
+		}
+		if loaded.CgroupID() != id || time.Now().After(deadline) {
+			break
+		}
+		loaded.Drop()
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("Load after the cgroup was removed: cgroup id %d (was %d)", loaded.CgroupID(), id)
+	if loaded.CgroupID() == id {
+		t.Errorf("links still report the removed cgroup %d", id)
+	}
+	if err := loaded.Close(); err != nil {
+		t.Errorf("Close: %v", err)
+	}
+	if _, err := os.Stat(pins); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("pins left: %v", err)
+	}
+}

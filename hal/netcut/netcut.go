@@ -14,27 +14,30 @@
 //     BPF_CGROUP_UDP6_SENDMSG: return 0 rejects the call with EPERM.
 //
 // The skb programs alone would be enough to stop traffic, but then a new TCP
-// connect() hangs in SYN retransmissions for minutes (the dropped SYN is
-// retried until tcp_syn_retries runs out, measured: still blocked after
-// seconds). The sock_addr programs make a quarantined connect() fail at once,
-// which is what a quarantined program (and its operator reading its log)
-// should see.
+// connect() does not fail: the dropped SYN is retransmitted until
+// tcp_syn_retries runs out (default 6: about 127 s) and only then fails with
+// ETIMEDOUT (measured in TestSKBOnlyConnectHangs: still pending after 2 s;
+// with TCP_SYNCNT 1, ETIMEDOUT after 3 s). The sock_addr programs make a
+// quarantined connect() fail at once with EPERM, which is what a quarantined
+// program, and whoever reads its log, should see.
 //
 // # What a quarantined process sees
 //
-// Measured on this host (kernel 6.x), see TestCut*:
+// Measured on this host (Linux 6.18, loopback peers outside the cut), see
+// TestCutLive:
 //
-//   - connect() of a TCP or UDP socket to any IPv4/IPv6 address: EPERM at
-//     once ("Operation not permitted").
-//   - sendto()/sendmsg() with an address on an unconnected UDP socket: EPERM.
+//   - connect() of a TCP or UDP socket, IPv4 or IPv6: EPERM ("Operation not
+//     permitted") at once.
+//   - sendto()/sendmsg() with an address on a UDP socket: EPERM.
 //   - send() on a UDP socket connected before the cut: EPERM (the egress
-//     program's verdict is returned by the IP output path).
+//     program's verdict comes back from the IP output path).
 //   - send()/write() on a TCP connection established before the cut:
-//     succeeds (the bytes are queued in the send buffer) but nothing reaches
-//     the peer; the kernel retransmits until the retransmission timeout ends
-//     the connection (ETIMEDOUT, tcp_retries2, minutes). Reads see nothing
-//     the peer sends, since ingress is dropped too.
-//   - listen()/accept() still work locally but no packet reaches the socket.
+//     succeeds, the bytes are only queued; nothing reaches the peer and
+//     nothing from the peer is received (reads block). The kernel
+//     retransmits until the retransmission timeout ends the connection with
+//     ETIMEDOUT (tcp_retries2, about 15 minutes by default; measured with
+//     TCP_USER_TIMEOUT 500 ms: the next send fails with ETIMEDOUT).
+//   - bind()/listen()/accept() still work, but no packet reaches the socket.
 //
 // Not covered: AF_UNIX sockets (a cgroup program for unix connect/sendmsg
 // exists from Linux 6.7 and could be added), raw packet sockets (AF_PACKET
@@ -53,7 +56,7 @@
 // drop here cannot be overridden by an allow elsewhere), it never replaces or
 // detaches another program, and closing it detaches exactly this program.
 // If another program was attached to the same cgroup without
-// BPF_F_ALLOW_MULTI (exclusive), the kernel refuses the link and Cut fails,
+// BPF_F_ALLOW_MULTI (exclusive), the kernel refuses the link and New fails,
 // leaving that program alone. link.AttachCgroup is deliberately not used: on
 // kernels without cgroup bpf_link it falls back to BPF_PROG_ATTACH, and
 // finally with BPF_F_ALLOW_OVERRIDE, which can replace a program someone else
@@ -81,24 +84,36 @@
 //
 // # How the threat engine should quarantine an agent
 //
+// Quarantine = freeze + cut + state saved before the quarantine is reported:
+//
 //	quarantine(agent):
-//	  1. g.Freeze()                               // hal/cgroup, v1 freezer
-//	  2. c, err := netcut.Cut(unifiedDir)         // g.Paths()["unified"]
-//	     c.Pin(filepath.Join(netcut.PinRoot, name)) // name unique per agent
-//	  3. save {agent, name, unifiedDir, cgroup id} in the engine's state
-//	     (bbolt) before reporting the quarantine done; keep c open.
+//	  1. g.Freeze()                                  // hal/cgroup (v1 freezer here)
+//	  2. c, err := netcut.New(g.Paths()["unified"])  // the agent's cgroup2 directory
+//	     c.Pin(filepath.Join(netcut.PinRoot, name))  // name unique per agent, e.g. "agent-7"
+//	     (netcut.MountBPFFS first if nothing is mounted; if Supported or New
+//	     fails, say so in threat/status and the event, and stay frozen)
+//	  3. save {agent, pin name, unified dir, c.CgroupID()} in the engine's
+//	     state (bbolt) before reporting the quarantine done; keep c open.
+//
 //	daemon start, for each saved quarantine:
-//	  c, err := netcut.Load(pinDir); check c.CgroupID() == netcut.CgroupID(unifiedDir)
-//	  (pins gone or cgroup id different, e.g. after a reboot: Cut and Pin again,
-//	  and freeze again; never trust the pin alone); keep c open.
-//	release(agent), only for a caller that is root (uid 0 on the ctl write):
-//	  c.Close(); g.Thaw(); delete the saved state.
+//	  c, err := netcut.Load(pinDir)
+//	  if err == nil && c.CgroupID() == netcut.CgroupID(unifiedDir): keep c.
+//	  otherwise (os.ErrNotExist: the pins went with a reboot or an unmounted
+//	  bpffs; or a cgroup id that differs or is 0: the cgroup was removed and
+//	  made again): c.Close() if loaded, then New + Pin again, and Freeze
+//	  again. Never trust the pins alone, nor the saved state alone.
+//
+//	release(agent), only when the ctl writer is root (uid 0 checked on the
+//	  write, not only the file mode): c.Close() (unpins and detaches), then
+//	  g.Thaw(), then delete the saved state; a crash in between leaves a
+//	  state the start-up pass above re-applies, the safe direction.
 //	agent removed while quarantined: c.Close() before removing its cgroup
 //	  (a link on a removed cgroup is detached by the kernel anyway).
-//	daemon shutdown: c.Drop() (the pins keep the cut).
+//	daemon shutdown: c.Drop(), never Close: the pins keep the cut.
 //
-// When Supported returns an error the engine reports it in threat/status
-// ("network cut unavailable: ...") and quarantines by freezing alone.
+// The agent cannot lift the cut itself: detaching or unpinning needs
+// CAP_NET_ADMIN/CAP_SYS_ADMIN/CAP_BPF and root's bpffs directory. An agent
+// running as root could; the freeze keeps it from running at all.
 package netcut
 
 import (
@@ -178,7 +193,7 @@ type Cut struct {
 
 var memlock sync.Once
 
-// New attaches the cut to the cgroup2 directory dir (a directory in a cgroup2
+// New attaches the cut (it is New, not Cut, since Cut is the type) to the cgroup2 directory dir (a directory in a cgroup2
 // mount, e.g. /sys/fs/cgroup/unified/<own>/<prefix>/agent-3). Every program
 // is attached as a bpf_link (multi-attach; see the package doc). On error
 // nothing stays attached.
