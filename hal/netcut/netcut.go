@@ -292,6 +292,7 @@ func (c *Cut) Pin(dir string) error {
 		return fmt.Errorf("netcut: pin: %w", err)
 	}
 	if st.Type != unix.BPF_FS_MAGIC {
+		os.Remove(dir) // only if empty, i.e. made just now
 		return fmt.Errorf("netcut: pin: %s is not in a bpffs (mount one at %s)", dir, BPFFS)
 	}
 	for i, l := range c.links {
