@@ -165,3 +165,20 @@ func trim(b []byte) []byte {
 	}
 	return b
 }
+
+// KeyedColon finds key in a "key: value" file (/proc/PID/io) and parses
+// its value.
+func KeyedColon(b []byte, key string) (uint64, bool) {
+	for len(b) > 0 {
+		line := b
+		if i := indexByte(b, '\n'); i >= 0 {
+			line, b = b[:i], b[i+1:]
+		} else {
+			b = nil
+		}
+		if len(line) > len(key) && string(line[:len(key)]) == key && line[len(key)] == ':' {
+			return Uint(line[len(key)+1:])
+		}
+	}
+	return 0, false
+}
