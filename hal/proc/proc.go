@@ -196,7 +196,7 @@ func (fs FS) Sample(pid int) (Sample, error) {
 	})
 	// A descriptor whose readlink fails was closed between getdents and
 	// readlink, so it is not counted.
-	if fds, nsock, socks, err := scanFDs(dir+"/fd", s.SocketInodes); err == nil {
+	if fds, nsock, socks, err := scanFDs(dir+"/fd", pid == os.Getpid(), s.SocketInodes); err == nil {
 		s.FDs, s.Sockets, s.SocketInodes = fds, nsock, socks
 		if len(socks) > 1 {
 			slices.Sort(s.SocketInodes)
@@ -336,7 +336,11 @@ var fdPool = sync.Pool{New: func() any { return &fdBufs{dents: make([]byte, 8192
 // that are sockets, and appends the sockets' inodes to socks. It opens the directory
 // once and reads each link relative to it (readlinkat), rather than
 // resolving /proc/PID/fd/N from the root for each.
-func scanFDs(dir string, socks []uint64) (n, nsock int, _ []uint64, _ error) {
+//
+// When the table is this process's own (self), the descriptor scanFDs
+// holds on the directory is in it and is not counted, as it would not be
+// if the directory were closed before the links were read.
+func scanFDs(dir string, self bool, socks []uint64) (n, nsock int, _ []uint64, _ error) {
 	dfd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return 0, 0, socks, err
@@ -344,6 +348,10 @@ func scanFDs(dir string, socks []uint64) (n, nsock int, _ []uint64, _ error) {
 	defer unix.Close(dfd)
 	bufs := fdPool.Get().(*fdBufs)
 	defer fdPool.Put(bufs)
+	var own []byte
+	if self {
+		own = strconv.AppendInt(nil, int64(dfd), 10)
+	}
 	for {
 		k, err := unix.Getdents(dfd, bufs.dents)
 		if errors.Is(err, unix.EINTR) {
@@ -367,7 +375,7 @@ func scanFDs(dir string, socks []uint64) (n, nsock int, _ []uint64, _ error) {
 				name = name[:i]
 			}
 			d = d[reclen:]
-			if len(name) == 0 || name[0] == '.' {
+			if len(name) == 0 || name[0] == '.' || (own != nil && bytes.Equal(name, own)) {
 				continue
 			}
 			m, err := readlinkat(dfd, name, bufs.link)
@@ -406,6 +414,82 @@ func readlinkat(dfd int, name, buf []byte) (int, error) {
 		}
 		return int(r), nil
 	}
+}
+
+// LibrarySample is Sample as it was before the raw readers: the procfs
+// library's Proc, Stat, NewStatus, IO and FileDescriptorTargets, through
+// os.File. It is kept as the reference that TestSampleMatchesLibrary
+// holds Sample to on live processes, and so that scripts/bench can measure
+// both in one daemon run (telemetry.Tuning.RawProc). It returns the same
+// Sample.
+func (fs FS) LibrarySample(pid int) (Sample, error) {
+	p, err := fs.fs.Proc(pid)
+	if err != nil {
+		return Sample{}, wrap(pid, err)
+	}
+	st, err := p.Stat()
+	if err != nil {
+		return Sample{}, wrap(pid, err)
+	}
+	status, err := p.NewStatus()
+	if err != nil {
+		return Sample{}, wrap(pid, err)
+	}
+	s := Sample{
+		Pid:        pid,
+		PPid:       st.PPID,
+		Comm:       st.Comm,
+		State:      st.State,
+		Uid:        uint32(status.UIDs[0]),
+		Euid:       uint32(status.UIDs[1]),
+		Threads:    st.NumThreads,
+		StartTicks: st.Starttime,
+		CPUSeconds: float64(st.UTime+st.STime) / userHZ,
+		// VmRSS (kB) rather than stat's rss (pages): the same counter
+		// (get_mm_counter: anon+file+shmem), but in a unit that does not
+		// depend on the page size of the machine reading a fixture. Both
+		// are approximate: the kernel keeps RSS in per-cpu counters and
+		// reads them without summing every cpu.
+		RSS:        int64(status.VmRSS),
+		VSize:      int64(st.VSize),
+		MajFaults:  uint64(st.MajFlt),
+		MinFaults:  uint64(st.MinFlt),
+		ReadBytes:  -1,
+		WriteBytes: -1,
+		FDs:        -1,
+		Sockets:    -1,
+	}
+	if bt, err := fs.bootTime(); err == nil {
+		s.Start = ticksAfter(bt, st.Starttime)
+	}
+	// /proc/PID/io is absent without CONFIG_TASK_IO_ACCOUNTING and EACCES
+	// for other users' processes. read_bytes/write_bytes count what
+	// reached the block layer (page cache hits and tmpfs are invisible),
+	// unlike rchar/wchar.
+	if io, err := p.IO(); err == nil {
+		s.ReadBytes = int64(io.ReadBytes)
+		s.WriteBytes = int64(io.WriteBytes)
+	}
+	// procfs returns "" for a descriptor whose readlink failed: it was
+	// closed between readdir and readlink, so it is not counted.
+	if targets, err := p.FileDescriptorTargets(); err == nil {
+		s.FDs, s.Sockets = 0, 0
+		for _, t := range targets {
+			if t == "" {
+				continue
+			}
+			s.FDs++
+			if rest, ok := strings.CutPrefix(t, "socket:["); ok {
+				s.Sockets++
+				if ino, err := strconv.ParseUint(strings.TrimSuffix(rest, "]"), 10, 64); err == nil {
+					s.SocketInodes = append(s.SocketInodes, ino)
+				}
+			}
+		}
+		slices.Sort(s.SocketInodes)
+		s.SocketInodes = slices.Compact(s.SocketInodes)
+	}
+	return s, nil
 }
 
 // ticksAfter converts a stat tick count into an instant.
