@@ -778,6 +778,46 @@ func (s *Sampler) Forget(id int) {
 	}
 }
 
+// FillHistory is for benches that must measure the daemon holding a full
+// history without waiting for it (an hour at 1 s): it puts n samples in
+// front of every agent's history, one per pass interval before its oldest,
+// each a copy of its latest sample with CPU figures that differ from one
+// sample to the next (as a busy agent's would), so nothing about them is
+// cheaper to keep than real ones. The rings keep at most History samples.
+func (s *Sampler) FillHistory(n int) {
+	iv := s.Interval()
+	s.mu.Lock()
+	agents := make([]*agentState, 0, len(s.agents))
+	for _, a := range s.agents {
+		agents = append(agents, a)
+	}
+	s.mu.Unlock()
+	for _, a := range agents {
+		a.mu.Lock()
+		if a.has {
+			old := a.ring.All()
+			r := NewRing(s.history)
+			first := a.latest.Time
+			if len(old) > 0 {
+				first = old[0].Time
+			}
+			for i := n; i > 0; i-- {
+				f := a.latest
+				f.Time = first.Add(-time.Duration(i) * iv)
+				f.CPU = float64(i%97) / 97
+				f.CPUSeconds = a.latest.CPUSeconds - float64(i)*0.01
+				f.RSS += int64(i % 13 * 4096)
+				r.Add(f)
+			}
+			for _, o := range old {
+				r.Add(o)
+			}
+			a.ring = r
+		}
+		a.mu.Unlock()
+	}
+}
+
 func (s *Sampler) lookup(id int) *agentState {
 	s.mu.Lock()
 	defer s.mu.Unlock()
