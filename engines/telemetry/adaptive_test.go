@@ -81,13 +81,22 @@ func TestHoldIdleAgent(t *testing.T) {
 		t.Fatalf("first full sample after a hold: cpu %v, want 0.5 (over the last pass only)", l.CPU)
 	}
 
+	// After a busy sample the next is full without the test; then idle
+	// again, held.
+	tests := g.usage.Load()
+	s.Tick(at(7))
+	s.Tick(at(8))
+	if g.procs.Load() != 4 || g.usage.Load() != tests+1 {
+		t.Fatalf("after a busy sample: %d Procs, %d CPUUsage calls; want 4 and %d", g.procs.Load(), g.usage.Load(), tests+1)
+	}
+
 	// Off: every pass is full.
 	tun.Hold = 0
 	s.SetTuning(tun)
-	s.Tick(at(7))
-	s.Tick(at(8))
-	if g.procs.Load() != 5 {
-		t.Fatalf("Hold 0: %d Procs calls, want 5", g.procs.Load())
+	s.Tick(at(9))
+	s.Tick(at(10))
+	if g.procs.Load() != 6 {
+		t.Fatalf("Hold 0: %d Procs calls, want 6", g.procs.Load())
 	}
 }
 

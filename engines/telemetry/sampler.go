@@ -60,7 +60,9 @@ type Tuning struct {
 	// passes in a row are held, so figures that change without the
 	// agent's CPU (memory reclaimed by the kernel, bytes arriving on a
 	// socket) are at most Hold passes old. 0: every agent fully sampled
-	// every pass. Needs the target's Group to be a cgroup.CounterReader.
+	// every pass. An agent whose last sample showed CPU is sampled in
+	// full without the test (it is most likely busy still). Needs the
+	// target's Group to be a cgroup.CounterReader.
 	Hold int
 	// Counters reads a cgroup.CounterReader's Counters (4 files) rather
 	// than Stats (containerd's Stat: 16 files and 4 goroutines on v1).
@@ -151,8 +153,9 @@ type agentState struct {
 	// netPrev is the byte counters of the agent's sockets at its last
 	// sample with a dump; nil: none (first sample, or no dump then).
 	netPrev map[uint64]sockdiag.Bytes
-	held    int // passes held in a row since the last full sample
-	sockets int // sockets at the last full sample
+	held    int  // passes held in a row since the last full sample
+	busy    bool // its last full sample had CPU above 0
+	sockets int  // sockets at the last full sample
 
 	// pids is the pids of the last sample (full or held), its own copy;
 	// guarded by mu like latest.
@@ -485,7 +488,9 @@ func (s *Sampler) pass(now time.Time, fast bool) {
 // not moved since its last sample, and reports whether it did. Called
 // with tickMu held.
 func (s *Sampler) hold(now time.Time, gen uint64, t Target, a *agentState, most int) bool {
-	if a.prevTime.IsZero() || a.prevUsage == 0 || a.held >= most || a.wake.Load() {
+	if a.prevTime.IsZero() || a.prevUsage == 0 || a.held >= most || a.wake.Load() || a.busy {
+		// A busy agent (CPU in its last sample) will most likely be busy
+		// again: the test would only add a read to its full sample.
 		return false
 	}
 	cr, ok := t.Group.(cgroup.CounterReader)
@@ -655,6 +660,7 @@ func (s *Sampler) sampleTarget(now time.Time, gen uint64, t Target, a *agentStat
 	a.prevTime = now
 	a.prevUsage = usage
 	a.prevOOM = out.OOMKills
+	a.busy = out.CPU > 0
 
 	a.mu.Lock()
 	a.ring.Add(out)
