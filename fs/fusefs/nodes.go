@@ -171,7 +171,11 @@ var _ = (gofs.NodeAccesser)((*node)(nil))
 // directories are always searchable; a file is executable by nobody
 // unless it has an x bit, as for root on a disk.
 func (n *node) Access(ctx context.Context, mask uint32) syscall.Errno {
-	a, c := n.model().Attr(), callerOf(ctx)
+	m, err := n.current()
+	if err != nil {
+		return fs.Errno(err)
+	}
+	a, c := m.Attr(), callerOf(ctx)
 	if mask&unix.R_OK != 0 {
 		if err := fs.CheckAccess(a, c, fs.OREAD); err != nil {
 			return fs.Errno(err)
