@@ -24,7 +24,7 @@
 // are gone and removes its temporary files. It needs root, /dev/fuse and
 // perl (the agents are a small perl loop that is idle, or on SIGUSR1
 // wakes every 100 ms to spin about half a millisecond), and runs in about
-// 3 minutes with the defaults:
+// 4 minutes with the defaults on the 2-core VM of docs/cost.md:
 //
 //	go run ./scripts/bench [-agents 200] [-window 10s] [-repeat 2]
 //	    [-cpuprofile cpu.pprof] [-memprofile heap.pprof]
