@@ -2,6 +2,7 @@ package mem
 
 import (
 	"math"
+	"math/bits"
 )
 
 // adaptivePolicy learns online which policy serves the current phase of
@@ -38,10 +39,20 @@ import (
 // than the leader's by more than switchPrice of its divergence from the
 // real cache plus a noise margin of switchNoise of the leader's: the
 // misses it saved lately must pay for converging to it.
+//
+// Data: the experts share Adaptive's key index (policy.go), so a reference
+// costs one map look-up, not ten, and every per-page structure is a slice
+// indexed by slot. Expert i's residency is bit i of the index's held word
+// for the page, and the real cache's is bit resBit: the vote on a
+// candidate (which experts hold it) and the divergence counts after an
+// eviction (which do not) read one word instead of asking nine experts.
+// Queue entries are slots that Adaptive references, so a slot stays bound
+// to its key while an entry names it (an entry may go stale and come back
+// to life when its page does, as it did with keys).
 type adaptivePolicy struct {
-	hook
+	core
 	c       int
-	experts []Policy
+	experts []slotPolicy
 	score   []float64 // decayed misses, long window: vote weights
 	slow    []float64 // decayed misses, slow window: the leader
 	w       []float64 // vote weights
@@ -49,15 +60,18 @@ type adaptivePolicy struct {
 	sdecay  float64
 	leader  int
 	clock   uint64
-	// resident pages of the real cache, with their insertion clock.
-	res map[uint64]uint64
+	n       int      // resident pages of the real cache
+	at      []uint64 // by slot: the clock at its insertion (real cache)
 	// q[i] holds, oldest first, resident pages expert i has evicted;
 	// stale entries are skipped when they reach the front.
-	q [][]uint64
+	q [][]int32
 	// div[i] is how many resident pages expert i does not hold.
 	div      []int
 	Switches int
 }
+
+// resBit is the real cache's bit in held; experts take bits 0..8.
+const resBit = 1 << 15
 
 const (
 	longWindow  = 4.0   // × cache, at least 1000 references (votes)
@@ -73,7 +87,7 @@ const (
 var expertNames = []string{LIRS, ARC, LRU, LFU, S3FIFO, SIEVE, Predictive, "s3fifo-2", "s3fifo-30"}
 
 func newAdaptive(c int, seed int64) *adaptivePolicy {
-	a := &adaptivePolicy{c: c, res: map[uint64]uint64{}}
+	a := &adaptivePolicy{core: core{idx: newKeyIndex(), bit: resBit}, c: c}
 	a.decay = math.Exp(-1 / math.Max(1000, longWindow*float64(c)))
 	a.sdecay = math.Exp(-1 / math.Max(10000, slowWindow*float64(c)))
 	for i, n := range expertNames {
@@ -86,42 +100,45 @@ func newAdaptive(c int, seed int64) *adaptivePolicy {
 		default:
 			p, _ = NewPolicy(n, c, seed+int64(i))
 		}
-		p.OnEvict(func(k uint64) {
-			if _, ok := a.res[k]; ok {
+		e := p.(slotPolicy)
+		b := e.base()
+		b.idx, b.bit = a.idx, 1<<i
+		b.fslot = func(s int32) {
+			if a.idx.held[s]&resBit != 0 {
 				a.div[i]++
-				a.q[i] = append(a.q[i], k)
+				a.q[i] = append(a.q[i], s)
+				a.idx.ref(s)
 			}
-		})
-		a.experts = append(a.experts, p)
+		}
+		a.experts = append(a.experts, e)
 	}
 	n := len(a.experts)
 	a.score = make([]float64, n)
 	a.slow = make([]float64, n)
 	a.w = make([]float64, n)
-	a.q = make([][]uint64, n)
+	a.q = make([][]int32, n)
 	a.div = make([]int, n)
 	a.reweigh()
 	return a
 }
 
 func (a *adaptivePolicy) Name() string { return Adaptive }
-func (a *adaptivePolicy) Len() int     { return len(a.res) }
+func (a *adaptivePolicy) Len() int     { return a.n }
 func (a *adaptivePolicy) Cap() int     { return a.c }
-func (a *adaptivePolicy) Contains(k uint64) bool {
-	_, ok := a.res[k]
-	return ok
-}
 
 // Leader is the expert the real cache follows now.
 func (a *adaptivePolicy) Leader() string { return a.experts[a.leader].Name() }
 
 func (a *adaptivePolicy) Access(k uint64) bool {
 	a.clock++
-	_, hit := a.res[k]
+	x := a.idx
+	s := x.slot(k)
+	x.ref(s) // pinned for the access (see accessKey)
+	hit := x.held[s]&resBit != 0
 	for i, p := range a.experts {
 		a.score[i] *= a.decay
 		a.slow[i] *= a.sdecay
-		if !p.Access(k) {
+		if !p.access(s) {
 			a.score[i]++
 			a.slow[i]++
 			if hit {
@@ -130,11 +147,16 @@ func (a *adaptivePolicy) Access(k uint64) bool {
 		}
 	}
 	if !hit {
-		a.res[k] = a.clock
-		for len(a.res) > a.c {
+		x.ref(s)
+		x.held[s] |= resBit
+		a.at = grow(a.at, s)
+		a.at[s] = a.clock
+		a.n++
+		for a.n > a.c {
 			a.evictOne()
 		}
 	}
+	x.unref(s)
 	if a.clock%64 == 0 {
 		a.reweigh()
 	}
@@ -163,59 +185,64 @@ func (a *adaptivePolicy) reweigh() {
 
 // head is the oldest resident page expert i has evicted and not taken
 // back, if any.
-func (a *adaptivePolicy) head(i int) (uint64, bool) {
+func (a *adaptivePolicy) head(i int) (int32, bool) {
+	held := a.idx.held
 	for len(a.q[i]) > 0 {
-		k := a.q[i][0]
-		if _, ok := a.res[k]; ok && !a.experts[i].Contains(k) {
-			return k, true
+		s := a.q[i][0]
+		if h := held[s]; h&resBit != 0 && h&(1<<i) == 0 {
+			return s, true
 		}
 		a.q[i] = a.q[i][1:]
+		a.idx.unref(s)
 	}
 	return 0, false
 }
 
 func (a *adaptivePolicy) evictOne() {
 	n := len(a.experts)
-	var victim uint64
+	var victim int32
 	found := false
 	least := math.Inf(1)
+	lbit := uint16(1) << a.leader
 	// The leader's candidate first, so it wins ties.
 	for j := 0; j < n; j++ {
 		i := (a.leader + j) % n
-		k, ok := a.head(i)
+		s, ok := a.head(i)
 		if !ok {
 			continue
 		}
+		held := a.idx.held[s]
 		// A page the leader holds weighs at least its 1, so it cannot
 		// be under a lighter candidate found already: skip summing it.
-		if least < 1 && a.experts[a.leader].Contains(k) {
+		if least < 1 && held&lbit != 0 {
 			continue
 		}
+		// The weights of the experts holding it, in expert order.
 		h := 0.0
-		for e, p := range a.experts {
-			if p.Contains(k) {
-				h += a.w[e]
-			}
+		for m := held &^ resBit; m != 0; m &= m - 1 {
+			h += a.w[bits.TrailingZeros16(m)]
 		}
 		if h < least {
-			victim, least, found = k, h, true
+			victim, least, found = s, h, true
 		}
 	}
 	if !found {
 		// Cannot happen (no expert holds more than Cap pages), but stay
 		// a cache of Cap pages regardless: drop the oldest.
 		var at uint64 = math.MaxUint64
-		for k, t := range a.res {
-			if t < at {
-				victim, at = k, t
+		for s, h := range a.idx.held {
+			if h&resBit != 0 && a.at[s] < at {
+				victim, at = int32(s), a.at[s]
 			}
 		}
 	}
-	delete(a.res, victim)
-	for i, p := range a.experts {
-		if !p.Contains(victim) {
+	a.n--
+	held := a.idx.held[victim]
+	for i := range a.experts {
+		if held&(1<<i) == 0 {
 			a.div[i]--
 		}
 	}
 	a.evicted(victim)
+	a.idx.unref(victim)
 }

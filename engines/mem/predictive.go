@@ -2,6 +2,7 @@ package mem
 
 import (
 	"math"
+	"math/bits"
 	"math/rand"
 )
 
@@ -47,7 +48,7 @@ const (
 )
 
 type predEntry struct {
-	key      uint64
+	s        int32 // its slot in the key index
 	last     int64 // clock at the last reference
 	g1, g2   int64 // the last two reuse gaps, 0 when unknown
 	count    int64 // references while remembered
@@ -60,14 +61,15 @@ type predEntry struct {
 
 // predictivePolicy is described above.
 type predictivePolicy struct {
-	hook
+	core
 	c        int
 	clock    int64
-	m        map[uint64]*predEntry
+	ents     []*predEntry // by slot: the remembered pages, resident or not
 	resident []*predEntry
 	ghosts   []*predEntry // ring of remembered, non-resident pages
 	gi       int
-	rng      *rand.Rand
+	cur      *predEntry // the page being accessed, which remember keeps
+	rng      lfg
 	hits     [predClasses][predBins]float64
 	evicts   [predClasses][predBins]float64
 	density  [predClasses][predBins]float64
@@ -80,19 +82,32 @@ type predictivePolicy struct {
 }
 
 func newPredictive(c int, seed int64) *predictivePolicy {
-	p := &predictivePolicy{c: c, m: map[uint64]*predEntry{}, rng: rand.New(rand.NewSource(seed))}
+	p := &predictivePolicy{core: newCore(), c: c, rng: newLFG(seed)}
 	for b := range p.start {
 		p.start[b] = math.Floor(predBinsPerDbl * (math.Exp2(float64(b)/predBinsPerDbl) - 1))
 	}
 	return p
 }
 
-func (p *predictivePolicy) Name() string { return Predictive }
-func (p *predictivePolicy) Len() int     { return len(p.resident) }
-func (p *predictivePolicy) Cap() int     { return p.c }
-func (p *predictivePolicy) Contains(k uint64) bool {
-	e, ok := p.m[k]
-	return ok && e.slot >= 0
+func (p *predictivePolicy) Name() string         { return Predictive }
+func (p *predictivePolicy) Len() int             { return len(p.resident) }
+func (p *predictivePolicy) Cap() int             { return p.c }
+func (p *predictivePolicy) Access(k uint64) bool { return accessKey(p, k) }
+
+// log2Level is min(int(math.Log2(x)), hi) for x >= 1: the power of two
+// x reaches, by comparisons, except within a relative 1e-9 of a power of
+// two, where math.Log2 (whose error is some 1e-15) decides as it did
+// before; elsewhere the two cannot differ.
+func log2Level(x float64, hi int) int {
+	b, t := 0, 1.0 // t = 2^b <= x
+	for b < hi && x >= 2*t {
+		b++
+		t *= 2
+	}
+	if x < t*(1+1e-9) || (b < hi && x > 2*t*(1-1e-9)) || x != x {
+		return min(int(math.Log2(x)), hi)
+	}
+	return b
 }
 
 // predBinTab holds bin(age) for the ages below its length, the common
@@ -107,12 +122,39 @@ var predBinTab = func() []uint8 {
 	return t
 }()
 
+// predStarts is start as integers (every start is a whole number of
+// references), and predStartsOK says they ascend, which makes bin(age)
+// the last bin whose start is at most age: what binSlow's search from its
+// estimate finds. Ages past the table are binary-searched in it instead
+// of taking a log2 (about 9 ns against 25).
+var predStarts, predStartsOK = func() (t [predBins]int64, ok bool) {
+	p := newPredictive(1, 0)
+	ok = true
+	for b := range t {
+		t[b] = int64(p.start[b])
+		ok = ok && float64(t[b]) == p.start[b] && (b == 0 || t[b] >= t[b-1])
+	}
+	return t, ok
+}()
+
 // bin is the age bin of an age in references.
 func (p *predictivePolicy) bin(age int64) int {
 	if age >= 0 && age < int64(len(predBinTab)) {
 		return int(predBinTab[age])
 	}
-	return p.binSlow(age)
+	if !predStartsOK || age < 0 {
+		return p.binSlow(age)
+	}
+	lo, hi := 0, predBins-1 // predStarts[lo] <= age
+	for lo < hi {
+		mid := (lo + hi + 1) / 2
+		if predStarts[mid] <= age {
+			lo = mid
+		} else {
+			hi = mid - 1
+		}
+	}
+	return lo
 }
 
 func (p *predictivePolicy) binSlow(age int64) int {
@@ -139,24 +181,32 @@ func (p *predictivePolicy) class(e *predEntry) int {
 		g *= 2
 	}
 	// Gaps in units of 1/32 of the cache: the lowest level holds
-	// pages whose last two gaps sum to under c/32.
-	gl := int(math.Log2(1 + 32*g/float64(p.c)))
-	if gl >= predGaps {
-		gl = predGaps - 1
-	}
-	f := int(math.Log2(float64(e.count - 1)))
-	if f >= predFreqs {
-		f = predFreqs - 1
+	// pages whose last two gaps sum to under c/32. The levels are
+	// int(log2(·)) of what they always were, taken without the log2 away
+	// from powers of two (log2Level).
+	gl := log2Level(1+32*g/float64(p.c), predGaps-1)
+	var f int
+	switch n := e.count - 1; {
+	case n <= 0: // cannot happen (a page with a gap was seen twice); as before
+		f = min(int(math.Log2(float64(n))), predFreqs-1)
+	case n < 2:
+		f = 0
+	case n < 4:
+		f = 1
+	default:
+		f = 2
 	}
 	return 1 + gl*predFreqs + f
 }
 
-func (p *predictivePolicy) Access(k uint64) bool {
+func (p *predictivePolicy) access(s int32) bool {
 	p.clock++
 	if p.clock%predPeriod == 0 {
 		p.retrain()
 	}
-	e, ok := p.m[k]
+	p.ents = grow(p.ents, s)
+	e := p.ents[s]
+	ok := e != nil
 	hit := ok && e.slot >= 0
 	if ok {
 		gap := p.clock - e.last
@@ -174,8 +224,9 @@ func (p *predictivePolicy) Access(k uint64) bool {
 		e.evBin = -1
 		e.g2, e.g1 = e.g1, gap
 	} else {
-		e = &predEntry{key: k, slot: -1, evBin: -1}
-		p.m[k] = e
+		e = &predEntry{s: s, slot: -1, evBin: -1}
+		p.ents[s] = e
+		p.idx.ref(s)
 	}
 	e.last = p.clock
 	e.count++
@@ -184,14 +235,17 @@ func (p *predictivePolicy) Access(k uint64) bool {
 		return true
 	}
 	if len(p.resident) >= p.c {
+		// Forgetting the oldest remembered page must not forget e (it
+		// was remembered, not resident, until now): remember skips cur,
+		// as the map-based code forgot it and put it back.
+		p.cur = e
 		p.evictOne()
+		p.cur = nil
 	}
-	// Forgetting the oldest remembered page may have dropped e itself
-	// from the map (it was remembered, not resident, until now).
-	p.m[k] = e
-	e.explorer = p.rng.Float64() < predExplore
+	e.explorer = p.rng.float64() < predExplore
 	e.slot = len(p.resident)
 	p.resident = append(p.resident, e)
+	p.admit(s)
 	return false
 }
 
@@ -221,7 +275,7 @@ func (p *predictivePolicy) evictOne() {
 	best, bestAge := math.Inf(1), int64(-1)
 	n := len(p.resident)
 	for i := 0; i < predSample && i < n; i++ {
-		e := p.resident[p.rng.Intn(n)]
+		e := p.resident[p.rng.intn(n)]
 		age := p.clock - e.last
 		d := p.density[e.cl][p.bin(age)]
 		if e.explorer && age < int64(predExpAge*p.c) {
@@ -239,8 +293,88 @@ func (p *predictivePolicy) evictOne() {
 	p.resident = p.resident[:n-1]
 	victim.slot = -1
 	victim.explorer = false
-	p.evicted(victim.key)
+	p.evicted(victim.s)
 	p.remember(victim)
+}
+
+// lfg is math/rand's generator, rand.New(rand.NewSource(seed)), value for
+// value, for the 64 draws of every eviction: the additive lagged
+// Fibonacci generator x[n] = x[n-607] + x[n-273] (mod 2^64) of
+// math/rand's rngSource, its first 607 outputs taken from rngSource
+// itself (so its seeding is math/rand's), the rest computed here without
+// an interface call per draw; intn and float64 are Rand.Intn and
+// Rand.Float64 on it, with intn's modulo done by a multiplication
+// (Lemire's fastmod, exact for 32-bit operands). TestLFGMatchesMathRand
+// holds it to math/rand.
+type lfg struct {
+	r     [607]uint64 // the last 607 outputs, r[i] the oldest
+	i     int
+	fresh int // outputs of r not served yet (the first 607)
+	n     int32
+	max   int32  // Int31n's rejection bound for n
+	m     uint64 // fastmod multiplier for n
+}
+
+func newLFG(seed int64) lfg {
+	var g lfg
+	src := rand.NewSource(seed).(rand.Source64)
+	for i := range g.r {
+		g.r[i] = src.Uint64()
+	}
+	g.fresh = len(g.r)
+	return g
+}
+
+func (g *lfg) uint64() uint64 {
+	if g.fresh > 0 {
+		x := g.r[len(g.r)-g.fresh]
+		g.fresh--
+		return x
+	}
+	j := g.i + 607 - 273
+	if j >= 607 {
+		j -= 607
+	}
+	x := g.r[g.i] + g.r[j]
+	g.r[g.i] = x
+	if g.i++; g.i == 607 {
+		g.i = 0
+	}
+	return x
+}
+
+func (g *lfg) int63() int64 { return int64(g.uint64() & (1<<63 - 1)) }
+func (g *lfg) int31() int32 { return int32(g.int63() >> 32) }
+
+// intn is Rand.Intn for 0 < n < 2^31 (Int31n).
+func (g *lfg) intn(n int) int {
+	if n <= 0 || n > 1<<31-1 {
+		panic("lfg.intn: n out of range")
+	}
+	d := int32(n)
+	if d&(d-1) == 0 {
+		return int(g.int31() & (d - 1))
+	}
+	if d != g.n {
+		g.n = d
+		g.max = int32((1 << 31) - 1 - (1<<31)%uint32(d))
+		g.m = ^uint64(0)/uint64(d) + 1
+	}
+	v := g.int31()
+	for v > g.max {
+		v = g.int31()
+	}
+	hi, _ := bits.Mul64(g.m*uint64(v), uint64(d))
+	return int(hi) // v % d
+}
+
+// float64 is Rand.Float64.
+func (g *lfg) float64() float64 {
+	for {
+		if f := float64(g.int63()) / (1 << 63); f != 1 {
+			return f
+		}
+	}
 }
 
 // remember keeps an evicted page's history in a FIFO bounded by
@@ -252,8 +386,11 @@ func (p *predictivePolicy) remember(e *predEntry) {
 		return
 	}
 	old := p.ghosts[p.gi]
-	if cur, ok := p.m[old.key]; ok && cur == old && cur.slot < 0 {
-		delete(p.m, old.key)
+	// old may be stale (forgotten before, its slot since reused): only
+	// the entry its slot still names is forgotten.
+	if int(old.s) < len(p.ents) && p.ents[old.s] == old && old.slot < 0 && old != p.cur {
+		p.ents[old.s] = nil
+		p.idx.unref(old.s)
 	}
 	p.ghosts[p.gi] = e
 	p.gi = (p.gi + 1) % limit
