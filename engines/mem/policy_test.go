@@ -1,6 +1,7 @@
 package mem
 
 import (
+	"math"
 	"math/rand"
 	"testing"
 	"time"
@@ -326,6 +327,86 @@ func TestLFUMatchesDefinition(t *testing.T) {
 			}
 			cnt[k]++
 			last[k] = i
+		}
+	}
+}
+
+// Predictive's own copy of math/rand's generator gives math/rand's
+// values: Intn over sizes that take each of its paths (powers of two,
+// the rejection bound, sizes changing between calls), Float64 between.
+func TestLFGMatchesMathRand(t *testing.T) {
+	for _, seed := range []int64{0, 1, 5, -3, 1 << 40} {
+		r := rand.New(rand.NewSource(seed))
+		g := newLFG(seed)
+		sizes := []int{1, 2, 3, 7, 64, 100, 1000, 1<<30 + 1, 1<<31 - 1, 12345}
+		batch := make([]int32, 64)
+		for i := 0; i < 20000; i++ {
+			n := sizes[i%len(sizes)]
+			switch i % 3 {
+			case 0:
+				if a, b := r.Intn(n), g.intn(n); a != b {
+					t.Fatalf("seed %d draw %d: Intn(%d) %d, lfg %d", seed, i, n, a, b)
+				}
+			case 1:
+				if a, b := r.Float64(), g.float64(); a != b {
+					t.Fatalf("seed %d draw %d: Float64 %v, lfg %v", seed, i, a, b)
+				}
+			default:
+				k := 1 + i%64
+				g.intns(batch[:k], n)
+				for j := range k {
+					if a := r.Intn(n); a != int(batch[j]) {
+						t.Fatalf("seed %d draw %d.%d: Intn(%d) %d, lfg %d", seed, i, j, n, a, batch[j])
+					}
+				}
+			}
+		}
+	}
+}
+
+// Predictive's fast paths compute what the rule they replace computes:
+// the age bin (table, then binary search) against binSlow at every
+// bin's edges and beyond, and log2Level against int(math.Log2) capped,
+// around every power of two it can see and between.
+func TestPredictiveFastPathsMatchRule(t *testing.T) {
+	p := newPredictive(1, 0)
+	check := func(age int64) {
+		if age < 0 {
+			return
+		}
+		if a, b := p.bin(age), p.binSlow(age); a != b {
+			t.Fatalf("bin(%d) = %d, the rule says %d", age, a, b)
+		}
+	}
+	for b := 0; b <= predBins; b++ {
+		for d := int64(-3); d <= 3; d++ {
+			check(int64(p.start[b]) + d)
+		}
+	}
+	r := rand.New(rand.NewSource(1))
+	for i := 0; i < 200000; i++ {
+		check(r.Int63n(1 << 28))
+	}
+	for hi := 0; hi <= 6; hi++ {
+		want := func(x float64) int { return min(int(math.Log2(x)), hi) }
+		for k := 0; k <= 10; k++ {
+			c := math.Ldexp(1, k)
+			x := c
+			for j := 0; j < 2000; j++ {
+				x = math.Nextafter(x, 0)
+			}
+			for j := 0; j < 4000; j++ {
+				if a, b := log2Level(x, hi), want(x); a != b && x >= 1 {
+					t.Fatalf("log2Level(%v, %d) = %d, int(math.Log2) %d", x, hi, a, b)
+				}
+				x = math.Nextafter(x, math.Inf(1))
+			}
+		}
+		for i := 0; i < 100000; i++ {
+			x := 1 + r.Float64()*r.Float64()*100
+			if a, b := log2Level(x, hi), want(x); a != b {
+				t.Fatalf("log2Level(%v, %d) = %d, int(math.Log2) %d", x, hi, a, b)
+			}
 		}
 	}
 }

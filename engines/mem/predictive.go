@@ -59,6 +59,12 @@ type predEntry struct {
 	evBin    int16 // age bin when evicted, -1 when not
 }
 
+type predMeta struct {
+	last     int64
+	cl       int8
+	explorer bool
+}
+
 // predictivePolicy is described above.
 type predictivePolicy struct {
 	core
@@ -66,6 +72,11 @@ type predictivePolicy struct {
 	clock    int64
 	ents     []*predEntry // by slot: the remembered pages, resident or not
 	resident []*predEntry
+	// meta[i] is resident[i]'s last, class and explorer flag, side by
+	// side: the 64 samples of an eviction read one array, not 64 entries
+	// scattered over the heap.
+	meta     []predMeta
+	top      [predClasses]int // the highest bin of each class's histograms ever non-zero
 	ghosts   []*predEntry // ring of remembered, non-resident pages
 	gi       int
 	cur      *predEntry // the page being accessed, which remember keeps
@@ -211,14 +222,14 @@ func (p *predictivePolicy) access(s int32) bool {
 	if ok {
 		gap := p.clock - e.last
 		if hit {
-			p.hits[e.cl][p.bin(gap)]++
+			p.hit(int(e.cl), p.bin(gap))
 			e.explorer = false
 		} else if e.evBin >= 0 {
 			// It came back after its eviction: had it been kept, this
 			// would have been a hit at this age, not an eviction.
 			ev := &p.evicts[e.evCl][e.evBin]
 			*ev = math.Max(0, *ev-1)
-			p.hits[e.evCl][p.bin(gap)]++
+			p.hit(int(e.evCl), p.bin(gap))
 			p.Uncensored++
 		}
 		e.evBin = -1
@@ -232,6 +243,7 @@ func (p *predictivePolicy) access(s int32) bool {
 	e.count++
 	e.cl = int8(p.class(e))
 	if hit {
+		p.meta[e.slot] = predMeta{last: e.last, cl: e.cl}
 		return true
 	}
 	if len(p.resident) >= p.c {
@@ -245,16 +257,24 @@ func (p *predictivePolicy) access(s int32) bool {
 	e.explorer = p.rng.float64() < predExplore
 	e.slot = len(p.resident)
 	p.resident = append(p.resident, e)
+	p.meta = append(p.meta, predMeta{last: e.last, cl: e.cl, explorer: e.explorer})
 	p.admit(s)
 	return false
 }
 
+func (p *predictivePolicy) hit(c, b int) {
+	p.hits[c][b]++
+	p.top[c] = max(p.top[c], b)
+}
+
 // retrain recomputes every class's density from its histograms, then
-// ages the histograms.
+// ages the histograms. Bins above a class's top have always been empty,
+// so their sums and densities are 0 and stay 0: the sums start at top,
+// with the same values in the same order.
 func (p *predictivePolicy) retrain() {
 	for c := range p.density {
 		var h, ev, life float64
-		for b := predBins - 1; b >= 0; b-- {
+		for b := p.top[c]; b >= 0; b-- {
 			h += p.hits[c][b]
 			ev += p.hits[c][b] + p.evicts[c][b]
 			life += ev * (p.start[b+1] - p.start[b])
@@ -271,26 +291,36 @@ func (p *predictivePolicy) retrain() {
 }
 
 func (p *predictivePolicy) evictOne() {
-	var victim *predEntry
-	best, bestAge := math.Inf(1), int64(-1)
 	n := len(p.resident)
-	for i := 0; i < predSample && i < n; i++ {
-		e := p.resident[p.rng.intn(n)]
-		age := p.clock - e.last
-		d := p.density[e.cl][p.bin(age)]
-		if e.explorer && age < int64(predExpAge*p.c) {
+	// The draws first (their order is the stream's), then the samples:
+	// the two loops overlap better than one that waits on each draw.
+	var at [predSample]int32
+	k := min(predSample, n)
+	p.rng.intns(at[:k], n)
+	vi := int32(-1)
+	best, bestAge := math.Inf(1), int64(-1)
+	expAge := int64(predExpAge * p.c)
+	for _, j := range at[:k] {
+		m := &p.meta[j]
+		age := p.clock - m.last
+		d := p.density[m.cl][p.bin(age)]
+		if m.explorer && age < expAge {
 			d = math.Inf(1)
 		}
 		if d < best || (d == best && age > bestAge) {
-			best, bestAge, victim = d, age, e
+			best, bestAge, vi = d, age, j
 		}
 	}
+	victim := p.resident[vi]
 	victim.evCl, victim.evBin = victim.cl, int16(p.bin(bestAge))
 	p.evicts[victim.evCl][victim.evBin]++
+	p.top[victim.evCl] = max(p.top[victim.evCl], int(victim.evBin))
 	last := p.resident[n-1]
 	p.resident[victim.slot] = last
+	p.meta[victim.slot] = p.meta[n-1]
 	last.slot = victim.slot
 	p.resident = p.resident[:n-1]
+	p.meta = p.meta[:n-1]
 	victim.slot = -1
 	victim.explorer = false
 	p.evicted(victim.s)
@@ -307,12 +337,11 @@ func (p *predictivePolicy) evictOne() {
 // (Lemire's fastmod, exact for 32-bit operands). TestLFGMatchesMathRand
 // holds it to math/rand.
 type lfg struct {
-	r     [607]uint64 // the last 607 outputs, r[i] the oldest
-	i     int
-	fresh int // outputs of r not served yet (the first 607)
-	n     int32
-	max   int32  // Int31n's rejection bound for n
-	m     uint64 // fastmod multiplier for n
+	r   [607]uint64 // outputs r[i:] not served yet; r[:i] served
+	i   int
+	n   int32
+	max int32  // Int31n's rejection bound for n
+	m   uint64 // fastmod multiplier for n
 }
 
 func newLFG(seed int64) lfg {
@@ -321,26 +350,30 @@ func newLFG(seed int64) lfg {
 	for i := range g.r {
 		g.r[i] = src.Uint64()
 	}
-	g.fresh = len(g.r)
 	return g
 }
 
+// uint64 serves the next output; once all 607 are served it computes the
+// next 607 in place: x[n] = x[n-607] + x[n-273], where x[n-273] is, for
+// the first 273 of them, an old output 334 places on and, for the rest,
+// a new one 273 places back.
 func (g *lfg) uint64() uint64 {
-	if g.fresh > 0 {
-		x := g.r[len(g.r)-g.fresh]
-		g.fresh--
-		return x
+	if g.i == len(g.r) {
+		g.refill()
 	}
-	j := g.i + 607 - 273
-	if j >= 607 {
-		j -= 607
-	}
-	x := g.r[g.i] + g.r[j]
-	g.r[g.i] = x
-	if g.i++; g.i == 607 {
-		g.i = 0
-	}
+	x := g.r[g.i]
+	g.i++
 	return x
+}
+
+func (g *lfg) refill() {
+	for i := range 273 {
+		g.r[i] += g.r[i+334]
+	}
+	for i := 273; i < 607; i++ {
+		g.r[i] += g.r[i-273]
+	}
+	g.i = 0
 }
 
 func (g *lfg) int63() int64 { return int64(g.uint64() & (1<<63 - 1)) }
@@ -348,24 +381,37 @@ func (g *lfg) int31() int32 { return int32(g.int63() >> 32) }
 
 // intn is Rand.Intn for 0 < n < 2^31 (Int31n).
 func (g *lfg) intn(n int) int {
+	var v [1]int32
+	g.intns(v[:], n)
+	return int(v[0])
+}
+
+// intns fills dst with len(dst) draws of intn(n), in order.
+func (g *lfg) intns(dst []int32, n int) {
 	if n <= 0 || n > 1<<31-1 {
 		panic("lfg.intn: n out of range")
 	}
 	d := int32(n)
 	if d&(d-1) == 0 {
-		return int(g.int31() & (d - 1))
+		for i := range dst {
+			dst[i] = g.int31() & (d - 1)
+		}
+		return
 	}
 	if d != g.n {
 		g.n = d
 		g.max = int32((1 << 31) - 1 - (1<<31)%uint32(d))
 		g.m = ^uint64(0)/uint64(d) + 1
 	}
-	v := g.int31()
-	for v > g.max {
-		v = g.int31()
+	max, m := g.max, g.m
+	for i := range dst {
+		v := g.int31()
+		for v > max {
+			v = g.int31()
+		}
+		hi, _ := bits.Mul64(m*uint64(v), uint64(d))
+		dst[i] = int32(hi) // v % d
 	}
-	hi, _ := bits.Mul64(g.m*uint64(v), uint64(d))
-	return int(hi) // v % d
 }
 
 // float64 is Rand.Float64.
