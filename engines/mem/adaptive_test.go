@@ -46,7 +46,7 @@ func TestAdaptiveInvariants(t *testing.T) {
 				if h&resBit != 0 {
 					k := a.idx.keys[s]
 					res[k] = true
-					if got, ok := a.idx.m[k]; !ok || got != int32(s) || a.idx.refs[s] <= 0 {
+					if got, ok := a.idx.m.get(k); !ok || got != int32(s) || a.idx.refs[s] <= 0 {
 						t.Fatalf("cap %d ref %d: resident %d's slot %d unbound", c, j, k, s)
 					}
 				}

@@ -3,6 +3,7 @@ package mem
 import (
 	"fmt"
 	"math"
+	"math/rand/v2"
 )
 
 // Policy is a page-replacement policy over page keys with a fixed capacity
@@ -91,18 +92,18 @@ func NewPolicy(name string, capacity int, seed int64) (Policy, error) {
 // decision depends on their numbers, so the misses and evictions are those
 // of the map-based code they replace (TestPolicyFingerprints).
 type keyIndex struct {
-	m    map[uint64]int32
+	m    slotTable
 	keys []uint64 // slot -> key
 	refs []int32  // slot -> how many hold it
 	held []uint16 // slot -> bit b set while the policy with bit b holds the page resident
 	free []int32
 }
 
-func newKeyIndex() *keyIndex { return &keyIndex{m: map[uint64]int32{}} }
+func newKeyIndex() *keyIndex { return &keyIndex{m: slotTable{seed: rand.Uint64()}} }
 
 // slot is k's slot, a new one (referenced by no one yet) if k has none.
 func (x *keyIndex) slot(k uint64) int32 {
-	if s, ok := x.m[k]; ok {
+	if s, ok := x.m.get(k); ok {
 		return s
 	}
 	var s int32
@@ -115,7 +116,7 @@ func (x *keyIndex) slot(k uint64) int32 {
 		x.refs = append(x.refs, 0)
 		x.held = append(x.held, 0)
 	}
-	x.m[k] = s
+	x.m.put(k, s)
 	return s
 }
 
@@ -129,8 +130,98 @@ func (x *keyIndex) unref(s int32) {
 }
 
 func (x *keyIndex) drop(s int32) {
-	delete(x.m, x.keys[s])
+	x.m.del(x.keys[s])
 	x.free = append(x.free, s)
+}
+
+// slotTable is the index's map from key to slot: open addressing with
+// linear probing in a power-of-two array kept at most half full, deletion
+// by backward shift (no tombstones). A Go map cost about 20 ns a look-up
+// here, most of Adaptive's remaining time once the experts shared one;
+// this costs a hash (two multiplications) and, at half load, one or two
+// probes in one cache line. The hash is seeded at random per index, so
+// page numbers cannot be picked to collide; the table's layout decides
+// nothing (no one iterates it), so misses do not depend on the seed.
+type slotTable struct {
+	e    []slotEnt
+	mask uint64
+	n    int
+	seed uint64
+}
+
+type slotEnt struct {
+	k uint64
+	v int32 // slot+1; 0 is an empty cell
+}
+
+func (t *slotTable) home(k uint64) uint64 {
+	k ^= t.seed
+	k ^= k >> 33
+	k *= 0xff51afd7ed558ccd
+	k ^= k >> 33
+	k *= 0xc4ceb9fe1a85ec53
+	k ^= k >> 33
+	return k & t.mask
+}
+
+func (t *slotTable) get(k uint64) (int32, bool) {
+	if t.n == 0 {
+		return 0, false
+	}
+	for i := t.home(k); ; i = (i + 1) & t.mask {
+		e := &t.e[i]
+		if e.v == 0 {
+			return 0, false
+		}
+		if e.k == k {
+			return e.v - 1, true
+		}
+	}
+}
+
+// put adds k, which is absent.
+func (t *slotTable) put(k uint64, s int32) {
+	if 2*(t.n+1) > len(t.e) {
+		old := t.e
+		t.e = make([]slotEnt, max(16, 2*len(old)))
+		t.mask = uint64(len(t.e) - 1)
+		for _, e := range old {
+			if e.v != 0 {
+				t.insert(e)
+			}
+		}
+	}
+	t.insert(slotEnt{k: k, v: s + 1})
+	t.n++
+}
+
+func (t *slotTable) insert(e slotEnt) {
+	i := t.home(e.k)
+	for t.e[i].v != 0 {
+		i = (i + 1) & t.mask
+	}
+	t.e[i] = e
+}
+
+// del removes k, which is present, moving back each later entry of its
+// run that may take the freed cell (one whose home is not after it).
+func (t *slotTable) del(k uint64) {
+	i := t.home(k)
+	for t.e[i].k != k || t.e[i].v == 0 {
+		i = (i + 1) & t.mask
+	}
+	for j := i; ; {
+		j = (j + 1) & t.mask
+		if t.e[j].v == 0 {
+			break
+		}
+		if (j-t.home(t.e[j].k))&t.mask >= (j-i)&t.mask {
+			t.e[i] = t.e[j]
+			i = j
+		}
+	}
+	t.e[i] = slotEnt{}
+	t.n--
 }
 
 // grow returns xs long enough to index slot s (the policies' per-slot
@@ -171,7 +262,7 @@ func (c *core) OnEvict(f func(uint64)) { c.f = f }
 func (c *core) holds(s int32) bool     { return c.idx.held[s]&c.bit != 0 }
 func (c *core) admit(s int32)          { c.idx.held[s] |= c.bit }
 func (c *core) Contains(k uint64) bool {
-	s, ok := c.idx.m[k]
+	s, ok := c.idx.m.get(k)
 	return ok && c.idx.held[s]&c.bit != 0
 }
 

@@ -410,3 +410,39 @@ func TestPredictiveFastPathsMatchRule(t *testing.T) {
 		}
 	}
 }
+
+// The key index's table agrees with a map through inserts and deletes
+// (by backward shift) in every pattern of collision a small table sees.
+func TestSlotTable(t *testing.T) {
+	r := rand.New(rand.NewSource(3))
+	for _, span := range []int{8, 40, 1000} {
+		tb := slotTable{seed: r.Uint64()}
+		ref := map[uint64]int32{}
+		for i := 0; i < 50000; i++ {
+			k := uint64(r.Intn(span)) * 4096
+			if s, ok := ref[k]; ok {
+				if got, ok := tb.get(k); !ok || got != s {
+					t.Fatalf("span %d op %d: get(%d) = %d %v, want %d", span, i, k, got, ok, s)
+				}
+				if r.Intn(2) == 0 {
+					tb.del(k)
+					delete(ref, k)
+				}
+			} else {
+				if _, ok := tb.get(k); ok {
+					t.Fatalf("span %d op %d: %d found after its delete", span, i, k)
+				}
+				ref[k] = int32(i)
+				tb.put(k, int32(i))
+			}
+			if tb.n != len(ref) {
+				t.Fatalf("span %d: %d entries, want %d", span, tb.n, len(ref))
+			}
+		}
+		for k, s := range ref {
+			if got, ok := tb.get(k); !ok || got != s {
+				t.Fatalf("span %d: get(%d) = %d %v at the end, want %d", span, k, got, ok, s)
+			}
+		}
+	}
+}
