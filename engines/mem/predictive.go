@@ -47,16 +47,30 @@ const (
 	predGhosts     = 4    // evicted pages remembered, × the capacity (tuned)
 )
 
+// predEntry is a remembered page, kept by value at its slot of the key
+// index (no allocation per page, no pointer for the collector); gen tells
+// its incarnations apart, so that a ghost-ring entry naming an earlier
+// one (forgotten since, the slot perhaps reused) is recognised as stale,
+// as the pointer comparison did when entries were heap objects.
 type predEntry struct {
-	s        int32 // its slot in the key index
-	last     int64 // clock at the last reference
-	g1, g2   int64 // the last two reuse gaps, 0 when unknown
-	count    int64 // references while remembered
-	slot     int   // index in resident, -1 when only remembered
+	last     int64  // clock at the last reference
+	g1, g2   int64  // the last two reuse gaps, 0 when unknown
+	count    int64  // references while remembered
+	slot     int32  // index in resident, -1 when only remembered
+	gen      uint32 // incarnation of this slot's entry
+	known    bool   // remembered
 	explorer bool
 	cl       int8  // class at the last reference (class(e), kept)
 	evCl     int8  // class when evicted
 	evBin    int16 // age bin when evicted, -1 when not
+}
+
+// predGhost names one incarnation of a slot's entry. A slot's entry is
+// reborn at most once per miss, and a ghost leaves the ring after 4c
+// evictions, so gen cannot wrap round while a ghost names it.
+type predGhost struct {
+	s   int32
+	gen uint32
 }
 
 type predMeta struct {
@@ -70,16 +84,16 @@ type predictivePolicy struct {
 	core
 	c        int
 	clock    int64
-	ents     []*predEntry // by slot: the remembered pages, resident or not
-	resident []*predEntry
+	ents     []predEntry // by slot: the remembered pages, resident or not
+	resident []int32     // slots of the resident pages
 	// meta[i] is resident[i]'s last, class and explorer flag, side by
 	// side: the 64 samples of an eviction read one array, not 64 entries
 	// scattered over the heap.
 	meta     []predMeta
 	top      [predClasses]int // the highest bin of each class's histograms ever non-zero
-	ghosts   []*predEntry // ring of remembered, non-resident pages
+	ghosts   []predGhost // ring of remembered, non-resident pages
 	gi       int
-	cur      *predEntry // the page being accessed, which remember keeps
+	cur      int32 // the slot being accessed, which remember keeps; -1 between accesses
 	rng      lfg
 	hits     [predClasses][predBins]float64
 	evicts   [predClasses][predBins]float64
@@ -93,7 +107,7 @@ type predictivePolicy struct {
 }
 
 func newPredictive(c int, seed int64) *predictivePolicy {
-	p := &predictivePolicy{core: newCore(), c: c, rng: newLFG(seed)}
+	p := &predictivePolicy{core: newCore(), c: c, rng: newLFG(seed), cur: -1}
 	for b := range p.start {
 		p.start[b] = math.Floor(predBinsPerDbl * (math.Exp2(float64(b)/predBinsPerDbl) - 1))
 	}
@@ -216,8 +230,8 @@ func (p *predictivePolicy) access(s int32) bool {
 		p.retrain()
 	}
 	p.ents = grow(p.ents, s)
-	e := p.ents[s]
-	ok := e != nil
+	e := &p.ents[s]
+	ok := e.known
 	hit := ok && e.slot >= 0
 	if ok {
 		gap := p.clock - e.last
@@ -235,8 +249,7 @@ func (p *predictivePolicy) access(s int32) bool {
 		e.evBin = -1
 		e.g2, e.g1 = e.g1, gap
 	} else {
-		e = &predEntry{s: s, slot: -1, evBin: -1}
-		p.ents[s] = e
+		*e = predEntry{gen: e.gen + 1, known: true, slot: -1, evBin: -1}
 		p.idx.ref(s)
 	}
 	e.last = p.clock
@@ -250,13 +263,13 @@ func (p *predictivePolicy) access(s int32) bool {
 		// Forgetting the oldest remembered page must not forget e (it
 		// was remembered, not resident, until now): remember skips cur,
 		// as the map-based code forgot it and put it back.
-		p.cur = e
+		p.cur = s
 		p.evictOne()
-		p.cur = nil
+		p.cur = -1
 	}
 	e.explorer = p.rng.float64() < predExplore
-	e.slot = len(p.resident)
-	p.resident = append(p.resident, e)
+	e.slot = int32(len(p.resident))
+	p.resident = append(p.resident, s)
 	p.meta = append(p.meta, predMeta{last: e.last, cl: e.cl, explorer: e.explorer})
 	p.admit(s)
 	return false
@@ -311,20 +324,21 @@ func (p *predictivePolicy) evictOne() {
 			best, bestAge, vi = d, age, j
 		}
 	}
-	victim := p.resident[vi]
+	vs := p.resident[vi]
+	victim := &p.ents[vs]
 	victim.evCl, victim.evBin = victim.cl, int16(p.bin(bestAge))
 	p.evicts[victim.evCl][victim.evBin]++
 	p.top[victim.evCl] = max(p.top[victim.evCl], int(victim.evBin))
 	last := p.resident[n-1]
 	p.resident[victim.slot] = last
 	p.meta[victim.slot] = p.meta[n-1]
-	last.slot = victim.slot
+	p.ents[last].slot = victim.slot
 	p.resident = p.resident[:n-1]
 	p.meta = p.meta[:n-1]
 	victim.slot = -1
 	victim.explorer = false
-	p.evicted(victim.s)
-	p.remember(victim)
+	p.evicted(vs)
+	p.remember(vs)
 }
 
 // lfg is math/rand's generator, rand.New(rand.NewSource(seed)), value for
@@ -425,19 +439,20 @@ func (g *lfg) float64() float64 {
 
 // remember keeps an evicted page's history in a FIFO bounded by
 // predGhosts times the capacity; the oldest remembered page is forgotten.
-func (p *predictivePolicy) remember(e *predEntry) {
+func (p *predictivePolicy) remember(s int32) {
+	g := predGhost{s: s, gen: p.ents[s].gen}
 	limit := predGhosts * p.c
 	if len(p.ghosts) < limit {
-		p.ghosts = append(p.ghosts, e)
+		p.ghosts = append(p.ghosts, g)
 		return
 	}
 	old := p.ghosts[p.gi]
 	// old may be stale (forgotten before, its slot since reused): only
-	// the entry its slot still names is forgotten.
-	if int(old.s) < len(p.ents) && p.ents[old.s] == old && old.slot < 0 && old != p.cur {
-		p.ents[old.s] = nil
+	// the incarnation its slot still holds is forgotten.
+	if e := &p.ents[old.s]; e.known && e.gen == old.gen && e.slot < 0 && old.s != p.cur {
+		e.known = false
 		p.idx.unref(old.s)
 	}
-	p.ghosts[p.gi] = e
+	p.ghosts[p.gi] = g
 	p.gi = (p.gi + 1) % limit
 }
