@@ -64,7 +64,7 @@ type adaptivePolicy struct {
 	at      []uint64 // by slot: the clock at its insertion (real cache)
 	// q[i] holds, oldest first, resident pages expert i has evicted;
 	// stale entries are skipped when they reach the front.
-	q [][]int32
+	q []slotRing
 	// div[i] is how many resident pages expert i does not hold.
 	div      []int
 	Switches int
@@ -106,7 +106,7 @@ func newAdaptive(c int, seed int64) *adaptivePolicy {
 		b.fslot = func(s int32) {
 			if a.idx.held[s]&resBit != 0 {
 				a.div[i]++
-				a.q[i] = append(a.q[i], s)
+				a.q[i].push(s)
 				a.idx.ref(s)
 			}
 		}
@@ -116,7 +116,7 @@ func newAdaptive(c int, seed int64) *adaptivePolicy {
 	a.score = make([]float64, n)
 	a.slow = make([]float64, n)
 	a.w = make([]float64, n)
-	a.q = make([][]int32, n)
+	a.q = make([]slotRing, n)
 	a.div = make([]int, n)
 	a.reweigh()
 	return a
@@ -187,12 +187,13 @@ func (a *adaptivePolicy) reweigh() {
 // back, if any.
 func (a *adaptivePolicy) head(i int) (int32, bool) {
 	held := a.idx.held
-	for len(a.q[i]) > 0 {
-		s := a.q[i][0]
+	q := &a.q[i]
+	for q.n > 0 {
+		s := q.buf[q.head]
 		if h := held[s]; h&resBit != 0 && h&(1<<i) == 0 {
 			return s, true
 		}
-		a.q[i] = a.q[i][1:]
+		q.pop()
 		a.idx.unref(s)
 	}
 	return 0, false
@@ -246,3 +247,38 @@ func (a *adaptivePolicy) evictOne() {
 	a.evicted(victim)
 	a.idx.unref(victim)
 }
+
+// slotRing is a FIFO of slots in a ring that doubles when full: a queue
+// that allocates only while it grows (a slice popped at the front and
+// appended at the back reallocates all along, and every reallocation
+// stored a pointer behind a write barrier).
+type slotRing struct {
+	buf     []int32
+	head, n int
+}
+
+func (r *slotRing) push(s int32) {
+	if r.n == len(r.buf) {
+		b := make([]int32, max(16, 2*len(r.buf)))
+		for j := range r.n {
+			b[j] = r.buf[(r.head+j)%len(r.buf)]
+		}
+		r.buf, r.head = b, 0
+	}
+	i := r.head + r.n
+	if i >= len(r.buf) {
+		i -= len(r.buf)
+	}
+	r.buf[i] = s
+	r.n++
+}
+
+func (r *slotRing) pop() {
+	if r.head++; r.head == len(r.buf) {
+		r.head = 0
+	}
+	r.n--
+}
+
+// at is the j-th oldest entry.
+func (r *slotRing) at(j int) int32 { return r.buf[(r.head+j)%len(r.buf)] }

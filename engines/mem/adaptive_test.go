@@ -56,8 +56,8 @@ func TestAdaptiveInvariants(t *testing.T) {
 			}
 			for i, e := range a.experts {
 				onq := map[uint64]bool{}
-				for _, q := range a.q[i] {
-					onq[a.idx.keys[q]] = true
+				for j := range a.q[i].n {
+					onq[a.idx.keys[a.q[i].at(j)]] = true
 				}
 				d := 0
 				for r := range res {
