@@ -89,16 +89,16 @@ type predictivePolicy struct {
 	// meta[i] is resident[i]'s last, class and explorer flag, side by
 	// side: the 64 samples of an eviction read one array, not 64 entries
 	// scattered over the heap.
-	meta     []predMeta
-	top      [predClasses]int // the highest bin of each class's histograms ever non-zero
-	ghosts   []predGhost // ring of remembered, non-resident pages
-	gi       int
-	cur      int32 // the slot being accessed, which remember keeps; -1 between accesses
-	rng      lfg
-	hits     [predClasses][predBins]float64
-	evicts   [predClasses][predBins]float64
-	density  [predClasses][predBins]float64
-	start    [predBins + 1]float64 // first age of each bin
+	meta    []predMeta
+	top     [predClasses]int // the highest bin of each class's histograms ever non-zero
+	ghosts  []predGhost      // ring of remembered, non-resident pages
+	gi      int
+	cur     int32 // the slot being accessed, which remember keeps; -1 between accesses
+	rng     lfg
+	hits    [predClasses][predBins]float64
+	evicts  [predClasses][predBins]float64
+	density [predClasses][predBins]float64
+	start   [predBins + 1]float64 // first age of each bin
 	// Trained counts the model's recomputations; Uncensored counts the
 	// evictions later corrected because the page came back while
 	// remembered.
