@@ -3,6 +3,7 @@ package mem
 import (
 	"fmt"
 	"math"
+	"math/bits"
 	"math/rand/v2"
 )
 
@@ -143,10 +144,11 @@ func (x *keyIndex) drop(s int32) {
 // page numbers cannot be picked to collide; the table's layout decides
 // nothing (no one iterates it), so misses do not depend on the seed.
 type slotTable struct {
-	e    []slotEnt
-	mask uint64
-	n    int
-	seed uint64
+	e     []slotEnt
+	mask  uint64
+	shift uint8 // 64 - log2(len(e))
+	n     int
+	seed  uint64
 }
 
 type slotEnt struct {
@@ -154,14 +156,11 @@ type slotEnt struct {
 	v int32 // slot+1; 0 is an empty cell
 }
 
+// home is k's first cell: Fibonacci hashing (the top bits of a product
+// with 2^64/φ), which spreads runs of page numbers evenly, of the key
+// xored with the seed.
 func (t *slotTable) home(k uint64) uint64 {
-	k ^= t.seed
-	k ^= k >> 33
-	k *= 0xff51afd7ed558ccd
-	k ^= k >> 33
-	k *= 0xc4ceb9fe1a85ec53
-	k ^= k >> 33
-	return k & t.mask
+	return ((k ^ t.seed) * 0x9e3779b97f4a7c15) >> t.shift
 }
 
 func (t *slotTable) get(k uint64) (int32, bool) {
@@ -185,6 +184,7 @@ func (t *slotTable) put(k uint64, s int32) {
 		old := t.e
 		t.e = make([]slotEnt, max(16, 2*len(old)))
 		t.mask = uint64(len(t.e) - 1)
+		t.shift = uint8(64 - bits.TrailingZeros(uint(len(t.e))))
 		for _, e := range old {
 			if e.v != 0 {
 				t.insert(e)
