@@ -139,10 +139,11 @@ func (x *keyIndex) drop(s int32) {
 // linear probing in a power-of-two array kept at most half full, deletion
 // by backward shift (no tombstones). A Go map cost about 20 ns a look-up
 // here, most of Adaptive's remaining time once the experts shared one;
-// this costs a hash (two multiplications) and, at half load, one or two
-// probes in one cache line. The hash is seeded at random per index, so
-// page numbers cannot be picked to collide; the table's layout decides
-// nothing (no one iterates it), so misses do not depend on the seed.
+// this costs a hash (one multiplication) and, at half load, one or two
+// probes in one cache line. The hash is seeded at random per index; a
+// pattern of page numbers crafted to collide would only slow the cache
+// of the region it reads. The table's layout decides nothing (no one
+// iterates it), so misses do not depend on the seed.
 type slotTable struct {
 	e     []slotEnt
 	mask  uint64
