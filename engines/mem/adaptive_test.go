@@ -41,13 +41,26 @@ func TestAdaptiveInvariants(t *testing.T) {
 			if j%499 != 0 {
 				continue
 			}
+			res := map[uint64]bool{}
+			for s, h := range a.idx.held {
+				if h&resBit != 0 {
+					k := a.idx.keys[s]
+					res[k] = true
+					if got, ok := a.idx.m.get(k); !ok || got != int32(s) || a.idx.refs[s] <= 0 {
+						t.Fatalf("cap %d ref %d: resident %d's slot %d unbound", c, j, k, s)
+					}
+				}
+			}
+			if len(res) != a.Len() || !a.Contains(k) {
+				t.Fatalf("cap %d ref %d: %d resident by bit, Len %d", c, j, len(res), a.Len())
+			}
 			for i, e := range a.experts {
 				onq := map[uint64]bool{}
-				for _, q := range a.q[i] {
-					onq[q] = true
+				for j := range a.q[i].n {
+					onq[a.idx.keys[a.q[i].at(j)]] = true
 				}
 				d := 0
-				for r := range a.res {
+				for r := range res {
 					if !e.Contains(r) {
 						d++
 						if !onq[r] {

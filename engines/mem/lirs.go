@@ -12,116 +12,136 @@ package mem
 // intervals, which recency and frequency policies both lose to bursts of
 // new pages (CloudPhysics at 20 % of its blocks: 0.519 misses per
 // reference against ARC's 0.568).
-type lirsEntry struct {
-	lir, res bool
-	s, q     lnode // its places in S and Q (prev is nil off the list)
-}
+//
+// Pages are slots of the key index; each has two places (S and Q), kept
+// in two link slices, and its state in a flag byte. Residency is the
+// policy's bit in the index (held), as for every policy.
+
+const (
+	lirsKnown = 1 << iota // in S or Q (the paper's entry exists)
+	lirsLIR
+	lirsInS
+	lirsInQ
+)
 
 type lirsPolicy struct {
-	hook
+	core
 	c, lirCap          int
-	m                  map[uint64]*lirsEntry
-	s, q               *list // fronts: S's top, Q's newest
+	sl, ql             []link  // by slot: places in S and Q
+	fl                 []uint8 // by slot: lirs* flags
+	s, q               ilist   // fronts: S's top, Q's newest
 	lirN, resN, nonRes int
 }
 
 func newLIRS(c int) *lirsPolicy {
-	return &lirsPolicy{c: c, lirCap: c - max(1, c/100), m: map[uint64]*lirsEntry{}, s: newList(), q: newList()}
+	return &lirsPolicy{core: newCore(), c: c, lirCap: c - max(1, c/100), s: newIList(), q: newIList()}
 }
 
-func (p *lirsPolicy) Name() string { return LIRS }
-func (p *lirsPolicy) Len() int     { return p.resN }
-func (p *lirsPolicy) Cap() int     { return p.c }
-func (p *lirsPolicy) Contains(k uint64) bool {
-	e, ok := p.m[k]
-	return ok && e.res
-}
+func (p *lirsPolicy) Name() string         { return LIRS }
+func (p *lirsPolicy) Len() int             { return p.resN }
+func (p *lirsPolicy) Cap() int             { return p.c }
+func (p *lirsPolicy) Access(k uint64) bool { return accessKey(p, k) }
 
-// moveFront puts n at l's front, from wherever it was on l.
-func moveFront(l *list, n *lnode) {
-	if n.prev != nil {
-		l.remove(n)
+// toTopS puts n on S's top, from wherever it was on S.
+func (p *lirsPolicy) toTopS(n int32) {
+	if p.fl[n]&lirsInS != 0 {
+		p.s.remove(p.sl, n)
 	}
-	l.pushFront(n)
+	p.fl[n] |= lirsInS
+	p.s.pushFront(p.sl, n)
 }
 
-// at is the entry whose S or Q place n is.
-func (p *lirsPolicy) at(n *lnode) *lirsEntry { return p.m[n.key] }
+func (p *lirsPolicy) offS(n int32) {
+	p.s.remove(p.sl, n)
+	p.fl[n] &^= lirsInS
+}
+
+// forgetSlot drops what LIRS knows of a non-resident page.
+func (p *lirsPolicy) forgetSlot(n int32) {
+	p.fl[n] = 0
+	p.idx.unref(n)
+}
 
 // ---- the algorithm ----
 
 // prune pops HIR pages off S's bottom until a LIR page is there; the
 // non-resident ones are forgotten.
 func (p *lirsPolicy) prune() {
-	for n := p.s.back(); n != nil && !p.at(n).lir; n = p.s.back() {
-		p.s.remove(n)
-		if !p.at(n).res {
+	for n := p.s.back; n >= 0 && p.fl[n]&lirsLIR == 0; n = p.s.back {
+		p.offS(n)
+		if !p.holds(n) {
 			p.nonRes--
-			delete(p.m, n.key)
+			p.forgetSlot(n)
 		}
 	}
 }
 
 // demote makes S's bottom LIR page a resident HIR page in Q.
 func (p *lirsPolicy) demote() {
-	n := p.s.back()
-	if n == nil {
+	n := p.s.back
+	if n < 0 {
 		return
 	}
-	p.s.remove(n)
-	b := p.at(n)
-	b.lir = false
+	p.offS(n)
+	p.fl[n] &^= lirsLIR
 	p.lirN--
-	p.q.pushFront(&b.q)
+	p.fl[n] |= lirsInQ
+	p.q.pushFront(p.ql, n)
 	p.prune()
 }
 
-func (p *lirsPolicy) Access(k uint64) bool {
-	e, ok := p.m[k]
-	if ok && e.res {
+func (p *lirsPolicy) access(e int32) bool {
+	if p.holds(e) {
+		f := p.fl[e]
 		switch {
-		case e.lir:
-			bottom := p.s.back() == &e.s
-			moveFront(p.s, &e.s)
+		case f&lirsLIR != 0:
+			bottom := p.s.back == e
+			p.toTopS(e)
 			if bottom {
 				p.prune()
 			}
-		case e.s.prev != nil: // a resident HIR page with a low IRR: it becomes LIR
-			moveFront(p.s, &e.s)
-			p.q.remove(&e.q)
-			e.lir = true
+		case f&lirsInS != 0: // a resident HIR page with a low IRR: it becomes LIR
+			p.toTopS(e)
+			p.q.remove(p.ql, e)
+			p.fl[e] = p.fl[e]&^lirsInQ | lirsLIR
 			p.lirN++
 			p.demote()
 		default:
-			p.s.pushFront(&e.s)
-			moveFront(p.q, &e.q)
+			p.fl[e] |= lirsInS | lirsInQ
+			p.s.pushFront(p.sl, e)
+			if f&lirsInQ != 0 {
+				p.q.remove(p.ql, e)
+			}
+			p.q.pushFront(p.ql, e)
 		}
 		return true
 	}
 	if p.resN >= p.c {
 		p.evict()
 	}
-	if ok {
+	p.sl, p.ql, p.fl = grow(p.sl, e), grow(p.ql, e), grow(p.fl, e)
+	if p.fl[e]&lirsKnown != 0 {
 		p.nonRes-- // a non-resident HIR page still in S
 	} else {
-		e = &lirsEntry{s: lnode{key: k}, q: lnode{key: k}}
-		p.m[k] = e
+		p.fl[e] = lirsKnown
+		p.idx.ref(e)
 	}
-	e.res = true
+	p.admit(e)
 	p.resN++
 	switch {
 	case p.lirN < p.lirCap: // the LIR set is not full (at the start)
-		e.lir = true
+		p.fl[e] |= lirsLIR
 		p.lirN++
-		moveFront(p.s, &e.s)
-	case e.s.prev != nil:
-		e.lir = true
+		p.toTopS(e)
+	case p.fl[e]&lirsInS != 0:
+		p.fl[e] |= lirsLIR
 		p.lirN++
-		moveFront(p.s, &e.s)
+		p.toTopS(e)
 		p.demote()
 	default:
-		p.s.pushFront(&e.s)
-		p.q.pushFront(&e.q)
+		p.fl[e] |= lirsInS | lirsInQ
+		p.s.pushFront(p.sl, e)
+		p.q.pushFront(p.ql, e)
 	}
 	p.forget()
 	return false
@@ -131,31 +151,31 @@ func (p *lirsPolicy) Access(k uint64) bool {
 // is empty, as in a cache too small for a HIR part); one still in S stays
 // there as a non-resident HIR page.
 func (p *lirsPolicy) evict() {
-	n := p.q.back()
-	if n == nil {
+	n := p.q.back
+	if n < 0 {
 		p.demote()
-		n = p.q.back()
+		n = p.q.back
 	}
-	p.q.remove(n)
-	v := p.at(n)
-	v.res = false
+	p.q.remove(p.ql, n)
+	p.fl[n] &^= lirsInQ
 	p.resN--
-	if v.s.prev != nil {
+	if p.fl[n]&lirsInS != 0 {
 		p.nonRes++
+		p.evicted(n)
 	} else {
-		delete(p.m, n.key)
+		p.evicted(n)
+		p.forgetSlot(n)
 	}
-	p.evicted(n.key)
 }
 
 // forget bounds the non-resident pages remembered in S to twice the cache
 // (the paper leaves S unbounded), the oldest first.
 func (p *lirsPolicy) forget() {
-	for n := p.s.back(); n != nil && n != &p.s.root && p.nonRes > 2*p.c; {
-		up := n.prev
-		if !p.at(n).res {
-			p.s.remove(n)
-			delete(p.m, n.key)
+	for n := p.s.back; n >= 0 && p.nonRes > 2*p.c; {
+		up := p.sl[n].prev
+		if !p.holds(n) {
+			p.offS(n)
+			p.forgetSlot(n)
 			p.nonRes--
 		}
 		n = up

@@ -3,6 +3,8 @@ package mem
 import (
 	"fmt"
 	"math"
+	"math/bits"
+	"math/rand/v2"
 )
 
 // Policy is a page-replacement policy over page keys with a fixed capacity
@@ -71,84 +73,300 @@ func NewPolicy(name string, capacity int, seed int64) (Policy, error) {
 	return nil, fmt.Errorf("unknown policy %q (lru, lfu, arc, s3fifo, sieve, lirs, predictive, adaptive)", name)
 }
 
-type hook struct{ f func(uint64) }
+// ---- the key index: dense slots shared by a policy's structures ----
 
-func (h *hook) OnEvict(f func(uint64)) { h.f = f }
-func (h *hook) evicted(k uint64) {
-	if h.f != nil {
-		h.f(k)
+// keyIndex numbers the keys a policy tracks with dense int32 slots, so
+// that every per-page structure is a slice indexed by slot (linked by
+// slot numbers) instead of a map from key to a heap node. A reference
+// then costs one map look-up, in the index, whatever the policy keeps per
+// page; nothing is allocated per page, and nothing holds a pointer for the
+// garbage collector to trace or a write barrier to guard. Adaptive shares
+// one index among its nine experts (each a bit of held): a reference costs
+// it one map look-up instead of one per expert (the profile's largest
+// item before, issue 15), and which experts hold a page is one load, which
+// is what its vote on a victim and its divergence counts read.
+//
+// A slot stays bound to its key while anyone references it: a policy for
+// each page it tracks (resident or a ghost), Adaptive for each page of its
+// real cache and each entry of its queues. At zero the key leaves the map
+// and the slot is reused. Slots name pages inside the package only; no
+// decision depends on their numbers, so the misses and evictions are those
+// of the map-based code they replace (TestPolicyFingerprints).
+type keyIndex struct {
+	m    slotTable
+	keys []uint64 // slot -> key
+	refs []int32  // slot -> how many hold it
+	held []uint16 // slot -> bit b set while the policy with bit b holds the page resident
+	free []int32
+}
+
+func newKeyIndex() *keyIndex { return &keyIndex{m: slotTable{seed: rand.Uint64()}} }
+
+// slot is k's slot, a new one (referenced by no one yet) if k has none.
+func (x *keyIndex) slot(k uint64) int32 {
+	if s, ok := x.m.get(k); ok {
+		return s
+	}
+	var s int32
+	if n := len(x.free); n > 0 {
+		s, x.free = x.free[n-1], x.free[:n-1]
+		x.keys[s], x.held[s] = k, 0
+	} else {
+		s = int32(len(x.keys))
+		x.keys = append(x.keys, k)
+		x.refs = append(x.refs, 0)
+		x.held = append(x.held, 0)
+	}
+	x.m.put(k, s)
+	return s
+}
+
+func (x *keyIndex) ref(s int32) { x.refs[s]++ }
+
+func (x *keyIndex) unref(s int32) {
+	x.refs[s]--
+	if x.refs[s] == 0 {
+		x.drop(s)
 	}
 }
 
-// ---- an intrusive doubly linked list shared by LRU, ARC, S3-FIFO, SIEVE, LIRS ----
-
-type lnode struct {
-	key        uint64
-	prev, next *lnode
-	visited    bool // SIEVE; S3-FIFO uses freq
-	freq       uint8
-	where      uint8 // which list the node is on (ARC, S3-FIFO)
+func (x *keyIndex) drop(s int32) {
+	x.m.del(x.keys[s])
+	x.free = append(x.free, s)
 }
 
-// list has a sentinel; front is most recent.
-type list struct {
-	root lnode
-	n    int
+// slotTable is the index's map from key to slot: open addressing with
+// linear probing in a power-of-two array kept at most half full, deletion
+// by backward shift (no tombstones). A Go map cost about 20 ns a look-up
+// here, most of Adaptive's remaining time once the experts shared one;
+// this costs a hash (one multiplication) and, at half load, one or two
+// probes in one cache line. The hash is seeded at random per index; a
+// pattern of page numbers crafted to collide would only slow the cache
+// of the region it reads. The table's layout decides nothing (no one
+// iterates it), so misses do not depend on the seed.
+type slotTable struct {
+	e     []slotEnt
+	mask  uint64
+	shift uint8 // 64 - log2(len(e))
+	n     int
+	seed  uint64
 }
 
-func newList() *list {
-	l := &list{}
-	l.root.next, l.root.prev = &l.root, &l.root
-	return l
+type slotEnt struct {
+	k uint64
+	v int32 // slot+1; 0 is an empty cell
 }
-func (l *list) pushFront(n *lnode) {
-	n.prev, n.next = &l.root, l.root.next
-	l.root.next.prev = n
-	l.root.next = n
+
+// home is k's first cell: Fibonacci hashing (the top bits of a product
+// with 2^64/φ), which spreads runs of page numbers evenly, of the key
+// xored with the seed.
+func (t *slotTable) home(k uint64) uint64 {
+	return ((k ^ t.seed) * 0x9e3779b97f4a7c15) >> t.shift
+}
+
+func (t *slotTable) get(k uint64) (int32, bool) {
+	if t.n == 0 {
+		return 0, false
+	}
+	for i := t.home(k); ; i = (i + 1) & t.mask {
+		e := &t.e[i]
+		if e.v == 0 {
+			return 0, false
+		}
+		if e.k == k {
+			return e.v - 1, true
+		}
+	}
+}
+
+// put adds k, which is absent.
+func (t *slotTable) put(k uint64, s int32) {
+	if 2*(t.n+1) > len(t.e) {
+		old := t.e
+		t.e = make([]slotEnt, max(16, 2*len(old)))
+		t.mask = uint64(len(t.e) - 1)
+		t.shift = uint8(64 - bits.TrailingZeros(uint(len(t.e))))
+		for _, e := range old {
+			if e.v != 0 {
+				t.insert(e)
+			}
+		}
+	}
+	t.insert(slotEnt{k: k, v: s + 1})
+	t.n++
+}
+
+func (t *slotTable) insert(e slotEnt) {
+	i := t.home(e.k)
+	for t.e[i].v != 0 {
+		i = (i + 1) & t.mask
+	}
+	t.e[i] = e
+}
+
+// del removes k, which is present, moving back each later entry of its
+// run that may take the freed cell (one whose home is not after it).
+func (t *slotTable) del(k uint64) {
+	i := t.home(k)
+	for t.e[i].k != k || t.e[i].v == 0 {
+		i = (i + 1) & t.mask
+	}
+	for j := i; ; {
+		j = (j + 1) & t.mask
+		if t.e[j].v == 0 {
+			break
+		}
+		if (j-t.home(t.e[j].k))&t.mask >= (j-i)&t.mask {
+			t.e[i] = t.e[j]
+			i = j
+		}
+	}
+	t.e[i] = slotEnt{}
+	t.n--
+}
+
+// grow returns xs long enough to index slot s (the policies' per-slot
+// slices follow the index's growth lazily).
+func grow[T any](xs []T, s int32) []T {
+	for int(s) >= len(xs) {
+		if len(xs) < cap(xs) {
+			xs = xs[:cap(xs)]
+		} else {
+			xs = append(xs[:cap(xs)], make([]T, max(16, len(xs)))...)
+		}
+	}
+	return xs
+}
+
+// slotPolicy is a policy that runs on slots of a key index, alone (its
+// own index, bit 1) or as one of Adaptive's experts (the shared index).
+type slotPolicy interface {
+	Policy
+	access(s int32) bool
+	base() *core
+}
+
+// core is what every policy keeps besides its algorithm: its index, its
+// bit in held, and the eviction hooks (by key for the page cache, by slot
+// for Adaptive).
+type core struct {
+	idx   *keyIndex
+	bit   uint16
+	f     func(uint64)
+	fslot func(int32)
+}
+
+func newCore() core { return core{idx: newKeyIndex(), bit: 1} }
+
+func (c *core) base() *core            { return c }
+func (c *core) OnEvict(f func(uint64)) { c.f = f }
+func (c *core) holds(s int32) bool     { return c.idx.held[s]&c.bit != 0 }
+func (c *core) admit(s int32)          { c.idx.held[s] |= c.bit }
+func (c *core) Contains(k uint64) bool {
+	s, ok := c.idx.m.get(k)
+	return ok && c.idx.held[s]&c.bit != 0
+}
+
+// evicted takes s out of the policy's resident set and tells the hook
+// (the policy must not have given up its reference to s yet).
+func (c *core) evicted(s int32) {
+	c.idx.held[s] &^= c.bit
+	if c.fslot != nil {
+		c.fslot(s)
+	} else if c.f != nil {
+		c.f(c.idx.keys[s])
+	}
+}
+
+// accessKey is Access for a policy on its own index. The slot is pinned
+// (referenced) for the access: the policy may let go of the page's old
+// entry on the way (S-3FIFO trimming the very ghost that is coming back)
+// before it takes the page again, and its slot must not be reused
+// meanwhile.
+func accessKey(p slotPolicy, k uint64) bool {
+	x := p.base().idx
+	s := x.slot(k)
+	x.ref(s)
+	hit := p.access(s)
+	x.unref(s)
+	return hit
+}
+
+// ---- an intrusive doubly linked list of slots, shared by LRU, LFU, ARC,
+// S3-FIFO, SIEVE and LIRS ----
+
+// link is a slot's place on a list: the slots before and after it, -1 at
+// the ends. The links live in the policy's per-slot slice; a list is only
+// its ends and length.
+type link struct{ prev, next int32 }
+
+// ilist's front is the most recent.
+type ilist struct {
+	front, back int32
+	n           int
+}
+
+func newIList() ilist { return ilist{front: -1, back: -1} }
+
+func (l *ilist) pushFront(ln []link, s int32) {
+	ln[s] = link{prev: -1, next: l.front}
+	if l.front >= 0 {
+		ln[l.front].prev = s
+	} else {
+		l.back = s
+	}
+	l.front = s
 	l.n++
 }
-func (l *list) remove(n *lnode) {
-	n.prev.next, n.next.prev = n.next, n.prev
-	n.prev, n.next = nil, nil
-	l.n--
-}
-func (l *list) back() *lnode {
-	if l.n == 0 {
-		return nil
+
+func (l *ilist) remove(ln []link, s int32) {
+	p, n := ln[s].prev, ln[s].next
+	if p >= 0 {
+		ln[p].next = n
+	} else {
+		l.front = n
 	}
-	return l.root.prev
+	if n >= 0 {
+		ln[n].prev = p
+	} else {
+		l.back = p
+	}
+	l.n--
 }
 
 // ---- LRU ----
 
 type lruPolicy struct {
-	hook
+	core
 	cap int
-	m   map[uint64]*lnode
-	l   *list
+	ln  []link // by slot
+	l   ilist
 }
 
-func newLRU(c int) *lruPolicy { return &lruPolicy{cap: c, m: map[uint64]*lnode{}, l: newList()} }
+func newLRU(c int) *lruPolicy { return &lruPolicy{core: newCore(), cap: c, l: newIList()} }
 
-func (p *lruPolicy) Name() string           { return LRU }
-func (p *lruPolicy) Len() int               { return p.l.n }
-func (p *lruPolicy) Cap() int               { return p.cap }
-func (p *lruPolicy) Contains(k uint64) bool { _, ok := p.m[k]; return ok }
-func (p *lruPolicy) Access(k uint64) bool {
-	if n, ok := p.m[k]; ok {
-		p.l.remove(n)
-		p.l.pushFront(n)
+func (p *lruPolicy) Name() string         { return LRU }
+func (p *lruPolicy) Len() int             { return p.l.n }
+func (p *lruPolicy) Cap() int             { return p.cap }
+func (p *lruPolicy) Access(k uint64) bool { return accessKey(p, k) }
+func (p *lruPolicy) access(s int32) bool {
+	if p.holds(s) {
+		if p.l.front != s {
+			p.l.remove(p.ln, s)
+			p.l.pushFront(p.ln, s)
+		}
 		return true
 	}
 	if p.l.n >= p.cap {
-		v := p.l.back()
-		p.l.remove(v)
-		delete(p.m, v.key)
-		p.evicted(v.key)
+		v := p.l.back
+		p.l.remove(p.ln, v)
+		p.evicted(v)
+		p.idx.unref(v)
 	}
-	n := &lnode{key: k}
-	p.m[k] = n
-	p.l.pushFront(n)
+	p.ln = grow(p.ln, s)
+	p.idx.ref(s)
+	p.admit(s)
+	p.l.pushFront(p.ln, s)
 	return false
 }
 
@@ -157,110 +375,90 @@ func (p *lruPolicy) Access(k uint64) bool {
 // The page evicted is the least frequently referenced one, and among
 // those the least recently referenced, as libCacheSim's LFU. O(1) per
 // reference (Shah, Mitra and Matani's constant-time LFU): a chain of
-// counts in ascending order, each with its pages newest first.
+// counts in ascending order, each with its pages newest first. Counts
+// are nodes of a slice linked by index (fs[0] is the chain's sentinel),
+// reused through spare; pages are slots.
 
-type lfuEntry struct {
-	key        uint64
-	fq         *lfuFreq
-	prev, next *lfuEntry
-}
-
-// lfuFreq is one count's pages, a circular list newest first, and its
-// place in the ascending chain of counts.
 type lfuFreq struct {
 	f          uint64
-	root       lfuEntry
-	n          int
-	prev, next *lfuFreq
-}
-
-func (q *lfuFreq) pushFront(e *lfuEntry) {
-	e.prev, e.next, e.fq = &q.root, q.root.next, q
-	q.root.next.prev = e
-	q.root.next = e
-	q.n++
-}
-
-func (q *lfuFreq) remove(e *lfuEntry) {
-	e.prev.next, e.next.prev = e.next, e.prev
-	e.prev, e.next = nil, nil
-	q.n--
+	pages      ilist // newest first
+	prev, next int32 // in the ascending chain of counts; 0 is the sentinel
 }
 
 type lfuPolicy struct {
-	hook
+	core
 	cap   int
 	n     int
-	m     map[uint64]*lfuEntry
-	chain lfuFreq // sentinel: chain.next is the least count
-	spare []*lfuFreq
+	ln    []link    // by slot: place in its count's pages
+	fq    []int32   // by slot: its count's node
+	fs    []lfuFreq // fs[0].next is the least count
+	spare []int32
 }
 
 func newLFU(c int) *lfuPolicy {
-	p := &lfuPolicy{cap: c, m: map[uint64]*lfuEntry{}}
-	p.chain.prev, p.chain.next = &p.chain, &p.chain
-	return p
+	return &lfuPolicy{core: newCore(), cap: c, fs: []lfuFreq{{pages: newIList()}}}
 }
 
-func (p *lfuPolicy) Name() string           { return LFU }
-func (p *lfuPolicy) Len() int               { return p.n }
-func (p *lfuPolicy) Cap() int               { return p.cap }
-func (p *lfuPolicy) Contains(k uint64) bool { _, ok := p.m[k]; return ok }
+func (p *lfuPolicy) Name() string         { return LFU }
+func (p *lfuPolicy) Len() int             { return p.n }
+func (p *lfuPolicy) Cap() int             { return p.cap }
+func (p *lfuPolicy) Access(k uint64) bool { return accessKey(p, k) }
 
 // after returns the count f's node, following at (a node or the
 // sentinel), made if there is none.
-func (p *lfuPolicy) after(at *lfuFreq, f uint64) *lfuFreq {
-	if nx := at.next; nx != &p.chain && nx.f == f {
+func (p *lfuPolicy) after(at int32, f uint64) int32 {
+	nx := p.fs[at].next
+	if nx != 0 && p.fs[nx].f == f {
 		return nx
 	}
-	var q *lfuFreq
+	var q int32
 	if n := len(p.spare); n > 0 {
 		q, p.spare = p.spare[n-1], p.spare[:n-1]
 	} else {
-		q = new(lfuFreq)
+		q = int32(len(p.fs))
+		p.fs = append(p.fs, lfuFreq{})
 	}
-	q.f, q.n = f, 0
-	q.root.prev, q.root.next = &q.root, &q.root
-	q.prev, q.next = at, at.next
-	at.next.prev = q
-	at.next = q
+	p.fs[q] = lfuFreq{f: f, pages: newIList(), prev: at, next: nx}
+	p.fs[nx].prev = q
+	p.fs[at].next = q
 	return q
 }
 
 // unlinkIfEmpty takes an emptied count out of the chain.
-func (p *lfuPolicy) unlinkIfEmpty(q *lfuFreq) {
-	if q.n == 0 {
-		q.prev.next, q.next.prev = q.next, q.prev
-		q.prev, q.next = nil, nil
+func (p *lfuPolicy) unlinkIfEmpty(q int32) {
+	if p.fs[q].pages.n == 0 {
+		pr, nx := p.fs[q].prev, p.fs[q].next
+		p.fs[pr].next = nx
+		p.fs[nx].prev = pr
 		p.spare = append(p.spare, q)
 	}
 }
 
-func (p *lfuPolicy) Access(k uint64) bool {
-	if e, ok := p.m[k]; ok {
-		q := e.fq
-		nq := p.after(q, q.f+1)
-		q.remove(e)
-		nq.pushFront(e)
+func (p *lfuPolicy) access(s int32) bool {
+	if p.holds(s) {
+		q := p.fq[s]
+		nq := p.after(q, p.fs[q].f+1)
+		p.fs[q].pages.remove(p.ln, s)
+		p.fs[nq].pages.pushFront(p.ln, s)
+		p.fq[s] = nq
 		p.unlinkIfEmpty(q)
 		return true
 	}
-	var e *lfuEntry
 	if p.n >= p.cap {
-		q := p.chain.next
-		v := q.root.prev // the least recent of the least count
-		q.remove(v)
+		q := p.fs[0].next
+		v := p.fs[q].pages.back // the least recent of the least count
+		p.fs[q].pages.remove(p.ln, v)
 		p.unlinkIfEmpty(q)
 		p.n--
-		delete(p.m, v.key)
-		p.evicted(v.key)
-		e = v // reused for the new page
-	} else {
-		e = new(lfuEntry)
+		p.evicted(v)
+		p.idx.unref(v)
 	}
-	e.key = k
-	p.m[k] = e
-	p.after(&p.chain, 1).pushFront(e)
+	p.ln, p.fq = grow(p.ln, s), grow(p.fq, s)
+	p.idx.ref(s)
+	p.admit(s)
+	q := p.after(0, 1)
+	p.fs[q].pages.pushFront(p.ln, s)
+	p.fq[s] = q
 	p.n++
 	return false
 }
@@ -275,116 +473,115 @@ const (
 )
 
 type arcPolicy struct {
-	hook
-	c              int
-	p              float64 // target size of T1
-	m              map[uint64]*lnode
-	t1, t2, b1, b2 *list
+	core
+	c     int
+	p     float64 // target size of T1
+	ln    []link  // by slot
+	where []uint8 // by slot: its list, 0 when ARC does not know it
+	ls    [inB2 + 1]ilist
 }
 
 func newARC(c int) *arcPolicy {
-	return &arcPolicy{c: c, m: map[uint64]*lnode{}, t1: newList(), t2: newList(), b1: newList(), b2: newList()}
-}
-
-func (a *arcPolicy) Name() string { return ARC }
-func (a *arcPolicy) Len() int     { return a.t1.n + a.t2.n }
-func (a *arcPolicy) Cap() int     { return a.c }
-func (a *arcPolicy) Contains(k uint64) bool {
-	n, ok := a.m[k]
-	return ok && (n.where == inT1 || n.where == inT2)
-}
-
-func (a *arcPolicy) listOf(w uint8) *list {
-	switch w {
-	case inT1:
-		return a.t1
-	case inT2:
-		return a.t2
-	case inB1:
-		return a.b1
+	a := &arcPolicy{core: newCore(), c: c}
+	for i := range a.ls {
+		a.ls[i] = newIList()
 	}
-	return a.b2
+	return a
 }
 
-func (a *arcPolicy) move(n *lnode, to uint8) {
-	if n.where != 0 {
-		a.listOf(n.where).remove(n)
+func (a *arcPolicy) Name() string         { return ARC }
+func (a *arcPolicy) Len() int             { return a.ls[inT1].n + a.ls[inT2].n }
+func (a *arcPolicy) Cap() int             { return a.c }
+func (a *arcPolicy) Access(k uint64) bool { return accessKey(a, k) }
+
+func (a *arcPolicy) move(s int32, to uint8) {
+	if w := a.where[s]; w != 0 {
+		a.ls[w].remove(a.ln, s)
 	}
-	n.where = to
-	a.listOf(to).pushFront(n)
+	a.where[s] = to
+	a.ls[to].pushFront(a.ln, s)
+	if to <= inT2 {
+		a.admit(s)
+	}
+}
+
+// ghost moves the LRU page of T1 or T2 to its ghost list.
+func (a *arcPolicy) ghost(from, to uint8) {
+	v := a.ls[from].back
+	a.move(v, to)
+	a.evicted(v)
 }
 
 // replace moves the LRU page of T1 or T2 to its ghost list.
 func (a *arcPolicy) replace(hitB2 bool) {
-	if a.t1.n > 0 && (float64(a.t1.n) > a.p || (hitB2 && float64(a.t1.n) == a.p)) {
-		v := a.t1.back()
-		a.move(v, inB1)
-		a.evicted(v.key)
-	} else if a.t2.n > 0 {
-		v := a.t2.back()
-		a.move(v, inB2)
-		a.evicted(v.key)
-	} else if a.t1.n > 0 {
-		v := a.t1.back()
-		a.move(v, inB1)
-		a.evicted(v.key)
+	t1, t2 := a.ls[inT1].n, a.ls[inT2].n
+	if t1 > 0 && (float64(t1) > a.p || (hitB2 && float64(t1) == a.p)) {
+		a.ghost(inT1, inB1)
+	} else if t2 > 0 {
+		a.ghost(inT2, inB2)
+	} else if t1 > 0 {
+		a.ghost(inT1, inB1)
 	}
 }
 
-func (a *arcPolicy) drop(l *list) {
-	v := l.back()
-	l.remove(v)
-	delete(a.m, v.key)
+// drop forgets the LRU page of a ghost list.
+func (a *arcPolicy) drop(w uint8) {
+	v := a.ls[w].back
+	a.ls[w].remove(a.ln, v)
+	a.where[v] = 0
+	a.idx.unref(v)
 }
 
-func (a *arcPolicy) Access(k uint64) bool {
-	n, ok := a.m[k]
-	if ok && (n.where == inT1 || n.where == inT2) {
-		a.move(n, inT2)
+func (a *arcPolicy) access(s int32) bool {
+	if a.holds(s) {
+		a.move(s, inT2)
 		return true
 	}
+	a.ln, a.where = grow(a.ln, s), grow(a.where, s)
 	c := float64(a.c)
-	if ok && n.where == inB1 {
+	b1, b2 := a.ls[inB1].n, a.ls[inB2].n
+	switch a.where[s] {
+	case inB1:
 		d := 1.0
-		if a.b1.n > 0 && a.b2.n > a.b1.n {
-			d = float64(a.b2.n) / float64(a.b1.n)
+		if b1 > 0 && b2 > b1 {
+			d = float64(b2) / float64(b1)
 		}
 		a.p = math.Min(c, a.p+d)
 		a.replace(false)
-		a.move(n, inT2)
+		a.move(s, inT2)
 		return false
-	}
-	if ok && n.where == inB2 {
+	case inB2:
 		d := 1.0
-		if a.b2.n > 0 && a.b1.n > a.b2.n {
-			d = float64(a.b1.n) / float64(a.b2.n)
+		if b2 > 0 && b1 > b2 {
+			d = float64(b1) / float64(b2)
 		}
 		a.p = math.Max(0, a.p-d)
 		a.replace(true)
-		a.move(n, inT2)
+		a.move(s, inT2)
 		return false
 	}
 	// A page in no list.
-	l1 := a.t1.n + a.b1.n
+	t1 := a.ls[inT1].n
+	l1 := t1 + b1
 	if l1 == a.c {
-		if a.t1.n < a.c {
-			a.drop(a.b1)
+		if t1 < a.c {
+			a.drop(inB1)
 			a.replace(false)
 		} else {
-			v := a.t1.back()
-			a.t1.remove(v)
-			delete(a.m, v.key)
-			a.evicted(v.key)
+			v := a.ls[inT1].back
+			a.ls[inT1].remove(a.ln, v)
+			a.where[v] = 0
+			a.evicted(v)
+			a.idx.unref(v)
 		}
-	} else if total := l1 + a.t2.n + a.b2.n; total >= a.c {
+	} else if total := l1 + a.ls[inT2].n + b2; total >= a.c {
 		if total == 2*a.c {
-			a.drop(a.b2)
+			a.drop(inB2)
 		}
 		a.replace(false)
 	}
-	n = &lnode{key: k}
-	a.m[k] = n
-	a.move(n, inT1)
+	a.idx.ref(s)
+	a.move(s, inT1)
 	return false
 }
 
@@ -397,12 +594,13 @@ const (
 )
 
 type s3fifoPolicy struct {
-	hook
+	core
 	name              string
 	promote           uint8 // hits in the small FIFO that move a page to main
 	c, smallCap       int
-	m                 map[uint64]*lnode
-	small, main, ghst *list
+	ln                []link  // by slot
+	where, freq       []uint8 // by slot; where is 0 when it does not know the page
+	small, main, ghst ilist
 }
 
 func newS3FIFO(c int) *s3fifoPolicy { return newS3FIFOSmall(c, 10) }
@@ -414,37 +612,38 @@ func newS3FIFOSmall(c, pct int) *s3fifoPolicy {
 	if s < 1 {
 		s = 1
 	}
-	return &s3fifoPolicy{name: S3FIFO, promote: 2, c: c, smallCap: s, m: map[uint64]*lnode{}, small: newList(), main: newList(), ghst: newList()}
+	return &s3fifoPolicy{core: newCore(), name: S3FIFO, promote: 2, c: c, smallCap: s,
+		small: newIList(), main: newIList(), ghst: newIList()}
 }
 
-func (p *s3fifoPolicy) Name() string { return p.name }
-func (p *s3fifoPolicy) Len() int     { return p.small.n + p.main.n }
-func (p *s3fifoPolicy) Cap() int     { return p.c }
-func (p *s3fifoPolicy) Contains(k uint64) bool {
-	n, ok := p.m[k]
-	return ok && n.where != inGhost
-}
+func (p *s3fifoPolicy) Name() string         { return p.name }
+func (p *s3fifoPolicy) Len() int             { return p.small.n + p.main.n }
+func (p *s3fifoPolicy) Cap() int             { return p.c }
+func (p *s3fifoPolicy) Access(k uint64) bool { return accessKey(p, k) }
 
-func (p *s3fifoPolicy) Access(k uint64) bool {
-	if n, ok := p.m[k]; ok && n.where != inGhost {
-		if n.freq < 3 {
-			n.freq++
+func (p *s3fifoPolicy) access(s int32) bool {
+	if p.holds(s) {
+		if p.freq[s] < 3 {
+			p.freq[s]++
 		}
 		return true
 	}
 	for p.small.n+p.main.n >= p.c {
 		p.evict()
 	}
-	// Look up again: evicting may have trimmed the ghost queue.
-	if n, ok := p.m[k]; ok { // ghost hit: straight to main
-		p.ghst.remove(n)
-		n.where, n.freq = inMain, 0
-		p.main.pushFront(n)
+	p.ln, p.where, p.freq = grow(p.ln, s), grow(p.where, s), grow(p.freq, s)
+	// Look only now: evicting may have trimmed the ghost queue.
+	if p.where[s] == inGhost { // ghost hit: straight to main
+		p.ghst.remove(p.ln, s)
+		p.where[s], p.freq[s] = inMain, 0
+		p.main.pushFront(p.ln, s)
+		p.admit(s)
 		return false
 	}
-	n := &lnode{key: k, where: inSmall}
-	p.m[k] = n
-	p.small.pushFront(n)
+	p.idx.ref(s)
+	p.where[s], p.freq[s] = inSmall, 0
+	p.small.pushFront(p.ln, s)
+	p.admit(s)
 	return false
 }
 
@@ -454,32 +653,37 @@ func (p *s3fifoPolicy) Access(k uint64) bool {
 func (p *s3fifoPolicy) evict() {
 	for {
 		if p.small.n > 0 && (p.small.n >= p.smallCap || p.main.n == 0) {
-			t := p.small.back()
-			p.small.remove(t)
-			if t.freq >= p.promote {
-				t.where, t.freq = inMain, 0
-				p.main.pushFront(t)
+			t := p.small.back
+			p.small.remove(p.ln, t)
+			if p.freq[t] >= p.promote {
+				p.where[t], p.freq[t] = inMain, 0
+				p.main.pushFront(p.ln, t)
 				continue
 			}
-			t.where, t.freq = inGhost, 0
-			p.ghst.pushFront(t)
+			p.where[t], p.freq[t] = inGhost, 0
+			p.ghst.pushFront(p.ln, t)
+			g := int32(-1)
 			if p.ghst.n > p.c-p.smallCap {
-				g := p.ghst.back()
-				p.ghst.remove(g)
-				delete(p.m, g.key)
+				g = p.ghst.back
+				p.ghst.remove(p.ln, g)
+				p.where[g] = 0
 			}
-			p.evicted(t.key)
+			p.evicted(t)
+			if g >= 0 {
+				p.idx.unref(g) // after the hook, which may be told of g itself
+			}
 			return
 		}
-		t := p.main.back()
-		p.main.remove(t)
-		if t.freq > 0 {
-			t.freq--
-			p.main.pushFront(t)
+		t := p.main.back
+		p.main.remove(p.ln, t)
+		if p.freq[t] > 0 {
+			p.freq[t]--
+			p.main.pushFront(p.ln, t)
 			continue
 		}
-		delete(p.m, t.key)
-		p.evicted(t.key)
+		p.where[t] = 0
+		p.evicted(t)
+		p.idx.unref(t)
 		return
 	}
 }
@@ -487,43 +691,48 @@ func (p *s3fifoPolicy) evict() {
 // ---- SIEVE (Zhang et al., NSDI 2024) ----
 
 type sievePolicy struct {
-	hook
-	c    int
-	m    map[uint64]*lnode
-	l    *list
-	hand *lnode
+	core
+	c       int
+	ln      []link // by slot
+	visited []bool // by slot
+	l       ilist
+	hand    int32 // -1: start from the back
 }
 
-func newSieve(c int) *sievePolicy { return &sievePolicy{c: c, m: map[uint64]*lnode{}, l: newList()} }
+func newSieve(c int) *sievePolicy {
+	return &sievePolicy{core: newCore(), c: c, l: newIList(), hand: -1}
+}
 
-func (p *sievePolicy) Name() string           { return SIEVE }
-func (p *sievePolicy) Len() int               { return p.l.n }
-func (p *sievePolicy) Cap() int               { return p.c }
-func (p *sievePolicy) Contains(k uint64) bool { _, ok := p.m[k]; return ok }
-func (p *sievePolicy) Access(k uint64) bool {
-	if n, ok := p.m[k]; ok {
-		n.visited = true
+func (p *sievePolicy) Name() string         { return SIEVE }
+func (p *sievePolicy) Len() int             { return p.l.n }
+func (p *sievePolicy) Cap() int             { return p.c }
+func (p *sievePolicy) Access(k uint64) bool { return accessKey(p, k) }
+func (p *sievePolicy) access(s int32) bool {
+	if p.holds(s) {
+		p.visited[s] = true
 		return true
 	}
 	if p.l.n >= p.c {
 		h := p.hand
-		if h == nil || h == &p.l.root {
-			h = p.l.back()
+		if h < 0 {
+			h = p.l.back
 		}
-		for h.visited {
-			h.visited = false
-			h = h.prev
-			if h == &p.l.root {
-				h = p.l.back()
+		for p.visited[h] {
+			p.visited[h] = false
+			h = p.ln[h].prev
+			if h < 0 {
+				h = p.l.back
 			}
 		}
-		p.hand = h.prev
-		p.l.remove(h)
-		delete(p.m, h.key)
-		p.evicted(h.key)
+		p.hand = p.ln[h].prev
+		p.l.remove(p.ln, h)
+		p.evicted(h)
+		p.idx.unref(h)
 	}
-	n := &lnode{key: k}
-	p.m[k] = n
-	p.l.pushFront(n)
+	p.ln, p.visited = grow(p.ln, s), grow(p.visited, s)
+	p.idx.ref(s)
+	p.admit(s)
+	p.visited[s] = false
+	p.l.pushFront(p.ln, s)
 	return false
 }
