@@ -291,3 +291,22 @@ func (f *Forest) Check() error {
 	}
 	return nil
 }
+
+// Explain returns the per-feature contributions to class c's
+// probability for x (Saabas' decomposition, as in Predict).
+func (f *Forest) Explain(x []float64, c int) []float64 {
+	out := make([]float64, len(f.Features))
+	nt := float64(len(f.Trees))
+	for _, t := range f.Trees {
+		n := 0
+		for t.Left[n] >= 0 {
+			next := t.Right[n]
+			if x[t.Feature[n]] < t.Split[n] {
+				next = t.Left[n]
+			}
+			out[t.Feature[n]] += (t.Dist[next][c] - t.Dist[n][c]) / nt
+			n = next
+		}
+	}
+	return out
+}
