@@ -153,7 +153,30 @@ func Train(data []Labelled, seed uint64) (*Model, error) {
 		classes[t] = t.String()
 	}
 	var err error
-	if m.Forest, err = ml.TrainForest(rows, y, classes, m.Features, ml.ForestParams{Trees: 60, MaxDepth: 10, MinLeaf: 1, Seed: seed}); err != nil {
+	// Benign weighs as much as all attack classes together, and the
+	// attack classes equally among themselves: an undecided leaf then
+	// says pAttack ≈ 0.5, not 5/6.
+	cnt := make([]float64, Unknown)
+	for _, c := range y {
+		cnt[c]++
+	}
+	w := make([]float64, Unknown)
+	na := 0
+	for t := Type(1); t < Unknown; t++ {
+		if cnt[t] > 0 {
+			na++
+		}
+	}
+	for t := Type(0); t < Unknown; t++ {
+		switch {
+		case cnt[t] == 0:
+		case t == Benign:
+			w[t] = float64(len(y)) / (2 * cnt[t])
+		default:
+			w[t] = float64(len(y)) / (2 * float64(na) * cnt[t])
+		}
+	}
+	if m.Forest, err = ml.TrainForest(rows, y, classes, m.Features, ml.ForestParams{Trees: 60, MaxDepth: 12, MinLeaf: 2, Mtry: VectorLen / 3, Seed: seed, Weights: w}); err != nil {
 		return nil, err
 	}
 	if m.IForest, err = ml.TrainIForest(benign, 100, 256, seed+1); err != nil {

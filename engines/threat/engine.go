@@ -182,17 +182,37 @@ func (e *Engine) score(id int, a *agentState, v *Vector, end time.Time) Assessme
 	as := Assessment{Agent: id, Time: end, Vector: *v, Source: "rules"}
 	as.Rules = EvalRules(e.rules, v)
 	as.Score, as.Type = as.Rules.Score, as.Rules.Type
-	for _, f := range as.Rules.Top {
-		as.Top = append(as.Top, TopFeature{Name: f.String(), Weight: as.Rules.Score})
+	for _, r := range as.Rules.Fired {
+		for _, rr := range e.rules {
+			if rr.Name == r {
+				for _, c := range rr.When {
+					as.Top = append(as.Top, TopFeature{Name: c.F.String() + "@" + itoa(Windows[c.W]) + "s", Weight: rr.Score})
+				}
+			}
+		}
+	}
+	if len(as.Top) > 3 {
+		as.Top = as.Top[:3]
 	}
 	if as.Score > 0 {
 		as.Confidence = 1
 	}
 	if e.model != nil {
+		// with a model, only the Floor rules stay a floor under it
 		mv := e.model.Score(v, a.base, a.x)
 		as.ML = &mv
-		if mv.Score > as.Score {
+		if mv.Score >= as.Rules.FloorScore {
 			as.Score, as.Type, as.Confidence, as.Top, as.Source = mv.Score, mv.Type, mv.Confidence, mv.Top, "ml"
+		} else {
+			as.Score, as.Type = as.Rules.FloorScore, as.Rules.FloorType
+			as.Top = as.Top[:0]
+			for _, r := range e.rules {
+				if r.Name == firstFloor(e.rules, as.Rules.Fired) {
+					for _, c := range r.When {
+						as.Top = append(as.Top, TopFeature{Name: c.F.String() + "@" + itoa(Windows[c.W]) + "s", Weight: r.Score})
+					}
+				}
+			}
 		}
 		// learn only what looks normal, never from a quarantined agent
 		if !a.quarantined && as.Score < e.policy.Threshold[Alert] {
@@ -303,6 +323,18 @@ func (e *Engine) Trends() []AgentTrend {
 		h.Warning = &w
 	}
 	return append(out, h)
+}
+
+// firstFloor is the first (strongest) Floor rule among fired.
+func firstFloor(rules []Rule, fired []string) string {
+	for _, n := range fired {
+		for _, r := range rules {
+			if r.Name == n && r.Floor {
+				return n
+			}
+		}
+	}
+	return ""
 }
 
 func oneLine(s string) string {

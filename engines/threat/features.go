@@ -83,10 +83,12 @@ const (
 	// fanotify FAN_CLOSE_WRITE on the agent's writable mounts (event
 	// pid → agent); 0 when the feeder has no fanotify.
 	FilesWritten
-	// StdioSockets is the largest number of processes whose standard
-	// input or output is a socket (a shell driven over the network).
-	// Source: readlink /proc/PID/fd/0 and /1 = "socket:[N]".
-	StdioSockets
+	// StdinSockets is the largest number of processes whose standard
+	// input is a socket: a shell reading its commands from the network.
+	// (Standard output alone is not counted: `tar c dir >/dev/tcp/...`
+	// is exfiltration, not a remote shell.) Source: readlink
+	// /proc/PID/fd/0 = "socket:[N]".
+	StdinSockets
 	// Procs and Threads are the largest counts. Source:
 	// cgroup.procs / pids.current, /proc/PID/status Threads.
 	Procs
@@ -110,7 +112,7 @@ var featureNames = [NumFeatures]string{
 	"cpu", "cpu_steady", "mem_growth", "forks", "execs", "exits", "distinct_bins", "new_bins",
 	"setid_execs", "id_changes", "cap_changes", "fds", "sensitive_opens", "listen", "established",
 	"new_remotes", "net_sent", "net_recv", "disk_read", "disk_write", "files_written",
-	"stdio_sockets", "procs", "threads", "majflt", "throttled", "oom_kills", "fork_fails",
+	"stdin_sockets", "procs", "threads", "majflt", "throttled", "oom_kills", "fork_fails",
 }
 
 func (f Feature) String() string {

@@ -44,7 +44,7 @@ type Observation struct {
 	NetSentRate, NetRecvRate float64
 	Listen, Established      int      // TCP sockets by state (sock_diag)
 	Remotes                  []string // remote "addr:port" of connected sockets
-	StdioSockets             int      // processes whose fd 0 or 1 is a socket
+	StdinSockets             int      // processes whose fd 0 is a socket
 	ForkFails                uint64   // pids.events max, cumulative
 }
 
@@ -181,7 +181,7 @@ func (g *Aggregator) fold(o *Observation) {
 	a.fds = max(a.fds, o.FDs)
 	a.listen = max(a.listen, o.Listen)
 	a.est = max(a.est, o.Established)
-	a.stdio = max(a.stdio, o.StdioSockets)
+	a.stdio = max(a.stdio, o.StdinSockets)
 	a.procs = max(a.procs, o.Procs)
 	a.threads = max(a.threads, o.Threads)
 	sent, recv := o.NetSentRate, o.NetRecvRate
@@ -304,7 +304,7 @@ func features(out []float64, as []*acc) {
 	out[DiskRead] = rd / float64(n)
 	out[DiskWrite] = wr / float64(n)
 	out[FilesWritten] = float64(writes) / secs
-	out[StdioSockets] = float64(stdio)
+	out[StdinSockets] = float64(stdio)
 	out[Procs] = float64(procs)
 	out[Threads] = float64(threads)
 	out[MajFaults] = float64(maj) / secs
