@@ -210,23 +210,20 @@ type Prediction struct {
 	Contrib []float64
 }
 
-// Predict classifies x. Work is O(trees·depth); contrib may be nil.
+// Predict classifies x: one pass down every tree for the class
+// distribution, a second for the predicted class's contributions.
+// Work is O(trees·depth).
 func (f *Forest) Predict(x []float64) Prediction {
-	k := len(f.Classes)
-	p := Prediction{Prob: make([]float64, k)}
-	paths := make([][]int, len(f.Trees))
-	for ti, t := range f.Trees {
+	p := Prediction{Prob: make([]float64, len(f.Classes))}
+	for _, t := range f.Trees {
 		n := 0
-		path := []int{0}
 		for t.Left[n] >= 0 {
 			if x[t.Feature[n]] < t.Split[n] {
 				n = t.Left[n]
 			} else {
 				n = t.Right[n]
 			}
-			path = append(path, n)
 		}
-		paths[ti] = path
 		for c, v := range t.Dist[n] {
 			p.Prob[c] += v
 		}
@@ -238,14 +235,7 @@ func (f *Forest) Predict(x []float64) Prediction {
 			p.Class = c
 		}
 	}
-	p.Contrib = make([]float64, len(f.Features))
-	for ti, t := range f.Trees {
-		path := paths[ti]
-		for j := 1; j < len(path); j++ {
-			par := path[j-1]
-			p.Contrib[t.Feature[par]] += (t.Dist[path[j]][p.Class] - t.Dist[par][p.Class]) / nt
-		}
-	}
+	p.Contrib = f.Explain(x, p.Class)
 	return p
 }
 

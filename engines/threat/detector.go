@@ -94,6 +94,25 @@ func (m *Model) Transform(v *Vector, out []float64) []float64 {
 // column is clipped at 4× its 99.9th percentile (Hi) so that one freak
 // window cannot stretch the scale.
 func Train(data []Labelled, seed uint64) (*Model, error) {
+	return TrainWith(data, seed, DefaultTrainConfig)
+}
+
+// TrainConfig holds the classifier's training knobs.
+type TrainConfig struct {
+	// BenignWeight is Benign's total weight relative to all attack
+	// classes together (1: as much as all of them).
+	BenignWeight float64
+	MinLeaf      int
+	Mtry         int // features tried per split; 0: sqrt
+	Trees        int
+	MaxDepth     int
+}
+
+// DefaultTrainConfig is what Train uses.
+var DefaultTrainConfig = TrainConfig{BenignWeight: 1, MinLeaf: 2, Mtry: VectorLen / 3, Trees: 60, MaxDepth: 12}
+
+// TrainWith is Train with explicit knobs.
+func TrainWith(data []Labelled, seed uint64, cfg TrainConfig) (*Model, error) {
 	m := &Model{Version: 1, Features: VectorNames(), AnomalyWeight: 0.6, Seed: seed,
 		Trained: TrainSummary{PerClass: map[string]int{}}}
 	var keep []Labelled
@@ -171,12 +190,12 @@ func Train(data []Labelled, seed uint64) (*Model, error) {
 		switch {
 		case cnt[t] == 0:
 		case t == Benign:
-			w[t] = float64(len(y)) / (2 * cnt[t])
+			w[t] = cfg.BenignWeight * float64(len(y)) / (2 * cnt[t])
 		default:
 			w[t] = float64(len(y)) / (2 * float64(na) * cnt[t])
 		}
 	}
-	if m.Forest, err = ml.TrainForest(rows, y, classes, m.Features, ml.ForestParams{Trees: 60, MaxDepth: 12, MinLeaf: 2, Mtry: VectorLen / 3, Seed: seed, Weights: w}); err != nil {
+	if m.Forest, err = ml.TrainForest(rows, y, classes, m.Features, ml.ForestParams{Trees: cfg.Trees, MaxDepth: cfg.MaxDepth, MinLeaf: cfg.MinLeaf, Mtry: cfg.Mtry, Seed: seed, Weights: w}); err != nil {
 		return nil, err
 	}
 	if m.IForest, err = ml.TrainIForest(benign, 100, 256, seed+1); err != nil {

@@ -570,3 +570,21 @@ func BenchmarkScoreWindow(b *testing.B) {
 		e.ScoreVector(i%200, v, t0.Add(time.Duration(i)*time.Second))
 	}
 }
+
+// One observation a second per agent, 200 agents: every Observe closes a
+// window and scores it (the daemon's 1 s telemetry tick).
+func BenchmarkObserveWindow(b *testing.B) {
+	m, _ := Train(synth(600, 8), 1)
+	e := New(Config{})
+	e.SetModel(m, "b")
+	o := obs(0, 0.3)
+	o.FDs, o.Procs, o.Threads, o.Established = 20, 2, 4, 1
+	o.Remotes = []string{"127.0.0.1:80"}
+	o.Events = []Event{{Kind: EvExec, Path: "/usr/bin/x"}}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		o.Time = t0.Add(time.Duration(i/200) * time.Second)
+		e.Observe(i%200, o)
+	}
+}

@@ -30,7 +30,8 @@ import (
 )
 
 var (
-	data = flag.String("data", "testdata/threat/windows.csv", "recorded windows")
+	data    = flag.String("data", "testdata/threat/windows.csv", "recorded windows (development set: leave-one-round-out)")
+	holdout = flag.String("holdout", "testdata/threat/holdout.csv", "windows recorded after the design was frozen: scored by a model trained on all of -data")
 	seed    = flag.Uint64("seed", 1, "training seed")
 	verbose = flag.Bool("v", false, "list every run's outcome")
 )
@@ -53,9 +54,31 @@ func main() {
 		fmt.Fprintln(os.Stderr, "threat eval:", err)
 		os.Exit(1)
 	}
+	fmt.Printf("## Development set %s: leave-one-round-out\n\n", *data)
 	rep.Print(os.Stdout)
 	if *verbose {
 		rep.PrintRuns(os.Stdout)
+	}
+	hf, err := os.Open(*holdout)
+	if err != nil {
+		fmt.Println("\nheld-out set: skipped:", err)
+		return
+	}
+	hrows, err := dataset.Read(hf)
+	hf.Close()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "threat eval:", err)
+		os.Exit(1)
+	}
+	hrep, err := EvaluateHoldout(rows, hrows, *seed)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "threat eval:", err)
+		os.Exit(1)
+	}
+	fmt.Printf("\n## Held-out set %s: trained on all of the development set\n\n", *holdout)
+	hrep.Print(os.Stdout)
+	if *verbose {
+		hrep.PrintRuns(os.Stdout)
 	}
 }
 
@@ -104,6 +127,7 @@ type Report struct {
 	Rounds   []int
 	Windows  int
 	TrainDur time.Duration
+	Holdout  bool // one model trained on another set, not leave-one-round-out
 }
 
 func groupRuns(rows []dataset.Row) []Run {
@@ -158,44 +182,82 @@ func Evaluate(rows []dataset.Row, seed uint64) (*Report, error) {
 			return nil, fmt.Errorf("round %d: %w", k, err)
 		}
 		rep.TrainDur += time.Since(t0)
-		for i, r := range runs {
-			if r.Round != k {
-				continue
-			}
-			rules := threat.New(threat.Config{})
-			engine := threat.New(threat.Config{})
-			engine.SetModel(m, "eval")
-			var o [3]Outcome
-			prev := [3]bool{}
-			for _, w := range r.Rows {
-				end := time.Unix(0, 0).Add(time.Duration(w.TEnd * float64(time.Second)))
-				ar := rules.ScoreVector(1, w.V, end)
-				ae := engine.ScoreVector(1, w.V, end)
-				type sc struct {
-					s float64
-					t threat.Type
-				}
-				scores := [3]sc{{ar.Score, ar.Type}, {ae.ML.Score, ae.ML.Type}, {ae.Score, ae.Type}}
-				for j, s := range scores {
-					alarm := s.s >= threat.DefaultPolicy().Threshold[threat.Alert]
-					if alarm {
-						o[j].Alarms++
-						if !o[j].Detected {
-							o[j].Detected, o[j].TTD, o[j].FirstType = true, w.TEnd, s.t
-						}
-						if !prev[j] {
-							o[j].Episodes++
-						}
-					}
-					prev[j] = alarm
-				}
-			}
-			for j, d := range Detectors {
-				rep.Out[d][i] = o[j]
+		for i := range runs {
+			if runs[i].Round == k {
+				scoreRun(rep, m, i)
 			}
 		}
 	}
 	return rep, nil
+}
+
+// EvaluateHoldout trains one model on every row of train and scores
+// every run of test.
+func EvaluateHoldout(train, test []dataset.Row, seed uint64) (*Report, error) {
+	runs := groupRuns(test)
+	rep := &Report{Runs: runs, Out: map[string][]Outcome{}, Windows: len(test)}
+	seen := map[int]bool{}
+	for _, r := range runs {
+		if !seen[r.Round] {
+			seen[r.Round] = true
+			rep.Rounds = append(rep.Rounds, r.Round)
+		}
+	}
+	for _, d := range Detectors {
+		rep.Out[d] = make([]Outcome, len(runs))
+	}
+	var tr []threat.Labelled
+	for _, w := range train {
+		tr = append(tr, threat.Labelled{V: w.V, Type: w.Label})
+	}
+	t0 := time.Now()
+	m, err := threat.Train(tr, seed)
+	if err != nil {
+		return nil, err
+	}
+	rep.TrainDur = time.Since(t0)
+	rep.Holdout = true
+	for i := range runs {
+		scoreRun(rep, m, i)
+	}
+	return rep, nil
+}
+
+// scoreRun replays run i through a rules-only engine and an engine with
+// model m, each a fresh agent, and records the three detectors' outcomes.
+func scoreRun(rep *Report, m *threat.Model, i int) {
+	r := &rep.Runs[i]
+	rules := threat.New(threat.Config{})
+	engine := threat.New(threat.Config{})
+	engine.SetModel(m, "eval")
+	var o [3]Outcome
+	prev := [3]bool{}
+	for _, w := range r.Rows {
+		end := time.Unix(0, 0).Add(time.Duration(w.TEnd * float64(time.Second)))
+		ar := rules.ScoreVector(1, w.V, end)
+		ae := engine.ScoreVector(1, w.V, end)
+		type sc struct {
+			s float64
+			t threat.Type
+		}
+		scores := [3]sc{{ar.Score, ar.Type}, {ae.ML.Score, ae.ML.Type}, {ae.Score, ae.Type}}
+		for j, s := range scores {
+			alarm := s.s >= threat.DefaultPolicy().Threshold[threat.Alert]
+			if alarm {
+				o[j].Alarms++
+				if !o[j].Detected {
+					o[j].Detected, o[j].TTD, o[j].FirstType = true, w.TEnd, s.t
+				}
+				if !prev[j] {
+					o[j].Episodes++
+				}
+			}
+			prev[j] = alarm
+		}
+	}
+	for j, d := range Detectors {
+		rep.Out[d][i] = o[j]
+	}
 }
 
 // Stats are the figures of one detector over a set of runs.
@@ -263,8 +325,12 @@ func (rep *Report) Stats(det string, keep func(*Run) bool) Stats {
 
 // Print writes the report as markdown tables.
 func (rep *Report) Print(w io.Writer) {
-	fmt.Fprintf(w, "threat eval: %d windows, %d runs, rounds %v, leave-one-round-out, alarm at score >= %.2f (default policy's alert), model training %.1f s total\n\n",
-		rep.Windows, len(rep.Runs), rep.Rounds, threat.DefaultPolicy().Threshold[threat.Alert], rep.TrainDur.Seconds())
+	proto := "leave-one-round-out"
+	if rep.Holdout {
+		proto = "held out"
+	}
+	fmt.Fprintf(w, "threat eval: %d windows, %d runs, rounds %v, %s, alarm at score >= %.2f (default policy's alert), model training %.1f s total\n\n",
+		rep.Windows, len(rep.Runs), rep.Rounds, proto, threat.DefaultPolicy().Threshold[threat.Alert], rep.TrainDur.Seconds())
 	all := func(*Run) bool { return true }
 	fmt.Fprintln(w, "| detector | attack runs detected | type right | false alarms / benign agent-hour | benign runs with an alarm | precision (runs) | median time to detect |")
 	fmt.Fprintln(w, "|---|---|---|---|---|---|---|")

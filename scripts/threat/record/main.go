@@ -54,6 +54,7 @@ var (
 	out    = flag.String("o", "testdata/threat/windows.csv", "output CSV")
 	only   = flag.String("only", "", "comma-separated scenario names (default all)")
 	tick   = flag.Duration("tick", 250*time.Millisecond, "sampling interval")
+	first  = flag.Int("first", 1, "number of the first round (a held-out set is recorded as later rounds)")
 )
 
 func main() {
@@ -76,7 +77,7 @@ func main() {
 	}
 	var rows []dataset.Row
 	start := time.Now()
-	for round := 1; round <= *rounds; round++ {
+	for round := *first; round < *first+*rounds; round++ {
 		for _, sc := range scenarios {
 			if len(want) > 0 && !want[sc.Name] {
 				continue
