@@ -296,3 +296,25 @@ func TestPinnedKeyAndFirstStart(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Any bytes: ParseManifest returns a manifest that passes its own
+// checks or an ErrManifest, never panics.
+func FuzzParseManifest(f *testing.F) {
+	f.Add([]byte(`{"version":1,"files":{"a.json":"` + strings.Repeat("ab", 32) + `"}}`))
+	f.Add([]byte(`not json`))
+	f.Add([]byte(`{"version":1,"files":{"../x":"00"}}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := ParseManifest(b)
+		if err != nil {
+			if !errors.Is(err, ErrManifest) {
+				t.Fatalf("error %v is not ErrManifest", err)
+			}
+			return
+		}
+		for n := range m.Files {
+			if !validName(n) {
+				t.Fatalf("accepted name %q", n)
+			}
+		}
+	})
+}

@@ -60,7 +60,7 @@ func (a *Assessment) AgentLine() string {
 	b = append(b, " trend="...)
 	b = append(b, a.Trend.String()...)
 	b = append(b, " source="...)
-	b = append(b, a.Source...)
+	b = appendDash(b, a.Source)
 	b = append(b, " top="...)
 	b = appendTop(b, a.Top)
 	b = append(b, " warn="...)
@@ -68,6 +68,13 @@ func (a *Assessment) AgentLine() string {
 	b = append(b, " time="...)
 	b = strconv.AppendFloat(b, float64(a.Time.UnixMilli())/1000, 'f', 3, 64)
 	return string(append(b, '\n'))
+}
+
+func appendDash(b []byte, s string) []byte {
+	if s == "" {
+		return append(b, '-')
+	}
+	return append(b, s...)
 }
 
 func appendWarn(b []byte, w *Warning) []byte {
@@ -105,7 +112,7 @@ func (a *Assessment) AlertLine() string {
 	b = append(b, " confidence="...)
 	b = f3(b, a.Confidence)
 	b = append(b, " source="...)
-	b = append(b, a.Source...)
+	b = appendDash(b, a.Source)
 	b = append(b, " rules="...)
 	if len(a.Rules.Fired) == 0 {
 		b = append(b, '-')

@@ -588,3 +588,21 @@ func BenchmarkObserveWindow(b *testing.B) {
 		e.Observe(i%200, o)
 	}
 }
+
+func TestRenderEmpty(t *testing.T) {
+	a := Assessment{Agent: 2, Time: t0, Type: Benign}
+	if got := a.AgentLine(); got != "score=0.000 type=Benign confidence=0.000 action=none escalate=0 trend=steady source=- top=- warn=- time=1764795600.000\n" {
+		t.Fatalf("%q", got)
+	}
+	if got := a.AlertLine(); !strings.Contains(got, "rules=- top=-") {
+		t.Fatalf("%q", got)
+	}
+	st := Status{Mode: "rules", Model: "-", ModelErr: "ml: bad \"x\""}
+	if got := st.StatusText(); !strings.HasSuffix(got, `model_error="ml: bad \"x\""`+"\n") {
+		t.Fatalf("%q", got)
+	}
+	e := New(Config{})
+	if got := TrendsText(e.Trends()); got != "agent=host score=0.000 type=- trend=steady slope=0.000\n" {
+		t.Fatalf("%q", got)
+	}
+}
