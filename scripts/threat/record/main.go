@@ -24,6 +24,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
 	"flag"
 	"fmt"
@@ -32,6 +33,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -75,11 +77,16 @@ func main() {
 			want[n] = true
 		}
 	}
+	// an interrupt ends the current run normally (its processes killed,
+	// its cgroups removed) and writes what was recorded
+	stopCtx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	r.stop = stopCtx
 	var rows []dataset.Row
 	start := time.Now()
 	for round := *first; round < *first+*rounds; round++ {
 		for _, sc := range scenarios {
-			if len(want) > 0 && !want[sc.Name] {
+			if len(want) > 0 && !want[sc.Name] || stopCtx.Err() != nil {
 				continue
 			}
 			rs, err := r.run(sc, round)
@@ -136,6 +143,7 @@ type recorder struct {
 	mu   sync.Mutex
 	cur  *runState // the run events are routed to
 	done chan struct{}
+	stop context.Context // done on SIGINT/SIGTERM
 }
 
 // runState is one run's membership and pending events.
@@ -168,7 +176,7 @@ func newRecorder() (*recorder, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &recorder{fs: fs, fan: -1, done: make(chan struct{})}
+	r := &recorder{fs: fs, fan: -1, done: make(chan struct{}), stop: context.Background()}
 	if r.base, err = os.MkdirTemp("", "aiosfs-threat-rec-"); err != nil {
 		return nil, err
 	}
@@ -524,7 +532,7 @@ func (r *recorder) run(sc Scenario, round int) ([]dataset.Row, error) {
 	}
 	tk := time.NewTicker(*tick)
 	defer tk.Stop()
-	for time.Since(t0) < *dur {
+	for time.Since(t0) < *dur && r.stop.Err() == nil {
 		<-tk.C
 		pids := smp.pids()
 		r.mu.Lock()
@@ -738,8 +746,5 @@ func (s *sampler) observe(now time.Time, pids []int) threat.Observation {
 	return o
 }
 
-func nativeU32(b []byte) uint32 {
-	return uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24
-}
-
-func nativeU64(b []byte) uint64 { return uint64(nativeU32(b)) | uint64(nativeU32(b[4:]))<<32 }
+func nativeU32(b []byte) uint32 { return binary.NativeEndian.Uint32(b) }
+func nativeU64(b []byte) uint64 { return binary.NativeEndian.Uint64(b) }
