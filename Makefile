@@ -99,6 +99,7 @@ eval:
 	$(GO) run ./scripts/eval/sched
 	$(GO) run ./scripts/eval/mem
 	$(GO) run ./scripts/eval/gpu
+	$(GO) run ./scripts/threat/eval
 
 # Coverage-guided fuzzing of the parsers, FUZZTIME each.
 fuzz:

@@ -1,0 +1,348 @@
+package threat
+
+import (
+	"crypto/ed25519"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"aiosfs/engines/ml"
+)
+
+// Assessment is the engine's verdict on one agent for one window: what
+// `agents/N/threat` shows and what an action carries as its evidence.
+type Assessment struct {
+	Agent      int
+	Time       time.Time // the window's end
+	Score      float64   // 0..1: max of the rule floor and the learned detector
+	Type       Type
+	Confidence float64
+	Top        []TopFeature
+	Action     Action // the policy's verb for Score and Type
+	Escalate   bool
+	Source     string // "rules" or "ml": which one set Score
+	Trend      Trend
+	Forecast   [Horizon]float64
+	Warning    *Warning
+	Rules      RuleVerdict
+	ML         *MLVerdict // nil when no model is loaded
+	Vector     Vector
+}
+
+// Config configures an Engine. Zero fields take defaults.
+type Config struct {
+	Rules  []Rule // default DefaultRules
+	Policy *Policy
+	// Logf receives one line per refused model, policy change and so
+	// on; nil discards.
+	Logf func(format string, args ...any)
+}
+
+type agentState struct {
+	agg         *Aggregator
+	base        *ml.Baseline
+	series      *Series
+	last        Assessment
+	has         bool
+	quarantined bool
+	x           []float64
+}
+
+// Engine scores agents. Its methods are safe for concurrent use.
+type Engine struct {
+	mu       sync.Mutex
+	rules    []Rule
+	policy   Policy
+	model    *Model
+	modelID  string // manifest digest, "" with no model
+	modelErr string // why the last load was refused
+	agents   map[int]*agentState
+	host     *Series
+	hostAt   time.Time
+	hostMax  float64
+	logf     func(string, ...any)
+	windows  uint64
+	actions  [NumActions]uint64
+}
+
+// New returns an engine on the rule floor, with no model.
+func New(cfg Config) *Engine {
+	e := &Engine{rules: cfg.Rules, policy: DefaultPolicy(), agents: map[int]*agentState{}, host: NewSeries(), logf: cfg.Logf}
+	if e.rules == nil {
+		e.rules = DefaultRules
+	}
+	if cfg.Policy != nil {
+		e.policy = *cfg.Policy
+	}
+	if e.logf == nil {
+		e.logf = func(string, ...any) {}
+	}
+	return e
+}
+
+// LoadModel verifies and installs the model in dir (signed by pub). On
+// any failure the engine keeps scoring with rules only (a model loaded
+// earlier is dropped too: a directory that no longer verifies is not
+// trusted), logs one line saying why, and returns the error.
+func (e *Engine) LoadModel(dir string, pub ed25519.PublicKey) error {
+	m, id, err := LoadModel(dir, pub)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if err != nil {
+		e.model, e.modelID, e.modelErr = nil, "", err.Error()
+		e.logf("threat: model %s refused, falling back to rules: %v", dir, err)
+		return err
+	}
+	e.model, e.modelID, e.modelErr = m, id, ""
+	e.logf("threat: model %s loaded (sha256 %s, %d training windows)", dir, id[:16], m.Trained.Rows)
+	return nil
+}
+
+// SetModel installs m directly (tests, the evaluation). nil: rules only.
+func (e *Engine) SetModel(m *Model, id string) {
+	e.mu.Lock()
+	e.model, e.modelID, e.modelErr = m, id, ""
+	e.mu.Unlock()
+}
+
+// SetPolicy replaces the policy. Parse it with ParsePolicy first: a
+// table that failed to parse never reaches here, so nothing changes.
+func (e *Engine) SetPolicy(p Policy) {
+	e.mu.Lock()
+	e.policy = p
+	e.mu.Unlock()
+	e.logf("threat: policy set: %s", oneLine(p.String()))
+}
+
+// Policy returns the policy in force.
+func (e *Engine) Policy() Policy {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.policy
+}
+
+// SetQuarantined marks an agent as quarantined (or released): while
+// quarantined nothing it does is learned into its baseline.
+func (e *Engine) SetQuarantined(agent int, q bool) {
+	e.mu.Lock()
+	e.agent(agent).quarantined = q
+	e.mu.Unlock()
+}
+
+// Quarantined reports the mark SetQuarantined set.
+func (e *Engine) Quarantined(agent int) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	a, ok := e.agents[agent]
+	return ok && a.quarantined
+}
+
+func (e *Engine) agent(id int) *agentState {
+	a, ok := e.agents[id]
+	if !ok {
+		a = &agentState{agg: NewAggregator(), base: ml.NewBaseline(VectorLen), series: NewSeries(), x: make([]float64, VectorLen)}
+		e.agents[id] = a
+	}
+	return a
+}
+
+// Forget drops an agent that has gone.
+func (e *Engine) Forget(agent int) {
+	e.mu.Lock()
+	delete(e.agents, agent)
+	e.mu.Unlock()
+}
+
+// Observe feeds one observation of an agent. When it closes a window
+// the agent is scored and the assessment returned with ok true; the
+// caller carries out its Action (alert, throttle, quarantine, kill) and
+// Escalate, publishing the assessment as the action's evidence.
+func (e *Engine) Observe(agent int, o Observation) (Assessment, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	a := e.agent(agent)
+	v, end, ok := a.agg.Add(o)
+	if !ok {
+		return Assessment{}, false
+	}
+	return e.score(agent, a, &v, end), true
+}
+
+// ScoreVector scores a ready-made window vector for an agent, as
+// Observe does when a window closes (the evaluation replays recorded
+// windows through it).
+func (e *Engine) ScoreVector(agent int, v Vector, end time.Time) Assessment {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.score(agent, e.agent(agent), &v, end)
+}
+
+func (e *Engine) score(id int, a *agentState, v *Vector, end time.Time) Assessment {
+	as := Assessment{Agent: id, Time: end, Vector: *v, Source: "rules"}
+	as.Rules = EvalRules(e.rules, v)
+	as.Score, as.Type = as.Rules.Score, as.Rules.Type
+	for _, r := range as.Rules.Fired {
+		for _, rr := range e.rules {
+			if rr.Name == r {
+				for _, c := range rr.When {
+					as.Top = append(as.Top, TopFeature{Name: c.F.String() + "@" + itoa(Windows[c.W]) + "s", Weight: rr.Score})
+				}
+			}
+		}
+	}
+	if len(as.Top) > 3 {
+		as.Top = as.Top[:3]
+	}
+	if as.Score > 0 {
+		as.Confidence = 1
+	}
+	if e.model != nil {
+		// with a model, only the Floor rules stay a floor under it
+		mv := e.model.Score(v, a.base, a.x)
+		as.ML = &mv
+		if mv.Score >= as.Rules.FloorScore {
+			as.Score, as.Type, as.Confidence, as.Top, as.Source = mv.Score, mv.Type, mv.Confidence, mv.Top, "ml"
+		} else {
+			as.Score, as.Type = as.Rules.FloorScore, as.Rules.FloorType
+			as.Top = as.Top[:0]
+			for _, r := range e.rules {
+				if r.Name == firstFloor(e.rules, as.Rules.Fired) {
+					for _, c := range r.When {
+						as.Top = append(as.Top, TopFeature{Name: c.F.String() + "@" + itoa(Windows[c.W]) + "s", Weight: r.Score})
+					}
+				}
+			}
+		}
+		// learn only what looks normal, never from a quarantined agent
+		if !a.quarantined && as.Score < e.policy.Threshold[Alert] {
+			a.base.Update(a.x)
+		}
+	}
+	if as.Score == 0 {
+		as.Type = Benign
+	}
+	as.Action, as.Escalate = e.policy.Decide(as.Score, as.Type)
+	a.series.Add(Point{end, as.Score})
+	as.Trend, _ = a.series.Trend()
+	a.series.Forecast(as.Forecast[:])
+	if w, ok := EarlyWarning(as.Score, as.Forecast[:], &e.policy, as.Type); ok {
+		as.Warning = &w
+	}
+	a.last, a.has = as, true
+	e.windows++
+	e.actions[as.Action]++
+	// host series: the highest agent score per window end
+	if !end.Equal(e.hostAt) {
+		if !e.hostAt.IsZero() {
+			e.host.Add(Point{e.hostAt, e.hostMax})
+		}
+		e.hostAt, e.hostMax = end, 0
+	}
+	if as.Score > e.hostMax {
+		e.hostMax = as.Score
+	}
+	return as
+}
+
+// Assessment returns an agent's latest assessment.
+func (e *Engine) Assessment(agent int) (Assessment, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	a, ok := e.agents[agent]
+	if !ok || !a.has {
+		return Assessment{}, false
+	}
+	return a.last, true
+}
+
+// Status is the engine's state for `threat/status`.
+type Status struct {
+	Mode        string // "ml" or "rules"
+	Model       string // manifest sha256, "-" without
+	ModelErr    string // why the last model was refused, "" if none
+	Agents      int
+	Quarantined int
+	Windows     uint64
+	Actions     [NumActions]uint64
+	HostScore   float64
+	HostTrend   Trend
+}
+
+// Status reports the engine's state.
+func (e *Engine) Status() Status {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	s := Status{Mode: "rules", Model: "-", ModelErr: e.modelErr, Agents: len(e.agents), Windows: e.windows, Actions: e.actions}
+	if e.model != nil {
+		s.Mode, s.Model = "ml", e.modelID
+		if s.Model == "" {
+			s.Model = "unsigned"
+		}
+	}
+	for _, a := range e.agents {
+		if a.quarantined {
+			s.Quarantined++
+		}
+	}
+	s.HostScore = e.hostMax
+	s.HostTrend, _ = e.host.Trend()
+	return s
+}
+
+// AgentTrend is one agent's row in `threat/trends` and `threat/predict`.
+type AgentTrend struct {
+	Agent    int
+	Score    float64
+	Type     Type
+	Trend    Trend
+	Slope    float64
+	Forecast [Horizon]float64
+	Warning  *Warning
+}
+
+// Trends returns every scored agent's trend and forecast, by agent
+// number, then the host's as agent 0.
+func (e *Engine) Trends() []AgentTrend {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []AgentTrend
+	for id, a := range e.agents {
+		if !a.has {
+			continue
+		}
+		t := AgentTrend{Agent: id, Score: a.last.Score, Type: a.last.Type, Forecast: a.last.Forecast, Warning: a.last.Warning}
+		t.Trend, t.Slope = a.series.Trend()
+		out = append(out, t)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Agent < out[j].Agent })
+	h := AgentTrend{Agent: 0, Score: e.host.Last().Score, Type: Benign}
+	h.Trend, h.Slope = e.host.Trend()
+	e.host.Forecast(h.Forecast[:])
+	if w, ok := EarlyWarning(h.Score, h.Forecast[:], &e.policy, Unknown); ok {
+		h.Warning = &w
+	}
+	return append(out, h)
+}
+
+// firstFloor is the first (strongest) Floor rule among fired.
+func firstFloor(rules []Rule, fired []string) string {
+	for _, n := range fired {
+		for _, r := range rules {
+			if r.Name == n && r.Floor {
+				return n
+			}
+		}
+	}
+	return ""
+}
+
+func oneLine(s string) string {
+	b := []byte(s)
+	for i := range b {
+		if b[i] == '\n' {
+			b[i] = ';'
+		}
+	}
+	return fmt.Sprint(string(b))
+}
