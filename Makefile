@@ -115,6 +115,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseSmaps$$' -fuzztime $(FUZZTIME) ./hal/vm/
 	$(GO) test -run '^$$' -fuzz '^FuzzParsePressure$$' -fuzztime $(FUZZTIME) ./hal/vm/
 	$(GO) test -run '^$$' -fuzz '^FuzzResident$$' -fuzztime $(FUZZTIME) ./hal/vm/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseManifest$$' -fuzztime $(FUZZTIME) ./engines/ml/
+	$(GO) test -run '^$$' -fuzz '^FuzzParsePolicy$$' -fuzztime $(FUZZTIME) ./engines/threat/
 	$(GO) test -run '^$$' -fuzz '^FuzzServe$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 20x ./fs/p9fs/
 
 clean:
