@@ -23,7 +23,7 @@ DOCDIR     ?= $(PREFIX)/share/doc/aiosfs
 UNITDIR    ?= $(PREFIX)/lib/systemd/system
 SYSCONFDIR ?= /etc
 
-.PHONY: all build run install uninstall test deps vet bench eval fuzz clean
+.PHONY: all build run install uninstall test deps vet bench eval demo fuzz clean
 
 all: build
 
@@ -99,6 +99,15 @@ eval:
 	$(GO) run ./scripts/eval/sched
 	$(GO) run ./scripts/eval/mem
 	$(GO) run ./scripts/eval/gpu
+
+# A one-minute unattended tour, as root: a daemon of its own on a temporary
+# mount and state directory (its own cgroup prefix, mock GPUs), steady,
+# periodic, growing and misbehaving agents, enforcement on, and where to
+# look as each engine acts; then it stops the daemon and checks that no
+# agent, cgroup or mount is left. DEMO_ARGS, e.g. -duration 90s.
+DEMO_ARGS ?=
+demo: build
+	$(GO) run ./scripts/demo -aiosfs $(BIN) $(DEMO_ARGS)
 
 # Coverage-guided fuzzing of the parsers, FUZZTIME each.
 fuzz:
