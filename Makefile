@@ -92,12 +92,15 @@ bench: deps build
 
 # Evaluations against baselines on public data ($(AIOS_DATA), default
 # ../shared/datasets) and recorded traces; each part skips, saying why,
-# when its data is absent.
+# when its data is absent. The tables go to stdout; the figures (PNG:
+# forecasts with their quantile bands, the allocators' slack/shortfall
+# frontiers, the cache policies' miss-ratio curves) into $(EVAL_OUT).
 AIOS_DATA ?= ../shared/datasets
 export AIOS_DATA
+EVAL_OUT ?= eval-out
 eval:
-	$(GO) run ./scripts/eval/sched
-	$(GO) run ./scripts/eval/mem
+	$(GO) run ./scripts/eval/sched -plots '$(EVAL_OUT)'
+	$(GO) run ./scripts/eval/mem -plots '$(EVAL_OUT)'
 	$(GO) run ./scripts/eval/gpu
 
 # A one-minute unattended tour, as root: a daemon of its own on a temporary
