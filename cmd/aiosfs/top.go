@@ -414,6 +414,7 @@ type topUI struct {
 	rows       []topAgent // as shown, in order
 	selID      int        // the selected agent, kept across refreshes
 	confirm    func()     // what y does, while a question is asked
+	question   string     // the question
 	inputFor   int        // the agent the prompt's line is for
 }
 
@@ -439,7 +440,7 @@ func newTopUI(t tree, interval time.Duration, all bool) *topUI {
 	root := tview.NewFlex().SetDirection(tview.FlexRow).
 		AddItem(u.head, 2, 0, false).
 		AddItem(u.table, 0, 1, true).
-		AddItem(u.detail, 5, 0, false).
+		AddItem(u.detail, 6, 0, false).
 		AddItem(u.events, 9, 0, false).
 		AddItem(u.foot, 1, 0, false)
 	u.app.SetRoot(root, true).SetFocus(u.table)
@@ -658,7 +659,8 @@ func (u *topUI) key(ev *tcell.EventKey) *tcell.EventKey {
 		u.act("thaw")
 	case 'k':
 		if a, ok := u.selected(); ok {
-			u.say("yellow", fmt.Sprintf("kill agent %d (%s)? y/n", a.ID, printable(a.Name)))
+			u.question = fmt.Sprintf("kill agent %d (%s)? y/n", a.ID, printable(a.Name))
+			u.say("yellow", u.question)
 			u.confirm = func() { u.act("kill") }
 		}
 	case 'l':
@@ -709,7 +711,12 @@ func (u *topUI) send(id int, line string) {
 				text += ": " + why
 			}
 		}
-		u.app.QueueUpdateDraw(func() { u.say(color, text) })
+		u.app.QueueUpdateDraw(func() {
+			u.say(color, text)
+			if u.confirm != nil { // a question asked meanwhile stays on screen
+				u.msg.SetText(u.msg.GetText(false) + "  [yellow]" + tview.Escape(u.question) + "[-]")
+			}
+		})
 		u.kick()
 	}()
 }

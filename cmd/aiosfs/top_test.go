@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/creack/pty"
+	"github.com/gdamore/tcell/v2"
 )
 
 // The scheduler's files as docs/sched.md shows them.
@@ -20,8 +21,8 @@ const (
 	topStatus = `agent id=4 name=grow state=running pid=9819 pids=9819 uid=0 gid=0 prio=0 caps=- weight=- cpumax=0.245 cpuperiod=0.1 cpus=- memhigh=214061861 memmax=216310671 started=1795631721.683 ended=0 exit=- restarts=0 spawned=1
 cmd argv="sh -c 'grow'"
 `
-	topStat    = "time=1795631723.655 cpu=0.041 cpu_seconds=0.067 rss=3317760 mem=173228032 threads=2 procs=2\n"
-	topAlloc   = `enforce=on mode=auto weight=100
+	topStat  = "time=1795631723.655 cpu=0.041 cpu_seconds=0.067 rss=3317760 mem=173228032 threads=2 procs=2\n"
+	topAlloc = `enforce=on mode=auto weight=100
 limit=cpumax value=0.245 forecast=0.041 floor=0.245 share=0.245 reason=predicted-fall
 limit=cpuperiod value=0.100 reason=slice-periodic
 limit=memhigh value=214061861 forecast=175864200 floor=0 reason=predicted-fall
@@ -220,4 +221,179 @@ func tail(s string, n int) string {
 		return "..." + s[len(s)-n:]
 	}
 	return s
+}
+
+// memTree is a tree in memory: files by path; directories listed from them.
+type memTree struct {
+	files  map[string]string
+	writes chan string
+}
+
+func (m memTree) ReadFile(p string) ([]byte, error) {
+	if s, ok := m.files[p]; ok {
+		return []byte(s), nil
+	}
+	return nil, syscall.ENOENT
+}
+
+func (m memTree) List(p string) ([]string, error) {
+	seen := map[string]bool{}
+	var out []string
+	for f := range m.files {
+		if rest, ok := strings.CutPrefix(f, p+"/"); ok {
+			n, _, _ := strings.Cut(rest, "/")
+			if !seen[n] {
+				seen[n] = true
+				out = append(out, n)
+			}
+		}
+	}
+	return out, nil
+}
+
+func (m memTree) WriteFile(p string, data []byte) error {
+	m.writes <- p + " " + string(data)
+	if strings.Contains(string(data), "12Q") {
+		return syscall.EINVAL
+	}
+	return nil
+}
+func (m memTree) Close() error   { return nil }
+func (m memTree) String() string { return "/aios" }
+
+// TestTopScreen draws top on tcell's simulation screen from a tree in
+// memory (the formats' documented samples): the table in human units,
+// the selected agent's allocations and forecasts, the sort key, the keys'
+// writes, and a refusal with its errno.
+func TestTopScreen(t *testing.T) {
+	st := func(id, name, cpu, mem, extra string) string {
+		return fmt.Sprintf("agent id=%s name=%s state=running pid=1%s pids=1%s uid=0 gid=0 prio=0 caps=- weight=- cpumax=%s cpuperiod=0.1 cpus=- memhigh=max memmax=%s started=1795631721.683 ended=0 exit=- restarts=0 spawned=1\ncmd argv=%q\n", id, name, id, id, cpu, mem, extra)
+	}
+	files := map[string]string{
+		"/version":         "version=0.1.0\n",
+		"/sched/status":    "enforce=on buffer=0.150 fall=0.450 interval=1.000 horizons=1,5,30,60 capacity=2.000 slice=0.100 warmup=256 agents=3 ticks=164 decisions=29 changes=54\nagent=1 mode=auto\n",
+		"/agents/1/status": st("1", "web", "max", "268435456", "nginx -g 'daemon off;'"),
+		"/agents/1/stat":   "time=1795631723.655 cpu=0.024 cpu_seconds=0.067 rss=3317760 mem=598016 threads=2 procs=2\n",
+		"/agents/4/status": topStatus,
+		"/agents/4/stat":   topStat,
+		"/agents/4/alloc":  topAlloc, "/agents/4/predict": topPredict, "/agents/4/pattern": topPattern,
+		"/agents/5/status": st("5", "busy", "1.5", "max", "python3 train.py"),
+		"/agents/5/stat":   "time=1795631723.655 cpu=0.981 cpu_seconds=9.1 rss=734003200 mem=734003200 threads=9 procs=1\n",
+		"/agents/6/status": strings.Replace(st("6", "done", "max", "max", "true"), "state=running", "state=exited", 1),
+	}
+	tr := memTree{files: files, writes: make(chan string, 10)}
+	sim := tcell.NewSimulationScreen("UTF-8")
+	if err := sim.Init(); err != nil {
+		t.Fatal(err)
+	}
+	u := newTopUI(tr, 100*time.Millisecond, false)
+	u.app.SetScreen(sim)
+	sim.SetSize(150, 30)
+	done := make(chan error, 1)
+	go func() { done <- u.run() }()
+	screen := func() string {
+		cells, w, h := sim.GetContents()
+		var b strings.Builder
+		for y := 0; y < h; y++ {
+			for x := 0; x < w; x++ {
+				if r := cells[y*w+x].Runes; len(r) > 0 {
+					b.WriteRune(r[0])
+				} else {
+					b.WriteByte(' ')
+				}
+			}
+			b.WriteString("\n")
+		}
+		return b.String()
+	}
+	waitScreen := func(what string, ok func(string) bool) string {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			var s string
+			ch := make(chan string, 1)
+			u.app.QueueUpdate(func() { ch <- screen() })
+			s = <-ch
+			if ok(s) {
+				return s
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s; screen:\n%s", what, s)
+			}
+		}
+	}
+	rowRE := func(s, id string) []string {
+		for _, l := range strings.Split(s, "\n") {
+			if f := strings.Fields(l); len(f) > 3 && f[0] == id {
+				return f
+			}
+		}
+		return nil
+	}
+	s := waitScreen("the agents", func(s string) bool { return strings.Contains(s, "grow") && strings.Contains(s, "sort=cpu") })
+	if os.Getenv("TOP_SCREEN") != "" {
+		fmt.Print(s)
+	}
+	// Sorted by CPU: busy (0.98), grow (0.04), web (0.02); exited left out.
+	order := ""
+	for _, l := range strings.Split(s, "\n") {
+		if f := strings.Fields(l); len(f) > 3 && (f[0] == "1" || f[0] == "4" || f[0] == "5" || f[0] == "6") {
+			order += f[0]
+		}
+	}
+	if order != "541" {
+		t.Errorf("rows in order %q, want 541 (by CPU, exited left out):\n%s", order, s)
+	}
+	if r := rowRE(s, "4"); strings.Join(r[:11], " ") != "4 grow running 0.04 0.24 0.24 17% 165MiB 206MiB 206MiB 80%" {
+		t.Errorf("agent 4's row %q", r)
+	}
+	if r := rowRE(s, "5"); strings.Join(r[:11], " ") != "5 busy running 0.98 1.50 - 65% 700MiB max - -" {
+		t.Errorf("agent 5's row %q", r)
+	}
+	if !strings.Contains(s, "sched enforce=on capacity=2.00 cores") || !strings.Contains(s, "agents 3 running, 0 frozen") {
+		t.Errorf("header:\n%s", s)
+	}
+	// m sorts by memory: busy, grow, web; the selection stays on busy.
+	sim.InjectKey(tcell.KeyRune, 'm', tcell.ModNone)
+	waitScreen("sort=mem", func(s string) bool { return strings.Contains(s, "sort=mem") })
+	// Down to grow: its allocations and forecasts in the detail pane.
+	sim.InjectKey(tcell.KeyDown, 0, tcell.ModNone)
+	waitScreen("grow's detail", func(s string) bool {
+		return strings.Contains(s, "agent 4 grow: alloc cpumax 0.24 (predicted-fall), cpuperiod 100ms (slice-periodic)") &&
+			strings.Contains(s, "cpu p90: 1s 1.01, 5s 0.05, 30s 1.00")
+	})
+	sim.InjectKey(tcell.KeyRune, 'f', tcell.ModNone)
+	if w := <-tr.writes; w != "/agents/4/ctl freeze\n" {
+		t.Errorf("f wrote %q", w)
+	}
+	waitScreen("freeze done", func(s string) bool { return strings.Contains(s, `/agents/4/ctl: "freeze" done`) })
+	sim.InjectKey(tcell.KeyRune, 'k', tcell.ModNone)
+	waitScreen("the kill question", func(s string) bool { return strings.Contains(s, "kill agent 4 (grow)? y/n") })
+	sim.InjectKey(tcell.KeyRune, 'n', tcell.ModNone)
+	waitScreen("cancelled", func(s string) bool { return strings.Contains(s, "cancelled") })
+	sim.InjectKey(tcell.KeyRune, 'k', tcell.ModNone)
+	sim.InjectKey(tcell.KeyRune, 'y', tcell.ModNone)
+	if w := <-tr.writes; w != "/agents/4/ctl kill\n" {
+		t.Errorf("k y wrote %q", w)
+	}
+	sim.InjectKey(tcell.KeyRune, 'l', tcell.ModNone)
+	waitScreen("the prompt", func(s string) bool { return strings.Contains(s, "agents/4/ctl>") })
+	for _, r := range "memmax 12Q" {
+		sim.InjectKey(tcell.KeyRune, r, tcell.ModNone)
+	}
+	sim.InjectKey(tcell.KeyEnter, 0, tcell.ModNone)
+	if w := <-tr.writes; w != "/agents/4/ctl memmax 12Q\n" {
+		t.Errorf("the prompt wrote %q", w)
+	}
+	waitScreen("the refusal", func(s string) bool {
+		return strings.Contains(s, `/agents/4/ctl: "memmax 12Q": invalid argument (errno 22)`)
+	})
+	sim.InjectKey(tcell.KeyRune, 'q', tcell.ModNone)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Error(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("q did not quit")
+	}
 }
