@@ -112,7 +112,10 @@ func tour(bin, dir string, dur time.Duration) (err error) {
 			return err
 		}
 	}
-	os.Chmod(dir, 0755)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	os.Chmod(dir, 0o755)
 	d := &demo{bin: bin, dir: dir, mount: filepath.Join(dir, "aios"), state: filepath.Join(dir, "state"),
 		prefix: fmt.Sprintf("aiosfs-demo-%d", os.Getpid()), ids: map[string]int{}, pids: map[int]bool{}}
 	say("aiosfs demo: a daemon of its own at %s (state %s, cgroups under .../%s, mock GPUs)", d.mount, d.state, d.prefix)
