@@ -47,7 +47,7 @@ run: build
 # none: an edited file is kept) and the documentation. Does not start,
 # enable or reload anything.
 install: $(BIN)
-	install -d '$(DESTDIR)$(BINDIR)' '$(DESTDIR)$(UNITDIR)' '$(DESTDIR)$(SYSCONFDIR)/default' '$(DESTDIR)$(DOCDIR)/docs'
+	install -d '$(DESTDIR)$(BINDIR)' '$(DESTDIR)$(UNITDIR)' '$(DESTDIR)$(SYSCONFDIR)/default' '$(DESTDIR)$(DOCDIR)/docs/img'
 	install -m 0755 $(BIN) '$(DESTDIR)$(BINDIR)/aiosfs'
 	sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@DOCDIR@|$(DOCDIR)|g' deploy/aiosfs.service > '$(DESTDIR)$(UNITDIR)/aiosfs.service.tmp'
 	chmod 0644 '$(DESTDIR)$(UNITDIR)/aiosfs.service.tmp'
@@ -55,6 +55,7 @@ install: $(BIN)
 	[ -e '$(DESTDIR)$(SYSCONFDIR)/default/aiosfs' ] || install -m 0644 deploy/aiosfs.default '$(DESTDIR)$(SYSCONFDIR)/default/aiosfs'
 	install -m 0644 README.md '$(DESTDIR)$(DOCDIR)/README.md'
 	install -m 0644 docs/*.md '$(DESTDIR)$(DOCDIR)/docs/'
+	install -m 0644 docs/img/*.png '$(DESTDIR)$(DOCDIR)/docs/img/'
 	@if [ -z '$(DESTDIR)' ] && command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then \
 		systemctl daemon-reload; \
 		echo 'installed; start it with: systemctl enable --now aiosfs'; \
