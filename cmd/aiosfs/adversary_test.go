@@ -497,22 +497,6 @@ for i in range(200):
 	}
 }
 
-// client runs this binary as aiosfs's 9P client (ls, cat, write), as uid
-// when given.
-func asClient(t *testing.T, asUid int, args ...string) (string, int) {
-	t.Helper()
-	self, _ := os.Executable()
-	argv := append([]string{self}, args...)
-	if asUid >= 0 {
-		u := strconv.Itoa(asUid)
-		argv = append([]string{"setpriv", "--reuid=" + u, "--regid=" + u, "--clear-groups"}, argv...)
-	}
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Env = append(os.Environ(), beDaemon+"=1")
-	out, _ := cmd.CombinedOutput()
-	return string(out), cmd.ProcessState.ExitCode()
-}
-
 // 9P peers: a local user on the unix socket is itself and no more; a TCP
 // peer reads as nobody and writes nothing.
 func TestNinePPeers(t *testing.T) {
@@ -522,31 +506,31 @@ func TestNinePPeers(t *testing.T) {
 	sock := "unix!" + filepath.Join(top, "state", "9p.sock")
 	d.mustRun(`echo 'spawn rootjob -- /bin/sleep 600' > ctl`)
 
-	if out, rc := asClient(t, nobody, "cat", sock, "/version"); rc != 0 || !strings.HasPrefix(out, "version=") {
+	if out, rc := aiosfs(t, nobody, "cat", sock, "/version"); rc != 0 || !strings.HasPrefix(out, "version=") {
 		t.Errorf("nobody over the unix socket: rc %d %q", rc, out)
 	}
-	if out, rc := asClient(t, nobody, "write", sock, "/agents/1/ctl", "kill"); rc == 0 || !strings.Contains(out, "permission denied") {
+	if out, rc := aiosfs(t, nobody, "write", sock, "/agents/1/ctl", "kill"); rc == 0 || !strings.Contains(out, "permission denied") {
 		t.Errorf("nobody killing root's agent over 9P: rc %d %q", rc, out)
 	}
-	if out, rc := asClient(t, nobody, "write", sock, "/ctl", "spawn", "mine", "--", "/bin/sleep", "600"); rc != 0 {
+	if out, rc := aiosfs(t, nobody, "write", sock, "/ctl", "spawn", "mine", "--", "/bin/sleep", "600"); rc != 0 {
 		t.Errorf("nobody spawning its own agent over 9P: rc %d %q", rc, out)
 	}
 	if st := d.read("agents/2/status"); field(st, "uid") != "65534" || !strings.Contains(st, "dir=/") {
 		t.Errorf("nobody's agent over 9P is not nobody's, or not in /:\n%s", st)
 	}
 	// Relative paths need a local caller.
-	if out, rc := asClient(t, nobody, "write", sock, "/ctl", "spawn", "rel", "--", "./prog"); rc == 0 {
+	if out, rc := aiosfs(t, nobody, "write", sock, "/ctl", "spawn", "rel", "--", "./prog"); rc == 0 {
 		t.Errorf("relative program over 9P accepted: %q", out)
 	}
 
 	// TCP: reads as nobody, no writes at all, even to /ctl, even claiming root.
-	if out, rc := asClient(t, -1, "cat", addr, "/agents/1/status"); rc != 0 || !strings.Contains(out, "name=rootjob") {
+	if out, rc := aiosfs(t, -1, "cat", addr, "/agents/1/status"); rc != 0 || !strings.Contains(out, "name=rootjob") {
 		t.Errorf("TCP read: rc %d %q", rc, out)
 	}
-	if out, rc := asClient(t, -1, "write", addr, "/ctl", "spawn", "net", "--", "/bin/sleep", "600"); rc == 0 || !strings.Contains(out, "read-only file system") {
+	if out, rc := aiosfs(t, -1, "write", addr, "/ctl", "spawn", "net", "--", "/bin/sleep", "600"); rc == 0 || !strings.Contains(out, "read-only file system") {
 		t.Errorf("TCP spawn: rc %d %q, want EROFS", rc, out)
 	}
-	if out, rc := asClient(t, -1, "cat", addr, "/agents/1/log"); rc == 0 {
+	if out, rc := aiosfs(t, -1, "cat", addr, "/agents/1/log"); rc == 0 {
 		t.Errorf("TCP peer read root's agent output: %q", out)
 	}
 	if ids := d.agentIDs(); len(ids) != 2 {

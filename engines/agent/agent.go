@@ -107,6 +107,9 @@ type Agent struct {
 	stopped string      // why the daemon ended it (stop, kill), for Exit
 	// finishing is set while finish removes the cgroup.
 	finishing bool
+	// emptySince is when the reaper first found the cgroup of an agent
+	// that is not its child empty (see Engine.waitExit).
+	emptySince time.Time
 }
 
 // Alive reports whether the agent has (or may have) processes.

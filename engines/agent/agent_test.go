@@ -503,3 +503,38 @@ func TestAdoptRacesTheReaper(t *testing.T) {
 		}
 	}
 }
+
+// An engine's change (Apply) is lowered to the agent's ceiling; the owner's
+// own write above it is refused; root's by hand is not held.
+func TestCeilingHoldsForEnginesAndOwners(t *testing.T) {
+	r := newRig(t, "")
+	a := r.spawn("capped user=nobody -- sleep 60")
+	r.e.mu.Lock()
+	a.Ceiling = &Ceiling{MemMax: 64 << 20, Pids: -1}
+	r.e.mu.Unlock()
+	if err := r.e.Apply(a.ID, "memmax", "1G", "test"); err != nil {
+		t.Fatal(err)
+	}
+	if got := kfile(t, a, "memory", "memory.limit_in_bytes"); got != "67108864" {
+		t.Errorf("Apply memmax 1G over a 64 MiB ceiling: kernel has %s", got)
+	}
+	if err := r.e.Apply(a.ID, "cpumax", "0.5", "test"); err != nil {
+		t.Fatal(err)
+	}
+	if rec, _ := r.e.Record(a.ID); rec.Limits.MemMax != 64<<20 || rec.Limits.CPUMax != 0.5 {
+		t.Errorf("limits after Apply: %+v", rec.Limits)
+	}
+	owner := fs.Caller{Uid: 65534, Gid: 65534}
+	if err := r.e.Table(a.ID).Exec(context.Background(), owner, "memmax 128M"); fs.Errno(err) != syscall.EPERM {
+		t.Errorf("owner's memmax above the ceiling: %v, want EPERM", err)
+	}
+	if err := r.e.Table(a.ID).Exec(context.Background(), owner, "memmax 32M"); err != nil {
+		t.Errorf("owner's memmax within the ceiling: %v", err)
+	}
+	if err := r.ctl(a.ID, "memmax 256M"); err != nil {
+		t.Errorf("root's memmax: %v", err)
+	}
+	if got := kfile(t, a, "memory", "memory.limit_in_bytes"); got != "268435456" {
+		t.Errorf("root's memmax 256M: kernel has %s", got)
+	}
+}

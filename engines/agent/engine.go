@@ -632,6 +632,9 @@ func (e *Engine) Reap() {
 			pids, _ = g.Procs()
 		}
 		if len(pids) > 0 {
+			e.mu.Lock()
+			a.emptySince = time.Time{}
+			e.mu.Unlock()
 			continue
 		}
 		e.mu.Lock()
@@ -644,13 +647,35 @@ func (e *Engine) Reap() {
 			continue
 		}
 		if status == "" {
+			s, ok := e.cfg.Telemetry.ExitOf(a.Pid)
+			if !ok && e.waitExit(a) {
+				// The cgroup can empty before the proc connector's
+				// exit event is read: give it a moment.
+				continue
+			}
 			status = "unknown"
-			if s, ok := e.cfg.Telemetry.ExitOf(a.Pid); ok {
+			if ok {
 				status = s
 			}
 		}
 		e.finish(a, status)
 	}
+}
+
+// exitWait is how long the reaper waits, after an agent that is not its
+// child empties, for the kernel's exit event to give its status.
+const exitWait = time.Second
+
+// waitExit says whether the reaper should wait longer for a's exit status:
+// it notes when a was first seen empty and waits until exitWait has gone.
+func (e *Engine) waitExit(a *Agent) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if a.emptySince.IsZero() {
+		a.emptySince = time.Now()
+		return true
+	}
+	return time.Since(a.emptySince) < exitWait
 }
 
 // setBusy marks agent id as being set up or changed, so the reaper leaves

@@ -756,8 +756,18 @@ func (e *Engine) setLimit(a *Agent, c fs.Caller, key, value, reason string, clam
 				return err
 			}
 		} else {
-			s.given = map[string]bool{}
-			s.fit(ceil)
+			// Only the key written is lowered to the ceiling: a limit
+			// root set above it by hand stays as root set it.
+			low := settings{limits: s.limits, given: map[string]bool{}}
+			low.fit(ceil)
+			switch key {
+			case "memmax":
+				s.limits.MemMax = low.limits.MemMax
+			case "pidsmax":
+				s.limits.Pids = low.limits.Pids
+			case "cpumax":
+				s.limits.CPUMax = low.limits.CPUMax
+			}
 		}
 	}
 	g := e.groupOf(a)
@@ -1081,11 +1091,8 @@ func (e *Engine) execVerb(a *Agent, c fs.Caller, args []string) error {
 	e.mu.Unlock()
 	undo := func() {
 		e.discard(a)
-		e.revert(a, func() {
-			pid := a.Pid
-			a.Record = before
-			delete(e.kids, pid) // killed; reaped by nobody else's record
-		})
+		// The killed leader stays in e.kids for the reaper to wait for.
+		e.revert(a, func() { a.Record = before })
 	}
 	e.mu.Lock()
 	s.applyTo(a, w)

@@ -113,7 +113,14 @@ func (s *Sampler) procEvent(e *procconn.Event) {
 	default:
 		return
 	}
-	if agent == 0 || s.bus == nil {
+	if agent == 0 {
+		return
+	}
+	// The agent's processes changed: its next pass is a full sample
+	// (Tuning.Hold would see the CPU of a fork or an exit anyway; an
+	// exec or a uid change need not show there).
+	s.Wake(agent)
+	if s.bus == nil {
 		return
 	}
 	s.bus.Publish(bus.Event{Time: t, Source: "proc", Kind: kind, Agent: agent, Fields: fields})

@@ -86,23 +86,76 @@ func TestRingCapacityBoundAndLazyGrowth(t *testing.T) {
 	}
 	r := NewRing(3600)
 	r.Add(Sample{Time: at(0)})
-	if c := cap(r.buf); c > 16 {
-		t.Fatalf("one sample allocated room for %d", c)
+	if b := r.bytes(); b > 16*80 {
+		t.Fatalf("one sample takes %d bytes", b)
 	}
 	for i := 1; i < 10000; i++ {
 		r.Add(Sample{Time: at(i)})
-		if cap(r.buf) > 3600 {
-			t.Fatalf("after %d adds the ring holds room for %d > 3600", i+1, cap(r.buf))
+		if r.Len() > 3600 {
+			t.Fatalf("after %d adds the ring holds %d > 3600", i+1, r.Len())
 		}
 	}
-	if r.Len() != 3600 || cap(r.buf) != 3600 {
-		t.Fatalf("full ring: len %d, room %d", r.Len(), cap(r.buf))
+	if r.Len() != 3600 {
+		t.Fatalf("full ring: len %d", r.Len())
 	}
-	if all := r.All(); !all[0].Time.Equal(at(6400)) || !all[3599].Time.Equal(at(9999)) {
-		t.Fatalf("full ring spans %v..%v", all[0].Time, all[3599].Time)
+	if all := r.All(); len(all) != 3600 || !all[0].Time.Equal(at(6400)) || !all[3599].Time.Equal(at(9999)) {
+		t.Fatalf("full ring spans %v..%v", all[0].Time, all[len(all)-1].Time)
 	}
 	if NewRing(0).Cap() != 1 || NewRing(-3).Cap() != 1 {
 		t.Fatal("a ring keeps at least one sample")
+	}
+}
+
+// An hour of samples: a steady (idle, held) agent's and a busy one's,
+// whose CPU figures, RSS and rates change every second, read back exactly
+// as packed, in far less than 80 bytes a sample.
+func TestRingEncodedSize(t *testing.T) {
+	rng := rand.New(rand.NewSource(2))
+	for _, c := range []struct {
+		name string
+		busy bool
+		most int // bytes per sample
+	}{{"steady", false, 6}, {"busy", true, 32}} {
+		r := NewRing(3600)
+		var in []Sample
+		cpuSec, rss := 100.0, int64(50<<20)
+		tm := at(0)
+		for i := 0; i < 5000; i++ {
+			tm = tm.Add(time.Second + time.Duration(rng.Intn(2000000))) // ticker jitter up to 2 ms
+			s := Sample{Time: tm, CPUSeconds: cpuSec, RSS: rss, Mem: rss + 4096, Procs: 3, Threads: 7, FDs: 12}
+			if c.busy {
+				s.CPU = rng.Float64()
+				cpuSec += s.CPU
+				s.CPUSeconds = cpuSec
+				rss += int64(rng.Intn(64)-32) * 4096
+				s.RSS, s.Mem = rss, rss+int64(rng.Intn(1<<20))
+				s.IOWriteRate = float64(rng.Intn(1 << 16))
+				s.MajFaults = uint64(i / 10)
+			} else {
+				s.Time = at(i + 1) // a steady step
+			}
+			r.Add(s)
+			in = append(in, s)
+		}
+		got := r.All()
+		want := in[len(in)-3600:]
+		if len(got) != len(want) {
+			t.Fatalf("%s: %d samples, want %d", c.name, len(got), len(want))
+		}
+		for i := range got {
+			p := pack(want[i])
+			if got[i] != p.unpack() {
+				t.Fatalf("%s: sample %d reads back %+v, want %+v", c.name, i, got[i], p.unpack())
+			}
+		}
+		if since := r.Since(want[3000].Time); len(since) != 600 || since[0] != got[3000] {
+			t.Fatalf("%s: Since gave %d samples", c.name, len(since))
+		}
+		per := float64(r.bytes()) / 3600
+		t.Logf("%s: %.1f bytes a sample", c.name, per)
+		if per > float64(c.most) {
+			t.Errorf("%s: %.1f bytes a sample, want at most %d", c.name, per, c.most)
+		}
 	}
 }
 

@@ -43,6 +43,49 @@ type Config struct {
 	// TCPBytes dumps every TCP socket's byte counters by inode, once per
 	// pass; nil: sockdiag.TCPBytes. A field so tests can fake the host.
 	TCPBytes func() (map[uint64]sockdiag.Bytes, error)
+	// Tuning is the cost remedies; nil: DefaultTuning.
+	Tuning *Tuning
+}
+
+// Tuning holds the sampler's cost remedies (docs/cost.md). Each can be
+// switched off, at run time (SetTuning), so that a bench can measure what
+// it saves in the same daemon run.
+type Tuning struct {
+	// Hold is adaptive sampling, cAdvisor's "dynamic housekeeping" made
+	// exact: an agent whose cgroup CPU usage (one file, CPUUsage) has not
+	// moved since its last sample ran nothing, so it cannot have forked,
+	// exited, read, written or touched memory; its last sample is repeated
+	// with the pass's time and rates 0 instead of reading its cgroup and
+	// every process's files. History keeps its uniform step. At most Hold
+	// passes in a row are held, so figures that change without the
+	// agent's CPU (memory reclaimed by the kernel, bytes arriving on a
+	// socket) are at most Hold passes old. 0: every agent fully sampled
+	// every pass. An agent whose last sample showed CPU is sampled in
+	// full without the test (it is most likely busy still). Needs the
+	// target's Group to be a cgroup.CounterReader.
+	Hold int
+	// Counters reads a cgroup.CounterReader's Counters (4 files) rather
+	// than Stats (containerd's Stat: 16 files and 4 goroutines on v1).
+	Counters bool
+	// RawProc samples processes with the ProcSource's Sample; off, with
+	// its LibrarySample when it has one (proc.FS: the procfs library's
+	// parsers through os.File, as before).
+	RawProc bool
+	// SockGate skips the sock_diag dump on a pass where no agent sampled
+	// in full held a socket at its last sample (the kernel walks every
+	// hash bucket whatever it finds: about 3 ms a dump on the profiled
+	// VM). A socket opened meanwhile shows one pass late.
+	SockGate bool
+}
+
+// DefaultTuning is every remedy on, holding an idle agent's sample for at
+// most 10 passes.
+var DefaultTuning = Tuning{Hold: 10, Counters: true, RawProc: true, SockGate: true}
+
+// LibrarySampler is a ProcSource that can also sample through the procfs
+// library, the reading before Tuning.RawProc; proc.FS is one.
+type LibrarySampler interface {
+	LibrarySample(pid int) (proc.Sample, error)
 }
 
 // Defaults for Config's zero fields.
@@ -69,12 +112,12 @@ type Sampler struct {
 	targets func() []Target
 	tcp     func() (map[uint64]sockdiag.Bytes, error)
 
-	// prevTCP is the last pass's socket dump (nil: none or failed), for
-	// per-socket deltas. Touched only by passes (under tickMu).
-	prevTCP map[uint64]sockdiag.Bytes
-
 	interval atomic.Int64
-	reset    chan struct{} // SetInterval wakes Run
+	reset    chan struct{} // SetInterval and SetAgentInterval wake Run
+	tuning   atomic.Pointer[Tuning]
+	// fast is how many agents have an interval below the pass interval
+	// (SetAgentInterval); Run ticks faster only while there are some.
+	fast atomic.Int32
 
 	tickMu sync.Mutex
 
@@ -107,6 +150,19 @@ type agentState struct {
 	prevOOM   uint64
 	prev, cur map[int]procPrev    // per-process counters of the last pass, and this one's
 	socks     map[uint64]struct{} // this pass's socket inodes, reused
+	// netPrev is the byte counters of the agent's sockets at its last
+	// sample with a dump; nil: none (first sample, or no dump then).
+	netPrev map[uint64]sockdiag.Bytes
+	held    int  // passes held in a row since the last full sample
+	busy    bool // its last full sample had CPU above 0
+	sockets int  // sockets at the last full sample
+
+	// pids is the pids of the last sample (full or held), its own copy;
+	// guarded by mu like latest.
+	pids []int
+
+	every time.Duration // its own interval (SetAgentInterval); 0: the pass interval
+	wake  atomic.Bool   // sample in full at the next pass (Wake, proc events)
 }
 
 // procPrev is what a pass remembers of one process for the next one's
@@ -146,9 +202,24 @@ func New(cfg Config, targets func() []Target) *Sampler {
 	if s.tcp == nil {
 		s.tcp = sockdiag.TCPBytes
 	}
+	t := DefaultTuning
+	if cfg.Tuning != nil {
+		t = *cfg.Tuning
+	}
+	s.SetTuning(t)
 	s.SetInterval(cfg.Interval)
 	return s
 }
+
+// SetTuning switches the cost remedies (see Tuning); the next pass uses
+// them.
+func (s *Sampler) SetTuning(t Tuning) {
+	t.Hold = max(t.Hold, 0)
+	s.tuning.Store(&t)
+}
+
+// Tuning returns the remedies in force.
+func (s *Sampler) Tuning() Tuning { return *s.tuning.Load() }
 
 // SetInterval changes the time between passes; Run picks it up at once.
 // A non-positive d sets the default.
@@ -159,6 +230,9 @@ func (s *Sampler) SetInterval(d time.Duration) {
 	if time.Duration(s.interval.Swap(int64(d))) == d {
 		return
 	}
+	s.mu.Lock()
+	s.recountFast()
+	s.mu.Unlock()
 	select {
 	case s.reset <- struct{}{}:
 	default:
@@ -168,25 +242,129 @@ func (s *Sampler) SetInterval(d time.Duration) {
 // Interval returns the time between passes.
 func (s *Sampler) Interval() time.Duration { return time.Duration(s.interval.Load()) }
 
-// Run makes a pass at once and then every Interval until ctx ends.
+// Run makes a pass at once and then every Interval until ctx ends. While
+// some agent has an interval of its own below Interval
+// (SetAgentInterval), it also wakes at the shortest such interval to
+// sample those agents alone in between (FastTick).
 func (s *Sampler) Run(ctx context.Context) {
-	d := s.Interval()
-	t := time.NewTicker(d)
+	d, step := s.Interval(), s.step()
+	t := time.NewTicker(step)
 	defer t.Stop()
-	s.Tick(time.Now())
+	now := time.Now()
+	s.Tick(now)
+	next := now.Add(d)
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
-			s.Tick(now)
+			// Within half a step of the pass's due time counts as due, so
+			// that ticker jitter does not turn a pass into a fast tick.
+			if !now.Before(next.Add(-step / 2)) {
+				s.Tick(now)
+				next = next.Add(d)
+				if now.Sub(next) > d { // fell behind (a long pass): no burst
+					next = now.Add(d)
+				}
+			} else {
+				s.FastTick(now)
+			}
 		case <-s.reset:
-			if nd := s.Interval(); nd != d {
-				d = nd
-				t.Reset(d)
+			if nd, ns := s.Interval(), s.step(); nd != d || ns != step {
+				d, step = nd, ns
+				t.Reset(step)
+				next = time.Now().Add(d)
 			}
 		}
 	}
+}
+
+// step is Run's ticker period: the pass interval, or the shortest agent
+// interval below it.
+func (s *Sampler) step() time.Duration {
+	d := s.Interval()
+	if s.fast.Load() == 0 {
+		return d
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, a := range s.agents {
+		if a.every > 0 && a.every < d {
+			d = a.every
+		}
+	}
+	return d
+}
+
+// SetAgentInterval gives agent id an interval of its own: d below the pass
+// interval samples it more often (an agent an operator is watching
+// closely; its history then spans History samples of d), d above it less
+// often; 0 returns it to the pass interval. The agent engine's `interval`
+// verb on agents/N/ctl is meant to call this. Agents with their own
+// interval are never held (Tuning.Hold).
+func (s *Sampler) SetAgentInterval(id int, d time.Duration) {
+	d = max(d, 0)
+	a := s.agent(id)
+	s.mu.Lock()
+	a.every = d
+	s.recountFast()
+	s.mu.Unlock()
+	select {
+	case s.reset <- struct{}{}:
+	default:
+	}
+}
+
+// recountFast counts the agents faster than the pass interval; called
+// with mu held.
+func (s *Sampler) recountFast() {
+	iv := s.Interval()
+	n := int32(0)
+	for _, a := range s.agents {
+		if a.every > 0 && a.every < iv {
+			n++
+		}
+	}
+	s.fast.Store(n)
+}
+
+// AgentInterval returns agent id's own interval (0: the pass interval).
+func (s *Sampler) AgentInterval(id int) time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if a := s.agents[id]; a != nil {
+		return a.every
+	}
+	return 0
+}
+
+// Wake makes the next pass sample agent id in full whatever Tuning.Hold
+// says: for a change the sampler cannot see in the agent's CPU usage, such
+// as a process moved into its cgroup from outside (adopt). Proc connector
+// events of an agent's processes wake it by themselves.
+func (s *Sampler) Wake(id int) {
+	if a := s.lookup(id); a != nil {
+		a.wake.Store(true)
+	}
+}
+
+// Procs returns the pids of agent id as of its last sample (sorted, a new
+// slice) and the sample's time; ok is false when it has none. A held
+// sample (Tuning.Hold) repeats the pids of the last full one, which are
+// still right: a fork or an exit costs the agent CPU, which ends the hold.
+// It is meant for engines that would otherwise read cgroup.procs of every
+// agent again on the same pass (the reaper, the memory and GPU engines).
+func (s *Sampler) Procs(id int) (pids []int, at time.Time, ok bool) {
+	a := s.lookup(id)
+	if a == nil {
+		return nil, time.Time{}, false
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !a.has {
+		return nil, time.Time{}, false
+	}
+	return append([]int(nil), a.pids...), a.latest.Time, true
 }
 
 // OnTick registers f to be called after every pass, outside the
@@ -200,57 +378,156 @@ func (s *Sampler) OnTick(f func(now time.Time, latest map[int]Sample)) {
 	s.mu.Unlock()
 }
 
-// Tick makes one pass over all targets at time now: one TCP socket dump
-// (shared by all agents: its cost grows with the host's sockets, not with
-// the agents), per target one Procs and one Stats call, and one proc
-// sample per process. A failed dump leaves the network fields 0. A target
-// whose Procs fails gets no sample in this pass. Agents no longer among
-// the targets keep their history until Forget.
+// Tick makes one pass over all targets at time now: per target, either a
+// held sample (see Tuning.Hold: one cgroup file) or a full one (one Procs
+// and one Counters or Stats call, and one proc sample per process), and
+// one TCP socket dump shared by all agents (its cost grows with the
+// host's sockets, not with the agents). A failed dump leaves the network
+// fields 0. A target whose Procs fails gets no sample in this pass. An
+// agent with an interval of its own above the pass interval is sampled
+// only when that much time has passed. Agents no longer among the
+// targets keep their history until Forget.
 func (s *Sampler) Tick(now time.Time) {
+	s.pass(now, false)
+}
+
+// FastTick samples only the agents whose own interval is below the pass
+// interval and is due; hooks do not run. Run calls it between passes.
+func (s *Sampler) FastTick(now time.Time) {
+	if s.fast.Load() > 0 {
+		s.pass(now, true)
+	}
+}
+
+// pending is one target of a pass that is to be sampled in full.
+type pending struct {
+	t Target
+	a *agentState
+}
+
+func (s *Sampler) pass(now time.Time, fast bool) {
 	targets := s.targets()
+	tun := s.Tuning()
 
 	s.tickMu.Lock()
 	s.mu.Lock()
 	s.gen++
 	gen := s.gen
 	hooks := s.hooks
+	iv := time.Duration(s.interval.Load())
 	s.mu.Unlock()
 	var latest map[int]Sample
-	if len(hooks) > 0 {
+	if len(hooks) > 0 && !fast {
 		latest = make(map[int]Sample, len(targets))
 	}
+	// Decide for each target: skip (not due), hold, or sample in full.
+	full := make([]pending, 0, len(targets))
+	needDump := !tun.SockGate
+	for _, t := range targets {
+		if t.Group == nil {
+			continue
+		}
+		a := s.agent(t.ID)
+		s.mu.Lock()
+		every := a.every
+		s.mu.Unlock()
+		if fast && !(every > 0 && every < iv) {
+			continue
+		}
+		if every > 0 && !a.prevTime.IsZero() && now.Sub(a.prevTime) < every-min(every, iv)/2 {
+			continue // not due: no sample, and not in the hooks' map
+		}
+		if every == 0 && tun.Hold > 0 && s.hold(now, gen, t, a, tun.Hold) {
+			if latest != nil {
+				l, _ := s.Latest(t.ID)
+				latest[t.ID] = l
+			}
+			continue
+		}
+		full = append(full, pending{t, a})
+		if a.prevTime.IsZero() || a.sockets > 0 {
+			needDump = true
+		}
+	}
 	var tcp map[uint64]sockdiag.Bytes
-	if len(targets) > 0 {
+	if len(full) > 0 && needDump {
 		var err error
 		if tcp, err = s.tcp(); err != nil {
 			tcp = nil // no network figures this pass, and no deltas from it next pass
 		}
 	}
-	for _, t := range targets {
-		if t.Group == nil {
-			continue
-		}
-		smp, ok := s.sampleTarget(now, gen, t, tcp)
+	for _, p := range full {
+		smp, ok := s.sampleTarget(now, gen, p.t, p.a, tcp, tun)
 		if ok && latest != nil {
-			latest[t.ID] = smp
+			latest[p.t.ID] = smp
 		}
 	}
 	s.mu.Lock()
 	// A pid not seen in this pass or the one before (nor placed by a fork
-	// since) has left its agent.
-	for pid, e := range s.pids {
-		if e.gen+1 < gen {
-			delete(s.pids, pid)
+	// since) has left its agent. Fast ticks see only some agents.
+	if !fast {
+		for pid, e := range s.pids {
+			if e.gen+1 < gen {
+				delete(s.pids, pid)
+			}
 		}
 	}
 	s.mu.Unlock()
-	s.prevTCP = tcp
 	s.tickMu.Unlock()
 
+	if fast {
+		return
+	}
 	s.sampleSelf(time.Now())
 	for _, f := range hooks {
 		f(now, latest)
 	}
+}
+
+// hold gives agent a a held sample at now if its cgroup's CPU usage has
+// not moved since its last sample, and reports whether it did. Called
+// with tickMu held.
+func (s *Sampler) hold(now time.Time, gen uint64, t Target, a *agentState, most int) bool {
+	if a.prevTime.IsZero() || a.prevUsage == 0 || a.held >= most || a.wake.Load() || a.busy {
+		// A busy agent (CPU in its last sample) will most likely be busy
+		// again: the test would only add a read to its full sample.
+		return false
+	}
+	cr, ok := t.Group.(cgroup.CounterReader)
+	if !ok {
+		return false
+	}
+	u, err := cr.CPUUsage()
+	if err != nil || u != a.prevUsage {
+		return false
+	}
+	a.mu.Lock()
+	if !a.has {
+		a.mu.Unlock()
+		return false
+	}
+	out := a.latest
+	out.Time = now
+	// Nothing ran, so nothing was used or moved; network bytes that
+	// arrived meanwhile show in the cumulative figures at the next full
+	// sample.
+	out.CPU, out.IOReadRate, out.IOWriteRate, out.NetRate = 0, 0, 0, 0
+	a.ring.Add(out)
+	a.latest = out
+	pids := a.pids
+	a.mu.Unlock()
+	// The usage was prevUsage at now as well: deltas of the next full
+	// sample start here.
+	a.prevTime = now
+	a.held++
+	s.mu.Lock()
+	if s.agents[t.ID] == a {
+		for _, pid := range pids {
+			s.pids[pid] = pidEntry{agent: t.ID, gen: gen}
+		}
+	}
+	s.mu.Unlock()
+	return true
 }
 
 // agent returns id's state, creating it.
@@ -270,17 +547,30 @@ func (s *Sampler) agent(id int) *agentState {
 	return a
 }
 
-// sampleTarget samples one agent; tcp is this pass's socket dump (nil:
-// none). It is called with tickMu held.
-func (s *Sampler) sampleTarget(now time.Time, gen uint64, t Target, tcp map[uint64]sockdiag.Bytes) (Sample, bool) {
+// sampleTarget samples one agent in full; tcp is this pass's socket dump
+// (nil: none). It is called with tickMu held.
+func (s *Sampler) sampleTarget(now time.Time, gen uint64, t Target, a *agentState, tcp map[uint64]sockdiag.Bytes, tun Tuning) (Sample, bool) {
 	pids, err := t.Group.Procs()
 	if err != nil {
 		// The group is gone or unreadable: no sample rather than a
 		// sample of nothing. The agent engine decides what it means.
 		return Sample{}, false
 	}
-	st, serr := t.Group.Stats()
-	a := s.agent(t.ID)
+	a.wake.Store(false)
+	a.held = 0
+	var st cgroup.Counters
+	var serr error
+	if cr, ok := t.Group.(cgroup.CounterReader); ok && tun.Counters {
+		st, serr = cr.Counters()
+	} else {
+		var full cgroup.Stats
+		full, serr = t.Group.Stats()
+		st = cgroup.Counters{CPUUsageNs: full.CPUUsageNs, NrThrottled: full.NrThrottled, MemCurrent: full.MemCurrent, OOMKills: full.OOMKills}
+	}
+	sample := s.proc.Sample
+	if ls, ok := s.proc.(LibrarySampler); ok && !tun.RawProc {
+		sample = ls.LibrarySample
+	}
 
 	dt := 0.0
 	if !a.prevTime.IsZero() {
@@ -292,7 +582,7 @@ func (s *Sampler) sampleTarget(now time.Time, gen uint64, t Target, tcp map[uint
 	clear(a.cur)
 	clear(a.socks)
 	for _, pid := range pids {
-		p, err := s.proc.Sample(pid)
+		p, err := sample(pid)
 		if err != nil {
 			continue // gone since Procs, or unreadable
 		}
@@ -341,7 +631,8 @@ func (s *Sampler) sampleTarget(now time.Time, gen uint64, t Target, tcp map[uint
 		}
 	}
 	a.prev, a.cur = a.cur, a.prev
-	dNet := s.netBytes(&out, a.socks, tcp)
+	dNet := netBytes(&out, a, tcp)
+	a.sockets = out.Sockets
 
 	usage := uint64(0)
 	if serr == nil {
@@ -369,11 +660,13 @@ func (s *Sampler) sampleTarget(now time.Time, gen uint64, t Target, tcp map[uint
 	a.prevTime = now
 	a.prevUsage = usage
 	a.prevOOM = out.OOMKills
+	a.busy = out.CPU > 0
 
 	a.mu.Lock()
 	a.ring.Add(out)
 	a.latest = out
 	a.has = true
+	a.pids = append(a.pids[:0], pids...)
 	a.mu.Unlock()
 
 	s.mu.Lock()
@@ -393,33 +686,45 @@ func (s *Sampler) sampleTarget(now time.Time, gen uint64, t Target, tcp map[uint
 
 // netBytes adds to out the cumulative bytes of the agent's sockets found
 // in tcp (the rest are not TCP, or not in this network namespace) and
-// returns the bytes they moved since the previous pass's dump.
+// returns the bytes they moved since the agent's previous sample with a
+// dump, whose counters it keeps (a.netPrev).
 //
 // The delta is per socket, so a socket that closes takes its bytes out of
-// NetSent/NetRecv but never makes the rate negative. A socket absent from
-// the previous dump was opened since, so all its bytes are the interval's;
-// with no previous dump (first pass, or it failed) only sockets seen
-// before would count, and there are none, so the delta is 0.
-func (s *Sampler) netBytes(out *Sample, socks map[uint64]struct{}, tcp map[uint64]sockdiag.Bytes) uint64 {
+// NetSent/NetRecv but never makes the rate negative. A socket the agent
+// did not hold at its previous sample was opened since, so all its bytes
+// are the interval's; with no previous dump (first sample, or the dump
+// failed or was skipped) the delta is 0.
+func netBytes(out *Sample, a *agentState, tcp map[uint64]sockdiag.Bytes) uint64 {
 	if tcp == nil {
+		a.netPrev = nil
 		return 0
 	}
+	prev := a.netPrev
+	var next map[uint64]sockdiag.Bytes
 	var sent, recv, d uint64
-	for ino := range socks {
+	for ino := range a.socks {
 		b, ok := tcp[ino]
 		if !ok {
 			continue
 		}
 		sent += b.Sent
 		recv += b.Received
-		if s.prevTCP == nil {
+		if next == nil {
+			next = make(map[uint64]sockdiag.Bytes, len(a.socks))
+		}
+		next[ino] = b
+		if prev == nil {
 			continue
 		}
-		pb := s.prevTCP[ino] // zero when new since the last dump
+		pb := prev[ino] // zero when new since the last sample
 		d += subSat(b.Sent, pb.Sent) + subSat(b.Received, pb.Received)
 	}
 	out.NetSent = int64(min(sent, 1<<63-1))
 	out.NetRecv = int64(min(recv, 1<<63-1))
+	if next == nil {
+		next = map[uint64]sockdiag.Bytes{} // a dump, with none of ours in it
+	}
+	a.netPrev = next
 	return d
 }
 
@@ -471,10 +776,51 @@ func (s *Sampler) Forget(id int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.agents, id)
+	s.recountFast()
 	for pid, e := range s.pids {
 		if e.agent == id {
 			delete(s.pids, pid)
 		}
+	}
+}
+
+// FillHistory is for benches that must measure the daemon holding a full
+// history without waiting for it (an hour at 1 s): it puts n samples in
+// front of every agent's history, one per pass interval before its oldest,
+// each a copy of its latest sample with CPU figures that differ from one
+// sample to the next (as a busy agent's would), so nothing about them is
+// cheaper to keep than real ones. The rings keep at most History samples.
+func (s *Sampler) FillHistory(n int) {
+	iv := s.Interval()
+	s.mu.Lock()
+	agents := make([]*agentState, 0, len(s.agents))
+	for _, a := range s.agents {
+		agents = append(agents, a)
+	}
+	s.mu.Unlock()
+	for _, a := range agents {
+		a.mu.Lock()
+		if a.has {
+			old := a.ring.All()
+			r := NewRing(s.history)
+			first := a.latest.Time
+			if len(old) > 0 {
+				first = old[0].Time
+			}
+			for i := n; i > 0; i-- {
+				f := a.latest
+				f.Time = first.Add(-time.Duration(i) * iv)
+				f.CPU = float64(i%97) / 97
+				f.CPUSeconds = a.latest.CPUSeconds - float64(i)*0.01
+				f.RSS += int64(i % 13 * 4096)
+				r.Add(f)
+			}
+			for _, o := range old {
+				r.Add(o)
+			}
+			a.ring = r
+		}
+		a.mu.Unlock()
 	}
 }
 

@@ -13,9 +13,33 @@
 // Every model error reaches the client as fs.Errno(err).
 //
 // Inode numbers are the model's Attr().Path, so a name keeps its inode for
-// the life of its object. Entry and attribute timeouts are zero: the kernel
-// asks again on every path walk and stat, so agents appear and vanish at
-// once. Files are served with direct I/O and size 0, as Plan 9 /proc is.
+// the life of its object. Files are served with direct I/O and size 0, as
+// Plan 9 /proc is.
+//
+// What a request costs is kernel round trips (25-40 µs each on the VM of
+// docs/cost.md), not the handlers (a few µs), so the adapter avoids them:
+//
+//   - Entries are cached by the kernel for EntryTimeout (1 s): a path
+//     walk of agents/N/stat makes no LOOKUP once it is warm. Names do
+//     vanish (an agent is removed), so every request that reaches a node
+//     through a cached entry, OPEN, GETATTR and OPENDIR, first walks the
+//     model again from the root along the node's path, in the daemon (a
+//     few µs, no round trip): a gone name answers ENOENT, as a fresh
+//     LOOKUP would, and the kernel is told to drop the entry. Attributes
+//     are not cached (timeout 0), so stat(2) always comes here and sees a
+//     removal at once. New names need no invalidation (no negative
+//     entries are cached).
+//   - A read-only open is FOPEN_NOFLUSH: no FLUSH request on close (the
+//     handle has nothing to flush: a ctl's deferred line needs a write).
+//   - GETXATTR and LISTXATTR answer ENOSYS, which the kernel remembers
+//     for the life of the mount (fc->no_getxattr): `ls -l` asks three
+//     xattrs of every entry otherwise.
+//   - A read at offset 0 of a read-only handle of a text file (fs.Text)
+//     that has already been read renders the file afresh: Plan 9's way of
+//     polling a status file, pread(fd, buf, 0) on a kept descriptor, one
+//     round trip, instead of a new open.
+//
+// Options.Plain turns all of these off, for measuring them.
 package fusefs
 
 import (
@@ -44,7 +68,19 @@ type Options struct {
 	// Name is the file system name in /proc/mounts (source "Name", type
 	// "fuse.Name"). Default "aiosfs".
 	Name string
+	// EntryTimeout is how long the kernel may keep a name without asking
+	// again (see the package comment for how removals stay visible at
+	// once); 0 means DefaultEntryTimeout, negative none.
+	EntryTimeout time.Duration
+	// Plain serves as before the cost remedies of docs/cost.md: entry
+	// timeouts of zero (every walk LOOKUPs every name), a FLUSH on every
+	// close, GETXATTR answered ENODATA (asked again for every file), and
+	// a handle's content rendered only at open. For benches that compare.
+	Plain bool
 }
+
+// DefaultEntryTimeout is Options.EntryTimeout's default.
+const DefaultEntryTimeout = time.Second
 
 // Server is a mounted tree.
 type Server struct {
@@ -66,10 +102,18 @@ func Mount(dir string, root fs.Dir, opts Options) (*Server, error) {
 	if name == "" {
 		name = "aiosfs"
 	}
-	// Zero timeouts: the tree changes behind the kernel's back (agents come
-	// and go), so every walk and stat must reach the model.
+	// Attributes are never cached: stat(2) must reach the model, which
+	// also revalidates the name (see the package comment). Entries are,
+	// unless Plain.
 	var zero time.Duration
-	rootNode := newNode(root)
+	entry := opts.EntryTimeout
+	if entry == 0 {
+		entry = DefaultEntryTimeout
+	}
+	if entry < 0 || opts.Plain {
+		entry = 0
+	}
+	rootNode := newNode(root, &config{plain: opts.Plain, revalidate: entry > 0}, nil, "")
 	srv, err := gofs.Mount(dir, rootNode, &gofs.Options{
 		MountOptions: fuse.MountOptions{
 			AllowOther: opts.AllowOther,
@@ -82,7 +126,7 @@ func Mount(dir string, root fs.Dir, opts Options) (*Server, error) {
 			// helper's. Other users need the setuid helper.
 			DirectMountStrict: os.Geteuid() == 0,
 		},
-		EntryTimeout: &zero,
+		EntryTimeout: &entry,
 		AttrTimeout:  &zero,
 		// go-fuse turns permission bits 0000 into 0644/0755 unless told
 		// not to; the model's bits are what stat must show.

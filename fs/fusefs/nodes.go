@@ -21,13 +21,56 @@ type node struct {
 	gofs.Inode
 	mu sync.Mutex
 	m  fs.Node
+
+	cfg    *config
+	parent *dirNode // nil for the root
+	name   string   // in parent
 }
 
-func newNode(m fs.Node) gofs.InodeEmbedder {
+// config is a mount's settings, shared by its nodes.
+type config struct {
+	plain      bool // Options.Plain
+	revalidate bool // entries are cached: walk the model again on OPEN, GETATTR, OPENDIR
+}
+
+func newNode(m fs.Node, cfg *config, parent *dirNode, name string) gofs.InodeEmbedder {
 	if _, ok := m.(fs.Dir); ok {
-		return &dirNode{node{m: m}}
+		return &dirNode{node{m: m, cfg: cfg, parent: parent, name: name}}
 	}
-	return &fileNode{node{m: m}}
+	return &fileNode{node{m: m, cfg: cfg, parent: parent, name: name}}
+}
+
+// current is the node's model object as of now. With cached entries the
+// kernel reaches a node without a LOOKUP, so the node walks the model
+// again from the root along its path (each level's Walk, in the daemon:
+// microseconds, no round trip) and keeps what it finds. A name gone
+// from the model is ENOENT, and the kernel is told to forget it.
+func (n *node) current() (fs.Node, error) {
+	if !n.cfg.revalidate || n.parent == nil {
+		return n.model(), nil
+	}
+	pm, err := n.parent.current()
+	if err != nil {
+		return nil, err
+	}
+	d, ok := pm.(fs.Dir)
+	if !ok {
+		return nil, fs.ErrNotDir
+	}
+	m, err := d.Walk(n.name)
+	if err == nil && stableAttr(m) != n.StableAttr() {
+		err = fs.ErrNotExist // another kind of object under the name
+	}
+	if err != nil {
+		if fs.Errno(err) == syscall.ENOENT {
+			// Not from inside the request: the kernel may hold the
+			// directory's lock while it waits for our answer.
+			go n.parent.NotifyEntry(n.name)
+		}
+		return nil, err
+	}
+	n.refresh(m)
+	return m, nil
 }
 
 // stableAttr is the identity go-fuse dedups inodes by: the model's path id
@@ -69,8 +112,38 @@ func fillAttr(a fs.Attr, out *fuse.Attr) {
 var _ = (gofs.NodeGetattrer)((*node)(nil))
 
 func (n *node) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	fillAttr(n.model().Attr(), &out.Attr)
+	m := n.model()
+	if f == nil { // fstat(2) of an open file needs no walk: the handle is what it is
+		var err error
+		if m, err = n.current(); err != nil {
+			return fs.Errno(err)
+		}
+	}
+	fillAttr(m.Attr(), &out.Attr)
 	return 0
+}
+
+var _ = (gofs.NodeGetxattrer)((*node)(nil))
+
+// Getxattr answers ENOSYS: the tree has no extended attributes, and the
+// kernel remembers ENOSYS for the life of the mount (it sets
+// no_getxattr), where go-fuse's default ENODATA has it ask again for
+// every file `ls -l` lists, three times (security.selinux and two ACLs).
+func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
+	if n.cfg.plain {
+		return 0, syscall.ENODATA
+	}
+	return 0, syscall.ENOSYS
+}
+
+var _ = (gofs.NodeListxattrer)((*node)(nil))
+
+// Listxattr answers ENOSYS for the same reason (no_listxattr).
+func (n *node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
+	if n.cfg.plain {
+		return 0, 0
+	}
+	return 0, syscall.ENOSYS
 }
 
 var _ = (gofs.NodeSetattrer)((*node)(nil))
@@ -98,7 +171,11 @@ var _ = (gofs.NodeAccesser)((*node)(nil))
 // directories are always searchable; a file is executable by nobody
 // unless it has an x bit, as for root on a disk.
 func (n *node) Access(ctx context.Context, mask uint32) syscall.Errno {
-	a, c := n.model().Attr(), callerOf(ctx)
+	m, err := n.current()
+	if err != nil {
+		return fs.Errno(err)
+	}
+	a, c := m.Attr(), callerOf(ctx)
 	if mask&unix.R_OK != 0 {
 		if err := fs.CheckAccess(a, c, fs.OREAD); err != nil {
 			return fs.Errno(err)
@@ -137,13 +214,17 @@ func (d *dirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 		ch.Operations().(interface{ refresh(fs.Node) }).refresh(m)
 		return ch, 0
 	}
-	return d.NewInode(ctx, newNode(m), st), 0
+	return d.NewInode(ctx, newNode(m, d.cfg, d, name), st), 0
 }
 
 var _ = (gofs.NodeReaddirer)((*dirNode)(nil))
 
 func (d *dirNode) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
-	kids, err := d.model().(fs.Dir).List()
+	m, err := d.current()
+	if err != nil {
+		return nil, fs.Errno(err)
+	}
+	kids, err := m.(fs.Dir).List()
 	if err != nil {
 		return nil, fs.Errno(err)
 	}
@@ -165,8 +246,14 @@ var _ = (gofs.NodeOpener)((*fileNode)(nil))
 // Open opens the model file as the calling process. FOPEN_DIRECT_IO makes
 // the kernel send every read to us whatever the size in stat says (0);
 // without it the page cache believes the size and `cat` prints nothing.
+// A read-only open is also FOPEN_NOFLUSH: nothing is deferred to close
+// on a handle nobody wrote to, so the kernel need not send FLUSH.
 func (f *fileNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
-	file, ok := f.model().(fs.File)
+	m, err := f.current()
+	if err != nil {
+		return nil, 0, fs.Errno(err)
+	}
+	file, ok := m.(fs.File)
 	if !ok {
 		return nil, 0, syscall.EACCES
 	}
@@ -179,23 +266,55 @@ func (f *fileNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uin
 	default:
 		mode = fs.OREAD
 	}
-	h, err := file.Open(ctx, callerOf(ctx), mode)
+	c := callerOf(ctx)
+	h, err := file.Open(ctx, c, mode)
 	if err != nil {
 		return nil, 0, fs.Errno(err)
 	}
-	return &handle{h: h}, fuse.FOPEN_DIRECT_IO, 0
+	out := &handle{h: h}
+	fl := uint32(fuse.FOPEN_DIRECT_IO)
+	if mode == fs.OREAD && !f.cfg.plain {
+		fl |= fuse.FOPEN_NOFLUSH
+		if tf, ok := file.(*fs.TextFile); ok {
+			out.text, out.caller = tf, c
+		}
+	}
+	return out, fl, 0
 }
 
 // handle is an open model file. go-fuse gives each request's context to
 // the handle: it carries the caller and is cancelled when the kernel sends
 // FUSE_INTERRUPT (the reader got a signal, or was killed), so a blocked
 // events read returns context.Canceled, which fs.Errno makes EINTR.
-type handle struct{ h fs.Handle }
+//
+// text is set for a read-only handle of a text file (fs.Text, rendered at
+// open): a read at offset 0 after the handle has been read re-opens it,
+// so that the reader sees the content as of now (Plan 9 polling).
+type handle struct {
+	mu     sync.Mutex // h, read
+	h      fs.Handle
+	text   *fs.TextFile
+	caller fs.Caller
+	read   bool // a read has been served
+}
 
 var _ = (gofs.FileReader)((*handle)(nil))
 
 func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
-	n, err := h.h.Read(ctx, dest, off)
+	h.mu.Lock()
+	if h.text != nil && off == 0 && h.read {
+		nh, err := h.text.Open(ctx, h.caller, fs.OREAD)
+		if err != nil {
+			h.mu.Unlock()
+			return nil, fs.Errno(err)
+		}
+		h.h.Close()
+		h.h = nh
+	}
+	h.read = true
+	mh := h.h
+	h.mu.Unlock()
+	n, err := mh.Read(ctx, dest, off)
 	if err != nil {
 		return nil, fs.Errno(err)
 	}
@@ -205,7 +324,10 @@ func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadRes
 var _ = (gofs.FileWriter)((*handle)(nil))
 
 func (h *handle) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
-	n, err := h.h.Write(ctx, data, off)
+	h.mu.Lock()
+	mh := h.h
+	h.mu.Unlock()
+	n, err := mh.Write(ctx, data, off)
 	if err != nil {
 		return 0, fs.Errno(err)
 	}
@@ -219,7 +341,10 @@ var _ = (gofs.FileFlusher)((*handle)(nil))
 // here, where its error still reaches the writer. RELEASE comes later and
 // its result reaches nobody.
 func (h *handle) Flush(ctx context.Context) syscall.Errno {
-	if fl, ok := h.h.(fs.Flusher); ok {
+	h.mu.Lock()
+	mh := h.h
+	h.mu.Unlock()
+	if fl, ok := mh.(fs.Flusher); ok {
 		return fs.Errno(fl.Flush(ctx))
 	}
 	return 0
@@ -228,5 +353,7 @@ func (h *handle) Flush(ctx context.Context) syscall.Errno {
 var _ = (gofs.FileReleaser)((*handle)(nil))
 
 func (h *handle) Release(ctx context.Context) syscall.Errno {
+	h.mu.Lock()
+	defer h.mu.Unlock()
 	return fs.Errno(h.h.Close())
 }

@@ -1,7 +1,7 @@
 package cgroup
 
 import (
-	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"math"
@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/containerd/cgroups/v3/cgroup2"
+
+	"aiosfs/hal/kfile"
 )
 
 // CPUPeriodUs is the CFS period a CPU limit uses unless told another
@@ -179,21 +181,38 @@ func readKeyed(path, key string) (uint64, error) {
 }
 
 // parsePids parses cgroup.procs, tasks or cgroup.threads: one pid a line.
+// It is on the sampler's path (every agent, every pass), so it walks the
+// bytes rather than making a Scanner and a string per line.
 func parsePids(data string) ([]int, error) {
-	var pids []int
-	sc := bufio.NewScanner(strings.NewReader(data))
-	for sc.Scan() {
-		t := strings.TrimSpace(sc.Text())
-		if t == "" {
+	return appendPids(nil, []byte(data))
+}
+
+// appendPids appends the pids of a cgroup.procs file's bytes to pids.
+func appendPids(pids []int, b []byte) ([]int, error) {
+	for len(b) > 0 {
+		line := b
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
+			line, b = b[:i], b[i+1:]
+		} else {
+			b = nil
+		}
+		line = bytes.TrimSpace(line)
+		if len(line) == 0 {
 			continue
 		}
-		p, err := strconv.Atoi(t)
-		if err != nil || p <= 0 {
-			return nil, fmt.Errorf("cgroup: bad pid %q", t)
+		p := 0
+		for _, c := range line {
+			if c < '0' || c > '9' || p > 1<<40 {
+				return nil, fmt.Errorf("cgroup: bad pid %q", line)
+			}
+			p = p*10 + int(c-'0')
+		}
+		if p <= 0 {
+			return nil, fmt.Errorf("cgroup: bad pid %q", line)
 		}
 		pids = append(pids, p)
 	}
-	return pids, sc.Err()
+	return pids, nil
 }
 
 // countLines counts the pids in a cgroup.threads or tasks file.
@@ -230,11 +249,21 @@ func hasWord(list, w string) bool {
 
 // procsTree reads cgroup.procs of dir and of every cgroup below it. It is
 // on the hot path (the sampler and the reaper ask every agent every pass),
-// so it reads directory entries' types from getdents rather than doing
-// what the library's Processes does, a filepath.Walk that lstats each of a
-// cgroup's dozens of control files.
+// so it reads cgroup.procs with plain system calls (package kfile) and
+// looks for sub-cgroups only when the directory's link count says there
+// are some: on cgroupfs a directory has 2 links plus one per
+// subdirectory, so nlink 2 means none (one lstat instead of a getdents of
+// the cgroup's dozens of control files). Any other count, including the
+// 1 some file systems report for "unknown", reads the directory, with
+// entry types from getdents rather than what the library's Processes
+// does, a filepath.Walk that lstats every control file.
 func procsTree(dir string) ([]int, error) {
-	b, err := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
+	var pids []int
+	err := kfile.Read(filepath.Join(dir, "cgroup.procs"), func(b []byte) error {
+		var perr error
+		pids, perr = appendPids(nil, b)
+		return perr
+	})
 	if errors.Is(err, os.ErrNotExist) {
 		// A fixture cgroup may lack the file; a gone cgroup lacks the dir.
 		if _, serr := os.Stat(dir); serr == nil {
@@ -244,9 +273,8 @@ func procsTree(dir string) ([]int, error) {
 	if err != nil {
 		return nil, err
 	}
-	pids, err := parsePids(string(b))
-	if err != nil {
-		return nil, err
+	if n, err := kfile.Nlink(dir); err == nil && n == 2 {
+		return sortedUnique(pids), nil
 	}
 	ents, err := os.ReadDir(dir)
 	if err != nil {

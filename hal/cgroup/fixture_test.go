@@ -99,6 +99,7 @@ func TestV2FixtureFormats(t *testing.T) {
 	if !reflect.DeepEqual(st, want) {
 		t.Errorf("Stats = %+v\nwant    %+v", st, want)
 	}
+	checkCounters(t, g, st)
 	procs, err := g.Procs()
 	if err != nil || !reflect.DeepEqual(procs, []int{101, 202}) {
 		t.Errorf("Procs = %v, %v", procs, err)
@@ -150,6 +151,7 @@ func TestV2FixtureNoControllers(t *testing.T) {
 	if !reflect.DeepEqual(st, want) {
 		t.Errorf("Stats = %+v, want %+v", st, want)
 	}
+	checkCounters(t, g, st)
 }
 
 // Create, exists, restart (a fresh Manager Loads and Lists), Delete, Close
@@ -193,6 +195,9 @@ func TestV2FixtureLifecycle(t *testing.T) {
 	}
 	if err := g.Delete(); err != nil {
 		t.Errorf("Delete of a group already gone: %v", err)
+	}
+	if _, err := g.(CounterReader).Counters(); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("Counters of a gone group: %v, want fs.ErrNotExist", err)
 	}
 	if _, err := g.Stats(); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("Stats of a deleted group: %v", err)
@@ -364,6 +369,7 @@ func TestV1Fixture(t *testing.T) {
 	if !reflect.DeepEqual(st, wantSt) {
 		t.Errorf("Stats = %+v\nwant    %+v", st, wantSt)
 	}
+	checkCounters(t, g, st)
 	if f, err := g.Frozen(); err != nil || !f {
 		t.Errorf("Frozen with FROZEN = %v, %v", f, err)
 	}
@@ -482,4 +488,5 @@ func TestV1FixtureMissingControllers(t *testing.T) {
 	if !reflect.DeepEqual(st.Missing, []string{"cpu", "cpuacct", "memory"}) || st.Pids != 2 {
 		t.Errorf("Stats = %+v", st)
 	}
+	checkCounters(t, g, st)
 }

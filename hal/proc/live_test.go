@@ -5,6 +5,7 @@ package proc
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"reflect"
@@ -203,5 +204,34 @@ func TestLiveSystem(t *testing.T) {
 	self, err := fs.Sample(os.Getpid())
 	if err != nil || self.Threads < 2 || self.FDs < 3 {
 		t.Errorf("Sample(self) = %+v, %v", self, err)
+	}
+}
+
+// Sample (raw readers) and LibrarySample (procfs) agree on live
+// processes: this one, with its sockets, and pid 1.
+func TestSampleMatchesLibrary(t *testing.T) {
+	fs, err := NewFS("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	for _, pid := range []int{os.Getpid(), 1} {
+		raw, err1 := fs.Sample(pid)
+		lib, err2 := fs.LibrarySample(pid)
+		if err1 != nil || err2 != nil {
+			t.Fatalf("pid %d: %v / %v", pid, err1, err2)
+		}
+		// What moves between the two reads.
+		for _, s := range []*Sample{&raw, &lib} {
+			s.CPUSeconds, s.RSS, s.MinFaults, s.MajFaults, s.ReadBytes, s.WriteBytes, s.VSize = 0, 0, 0, 0, 0, 0, 0
+			s.State, s.Threads = "", 0 // this process runs and starts threads
+		}
+		if !reflect.DeepEqual(raw, lib) {
+			t.Errorf("pid %d:\n raw %+v\n lib %+v", pid, raw, lib)
+		}
 	}
 }

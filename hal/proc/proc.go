@@ -24,6 +24,7 @@
 package proc
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"math"
@@ -35,8 +36,12 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/prometheus/procfs"
+	"golang.org/x/sys/unix"
+
+	"aiosfs/hal/kfile"
 )
 
 // userHZ is the unit of every tick count in stat files (utime, stime,
@@ -141,7 +146,283 @@ func wrap(pid int, err error) error {
 //
 // A zombie is sampled like any other process: State "Z", no memory
 // (status has no Vm lines once the mm is released), no descriptors.
+//
+// The sampler calls this for every process of every agent every pass, so
+// the files are read with plain system calls into pooled buffers (package
+// kfile: 4 system calls a file instead of about 10 through os.File) and
+// parsed in place, and the fd table is read with getdents and readlinkat
+// on the directory's descriptor; the parsers follow procfs's (stat's comm
+// runs from the first '(' to the last ')'). Allocation: the Comm and State
+// strings and the socket inodes.
 func (fs FS) Sample(pid int) (Sample, error) {
+	dir := fs.path(strconv.Itoa(pid))
+	s := Sample{Pid: pid, ReadBytes: -1, WriteBytes: -1, FDs: -1, Sockets: -1}
+	var st statFields
+	if err := kfile.Read(dir+"/stat", func(b []byte) error { return parseStat(b, &st) }); err != nil {
+		return Sample{}, wrap(pid, err)
+	}
+	var uids [2]uint32
+	var rssKB uint64
+	if err := kfile.Read(dir+"/status", func(b []byte) error { return parseStatus(b, &uids, &rssKB) }); err != nil {
+		return Sample{}, wrap(pid, err)
+	}
+	s.PPid, s.Comm, s.State = st.ppid, st.comm, st.state
+	s.Uid, s.Euid = uids[0], uids[1]
+	s.Threads = st.threads
+	s.StartTicks = st.start
+	s.CPUSeconds = float64(st.utime+st.stime) / userHZ
+	// VmRSS (kB) rather than stat's rss (pages): the same counter
+	// (get_mm_counter: anon+file+shmem), but in a unit that does not
+	// depend on the page size of the machine reading a fixture. Both
+	// are approximate: the kernel keeps RSS in per-cpu counters and
+	// reads them without summing every cpu.
+	s.RSS = int64(rssKB * 1024)
+	s.VSize = int64(st.vsize)
+	s.MajFaults, s.MinFaults = st.majflt, st.minflt
+	if bt, err := fs.bootTime(); err == nil {
+		s.Start = ticksAfter(bt, st.start)
+	}
+	// /proc/PID/io is absent without CONFIG_TASK_IO_ACCOUNTING and EACCES
+	// for other users' processes. read_bytes/write_bytes count what
+	// reached the block layer (page cache hits and tmpfs are invisible),
+	// unlike rchar/wchar.
+	_ = kfile.Read(dir+"/io", func(b []byte) error {
+		rd, ok1 := kfile.KeyedColon(b, "read_bytes")
+		wr, ok2 := kfile.KeyedColon(b, "write_bytes")
+		if ok1 && ok2 {
+			s.ReadBytes, s.WriteBytes = int64(rd), int64(wr)
+		}
+		return nil
+	})
+	// A descriptor whose readlink fails was closed between getdents and
+	// readlink, so it is not counted.
+	if fds, nsock, socks, err := scanFDs(dir+"/fd", pid == os.Getpid(), s.SocketInodes); err == nil {
+		s.FDs, s.Sockets, s.SocketInodes = fds, nsock, socks
+		if len(socks) > 1 {
+			slices.Sort(s.SocketInodes)
+			s.SocketInodes = slices.Compact(s.SocketInodes)
+		}
+	}
+	return s, nil
+}
+
+// statFields are the fields of /proc/PID/stat that Sample uses.
+type statFields struct {
+	comm, state                  string
+	ppid, threads                int
+	minflt, majflt, utime, stime uint64
+	start, vsize                 uint64
+}
+
+// parseStat parses /proc/PID/stat (proc(5)): "pid (comm) state ppid ...".
+// comm may hold spaces and parentheses, so it ends at the last ')'; the
+// fields after it are counted from state, which is field 3.
+func parseStat(b []byte, st *statFields) error {
+	l, r := bytes.IndexByte(b, '('), bytes.LastIndexByte(b, ')')
+	if l < 0 || r < l {
+		return fmt.Errorf("proc: bad stat %q", b)
+	}
+	st.comm = string(b[l+1 : r])
+	rest := b[r+1:]
+	field := 3
+	for len(rest) > 0 && field <= 23 {
+		for len(rest) > 0 && rest[0] == ' ' {
+			rest = rest[1:]
+		}
+		end := bytes.IndexAny(rest, " \n")
+		if end < 0 {
+			end = len(rest)
+		}
+		f := rest[:end]
+		rest = rest[end:]
+		if field == 3 {
+			st.state = string(f)
+		} else {
+			v, ok := parseInt(f)
+			if !ok {
+				return fmt.Errorf("proc: bad stat field %d %q", field, f)
+			}
+			switch field {
+			case 4:
+				st.ppid = int(v)
+			case 10:
+				st.minflt = uint64(v)
+			case 12:
+				st.majflt = uint64(v)
+			case 14:
+				st.utime = uint64(v)
+			case 15:
+				st.stime = uint64(v)
+			case 20:
+				st.threads = int(v)
+			case 22:
+				st.start = uint64(v)
+			case 23:
+				st.vsize = uint64(v)
+			}
+		}
+		field++
+	}
+	if field <= 23 {
+		return fmt.Errorf("proc: short stat %q", b)
+	}
+	return nil
+}
+
+// parseInt parses a possibly negative decimal (stat's priority and nice
+// fields are signed).
+func parseInt(b []byte) (int64, bool) {
+	neg := len(b) > 0 && b[0] == '-'
+	if neg {
+		b = b[1:]
+	}
+	v, ok := kfile.Uint(b)
+	if !ok || v > 1<<63-1 {
+		return 0, false
+	}
+	if neg {
+		return -int64(v), true
+	}
+	return int64(v), true
+}
+
+// parseStatus takes the real and effective uid ("Uid:\tR\tE\tS\tF") and
+// VmRSS (kB; absent for a zombie and a kernel thread) from
+// /proc/PID/status.
+func parseStatus(b []byte, uids *[2]uint32, rssKB *uint64) error {
+	found := false
+	for len(b) > 0 {
+		line := b
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
+			line, b = b[:i], b[i+1:]
+		} else {
+			b = nil
+		}
+		switch {
+		case bytes.HasPrefix(line, []byte("Uid:")):
+			f := bytes.Fields(line[4:])
+			if len(f) < 2 {
+				return fmt.Errorf("proc: bad status line %q", line)
+			}
+			for i := range 2 {
+				v, ok := kfile.Uint(f[i])
+				if !ok || v > 1<<32-1 {
+					return fmt.Errorf("proc: bad status line %q", line)
+				}
+				uids[i] = uint32(v)
+			}
+			found = true
+		case bytes.HasPrefix(line, []byte("VmRSS:")):
+			v, ok := kfile.Uint(bytes.TrimSuffix(bytes.TrimSpace(line[6:]), []byte(" kB")))
+			if !ok {
+				return fmt.Errorf("proc: bad status line %q", line)
+			}
+			*rssKB = v
+		}
+	}
+	if !found {
+		return fmt.Errorf("proc: status without Uid")
+	}
+	return nil
+}
+
+// fdBufs are the getdents and readlink buffers of scanFDs, pooled: the
+// sampler scans every process's table every pass.
+type fdBufs struct{ dents, link []byte }
+
+var fdPool = sync.Pool{New: func() any { return &fdBufs{dents: make([]byte, 8192), link: make([]byte, 256)} }}
+
+// scanFDs counts the descriptors in a /proc/PID/fd directory and those
+// that are sockets, and appends the sockets' inodes to socks. It opens the directory
+// once and reads each link relative to it (readlinkat), rather than
+// resolving /proc/PID/fd/N from the root for each.
+//
+// When the table is this process's own (self), the descriptor scanFDs
+// holds on the directory is in it and is not counted, as it would not be
+// if the directory were closed before the links were read.
+func scanFDs(dir string, self bool, socks []uint64) (n, nsock int, _ []uint64, _ error) {
+	dfd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return 0, 0, socks, err
+	}
+	defer unix.Close(dfd)
+	bufs := fdPool.Get().(*fdBufs)
+	defer fdPool.Put(bufs)
+	var own []byte
+	if self {
+		own = strconv.AppendInt(nil, int64(dfd), 10)
+	}
+	for {
+		k, err := unix.Getdents(dfd, bufs.dents)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return 0, 0, socks, err
+		}
+		if k <= 0 {
+			return n, nsock, socks, nil
+		}
+		d := bufs.dents[:k]
+		for len(d) > 0 {
+			// struct linux_dirent64: ino u64, off s64, reclen u16, type u8, name.
+			reclen := int(d[16]) | int(d[17])<<8
+			if reclen < 20 || reclen > len(d) {
+				return 0, 0, socks, fmt.Errorf("proc: bad dirent in %s", dir)
+			}
+			name := d[19:reclen]
+			if i := bytes.IndexByte(name, 0); i >= 0 {
+				name = name[:i]
+			}
+			d = d[reclen:]
+			if len(name) == 0 || name[0] == '.' || (own != nil && bytes.Equal(name, own)) {
+				continue
+			}
+			m, err := readlinkat(dfd, name, bufs.link)
+			if err != nil {
+				continue // closed since getdents
+			}
+			n++
+			t := bufs.link[:m]
+			if rest, ok := bytes.CutPrefix(t, []byte("socket:[")); ok {
+				nsock++
+				if ino, ok := kfile.Uint(bytes.TrimSuffix(rest, []byte("]"))); ok {
+					socks = append(socks, ino)
+				}
+			}
+		}
+	}
+}
+
+// readlinkat reads the link name relative to dfd into buf without
+// allocating a path string: name is at most a few digits, so it is copied
+// into a NUL-terminated array on the stack.
+func readlinkat(dfd int, name, buf []byte) (int, error) {
+	var p [32]byte
+	if len(name) >= len(p) {
+		return 0, unix.ENAMETOOLONG
+	}
+	copy(p[:], name)
+	for {
+		r, _, e := unix.Syscall6(unix.SYS_READLINKAT, uintptr(dfd), uintptr(unsafe.Pointer(&p[0])),
+			uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)), 0, 0)
+		if e == unix.EINTR {
+			continue
+		}
+		if e != 0 {
+			return 0, e
+		}
+		return int(r), nil
+	}
+}
+
+// LibrarySample is Sample as it was before the raw readers: the procfs
+// library's Proc, Stat, NewStatus, IO and FileDescriptorTargets, through
+// os.File. It is kept as the reference that TestSampleMatchesLibrary
+// holds Sample to on live processes, and so that scripts/bench can measure
+// both in one daemon run (telemetry.Tuning.RawProc). It returns the same
+// Sample.
+func (fs FS) LibrarySample(pid int) (Sample, error) {
 	p, err := fs.fs.Proc(pid)
 	if err != nil {
 		return Sample{}, wrap(pid, err)

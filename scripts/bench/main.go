@@ -1,36 +1,53 @@
-// Command bench measures the aiosfs daemon against the kernel, in one run
-// on one machine. As ARCHITECTURE.md §4 asks, every figure comes with a
-// baseline measured in the same process on the same data, and nothing here
-// asserts a time:
+// Command bench measures the aiosfs daemon against the kernel and against
+// itself with its cost remedies off, in one run on one machine. As
+// ARCHITECTURE.md §4 asks, every figure comes with a baseline measured in
+// the same process on the same data, and nothing here asserts a time:
 //
-//  1. the latency of reading agents/N/stat (open, read to EOF, close)
-//     through FUSE and through 9P, against reading /proc/PID/stat of the
-//     same process directly (the kernel's own synthetic file);
-//  2. the daemon's own CPU share and memory managing 0 agents and then
-//     200 `sleep` agents at 1 s sampling, the cost per agent, and the time
-//     the 200 spawns took.
+//  1. the daemon's own CPU per agent-second at -agents agents with every
+//     engine on (the GPU engine on go-nvml's mock devices), idle agents
+//     and then every agent busy, in windows that alternate the sampler's
+//     remedies off and on (telemetry.Tuning: adaptive sampling, cgroup
+//     Counters, raw proc reads, the sock_diag gate; ABBA order, medians);
+//  2. its RSS and heap in the steady state, and again once every agent
+//     holds a full hour of history (-fill);
+//  3. the latency of agents/N/stat: open-read-close through FUSE with the
+//     adapter's remedies off (a second mount, fusefs.Options.Plain) and
+//     on, a re-read of an open descriptor at offset 0 (the Plan 9 way of
+//     polling), and 9P, against /proc/PID/stat of the agent's process
+//     read the same ways; and `ls -l agents` through both mounts.
 //
-// It builds the daemon into a temporary directory, runs it as a child with
-// a private mount point, state directory and cgroup prefix, and when it
-// ends, fails or is interrupted it stops the daemon (SIGTERM), waits for
-// it, checks that the cgroups and the mount are gone and removes its
-// temporary files. It needs root and /dev/fuse, and runs in about 1.5
-// minutes with the defaults:
+// The daemon is this binary run again with -child (see child.go): the
+// daemon package in-process, plus pprof and the switches on a private
+// unix socket. It runs with a private mount point, state directory and
+// cgroup prefix; when the bench ends, fails or is interrupted it stops the
+// daemon (SIGTERM), waits for it, checks that the cgroups and both mounts
+// are gone and removes its temporary files. It needs root, /dev/fuse and
+// perl (the agents are a small perl loop that is idle, or on SIGUSR1
+// wakes every 100 ms to spin about half a millisecond), and runs in about
+// 4 minutes with the defaults on the 2-core VM of docs/cost.md:
 //
-//	go run ./scripts/bench [-n 2000] [-agents 200] [-window 20s]
+//	go run ./scripts/bench [-agents 200] [-window 10s] [-repeat 2]
+//	    [-cpuprofile cpu.pprof] [-memprofile heap.pprof]
+//	    [-adaptive=true] [-counters=true] [-rawproc=true] [-sockgate=true]
 //
-// Tables go to stdout (markdown, to paste into the README); progress and
-// the cleanup report go to stderr.
+// The remedy flags say which remedies the "on" windows have (all by
+// default), so one remedy's share is a run with it alone false. Tables go
+// to stdout (markdown, to paste into docs/cost.md); progress and the
+// cleanup report go to stderr.
 package main
 
 import (
 	"bytes"
+	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"io/fs"
 	"maps"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -46,6 +63,7 @@ import (
 	"unicode/utf8"
 
 	"aiosfs/fs/p9fs"
+	"aiosfs/hal/spawn"
 )
 
 // userHZ is the unit of utime and stime in /proc/PID/stat. Linux fixes
@@ -53,22 +71,34 @@ import (
 const userHZ = 100
 
 var (
-	iters    = flag.Int("n", 2000, "timed reads per path")
-	warmup   = flag.Int("warmup", 200, "untimed reads per path before timing")
-	nAgents  = flag.Int("agents", 200, "agents to spawn for the load measurement")
-	window   = flag.Duration("window", 20*time.Second, "CPU/RSS measuring window, idle and loaded")
-	interval = flag.Duration("interval", time.Second, "daemon sampling interval")
-	binFlag  = flag.String("bin", "", "daemon binary to run (default: go build ./cmd/aiosfs into a temp dir)")
-	limit    = flag.Duration("limit", 5*time.Minute, "abort (and clean up) if the run takes longer")
+	iters      = flag.Int("n", 2000, "timed reads per path")
+	warmup     = flag.Int("warmup", 200, "untimed reads per path before timing")
+	nAgents    = flag.Int("agents", 200, "agents to spawn for the load measurement")
+	window     = flag.Duration("window", 10*time.Second, "CPU measuring window")
+	repeat     = flag.Int("repeat", 2, "ABBA pairs of off/on windows per load")
+	interval   = flag.Duration("interval", time.Second, "daemon sampling interval")
+	limit      = flag.Duration("limit", 10*time.Minute, "abort (and clean up) if the run takes longer")
+	gpuFlag    = flag.String("gpu", "mock:dgxa100", "the daemon's -gpu: every engine on, devices mocked")
+	busyFlag   = flag.Bool("busy", true, "also measure with every agent busy")
+	fill       = flag.Int("fill", 3600, "history samples to give every agent before the last RSS reading (0: none)")
+	lsRuns     = flag.Int("ls", 20, "timed `ls -l agents` per mount")
+	cpuProfile = flag.String("cpuprofile", "", "write the daemon's CPU profile of the first window of each load and setting to FILE.LOAD-SETTING")
+	memProfile = flag.String("memprofile", "", "write the daemon's heap profile (after GC) at the end of the loaded windows to FILE, and after -fill to FILE.filled")
+	adaptive   = flag.Bool("adaptive", true, "'on' windows hold idle agents' samples (telemetry.Tuning.Hold 10)")
+	counters   = flag.Bool("counters", true, "'on' windows read cgroup Counters (4 files) instead of Stats")
+	rawproc    = flag.Bool("rawproc", true, "'on' windows sample processes with raw reads instead of the procfs library")
+	sockgate   = flag.Bool("sockgate", true, "'on' windows skip sock_diag when no agent holds a socket")
 )
 
 // What this run owns. Cleanup reads it under mu, so it may run from the
 // signal and watchdog goroutines too.
 var (
 	mu       sync.Mutex
-	tmp      string        // temporary directory: binary, mount, state, daemon log
-	mnt      string        // FUSE mount point
-	daemon   *exec.Cmd     // the daemon, once started
+	tmp      string        // temporary directory: mounts, state, daemon log, agent script
+	mnt      string        // FUSE mount point, remedies on
+	mntPlain string        // the same tree, fusefs.Options.Plain
+	ctlSock  string        // the child's HTTP socket
+	dmn      *exec.Cmd     // the daemon, once started
 	exited   chan struct{} // closed when the daemon has been waited for
 	exitErr  error         // its wait status
 	client9  *p9fs.Client  // the 9P connection, once dialled
@@ -85,16 +115,38 @@ func init() {
 	runtime.LockOSThread()
 }
 
+// agentScript is every agent: idle (blocked in select, no timer) until
+// SIGUSR1, then busy (every 100 ms a short spin) until SIGUSR2.
+const agentScript = `$SIG{USR1} = sub { $busy = 1 };
+$SIG{USR2} = sub { $busy = 0 };
+$SIG{TERM} = sub { exit 0 };
+while (1) {
+	if ($busy) { select(undef, undef, undef, 0.1); my $x = 0; $x += $_ for 1 .. 3000; }
+	else { select(undef, undef, undef, undef); }
+}
+`
+
 func main() {
+	// The daemon spawns agents through a shim that is its own binary run
+	// again (hal/spawn): here, this one.
+	spawn.MaybeShim()
 	flag.Parse()
-	if *iters < 100 || *nAgents < 1 || *window < 2**interval {
-		fail("need -n >= 100, -agents >= 1 and -window >= 2 intervals")
+	if *childMode {
+		runChild()
+		return
+	}
+	if *iters < 100 || *nAgents < 1 || *window < 2**interval || *repeat < 1 {
+		fail("need -n >= 100, -agents >= 1, -repeat >= 1 and -window >= 2 intervals")
 	}
 	if os.Geteuid() != 0 {
 		fail("needs root: the daemon mounts FUSE directly and makes cgroups")
 	}
 	if _, err := os.Stat("/dev/fuse"); err != nil {
 		fail("needs /dev/fuse: %v", err)
+	}
+	perl, err := exec.LookPath("perl")
+	if err != nil {
+		fail("needs perl for the agents: %v", err)
 	}
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
@@ -115,21 +167,18 @@ func main() {
 	mu.Lock()
 	tmp = dir
 	mu.Unlock()
-	bin := *binFlag
-	if bin == "" {
-		bin = filepath.Join(tmp, "aiosfs")
-		progress("building the daemon")
-		if err := build(bin); err != nil {
-			fail("build: %v", err)
-		}
+	script := filepath.Join(tmp, "agent.pl")
+	if err := os.WriteFile(script, []byte(agentScript), 0o644); err != nil {
+		fail("%v", err)
 	}
-	start(bin)
+	start()
 
 	// 1. The daemon alone: after the start-up pass has settled, a window
 	// with no agents at all is the baseline for the per-agent cost.
 	time.Sleep(2 * *interval)
 	progress("idle window (%s, 0 agents)", *window)
-	idle := measure(*window)
+	setTuning(true)
+	idle0 := measure(*window)
 
 	// 2. Spawn the agents through the global ctl, one write each, as an
 	// operator would; each write returns once the process runs in its
@@ -139,7 +188,7 @@ func main() {
 	t0 := time.Now()
 	for i := range spawnTimes {
 		t := time.Now()
-		if err := writeCtl(filepath.Join(mnt, "ctl"), fmt.Sprintf("spawn bench-%d -- sleep 3600\n", i+1)); err != nil {
+		if err := writeCtl(filepath.Join(mnt, "ctl"), fmt.Sprintf("spawn bench-%d -- %s %s\n", i+1, perl, script)); err != nil {
 			fail("spawn %d: %v", i+1, err)
 		}
 		spawnTimes[i] = time.Since(t)
@@ -149,24 +198,74 @@ func main() {
 	if len(ids) != *nAgents {
 		fail("agents/ lists %d agents, spawned %d", len(ids), *nAgents)
 	}
-	// Every agent's stat is filled by the first pass that sees it; wait
-	// for the last one, then two more passes so the window holds only
-	// steady-state work.
 	last := filepath.Join(mnt, "agents", strconv.Itoa(ids[len(ids)-1]), "stat")
-	waitFor(func() bool { b, _ := os.ReadFile(last); return len(b) > 0 }, 10*time.Second, "first sample of the last agent")
+	waitFor(func() bool { b, _ := os.ReadFile(last); return len(b) > 0 }, 20*time.Second, "first sample of the last agent")
 	time.Sleep(2 * *interval)
-	running := 0
-	for _, id := range ids {
-		b, _ := os.ReadFile(filepath.Join(mnt, "agents", strconv.Itoa(id), "status"))
-		if bytes.Contains(b, []byte(" state=running ")) {
-			running++
+	pids := agentPids(ids)
+	progress("%d agents, %d running", len(ids), len(pids))
+
+	// 3. Windows, remedies off and on in ABBA order, idle then busy.
+	loads := []string{"idle"}
+	if *busyFlag {
+		loads = append(loads, "busy")
+	}
+	res := map[string][]cost{}
+	var heapLoaded []byte
+	for _, load := range loads {
+		if load == "busy" {
+			signalAll(pids, syscall.SIGUSR1)
+		}
+		profiled := map[string]bool{}
+		for r := 0; r < *repeat; r++ {
+			order := []bool{false, true}
+			if r%2 == 1 {
+				order = []bool{true, false}
+			}
+			for _, on := range order {
+				key := load + "-" + onOff(on)
+				setTuning(on)
+				time.Sleep(2 * *interval) // the setting in force for whole passes
+				progress("window %s (%s, repeat %d of %d)", key, *window, r+1, *repeat)
+				var prof chan []byte
+				if *cpuProfile != "" && !profiled[key] {
+					profiled[key] = true
+					prof = make(chan []byte, 1)
+					go func() { prof <- getChild(fmt.Sprintf("/debug/pprof/profile?seconds=%d", int((*window).Seconds()))) }()
+				}
+				res[key] = append(res[key], measure(*window))
+				if prof != nil {
+					writeFileOrFail(*cpuProfile+"."+key, <-prof)
+				}
+			}
+		}
+		if load == "busy" {
+			signalAll(pids, syscall.SIGUSR2)
+			time.Sleep(2 * *interval)
 		}
 	}
-	progress("loaded window (%s, %d agents, %d running)", *window, len(ids), running)
-	loaded := measure(*window)
+	setTuning(true)
+	if *memProfile != "" {
+		heapLoaded = getChild("/debug/pprof/heap?gc=1")
+		writeFileOrFail(*memProfile, heapLoaded)
+	}
 
-	// 3. Latency, on the first agent while the daemon manages all of them.
+	// 4. Latency and ls, remedies on, agents idle.
 	lat := latency(ids[0])
+	ls := lsTimes()
+
+	// 5. Memory: the steady state, then with every history full.
+	time.Sleep(2 * *interval)
+	progress("memory: %s window", 5**interval)
+	mem := []memRow{{"steady state, " + strconv.Itoa(len(ids)) + " agents", measure(5 * *interval), memstats()}}
+	if *fill > 0 {
+		progress("filling every agent's history with %d samples", *fill)
+		getChild(fmt.Sprintf("/fill?n=%d", *fill))
+		time.Sleep(3 * *interval)
+		mem = append(mem, memRow{fmt.Sprintf("with %d samples of history per agent", *fill), measure(5 * *interval), memstats()})
+		if *memProfile != "" {
+			writeFileOrFail(*memProfile+".filled", getChild("/debug/pprof/heap?gc=1"))
+		}
+	}
 
 	mu.Lock()
 	c := client9
@@ -174,11 +273,18 @@ func main() {
 	mu.Unlock()
 	c.Close()
 
-	report(load0, idle, loaded, running, spawnTimes, spawnTotal, lat)
+	report(load0, idle0, res, loads, len(pids), spawnTimes, spawnTotal, lat, ls, mem)
 	cleanup()
 	if len(cleanErr) > 0 {
 		os.Exit(1)
 	}
+}
+
+func onOff(on bool) string {
+	if on {
+		return "on"
+	}
+	return "off"
 }
 
 // progress is a line on stderr, so stdout stays the pasteable report.
@@ -193,23 +299,24 @@ func fail(format string, args ...any) {
 	os.Exit(1)
 }
 
-// build compiles ./cmd/aiosfs of the module the bench is run in.
-func build(out string) error {
-	gomod, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil || len(bytes.TrimSpace(gomod)) == 0 {
-		return fmt.Errorf("cannot find the module (run from the repository, or pass -bin): %v", err)
+func writeFileOrFail(path string, b []byte) {
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		fail("%v", err)
 	}
-	cmd := exec.Command("go", "build", "-o", out, "./cmd/aiosfs")
-	cmd.Dir = filepath.Dir(string(bytes.TrimSpace(gomod)))
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	return cmd.Run()
+	progress("wrote %s (%d bytes)", path, len(b))
 }
 
-// start runs the daemon and waits until both its mount and its 9P socket
-// answer.
-func start(bin string) {
+// start runs the daemon (this binary with -child) and waits until its
+// mounts, its 9P socket and its control socket answer.
+func start() {
+	self, err := os.Executable()
+	if err != nil {
+		fail("%v", err)
+	}
 	mu.Lock()
 	mnt = filepath.Join(tmp, "mnt")
+	mntPlain = filepath.Join(tmp, "mnt-plain")
+	ctlSock = filepath.Join(tmp, "bench.sock")
 	state := filepath.Join(tmp, "state")
 	prefix = "aiosfs-bench-" + strconv.Itoa(os.Getpid())
 	logf, err := os.Create(filepath.Join(tmp, "daemon.log"))
@@ -217,7 +324,8 @@ func start(bin string) {
 		mu.Unlock()
 		fail("%v", err)
 	}
-	cmd := exec.Command(bin, "serve", "-mount", mnt, "-state", state, "-cgroup-prefix", prefix, "-interval", interval.String())
+	cmd := exec.Command(self, "-child", "-child-mount", mnt, "-child-plain", mntPlain, "-child-state", state,
+		"-child-sock", ctlSock, "-child-prefix", prefix, "-interval", interval.String(), "-gpu", *gpuFlag)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Own process group: a ^C at the terminal reaches only the bench,
 	// which then stops the daemon itself, once and in order.
@@ -226,7 +334,7 @@ func start(bin string) {
 		mu.Unlock()
 		fail("start daemon: %v", err)
 	}
-	daemon, exited = cmd, make(chan struct{})
+	dmn, exited = cmd, make(chan struct{})
 	go func() {
 		err := cmd.Wait()
 		mu.Lock()
@@ -237,7 +345,9 @@ func start(bin string) {
 	}()
 	mu.Unlock()
 
-	waitFor(func() bool { _, err := os.ReadFile(filepath.Join(mnt, "version")); return err == nil }, 15*time.Second, "the FUSE mount")
+	waitFor(func() bool { _, err := os.ReadFile(filepath.Join(mnt, "version")); return err == nil }, 30*time.Second, "the FUSE mount")
+	waitFor(func() bool { _, err := os.ReadFile(filepath.Join(mntPlain, "version")); return err == nil }, 10*time.Second, "the plain FUSE mount")
+	waitFor(func() bool { _, err := os.Stat(ctlSock); return err == nil }, 10*time.Second, "the control socket")
 	c, err := p9fs.Dial("unix!" + filepath.Join(state, "9p.sock"))
 	if err != nil {
 		fail("9P dial: %v", err)
@@ -245,6 +355,80 @@ func start(bin string) {
 	mu.Lock()
 	client9 = c
 	mu.Unlock()
+}
+
+// getChild is a GET on the child's control socket.
+func getChild(path string) []byte {
+	hc := http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", ctlSock)
+	}}}
+	resp, err := hc.Get("http://bench" + path)
+	if err != nil {
+		fail("daemon control %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != 200 {
+		fail("daemon control %s: %s %v", path, resp.Status, err)
+	}
+	return b
+}
+
+// setTuning switches the sampler's remedies: all off, or those the flags
+// name.
+func setTuning(on bool) {
+	b := func(v bool) int {
+		if v && on {
+			return 1
+		}
+		return 0
+	}
+	hold := 0
+	if *adaptive && on {
+		hold = 10
+	}
+	getChild(fmt.Sprintf("/tuning?hold=%d&counters=%d&rawproc=%d&sockgate=%d", hold, b(*counters), b(*rawproc), b(*sockgate)))
+}
+
+// agentPids reads each agent's pid from its status.
+func agentPids(ids []int) []int {
+	var pids []int
+	re := regexp.MustCompile(`\bpid=(\d+)`)
+	for _, id := range ids {
+		b, _ := os.ReadFile(filepath.Join(mnt, "agents", strconv.Itoa(id), "status"))
+		if !bytes.Contains(b, []byte(" state=running ")) {
+			continue
+		}
+		if m := re.FindSubmatch(b); m != nil {
+			if p, err := strconv.Atoi(string(m[1])); err == nil {
+				pids = append(pids, p)
+			}
+		}
+	}
+	return pids
+}
+
+// signalAll tells every agent to be busy (SIGUSR1) or idle (SIGUSR2). The
+// pids are the agents' own processes, started by this run's daemon.
+func signalAll(pids []int, s syscall.Signal) {
+	for _, p := range pids {
+		syscall.Kill(p, s)
+	}
+}
+
+// memRow is the daemon's memory at one point.
+type memRow struct {
+	name string
+	c    cost
+	ms   map[string]uint64
+}
+
+func memstats() map[string]uint64 {
+	var m map[string]uint64
+	if err := json.Unmarshal(getChild("/memstats"), &m); err != nil {
+		fail("memstats: %v", err)
+	}
+	return m
 }
 
 // waitFor polls ok every 20 ms; the daemon dying or timeout is a failure.
@@ -303,7 +487,7 @@ type procSnap struct {
 
 // snapshot reads /proc/PID/stat and /proc/PID/status of the daemon.
 func snapshot() procSnap {
-	pid := daemon.Process.Pid
+	pid := dmn.Process.Pid
 	s := procSnap{t: time.Now()}
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
@@ -372,10 +556,10 @@ type latRow struct {
 	d     []time.Duration
 }
 
-// latency times open-read-close of the agent's stat three ways, and, to
-// show where the time goes, the path walk alone (agents, N, stat) through
-// each protocol. All are interleaved, rotating which goes first, so that
-// the sampler's passes, GC and frequency changes fall on all of them alike.
+// latency times reads of the agent's stat every way a reader would, and
+// the same of /proc/PID/stat of its process. All are interleaved,
+// rotating which goes first, so that the sampler's passes, GC and
+// frequency changes fall on all of them alike.
 func latency(id int) []latRow {
 	b, err := os.ReadFile(filepath.Join(mnt, "agents", strconv.Itoa(id), "status"))
 	if err != nil {
@@ -386,22 +570,45 @@ func latency(id int) []latRow {
 		fail("agent %d status has no pid: %q", id, b)
 	}
 	procPath := "/proc/" + string(m[1]) + "/stat"
-	fusePath := filepath.Join(mnt, "agents", strconv.Itoa(id), "stat")
+	rel := filepath.Join("agents", strconv.Itoa(id), "stat")
+	fusePath := filepath.Join(mnt, rel)
+	plainPath := filepath.Join(mntPlain, rel)
 	p9Path := "agents/" + strconv.Itoa(id) + "/stat"
 	mu.Lock()
 	c := client9
 	mu.Unlock()
+	// Kept-open descriptors for the re-read rows: pread at offset 0, one
+	// system call (os.File.ReadAt would read again for EOF).
+	procFD, err := os.Open(procPath)
+	if err != nil {
+		fail("%v", err)
+	}
+	defer procFD.Close()
+	fuseFD, err := os.Open(fusePath)
+	if err != nil {
+		fail("%v", err)
+	}
+	defer fuseFD.Close()
+	buf := make([]byte, 4096)
+	pread := func(f *os.File) func() (int, error) {
+		return func() (int, error) { return syscall.Pread(int(f.Fd()), buf, 0) }
+	}
 	n := func(b []byte, err error) (int, error) { return len(b), err }
 	rows := []latRow{
-		{name: procPath + " (kernel)", read: func() (int, error) { return n(os.ReadFile(procPath)) }},
-		{name: "FUSE  " + p9Path, read: func() (int, error) { return n(os.ReadFile(fusePath)) }},
-		{name: "9P    " + p9Path, read: func() (int, error) { return n(c.ReadFile(p9Path)) }},
-		// stat(2) makes the kernel LOOKUP each component, then GETATTR;
-		// the 9P client walks all three names in one Twalk, then Tgetattr.
-		{name: "FUSE  stat(2) only: the walk", read: func() (int, error) { _, err := os.Stat(fusePath); return -1, err }},
-		{name: "9P    walk+getattr only", read: func() (int, error) { _, err := c.Stat(p9Path); return -1, err }},
+		{name: "kernel /proc/PID/stat, open-read-close", read: func() (int, error) { return n(os.ReadFile(procPath)) }},
+		{name: "kernel /proc/PID/stat, pread at 0 of an open fd", read: pread(procFD)},
+		{name: "FUSE, remedies off: open-read-close", read: func() (int, error) { return n(os.ReadFile(plainPath)) }},
+		{name: "FUSE, remedies on: open-read-close", read: func() (int, error) { return n(os.ReadFile(fusePath)) }},
+		{name: "FUSE, remedies on: pread at 0 of an open fd (renders afresh)", read: pread(fuseFD)},
+		{name: "9P: walk, open, read, read, clunk", read: func() (int, error) { return n(c.ReadFile(p9Path)) }},
+		// stat(2) makes the kernel LOOKUP each uncached component, then
+		// GETATTR; the 9P client walks all three names in one Twalk, then
+		// Tgetattr.
+		{name: "FUSE, remedies off: stat(2), the walk", read: func() (int, error) { _, err := os.Stat(plainPath); return -1, err }},
+		{name: "FUSE, remedies on: stat(2), the walk", read: func() (int, error) { _, err := os.Stat(fusePath); return -1, err }},
+		{name: "9P: walk+getattr", read: func() (int, error) { _, err := c.Stat(p9Path); return -1, err }},
 	}
-	progress("latency: %d warm-up + %d timed operations each on %s, %s and 9P %s", *warmup, *iters, procPath, fusePath, p9Path)
+	progress("latency: %d warm-up + %d timed operations each, %d ways", *warmup, *iters, len(rows))
 	do := func(r *latRow) time.Duration {
 		t := time.Now()
 		got, err := r.read()
@@ -428,6 +635,31 @@ func latency(id int) []latRow {
 	return rows
 }
 
+// lsTimes runs GNU `ls -l` of agents/ through each mount, interleaved.
+func lsTimes() [][]time.Duration {
+	out := make([][]time.Duration, 2)
+	if *lsRuns <= 0 {
+		return out
+	}
+	progress("ls -l agents: %d runs per mount", *lsRuns)
+	dirs := []string{filepath.Join(mntPlain, "agents"), filepath.Join(mnt, "agents")}
+	for i := 0; i < *lsRuns+2; i++ {
+		for k := range dirs {
+			k = (k + i) % 2
+			cmd := exec.Command("ls", "-l", dirs[k])
+			cmd.Stdout = io.Discard
+			t := time.Now()
+			if err := cmd.Run(); err != nil {
+				fail("ls -l %s: %v", dirs[k], err)
+			}
+			if i >= 2 { // two warm-up runs
+				out[k] = append(out[k], time.Since(t))
+			}
+		}
+	}
+	return out
+}
+
 // stats returns mean, p50, p99 and max in microseconds (nearest rank).
 func stats(d []time.Duration) (mean, p50, p99, hi float64) {
 	s := slices.Clone(d)
@@ -443,7 +675,19 @@ func stats(d []time.Duration) (mean, p50, p99, hi float64) {
 
 // ---- report ----
 
-func report(load0 string, idle, loaded cost, running int, spawn []time.Duration, spawnTotal time.Duration, lat []latRow) {
+func median(x []float64) float64 {
+	s := slices.Clone(x)
+	slices.Sort(s)
+	if len(s) == 0 {
+		return 0
+	}
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func report(load0 string, idle0 cost, res map[string][]cost, loads []string, running int, spawn []time.Duration, spawnTotal time.Duration, lat []latRow, ls [][]time.Duration, mem []memRow) {
 	w := os.Stdout
 	kernel, _ := os.ReadFile("/proc/sys/kernel/osrelease")
 	ver, _ := os.ReadFile(filepath.Join(mnt, "version"))
@@ -456,45 +700,65 @@ func report(load0 string, idle, loaded cost, running int, spawn []time.Duration,
 	fmt.Fprintf(w, "machine: nproc=%d kernel=%s cpu=%q %s/%s %s cgroup=%s loadavg=%s (start) %s (end) %s\n",
 		runtime.NumCPU(), strings.TrimSpace(string(kernel)), cpuModel(), runtime.GOOS, runtime.GOARCH, runtime.Version(),
 		cgv, load0, loadavg(), time.Now().UTC().Format(time.RFC3339))
-	bin := ""
-	if *binFlag != "" {
-		bin = " -bin " + *binFlag
-	}
-	fmt.Fprintf(w, "command: go run ./scripts/bench -n %d -warmup %d -agents %d -window %s -interval %s%s   (as root; `make bench` runs it with these defaults)\n\n",
-		*iters, *warmup, *nAgents, *window, *interval, bin)
+	fmt.Fprintf(w, "command: go run ./scripts/bench -agents %d -window %s -repeat %d -interval %s -gpu %s -n %d -fill %d -adaptive=%v -counters=%v -rawproc=%v -sockgate=%v   (as root; `make bench` runs it with the defaults)\n\n",
+		*nAgents, *window, *repeat, *interval, *gpuFlag, *iters, *fill, *adaptive, *counters, *rawproc, *sockgate)
 
-	fmt.Fprintf(w, "Reading an agent's stat (open, read to EOF, close; one persistent 9P connection), and the path walk alone, %d times each after %d warm-up runs, interleaved, while the daemon manages %d agents at %s sampling:\n\n", *iters, *warmup, running, *interval)
+	fmt.Fprintf(w, "The daemon's CPU at %d agents with every engine on, %s sampling: utime+stime from /proc/PID/stat over %s windows, remedies off and on alternating (ABBA, %d of each), median [min–max]; per agent-second is above the 0-agent daemon (%.1f ms/s):\n\n",
+		running, *interval, *window, *repeat, idle0.cores*1000)
 	var rows [][]string
-	ref, ref50, _, _ := stats(lat[0].d)
-	p50s := make([]float64, len(lat))
-	for i, r := range lat {
+	for _, load := range loads {
+		var per [2]float64
+		for i, on := range []bool{false, true} {
+			cs := res[load+"-"+onOff(on)]
+			var ms []float64
+			for _, c := range cs {
+				ms = append(ms, c.cores*1000)
+			}
+			med := median(ms)
+			per[i] = (med - idle0.cores*1000) * 1000 / float64(running)
+			rows = append(rows, []string{load, onOff(on),
+				fmt.Sprintf("%.1f [%.1f–%.1f]", med, slices.Min(ms), slices.Max(ms)),
+				fmt.Sprintf("%.0f", per[i]),
+				fmt.Sprintf("%.2f%%", med/10/float64(runtime.NumCPU()))})
+		}
+		rows = append(rows, []string{load, "on ÷ off", "", fmt.Sprintf("%.2f", per[1]/per[0]), ""})
+	}
+	table(w, []string{"agents", "remedies", ">ms CPU per s", ">µs per agent-s", ">of the machine"}, rows)
+
+	fmt.Fprintf(w, "\nMemory (VmRSS mean over 5 passes and VmHWM from /proc/PID/status; the Go heap from runtime.MemStats):\n\n")
+	rows = nil
+	for _, m := range mem {
+		rows = append(rows, []string{m.name, mib(m.c.rssMean), mib(m.c.hwm), mib(int64(m.ms["HeapAlloc"])), mib(int64(m.ms["HeapInuse"])), mib(int64(m.ms["NextGC"])), mib(int64(m.ms["Sys"]))})
+	}
+	table(w, []string{"state", ">VmRSS", ">VmHWM", ">HeapAlloc", ">HeapInuse", ">NextGC", ">Sys"}, rows)
+
+	fmt.Fprintf(w, "\nReading an agent's stat, %d times each after %d warm-up runs, interleaved, while the daemon manages %d idle agents (remedies on) at %s sampling:\n\n", *iters, *warmup, running, *interval)
+	rows = nil
+	_, ref50, _, _ := stats(lat[0].d)
+	_, pre50, _, _ := stats(lat[1].d)
+	for _, r := range lat {
 		mean, p50, p99, hi := stats(r.d)
-		p50s[i] = p50
 		nb := strconv.Itoa(r.bytes)
 		if r.bytes < 0 {
 			nb = "-"
 		}
 		rows = append(rows, []string{r.name, nb, f1(mean), f1(p50), f1(p99), f1(hi),
-			fmt.Sprintf("%.1f", mean/ref), fmt.Sprintf("%.1f", p50/ref50)})
+			fmt.Sprintf("%.1f", p50/ref50), fmt.Sprintf("%.1f", p50/pre50)})
 	}
-	table(w, []string{"operation", ">bytes", ">mean µs", ">p50 µs", ">p99 µs", ">max µs", ">mean ÷ /proc", ">p50 ÷ /proc"}, rows)
-	fmt.Fprintf(w, "\nThe walk to agents/N/stat alone is %.0f%% of a FUSE read and %.0f%% of a 9P read (p50).\n",
-		100*p50s[3]/p50s[1], 100*p50s[4]/p50s[2])
+	table(w, []string{"operation", ">bytes", ">mean µs", ">p50 µs", ">p99 µs", ">max µs", ">p50 ÷ kernel open-read-close", ">p50 ÷ kernel pread"}, rows)
 
-	fmt.Fprintf(w, "\nThe daemon's own cost at %s sampling: CPU from utime+stime in /proc/PID/stat over a %s window, VmRSS (mean of per-second samples, and at the end) and VmHWM from /proc/PID/status:\n\n", *interval, *window)
-	row := func(name string, c cost) []string {
-		return []string{name, fmt.Sprintf("%.4f", c.cores), fmt.Sprintf("%.1f", c.cores*1000), mib(c.rssMean), mib(c.rss), mib(c.hwm), strconv.Itoa(c.threads)}
+	if len(ls[0]) > 0 {
+		fmt.Fprintf(w, "\n`ls -l agents` (%d entries, exec of ls, %d runs each, interleaved):\n\n", running, len(ls[0]))
+		rows = nil
+		for i, name := range []string{"FUSE, remedies off", "FUSE, remedies on"} {
+			_, p50, p99, hi := stats(ls[i])
+			rows = append(rows, []string{name, f2(p50 / 1e3), f2(p99 / 1e3), f2(hi / 1e3)})
+		}
+		table(w, []string{"mount", ">p50 ms", ">p99 ms", ">max ms"}, rows)
 	}
-	rows = [][]string{row("0 (idle)", idle), row(strconv.Itoa(running), loaded)}
-	n := float64(running)
-	rows = append(rows, []string{"per agent", fmt.Sprintf("%.6f", (loaded.cores-idle.cores)/n), fmt.Sprintf("%.3f", (loaded.cores-idle.cores)*1000/n),
-		kib(float64(loaded.rssMean-idle.rssMean) / n), kib(float64(loaded.rss-idle.rss) / n), "", ""})
-	table(w, []string{"agents", ">CPU cores", ">CPU ms/s", ">VmRSS mean", ">VmRSS end", ">VmHWM", ">threads"}, rows)
-	fmt.Fprintf(w, "\n(%d and %d clock ticks of %d ms over %.1f s and %.1f s; a window holds about %d sampling passes, give or take one.)\n",
-		idle.ticks, loaded.ticks, 1000/userHZ, idle.seconds, loaded.seconds, loaded.passes)
 
 	mean, p50, p99, hi := stats(spawn)
-	fmt.Fprintf(w, "\nSpawning %d agents (`spawn bench-K -- sleep 3600` written to ctl through FUSE, one at a time):\n\n", len(spawn))
+	fmt.Fprintf(w, "\nSpawning %d agents (`spawn bench-K -- perl agent.pl` written to ctl through FUSE, one at a time):\n\n", len(spawn))
 	table(w, []string{">total s", ">per second", ">mean ms", ">p50 ms", ">p99 ms", ">max ms"}, [][]string{{
 		fmt.Sprintf("%.2f", spawnTotal.Seconds()), fmt.Sprintf("%.0f", float64(len(spawn))/spawnTotal.Seconds()),
 		f2(mean / 1e3), f2(p50 / 1e3), f2(p99 / 1e3), f2(hi / 1e3)}})
@@ -576,9 +840,9 @@ func table(w io.Writer, head []string, rows [][]string) {
 func cleanup() {
 	once.Do(func() {
 		mu.Lock()
-		c, cmd, done := client9, daemon, exited
+		c, cmd, done := client9, dmn, exited
 		client9 = nil
-		tmp, mnt, prefix := tmp, mnt, prefix
+		tmp, mnt, mntPlain, prefix := tmp, mnt, mntPlain, prefix
 		mu.Unlock()
 		if c != nil {
 			c.Close()
@@ -589,15 +853,17 @@ func cleanup() {
 		if prefix != "" {
 			clearCgroups()
 		}
-		if mnt != "" && mounted(mnt) {
-			// Left by a daemon that died or failed to unmount: detach it
-			// lazily so nothing can hang on it.
-			cleanErr["mount"] = "still mounted after the daemon exited; detached"
-			if err := syscall.Unmount(mnt, syscall.MNT_DETACH); err != nil {
-				cleanErr["mount"] = "still mounted, and umount failed: " + err.Error()
+		for _, m := range []string{mnt, mntPlain} {
+			if m != "" && mounted(m) {
+				// Left by a daemon that died or failed to unmount: detach it
+				// lazily so nothing can hang on it.
+				cleanErr["mount "+m] = "still mounted after the daemon exited; detached"
+				if err := syscall.Unmount(m, syscall.MNT_DETACH); err != nil {
+					cleanErr["mount "+m] = "still mounted, and umount failed: " + err.Error()
+				}
 			}
 		}
-		if tmp != "" && (mnt == "" || !mounted(mnt)) {
+		if tmp != "" && (mnt == "" || !mounted(mnt)) && (mntPlain == "" || !mounted(mntPlain)) {
 			if err := os.RemoveAll(tmp); err != nil {
 				cleanErr["tmp"] = err.Error()
 			}
@@ -605,7 +871,7 @@ func cleanup() {
 			cleanErr["tmp"] = "left " + tmp + " (mount still there)"
 		}
 		if len(cleanErr) == 0 {
-			progress("cleanup: daemon stopped, no %s cgroups left, mount gone, %s removed", prefix, tmp)
+			progress("cleanup: daemon stopped, no %s cgroups left, both mounts gone, %s removed", prefix, tmp)
 		}
 		for _, k := range slices.Sorted(maps.Keys(cleanErr)) {
 			progress("cleanup: %s: %s", k, cleanErr[k])

@@ -1,0 +1,107 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"os"
+	"os/signal"
+	"runtime"
+	"runtime/debug"
+	"strconv"
+	"syscall"
+	"time"
+
+	"aiosfs/daemon"
+	"aiosfs/engines/telemetry"
+	"aiosfs/fs/fusefs"
+)
+
+// The daemon under test is this binary run again with -child: the daemon
+// package in-process (what `aiosfs serve` runs), plus what a bench needs
+// and the daemon must not have:
+//
+//   - a second FUSE mount of the same tree with fusefs.Options.Plain (the
+//     adapter before its remedies), so both are timed in one run;
+//   - an HTTP server on a unix socket in the bench's temporary directory
+//     (root's, 0700), with net/http/pprof for the -cpuprofile and
+//     -memprofile flags, /tuning to switch the sampler's remedies
+//     (telemetry.Tuning) between windows, /fill to give every agent a
+//     full history at once, and /memstats.
+var (
+	childMode  = flag.Bool("child", false, "internal: run as the daemon under test")
+	childMount = flag.String("child-mount", "", "internal")
+	childPlain = flag.String("child-plain", "", "internal")
+	childState = flag.String("child-state", "", "internal")
+	childSock  = flag.String("child-sock", "", "internal")
+	childPfx   = flag.String("child-prefix", "", "internal")
+)
+
+func runChild() {
+	cfg := daemon.Config{
+		Mount: *childMount, StateDir: *childState, Interval: *interval,
+		ProcRoot: "/proc", SysRoot: "/sys", CgroupRoot: "/sys/fs/cgroup",
+		Prefix: *childPfx, GPU: *gpuFlag, Grace: 5 * time.Second, Stderr: os.Stderr,
+	}
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	d, err := daemon.Start(cfg)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench child:", err)
+		os.Exit(2)
+	}
+	plain, err := fusefs.Mount(*childPlain, d.Root, fusefs.Options{AllowOther: true, Name: "aiosfs-plain", Plain: true})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench child: plain mount:", err)
+		d.Close()
+		os.Exit(2)
+	}
+	ln, err := net.Listen("unix", *childSock)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench child:", err)
+		plain.Unmount()
+		d.Close()
+		os.Exit(2)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/tuning", func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		hold, _ := strconv.Atoi(q.Get("hold"))
+		t := telemetry.Tuning{Hold: hold, Counters: q.Get("counters") == "1", RawProc: q.Get("rawproc") == "1", SockGate: q.Get("sockgate") == "1"}
+		d.Tel.SetTuning(t)
+		fmt.Fprintf(w, "%+v\n", d.Tel.Tuning())
+	})
+	mux.HandleFunc("/fill", func(w http.ResponseWriter, r *http.Request) {
+		n, _ := strconv.Atoi(r.URL.Query().Get("n"))
+		d.Tel.FillHistory(n)
+		runtime.GC()
+		debug.FreeOSMemory()
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("/memstats", func(w http.ResponseWriter, r *http.Request) {
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		json.NewEncoder(w).Encode(map[string]uint64{
+			"HeapAlloc": m.HeapAlloc, "HeapInuse": m.HeapInuse, "HeapSys": m.HeapSys, "Sys": m.Sys,
+			"NextGC": m.NextGC, "NumGC": uint64(m.NumGC), "TotalAlloc": m.TotalAlloc,
+		})
+	})
+	srv := &http.Server{Handler: mux}
+	go srv.Serve(ln)
+	fmt.Println("ready")
+	<-sig
+	srv.Shutdown(context.Background())
+	perr := plain.Unmount()
+	derr := d.Close()
+	if perr != nil || derr != nil {
+		fmt.Fprintln(os.Stderr, "bench child: stop:", perr, derr)
+		os.Exit(1)
+	}
+}
