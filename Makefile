@@ -23,7 +23,7 @@ DOCDIR     ?= $(PREFIX)/share/doc/aiosfs
 UNITDIR    ?= $(PREFIX)/lib/systemd/system
 SYSCONFDIR ?= /etc
 
-.PHONY: all build run install uninstall test deps vet bench eval fuzz clean
+.PHONY: all build run install uninstall test deps vet bench eval demo fuzz clean
 
 all: build
 
@@ -47,7 +47,7 @@ run: build
 # none: an edited file is kept) and the documentation. Does not start,
 # enable or reload anything.
 install: $(BIN)
-	install -d '$(DESTDIR)$(BINDIR)' '$(DESTDIR)$(UNITDIR)' '$(DESTDIR)$(SYSCONFDIR)/default' '$(DESTDIR)$(DOCDIR)/docs'
+	install -d '$(DESTDIR)$(BINDIR)' '$(DESTDIR)$(UNITDIR)' '$(DESTDIR)$(SYSCONFDIR)/default' '$(DESTDIR)$(DOCDIR)/docs/img'
 	install -m 0755 $(BIN) '$(DESTDIR)$(BINDIR)/aiosfs'
 	sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@DOCDIR@|$(DOCDIR)|g' deploy/aiosfs.service > '$(DESTDIR)$(UNITDIR)/aiosfs.service.tmp'
 	chmod 0644 '$(DESTDIR)$(UNITDIR)/aiosfs.service.tmp'
@@ -55,6 +55,7 @@ install: $(BIN)
 	[ -e '$(DESTDIR)$(SYSCONFDIR)/default/aiosfs' ] || install -m 0644 deploy/aiosfs.default '$(DESTDIR)$(SYSCONFDIR)/default/aiosfs'
 	install -m 0644 README.md '$(DESTDIR)$(DOCDIR)/README.md'
 	install -m 0644 docs/*.md '$(DESTDIR)$(DOCDIR)/docs/'
+	install -m 0644 docs/img/*.png '$(DESTDIR)$(DOCDIR)/docs/img/'
 	@if [ -z '$(DESTDIR)' ] && command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then \
 		systemctl daemon-reload; \
 		echo 'installed; start it with: systemctl enable --now aiosfs'; \
@@ -92,14 +93,26 @@ bench: deps build
 
 # Evaluations against baselines on public data ($(AIOS_DATA), default
 # ../shared/datasets) and recorded traces; each part skips, saying why,
-# when its data is absent.
+# when its data is absent. The tables go to stdout; the figures (PNG:
+# forecasts with their quantile bands, the allocators' slack/shortfall
+# frontiers, the cache policies' miss-ratio curves) into $(EVAL_OUT).
 AIOS_DATA ?= ../shared/datasets
 export AIOS_DATA
+EVAL_OUT ?= eval-out
 eval:
-	$(GO) run ./scripts/eval/sched
-	$(GO) run ./scripts/eval/mem
+	$(GO) run ./scripts/eval/sched -plots '$(EVAL_OUT)'
+	$(GO) run ./scripts/eval/mem -plots '$(EVAL_OUT)'
 	$(GO) run ./scripts/eval/gpu
 	$(GO) run ./scripts/threat/eval
+
+# A one-minute unattended tour, as root: a daemon of its own on a temporary
+# mount and state directory (its own cgroup prefix, mock GPUs), steady,
+# periodic, growing and misbehaving agents, enforcement on, and where to
+# look as each engine acts; then it stops the daemon and checks that no
+# agent, cgroup or mount is left. DEMO_ARGS, e.g. -duration 90s.
+DEMO_ARGS ?=
+demo: build
+	$(GO) run ./scripts/demo -aiosfs $(BIN) $(DEMO_ARGS)
 
 # Coverage-guided fuzzing of the parsers, FUZZTIME each.
 fuzz:

@@ -6,6 +6,7 @@
 //	aiosfs write ADDR PATH TEXT...  write TEXT and a newline to a file over 9P
 //	aiosfs ps [-a] [MOUNT|ADDR]     the agents at a glance (ps.go)
 //	aiosfs ctl [-t MOUNT|ADDR] PATH VERB...  one line to a ctl, with the reason on refusal (ctlcmd.go)
+//	aiosfs top [-i 1s] [-a] [MOUNT|ADDR]  a live terminal view, with keys to act (top.go)
 //	aiosfs help                     print the usage (also -h, -help, --help)
 //
 // With no arguments it prints the usage to stderr and exits 2: a daemon
@@ -66,6 +67,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = ps(args, stdout)
 	case "ctl":
 		err = ctlCmd(args)
+	case "top":
+		err = top(args)
 	default:
 		fmt.Fprintf(stderr, "aiosfs: unknown command %q\n", cmd)
 		usage(stderr)
@@ -102,10 +105,13 @@ func usage(w io.Writer) {
   aiosfs ctl [-t MOUNT|ADDR] PATH VERB [ARG...]
                                   write one line to a ctl (PATH: agents/N/ctl, N, /ctl, sched, ...)
                                   and on refusal print the reason from log
+  aiosfs top [-i 1s] [-a] [MOUNT|ADDR]
+                                  live view: agents by CPU or memory, allocations, forecasts,
+                                  events; keys freeze, thaw, kill, change a limit (q quits)
   aiosfs help                     print this (also -h, -help, --help)
 With no arguments aiosfs prints this and exits 2; it starts a daemon only for serve.
 ADDR: unix!/var/lib/aiosfs/9p.sock, tcp!HOST!PORT, or a socket path.
-ps and ctl read the tree through the mount at /aios, else over 9P on
+ps, ctl and top read the tree through the mount at /aios, else over 9P on
 /var/lib/aiosfs/9p.sock, unless told a mount point or an ADDR.
 ls, cat and write take no flags.
 

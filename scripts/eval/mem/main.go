@@ -28,6 +28,9 @@
 // is the target (issue 15): Adaptive within 0.5 points of the best
 // classic policy at every size of every trace, and the lowest miss ratio
 // of all the policies averaged over every trace/size pair.
+//
+// It also draws mem-miss-ratio.png (plot.go) into -plots (default
+// $AIOS_PLOTS, else eval-out): the same miss ratios as curves.
 package main
 
 import (
@@ -102,7 +105,9 @@ func main() {
 				continue
 			}
 			n := float64(len(refs))
-			fmt.Printf("trace=%s refs=%d distinct=%d size=%d belady=%.4f", t.name, len(refs), len(distinct), size, float64(mem.Belady(refs, size))/n)
+			belady := float64(mem.Belady(refs, size)) / n
+			addMiss(t.name, frac, "belady", belady)
+			fmt.Printf("trace=%s refs=%d distinct=%d size=%d belady=%.4f", t.name, len(refs), len(distinct), size, belady)
 			ratio := map[string]float64{}
 			for _, name := range policies {
 				p, err := mem.NewPolicy(name, size, *seed)
@@ -111,6 +116,7 @@ func main() {
 					os.Exit(1)
 				}
 				ratio[name] = float64(mem.Replay(p, refs)) / n
+				addMiss(t.name, frac, name, ratio[name])
 				fmt.Printf(" %s=%.4f", name, ratio[name])
 			}
 			best := classic[0]
@@ -135,6 +141,7 @@ func main() {
 			if issued > 0 {
 				acc = float64(used) / float64(issued)
 			}
+			addMiss(t.name, frac, "adaptive+prefetch", float64(m)/n)
 			fmt.Printf(" adaptive+prefetch=%.4f prefetch_accuracy=%.2f", float64(m)/n, acc)
 			d := ratio[mem.Adaptive] - ratio[best]
 			if d > 0 {
@@ -150,6 +157,7 @@ func main() {
 		}
 	}
 	fmt.Printf("summary adaptive_worse_than_best_classic_at=%d sizes excess_points=%.2f largest=%+.2f\n", worse, excess, largest)
+	defer writeMissPlot()
 	if pairs == 0 {
 		return
 	}

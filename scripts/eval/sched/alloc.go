@@ -118,6 +118,9 @@ func allocation(groups []group) {
 	if len(all) == 0 {
 		return
 	}
+	for _, g := range all {
+		frontierSets = append(frontierSets, frontierSet{g.name, g.curves}) // for sched-frontier.png
+	}
 
 	fmt.Printf("## allocation: default operating points (slack = Σ over-allocation / Σ use; shortfall = share of steps use > allocation)\n\n")
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)

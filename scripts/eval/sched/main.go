@@ -32,6 +32,9 @@
 // google2019/*.csv(.gz) and azure2017/periodic_avg_*.csv(.gz), the step
 // read from a name such as day_1.10s.csv.gz (else 10 s, 300 s, 300 s);
 // a missing set is skipped with the reason.
+//
+// It also draws sched-forecast.png and sched-frontier.png (plot.go) into
+// -plots (default $AIOS_PLOTS, else eval-out).
 package main
 
 import (
@@ -118,6 +121,7 @@ func main() {
 	}
 	allocation(groups)
 	fmt.Printf("\n(%s)\n", time.Since(start).Round(time.Second))
+	writePlots(groups) // plot.go
 }
 
 // ---- forecasting ----
