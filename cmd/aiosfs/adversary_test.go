@@ -500,8 +500,10 @@ for i in range(200):
 // 9P peers: a local user on the unix socket is itself and no more; a TCP
 // peer reads as nobody and writes nothing.
 func TestNinePPeers(t *testing.T) {
-	port := 20000 + os.Getpid()%20000
-	addr := fmt.Sprintf("tcp!127.0.0.1!%d", port)
+	// A port the kernel says is free now (a fixed one could be an
+	// ephemeral port another connection holds).
+	host, port, _ := strings.Cut(freeLoopbackPort(t), ":")
+	addr := "tcp!" + host + "!" + port
 	d, top := adversaryDaemon(t, "9p", "-listen", addr)
 	sock := "unix!" + filepath.Join(top, "state", "9p.sock")
 	d.mustRun(`echo 'spawn rootjob -- /bin/sleep 600' > ctl`)

@@ -240,7 +240,7 @@ func TestPsAndCtl(t *testing.T) {
 	mount, state := filepath.Join(top, "aios"), filepath.Join(top, "state")
 	prefix := fmt.Sprintf("aiosfs-ps-%d", os.Getpid())
 	metricsAddr := freeLoopbackPort(t)
-	d := startDaemonArgs(t, mount, state, prefix, "-metrics-listen", metricsAddr)
+	d := startDaemon(t, mount, state, prefix, "-metrics-listen", metricsAddr)
 	t.Cleanup(func() {
 		if d.cmd.ProcessState == nil {
 			d.term()
@@ -369,25 +369,3 @@ func freeLoopbackPort(t *testing.T) string {
 	return addr
 }
 
-// startDaemonArgs is startDaemon with extra serve flags.
-func startDaemonArgs(t *testing.T, mount, state, prefix string, extra ...string) *testDaemon {
-	t.Helper()
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := &testDaemon{t: t, mount: mount, state: state, prefix: prefix, out: &syncBuffer{}}
-	args := append([]string{"serve", "-mount", mount, "-state", state, "-cgroup-prefix", prefix, "-interval", "200ms", "-grace", "1s"}, extra...)
-	d.cmd = exec.Command(self, args...)
-	d.cmd.Env = append(os.Environ(), beDaemon+"=1")
-	d.cmd.Stdout, d.cmd.Stderr = d.out, d.out
-	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
-	if err := d.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	d.waitFor("the tree to be served", func() bool {
-		_, err := os.Stat(filepath.Join(mount, "version"))
-		return err == nil
-	})
-	return d
-}
