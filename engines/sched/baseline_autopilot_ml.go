@@ -93,11 +93,13 @@ type mlDecay struct {
 type AutopilotML struct {
 	c      AutopilotMLConfig
 	ratios []float64
-	h      *vpaHist // layout only
+	h      *vpaHist  // layout only
+	ends   []float64 // candidate limits: the buckets' ends
 	perWin int
 	k      int
 	sig    []float64 // this window's signal
 	sorted []float64
+	cum    []float64
 	peak   float64 // memory: this window's peak
 	seen   float64 // highest sample so far
 	closed bool
@@ -142,6 +144,10 @@ func NewAutopilotML(c AutopilotMLConfig, ratios ...float64) *AutopilotML {
 	a := &AutopilotML{c: c, ratios: ratios, perWin: per, h: newVPAHist(c.First, maxValue(c.First, c.MaxValue), 1),
 		delta: math.Exp2(-winSec / c.EnsembleHalfLife)}
 	nb := len(a.h.w)
+	a.ends = make([]float64, nb)
+	for k := range a.ends {
+		a.ends[k] = a.h.start(min(k+1, nb-1))
+	}
 	for _, hl := range c.HalfLives {
 		a.dec = append(a.dec, &mlDecay{grow: math.Exp2(winSec / hl), wt: 1, W: make([]float64, nb), V: make([]float64, nb),
 			cw: make([]float64, nb), cv: make([]float64, nb), lo: nb, hi: -1})
@@ -167,9 +173,23 @@ func NewAutopilotML(c AutopilotMLConfig, ratios ...float64) *AutopilotML {
 	return a
 }
 
-// end is candidate limit k: the end of bucket k (the last bucket's
-// start, as loadPct).
-func (a *AutopilotML) end(k int) float64 { return a.h.start(min(k+1, len(a.h.w)-1)) }
+// costAt is a model's normalised cost w_o·o(L) + w_u·u(L) at candidate
+// limit k, the end of bucket k (the last bucket's start, as loadPct).
+func (a *AutopilotML) costAt(d *mlDecay, wo float64, k int) float64 {
+	Wt, Vt := d.cw[d.hi], d.cv[d.hi]
+	cw, cv := 0.0, 0.0
+	if k >= d.hi {
+		cw, cv = Wt, Vt
+	} else if k >= d.lo {
+		cw, cv = d.cw[k], d.cv[k]
+	}
+	L := a.ends[k]
+	n := Vt
+	if n <= 0 {
+		n = Wt // all zero: in units of use
+	}
+	return (wo*((Vt-cv)-L*(Wt-cw)) + (L*cw - cv)) / n
+}
 
 func (a *AutopilotML) Observe(x float64) {
 	a.seen = max(a.seen, x)
@@ -213,13 +233,21 @@ func (a *AutopilotML) window(sig []float64) {
 		s := append(a.sorted[:0], sig...)
 		sort.Float64s(s)
 		a.sorted = s
-		cum := make([]float64, len(s)+1)
+		cum := append(a.cum[:0], 0)
 		for i, x := range s {
-			cum[i+1] = cum[i] + x
+			cum = append(cum, cum[i]+x)
 		}
+		a.cum = cum
 		for i, r := range a.ratios {
 			for m, L := range a.lim[i] {
-				j := sort.SearchFloat64s(s, math.Nextafter(L, math.Inf(1))) // s[:j] ≤ L
+				j := 0 // s[:j] ≤ L
+				if len(s) == 1 {
+					if s[0] <= L {
+						j = 1
+					}
+				} else {
+					j = sort.Search(len(s), func(q int) bool { return s[q] > L })
+				}
 				under := L*float64(j) - cum[j]
 				over := (cum[len(s)] - cum[j]) - L*float64(len(s)-j)
 				c := (r*over + under) / norm
@@ -260,20 +288,7 @@ func (a *AutopilotML) window(sig []float64) {
 	for i, r := range a.ratios {
 		wo = r
 		for di, d := range a.dec {
-			Wt, Vt := d.cw[d.hi], d.cv[d.hi]
-			if Vt <= 0 {
-				Vt = math.SmallestNonzeroFloat64
-			}
-			cost := func(k int) float64 {
-				cw, cv := 0.0, 0.0
-				if k >= d.hi {
-					cw, cv = Wt, d.cv[d.hi]
-				} else if k >= d.lo {
-					cw, cv = d.cw[k], d.cv[k]
-				}
-				L := a.end(k)
-				return (wo*((d.cv[d.hi]-cv)-L*(Wt-cw)) + (L*cw - cv)) / Vt
-			}
+			Wt := d.cw[d.hi]
 			// With no penalty the cost is convex in L and its least
 			// value over the buckets' ends is at the end of the bucket
 			// where the cumulative weight reaches r/(1+r), or the end
@@ -281,22 +296,20 @@ func (a *AutopilotML) window(sig []float64) {
 			want := r / (1 + r) * Wt
 			ks := d.lo + sort.Search(d.hi-d.lo+1, func(j int) bool { return d.cw[d.lo+j] >= want })
 			ks = min(ks, d.hi)
-			best, bc := ks, cost(ks)
+			best, bc := ks, a.costAt(d, wo, ks)
 			if ks > 0 {
-				if c := cost(ks - 1); c < bc {
+				if c := a.costAt(d, wo, ks-1); c < bc {
 					best, bc = ks-1, c
 				}
 			}
 			p := a.prev[i][di]
-			if p >= 0 && p != best && cost(p) <= bc+wL {
+			if p >= 0 && p != best && a.costAt(d, wo, p) <= bc+wL {
 				best = p
 			}
 			a.prev[i][di] = best
-			Lb := a.end(best)
-			for m := range a.mDec {
-				if a.mDec[m] != di {
-					continue
-				}
+			Lb := a.ends[best]
+			nm := len(a.c.Margins)
+			for m := di * nm; m < (di+1)*nm; m++ {
 				L := Lb * (1 + a.mMar[m])
 				a.changed[i][m] = a.closed && L != a.lim[i][m]
 				a.lim[i][m] = L
