@@ -82,7 +82,9 @@ func TestUsable(t *testing.T) {
 // at no more shortfall than autopilot's default there, whatever the
 // second halves say; with none as reliable, the most reliable.
 func TestMLDefaultFirstHalf(t *testing.T) {
-	r := func(slack, sf float64) simResult { return simResult{over: slack * 100, use: 100, short: sf * 100, steps: 100} }
+	r := func(slack, sf float64) simResult {
+		return simResult{over: slack * 100, use: 100, short: sf * 100, steps: 100}
+	}
 	ap := &curve{name: "autopilot", def: 0, halves: [2][]simResult{{r(0.5, 0.02)}, {r(0.5, 0.02)}}}
 	ml := &curve{name: "autopilot-ml", halves: [2][]simResult{
 		{r(0.2, 0.05), r(0.4, 0.02), r(0.6, 0.01), r(0.3, 0.03)},
