@@ -47,6 +47,10 @@ type curve struct {
 	labels     []string
 	def        int
 	pts        []simResult
+	// extra: not a column of the default points' table (printed in a
+	// table of its own); split: scored per half of each series too.
+	extra, split bool
+	halves       [2][]simResult
 }
 
 func (c *curve) add(o *curve) {
@@ -58,6 +62,17 @@ func (c *curve) add(o *curve) {
 		c.pts[i].use += r.use
 		c.pts[i].short += r.short
 		c.pts[i].steps += r.steps
+	}
+	for h := range o.halves {
+		if c.halves[h] == nil {
+			c.halves[h] = make([]simResult, len(o.halves[h]))
+		}
+		for i, r := range o.halves[h] {
+			c.halves[h][i].over += r.over
+			c.halves[h][i].use += r.use
+			c.halves[h][i].short += r.short
+			c.halves[h][i].steps += r.steps
+		}
 	}
 }
 
@@ -89,13 +104,15 @@ func indexOf(xs []float64, v float64) int {
 	panic(fmt.Sprint("no ", v, " in grid"))
 }
 
+// gres is one group's curves.
+type gres struct {
+	name   string
+	curves []*curve
+}
+
 // allocation runs every group and prints the default points, the
 // frontiers and the verdicts.
 func allocation(groups []group) {
-	type gres struct {
-		name   string
-		curves []*curve
-	}
 	var all []gres
 	for _, g := range groups {
 		if g.skip != "" {
@@ -106,13 +123,14 @@ func allocation(groups []group) {
 			cs := simulate(s)
 			if sum == nil {
 				for _, c := range cs {
-					sum = append(sum, &curve{name: c.name, knob: c.knob, vals: c.vals, labels: c.labels, def: c.def})
+					sum = append(sum, &curve{name: c.name, knob: c.knob, vals: c.vals, labels: c.labels, def: c.def, extra: c.extra, split: c.split})
 				}
 			}
 			for i, c := range cs {
 				sum[i].add(c)
 			}
 		}
+		mlDefault(sum)
 		all = append(all, gres{g.name, sum})
 	}
 	if len(all) == 0 {
@@ -126,12 +144,17 @@ func allocation(groups []group) {
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	hdr := "data\t"
 	for _, c := range all[0].curves {
-		hdr += c.name + "\t"
+		if !c.extra {
+			hdr += c.name + "\t"
+		}
 	}
 	fmt.Fprintln(tw, hdr)
 	for _, g := range all {
 		line := g.name + "\t"
 		for _, c := range g.curves {
+			if c.extra {
+				continue
+			}
 			r := c.pts[c.def]
 			line += fmt.Sprintf("%.3f/%.4f\t", r.slack(), r.sf())
 		}
@@ -139,6 +162,12 @@ func allocation(groups []group) {
 	}
 	tw.Flush()
 	fmt.Printf("\n(each cell slack/shortfall at the allocator's default: ours the daemon's (CPU/IO: adaptive buffer, target %g; memory: memory.max's path, buffer %g), vpa the upstream recommender applied every step, vpa-deployed with 1-minute sampling and the updater, autopilot the paper's moving window at +15 %%, autopilot+10%% the same at +10 %%; vpa-old and autopilot-old are the baselines of earlier versions of this eval, for reference)\n\n", *target, *buffer)
+	var names []string
+	var cs [][]*curve
+	for _, g := range all {
+		names, cs = append(names, g.name), append(cs, g.curves)
+	}
+	mlTable(names, cs)
 
 	fmt.Printf("## allocation: frontiers (one line per data set and allocator; points knob=value:slack/shortfall; * the default)\n\n")
 	for _, g := range all {
@@ -167,7 +196,16 @@ func allocation(groups []group) {
 	}
 
 	fmt.Printf("\n## allocation: verdicts (frontiers compared at the baseline's default shortfall, and at ours')\n\n")
-	tw = tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	verdicts(all, baselineNames)
+	fmt.Printf("\n(met: ours' frontier has less slack at that shortfall; tie: equal to 3 decimals; unreachable: ours has no setting that low (first verdict), or the baseline has none (second, counted met))\n")
+	// A table of its own, so that the one above reads as before.
+	fmt.Printf("\n## allocation: verdicts against autopilot-ml (as above; its default w_o/w_u chosen on the first half of each series)\n\n")
+	verdicts(all, []string{"autopilot-ml"})
+}
+
+// verdicts prints the verdict table for the baselines named.
+func verdicts(all []gres, names []string) {
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "data\tbaseline\tits default\tat its shortfall: its frontier\tours\tours at\tverdict\tours default\tat ours' shortfall: its frontier\tours\tverdict\t")
 	for _, g := range all {
 		var ours *curve
@@ -179,7 +217,7 @@ func allocation(groups []group) {
 			}
 		}
 		od := ours.pts[ours.def]
-		for _, bn := range baselineNames {
+		for _, bn := range names {
 			b := byName[bn]
 			bd := b.pts[b.def]
 			bAt, _ := b.at(bd.sf())
@@ -201,7 +239,6 @@ func allocation(groups []group) {
 		}
 	}
 	tw.Flush()
-	fmt.Printf("\n(met: ours' frontier has less slack at that shortfall; tie: equal to 3 decimals; unreachable: ours has no setting that low (first verdict), or the baseline has none (second, counted met))\n")
 }
 
 func verdict(ours, base float64) string {
@@ -271,6 +308,7 @@ func simulate(s series) []*curve {
 	vpa := sched.NewVPARecommender(vc, margins...)
 	dep := sched.NewDeployedVPA(vc, margins...)
 	ap := sched.NewAutopilotRecommender(sched.AutopilotConfig{StepSeconds: s.step, First: first, MaxValue: top, Memory: mem}, margins...)
+	ml := sched.NewAutopilotML(sched.AutopilotMLConfig{StepSeconds: s.step, First: first, MaxValue: top, Memory: mem}, sched.AutopilotMLRatios...)
 	old := []sched.Forecaster{sched.NewVPA(s.min, s.step), sched.NewAutopilot(s.step)}
 
 	mc := func(name string, def float64) *curve {
@@ -282,15 +320,28 @@ func simulate(s series) []*curve {
 	// autopilot+10% is the same run as autopilot, read at another
 	// point: no frontier of its own.
 	curves[4].knob = ""
+	// autopilot-ml: its default ratio is picked per data set on the
+	// first half of the series (mlDefault), against autopilot's.
+	curves = append(curves, &curve{name: "autopilot-ml", knob: "w_o/w_u", vals: sched.AutopilotMLRatios,
+		labels: make([]string, len(sched.AutopilotMLRatios)), extra: true, split: true})
+	curves[3].split = true
 	cur := make([][]float64, len(curves))
 	for i, c := range curves {
 		c.pts = make([]simResult, len(c.vals))
 		cur[i] = make([]float64, len(c.vals))
+		if c.split {
+			c.halves = [2][]simResult{make([]simResult, len(c.vals)), make([]simResult, len(c.vals))}
+		}
 	}
 	one, v := []int{1}, []float64{0}
 	warm := warmup(len(s.x))
+	mid := warm + (len(s.x)-warm)/2
 	for t, x := range s.x {
 		if t >= warm {
+			h := 0
+			if t >= mid {
+				h = 1
+			}
 			for i, c := range curves {
 				for j, a := range cur[i] {
 					r := &c.pts[j]
@@ -300,6 +351,15 @@ func simulate(s series) []*curve {
 						r.short++
 					}
 					r.steps++
+					if c.split {
+						r := &c.halves[h][j]
+						r.use += x
+						r.over += math.Max(0, a-x)
+						if x > a {
+							r.short++
+						}
+						r.steps++
+					}
 				}
 			}
 		}
@@ -329,6 +389,8 @@ func simulate(s series) []*curve {
 		copy(cur[2], dep.Allocs())
 		copy(cur[3], ap.Allocs())
 		copy(cur[4], ap.Allocs())
+		ml.Observe(x)
+		copy(cur[7], ml.Allocs())
 		for k, o := range old {
 			o.Observe(x)
 			o.Predict(one, v)

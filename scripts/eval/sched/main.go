@@ -18,8 +18,8 @@
 // quota's path, the ensemble's p90 one step ahead with the adaptive
 // buffer; memory: memory.max's path, p99 and current use with a fixed
 // buffer and the OOM bump), the upstream VPA recommender, the deployed
-// VPA and Autopilot's moving-window recommender (engines/sched
-// baseline_*.go). Each is swept over its own knob (ours: the shortfall
+// VPA, Autopilot's moving-window recommender and its ML recommender
+// (engines/sched baseline_*.go; ml.go for the latter's default). Each is swept over its own knob (ours: the shortfall
 // target, or the buffer for memory; the baselines: their safety margin)
 // to trace a slack/shortfall frontier, with its default marked; the
 // verdicts compare ours' frontier with each baseline's at the baseline's

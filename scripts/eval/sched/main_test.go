@@ -77,3 +77,26 @@ func TestUsable(t *testing.T) {
 		t.Fatal("a group of idle series is not skipped")
 	}
 }
+
+// autopilot-ml's default is picked on the first halves: the least slack
+// at no more shortfall than autopilot's default there, whatever the
+// second halves say; with none as reliable, the most reliable.
+func TestMLDefaultFirstHalf(t *testing.T) {
+	r := func(slack, sf float64) simResult {
+		return simResult{over: slack * 100, use: 100, short: sf * 100, steps: 100}
+	}
+	ap := &curve{name: "autopilot", def: 0, halves: [2][]simResult{{r(0.5, 0.02)}, {r(0.5, 0.02)}}}
+	ml := &curve{name: "autopilot-ml", halves: [2][]simResult{
+		{r(0.2, 0.05), r(0.4, 0.02), r(0.6, 0.01), r(0.3, 0.03)},
+		{r(0.1, 0.00), r(0.9, 0.09), r(0.9, 0.09), r(0.9, 0.09)},
+	}}
+	mlDefault([]*curve{ap, ml})
+	if ml.def != 1 {
+		t.Fatalf("default %d, want 1", ml.def)
+	}
+	ap.halves[0][0] = r(0.5, 0.001)
+	mlDefault([]*curve{ap, ml})
+	if ml.def != 2 {
+		t.Fatalf("none as reliable: default %d, want 2 (the least shortfall)", ml.def)
+	}
+}
