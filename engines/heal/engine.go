@@ -512,14 +512,15 @@ func (e *Engine) Tick(now time.Time, f Forecast) []Action {
 	for _, n := range ids {
 		a := e.agents[n]
 		a.sup.tick(now)
-		for k, act := range a.pending {
-			if !now.Before(act.verifyBy) {
-				e.settle(a, act, true, "")
-				_ = k
-			}
-		}
 		cx, ceta := a.sup.crashFeatures(now)
 		a.preds = a.pred.predict(&e.haz, rules, now, psi, cx, ceta)
+		// a recovery succeeded when its verification time has passed and
+		// its failure is no longer predicted
+		for k, act := range a.pending {
+			if !now.Before(act.verifyBy) && !hasP(a.preds, k, e.cfg.ActP) {
+				e.settle(a, act, true, "")
+			}
+		}
 		for i := range a.preds {
 			p := &a.preds[i]
 			k := p.Kind
@@ -566,6 +567,15 @@ func (e *Engine) Tick(now time.Time, f Forecast) []Action {
 
 // choose picks a procedure for kind: the bandit's draw, or the first rule
 // in rules mode; escalate when the breaker is open or none applies.
+func hasP(ps []Prediction, k Kind, p float64) bool {
+	for _, x := range ps {
+		if x.Kind == k && x.P >= p {
+			return true
+		}
+	}
+	return false
+}
+
 func (e *Engine) choose(agent int, a *agentState, k Kind, rules bool) Procedure {
 	if a.sup.breaker == Open {
 		return Escalation(k)

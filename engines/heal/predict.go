@@ -89,7 +89,7 @@ func priorHazard(k Kind) *ml.Hazard {
 	switch k {
 	case MemoryExhaustion, FDExhaustion, DiskExhaustion, PIDExhaustion:
 		// x = [fill, urgency, tau, evidence]
-		return ml.NewHazard([]float64{3, 6, 2, 2}, -9)
+		return ml.NewHazard([]float64{3, 6, 2, 2}, -8)
 	case CrashLoop:
 		// x = [recent crashes / intensity, short-lived share of them]
 		return ml.NewHazard([]float64{8, 2}, -6)
