@@ -413,13 +413,13 @@ func (e *Engine) refit(k Kind) {
 			continue
 		}
 		for _, s := range f.Windows {
-			if s.Ago <= Horizon && len(s.X) == len(e.haz[k].W) {
+			if s.Ago <= Horizon && len(s.X) == len(e.haz[k].W) && fullEvidence(k, s.X) {
 				x, y = append(x, s.X), append(y, true)
 			}
 		}
 	}
 	for _, s := range e.neg[k] {
-		if len(s.X) == len(e.haz[k].W) {
+		if len(s.X) == len(e.haz[k].W) && fullEvidence(k, s.X) {
 			x, y = append(x, s.X), append(y, false)
 		}
 	}
@@ -428,6 +428,12 @@ func (e *Engine) refit(k Kind) {
 		return // keeps the previous model
 	}
 	e.haz[k] = h
+}
+
+// fullEvidence: exhaustion windows shorter than MinSpan are neither
+// positives nor negatives (their alarms are gated, see predict).
+func fullEvidence(k Kind, x []float64) bool {
+	return k > PIDExhaustion || len(x) < 4 || x[3] >= 1
 }
 
 // Train fits every kind's hazard on failures and negatives given (an
@@ -498,9 +504,12 @@ func (e *Engine) Tick(now time.Time, f Forecast) []Action {
 	}
 	mode, _ := e.mode()
 	rules := mode == "rules"
-	psi := -1.0
+	psi, psiBase := -1.0, 0.0
 	if e.hostHas && now.Sub(e.hostLast.Time) < 5*e.cfg.Interval {
 		psi = e.hostLast.PSICPU
+		if g := e.host.g["psi_cpu"]; g != nil {
+			psiBase = g.h.Baseline
+		}
 	}
 	ids := make([]int, 0, len(e.agents))
 	for n := range e.agents {
@@ -513,7 +522,7 @@ func (e *Engine) Tick(now time.Time, f Forecast) []Action {
 		a := e.agents[n]
 		a.sup.tick(now)
 		cx, ceta := a.sup.crashFeatures(now)
-		a.preds = a.pred.predict(&e.haz, rules, now, psi, cx, ceta)
+		a.preds = a.pred.predict(&e.haz, rules, now, psi, psiBase, cx, ceta)
 		// a recovery succeeded when its verification time has passed and
 		// its failure is no longer predicted
 		for k, act := range a.pending {

@@ -92,13 +92,14 @@ func priorHazard(k Kind) *ml.Hazard {
 		return ml.NewHazard([]float64{3, 6, 2, 2}, -8)
 	case CrashLoop:
 		// x = [recent crashes / intensity, short-lived share of them]
-		return ml.NewHazard([]float64{8, 2}, -6)
+		return ml.NewHazard([]float64{8, 2}, -5.5)
 	case Hang:
 		// x = [idle / allowed idle, heartbeat age / (3 intervals)]
 		return ml.NewHazard([]float64{8, 8}, -8)
 	case CPUOverload:
-		// x = [host PSI cpu some avg10 / 100, share of periods throttled]
-		return ml.NewHazard([]float64{10, 4}, -8)
+		// x = [host PSI cpu some avg10 / 100, share of periods throttled,
+		//      PSI above the host's own baseline / 100]
+		return ml.NewHazard([]float64{10, 4, 10}, -8)
 	}
 	return ml.NewHazard(nil, -10)
 }
@@ -199,7 +200,7 @@ func src(h *ml.Hazard, rules bool) string {
 // predict returns the agent's predictions, one per kind that applies.
 // rules: use the prior weights only (degraded mode). psiCPU: host CPU
 // pressure avg10 (-1 unknown). crash: the supervisor's crash features.
-func (a *agentPredictor) predict(h *hazards, rules bool, now time.Time, psiCPU float64, crash []float64, crashETA float64) []Prediction {
+func (a *agentPredictor) predict(h *hazards, rules bool, now time.Time, psiCPU, psiBase float64, crash []float64, crashETA float64) []Prediction {
 	var out []Prediction
 	hz := func(k Kind) *ml.Hazard {
 		if rules {
@@ -233,6 +234,11 @@ func (a *agentPredictor) predict(h *hazards, rules bool, now time.Time, psiCPU f
 			feat := exhaustFeatures(x, span)
 			H := hz(e.k)
 			pr := Prediction{Kind: e.k, P: H.P(feat), ETA: -1, Source: src(H, rules), X: feat}
+			if span < MinSpan && x.Fill < 0.9 {
+				// too short a window to tell a leak from a sawtooth's rise:
+				// no trend-based alarm yet (a nearly full limit still is one)
+				pr.P = math.Min(pr.P, 0.5*feat[3])
+			}
 			if !math.IsInf(x.ETA, 1) {
 				pr.ETA = x.ETA
 			}
@@ -266,10 +272,10 @@ func (a *agentPredictor) predict(h *hazards, rules bool, now time.Time, psiCPU f
 			Reason: fmt.Sprintf("idle %.1fs (allowed %.1fs), heartbeat %.0f%% of 3 intervals late", idle, allowed, 100*hb)}
 		out = append(out, pr)
 		if psiCPU >= 0 || a.throttled > 0 {
-			feat := []float64{math.Max(psiCPU, 0) / 100, a.throttled}
+			feat := []float64{math.Max(psiCPU, 0) / 100, a.throttled, math.Max(0, psiCPU-psiBase) / 100}
 			H := hz(CPUOverload)
 			out = append(out, Prediction{Kind: CPUOverload, P: H.P(feat), ETA: 0, Source: src(H, rules), X: feat,
-				Reason: fmt.Sprintf("host cpu pressure %.1f%%, %.0f%% of periods throttled", math.Max(psiCPU, 0), 100*a.throttled)})
+				Reason: fmt.Sprintf("host cpu pressure %.1f%% (baseline %.1f%%), %.0f%% of periods throttled", math.Max(psiCPU, 0), psiBase, 100*a.throttled)})
 		}
 	}
 	return out
