@@ -100,6 +100,7 @@ eval:
 	$(GO) run ./scripts/eval/mem
 	$(GO) run ./scripts/eval/gpu
 	$(GO) run ./scripts/threat/eval
+	$(GO) run ./scripts/heal/eval
 
 # Coverage-guided fuzzing of the parsers, FUZZTIME each.
 fuzz:

@@ -179,10 +179,22 @@ func (e *Engine) Policy(agent int) Policy {
 	return e.agent(agent).sup.pol
 }
 
-// Remove forgets an agent's live state (its learned counts stay).
+// Remove forgets an agent's live state (its learned counts stay). Its
+// feature snapshots older than the horizon, which no failure followed,
+// join the negatives; younger ones are censored and dropped.
 func (e *Engine) Remove(agent int) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if a := e.agents[agent]; a != nil {
+		ts := float64(e.now.UnixNano()) / 1e9
+		for k := Kind(0); k < NumKinds; k++ {
+			for _, s := range a.snaps[k] {
+				if ts-s.t > Horizon {
+					e.addNeg(k, Snap{Ago: -1, X: s.x})
+				}
+			}
+		}
+	}
 	delete(e.agents, agent)
 }
 

@@ -75,6 +75,10 @@ func TestHealthyNoAlarm(t *testing.T) {
 	if h := e.AgentHealth(1); !strings.HasPrefix(h, "agent=1 score=") || strings.Contains(h, "Critical") {
 		t.Fatalf("health %q", h)
 	}
+	e.Remove(1)
+	if n := len(e.Snapshot().Negatives["MemoryExhaustion"]); n < 60 || e.AgentHealth(1) != "" {
+		t.Fatalf("negatives %d", n)
+	}
 }
 
 // A crash looper is restarted at once within the intensity (5 per 10 s)
