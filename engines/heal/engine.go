@@ -93,6 +93,7 @@ type agentState struct {
 	preds    []Prediction
 	snaps    [NumKinds][]snapT
 	alarmAt  [NumKinds]time.Time // first alarm of the current episode
+	lastFail [NumKinds]time.Time // the last failure recorded, to count an OOM kill and its exit once
 	maxP     [NumKinds]float64
 	pending  map[Kind]*Action
 	lastSeen time.Time
@@ -394,6 +395,10 @@ func (e *Engine) inferKind(a *agentState) (Kind, bool) {
 // failure records a failure of kind: its windows, whether it was
 // predicted, the verdict on a pending recovery; then refits the hazard.
 func (e *Engine) failure(agent int, a *agentState, k Kind, t time.Time) {
+	if last := a.lastFail[k]; !last.IsZero() && t.Sub(last).Abs() < 2*time.Second {
+		return // the same failure seen twice (the OOM kill and the exit it caused)
+	}
+	a.lastFail[k] = t
 	ts := float64(t.UnixNano()) / 1e9
 	f := Failure{Time: t, Agent: agent, Kind: k.String(), P: a.maxP[k]}
 	if !a.alarmAt[k].IsZero() && t.Sub(a.alarmAt[k]).Seconds() <= Horizon*2 {

@@ -178,7 +178,8 @@ func (s *supervisor) exited(now time.Time, failed bool) (restart bool, delay tim
 		}
 		s.backoffN++
 		s.nextStart = now.Add(d)
-		return true, d, true, "restart intensity exceeded: back off"
+		// one crash-loop failure per loop: the first restart it delays
+		return true, d, s.backoffN == 1, "restart intensity exceeded: back off"
 	}
 	s.nextStart = now.Add(s.pol.RestartDelay)
 	return true, s.pol.RestartDelay, false, "exit, restart=" + s.pol.Restart.String()
