@@ -423,3 +423,33 @@ func splitQuoted(s string) []string {
 	}
 	return append(out, cur.String())
 }
+
+// A slow leak whose limit is still minutes away gets a Predictive
+// maintenance window in the forecast's lull before it, carried out as a
+// restart when due.
+func TestPredictiveMaintenance(t *testing.T) {
+	e := New(Config{})
+	f := Forecast{Start: t0, Step: 10 * time.Second, Load: []float64{5, 5, 5, 1, 1, 1, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5}}
+	var acts []Action
+	for s := 0.0; s < 100; s += 1 {
+		e.Observe(1, obs(s, int64(46<<20)+int64(s*0.2*float64(1<<20)), 10, 0.2, s*0.2))
+		acts = append(acts, e.Tick(at(s), f)...)
+	}
+	m := e.Maintenance()
+	if !strings.Contains(m, "agent=1 kind=Predictive start=1764795630.000") {
+		t.Fatalf("maintenance:\n%s", m)
+	}
+	var got *Action
+	for i := range acts {
+		if acts[i].Cause == "maintenance" {
+			got = &acts[i]
+		}
+	}
+	if got == nil || got.Steps[0].Verb != VerbRestart || !got.Time.Equal(at(30)) {
+		t.Fatalf("%v", acts)
+	}
+	e.MaintenanceDone(1, at(30), true)
+	if !strings.Contains(e.Maintenance(), "state=done") {
+		t.Fatal(e.Maintenance())
+	}
+}
