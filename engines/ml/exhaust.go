@@ -30,12 +30,12 @@ func TheilSen(t, y []float64) (a, b float64, ok bool) {
 	if len(slopes) == 0 {
 		return 0, 0, false
 	}
-	b = median(slopes)
+	b = exhaustMedian(slopes)
 	res := make([]float64, n)
 	for i := range t {
 		res[i] = y[i] - b*t[i]
 	}
-	return median(res), b, true
+	return exhaustMedian(res), b, true
 }
 
 // Monotonic is Kendall's tau of y against t in [-1, 1]: 1 when every
@@ -100,7 +100,7 @@ func TimeToExhaust(t, y []float64, limit float64) Exhaustion {
 	return e
 }
 
-func median(x []float64) float64 {
+func exhaustMedian(x []float64) float64 {
 	if len(x) == 0 {
 		return 0
 	}
