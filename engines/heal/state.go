@@ -1,0 +1,210 @@
+package heal
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"aiosfs/engines/ml"
+)
+
+// StateVersion is the saved state's format version.
+const StateVersion = 1
+
+// State is everything the engine has learned, as saved (JSON, one
+// object; docs/heal.md §Formats): the failure history with the feature
+// windows before each failure, the negative reservoir, the fitted
+// hazards, the bandit's counts, the policies and the maintenance
+// schedule. Saving it after every failure and outcome, atomically
+// (write, fsync, rename, fsync the directory), makes it survive kill -9.
+type State struct {
+	Version     int                   `json:"version"`
+	Saved       time.Time             `json:"saved"`
+	Failures    []Failure             `json:"failures"`
+	Negatives   map[string][]Snap     `json:"negatives"`
+	Hazards     map[string]*ml.Hazard `json:"hazards"`
+	Bandit      *ml.Bandit            `json:"bandit"`
+	Policies    map[int]SavedPolicy   `json:"policies"`
+	Maintenance []SavedWindow         `json:"maintenance"`
+	NextID      uint64                `json:"next_id"`
+}
+
+// SavedPolicy is a Policy in the saved state, durations in seconds.
+type SavedPolicy struct {
+	Restart       string  `json:"restart"`
+	Intensity     int     `json:"intensity"`
+	Period        float64 `json:"period"`
+	BackoffBase   float64 `json:"backoff"`
+	BackoffMax    float64 `json:"backoff_max"`
+	Maintenance   string  `json:"maintenance,omitempty"`
+	MaintEvery    float64 `json:"maint_every,omitempty"`
+	MaintDuration float64 `json:"maint_duration,omitempty"`
+}
+
+// SavedWindow is a maintenance window in the saved state.
+type SavedWindow struct {
+	Agent    int       `json:"agent"`
+	Kind     string    `json:"kind"`
+	Start    time.Time `json:"start"`
+	Duration float64   `json:"duration"`
+	Deadline time.Time `json:"deadline"`
+	Priority float64   `json:"priority"`
+	Reason   string    `json:"reason"`
+	State    string    `json:"state"`
+}
+
+func secs(d time.Duration) float64 { return d.Seconds() }
+func dur(s float64) time.Duration  { return time.Duration(s * float64(time.Second)) }
+
+// Snapshot returns the learned state.
+func (e *Engine) Snapshot() State {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	s := State{Version: StateVersion, Saved: e.now, Failures: append([]Failure(nil), e.failures...),
+		Negatives: map[string][]Snap{}, Hazards: map[string]*ml.Hazard{}, Bandit: e.bandit,
+		Policies: map[int]SavedPolicy{}, NextID: e.nextID}
+	for k := Kind(0); k < NumKinds; k++ {
+		s.Negatives[k.String()] = e.neg[k]
+		s.Hazards[k.String()] = e.haz[k]
+	}
+	for n, a := range e.agents {
+		p := a.sup.pol
+		s.Policies[n] = SavedPolicy{p.Restart.String(), p.Intensity, secs(p.Period), secs(p.BackoffBase), secs(p.BackoffMax),
+			p.Maintenance, secs(p.MaintEvery), secs(p.MaintDuration)}
+	}
+	for _, w := range e.maint {
+		s.Maintenance = append(s.Maintenance, SavedWindow{w.Agent, w.Kind.String(), w.Start, secs(w.Duration), w.Deadline, w.Priority, w.Reason, w.State})
+	}
+	return s
+}
+
+// Save writes the state as JSON.
+func (e *Engine) Save(w io.Writer) error {
+	s := e.Snapshot()
+	enc := json.NewEncoder(w)
+	return enc.Encode(&s)
+}
+
+// Load replaces the learned state with what r holds; on any error the
+// engine is unchanged.
+func (e *Engine) Load(r io.Reader) error {
+	var s State
+	dec := json.NewDecoder(io.LimitReader(r, 64<<20))
+	if err := dec.Decode(&s); err != nil {
+		return fmt.Errorf("heal: state: %w", err)
+	}
+	if s.Version != StateVersion {
+		return fmt.Errorf("heal: state version %d, want %d", s.Version, StateVersion)
+	}
+	var haz hazards
+	var neg [NumKinds][]Snap
+	for k := Kind(0); k < NumKinds; k++ {
+		h := s.Hazards[k.String()]
+		p := priorHazard(k)
+		if h == nil || len(h.W) != len(p.W) {
+			h = p
+		}
+		haz[k] = h
+		neg[k] = s.Negatives[k.String()]
+		if len(neg[k]) > maxNeg {
+			neg[k] = neg[k][:maxNeg]
+		}
+	}
+	b := s.Bandit
+	if b == nil {
+		b = ml.NewBandit(e.cfg.Seed)
+	}
+	b.Seed(e.cfg.Seed + s.NextID)
+	pols := map[int]Policy{}
+	for n, sp := range s.Policies {
+		p := DefaultPolicy()
+		switch sp.Restart {
+		case "always":
+			p.Restart = RestartAlways
+		case "never":
+			p.Restart = RestartNever
+		}
+		p.Intensity, p.Period, p.BackoffBase, p.BackoffMax = sp.Intensity, dur(sp.Period), dur(sp.BackoffBase), dur(sp.BackoffMax)
+		p.Maintenance, p.MaintEvery, p.MaintDuration = sp.Maintenance, dur(sp.MaintEvery), dur(sp.MaintDuration)
+		pols[n] = p.withDefaults()
+	}
+	var ws []Window
+	for _, w := range s.Maintenance {
+		k := Preventive
+		switch w.Kind {
+		case "Corrective":
+			k = Corrective
+		case "Predictive":
+			k = Predictive
+		}
+		st := w.State
+		if st == "running" {
+			st = "failed" // interrupted by the daemon's own death
+		}
+		ws = append(ws, Window{MaintRequest: MaintRequest{w.Agent, k, dur(w.Duration), w.Deadline, w.Priority, w.Reason}, Start: w.Start, State: st})
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if len(s.Failures) > maxFailures {
+		s.Failures = s.Failures[len(s.Failures)-maxFailures:]
+	}
+	e.failures, e.neg, e.haz, e.bandit, e.maint = s.Failures, neg, haz, b, ws
+	if s.NextID > e.nextID {
+		e.nextID = s.NextID
+	}
+	for n, p := range pols {
+		e.agent(n).sup.pol = p
+	}
+	e.saved = s.Saved
+	return nil
+}
+
+// SaveFile writes the state to path atomically: a temporary file in the
+// same directory, fsync, rename over path, fsync of the directory.
+func (e *Engine) SaveFile(path string) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, ".heal-*.tmp")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp)
+	if err := e.Save(f); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	if d, err := os.Open(dir); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	e.mu.Lock()
+	e.saved = e.now
+	e.mu.Unlock()
+	return nil
+}
+
+// LoadFile loads path; a missing file is no error (a first start).
+func (e *Engine) LoadFile(path string) error {
+	f, err := os.Open(path)
+	if os.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return e.Load(f)
+}
