@@ -131,6 +131,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzResident$$' -fuzztime $(FUZZTIME) ./hal/vm/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseManifest$$' -fuzztime $(FUZZTIME) ./engines/ml/
 	$(GO) test -run '^$$' -fuzz '^FuzzParsePolicy$$' -fuzztime $(FUZZTIME) ./engines/threat/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseCmd$$' -fuzztime $(FUZZTIME) ./engines/heal/
 	$(GO) test -run '^$$' -fuzz '^FuzzServe$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 20x ./fs/p9fs/
 
 clean:
