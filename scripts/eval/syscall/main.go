@@ -141,8 +141,50 @@ func main() {
 	fmt.Printf("%-12s %-12s %5s %6s %7s %7s\n", "model", "set", "n", "auc", "dr@1%", "dr@5%")
 	var fprs []string
 	attScores := map[string][]float64{}
+	type set struct{ c, te, a []float64 }
+	sets := map[string]set{}
 	for _, m := range models {
-		c, te, a := scores(m, calib), scores(m, test), scores(m, att)
+		sets[m.name] = set{scores(m, calib), scores(m, test), scores(m, att)}
+	}
+	// ensemble: each member's score as its rank among the calibration
+	// normals (0..1), averaged; it uses no attack and no test trace.
+	ens := []string{"stide-rate", "markov-mean", "knn"}
+	cdf := func(cal []float64, v float64) float64 {
+		return float64(sort.SearchFloat64s(cal, v)) / float64(len(cal))
+	}
+	var es set
+	for _, part := range []int{0, 1, 2} {
+		var n int
+		switch part {
+		case 0:
+			n = len(calib)
+		case 1:
+			n = len(test)
+		default:
+			n = len(att)
+		}
+		out := make([]float64, n)
+		for _, name := range ens {
+			cal := append([]float64(nil), sets[name].c...)
+			sort.Float64s(cal)
+			src := [][]float64{sets[name].c, sets[name].te, sets[name].a}[part]
+			for i, v := range src {
+				out[i] += cdf(cal, v) / float64(len(ens))
+			}
+		}
+		switch part {
+		case 0:
+			es.c = out
+		case 1:
+			es.te = out
+		default:
+			es.a = out
+		}
+	}
+	sets["ensemble"] = es
+	models = append(models, model{name: "ensemble"})
+	for _, m := range models {
+		c, te, a := sets[m.name].c, sets[m.name].te, sets[m.name].a
 		attScores[m.name] = a
 		t1, t5 := ml.ThresholdAtFPR(c, 0.01), ml.ThresholdAtFPR(c, 0.05)
 		line := func(set string, pos []float64) {
