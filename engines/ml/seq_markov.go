@@ -114,6 +114,11 @@ func (m *Markov) Stream() *MarkovStream {
 func (s *MarkovStream) Push(c int) (nll, maxWin float64) {
 	nll = s.m.NLL(s.h, c)
 	s.h = append(s.h[1:], c)
+	return nll, s.add(nll)
+}
+
+// add takes one call's NLL into the means and returns the running MaxWin.
+func (s *MarkovStream) add(nll float64) float64 {
 	s.sum += nll
 	s.n++
 	s.winSum += nll - s.ring[s.pos]
@@ -124,7 +129,7 @@ func (s *MarkovStream) Push(c int) (nll, maxWin float64) {
 			s.maxWin = v
 		}
 	}
-	return nll, s.Result().MaxWin
+	return s.Result().MaxWin
 }
 
 // Result is the score of the calls pushed so far.

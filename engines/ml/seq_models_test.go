@@ -198,3 +198,42 @@ func TestAUCHandComputed(t *testing.T) {
 		t.Errorf("small set threshold %v", th)
 	}
 }
+
+// Witten–Bell, order 1, trained on 1 2 (start code S): N = 2, V = 3;
+// order 0 has count 2 and 2 distinct; contexts S and 1 count 1, 1
+// distinct each. P(2 | 1): base (1+1)/(2+3) = .4; order 0 (1 + 2·.4)/4 =
+// .45; order 1 (1 + 1·.45)/2 = .725. P(3 | 1): .2, then .4/4 = .1, then
+// .1/2 = .05. A never-seen context (3) stops at order 0: P(1 | 3) = .45.
+func TestInterpMarkovHandComputed(t *testing.T) {
+	m, err := NewInterpMarkov(1, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Train([][]int{{1, 2}})
+	for _, c := range []struct {
+		h    []int
+		c    int
+		want float64
+	}{{[]int{1}, 2, 0.725}, {[]int{1}, 3, 0.05}, {[]int{3}, 1, 0.45}, {[]int{SeqOther}, 1, 0.725}} {
+		if got := m.Prob(c.h, c.c); !near(got, c.want) {
+			t.Errorf("P(%d | %v) = %v, want %v", c.c, c.h, got, c.want)
+		}
+	}
+	r := m.Score([]int{1, 2})
+	if want := -math.Log(0.725); !near(r.MeanNLL, want) || !near(r.MaxWin, want) {
+		t.Errorf("score %+v, want mean and max %v", r, want)
+	}
+	st := m.Stream()
+	st.Push(1)
+	if nll, _ := st.Push(3); !near(nll, -math.Log(0.05)) {
+		t.Errorf("stream NLL %v", nll)
+	}
+	// probabilities over the vocabulary and one unseen call sum to 1
+	var sum float64
+	for _, c := range []int{1, 2, 3} {
+		sum += m.Prob([]int{1}, c)
+	}
+	if !near(sum, 1) {
+		t.Errorf("P(· | 1) sums to %v", sum)
+	}
+}

@@ -16,14 +16,19 @@
 //	stide-rate  STIDE, mismatch rate
 //	markov-mean add-α order-k Markov model, mean NLL per call
 //	markov-max  the same, highest mean NLL over a window of calls
+//	wb-mean     Witten–Bell interpolated order-k Markov model, mean NLL
+//	wb-max      the same, highest mean NLL over a window of calls
 //	knn         TF-IDF bag of 1..n-grams, 1 − cosine similarity to the
 //	            K-th nearest training trace
+//	ensemble    stide-rate, markov-mean and knn, each as its rank among
+//	            the calibration normals, averaged
 //
 // Output: one line per model and set,
 //
 //	model=NAME set=overall|FAMILY n=N auc=F dr@1%=F dr@5%=F
 //
-// with the test half's realised false-positive rates per model, evidence
+// (and, with -subset S, set=*S for the attack traces whose name ends with
+// S), with the test half's realised false-positive rates per model, evidence
 // (the rarest n-grams, by name) of the highest-scored trace of each
 // family, and the run time.
 package main
@@ -58,9 +63,11 @@ func main() {
 	mk := flag.Int("markov-k", 2, "Markov order (calls of context)")
 	alpha := flag.Float64("alpha", 0.01, "Markov add-α smoothing")
 	win := flag.Int("win", 20, "Markov score window, in calls")
+	wk := flag.Int("wb-k", 4, "Witten–Bell interpolated Markov order")
 	kn := flag.Int("knn-n", 3, "kNN: longest n-gram")
 	kk := flag.Int("knn-k", 1, "kNN: which nearest neighbour")
 	sub := flag.Bool("knn-log", true, "kNN: sublinear term frequency log(1+count)")
+	subset := flag.String("subset", "", "also report the attack traces whose name ends with this (a diagnostic; none by default)")
 	evid := flag.Int("evidence", 3, "rarest n-grams shown per family (0: none)")
 	flag.Parse()
 
@@ -105,8 +112,8 @@ func main() {
 	sort.Strings(famNames)
 	fmt.Printf("data=%s training=%d validation=%d (calibration %d, test %d; seed %d) attack=%d families=%d empty_skipped=%d\n",
 		dir, len(train), len(val), len(calib), len(test), *seed, len(att), len(famNames), sk1+sk2+sk3)
-	fmt.Printf("constants stide-n=%d frame=%d markov-k=%d alpha=%g win=%d knn-n=%d knn-k=%d knn-log=%v\n",
-		*stideN, *frame, *mk, *alpha, *win, *kn, *kk, *sub)
+	fmt.Printf("constants stide-n=%d frame=%d markov-k=%d alpha=%g win=%d wb-k=%d knn-n=%d knn-k=%d knn-log=%v\n",
+		*stideN, *frame, *mk, *alpha, *win, *wk, *kn, *kk, *sub)
 
 	tr := make([][]int, len(train))
 	for i, t := range train {
@@ -118,6 +125,9 @@ func main() {
 	mm, err := ml.NewMarkov(*mk, *alpha, *win)
 	check(err)
 	mm.Train(tr)
+	wb, err := ml.NewInterpMarkov(*wk, *win)
+	check(err)
+	wb.Train(tr)
 	kx, err := ml.NewGramKNN(*kn, *kk, *sub)
 	check(err)
 	check(kx.Train(tr))
@@ -129,6 +139,8 @@ func main() {
 		{"stide-rate", func(c []int) float64 { return st.Score(c).MismatchRate }},
 		{"markov-mean", func(c []int) float64 { return mm.Score(c).MeanNLL }},
 		{"markov-max", func(c []int) float64 { return mm.Score(c).MaxWin }},
+		{"wb-mean", func(c []int) float64 { return wb.Score(c).MeanNLL }},
+		{"wb-max", func(c []int) float64 { return wb.Score(c).MaxWin }},
 		{"knn", kx.Score},
 	}
 	scores := func(m model, ts []Trace) []float64 {
@@ -199,6 +211,15 @@ func main() {
 				}
 			}
 			line(f, pos)
+		}
+		if *subset != "" {
+			var pos []float64
+			for i, t := range att {
+				if strings.HasSuffix(t.Name, *subset) {
+					pos = append(pos, a[i])
+				}
+			}
+			line("*"+*subset, pos)
 		}
 		fprs = append(fprs, fmt.Sprintf("%s=%.3f/%.3f", m.name, ml.RateAbove(te, t1), ml.RateAbove(te, t5)))
 	}
