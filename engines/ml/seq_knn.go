@@ -104,13 +104,16 @@ func (m *GramKNN) Train(traces [][]int) error {
 	m.post = map[uint64][]knnPost{}
 	for i, b := range bags {
 		keys := make([]uint64, 0, len(b))
-		var norm float64
-		for k, c := range b {
+		for k := range b {
 			keys = append(keys, k)
-			w := m.tf(c) * m.IDF[k]
+		}
+		// summed in key order, so the same traces give the same bits
+		sort.Slice(keys, func(a, c int) bool { return keys[a] < keys[c] })
+		var norm float64
+		for _, k := range keys {
+			w := m.tf(b[k]) * m.IDF[k]
 			norm += w * w
 		}
-		sort.Slice(keys, func(a, c int) bool { return keys[a] < keys[c] })
 		norm = math.Sqrt(norm)
 		if norm == 0 {
 			continue

@@ -237,3 +237,31 @@ func TestInterpMarkovHandComputed(t *testing.T) {
 		t.Errorf("P(· | 1) sums to %v", sum)
 	}
 }
+
+// No model has randomness: training twice on the same traces gives
+// bit-identical scores (map order must not leak into a sum).
+func TestSeqModelsDeterministic(t *testing.T) {
+	train := [][]int{{3, 4, 5, 6, 3, 4, 5, 6, 11}, {5, 6, 5, 6, 195, 221, 3}, {120, 114, 3, 4, 6}, {1, 2, 3, 4, 5, 6, 7, 8, 9, 10}}
+	probe := []int{3, 4, 5, 6, 195, 120, 114, 3, 4, 9, 9, 10}
+	score := func() []float64 {
+		s, _ := NewStide(3, 4)
+		s.Train(train)
+		m, _ := NewMarkov(2, 0.1, 3)
+		m.Train(train)
+		w, _ := NewInterpMarkov(3, 3)
+		w.Train(train)
+		k, _ := NewGramKNN(3, 2, true)
+		k.Train(train)
+		ss, ms, ws := s.Score(probe), m.Score(probe), w.Score(probe)
+		return []float64{ss.LFC, ss.MismatchRate, ms.MeanNLL, ms.MaxWin, ws.MeanNLL, ws.MaxWin, k.Score(probe)}
+	}
+	a := score()
+	for i := 0; i < 20; i++ {
+		b := score()
+		for j := range a {
+			if a[j] != b[j] {
+				t.Fatalf("run %d score %d: %v != %v", i, j, b[j], a[j])
+			}
+		}
+	}
+}

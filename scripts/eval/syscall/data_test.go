@@ -84,3 +84,18 @@ func TestReadArchiveLayout(t *testing.T) {
 		t.Error("bad number accepted")
 	}
 }
+
+// Absent data is one clear line, not an error; present data is found.
+func TestLocate(t *testing.T) {
+	dir := t.TempDir()
+	if _, skip := locate(dir); skip != `data=adfa-ld skipped="no `+filepath.Join(dir, "training.tar.gz")+`"` {
+		t.Errorf("skip line %q", skip)
+	}
+	for _, n := range []string{"training", "validation", "attack"} {
+		writeTarGz(t, filepath.Join(dir, n+".tar.gz"), [][2]string{{"T/a.txt", "1"}})
+	}
+	paths, skip := locate(dir)
+	if skip != "" || len(paths) != 3 || paths["attack"] != filepath.Join(dir, "attack.tar.gz") {
+		t.Errorf("%v %q", paths, skip)
+	}
+}

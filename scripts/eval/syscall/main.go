@@ -72,14 +72,10 @@ func main() {
 	flag.Parse()
 
 	dir := filepath.Join(data, "adfa-ld")
-	paths := map[string]string{}
-	for _, n := range []string{"training", "validation", "attack"} {
-		p := filepath.Join(dir, n+".tar.gz")
-		if _, err := os.Stat(p); err != nil {
-			fmt.Printf("data=adfa-ld skipped=%q\n", "no "+p)
-			return
-		}
-		paths[n] = p
+	paths, skip := locate(dir)
+	if skip != "" {
+		fmt.Println(skip)
+		return
 	}
 	train, sk1, err := readArchive(paths["training"], false)
 	check(err)
@@ -241,6 +237,20 @@ func main() {
 		}
 	}
 	fmt.Printf("run time %.1fs\n", time.Since(start).Seconds())
+}
+
+// locate finds the three archives under dir, or returns the line that
+// says why the eval is skipped.
+func locate(dir string) (map[string]string, string) {
+	paths := map[string]string{}
+	for _, n := range []string{"training", "validation", "attack"} {
+		p := filepath.Join(dir, n+".tar.gz")
+		if _, err := os.Stat(p); err != nil {
+			return nil, fmt.Sprintf("data=adfa-ld skipped=%q", "no "+p)
+		}
+		paths[n] = p
+	}
+	return paths, ""
 }
 
 func check(err error) {
