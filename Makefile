@@ -105,6 +105,7 @@ eval:
 	$(GO) run ./scripts/eval/gpu
 	$(GO) run ./scripts/threat/eval
 	$(GO) run ./scripts/heal/eval
+	$(GO) run ./scripts/eval/syscall
 
 # A one-minute unattended tour, as root: a daemon of its own on a temporary
 # mount and state directory (its own cgroup prefix, mock GPUs), steady,
