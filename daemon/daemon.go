@@ -46,7 +46,6 @@ type Config struct {
 	TrustTCP   bool          // believe the uid a TCP 9P client claims
 	Interval   time.Duration // sampling interval
 	ProcRoot   string        // /proc
-	SysRoot    string        // /sys (reserved for engines that read it)
 	CgroupRoot string        // /sys/fs/cgroup
 	Prefix     string        // agents' cgroups go under <own cgroup>/<Prefix>
 	Cgroup     string        // force "v1" or "v2"; "" detects

@@ -114,7 +114,6 @@ func serveFlags() (*flag.FlagSet, *daemon.Config) {
 	fl.BoolVar(&cfg.TrustTCP, "trust-tcp", false, "believe the uid a TCP 9P client claims and let it write (default: TCP clients are nobody and read-only); only for a network you trust completely")
 	fl.DurationVar(&cfg.Interval, "interval", time.Second, "sampling interval")
 	fl.StringVar(&cfg.ProcRoot, "proc", "/proc", "procfs root")
-	fl.StringVar(&cfg.SysRoot, "sys", "/sys", "sysfs root")
 	fl.StringVar(&cfg.CgroupRoot, "cgroup-root", "/sys/fs/cgroup", "cgroup filesystem root")
 	fl.StringVar(&cfg.Prefix, "cgroup-prefix", "aiosfs", "agents' cgroups go under <own cgroup>/<prefix>")
 	fl.StringVar(&cfg.Cgroup, "cgroup", "", "force cgroup version v1 or v2 (default: detect)")

@@ -510,7 +510,7 @@ func (e *Engine) trimLogs() {
 			err = os.Truncate(p, 0)
 		}
 		if err != nil {
-			e.publish(nil, "error", bus.F("op", "trim log"), bus.F("agent", id), bus.F("err", err.Error()))
+			e.publish(&Agent{Record: Record{ID: id}}, "error", bus.F("op", "trim log"), bus.F("err", err.Error()))
 			continue
 		}
 		e.publish(&Agent{Record: Record{ID: id}}, "log-trimmed", bus.F("bytes", st.Size()))

@@ -213,9 +213,13 @@ func (e *Engine) restore(metaPath string) error {
 	return nil
 }
 
-func (e *Engine) publish(kind string, f ...bus.Field) {
+func (e *Engine) publish(kind string, f ...bus.Field) { e.publishFor(0, kind, f...) }
+
+// publishFor publishes an event about agent id, in the event's agent slot
+// so that it reaches agents/N/events.
+func (e *Engine) publishFor(id int, kind string, f ...bus.Field) {
 	if e.cfg.Bus != nil {
-		e.cfg.Bus.Publish(bus.Event{Source: "mem", Kind: kind, Fields: f})
+		e.cfg.Bus.Publish(bus.Event{Source: "mem", Kind: kind, Agent: id, Fields: f})
 	}
 }
 

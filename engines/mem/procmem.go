@@ -546,7 +546,7 @@ func (e *Engine) Page(id int, reason string) (int, error) {
 		// agents/N/events are readable by every user, and a mapping's
 		// address is the agent owner's alone (agents/N/mem/decisions
 		// has it, mode 0400).
-		e.publish("advise", bus.F("agent", id), bus.F("pid", st.pid),
+		e.publishFor(id, "advise", bus.F("pid", st.pid),
 			bus.F("length", st.m.Len()), bus.F("advised", vm.Bytes(ranges)), bus.F("advice", vm.AdviceName(adv)),
 			bus.F("reason", reason), bus.F("outcome", d.Outcome))
 	}
@@ -620,7 +620,7 @@ func (e *Engine) Reclaim(id int, dir, reason string) error {
 	if after, _, aerr := vm.CgroupMemory(dir); aerr == nil {
 		d.RssAfter = after
 	}
-	e.publish("reclaim", bus.F("agent", id), bus.F("bytes", u-goal), bus.F("reason", reason), bus.F("outcome", d.Outcome))
+	e.publishFor(id, "reclaim", bus.F("bytes", u-goal), bus.F("reason", reason), bus.F("outcome", d.Outcome))
 	e.mu.Lock()
 	if pm := e.procs[id]; pm != nil {
 		pm.decisions = append(pm.decisions, d)
