@@ -48,7 +48,7 @@ func init() {
 		}
 		d.Log.Printf("%s", e)
 		d.Registry.MustRegister(e.Collector())
-		d.Agents.Extend(e.AgentFiles, e.AgentVerbs)
+		d.Agents.Extend(e.AgentTab(), e.AgentVerbs)
 		// Spawned agents get their devices and MPS limits in their
 		// environment.
 		d.Agents.ExtendEnv(e.EnvFor)

@@ -28,7 +28,7 @@ func init() {
 		if err != nil {
 			return nil, err
 		}
-		d.Agents.Extend(e.AgentFiles, nil)
+		d.Agents.Extend(e.AgentTab(), nil)
 		if d.Registry != nil {
 			d.Registry.MustRegister(newMemMetrics(e))
 		}

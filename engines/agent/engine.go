@@ -79,7 +79,7 @@ type Engine struct {
 	// kids are the leaders this daemon started, until reaped.
 	kids map[int]kid
 
-	files []FileFunc              // other engines' per-agent files
+	files fs.Dirtab               // other engines' rows of agents/N
 	verbs []VerbFunc              // other engines' per-agent verbs
 	envs  []func(id int) []string // other engines' spawn environment (GPU devices)
 

@@ -635,6 +635,13 @@ func (e *Engine) Reclaim(id int, dir, reason string) error {
 
 // ---- per-agent files and verbs ----
 
+// AgentTab is the memory manager's row of agents/N: the mem/ directory.
+func (e *Engine) AgentTab() fs.Dirtab {
+	return fs.Dirtab{{Name: "mem", Perm: os.ModeDir | 0555, Owner: "mem",
+		Doc:  "ctl decisions hot pattern policy wss: the agent's memory (AgentFiles)",
+		Make: func(id int, p string, own fs.Owner) fs.Node { return e.AgentFiles(id, path.Dir(p), own)[0] }}}
+}
+
 // AgentFiles is agents/N/mem/. The files that show the agent's memory
 // layout (pattern, hot, decisions: mapping addresses and file paths;
 // wss: its working set over time) are mode 0400 and owned by the agent's

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"aiosfs/engines/telemetry"
+	"aiosfs/fs"
 )
 
 // BenchmarkObserve is one agent's update plus forecast for one resource:
@@ -81,9 +82,9 @@ func BenchmarkSaveHistory1000(b *testing.B) {
 // costs one write(2) per changed limit).
 type benchAgents struct{ recs map[int]*agent.Record }
 
-func (b *benchAgents) Record(id int) (agent.Record, error)   { return *b.recs[id], nil }
-func (b *benchAgents) Get(id int) (*agent.Agent, error)      { return nil, nil }
-func (b *benchAgents) Extend(agent.FileFunc, agent.VerbFunc) {}
+func (b *benchAgents) Record(id int) (agent.Record, error) { return *b.recs[id], nil }
+func (b *benchAgents) Get(id int) (*agent.Agent, error)    { return nil, nil }
+func (b *benchAgents) Extend(fs.Dirtab, agent.VerbFunc)    {}
 func (b *benchAgents) Apply(id int, key, value, _ string) error {
 	r := b.recs[id]
 	switch key {

@@ -45,6 +45,7 @@ import (
 	"aiosfs/engines/agent"
 	"aiosfs/engines/bus"
 	"aiosfs/engines/telemetry"
+	"aiosfs/fs"
 )
 
 // Resources predicted per agent, in the order files list them.
@@ -73,7 +74,7 @@ type Agents interface {
 	Record(id int) (agent.Record, error)
 	Get(id int) (*agent.Agent, error)
 	Apply(id int, key, value, reason string) error
-	Extend(files agent.FileFunc, verbs agent.VerbFunc)
+	Extend(files fs.Dirtab, verbs agent.VerbFunc)
 }
 
 // Config is what the engine needs from the daemon.

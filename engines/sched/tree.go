@@ -15,17 +15,25 @@ import (
 	"aiosfs/fs"
 )
 
+// AgentTab is the scheduler's rows of agents/N.
+func (e *Engine) AgentTab(ns *fs.NS) fs.Dirtab {
+	text := func(name, doc string, render func(id int) ([]byte, error)) fs.Entry {
+		return fs.Entry{Name: name, Perm: 0444, Owner: "sched", Doc: doc, Make: func(id int, p string, own fs.Owner) fs.Node {
+			return ns.Text(p, 0444, own, func(fs.Caller) ([]byte, error) { return render(id) })
+		}}
+	}
+	return fs.Dirtab{
+		text("pattern", "class=... period=... confidence=...: renderPattern", e.renderPattern),
+		text("predict", "one line per resource and horizon: renderPredict", e.renderPredict),
+		text("alloc", "limit=KEY value=... forecast=... floor=... share=... reason=...: renderAlloc", e.renderAlloc),
+	}
+}
+
 // Nodes returns sched/ and registers the per-agent files and verbs.
 func (e *Engine) Nodes(ns *fs.NS) []fs.Node {
 	root := fs.Owner{}
 	t := e.Verbs()
-	e.cfg.Agents.Extend(func(id int, dir string, own fs.Owner) []fs.Node {
-		return []fs.Node{
-			ns.Text(dir+"/pattern", 0444, own, func(fs.Caller) ([]byte, error) { return e.renderPattern(id) }),
-			ns.Text(dir+"/predict", 0444, own, func(fs.Caller) ([]byte, error) { return e.renderPredict(id) }),
-			ns.Text(dir+"/alloc", 0444, own, func(fs.Caller) ([]byte, error) { return e.renderAlloc(id) }),
-		}
-	}, e.AgentVerbs)
+	e.cfg.Agents.Extend(e.AgentTab(ns), e.AgentVerbs)
 	return []fs.Node{ns.StaticDir("/sched", 0555, root,
 		ns.Ctl("/sched/ctl", 0644, root, t.Help, t.Exec),
 		ns.Text("/sched/status", 0444, root, func(fs.Caller) ([]byte, error) { return e.renderStatus(), nil }),
