@@ -46,7 +46,6 @@ import (
 	"aiosfs/engines/agent/view"
 	"aiosfs/engines/bus"
 	"aiosfs/engines/telemetry"
-	"aiosfs/fs"
 )
 
 // Resources predicted per agent, in the order files list them.
@@ -69,13 +68,11 @@ const warmSamples = 5
 
 // Agents is what the scheduler needs of the agent registry
 // (*agent.Engine): records to decide from, Apply to set limits through
-// the same parser and kernel writes as a ctl line, and the hooks that add
-// its files and verbs under agents/N.
+// the same kernel writes as a ctl line, typed.
 type Agents interface {
 	Record(id int) (agent.Record, error)
 	Get(id int) (*agent.Agent, error)
 	ApplyLimit(id int, l view.Limit, reason string) error
-	Extend(files fs.Dirtab, verbs agent.VerbFunc)
 }
 
 // Config is what the engine needs from the daemon.

@@ -29,11 +29,11 @@ func (e *Engine) AgentTab(ns *fs.NS) fs.Dirtab {
 	}
 }
 
-// Nodes returns sched/ and registers the per-agent files and verbs.
+// Nodes returns sched/. Its rows of agents/N are AgentTab and its verbs
+// in agents/N/ctl AgentVerbs; the daemon wires both, as for every engine.
 func (e *Engine) Nodes(ns *fs.NS) []fs.Node {
 	root := fs.Owner{}
 	t := e.Verbs()
-	e.cfg.Agents.Extend(e.AgentTab(ns), e.AgentVerbs)
 	return []fs.Node{ns.StaticDir("/sched", 0555, root,
 		ns.Ctl("/sched/ctl", 0644, root, t.Help, t.Exec),
 		ns.Text("/sched/status", 0444, root, func(fs.Caller) ([]byte, error) { return e.renderStatus(), nil }),
