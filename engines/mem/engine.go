@@ -592,7 +592,7 @@ func (e *Engine) regionVerbs(named bool) ctl.Table {
 			})},
 		{Name: "prefetch", Args: pre + "on|off", Min: n + 1, Max: n + 1, Doc: "prefetch learned sequences and strides",
 			Run: e.onRegion(n, func(c fs.Caller, name string, a []string) error {
-				on, err := parseOnOff(a[0])
+				on, err := ctl.ParseOnOff(a[0])
 				if err != nil {
 					return err
 				}
@@ -744,7 +744,7 @@ func (e *Engine) Verbs() ctl.Table {
 			}},
 		{Name: "paging", Args: "on|off", Min: 1, Max: 1, Root: true, Doc: "advise the kernel on agents' cold and hot ranges under pressure",
 			Run: func(_ context.Context, _ fs.Caller, a []string) error {
-				on, err := parseOnOff(a[0])
+				on, err := ctl.ParseOnOff(a[0])
 				if err != nil {
 					return err
 				}
