@@ -10,6 +10,7 @@ import (
 
 	"aiosfs/fs"
 	"aiosfs/fs/p9fs"
+	"aiosfs/internal/testutil"
 )
 
 // BenchmarkAgentStat reads agents/N/stat of one running agent through the
@@ -19,12 +20,7 @@ import (
 //
 //	go test -run '^$' -bench AgentStat -benchtime 3000x ./daemon/
 func BenchmarkAgentStat(b *testing.B) {
-	if os.Geteuid() != 0 {
-		b.Skip("needs root: mounts FUSE and makes cgroups")
-	}
-	if _, err := os.Stat("/dev/fuse"); err != nil {
-		b.Skip("needs /dev/fuse")
-	}
+	testutil.RequireFUSE(b, "mounts FUSE and makes cgroups")
 	base, err := os.MkdirTemp("", "aiosfs-bench-")
 	if err != nil {
 		b.Fatal(err)

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"maps"
 	"os"
-	"os/user"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -101,7 +100,7 @@ func (e *Engine) parseSettings(w caller, kvs []ctl.KV, base settings) (settings,
 		}
 		switch kv.Key {
 		case "user":
-			s.uid, s.gid, err = lookupUser(v)
+			s.uid, s.gid, err = e.lookupUser(v)
 			s.userSet = true
 		case "env":
 			if k, _, ok := strings.Cut(v, "="); !ok || k == "" {
@@ -221,12 +220,10 @@ func parseCap(v string) (add bool, name string, err error) {
 	return v[0] == '+', name, nil
 }
 
-func lookupUser(v string) (uint32, uint32, error) {
-	u, err := user.Lookup(v)
+func (e *Engine) lookupUser(v string) (uint32, uint32, error) {
+	u, err := e.cfg.Process.User(v)
 	if err != nil {
-		if u, err = user.LookupId(v); err != nil {
-			return 0, 0, fs.Errorf(syscall.ENOENT, "no such user %q", v)
-		}
+		return 0, 0, fs.Errorf(syscall.ENOENT, "no such user %q", v)
 	}
 	uid, _ := strconv.Atoi(u.Uid)
 	gid, _ := strconv.Atoi(u.Gid)
@@ -607,7 +604,7 @@ func (e *Engine) kill(a *Agent, _ fs.Caller, args []string) error {
 		err = g.Kill()
 	} else {
 		for _, p := range pids {
-			syscall.Kill(p, sig)
+			e.cfg.Process.Kill(p, sig)
 		}
 	}
 	e.publish(a, "kill", bus.F("signal", SignalName(sig)), bus.F("procs", len(pids)))
@@ -793,7 +790,7 @@ func (e *Engine) prio(a *Agent, c fs.Caller, args []string) error {
 		if g, err := e.live(a); err == nil {
 			pids, _ := g.Procs()
 			for _, q := range pids {
-				syscall.Setpriority(syscall.PRIO_PROCESS, q, v)
+				e.cfg.Process.Setpriority(q, v)
 			}
 		}
 	}
