@@ -181,3 +181,22 @@ func ParseFraction(s string) (float64, error) {
 	}
 	return f * scale, nil
 }
+
+// ParseOnOff parses a switch: on or off.
+func ParseOnOff(s string) (bool, error) {
+	switch s {
+	case "on":
+		return true, nil
+	case "off":
+		return false, nil
+	}
+	return false, Errorf("%q: want on or off", s)
+}
+
+// OnOff is a switch as files show it: on or off.
+func OnOff(v bool) string {
+	if v {
+		return "on"
+	}
+	return "off"
+}

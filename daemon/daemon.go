@@ -46,7 +46,6 @@ type Config struct {
 	TrustTCP   bool          // believe the uid a TCP 9P client claims
 	Interval   time.Duration // sampling interval
 	ProcRoot   string        // /proc
-	SysRoot    string        // /sys (reserved for engines that read it)
 	CgroupRoot string        // /sys/fs/cgroup
 	Prefix     string        // agents' cgroups go under <own cgroup>/<Prefix>
 	Cgroup     string        // force "v1" or "v2"; "" detects
@@ -77,7 +76,7 @@ type Daemon struct {
 	// gives back the cgroup prefix (cgroup.Manager.LockPrefix).
 	lock          *lockfile.File
 	releasePrefix func() error
-	mods          []Module
+	mods          []Device
 	reg           *prometheus.Registry
 	fuse          *fusefs.Server
 	lns           []net.Listener
@@ -140,8 +139,8 @@ func Start(cfg Config) (*Daemon, error) {
 	d.NS = &fs.NS{Boot: time.Now(), Reject: d.reject}
 	d.reg = prometheus.NewRegistry()
 	d.reg.MustRegister(newMetrics(agents, d.Tel, d.Bus.Seq))
-	for _, r := range modules {
-		m, err := r.new(Deps{Config: cfg, NS: d.NS, Bus: d.Bus, Log: d.Log, Agents: agents, Tel: d.Tel, Cgroups: d.cg, Proc: pfs, Registry: d.reg})
+	for _, r := range devices {
+		m, err := r.new(Deps{Config: cfg, NS: d.NS, Bus: d.Bus, Log: d.Log, Agents: agents, Tel: d.Tel, Cgroups: d.cg, Proc: pfs})
 		if err != nil {
 			d.closeModules()
 			agents.Shutdown()
@@ -150,6 +149,7 @@ func Start(cfg Config) (*Daemon, error) {
 			return nil, fmt.Errorf("%s engine: %w", r.name, err)
 		}
 		d.mods = append(d.mods, m)
+		d.wire(m)
 	}
 	d.Root = d.tree()
 
@@ -269,9 +269,7 @@ func (d *Daemon) reject(c fs.Caller, path, cmd string, err error) {
 func (d *Daemon) rootVerbs() ctl.Table {
 	t := d.Agents.RootVerbs()
 	for _, m := range d.mods {
-		if rv, ok := m.(RootVerber); ok {
-			t = append(t, rv.RootVerbs()...)
-		}
+		t = append(t, m.GlobalVerbs()...)
 	}
 	return append(t, ctl.Verb{Name: "interval", Args: "DURATION", Min: 1, Max: 1, Root: true,
 		Doc: "sampling interval, e.g. 1s, 500ms",

@@ -109,7 +109,7 @@ func fuseDaemon(t *testing.T) (*Daemon, string) {
 		t.Fatal(err)
 	}
 	mnt := filepath.Join(base, "mnt")
-	cfg := Config{Mount: mnt, StateDir: filepath.Join(base, "state"), Interval: time.Second, ProcRoot: "/proc", SysRoot: "/sys",
+	cfg := Config{Mount: mnt, StateDir: filepath.Join(base, "state"), Interval: time.Second, ProcRoot: "/proc",
 		CgroupRoot: "/sys/fs/cgroup", Prefix: newPrefix(), Grace: time.Second, GPU: "none"}
 	d, err := Start(cfg)
 	if err != nil {

@@ -5,6 +5,9 @@ import (
 	"errors"
 	"path/filepath"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"aiosfs/ctl"
 	"aiosfs/engines/agent"
 	"aiosfs/engines/gpu"
 	"aiosfs/engines/sched"
@@ -17,7 +20,7 @@ import (
 // "mock:MODEL". A machine without a driver is not an error: the daemon
 // logs why and serves gpu/ with no devices.
 func init() {
-	register("gpu", func(d Deps) (Module, error) {
+	register("gpu", func(d Deps) (Device, error) {
 		cfg := gpu.Config{NS: d.NS, Bus: d.Bus, Agents: agentsForGPU{d.Agents}, Interval: d.Config.Interval,
 			StateFile: filepath.Join(d.Config.StateDir, "gpu.json")}
 		if d.Config.GPU == "none" {
@@ -47,20 +50,25 @@ func init() {
 			return nil, err
 		}
 		d.Log.Printf("%s", e)
-		d.Registry.MustRegister(e.Collector())
-		d.Agents.Extend(e.AgentFiles, e.AgentVerbs)
 		// Spawned agents get their devices and MPS limits in their
 		// environment.
 		d.Agents.ExtendEnv(e.EnvFor)
-		return gpuModule{e}, nil
+		return gpuDevice{e}, nil
 	})
 }
 
-type gpuModule struct{ e *gpu.Engine }
+// gpuDevice is the GPU scheduler as a Device: gpu/, agents/N/gpu, the
+// agent's gpu verb and its collector.
+type gpuDevice struct{ e *gpu.Engine }
 
-func (m gpuModule) Nodes() []fs.Node        { return m.e.Nodes() }
-func (m gpuModule) Run(ctx context.Context) { m.e.Run(ctx) }
-func (m gpuModule) Close() error            { return m.e.Close() }
+func (m gpuDevice) Name() string                    { return "gpu" }
+func (m gpuDevice) Nodes() []fs.Node                { return m.e.Nodes() }
+func (m gpuDevice) AgentTab() fs.Dirtab             { return m.e.AgentTab() }
+func (m gpuDevice) AgentVerbs(id int) ctl.Table     { return m.e.AgentVerbs(id) }
+func (m gpuDevice) GlobalVerbs() ctl.Table          { return nil }
+func (m gpuDevice) Collector() prometheus.Collector { return m.e.Collector() }
+func (m gpuDevice) Run(ctx context.Context)         { m.e.Run(ctx) }
+func (m gpuDevice) Close() error                    { return m.e.Close() }
 
 // agentsForGPU adapts the agent registry to what the GPU engine needs.
 // Acting goes through the agent's own verbs so its state stays true.

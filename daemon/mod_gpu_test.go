@@ -54,7 +54,7 @@ func startGPUIn(t *testing.T, gpuSpec, stateDir, prefix string) (d *Daemon, c *p
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: the daemon makes cgroups")
 	}
-	cfg := Config{StateDir: stateDir, Interval: 50 * time.Millisecond, ProcRoot: "/proc", SysRoot: "/sys",
+	cfg := Config{StateDir: stateDir, Interval: 50 * time.Millisecond, ProcRoot: "/proc",
 		CgroupRoot: "/sys/fs/cgroup", Prefix: prefix, Grace: time.Second, GPU: gpuSpec}
 	d, err := Start(cfg)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"aiosfs/ctl"
 	"aiosfs/engines/sched"
 	"aiosfs/engines/telemetry"
 	"aiosfs/fs"
@@ -13,7 +14,7 @@ import (
 // The predictive scheduler: sched/ and agents/N/{pattern,predict,alloc}.
 // It follows every sampler pass; enforcement stays off until `enforce on`.
 func init() {
-	register("sched", func(d Deps) (Module, error) {
+	register("sched", func(d Deps) (Device, error) {
 		e := sched.New(sched.Config{Agents: d.Agents, Tel: d.Tel, Bus: d.Bus, NCPU: d.Proc.NumCPU(),
 			StateFile: filepath.Join(d.Config.StateDir, "sched.json")})
 		// A damaged file must not keep the daemon (and every agent's
@@ -22,21 +23,29 @@ func init() {
 			d.Log.Printf("%v: starting with the default settings", err)
 		}
 		d.Tel.OnTick(func(now time.Time, latest map[int]telemetry.Sample) { e.Tick(now, latest) })
-		return &schedModule{e: e, log: d.Log, nodes: e.Nodes(d.NS)}, nil
+		return &schedDevice{e: e, log: d.Log, ns: d.NS, nodes: e.Nodes(d.NS)}, nil
 	})
 }
 
-type schedModule struct {
+// schedDevice is the scheduler as a Device: sched/, agents/N/{pattern,
+// predict,alloc} and its verbs in agents/N/ctl. It has no metrics yet.
+type schedDevice struct {
+	noMetrics
 	e     *sched.Engine
 	log   *Log
+	ns    *fs.NS
 	nodes []fs.Node
 }
 
-func (m *schedModule) Nodes() []fs.Node { return m.nodes }
+func (m *schedDevice) Name() string                { return "sched" }
+func (m *schedDevice) Nodes() []fs.Node            { return m.nodes }
+func (m *schedDevice) AgentTab() fs.Dirtab         { return m.e.AgentTab(m.ns) }
+func (m *schedDevice) AgentVerbs(id int) ctl.Table { return m.e.AgentVerbs(id) }
+func (m *schedDevice) GlobalVerbs() ctl.Table      { return nil }
 
 // Run keeps the predictors' history on disk every minute, so that a
 // kill -9 costs them at most a minute of learning.
-func (m *schedModule) Run(ctx context.Context) {
+func (m *schedDevice) Run(ctx context.Context) {
 	t := time.NewTicker(historyEvery)
 	defer t.Stop()
 	for {
@@ -52,7 +61,7 @@ func (m *schedModule) Run(ctx context.Context) {
 }
 
 // Close saves the history once more: a clean stop loses nothing.
-func (m *schedModule) Close() error { return m.e.SaveHistory() }
+func (m *schedDevice) Close() error { return m.e.SaveHistory() }
 
 // historyEvery is how often the scheduler's history is saved.
 const historyEvery = time.Minute

@@ -17,6 +17,8 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+
+	"aiosfs/internal/testutil"
 	"time"
 
 	"aiosfs/hal/spawn"
@@ -63,12 +65,7 @@ func (s *syncBuffer) String() string {
 
 func requireRoot(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: mounts FUSE and makes cgroups")
-	}
-	if _, err := os.Stat("/dev/fuse"); err != nil {
-		t.Skip("needs /dev/fuse")
-	}
+	testutil.RequireFUSE(t, "mounts FUSE and makes cgroups")
 }
 
 func startDaemon(t *testing.T, mount, state, prefix string, extra ...string) *testDaemon {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"io"
 	"os"
 	"os/exec"
 	"strings"
@@ -36,6 +37,17 @@ func TestBadFlagsAndArguments(t *testing.T) {
 	}
 	if err := client("cat", []string{"unix!/nonexistent/sock", "/version"}, &out); err == nil {
 		t.Error("cat from a socket that is not there succeeded")
+	}
+}
+
+// TestNoUnreadFlags: -sys was a root nothing read (no engine reads sysfs;
+// cgroups have -cgroup-root); a flag that changes nothing is not offered.
+// (Parsed only: before the fix serve would have started a daemon.)
+func TestNoUnreadFlags(t *testing.T) {
+	fl, _ := serveFlags()
+	fl.SetOutput(io.Discard)
+	if err := fl.Parse([]string{"-sys", "/sys"}); err == nil {
+		t.Error("serve accepts -sys, which nothing reads")
 	}
 }
 

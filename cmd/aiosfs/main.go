@@ -133,7 +133,6 @@ func serveFlags() (*flag.FlagSet, *daemon.Config) {
 	fl.StringVar(&cfg.MetricsListen, "metrics-listen", "", "also serve the metrics file over HTTP for Prometheus at HOST:PORT/metrics, e.g. 127.0.0.1:9464 (no authentication)")
 	fl.DurationVar(&cfg.Interval, "interval", time.Second, "sampling interval")
 	fl.StringVar(&cfg.ProcRoot, "proc", "/proc", "procfs root")
-	fl.StringVar(&cfg.SysRoot, "sys", "/sys", "sysfs root")
 	fl.StringVar(&cfg.CgroupRoot, "cgroup-root", "/sys/fs/cgroup", "cgroup filesystem root")
 	fl.StringVar(&cfg.Prefix, "cgroup-prefix", "aiosfs", "agents' cgroups go under <own cgroup>/<prefix>")
 	fl.StringVar(&cfg.Cgroup, "cgroup", "", "force cgroup version v1 or v2 (default: detect)")

@@ -29,7 +29,6 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"os/user"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -44,9 +43,8 @@ import (
 	"aiosfs/fs"
 	"aiosfs/hal/cgroup"
 	"aiosfs/hal/proc"
+	"aiosfs/hal/process"
 	"aiosfs/hal/spawn"
-
-	"golang.org/x/sys/unix"
 )
 
 // Config is what the engine needs from the daemon.
@@ -63,6 +61,9 @@ type Config struct {
 	// directory there), since a process with its cwd in the tree would
 	// keep the daemon from unmounting and hang if the daemon died.
 	Mount string
+	// Process is how the engine signals, reaps and renices processes and
+	// looks users up; nil is the host (process.Host).
+	Process process.Ops
 }
 
 // Engine is the agent registry.
@@ -79,7 +80,7 @@ type Engine struct {
 	// kids are the leaders this daemon started, until reaped.
 	kids map[int]kid
 
-	files []FileFunc              // other engines' per-agent files
+	files fs.Dirtab               // other engines' rows of agents/N
 	verbs []VerbFunc              // other engines' per-agent verbs
 	envs  []func(id int) []string // other engines' spawn environment (GPU devices)
 
@@ -104,6 +105,9 @@ func (e *Engine) ExtendEnv(f func(id int) []string) {
 func New(cfg Config) (*Engine, error) {
 	if cfg.Grace == 0 {
 		cfg.Grace = 5 * time.Second
+	}
+	if cfg.Process == nil {
+		cfg.Process = process.Host{}
 	}
 	st, err := OpenStore(cfg.StateDir)
 	if err != nil {
@@ -445,7 +449,7 @@ func (e *Engine) launch(a *Agent) error {
 	for _, r := range a.Rlimits {
 		spec.Rlimits = append(spec.Rlimits, spawn.Rlimit{Resource: r.Resource, Cur: r.Cur, Max: r.Max})
 	}
-	if u, err := user.LookupId(strconv.Itoa(int(a.Uid))); err == nil {
+	if u, err := e.cfg.Process.UserID(a.Uid); err == nil {
 		if gids, err := u.GroupIds(); err == nil {
 			for _, g := range gids {
 				if n, err := strconv.Atoi(g); err == nil {
@@ -510,7 +514,7 @@ func (e *Engine) trimLogs() {
 			err = os.Truncate(p, 0)
 		}
 		if err != nil {
-			e.publish(nil, "error", bus.F("op", "trim log"), bus.F("agent", id), bus.F("err", err.Error()))
+			e.publish(&Agent{Record: Record{ID: id}}, "error", bus.F("op", "trim log"), bus.F("err", err.Error()))
 			continue
 		}
 		e.publish(&Agent{Record: Record{ID: id}}, "log-trimmed", bus.F("bytes", st.Size()))
@@ -544,14 +548,13 @@ func (e *Engine) reapKids() {
 	var done []ended
 	e.mu.Lock()
 	for pid, k := range e.kids {
-		var ws unix.WaitStatus
-		got, err := unix.Wait4(pid, &ws, unix.WNOHANG, nil)
-		if got == 0 || errors.Is(err, syscall.EINTR) {
+		ws, reaped, err := e.cfg.Process.Reap(pid)
+		if (!reaped && err == nil) || errors.Is(err, syscall.EINTR) {
 			continue
 		}
 		status := "unknown"
 		if err == nil {
-			status = WaitStatus(syscall.WaitStatus(ws))
+			status = WaitStatus(ws)
 		}
 		delete(e.kids, pid)
 		k.p.Release()
@@ -600,7 +603,7 @@ func SignalName(s syscall.Signal) string { return ctl.SignalName(s) }
 // env= settings, which win.
 func (e *Engine) environ(a *Agent) []string {
 	env := []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "AIOS_AGENT=" + strconv.Itoa(a.ID)}
-	if u, err := user.LookupId(strconv.Itoa(int(a.Uid))); err == nil {
+	if u, err := e.cfg.Process.UserID(a.Uid); err == nil {
 		env = append(env, "HOME="+u.HomeDir, "USER="+u.Username, "LOGNAME="+u.Username)
 	}
 	e.mu.Lock()
@@ -790,7 +793,7 @@ func (e *Engine) terminate(a *Agent, grace time.Duration) {
 	g.Thaw() // a frozen process cannot act on SIGTERM
 	if pids, _ := g.Procs(); len(pids) > 0 {
 		for _, p := range pids {
-			syscall.Kill(p, syscall.SIGTERM)
+			e.cfg.Process.Kill(p, syscall.SIGTERM)
 		}
 	}
 	deadline := time.Now().Add(grace)

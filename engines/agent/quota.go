@@ -227,7 +227,7 @@ func (e *Engine) quotaVerb(_ context.Context, c fs.Caller, args []string) error 
 	key := args[0]
 	var uid uint32
 	if key != defaultKey {
-		u, _, err := lookupUser(key)
+		u, _, err := e.lookupUser(key)
 		if err != nil {
 			return err
 		}

@@ -16,19 +16,16 @@ import (
 	"aiosfs/fs"
 )
 
-// FileFunc lets another engine add files to every agent directory: it is
-// given the agent number, its directory path and owner.
-type FileFunc func(id int, dir string, own fs.Owner) []fs.Node
-
 // VerbFunc lets another engine add verbs to every agent's ctl.
 type VerbFunc func(id int) ctl.Table
 
-// Extend registers per-agent files and verbs from another engine.
-func (e *Engine) Extend(files FileFunc, verbs VerbFunc) {
+// Extend registers another engine's rows of agents/N (its Dirtab) and its
+// verbs in agents/N/ctl.
+func (e *Engine) Extend(files fs.Dirtab, verbs VerbFunc) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if files != nil {
-		e.files = append(e.files, files)
+		e.files = append(e.files[:len(e.files):len(e.files)], files...)
 	}
 	if verbs != nil {
 		e.verbs = append(e.verbs, verbs)
@@ -114,32 +111,43 @@ func (e *Engine) Nodes(ns *fs.NS) []fs.Node {
 	}
 }
 
-// agentDir builds agents/N. Its files render the agent's state when
-// opened; a handle kept after the agent is removed gets ENOENT.
-func (e *Engine) agentDir(ns *fs.NS, id int) (fs.Node, error) {
-	// Every lookup of agents/N comes here (FUSE and 9P walks are not
-	// cached), so it reads only the owner; status lists the pids itself.
-	own, err := e.owner(id)
-	if err != nil {
-		return nil, err
+// AgentTab is the whole table of agents/N: the agent engine's rows, then
+// every other engine's (Extend), in the order they were registered.
+func (e *Engine) AgentTab(ns *fs.NS) fs.Dirtab {
+	e.mu.Lock()
+	ext := e.files
+	e.mu.Unlock()
+	return append(e.baseTab(ns), ext...)
+}
+
+// baseTab is the agent engine's own rows of agents/N. Each file renders
+// the agent's state when opened; a handle kept after the agent is removed
+// gets ENOENT.
+func (e *Engine) baseTab(ns *fs.NS) fs.Dirtab {
+	text := func(name string, perm os.FileMode, doc string, render func(id int) ([]byte, error)) fs.Entry {
+		return fs.Entry{Name: name, Perm: perm, Owner: "agent", Doc: doc, Make: func(id int, p string, own fs.Owner) fs.Node {
+			return ns.Text(p, perm, own, func(fs.Caller) ([]byte, error) { return render(id) })
+		}}
 	}
-	dir := "/agents/" + strconv.Itoa(id)
-	exec := func(ctx context.Context, c fs.Caller, line string) error {
-		if _, err := e.Get(id); err != nil {
-			return err
-		}
-		return e.Table(id).Exec(ctx, c, line)
-	}
-	kids := []fs.Node{
-		ns.Ctl(dir+"/ctl", 0644, own, func() []byte { return e.Table(id).Help() }, exec),
-		ns.Text(dir+"/status", 0444, own, func(fs.Caller) ([]byte, error) {
+	return fs.Dirtab{
+		{Name: "ctl", Perm: 0644, Owner: "agent", Doc: "the agent's verbs (reading it lists them); its owner's and root's",
+			Make: func(id int, p string, own fs.Owner) fs.Node {
+				exec := func(ctx context.Context, c fs.Caller, line string) error {
+					if _, err := e.Get(id); err != nil {
+						return err
+					}
+					return e.Table(id).Exec(ctx, c, line)
+				}
+				return ns.Ctl(p, 0644, own, func() []byte { return e.Table(id).Help() }, exec)
+			}},
+		text("status", 0444, "agent=N name=... state=... pids=... limits...: Agent.Status", func(id int) ([]byte, error) {
 			a, pids, err := e.Snapshot(id)
 			if err != nil {
 				return nil, err
 			}
 			return []byte(a.Status(pids)), nil
 		}),
-		ns.Text(dir+"/stat", 0444, own, func(fs.Caller) ([]byte, error) {
+		text("stat", 0444, "the latest telemetry sample, one line: telemetry.Sample.Line", func(id int) ([]byte, error) {
 			if _, err := e.Get(id); err != nil {
 				return nil, err
 			}
@@ -149,7 +157,7 @@ func (e *Engine) agentDir(ns *fs.NS, id int) (fs.Node, error) {
 			}
 			return []byte(s.Line()), nil
 		}),
-		ns.Text(dir+"/history", 0444, own, func(fs.Caller) ([]byte, error) {
+		text("history", 0444, "the kept telemetry samples, oldest first, one line each: telemetry.Sample.Line", func(id int) ([]byte, error) {
 			if _, err := e.Get(id); err != nil {
 				return nil, err
 			}
@@ -159,24 +167,32 @@ func (e *Engine) agentDir(ns *fs.NS, id int) (fs.Node, error) {
 			}
 			return []byte(b.String()), nil
 		}),
-		ns.StreamOf(dir+"/events", 0444, own, func(c fs.Caller) (fs.Stream, error) {
-			return e.cfg.Bus.SubscribeFor(c.Uid, func(ev bus.Event) bool { return ev.Agent == id }, 256), nil
-		}),
+		{Name: "events", Perm: 0444, Owner: "agent", Doc: "the agent's events as they happen, one line each: bus.Event.Line",
+			Make: func(id int, p string, own fs.Owner) fs.Node {
+				return ns.StreamOf(p, 0444, own, func(c fs.Caller) (fs.Stream, error) {
+					return e.cfg.Bus.SubscribeFor(c.Uid, func(ev bus.Event) bool { return ev.Agent == id }, 256), nil
+				})
+			}},
 		// Output is the owner's, as a process's own files would be.
-		ns.Text(dir+"/log", 0400, own, func(fs.Caller) ([]byte, error) {
+		text("log", 0400, "the agent's output, its last LogTail bytes", func(id int) ([]byte, error) {
 			if _, err := e.Get(id); err != nil {
 				return nil, err
 			}
 			return tailFile(e.logPath(id), LogTail)
 		}),
 	}
-	e.mu.Lock()
-	ext := append([]FileFunc(nil), e.files...)
-	e.mu.Unlock()
-	for _, f := range ext {
-		kids = append(kids, f(id, dir, own)...)
+}
+
+// agentDir is agents/N, built from the table: a walk to one file builds
+// that file alone (FUSE and 9P walks are not cached, so this is every
+// read's path). It reads only the owner; status lists the pids itself.
+func (e *Engine) agentDir(ns *fs.NS, id int) (fs.Node, error) {
+	own, err := e.owner(id)
+	if err != nil {
+		return nil, err
 	}
-	return ns.StaticDir(dir, 0755, own, kids...), nil
+	tab := e.AgentTab(ns)
+	return ns.TabDir("/agents/"+strconv.Itoa(id), 0755, own, id, func() fs.Dirtab { return tab }), nil
 }
 
 func (e *Engine) owner(id int) (fs.Owner, error) {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"maps"
 	"os"
-	"os/user"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -93,37 +92,15 @@ func (e *Engine) parseSettings(w caller, kvs []ctl.KV, base settings) (settings,
 		v := kv.Value
 		s.given[kv.Key] = true
 		var err error
+		if row, ok := limitRow(kv.Key); ok {
+			if err = row.parse(e, v, &s.limits); err != nil {
+				return s, err
+			}
+			continue
+		}
 		switch kv.Key {
-		case "cpus":
-			var cpus []int
-			if cpus, err = ctl.ParseCPUList(v, e.cfg.Proc.NumCPU()); err == nil {
-				s.limits.Cpus = ctl.FormatCPUList(cpus)
-			}
-		case "weight":
-			var wt int64
-			wt, err = ctl.ParseInt(v, 1, 10000)
-			s.limits.Weight = uint64(wt)
-		case "cpumax":
-			s.limits.CPUMax, err = parseCPUMax(v)
-		case "cpuperiod":
-			s.limits.CPUPeriod, err = ctl.ParseDuration(v)
-			if err == nil && (s.limits.CPUPeriod < cgroup.MinCPUPeriod || s.limits.CPUPeriod > cgroup.MaxCPUPeriod) {
-				err = ctl.Errorf("cpuperiod %v not in 1ms..1s", s.limits.CPUPeriod)
-			}
-		case "memhigh":
-			s.limits.MemHigh, err = ctl.ParseSize(v)
-		case "memmax":
-			s.limits.MemMax, err = ctl.ParseSize(v)
-		case "pidsmax":
-			var n int
-			if n, err = countArg(v, 1<<22); err == nil {
-				if n == 0 {
-					err = ctl.Errorf("pidsmax 0 would allow no process (want 1..%d, or max)", 1<<22)
-				}
-				s.limits.Pids = int64(max(n, 0))
-			}
 		case "user":
-			s.uid, s.gid, err = lookupUser(v)
+			s.uid, s.gid, err = e.lookupUser(v)
 			s.userSet = true
 		case "env":
 			if k, _, ok := strings.Cut(v, "="); !ok || k == "" {
@@ -243,12 +220,10 @@ func parseCap(v string) (add bool, name string, err error) {
 	return v[0] == '+', name, nil
 }
 
-func lookupUser(v string) (uint32, uint32, error) {
-	u, err := user.Lookup(v)
+func (e *Engine) lookupUser(v string) (uint32, uint32, error) {
+	u, err := e.cfg.Process.User(v)
 	if err != nil {
-		if u, err = user.LookupId(v); err != nil {
-			return 0, 0, fs.Errorf(syscall.ENOENT, "no such user %q", v)
-		}
+		return 0, 0, fs.Errorf(syscall.ENOENT, "no such user %q", v)
 	}
 	uid, _ := strconv.Atoi(u.Uid)
 	gid, _ := strconv.Atoi(u.Gid)
@@ -587,19 +562,18 @@ func (e *Engine) Verbs(id int) ctl.Table {
 			return f(a, c, args)
 		}
 	}
-	return ctl.Table{
+	t := ctl.Table{
 		{Name: "kill", Args: "[SIG]", Min: 0, Max: 1, Doc: "signal every process (default KILL)", Run: with(e.kill)},
 		{Name: "stop", Min: 0, Max: 0, Doc: "TERM every process, KILL after the grace period", Run: with(e.stop)},
 		{Name: "freeze", Min: 0, Max: 0, Doc: "freeze the agent's cgroup", Run: with(e.freeze)},
 		{Name: "thaw", Min: 0, Max: 0, Doc: "thaw the agent's cgroup", Run: with(e.thaw)},
 		{Name: "restart", Min: 0, Max: 0, Doc: "end every process and run the command again", Run: with(e.restart)},
-		{Name: "weight", Args: "N", Min: 1, Max: 1, Doc: "cpu weight 1..10000 (v1: cpu.shares)", Run: with(e.limitVerb("weight"))},
-		{Name: "cpumax", Args: "CORES", Min: 1, Max: 1, Doc: "cpu bandwidth in cores (0.5, 150%, max)", Run: with(e.limitVerb("cpumax"))},
-		{Name: "cpuperiod", Args: "DURATION", Min: 1, Max: 1, Doc: "time slice cpumax's quota refills over, 1ms..1s (default 100ms)", Run: with(e.limitVerb("cpuperiod"))},
-		{Name: "cpus", Args: "LIST", Min: 1, Max: 1, Doc: "cpuset, e.g. 0-1,3", Run: with(e.limitVerb("cpus"))},
-		{Name: "memhigh", Args: "SIZE", Min: 1, Max: 1, Doc: "memory.high (v1: soft limit), e.g. 512M, max", Run: with(e.limitVerb("memhigh"))},
-		{Name: "memmax", Args: "SIZE", Min: 1, Max: 1, Doc: "memory hard limit, e.g. 2G, max", Run: with(e.limitVerb("memmax"))},
-		{Name: "pidsmax", Args: "N", Min: 1, Max: 1, Doc: "most processes and threads at once (pids.max), or max", Run: with(e.limitVerb("pidsmax"))},
+	}
+	// The limits, from their table.
+	for _, l := range limits {
+		t = append(t, ctl.Verb{Name: l.key, Args: l.args, Min: 1, Max: 1, Doc: l.doc, Run: with(e.limitVerb(l.key))})
+	}
+	return append(t, ctl.Table{
 		{Name: "prio", Args: "N", Min: 1, Max: 1, Doc: "nice value -20..19 of every process", Run: with(e.prio)},
 		{Name: "cap", Args: "+NAME|-NAME", Min: 1, Max: 1, Root: true, Doc: "grant or drop a capability (at next start)", Run: with(e.capVerb)},
 		{Name: "clone", Args: "[NAME]", Min: 0, Max: 1, Doc: "a new agent with the same command and limits", Run: with(e.cloneVerb)},
@@ -607,7 +581,7 @@ func (e *Engine) Verbs(id int) ctl.Table {
 		{Name: "split", Args: "PID ... [name=X]", Min: 1, Max: -1, Doc: "move those processes to a new agent", Run: with(e.split)},
 		{Name: "exec", Args: "[key=value ...] -- CMD [ARGS ...]", Min: 1, Max: -1, Doc: "start a new (cloned) agent's command", Run: with(e.execVerb)},
 		{Name: "remove", Min: 0, Max: 0, Doc: "forget an exited agent", Run: with(e.remove)},
-	}
+	}...)
 }
 
 func (e *Engine) kill(a *Agent, _ fs.Caller, args []string) error {
@@ -630,7 +604,7 @@ func (e *Engine) kill(a *Agent, _ fs.Caller, args []string) error {
 		err = g.Kill()
 	} else {
 		for _, p := range pids {
-			syscall.Kill(p, sig)
+			e.cfg.Process.Kill(p, sig)
 		}
 	}
 	e.publish(a, "kill", bus.F("signal", SignalName(sig)), bus.F("procs", len(pids)))
@@ -726,9 +700,7 @@ func (e *Engine) Apply(id int, key, value, reason string) error {
 	if err != nil {
 		return err
 	}
-	switch key {
-	case "weight", "cpumax", "cpuperiod", "cpus", "memhigh", "memmax", "pidsmax":
-	default:
+	if _, ok := limitRow(key); !ok {
 		return ctl.Errorf("unknown limit %q", key)
 	}
 	return e.setLimit(a, fs.RootCaller, key, value, reason, true)
@@ -739,11 +711,20 @@ func (e *Engine) Apply(id int, key, value, reason string) error {
 // An unprivileged writer may not go above the agent's ceiling (EPERM); an
 // engine (clamp) is held to it.
 func (e *Engine) setLimit(a *Agent, c fs.Caller, key, value, reason string, clamp bool) error {
+	return e.setLimitWith(a, c, key, value, reason, clamp, func(old Limits) (settings, error) {
+		return e.parseSettings(caller{Caller: fs.RootCaller}, []ctl.KV{{Key: key, Value: value}}, settings{limits: old})
+	})
+}
+
+// setLimitWith is setLimit with the new limits from set (a parse of ctl
+// text, or another engine's typed value); value is what the event shows
+// ("" for the new value as the limits table renders it).
+func (e *Engine) setLimitWith(a *Agent, c fs.Caller, key, value, reason string, clamp bool, set func(old Limits) (settings, error)) error {
 	e.mu.Lock()
 	old := a.Limits
 	ceil := a.Ceiling
 	e.mu.Unlock()
-	s, err := e.parseSettings(caller{Caller: fs.RootCaller}, []ctl.KV{{Key: key, Value: value}}, settings{limits: old})
+	s, err := set(old)
 	if err != nil {
 		return err
 	}
@@ -771,6 +752,11 @@ func (e *Engine) setLimit(a *Agent, c fs.Caller, key, value, reason string, clam
 		}
 	}
 	g := e.groupOf(a)
+	if value == "" {
+		if row, ok := limitRow(key); ok {
+			value = row.get(s.limits)
+		}
+	}
 	if err := writeLimit(g, key, s.limits); err != nil {
 		return kernelErr(key+" "+value, err)
 	}
@@ -789,30 +775,11 @@ func (e *Engine) setLimit(a *Agent, c fs.Caller, key, value, reason string, clam
 // writeLimit writes one limit of l to the agent's cgroup (none: an agent
 // without processes keeps it for its start).
 func writeLimit(g cgroup.Group, key string, l Limits) error {
-	if g == nil {
+	row, ok := limitRow(key)
+	if g == nil || !ok {
 		return nil
 	}
-	switch key {
-	case "weight":
-		if l.Weight == 0 {
-			return nil
-		}
-		return g.SetWeight(l.Weight)
-	case "cpumax", "cpuperiod":
-		return g.SetCPUMax(l.CPUMax, l.CPUPeriod)
-	case "cpus":
-		return g.SetCpus(l.Cpus)
-	case "memhigh":
-		return g.SetMemHigh(l.MemHigh)
-	case "memmax":
-		return g.SetMemMax(l.MemMax)
-	case "pidsmax":
-		if l.Pids <= 0 {
-			return g.SetPidsMax(-1)
-		}
-		return g.SetPidsMax(l.Pids)
-	}
-	return nil
+	return row.write(g, l)
 }
 
 // prio sets the nice value of every process. An unprivileged writer may
@@ -833,7 +800,7 @@ func (e *Engine) prio(a *Agent, c fs.Caller, args []string) error {
 		if g, err := e.live(a); err == nil {
 			pids, _ := g.Procs()
 			for _, q := range pids {
-				syscall.Setpriority(syscall.PRIO_PROCESS, q, v)
+				e.cfg.Process.Setpriority(q, v)
 			}
 		}
 	}

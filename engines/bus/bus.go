@@ -111,6 +111,21 @@ func (e Event) Line() string {
 	return b.String()
 }
 
+func agentInSlot(e Event) Event {
+	for i, f := range e.Fields {
+		if f.Key != "agent" {
+			continue
+		}
+		if id, err := strconv.Atoi(f.Value); err == nil && e.Agent == 0 {
+			e.Agent = id
+		}
+		fields := append(append([]Field(nil), e.Fields[:i]...), e.Fields[i+1:]...)
+		e.Fields = fields
+		return agentInSlot(e)
+	}
+	return e
+}
+
 // Bus fans events out to subscribers and keeps the most recent ones.
 type Bus struct {
 	mu     sync.Mutex
@@ -129,7 +144,13 @@ func New(keep int) *Bus {
 // Publish stamps e with time and sequence and delivers it. It never
 // blocks: a subscriber that falls behind by more than its buffer loses
 // events and is told how many on its next read.
+//
+// The agent an event is about is its Agent slot, which is what
+// agents/N/events filters on; a field named agent would never get there
+// and would name the key twice in the line, so Publish moves it into the
+// slot (when the slot is empty) and drops it.
 func (b *Bus) Publish(e Event) Event {
+	e = agentInSlot(e)
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.seq++

@@ -114,3 +114,17 @@ func TestQuoteKeepsLinesText(t *testing.T) {
 		}
 	}
 }
+
+// TestAgentSlotEnforced: an event that names its agent in a field gets it
+// in the agent slot (what agents/N/events filters on), named once.
+func TestAgentSlotEnforced(t *testing.T) {
+	b := New(4)
+	ev := b.Publish(Event{Source: "mem", Kind: "reclaim", Fields: []Field{F("agent", 3), F("bytes", 10)}})
+	if ev.Agent != 3 || ev.Get("agent") != "" || len(ev.Fields) != 1 {
+		t.Errorf("published %s", ev.Line())
+	}
+	ev = b.Publish(Event{Source: "x", Kind: "y", Agent: 2, Fields: []Field{F("agent", 3)}})
+	if ev.Agent != 2 || len(ev.Fields) != 0 {
+		t.Errorf("a filled slot is kept: %s", ev.Line())
+	}
+}

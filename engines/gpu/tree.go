@@ -188,6 +188,14 @@ func (e *Engine) Nodes() []fs.Node {
 	return []fs.Node{ns.StaticDir("/gpu", 0555, root, kids...)}
 }
 
+// AgentTab is the GPU engine's row of agents/N.
+func (e *Engine) AgentTab() fs.Dirtab {
+	return fs.Dirtab{{Name: "gpu", Perm: 0444, Owner: "gpu", Doc: "state=... devices=... mem=...: renderAgent",
+		Make: func(id int, p string, own fs.Owner) fs.Node {
+			return e.cfg.NS.Text(p, 0444, own, func(fs.Caller) ([]byte, error) { return e.renderAgent(id), nil })
+		}}}
+}
+
 // AgentFiles is agents/N/gpu.
 func (e *Engine) AgentFiles(id int, dir string, own fs.Owner) []fs.Node {
 	return []fs.Node{e.cfg.NS.Text(dir+"/gpu", 0444, own, func(fs.Caller) ([]byte, error) { return e.renderAgent(id), nil })}

@@ -213,9 +213,13 @@ func (e *Engine) restore(metaPath string) error {
 	return nil
 }
 
-func (e *Engine) publish(kind string, f ...bus.Field) {
+func (e *Engine) publish(kind string, f ...bus.Field) { e.publishFor(0, kind, f...) }
+
+// publishFor publishes an event about agent id, in the event's agent slot
+// so that it reaches agents/N/events.
+func (e *Engine) publishFor(id int, kind string, f ...bus.Field) {
 	if e.cfg.Bus != nil {
-		e.cfg.Bus.Publish(bus.Event{Source: "mem", Kind: kind, Fields: f})
+		e.cfg.Bus.Publish(bus.Event{Source: "mem", Kind: kind, Agent: id, Fields: f})
 	}
 }
 
@@ -588,7 +592,7 @@ func (e *Engine) regionVerbs(named bool) ctl.Table {
 			})},
 		{Name: "prefetch", Args: pre + "on|off", Min: n + 1, Max: n + 1, Doc: "prefetch learned sequences and strides",
 			Run: e.onRegion(n, func(c fs.Caller, name string, a []string) error {
-				on, err := parseOnOff(a[0])
+				on, err := ctl.ParseOnOff(a[0])
 				if err != nil {
 					return err
 				}
@@ -740,7 +744,7 @@ func (e *Engine) Verbs() ctl.Table {
 			}},
 		{Name: "paging", Args: "on|off", Min: 1, Max: 1, Root: true, Doc: "advise the kernel on agents' cold and hot ranges under pressure",
 			Run: func(_ context.Context, _ fs.Caller, a []string) error {
-				on, err := parseOnOff(a[0])
+				on, err := ctl.ParseOnOff(a[0])
 				if err != nil {
 					return err
 				}

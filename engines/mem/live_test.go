@@ -20,6 +20,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"aiosfs/internal/testutil"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -51,12 +53,7 @@ func TestMain(m *testing.M) {
 
 func requireRoot(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: mounts FUSE, reads and clears other processes' page bits")
-	}
-	if _, err := os.Stat("/dev/fuse"); err != nil {
-		t.Skip("needs /dev/fuse")
-	}
+	testutil.RequireFUSE(t, "mounts FUSE, reads and clears other processes' page bits")
 }
 
 func helper(mode string, args ...string) *exec.Cmd {

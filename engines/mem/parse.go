@@ -130,17 +130,6 @@ func validTag(t string) error {
 	return nil
 }
 
-// parseOnOff parses on|off.
-func parseOnOff(s string) (bool, error) {
-	switch s {
-	case "on":
-		return true, nil
-	case "off":
-		return false, nil
-	}
-	return false, ctl.Errorf("bad switch %q (want on or off)", s)
-}
-
 func parsePolicy(s string) (string, error) {
 	for _, p := range CtlPolicies {
 		if s == p {

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"aiosfs/ctl"
 	"aiosfs/fs"
 )
 
@@ -134,13 +135,6 @@ func orDash(xs []string) string {
 	return strings.Join(xs, ",")
 }
 
-func onOff(b bool) string {
-	if b {
-		return "on"
-	}
-	return "off"
-}
-
 // info is regions/NAME/info and a line of find/TAG:
 //
 //	name=NAME size=BYTES kind=ephemeral|persistent|shared owner=N uid=N tags=a,b grants=1,2 lease=SECONDS policy=P prefetch=on|off cache=BYTES created=UNIX
@@ -158,7 +152,7 @@ func (e *Engine) info(r *Region) string {
 		lease = ff(max(0, time.Until(m.Expires).Seconds()))
 	}
 	return fmt.Sprintf("name=%s size=%d kind=%s owner=%d uid=%d tags=%s grants=%s lease=%s policy=%s prefetch=%s cache=%d created=%d\n",
-		m.Name, m.Size, m.Kind, m.Owner, m.Uid, orDash(m.Tags), joinInts(m.Grants), lease, m.Policy, onOff(m.Prefetch), m.Cache, m.Created.Unix())
+		m.Name, m.Size, m.Kind, m.Owner, m.Uid, orDash(m.Tags), joinInts(m.Grants), lease, m.Policy, ctl.OnOff(m.Prefetch), m.Cache, m.Created.Unix())
 }
 
 // status is mem/status, one line:
@@ -190,7 +184,7 @@ func (e *Engine) status() string {
 		psi = ff(e.lastPSI.Avg10)
 	}
 	return fmt.Sprintf("regions=%d bytes=%d cache_capacity=%d cache_resident=%d hits=%d misses=%d hit_ratio=%s prefetch_issued=%d prefetch_used=%d paging=%s pressure_threshold=%s psi_some_avg10=%s interval=%s agents=%d\n",
-		len(rs), bytes, capB, res, hits, miss, ff(ratio), pi, pu, onOff(e.paging), ff(e.threshold), psi, ff(e.interval.Seconds()), len(e.procs))
+		len(rs), bytes, capB, res, hits, miss, ff(ratio), pi, pu, ctl.OnOff(e.paging), ff(e.threshold), psi, ff(e.interval.Seconds()), len(e.procs))
 }
 
 // cacheText is mem/cache, one line per region:
@@ -234,7 +228,7 @@ func (e *Engine) prefetchText() string {
 			no, nl = fmt.Sprint(i.Next.First*PageSize), fmt.Sprint((i.Next.Last-i.Next.First+1)*PageSize)
 		}
 		fmt.Fprintf(&b, "region=%s prefetch=%s queued=%d issued=%d used=%d wasted=%d dropped=%d accuracy=%s next_offset=%s next_length=%s\n",
-			r.meta.Name, onOff(i.Prefetch), i.Queued, s.PrefetchIssued, s.PrefetchUsed, s.PrefetchWasted, s.PrefetchDropped, ff(acc), no, nl)
+			r.meta.Name, ctl.OnOff(i.Prefetch), i.Queued, s.PrefetchIssued, s.PrefetchUsed, s.PrefetchWasted, s.PrefetchDropped, ff(acc), no, nl)
 	}
 	return b.String()
 }

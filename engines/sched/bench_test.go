@@ -2,13 +2,14 @@ package sched
 
 import (
 	"aiosfs/engines/agent"
+	"aiosfs/engines/agent/view"
 	"math/rand/v2"
 	"runtime"
-	"strconv"
 	"testing"
 	"time"
 
 	"aiosfs/engines/telemetry"
+	"aiosfs/fs"
 )
 
 // BenchmarkObserve is one agent's update plus forecast for one resource:
@@ -81,25 +82,24 @@ func BenchmarkSaveHistory1000(b *testing.B) {
 // costs one write(2) per changed limit).
 type benchAgents struct{ recs map[int]*agent.Record }
 
-func (b *benchAgents) Record(id int) (agent.Record, error)   { return *b.recs[id], nil }
-func (b *benchAgents) Get(id int) (*agent.Agent, error)      { return nil, nil }
-func (b *benchAgents) Extend(agent.FileFunc, agent.VerbFunc) {}
-func (b *benchAgents) Apply(id int, key, value, _ string) error {
+func (b *benchAgents) Record(id int) (agent.Record, error) { return *b.recs[id], nil }
+func (b *benchAgents) Get(id int) (*agent.Agent, error)    { return nil, nil }
+func (b *benchAgents) Extend(fs.Dirtab, agent.VerbFunc)    {}
+func (b *benchAgents) ApplyLimit(id int, l view.Limit, _ string) error {
 	r := b.recs[id]
-	switch key {
+	switch l.Key {
 	case "cpumax":
-		r.Limits.CPUMax, _ = strconv.ParseFloat(value, 64)
+		r.Limits.CPUMax = l.Value.(float64)
 	case "memmax":
-		r.Limits.MemMax, _ = strconv.ParseInt(value, 10, 64)
+		r.Limits.MemMax = l.Value.(int64)
 	case "memhigh":
-		r.Limits.MemHigh, _ = strconv.ParseInt(value, 10, 64)
+		r.Limits.MemHigh = l.Value.(int64)
 	case "weight":
-		w, _ := strconv.ParseUint(value, 10, 64)
-		r.Limits.Weight = w
+		r.Limits.Weight = l.Value.(uint64)
 	case "cpus":
-		r.Limits.Cpus = value
+		r.Limits.Cpus = l.Value.(string)
 	case "cpuperiod":
-		r.Limits.CPUPeriod, _ = time.ParseDuration(value)
+		r.Limits.CPUPeriod = l.Value.(time.Duration)
 	}
 	return nil
 }

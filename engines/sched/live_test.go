@@ -80,6 +80,8 @@ func TestLiveEnforcement(t *testing.T) {
 	t.Cleanup(func() { ag.Shutdown() })
 	e := New(Config{Agents: ag, Tel: tel, Bus: b, NCPU: pfs.NumCPU()})
 	ns := &fs.NS{}
+	// Wired as the daemon wires every device.
+	ag.Extend(e.AgentTab(ns), e.AgentVerbs)
 	root := ns.StaticDir("/", 0555, fs.Owner{}, append(ag.Nodes(ns), e.Nodes(ns)...)...)
 	tel.OnTick(func(now time.Time, latest map[int]telemetry.Sample) {
 		ag.Reap()

@@ -43,6 +43,7 @@ import (
 	"time"
 
 	"aiosfs/engines/agent"
+	"aiosfs/engines/agent/view"
 	"aiosfs/engines/bus"
 	"aiosfs/engines/telemetry"
 )
@@ -67,13 +68,11 @@ const warmSamples = 5
 
 // Agents is what the scheduler needs of the agent registry
 // (*agent.Engine): records to decide from, Apply to set limits through
-// the same parser and kernel writes as a ctl line, and the hooks that add
-// its files and verbs under agents/N.
+// the same kernel writes as a ctl line, typed.
 type Agents interface {
 	Record(id int) (agent.Record, error)
 	Get(id int) (*agent.Agent, error)
-	Apply(id int, key, value, reason string) error
-	Extend(files agent.FileFunc, verbs agent.VerbFunc)
+	ApplyLimit(id int, l view.Limit, reason string) error
 }
 
 // Config is what the engine needs from the daemon.
@@ -308,8 +307,9 @@ func (e *Engine) observe(st *agentState, s telemetry.Sample) {
 
 // action is one limit to write; Apply runs outside the engine's lock.
 type action struct {
-	id              int
-	key, value, why string
+	id  int
+	lim view.Limit // typed: the kernel gets what alloc shows
+	why string
 }
 
 // WeightFor is an agent's CPU weight from its priority and capabilities:
@@ -381,7 +381,7 @@ func (e *Engine) decide(now time.Time, samples map[int]telemetry.Sample) []actio
 		if a.Limits.Weight != 0 && a.Limits.Weight != st.weight {
 			w = a.Limits.Weight
 		} else if a.Limits.Weight != w && !(a.Limits.Weight == 0 && w == 100) { // 0 is the kernel's default, 100
-			acts = append(acts, action{id, "weight", strconv.FormatUint(w, 10), "prio"})
+			acts = append(acts, action{id, view.Weight(w), "prio"})
 		}
 		st.weight = w
 		// The first decision starts from the limits in force (the
@@ -438,10 +438,10 @@ func (e *Engine) decide(now time.Time, samples map[int]telemetry.Sample) []actio
 			st.memHigh.Value = st.memMax.Value
 		}
 		if changed(float64(a.Limits.MemMax), st.memMax.Value, 0.02) {
-			acts = append(acts, action{id, "memmax", strconv.FormatInt(int64(st.memMax.Value), 10), st.memMax.Reason})
+			acts = append(acts, action{id, view.MemMax(int64(st.memMax.Value)), st.memMax.Reason})
 		}
 		if changed(float64(a.Limits.MemHigh), st.memHigh.Value, 0.02) {
-			acts = append(acts, action{id, "memhigh", strconv.FormatInt(int64(st.memHigh.Value), 10), st.memHigh.Reason})
+			acts = append(acts, action{id, view.MemHigh(int64(st.memHigh.Value)), st.memHigh.Reason})
 		}
 	}
 	// CPU: weighted max-min fair shares of the capacity over the demands.
@@ -455,12 +455,12 @@ func (e *Engine) decide(now time.Time, samples map[int]telemetry.Sample) []actio
 			why = ReasonFair
 		}
 		if changed(limits[c.ID].CPUMax, v, 0.02) {
-			acts = append(acts, action{c.ID, "cpumax", strconv.FormatFloat(v, 'f', 2, 64), why})
+			acts = append(acts, action{c.ID, view.CPUMax(v), why})
 		}
 		// The time slice, after the quota: any allocation (>= 0.05
 		// cores) is a valid quota over any slice >= MinSlice.
 		if p := SliceFor(e.set.Slice, st.pred[resCPU].Pattern().Class); p != limits[c.ID].Period() {
-			acts = append(acts, action{c.ID, "cpuperiod", p.String(), "slice-" + st.pred[resCPU].Pattern().Class})
+			acts = append(acts, action{c.ID, view.CPUPeriod(p), "slice-" + st.pred[resCPU].Pattern().Class})
 		}
 	}
 	// Predictive core assignment: steady loads predicted at 0.8 cores or
@@ -484,10 +484,10 @@ func (e *Engine) decide(now time.Time, samples map[int]telemetry.Sample) []actio
 		want, ok := plan[c.ID]
 		switch {
 		case ok && want != limits[c.ID].Cpus:
-			acts = append(acts, action{c.ID, "cpus", want, "steady-heavy"})
+			acts = append(acts, action{c.ID, view.Cpus(want), "steady-heavy"})
 			st.cpus = want
 		case !ok && st.cpus != "":
-			acts = append(acts, action{c.ID, "cpus", all, "unpinned"})
+			acts = append(acts, action{c.ID, view.Cpus(all), "unpinned"})
 			st.cpus = ""
 		}
 	}
@@ -505,7 +505,7 @@ func changed(cur, v, frac float64) bool {
 
 func (e *Engine) apply(acts []action) {
 	for _, a := range acts {
-		err := e.cfg.Agents.Apply(a.id, a.key, a.value, "sched: "+a.why)
+		err := e.cfg.Agents.ApplyLimit(a.id, a.lim, "sched: "+a.why)
 		e.mu.Lock()
 		if err == nil {
 			e.changes++
@@ -513,7 +513,7 @@ func (e *Engine) apply(acts []action) {
 		e.mu.Unlock()
 		if err != nil && e.cfg.Bus != nil {
 			e.cfg.Bus.Publish(bus.Event{Source: "sched", Kind: "error", Agent: a.id, Fields: []bus.Field{
-				bus.F("key", a.key), bus.F("value", a.value), bus.F("reason", a.why), bus.F("err", err.Error())}})
+				bus.F("key", a.lim.Key), bus.F("value", a.lim.Value), bus.F("reason", a.why), bus.F("err", err.Error())}})
 		}
 	}
 }

@@ -15,17 +15,25 @@ import (
 	"aiosfs/fs"
 )
 
-// Nodes returns sched/ and registers the per-agent files and verbs.
+// AgentTab is the scheduler's rows of agents/N.
+func (e *Engine) AgentTab(ns *fs.NS) fs.Dirtab {
+	text := func(name, doc string, render func(id int) ([]byte, error)) fs.Entry {
+		return fs.Entry{Name: name, Perm: 0444, Owner: "sched", Doc: doc, Make: func(id int, p string, own fs.Owner) fs.Node {
+			return ns.Text(p, 0444, own, func(fs.Caller) ([]byte, error) { return render(id) })
+		}}
+	}
+	return fs.Dirtab{
+		text("pattern", "class=... period=... confidence=...: renderPattern", e.renderPattern),
+		text("predict", "one line per resource and horizon: renderPredict", e.renderPredict),
+		text("alloc", "limit=KEY value=... forecast=... floor=... share=... reason=...: renderAlloc", e.renderAlloc),
+	}
+}
+
+// Nodes returns sched/. Its rows of agents/N are AgentTab and its verbs
+// in agents/N/ctl AgentVerbs; the daemon wires both, as for every engine.
 func (e *Engine) Nodes(ns *fs.NS) []fs.Node {
 	root := fs.Owner{}
 	t := e.Verbs()
-	e.cfg.Agents.Extend(func(id int, dir string, own fs.Owner) []fs.Node {
-		return []fs.Node{
-			ns.Text(dir+"/pattern", 0444, own, func(fs.Caller) ([]byte, error) { return e.renderPattern(id) }),
-			ns.Text(dir+"/predict", 0444, own, func(fs.Caller) ([]byte, error) { return e.renderPredict(id) }),
-			ns.Text(dir+"/alloc", 0444, own, func(fs.Caller) ([]byte, error) { return e.renderAlloc(id) }),
-		}
-	}, e.AgentVerbs)
 	return []fs.Node{ns.StaticDir("/sched", 0555, root,
 		ns.Ctl("/sched/ctl", 0644, root, t.Help, t.Exec),
 		ns.Text("/sched/status", 0444, root, func(fs.Caller) ([]byte, error) { return e.renderStatus(), nil }),
@@ -69,7 +77,7 @@ func (e *Engine) Verbs() ctl.Table {
 	return ctl.Table{
 		{Name: "enforce", Args: "on|off", Min: 1, Max: 1, Root: true, Doc: "apply allocations to agents' limits (off: predict only, never touch a limit)",
 			Run: func(_ context.Context, _ fs.Caller, a []string) error {
-				on, err := parseOnOff(a[0])
+				on, err := ctl.ParseOnOff(a[0])
 				if err != nil {
 					return err
 				}
@@ -290,16 +298,6 @@ func validForecaster(name string) bool {
 	return false
 }
 
-func parseOnOff(s string) (bool, error) {
-	switch s {
-	case "on":
-		return true, nil
-	case "off":
-		return false, nil
-	}
-	return false, ctl.Errorf("%q: want on or off", s)
-}
-
 // ParseHorizons parses a comma-separated list of 1..8 durations, each
 // 100ms..1h, strictly ascending ("1s,5s,30s,60s").
 func ParseHorizons(s string) ([]time.Duration, error) {
@@ -432,7 +430,7 @@ func (e *Engine) renderAlloc(id int) ([]byte, error) {
 	if st.manual {
 		mode = "manual"
 	}
-	fmt.Fprintf(&b, "enforce=%s mode=%s weight=%d\n", onOff(e.set.Enforce), mode, st.weight)
+	fmt.Fprintf(&b, "enforce=%s mode=%s weight=%d\n", ctl.OnOff(e.set.Enforce), mode, st.weight)
 	if st.cpu.Value > 0 {
 		why := st.cpu.Reason
 		if st.share < st.demand-1e-9 {
@@ -453,13 +451,6 @@ func (e *Engine) renderAlloc(id int) ([]byte, error) {
 	return []byte(b.String()), nil
 }
 
-func onOff(v bool) string {
-	if v {
-		return "on"
-	}
-	return "off"
-}
-
 // renderStatus is sched/status: a settings line, then one line per agent.
 //
 //	enforce=off buffer=0.150 fall=0.050 interval=5.000 horizons=1,5,30,60 capacity=2.000 agents=2 ticks=120 decisions=0 changes=0
@@ -477,7 +468,7 @@ func (e *Engine) renderStatus() []byte {
 		hs[i] = strconv.FormatFloat(h.Seconds(), 'f', -1, 64)
 	}
 	fmt.Fprintf(&b, "enforce=%s buffer=%s fall=%s interval=%s horizons=%s capacity=%s slice=%s warmup=%d agents=%d ticks=%d decisions=%d changes=%d\n",
-		onOff(e.set.Enforce), g(e.set.Buffer), g(e.set.Fall), g(e.set.Interval.Seconds()), strings.Join(hs, ","), g(e.set.Capacity), g(e.set.Slice.Seconds()), e.set.Warmup,
+		ctl.OnOff(e.set.Enforce), g(e.set.Buffer), g(e.set.Fall), g(e.set.Interval.Seconds()), strings.Join(hs, ","), g(e.set.Capacity), g(e.set.Slice.Seconds()), e.set.Warmup,
 		len(e.agents), e.ticks, e.decisions, e.changes)
 	for _, id := range e.ids() {
 		st := e.agents[id]

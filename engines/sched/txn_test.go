@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"aiosfs/engines/agent"
+	"aiosfs/engines/agent/view"
 	"aiosfs/engines/bus"
 	"aiosfs/engines/telemetry"
 	"aiosfs/fs"
@@ -24,9 +25,9 @@ type countingAgents struct {
 	applied atomic.Int64
 }
 
-func (c *countingAgents) Apply(id int, key, value, why string) error {
+func (c *countingAgents) ApplyLimit(id int, l view.Limit, why string) error {
 	c.applied.Add(1)
-	return c.benchAgents.Apply(id, key, value, why)
+	return c.benchAgents.ApplyLimit(id, l, why)
 }
 
 // A verb whose change cannot be saved is refused with the kernel's errno

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+
+	"aiosfs/internal/testutil"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -26,9 +28,7 @@ func testPrefix() string {
 
 func requireRoot(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("creating cgroups and moving processes needs root")
-	}
+	testutil.RequireRoot(t, "creating cgroups and moving processes")
 }
 
 // cgroup2Mount finds a cgroup2 mount: /sys/fs/cgroup on a unified host,

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"aiosfs/internal/testutil"
 )
 
 func TestMain(m *testing.M) {
@@ -17,9 +19,8 @@ func TestMain(m *testing.M) {
 }
 
 func requireRoot(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: the shim sets credentials and capabilities")
-	}
+	t.Helper()
+	testutil.RequireRoot(t, "the shim sets credentials and capabilities")
 }
 
 // run starts spec with stdout to a file and returns the placed pid, the
