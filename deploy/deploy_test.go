@@ -292,7 +292,7 @@ func exportedMetrics(t *testing.T) map[string]bool {
 	desc := regexp.MustCompile(`(?m)^\s+\w+:?\s*=?\s*(?:d|desc)\("([a-z_]+)",`)
 	for file, prefix := range map[string]string{
 		"daemon/metrics.go":      "aiosfs_",
-		"daemon/mod_mem.go":      "aiosfs_mem_",
+		"engines/mem/metrics.go": "aiosfs_mem_",
 		"engines/gpu/metrics.go": "aiosfs_gpu_",
 	} {
 		src := read(t, filepath.Join(repo, file))

@@ -44,7 +44,7 @@ var (
 func runChild() {
 	cfg := daemon.Config{
 		Mount: *childMount, StateDir: *childState, Interval: *interval,
-		ProcRoot: "/proc", SysRoot: "/sys", CgroupRoot: "/sys/fs/cgroup",
+		ProcRoot: "/proc", CgroupRoot: "/sys/fs/cgroup",
 		Prefix: *childPfx, GPU: *gpuFlag, Grace: 5 * time.Second, Stderr: os.Stderr,
 	}
 	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
