@@ -113,7 +113,7 @@ func TestMetricsHTTP(t *testing.T) {
 	if !canStartDaemon(t) {
 		return
 	}
-	cfg := Config{StateDir: t.TempDir(), Interval: 50 * time.Millisecond, ProcRoot: "/proc", 
+	cfg := Config{StateDir: t.TempDir(), Interval: 50 * time.Millisecond, ProcRoot: "/proc",
 		CgroupRoot: "/sys/fs/cgroup", Prefix: newPrefix(), Grace: time.Second, GPU: "none", MetricsListen: "127.0.0.1:0"}
 	d, err := Start(cfg)
 	if err != nil {
@@ -198,7 +198,7 @@ func TestMetricsListenBusy(t *testing.T) {
 	if !canStartDaemon(t) {
 		return
 	}
-	cfg := Config{StateDir: t.TempDir(), Interval: 50 * time.Millisecond, ProcRoot: "/proc", 
+	cfg := Config{StateDir: t.TempDir(), Interval: 50 * time.Millisecond, ProcRoot: "/proc",
 		CgroupRoot: "/sys/fs/cgroup", Prefix: newPrefix(), Grace: time.Second, GPU: "none", MetricsListen: addr}
 	d, err := Start(cfg)
 	if err == nil {

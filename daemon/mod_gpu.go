@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"aiosfs/engines/ml"
 	"context"
 	"errors"
 	"path/filepath"
@@ -10,7 +11,6 @@ import (
 	"aiosfs/ctl"
 	"aiosfs/engines/agent"
 	"aiosfs/engines/gpu"
-	"aiosfs/engines/sched"
 	"aiosfs/fs"
 	halgpu "aiosfs/hal/gpu"
 )
@@ -40,7 +40,7 @@ func init() {
 		}
 		// The predict policy places by the agent's forecast GPU memory,
 		// learned from what the watch measures.
-		demand := sched.NewGPUDemand(cfg.Interval)
+		demand := ml.NewGPUDemand(cfg.Interval)
 		cfg.Predictor, cfg.Usage = demand, demand.Observe
 		e, err := gpu.New(cfg)
 		if err != nil {

@@ -2,6 +2,7 @@ package sched
 
 import (
 	"math"
+	"math/rand/v2"
 	"testing"
 )
 
@@ -205,4 +206,14 @@ func TestBaselinesSweepEqualsSeparateRuns(t *testing.T) {
 			}
 		}
 	}
+}
+
+// sine is a noisy sine wave: level + amp·sin(2πi/period) + noise·N(0,1).
+func sine(n, period int, amp, level, noise float64, seed uint64) []float64 {
+	r := rand.New(rand.NewPCG(seed, 1))
+	x := make([]float64, n)
+	for i := range x {
+		x[i] = level + amp*math.Sin(2*math.Pi*float64(i)/float64(period)) + noise*r.NormFloat64()
+	}
+	return x
 }

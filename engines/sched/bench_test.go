@@ -3,6 +3,7 @@ package sched
 import (
 	"aiosfs/engines/agent"
 	"aiosfs/engines/agent/view"
+	"aiosfs/engines/ml"
 	"math/rand/v2"
 	"runtime"
 	"testing"
@@ -17,7 +18,7 @@ import (
 // horizons, reweight the ensemble (the amortised period/pattern pass
 // included).
 func BenchmarkObserve(b *testing.B) {
-	pr := NewPredictor(Params{Horizons: []int{1, 5, 30, 60}, Min: 0.01, StepSeconds: 1})
+	pr := ml.NewPredictor(ml.Params{Horizons: []int{1, 5, 30, 60}, Min: 0.01, StepSeconds: 1})
 	x := sine(4096, 37, 1, 2, 0.2, 1)
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -61,7 +62,7 @@ func BenchmarkSaveHistory1000(b *testing.B) {
 	r := rand.New(rand.NewPCG(1, 1))
 	latest := make(map[int]telemetry.Sample, 1000)
 	now := time.Unix(1764000000, 0)
-	for i := 0; i < WarmSamples*2; i++ {
+	for i := 0; i < ml.WarmSamples*2; i++ {
 		for id := 1; id <= 1000; id++ {
 			latest[id] = telemetry.Sample{Time: now, CPU: r.Float64(), Mem: int64(r.IntN(1 << 30)), IOReadRate: r.Float64() * 1e6}
 		}

@@ -1,6 +1,7 @@
 package sched
 
 import (
+	"aiosfs/engines/ml"
 	"context"
 	"errors"
 	"strings"
@@ -115,12 +116,12 @@ func TestSliceFor(t *testing.T) {
 		class string
 		want  time.Duration
 	}{
-		{DefaultSlice, Steady, DefaultSlice},
-		{DefaultSlice, Periodic, DefaultSlice},
-		{DefaultSlice, Sporadic, MinSlice},
-		{500 * time.Millisecond, Sporadic, 100 * time.Millisecond},
-		{50 * time.Millisecond, Sporadic, MinSlice},
-		{50 * time.Millisecond, Growing, 50 * time.Millisecond},
+		{DefaultSlice, ml.Steady, DefaultSlice},
+		{DefaultSlice, ml.Periodic, DefaultSlice},
+		{DefaultSlice, ml.Sporadic, MinSlice},
+		{500 * time.Millisecond, ml.Sporadic, 100 * time.Millisecond},
+		{50 * time.Millisecond, ml.Sporadic, MinSlice},
+		{50 * time.Millisecond, ml.Growing, 50 * time.Millisecond},
 	} {
 		if got := SliceFor(c.slice, c.class); got != c.want {
 			t.Errorf("SliceFor(%v, %s) = %v, want %v", c.slice, c.class, got, c.want)

@@ -1,6 +1,7 @@
 package sched
 
 import (
+	"aiosfs/engines/ml"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -143,7 +144,7 @@ func (e *Engine) load() error {
 // HistoryKeep is how many of each resource's latest samples SaveHistory
 // keeps per agent: enough for the forecasters' warm-up, the AR fit and
 // the pattern detector's period search to resume where they were.
-const HistoryKeep = patWindow
+const HistoryKeep = ml.PatternWindow
 
 // savedHistory is the predictors' warm start, in Config.StateFile with
 // ".history" appended: per agent, each resource's latest samples (oldest

@@ -1,6 +1,7 @@
 package sched
 
 import (
+	"aiosfs/engines/ml"
 	"context"
 	"math"
 	"os"
@@ -64,7 +65,7 @@ func TestSettingsSurviveRestart(t *testing.T) {
 	old := filepath.Join(t.TempDir(), "old.json")
 	os.WriteFile(old, []byte(`{"settings":{"Enforce":true,"Buffer":0.15,"Fall":0.45,"Horizons":[1000000000],"Interval":5000000000,"Capacity":2}}`), 0600)
 	e3 := New(Config{NCPU: 2, StateFile: old})
-	if err := e3.Restore(); err != nil || e3.Settings().Slice != DefaultSlice || e3.Settings().Warmup != WarmSamples || !e3.Settings().Enforce {
+	if err := e3.Restore(); err != nil || e3.Settings().Slice != DefaultSlice || e3.Settings().Warmup != ml.WarmSamples || !e3.Settings().Enforce {
 		t.Fatalf("old file: %v, settings %+v", err, e3.Settings())
 	}
 
@@ -121,7 +122,7 @@ func TestHistorySurvivesRestart(t *testing.T) {
 	if st2 == nil {
 		t.Fatal("agent 7's state not restored")
 	}
-	if p := st2.pred[resCPU].Pattern(); p.Class != Periodic || p.Period != 20 {
+	if p := st2.pred[resCPU].Pattern(); p.Class != ml.Periodic || p.Period != 20 {
 		t.Errorf("restored pattern %+v, want periodic with period 20", p)
 	}
 	// The next 60 steps, forecast one step ahead by the engine that never
@@ -143,7 +144,7 @@ func TestHistorySurvivesRestart(t *testing.T) {
 		errCont += math.Abs(x - st.pred[resCPU].Forecasts()[0].Point)
 		errRest += math.Abs(x - st2.pred[resCPU].Forecasts()[0].Point)
 		errFresh += math.Abs(x - freshPred.Forecasts()[0].Point)
-		for _, p := range []*Predictor{st.pred[resCPU], st2.pred[resCPU], freshPred} {
+		for _, p := range []*ml.Predictor{st.pred[resCPU], st2.pred[resCPU], freshPred} {
 			p.Observe(x, 0)
 		}
 	}

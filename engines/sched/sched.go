@@ -34,6 +34,7 @@
 package sched
 
 import (
+	"aiosfs/engines/ml"
 	"math"
 	"runtime"
 	"sort"
@@ -117,7 +118,7 @@ const (
 // where throttling is rarer and longer periods cost fewer timer
 // interrupts and context switches.
 func SliceFor(slice time.Duration, class string) time.Duration {
-	if class == Sporadic {
+	if class == ml.Sporadic {
 		return max(slice/5, MinSlice)
 	}
 	return slice
@@ -146,7 +147,7 @@ type Engine struct {
 var closed = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
 type agentState struct {
-	pred   [nres]*Predictor
+	pred   [nres]*ml.Predictor
 	step   float64 // seconds per step the predictors were built for
 	manual bool
 	pin    string
@@ -176,7 +177,7 @@ func New(cfg Config) *Engine {
 		Interval: 5 * time.Second,
 		Capacity: float64(cfg.NCPU),
 		Slice:    DefaultSlice,
-		Warmup:   WarmSamples,
+		Warmup:   ml.WarmSamples,
 	}}
 	return e
 }
@@ -239,7 +240,7 @@ func (e *Engine) newState() *agentState {
 	st := &agentState{step: e.stepSeconds(), pin: "auto"}
 	hs := horizonSteps(e.set.Horizons, st.step)
 	for r := range st.pred {
-		st.pred[r] = NewPredictor(Params{Horizons: hs, Min: resMin[r], StepSeconds: st.step})
+		st.pred[r] = ml.NewPredictor(ml.Params{Horizons: hs, Min: resMin[r], StepSeconds: st.step})
 	}
 	return st
 }
@@ -330,7 +331,7 @@ func WeightFor(prio int, capAdd []string) uint64 {
 // lead is the forecast an allocation must cover: the largest of the
 // quantile q over every horizon up to the first at least one decision
 // interval ahead (the allocation stands until the next decision).
-func lead(p *Predictor, interval time.Duration, step float64, q99 bool) float64 {
+func lead(p *ml.Predictor, interval time.Duration, step float64, q99 bool) float64 {
 	v := 0.0
 	for _, f := range p.Forecasts() {
 		x := f.P90
@@ -406,7 +407,7 @@ func (e *Engine) decide(now time.Time, samples map[int]telemetry.Sample) []actio
 			st.cpu.Forecast = lead(st.pred[resCPU], e.set.Interval, st.step, false)
 		} else {
 			// A sporadic load's bursts are what p90 misses; cover p99.
-			sporadic := st.pred[resCPU].Pattern().Class == Sporadic
+			sporadic := st.pred[resCPU].Pattern().Class == ml.Sporadic
 			cpuPol.NextUse(&st.cpu, lead(st.pred[resCPU], e.set.Interval, st.step, sporadic), st.used)
 		}
 		if st.pred[resCPU].Young(e.set.Warmup) {
@@ -474,7 +475,7 @@ func (e *Engine) decide(now time.Time, samples map[int]telemetry.Sample) []actio
 	for _, c := range claims {
 		st := e.agents[c.ID]
 		userCpus := limits[c.ID].Cpus != "" && limits[c.ID].Cpus != st.cpus && limits[c.ID].Cpus != all
-		if !userCpus && st.pred[resCPU].Pattern().Class == Steady && st.cpu.Forecast >= 0.8 {
+		if !userCpus && st.pred[resCPU].Pattern().Class == ml.Steady && st.cpu.Forecast >= 0.8 {
 			cores = append(cores, CoreClaim{c.ID, st.share})
 		}
 	}

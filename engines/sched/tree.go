@@ -1,6 +1,7 @@
 package sched
 
 import (
+	"aiosfs/engines/ml"
 	"context"
 	"fmt"
 	"math"
@@ -262,7 +263,7 @@ func (st *agentState) setPin(name string) {
 }
 
 func forecasterNames() []string {
-	return NewPredictor(Params{Horizons: []int{1}}).Models()
+	return ml.NewPredictor(ml.Params{Horizons: []int{1}}).Models()
 }
 
 // pin commits agent id's forecaster (see commit).

@@ -8,6 +8,7 @@ package main
 // baseline's default operating point and at ours'.
 
 import (
+	"aiosfs/engines/ml"
 	"fmt"
 	"math"
 	"os"
@@ -254,7 +255,7 @@ func verdict(ours, base float64) string {
 // simulate replays s through every allocator at every knob value.
 func simulate(s series) []*curve {
 	mem := s.kind == "mem"
-	pr := sched.NewPredictor(sched.Params{Horizons: []int{1}, Min: s.min, StepSeconds: s.step})
+	pr := ml.NewPredictor(ml.Params{Horizons: []int{1}, Min: s.min, StepSeconds: s.step})
 
 	// Ours: the engine's policy. CPU and IO: the CPU quota's path (p90
 	// one step ahead, adaptive buffer). Memory: memory.max's path (p99,
@@ -308,8 +309,8 @@ func simulate(s series) []*curve {
 	vpa := sched.NewVPARecommender(vc, margins...)
 	dep := sched.NewDeployedVPA(vc, margins...)
 	ap := sched.NewAutopilotRecommender(sched.AutopilotConfig{StepSeconds: s.step, First: first, MaxValue: top, Memory: mem}, margins...)
-	ml := sched.NewAutopilotML(sched.AutopilotMLConfig{StepSeconds: s.step, First: first, MaxValue: top, Memory: mem}, sched.AutopilotMLRatios...)
-	old := []sched.Forecaster{sched.NewVPA(s.min, s.step), sched.NewAutopilot(s.step)}
+	apml := sched.NewAutopilotML(sched.AutopilotMLConfig{StepSeconds: s.step, First: first, MaxValue: top, Memory: mem}, sched.AutopilotMLRatios...)
+	old := []ml.Forecaster{ml.NewVPA(s.min, s.step), ml.NewAutopilot(s.step)}
 
 	mc := func(name string, def float64) *curve {
 		c := &curve{name: name, knob: "margin", vals: margins, labels: make([]string, len(margins)), def: indexOf(margins, def)}
@@ -365,7 +366,7 @@ func simulate(s series) []*curve {
 		}
 		pr.Observe(x, 0)
 		f := pr.Forecasts()[0]
-		young := pr.Young(sched.WarmSamples)
+		young := pr.Young(ml.WarmSamples)
 		for i := range pols {
 			p, a := pols[i], &allocs[i]
 			if mem {
@@ -389,8 +390,8 @@ func simulate(s series) []*curve {
 		copy(cur[2], dep.Allocs())
 		copy(cur[3], ap.Allocs())
 		copy(cur[4], ap.Allocs())
-		ml.Observe(x)
-		copy(cur[7], ml.Allocs())
+		apml.Observe(x)
+		copy(cur[7], apml.Allocs())
 		for k, o := range old {
 			o.Observe(x)
 			o.Predict(one, v)

@@ -25,7 +25,7 @@
 // verdicts compare ours' frontier with each baseline's at the baseline's
 // default shortfall and at ours'. Our allocator's defaults are the
 // daemon's (-buffer 0.15, -target 0.005, -fall 0.45 per minute) unless
-// told. Ours holds a young series at its peak for sched.WarmSamples
+// told. Ours holds a young series at its peak for ml.WarmSamples
 // samples, as the engine does.
 //
 // Data ($AIOS_DATA/workload, or -data): every alibaba2018/day_*.csv(.gz),
@@ -38,6 +38,7 @@
 package main
 
 import (
+	"aiosfs/engines/ml"
 	"bufio"
 	"compress/gzip"
 	"encoding/csv"
@@ -129,7 +130,7 @@ func main() {
 type acc struct{ abs, pin, sum float64 }
 
 func forecastTable(ss []series) {
-	names := sched.NewPredictor(sched.Params{Horizons: horizons}).Models()
+	names := ml.NewPredictor(ml.Params{Horizons: horizons}).Models()
 	names = append(names, "ensemble")
 	res := make([][]acc, len(names)) // [model][horizon]
 	for i := range res {
@@ -157,7 +158,7 @@ func forecastTable(ss []series) {
 }
 
 func scoreSeries(s series, res [][]acc) {
-	pr := sched.NewPredictor(sched.Params{Horizons: horizons, Min: s.min, StepSeconds: s.step})
+	pr := ml.NewPredictor(ml.Params{Horizons: horizons, Min: s.min, StepSeconds: s.step})
 	nm := len(pr.Models())
 	n := len(s.x)
 	// pt[m][j][t], p9[m][j][t]: forecasts for step t.

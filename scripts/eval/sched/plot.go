@@ -1,6 +1,7 @@
 package main
 
 import (
+	"aiosfs/engines/ml"
 	"fmt"
 	"image/color"
 	"math"
@@ -9,7 +10,6 @@ import (
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/vg"
 
-	"aiosfs/engines/sched"
 	evalplot "aiosfs/scripts/eval/plot"
 )
 
@@ -106,7 +106,7 @@ func mostVariable(ss []series) series {
 // made at t-h.
 func forecastPanel(group, unit string, s series) (*plot.Plot, error) {
 	h := horizons[forecastHorizon]
-	pr := sched.NewPredictor(sched.Params{Horizons: horizons, Min: s.min, StepSeconds: s.step})
+	pr := ml.NewPredictor(ml.Params{Horizons: horizons, Min: s.min, StepSeconds: s.step})
 	n := len(s.x)
 	pt, p90, p99 := make([]float64, n), make([]float64, n), make([]float64, n)
 	for i := range pt {

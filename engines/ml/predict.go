@@ -1,4 +1,4 @@
-package sched
+package ml
 
 import (
 	"math"
@@ -35,7 +35,7 @@ const (
 
 // Sizes of the predictor's windows.
 const (
-	patWindow = 512 // samples kept for patterns and period detection
+	PatternWindow = 512 // samples kept for patterns and period detection
 	patEvery  = 64  // re-detect the period and the class every this many samples
 	// lossDecay and sharpness were picked among {0.97, 0.99} x {3, 6}
 	// on the `make eval` data (docs/sched.md), the only tuning done there.
@@ -151,7 +151,7 @@ type Pattern struct {
 // NewPredictor returns a predictor with the project's forecasters.
 func NewPredictor(p Params) *Predictor {
 	ms := NewForecasters(p)
-	pr := &Predictor{p: p, models: ms, pinned: -1, hist: newRing(patWindow)}
+	pr := &Predictor{p: p, models: ms, pinned: -1, hist: newRing(PatternWindow)}
 	for _, m := range ms {
 		if hw, ok := m.(*HoltWinters); ok {
 			pr.hw = hw
@@ -224,7 +224,7 @@ func (pr *Predictor) N() int { return pr.t }
 // samples has been seen twice and every forecaster scored some hundreds
 // of times (chosen on the Google week, whose misses came in its first
 // day; docs/sched.md).
-const WarmSamples = patWindow / 2
+const WarmSamples = PatternWindow / 2
 
 // Young reports whether the predictor has seen fewer than warm samples
 // (see Policy.Hold).
@@ -246,7 +246,7 @@ func (pr *Predictor) Recent(n int) []float64 {
 // unknown): scores the predictions made for this step, updates every
 // forecaster, and makes the next predictions. Constant work per sample
 // except the period/pattern pass every patEvery samples (an FFT of
-// patWindow samples, amortised).
+// PatternWindow samples, amortised).
 func (pr *Predictor) Observe(x, now float64) {
 	if math.IsNaN(x) || math.IsInf(x, 0) {
 		return
