@@ -140,7 +140,7 @@ func Start(cfg Config) (*Daemon, error) {
 	d.reg = prometheus.NewRegistry()
 	d.reg.MustRegister(newMetrics(agents, d.Tel, d.Bus.Seq))
 	for _, r := range devices {
-		m, err := r.new(Deps{Config: cfg, NS: d.NS, Bus: d.Bus, Log: d.Log, Agents: agents, Tel: d.Tel, Cgroups: d.cg, Proc: pfs})
+		m, err := r.new(Deps{Config: cfg, NS: d.NS, Bus: d.Bus, Log: d.Log, Registry: agents, Agents: agents, Tel: d.Tel, Cgroups: d.cg, Proc: pfs})
 		if err != nil {
 			d.closeModules()
 			agents.Shutdown()

@@ -1,16 +1,17 @@
 package daemon
 
 import (
-	"aiosfs/engines/ml"
 	"context"
 	"errors"
 	"path/filepath"
+	"syscall"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"aiosfs/ctl"
-	"aiosfs/engines/agent"
+	"aiosfs/engines/agent/view"
 	"aiosfs/engines/gpu"
+	"aiosfs/engines/ml"
 	"aiosfs/fs"
 	halgpu "aiosfs/hal/gpu"
 )
@@ -21,7 +22,7 @@ import (
 // logs why and serves gpu/ with no devices.
 func init() {
 	register("gpu", func(d Deps) (Device, error) {
-		cfg := gpu.Config{NS: d.NS, Bus: d.Bus, Agents: agentsForGPU{d.Agents}, Interval: d.Config.Interval,
+		cfg := gpu.Config{NS: d.NS, Bus: d.Bus, Agents: agentsForGPU{d.Registry}, Interval: d.Config.Interval,
 			StateFile: filepath.Join(d.Config.StateDir, "gpu.json")}
 		if d.Config.GPU == "none" {
 			cfg.HostErr = "disabled by -gpu=none"
@@ -71,43 +72,32 @@ func (m gpuDevice) Run(ctx context.Context)         { m.e.Run(ctx) }
 func (m gpuDevice) Close() error                    { return m.e.Close() }
 
 // agentsForGPU adapts the agent registry to what the GPU engine needs.
-// Acting goes through the agent's own verbs so its state stays true.
-type agentsForGPU struct{ a *agent.Engine }
+// Acting goes through the registry, as a root ctl write would, so the
+// agent's state stays true and its events say the GPU engine did it.
+type agentsForGPU struct{ r view.Registry }
 
-func (g agentsForGPU) IDs() []int { return g.a.IDs() }
+func (g agentsForGPU) IDs() []int { return g.r.IDs() }
 
 func (g agentsForGPU) Pids(id int) ([]int, bool, bool) {
-	a, pids, err := g.a.Snapshot(id)
+	in, err := g.r.Info(id)
 	if err != nil {
 		return nil, false, false
 	}
-	return pids, true, a.State == agent.StateExited
+	pids, _ := g.r.Procs(id)
+	return pids, true, in.State == view.StateExited
 }
 
 func (g agentsForGPU) Owner(id int) (uint32, error) {
-	a, err := g.a.Record(id)
+	in, err := g.r.Info(id)
 	if err != nil {
 		return 0, err
 	}
-	return a.Uid, nil
+	return in.Uid, nil
 }
 
-func (g agentsForGPU) verb(id int, line string) error {
-	return g.a.Table(id).Exec(context.Background(), fs.RootCaller, line)
-}
-
-func (g agentsForGPU) Freeze(id int) error { return g.verb(id, "freeze") }
-func (g agentsForGPU) Kill(id int) error   { return g.verb(id, "kill KILL") }
+func (g agentsForGPU) Freeze(id int) error { return g.r.Freeze(id, true, "gpu") }
+func (g agentsForGPU) Kill(id int) error   { return g.r.Signal(id, syscall.SIGKILL, "gpu") }
 
 // Pause works the agent's cgroup freezer directly: a throttle's many
 // freezes and thaws are not state changes of the agent.
-func (g agentsForGPU) Pause(id int, on bool) error {
-	grp, err := g.a.Group(id)
-	if err != nil {
-		return err
-	}
-	if on {
-		return grp.Freeze()
-	}
-	return grp.Thaw()
-}
+func (g agentsForGPU) Pause(id int, on bool) error { return g.r.Pause(id, on) }

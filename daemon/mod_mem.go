@@ -7,6 +7,7 @@ import (
 
 	"aiosfs/ctl"
 	"aiosfs/engines/agent"
+	"aiosfs/engines/agent/view"
 	"aiosfs/engines/mem"
 	"aiosfs/fs"
 	"aiosfs/hal/vm"
@@ -19,7 +20,7 @@ func init() {
 			StateDir: d.Config.StateDir,
 			NS:       d.NS,
 			Bus:      d.Bus,
-			Agents:   memAgents{d.Agents},
+			Agents:   memAgents{d.Registry},
 			Proc:     vm.FS(d.Config.ProcRoot),
 			Seed:     1,
 			Logf:     d.Log.Printf,
@@ -56,18 +57,18 @@ func (m memDevice) Run(ctx context.Context)         { m.e.Run(ctx) }
 func (m memDevice) Close() error                    { return m.e.Close() }
 
 // memAgents is the agent registry as the memory manager sees it.
-type memAgents struct{ a *agent.Engine }
+type memAgents struct{ r view.Registry }
 
-func (m memAgents) IDs() []int { return m.a.IDs() }
+func (m memAgents) IDs() []int { return m.r.IDs() }
 
 func (m memAgents) Agent(id int) (mem.AgentInfo, error) {
-	rec, pids, err := m.a.Snapshot(id)
+	in, err := m.r.Info(id)
 	if err != nil {
 		return mem.AgentInfo{}, err
 	}
-	info := mem.AgentInfo{Alive: rec.Alive(), Uid: rec.Uid, Gid: rec.Gid, Pids: pids}
-	if g, err := m.a.Group(id); err == nil {
-		p := g.Paths()
+	info := mem.AgentInfo{Alive: in.Alive, Uid: in.Uid, Gid: in.Gid}
+	info.Pids, _ = m.r.Procs(id)
+	if p, err := m.r.Cgroups(id); err == nil {
 		if dir, ok := p["memory"]; ok {
 			info.MemDir = dir
 		} else {

@@ -7,6 +7,7 @@ import (
 
 	"aiosfs/ctl"
 	"aiosfs/engines/agent"
+	"aiosfs/engines/agent/view"
 	"aiosfs/engines/bus"
 	"aiosfs/engines/telemetry"
 	"aiosfs/fs"
@@ -18,10 +19,17 @@ import (
 // daemon. Engines talk to each other through these narrow Go values and
 // the bus, never through each other's files.
 type Deps struct {
-	Config  Config
-	NS      *fs.NS
-	Bus     *bus.Bus
-	Log     *Log
+	Config Config
+	NS     *fs.NS
+	Bus    *bus.Bus
+	Log    *Log
+	// Registry is the agent registry as engines see it: the one seam
+	// between an engine and agents (ids, records, typed limits, freeze,
+	// signals, restart; lifecycle is the bus's agent events).
+	Registry view.Registry
+	// Agents is the same registry's concrete engine, for the wiring only:
+	// a device adds its agents/N rows and verbs (Extend) and environment
+	// (ExtendEnv) through it, never acts on agents through it.
 	Agents  *agent.Engine
 	Tel     *telemetry.Sampler
 	Cgroups *cgroup.Manager

@@ -368,4 +368,3 @@ func freeLoopbackPort(t *testing.T) string {
 	ln.Close()
 	return addr
 }
-

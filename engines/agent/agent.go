@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"aiosfs/engines/agent/view"
 	"fmt"
 	"os"
 	"sort"
@@ -13,12 +14,12 @@ import (
 	"aiosfs/hal/proc"
 )
 
-// Agent states.
+// Agent states: view's, which the other engines read in view.Info.
 const (
-	StateNew     = "new"     // allocated by clone, no process yet
-	StateRunning = "running" // its cgroup has processes
-	StateFrozen  = "frozen"  // running, but frozen by the freezer
-	StateExited  = "exited"  // its cgroup emptied; Exit says how
+	StateNew     = view.StateNew
+	StateRunning = view.StateRunning
+	StateFrozen  = view.StateFrozen
+	StateExited  = view.StateExited
 )
 
 // Record is what survives a restart of the daemon: the agent's identity,
@@ -74,26 +75,9 @@ type Ceiling struct {
 	CPUMax float64 `json:"cpumax"`
 }
 
-// Limits are the agent's cgroup settings. Zero values mean "not set":
-// Weight 0 is the kernel default, CPUMax 0 no limit, CPUPeriod 0 the
-// kernel's 100ms, Mem* -1 no limit.
-type Limits struct {
-	Weight    uint64        `json:"weight"`
-	CPUMax    float64       `json:"cpumax"`
-	CPUPeriod time.Duration `json:"cpuperiod,omitempty"` // the time slice CPUMax's quota refills over
-	Cpus      string        `json:"cpus"`
-	MemHigh   int64         `json:"memhigh"`
-	MemMax    int64         `json:"memmax"`
-	Pids      int64         `json:"pids,omitempty"` // pids.max; 0 not set
-}
-
-// Period is the CFS period in force: CPUPeriod, or the kernel's default.
-func (l Limits) Period() time.Duration {
-	if l.CPUPeriod == 0 {
-		return cgroup.CPUPeriodUs * time.Microsecond
-	}
-	return l.CPUPeriod
-}
+// Limits are an agent's cgroup limits: the type the other engines see
+// (view.Limits), so the scheduler reads them without a conversion.
+type Limits = view.Limits
 
 // NoLimits is the default for a new agent.
 var NoLimits = Limits{MemHigh: ctl.Unlimited, MemMax: ctl.Unlimited}

@@ -512,13 +512,13 @@ func TestCeilingHoldsForEnginesAndOwners(t *testing.T) {
 	r.e.mu.Lock()
 	a.Ceiling = &Ceiling{MemMax: 64 << 20, Pids: -1}
 	r.e.mu.Unlock()
-	if err := r.e.Apply(a.ID, "memmax", "1G", "test"); err != nil {
+	if err := r.e.ApplyText(a.ID, "memmax", "1G", "test"); err != nil {
 		t.Fatal(err)
 	}
 	if got := kfile(t, a, "memory", "memory.limit_in_bytes"); got != "67108864" {
 		t.Errorf("Apply memmax 1G over a 64 MiB ceiling: kernel has %s", got)
 	}
-	if err := r.e.Apply(a.ID, "cpumax", "0.5", "test"); err != nil {
+	if err := r.e.ApplyText(a.ID, "cpumax", "0.5", "test"); err != nil {
 		t.Fatal(err)
 	}
 	if rec, _ := r.e.Record(a.ID); rec.Limits.MemMax != 64<<20 || rec.Limits.CPUMax != 0.5 {

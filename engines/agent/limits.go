@@ -119,11 +119,11 @@ func limitRow(key string) (*limit, bool) {
 	return nil, false
 }
 
-// ApplyLimit sets one of the agent's limits for another engine, typed:
+// Apply sets one of the agent's limits for another engine, typed:
 // the kernel gets exactly l.Value (the scheduler's 0.245 cores is 0.245,
 // not a two-decimal string parsed back). As Apply, it records reason in
 // the event and lowers a value above the agent's ceiling to it.
-func (e *Engine) ApplyLimit(id int, l view.Limit, reason string) error {
+func (e *Engine) Apply(id int, l view.Limit, reason string) error {
 	a, err := e.Get(id)
 	if err != nil {
 		return err

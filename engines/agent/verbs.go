@@ -592,6 +592,13 @@ func (e *Engine) kill(a *Agent, _ fs.Caller, args []string) error {
 			return err
 		}
 	}
+	return e.signal(a, sig)
+}
+
+// signal sends sig to every process of a (KILL through the cgroup, so a
+// forking agent cannot outrun it); fields go into the event (an engine's
+// reason).
+func (e *Engine) signal(a *Agent, sig syscall.Signal, fields ...bus.Field) error {
 	g, err := e.live(a)
 	if err != nil {
 		return err
@@ -607,7 +614,7 @@ func (e *Engine) kill(a *Agent, _ fs.Caller, args []string) error {
 			e.cfg.Process.Kill(p, sig)
 		}
 	}
-	e.publish(a, "kill", bus.F("signal", SignalName(sig)), bus.F("procs", len(pids)))
+	e.publish(a, "kill", append([]bus.Field{bus.F("signal", SignalName(sig)), bus.F("procs", len(pids))}, fields...)...)
 	return err
 }
 
@@ -623,35 +630,29 @@ func (e *Engine) stop(a *Agent, _ fs.Caller, _ []string) error {
 	return nil
 }
 
-func (e *Engine) freeze(a *Agent, _ fs.Caller, _ []string) error {
-	g, err := e.live(a)
-	if err != nil {
-		return err
-	}
-	if err := g.Freeze(); err != nil {
-		return kernelErr("freeze", err)
-	}
-	if err := e.setState(a, StateFrozen); err != nil {
-		g.Thaw()
-		return err
-	}
-	e.publish(a, "freeze")
-	return nil
-}
+func (e *Engine) freeze(a *Agent, _ fs.Caller, _ []string) error { return e.setFrozen(a, true) }
+func (e *Engine) thaw(a *Agent, _ fs.Caller, _ []string) error   { return e.setFrozen(a, false) }
 
-func (e *Engine) thaw(a *Agent, _ fs.Caller, _ []string) error {
+// setFrozen freezes (on) or thaws a's cgroup and records the new state;
+// fields go into the freeze or thaw event (an engine's reason).
+func (e *Engine) setFrozen(a *Agent, on bool, fields ...bus.Field) error {
 	g, err := e.live(a)
 	if err != nil {
 		return err
 	}
-	if err := g.Thaw(); err != nil {
-		return kernelErr("thaw", err)
+	op, undo, state := g.Freeze, g.Thaw, StateFrozen
+	name := "freeze"
+	if !on {
+		op, undo, state, name = g.Thaw, g.Freeze, StateRunning, "thaw"
 	}
-	if err := e.setState(a, StateRunning); err != nil {
-		g.Freeze()
+	if err := op(); err != nil {
+		return kernelErr(name, err)
+	}
+	if err := e.setState(a, state); err != nil {
+		undo()
 		return err
 	}
-	e.publish(a, "thaw")
+	e.publish(a, name, fields...)
 	return nil
 }
 
@@ -690,12 +691,12 @@ func (e *Engine) limitVerb(key string) func(a *Agent, c fs.Caller, args []string
 	}
 }
 
-// Apply sets one of the agent's limits (weight, cpumax, cpuperiod, cpus, memhigh,
-// memmax, pidsmax, with the value in ctl syntax) for another engine, recording the
-// reason in the event, so that a predictive allocation goes through the
-// same parser, the same kernel writes and the same record as a ctl write.
-// A value above the agent's ceiling is lowered to it.
-func (e *Engine) Apply(id int, key, value, reason string) error {
+// ApplyText sets one of the agent's limits (weight, cpumax, cpuperiod, cpus, memhigh,
+// memmax, pidsmax, with the value in ctl syntax), recording the reason in
+// the event: the same parser, kernel writes and record as a ctl write. A
+// value above the agent's ceiling is lowered to it. Engines use the typed
+// Apply (view.Registry).
+func (e *Engine) ApplyText(id int, key, value, reason string) error {
 	a, err := e.Get(id)
 	if err != nil {
 		return err
@@ -840,7 +841,11 @@ func (e *Engine) capVerb(a *Agent, c fs.Caller, args []string) error {
 	return nil
 }
 
-func (e *Engine) restart(a *Agent, _ fs.Caller, _ []string) error {
+func (e *Engine) restart(a *Agent, _ fs.Caller, _ []string) error { return e.rerun(a) }
+
+// rerun ends every process of a and runs its command again; fields go
+// into the restart event (an engine's reason).
+func (e *Engine) rerun(a *Agent, fields ...bus.Field) error {
 	if len(a.Cmd) == 0 {
 		return fs.Errorf(syscall.EBUSY, "agent %d has no command to restart", a.ID)
 	}
@@ -872,13 +877,13 @@ func (e *Engine) restart(a *Agent, _ fs.Caller, _ []string) error {
 	a.Restarts++
 	e.mu.Unlock()
 	if err := e.launch(a); err != nil {
-		e.publish(a, "restart", bus.F("err", err.Error()))
+		e.publish(a, "restart", append([]bus.Field{bus.F("err", err.Error())}, fields...)...)
 		return err
 	}
 	// The old run has ended either way: a record the store refuses now is
 	// kept and saved again by the reaper.
 	e.save(a)
-	e.publish(a, "restart", bus.F("pid", a.Pid), bus.F("restarts", a.Restarts))
+	e.publish(a, "restart", append([]bus.Field{bus.F("pid", a.Pid), bus.F("restarts", a.Restarts)}, fields...)...)
 	return nil
 }
 

@@ -1,8 +1,9 @@
 package heal
 
 import (
-	"aiosfs/engines/ml"
 	"time"
+
+	"aiosfs/engines/ml"
 )
 
 // Health is one metric of one component: what `heal/health` lists and

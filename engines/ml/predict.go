@@ -36,7 +36,7 @@ const (
 // Sizes of the predictor's windows.
 const (
 	PatternWindow = 512 // samples kept for patterns and period detection
-	patEvery  = 64  // re-detect the period and the class every this many samples
+	patEvery      = 64  // re-detect the period and the class every this many samples
 	// lossDecay and sharpness were picked among {0.97, 0.99} x {3, 6}
 	// on the `make eval` data (docs/sched.md), the only tuning done there.
 	lossDecay = 0.99

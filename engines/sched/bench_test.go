@@ -1,16 +1,15 @@
 package sched
 
 import (
-	"aiosfs/engines/agent"
-	"aiosfs/engines/agent/view"
-	"aiosfs/engines/ml"
 	"math/rand/v2"
 	"runtime"
 	"testing"
 	"time"
 
+	"aiosfs/engines/agent"
+	"aiosfs/engines/agent/view"
+	"aiosfs/engines/ml"
 	"aiosfs/engines/telemetry"
-	"aiosfs/fs"
 )
 
 // BenchmarkObserve is one agent's update plus forecast for one resource:
@@ -83,10 +82,16 @@ func BenchmarkSaveHistory1000(b *testing.B) {
 // costs one write(2) per changed limit).
 type benchAgents struct{ recs map[int]*agent.Record }
 
-func (b *benchAgents) Record(id int) (agent.Record, error) { return *b.recs[id], nil }
-func (b *benchAgents) Get(id int) (*agent.Agent, error)    { return nil, nil }
-func (b *benchAgents) Extend(fs.Dirtab, agent.VerbFunc)    {}
-func (b *benchAgents) ApplyLimit(id int, l view.Limit, _ string) error {
+func (b *benchAgents) Info(id int) (view.Info, error) {
+	r, ok := b.recs[id]
+	if !ok {
+		return view.Info{ID: id}, nil
+	}
+	return view.Info{ID: r.ID, Name: r.Name, State: r.State, Alive: r.Alive(), Uid: r.Uid, Gid: r.Gid,
+		Prio: r.Prio, CapAdd: r.CapAdd, Limits: r.Limits}, nil
+}
+
+func (b *benchAgents) Apply(id int, l view.Limit, _ string) error {
 	r := b.recs[id]
 	switch l.Key {
 	case "cpumax":

@@ -1,7 +1,6 @@
 package sched
 
 import (
-	"aiosfs/engines/ml"
 	"context"
 	"errors"
 	"strings"
@@ -9,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"aiosfs/engines/ml"
 	"aiosfs/fs"
 )
 

@@ -1,7 +1,6 @@
 package sched
 
 import (
-	"aiosfs/engines/ml"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	"aiosfs/engines/bus"
+	"aiosfs/engines/ml"
 	"aiosfs/internal/statefile"
 )
 

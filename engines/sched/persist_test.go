@@ -1,7 +1,6 @@
 package sched
 
 import (
-	"aiosfs/engines/ml"
 	"context"
 	"math"
 	"os"
@@ -11,6 +10,7 @@ import (
 	"time"
 
 	"aiosfs/engines/bus"
+	"aiosfs/engines/ml"
 	"aiosfs/engines/telemetry"
 	"aiosfs/fs"
 )

@@ -4,7 +4,7 @@
 // time by weight, divides the CPU by weighted max-min fairness over
 // predicted demand and, when told `enforce on`, sets each agent's CPU
 // quota, weight and memory limits ahead of a predicted rise (and lowers
-// them slowly after a fall), through agent.Engine.Apply so every change is
+// them slowly after a fall), through the agent registry's Apply (view.Registry) so every change is
 // the same kernel write and the same event as a ctl write, with a reason.
 //
 //	sched/
@@ -34,7 +34,6 @@
 package sched
 
 import (
-	"aiosfs/engines/ml"
 	"math"
 	"runtime"
 	"sort"
@@ -43,9 +42,9 @@ import (
 	"sync"
 	"time"
 
-	"aiosfs/engines/agent"
 	"aiosfs/engines/agent/view"
 	"aiosfs/engines/bus"
+	"aiosfs/engines/ml"
 	"aiosfs/engines/telemetry"
 )
 
@@ -67,13 +66,12 @@ var resMin = [nres]float64{0.01, 1 << 20, 1024, 1024}
 // allocates for it: fewer say nothing about its pattern.
 const warmSamples = 5
 
-// Agents is what the scheduler needs of the agent registry
-// (*agent.Engine): records to decide from, Apply to set limits through
+// Agents is the part of the agent registry (view.Registry) the scheduler
+// uses: records to decide from, Apply to set limits through
 // the same kernel writes as a ctl line, typed.
 type Agents interface {
-	Record(id int) (agent.Record, error)
-	Get(id int) (*agent.Agent, error)
-	ApplyLimit(id int, l view.Limit, reason string) error
+	Info(id int) (view.Info, error)
+	Apply(id int, l view.Limit, reason string) error
 }
 
 // Config is what the engine needs from the daemon.
@@ -266,7 +264,7 @@ func (e *Engine) Tick(now time.Time, latest map[int]telemetry.Sample) {
 		// A state made by a verb (sched manual, forecaster) before the
 		// agent's first sample must survive until that sample comes.
 		if st.pred[resCPU].N() == 0 && e.cfg.Agents != nil {
-			if a, err := e.cfg.Agents.Record(id); err == nil && a.State != agent.StateExited {
+			if a, err := e.cfg.Agents.Info(id); err == nil && a.State != view.StateExited {
 				continue
 			}
 		}
@@ -362,14 +360,14 @@ func (e *Engine) decide(now time.Time, samples map[int]telemetry.Sample) []actio
 	}
 	sort.Ints(ids)
 	var claims []Claim
-	limits := map[int]agent.Limits{}
+	limits := map[int]view.Limits{}
 	for _, id := range ids {
 		st := e.agents[id]
 		if st.manual || st.pred[resCPU].N() < warmSamples {
 			continue
 		}
-		a, err := e.cfg.Agents.Record(id)
-		if err != nil || !a.Alive() {
+		a, err := e.cfg.Agents.Info(id)
+		if err != nil || !a.Alive {
 			continue
 		}
 		limits[id] = a.Limits
@@ -506,7 +504,7 @@ func changed(cur, v, frac float64) bool {
 
 func (e *Engine) apply(acts []action) {
 	for _, a := range acts {
-		err := e.cfg.Agents.ApplyLimit(a.id, a.lim, "sched: "+a.why)
+		err := e.cfg.Agents.Apply(a.id, a.lim, "sched: "+a.why)
 		e.mu.Lock()
 		if err == nil {
 			e.changes++

@@ -1,7 +1,6 @@
 package sched
 
 import (
-	"aiosfs/engines/ml"
 	"context"
 	"fmt"
 	"math"
@@ -13,6 +12,7 @@ import (
 
 	"aiosfs/ctl"
 	"aiosfs/engines/bus"
+	"aiosfs/engines/ml"
 	"aiosfs/fs"
 )
 
@@ -175,7 +175,7 @@ func (e *Engine) Verbs() ctl.Table {
 				if err != nil {
 					return err
 				}
-				if _, err := e.cfg.Agents.Get(int(id)); err != nil {
+				if _, err := e.cfg.Agents.Info(int(id)); err != nil {
 					return err
 				}
 				return e.pin(int(id), a[1])
@@ -232,7 +232,7 @@ func (e *Engine) mayAct(c fs.Caller, id int) error {
 	if e.cfg.Agents == nil {
 		return fs.Errorf(syscall.EPERM, "agent %d is not yours", id)
 	}
-	r, err := e.cfg.Agents.Record(id)
+	r, err := e.cfg.Agents.Info(id)
 	if err != nil {
 		return err
 	}
@@ -324,7 +324,7 @@ func ParseHorizons(s string) ([]time.Duration, error) {
 }
 
 func (e *Engine) live(id int) (*agentState, error) {
-	if _, err := e.cfg.Agents.Get(id); err != nil {
+	if _, err := e.cfg.Agents.Info(id); err != nil {
 		return nil, err
 	}
 	return e.agents[id], nil

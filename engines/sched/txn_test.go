@@ -25,9 +25,9 @@ type countingAgents struct {
 	applied atomic.Int64
 }
 
-func (c *countingAgents) ApplyLimit(id int, l view.Limit, why string) error {
+func (c *countingAgents) Apply(id int, l view.Limit, why string) error {
 	c.applied.Add(1)
-	return c.benchAgents.ApplyLimit(id, l, why)
+	return c.benchAgents.Apply(id, l, why)
 }
 
 // A verb whose change cannot be saved is refused with the kernel's errno

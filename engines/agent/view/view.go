@@ -6,6 +6,7 @@ package view
 
 import (
 	"fmt"
+	"syscall"
 	"time"
 )
 
@@ -40,3 +41,77 @@ func MemMax(b int64) Limit { return Limit{"memmax", b} }
 
 // PidsMax is pids.max (0: not set).
 func PidsMax(n int64) Limit { return Limit{"pidsmax", n} }
+
+// Limits are an agent's cgroup limits as recorded (and persisted: the
+// JSON names are the store's). The agent engine's Limits is this type.
+type Limits struct {
+	Weight    uint64        `json:"weight"`
+	CPUMax    float64       `json:"cpumax"`
+	CPUPeriod time.Duration `json:"cpuperiod,omitempty"` // the time slice CPUMax's quota refills over
+	Cpus      string        `json:"cpus"`
+	MemHigh   int64         `json:"memhigh"`
+	MemMax    int64         `json:"memmax"`
+	Pids      int64         `json:"pids,omitempty"` // pids.max; 0 not set
+}
+
+// DefaultCPUPeriod is the kernel's CFS period (cpu.max's default).
+const DefaultCPUPeriod = 100 * time.Millisecond
+
+// Period is the CFS period in force: CPUPeriod, or the kernel's default.
+func (l Limits) Period() time.Duration {
+	if l.CPUPeriod == 0 {
+		return DefaultCPUPeriod
+	}
+	return l.CPUPeriod
+}
+
+// Agent states (Info.State).
+const (
+	StateNew     = "new"     // allocated by clone, no process yet
+	StateRunning = "running" // its cgroup has processes
+	StateFrozen  = "frozen"  // running, but frozen by the freezer
+	StateExited  = "exited"  // its cgroup emptied; Exit says how
+)
+
+// Info is one agent as another engine sees it: a copy, cheap enough to
+// take every tick (no process list, no paths: Procs and Cgroups).
+type Info struct {
+	ID       int
+	Name     string
+	State    string // StateNew, StateRunning, StateFrozen, StateExited
+	Alive    bool   // running or frozen
+	Uid, Gid uint32
+	Spawned  bool // started by the daemon (it can be restarted), not adopted
+	Prio     int
+	CapAdd   []string
+	Limits   Limits
+	Restarts int
+}
+
+// Registry is the agent registry as every engine sees it, the one seam
+// between engines and agents (the daemon hands it to each Device). What
+// an engine does to an agent through it is what a root ctl write would
+// do: the same checks, kernel writes, record and events, with reason in
+// the event. Lifecycle (spawn, exit, restart, state changes) is not
+// here: it is the bus's agent events, which engines subscribe to.
+type Registry interface {
+	IDs() []int
+	// Info is agent id's record; an unknown id is ENOENT (fs error).
+	Info(id int) (Info, error)
+	// Procs are the processes in the agent's cgroup now.
+	Procs(id int) ([]int, error)
+	// Cgroups maps each hierarchy (cpu, memory, pids, freezer, unified,
+	// ...) to the agent's directory in it.
+	Cgroups(id int) (map[string]string, error)
+	// Apply sets one limit, typed (see Limit).
+	Apply(id int, l Limit, reason string) error
+	// Freeze freezes (on) or thaws the agent: its state changes.
+	Freeze(id int, on bool, reason string) error
+	// Pause works the freezer without changing the agent's state (a
+	// throttle's many freezes and thaws).
+	Pause(id int, on bool) error
+	// Signal sends sig to every process of the agent.
+	Signal(id int, sig syscall.Signal, reason string) error
+	// Restart ends every process and runs the agent's command again.
+	Restart(id int, reason string) error
+}

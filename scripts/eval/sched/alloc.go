@@ -8,13 +8,13 @@ package main
 // baseline's default operating point and at ours'.
 
 import (
-	"aiosfs/engines/ml"
 	"fmt"
 	"math"
 	"os"
 	"strings"
 	"text/tabwriter"
 
+	"aiosfs/engines/ml"
 	"aiosfs/engines/sched"
 )
 

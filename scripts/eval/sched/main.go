@@ -38,7 +38,6 @@
 package main
 
 import (
-	"aiosfs/engines/ml"
 	"bufio"
 	"compress/gzip"
 	"encoding/csv"
@@ -55,6 +54,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"aiosfs/engines/ml"
 	"aiosfs/engines/sched"
 )
 

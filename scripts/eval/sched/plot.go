@@ -1,7 +1,6 @@
 package main
 
 import (
-	"aiosfs/engines/ml"
 	"fmt"
 	"image/color"
 	"math"
@@ -10,6 +9,7 @@ import (
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/vg"
 
+	"aiosfs/engines/ml"
 	evalplot "aiosfs/scripts/eval/plot"
 )
 
