@@ -53,4 +53,33 @@ func TestAgentDirtab(t *testing.T) {
 			t.Errorf("agents/1/%s written by uid 2000 (not the owner): %v, want EACCES or EPERM", e.Name, err)
 		}
 	}
+	// The engines' subdirectories of agents/N (mem/, ...) too: each
+	// writable file in them refuses a stranger.
+	var walk func(p string, n fs.Node)
+	walk = func(p string, n fs.Node) {
+		dir, ok := n.(fs.Dir)
+		if !ok {
+			if n.Attr().Mode.Perm()&0222 == 0 {
+				return
+			}
+			err := fs.WriteFile(ctx, d.Root, p, other, []byte("help\n"))
+			if errno := fs.Errno(err); errno != syscall.EACCES && errno != syscall.EPERM {
+				t.Errorf("%s written by uid 2000 (not the owner): %v, want EACCES or EPERM", p, err)
+			}
+			return
+		}
+		kids, err := dir.List()
+		if err != nil {
+			t.Errorf("%s: %v", p, err)
+			return
+		}
+		for _, k := range kids {
+			walk(p+"/"+k.Attr().Name, k)
+		}
+	}
+	for _, k := range kids {
+		if k.Attr().Mode.IsDir() {
+			walk("agents/1/"+k.Attr().Name, k)
+		}
+	}
 }

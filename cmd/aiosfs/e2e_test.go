@@ -17,11 +17,11 @@ import (
 	"sync"
 	"syscall"
 	"testing"
-
-	"aiosfs/internal/testutil"
 	"time"
 
+	"aiosfs/ctl"
 	"aiosfs/hal/spawn"
+	"aiosfs/internal/testutil"
 )
 
 const beDaemon = "AIOSFS_TEST_BE_DAEMON"
@@ -127,15 +127,10 @@ func (d *testDaemon) read(p string) string {
 }
 
 // field returns key's value in the first line of text that has it.
+// field is the value of key in text's records (ctl.Field).
 func field(text, key string) string {
-	m := regexp.MustCompile(`(?m)(?:^| )` + regexp.QuoteMeta(key) + `=("(?:[^"\\]|\\.)*"|\S*)`).FindStringSubmatch(text)
-	if m == nil {
-		return ""
-	}
-	if v, err := strconv.Unquote(m[1]); err == nil {
-		return v
-	}
-	return m[1]
+	v, _ := ctl.Field(text, key)
+	return v
 }
 
 // cgroupPath returns the agent's directory for controller from status.

@@ -25,8 +25,8 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode"
-	"unicode/utf8"
+
+	"aiosfs/ctl"
 )
 
 // Event is one thing that happened.
@@ -76,39 +76,15 @@ func (e Event) Get(key string) string {
 
 // Quote renders a value for a key=value line: bare when it has no blanks,
 // quotes or '=', else double-quoted with Go escapes.
-func Quote(v string) string {
-	if v == "" {
-		return `""`
-	}
-	if strings.ContainsAny(v, " \t\n\"'=\\") || !printable(v) {
-		return strconv.Quote(v)
-	}
-	return v
-}
-
-// printable: valid UTF-8 with no control characters.
-func printable(v string) bool {
-	for _, r := range v {
-		if r == utf8.RuneError || unicode.IsControl(r) {
-			return false
-		}
-	}
-	return true
-}
+func Quote(v string) string { return ctl.Quote(v) }
 
 // Line renders the event as one line with its newline.
 func (e Event) Line() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "time=%.3f seq=%d source=%s kind=%s agent=%d",
-		float64(e.Time.UnixMilli())/1000, e.Seq, e.Source, e.Kind, e.Agent)
+	l := new(ctl.Line).Time("time", e.Time).Uint("seq", e.Seq).Str("source", e.Source).Str("kind", e.Kind).Int("agent", int64(e.Agent))
 	for _, f := range e.Fields {
-		b.WriteByte(' ')
-		b.WriteString(f.Key)
-		b.WriteByte('=')
-		b.WriteString(Quote(f.Value))
+		l.Str(f.Key, f.Value)
 	}
-	b.WriteByte('\n')
-	return b.String()
+	return l.String()
 }
 
 func agentInSlot(e Event) Event {

@@ -5,7 +5,6 @@ package gpu
 import (
 	"context"
 	"errors"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"aiosfs/ctl"
 	"aiosfs/engines/bus"
 	"aiosfs/fs"
 	hal "aiosfs/hal/gpu"
@@ -151,12 +151,10 @@ func (r *rig) echo(t *testing.T, p, line string) error {
 }
 
 // field returns key's value on the first line of text that has it.
+// field is the value of key in text's records (ctl.Field).
 func field(text, key string) string {
-	m := regexp.MustCompile(`(?m)(?:^| )` + regexp.QuoteMeta(key) + `=("(?:[^"\\]|\\.)*"|\S*)`).FindStringSubmatch(text)
-	if m == nil {
-		return ""
-	}
-	return m[1]
+	v, _ := ctl.Field(text, key)
+	return v
 }
 
 // Every line of every file says mock=1.
@@ -178,7 +176,7 @@ func TestTreeOnMockDevices(t *testing.T) {
 	}
 	info := r.cat(t, "/gpu/5/info")
 	checkMock(t, "info", info)
-	if field(info, "index") != "5" || field(info, "cc") != "8.0" || field(info, "mig") != "0" || field(info, "name") != `"Mock NVIDIA A100-SXM4-40GB"` {
+	if field(info, "index") != "5" || field(info, "cc") != "8.0" || field(info, "mig") != "0" || field(info, "name") != "Mock NVIDIA A100-SXM4-40GB" || !strings.Contains(info, `name="Mock NVIDIA A100-SXM4-40GB"`) {
 		t.Fatalf("info: %s", info)
 	}
 	if !strings.Contains(r.cat(t, "/gpu/ctl"), "policy bestfit|spread|pack|predict") || !strings.Contains(r.cat(t, "/gpu/ctl"), "# mock=1") {

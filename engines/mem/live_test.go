@@ -14,21 +14,20 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
-
-	"aiosfs/internal/testutil"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"aiosfs/ctl"
 	"aiosfs/fs"
 	"aiosfs/fs/fusefs"
 	"aiosfs/hal/vm"
+	"aiosfs/internal/testutil"
 )
 
 const helperEnv = "AIOSFS_MEM_TEST_HELPER"
@@ -196,12 +195,10 @@ func touchPartMain() {
 
 func unixFadviseDontneed(f *os.File) { unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED) }
 
-func field(line, key string) string {
-	m := regexp.MustCompile(`(?:^| )` + regexp.QuoteMeta(key) + `=(\S*)`).FindStringSubmatch(line)
-	if m == nil {
-		return ""
-	}
-	return m[1]
+// field is the value of key in text's records (ctl.Field).
+func field(text, key string) string {
+	v, _ := ctl.Field(text, key)
+	return v
 }
 
 func startServe(t *testing.T, mount, state string) *exec.Cmd {

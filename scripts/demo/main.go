@@ -40,6 +40,7 @@ import (
 	"syscall"
 	"time"
 
+	"aiosfs/ctl"
 	"aiosfs/fs/p9fs"
 )
 
@@ -206,12 +207,10 @@ func (d *demo) read(rel string) string {
 }
 
 // field is key's value in the first line of text that has it.
+// field is the value of key in text's records (ctl.Field).
 func field(text, key string) string {
-	m := regexp.MustCompile(`(?m)(?:^| )` + regexp.QuoteMeta(key) + `=(\S*)`).FindStringSubmatch(text)
-	if m == nil {
-		return ""
-	}
-	return m[1]
+	v, _ := ctl.Field(text, key)
+	return v
 }
 
 var agentNames = []string{"steady", "periodic", "growing", "misbehave"}
