@@ -77,6 +77,8 @@ type Engine struct {
 	// busy marks agents in the middle of a restart, merge or split, so
 	// the reaper does not take an empty cgroup for an ended agent.
 	busy map[int]bool
+	// holds are other engines' claims (hold.go): agent id → holder.
+	holds map[int]string
 	// kids are the leaders this daemon started, until reaped.
 	kids map[int]kid
 

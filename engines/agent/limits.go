@@ -128,6 +128,9 @@ func (e *Engine) Apply(id int, l view.Limit, reason string) error {
 	if err != nil {
 		return err
 	}
+	if err := e.checkHold(id, reason); err != nil {
+		return err
+	}
 	row, ok := limitRow(l.Key)
 	if !ok {
 		return ctl.Errorf("unknown limit %q", l.Key)

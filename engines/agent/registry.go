@@ -47,12 +47,18 @@ func (e *Engine) Freeze(id int, on bool, reason string) error {
 	if err != nil {
 		return err
 	}
+	if err := e.checkHold(id, reason); err != nil {
+		return err
+	}
 	return e.setFrozen(a, on, bus.F("by", reason))
 }
 
 // Pause works agent id's freezer without changing its recorded state or
 // publishing (a throttle freezes and thaws many times a second).
 func (e *Engine) Pause(id int, on bool) error {
+	if by := e.HeldBy(id); by != "" {
+		return e.checkHold(id, "")
+	}
 	g, err := e.Group(id)
 	if err != nil {
 		return err
@@ -69,6 +75,9 @@ func (e *Engine) Signal(id int, sig syscall.Signal, reason string) error {
 	if err != nil {
 		return err
 	}
+	if err := e.checkHold(id, reason); err != nil {
+		return err
+	}
 	return e.signal(a, sig, bus.F("by", reason))
 }
 
@@ -77,6 +86,9 @@ func (e *Engine) Signal(id int, sig syscall.Signal, reason string) error {
 func (e *Engine) Restart(id int, reason string) error {
 	a, err := e.Get(id)
 	if err != nil {
+		return err
+	}
+	if err := e.checkHold(id, reason); err != nil {
 		return err
 	}
 	return e.rerun(a, bus.F("by", reason))

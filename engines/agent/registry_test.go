@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"errors"
 	"syscall"
 	"testing"
@@ -76,5 +77,46 @@ func sawEvent(sub *bus.Sub, id int, kind, key, value string) bool {
 		case <-deadline:
 			return false
 		}
+	}
+}
+
+// A held agent (a quarantine) is changed by root and the holder only:
+// its owner's thaw is EPERM, another engine's limit is EBUSY.
+func TestHoldKeepsOthersOut(t *testing.T) {
+	r := newRig(t, "")
+	a := r.spawn("held user=nobody -- sleep 60")
+	var reg view.Registry = r.e
+	if err := reg.Freeze(a.ID, true, "threat"); err != nil {
+		t.Fatal(err)
+	}
+	if err := reg.Hold(a.ID, "threat", true); err != nil {
+		t.Fatal(err)
+	}
+	owner := fs.Caller{Uid: 65534, Gid: 65534}
+	for _, line := range []string{"thaw", "kill", "restart", "memmax 1G"} {
+		if err := r.e.Table(a.ID).Exec(context.Background(), owner, line); fs.Errno(err) != syscall.EPERM {
+			t.Errorf("owner's %q on a held agent: %v, want EPERM", line, err)
+		}
+	}
+	if got := kfile(t, a, "freezer", "freezer.state"); got != "FROZEN" {
+		t.Errorf("freezer.state after the owner's thaw: %s", got)
+	}
+	if err := reg.Apply(a.ID, view.CPUMax(0.5), "sched: grow"); fs.Errno(err) != syscall.EBUSY {
+		t.Errorf("sched's Apply on a held agent: %v, want EBUSY", err)
+	}
+	if err := reg.Pause(a.ID, false); fs.Errno(err) != syscall.EBUSY {
+		t.Errorf("Pause on a held agent: %v, want EBUSY", err)
+	}
+	if err := reg.Apply(a.ID, view.CPUMax(0.25), "threat: throttle"); err != nil {
+		t.Errorf("the holder's Apply: %v", err)
+	}
+	if err := r.ctl(a.ID, "memmax 512M"); err != nil {
+		t.Errorf("root's memmax on a held agent: %v", err)
+	}
+	if err := reg.Hold(a.ID, "threat", false); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.e.Table(a.ID).Exec(context.Background(), owner, "thaw"); err != nil {
+		t.Errorf("owner's thaw after the hold is lifted: %v", err)
 	}
 }

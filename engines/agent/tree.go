@@ -42,7 +42,7 @@ func (e *Engine) Table(id int) ctl.Table {
 	for _, v := range ext {
 		t = append(t, v(id)...)
 	}
-	return t
+	return e.heldTable(id, t)
 }
 
 // LogTail is the most of an agent's output agents/N/log shows: its last

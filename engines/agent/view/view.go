@@ -114,4 +114,9 @@ type Registry interface {
 	Signal(id int, sig syscall.Signal, reason string) error
 	// Restart ends every process and runs the agent's command again.
 	Restart(id int, reason string) error
+	// Hold puts (on) or lifts engine by's claim on the agent (a
+	// quarantine): while held, only root changes it through its ctl and
+	// other engines' acts are refused (EBUSY); the holder acts with a
+	// reason of "by" or "by: ...".
+	Hold(id int, by string, on bool) error
 }
