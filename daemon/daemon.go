@@ -51,6 +51,9 @@ type Config struct {
 	Cgroup     string        // force "v1" or "v2"; "" detects
 	Grace      time.Duration // stop's TERM-to-KILL grace
 	GPU        string        // "" detect through NVML, "none", or "mock:MODEL" for go-nvml's mock devices
+	// ThreatPubKey pins the key threat models are checked against (hex
+	// or base64 ed25519 public key); "" the daemon's own key.
+	ThreatPubKey string
 	Stderr     *os.File      // log copy; nil for none
 
 	// MetricsListen serves `metrics` over HTTP at host:port/metrics

@@ -2,11 +2,15 @@ package threat
 
 import (
 	"crypto/ed25519"
+	"errors"
 	"fmt"
+	"math"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
+	"aiosfs/ctl"
 	"aiosfs/engines/ml"
 )
 
@@ -26,7 +30,8 @@ type Assessment struct {
 	Forecast   [Horizon]float64
 	Warning    *Warning
 	Rules      RuleVerdict
-	ML         *MLVerdict // nil when no model is loaded
+	ML         *MLVerdict     // nil when no model is loaded
+	Signals    []NamedVerdict // the extra signals that had a verdict
 	Vector     Vector
 }
 
@@ -34,6 +39,8 @@ type Assessment struct {
 type Config struct {
 	Rules  []Rule // default DefaultRules
 	Policy *Policy
+	// Signals are extra anomaly sources (Signal), asked on every window.
+	Signals []Signal
 	// Logf receives one line per refused model, policy change and so
 	// on; nil discards.
 	Logf func(format string, args ...any)
@@ -62,13 +69,14 @@ type Engine struct {
 	hostAt   time.Time
 	hostMax  float64
 	logf     func(string, ...any)
+	signals  []Signal
 	windows  uint64
 	actions  [NumActions]uint64
 }
 
 // New returns an engine on the rule floor, with no model.
 func New(cfg Config) *Engine {
-	e := &Engine{rules: cfg.Rules, policy: DefaultPolicy(), agents: map[int]*agentState{}, host: NewSeries(), logf: cfg.Logf}
+	e := &Engine{rules: cfg.Rules, policy: DefaultPolicy(), agents: map[int]*agentState{}, host: NewSeries(), logf: cfg.Logf, signals: cfg.Signals}
 	if e.rules == nil {
 		e.rules = DefaultRules
 	}
@@ -152,6 +160,41 @@ func (e *Engine) Forget(agent int) {
 	e.mu.Lock()
 	delete(e.agents, agent)
 	e.mu.Unlock()
+	for _, sg := range e.signals {
+		sg.Forget(agent)
+	}
+}
+
+// Learn starts agent's normal profile afresh (threat/ctl learn N): its
+// baseline and history go, its quarantine stays, and every signal
+// learns it again.
+func (e *Engine) Learn(agent int) error {
+	e.mu.Lock()
+	q := false
+	if a, ok := e.agents[agent]; ok {
+		q = a.quarantined
+	}
+	delete(e.agents, agent)
+	if q {
+		e.agent(agent).quarantined = true
+	}
+	e.mu.Unlock()
+	var errs []error
+	for _, sg := range e.signals {
+		if err := sg.Learn(agent); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", sg.Name(), err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// SignalStatus is one line per extra signal: its name and Status.
+func (e *Engine) SignalStatus() string {
+	var b strings.Builder
+	for _, sg := range e.signals {
+		b.WriteString(new(ctl.Line).Str("signal", sg.Name()).Str("status", sg.Status()).String())
+	}
+	return b.String()
 }
 
 // Observe feeds one observation of an agent. When it closes a window
@@ -217,6 +260,19 @@ func (e *Engine) score(id int, a *agentState, v *Vector, end time.Time) Assessme
 		// learn only what looks normal, never from a quarantined agent
 		if !a.quarantined && as.Score < e.policy.Threshold[Alert] {
 			a.base.Update(a.x)
+		}
+	}
+	for _, sg := range e.signals {
+		v, ok := sg.Score(id, end)
+		if !ok {
+			continue
+		}
+		v.Score = math.Max(0, math.Min(1, v.Score))
+		as.Signals = append(as.Signals, NamedVerdict{Name: sg.Name(), SignalVerdict: v})
+		if v.Score > as.Score {
+			as.Score, as.Type, as.Source = v.Score, v.Type, sg.Name()
+			as.Confidence = v.Score
+			as.Top = as.Top[:0]
 		}
 	}
 	if as.Score == 0 {

@@ -3,6 +3,8 @@ package threat
 import (
 	"strconv"
 	"strings"
+
+	"aiosfs/ctl"
 )
 
 // Renderers of the engine's files. Every file is text, one record per
@@ -41,6 +43,12 @@ func appendTop(b []byte, top []TopFeature) []byte {
 //	top         up to 3 features that drove it, name@window:weight, or -
 //	warn        VERB@H: the forecast reaches VERB's threshold H windows ahead; - for none
 //	time        the window's end, Unix seconds
+//
+// then one line per extra signal that had a verdict (Signal):
+//
+//	signal name=seq score=0.740 type=Unknown evidence=openat>mmap>mprotect,…
+//
+//	evidence    the signal's evidence, comma-separated and quoted when needed
 func (a *Assessment) AgentLine() string {
 	b := make([]byte, 0, 256)
 	b = append(b, "score="...)
@@ -67,7 +75,18 @@ func (a *Assessment) AgentLine() string {
 	b = appendWarn(b, a.Warning)
 	b = append(b, " time="...)
 	b = strconv.AppendFloat(b, float64(a.Time.UnixMilli())/1000, 'f', 3, 64)
-	return string(append(b, '\n'))
+	b = append(b, '\n')
+	for _, sv := range a.Signals {
+		l := new(ctl.Line).Str("name", sv.Name).Float("score", sv.Score, 3).Str("type", sv.Type.String())
+		if len(sv.Evidence) == 0 {
+			l.Str("evidence", "-")
+		} else {
+			l.Str("evidence", strings.Join(sv.Evidence, ","))
+		}
+		b = append(b, "signal "...)
+		b = append(b, l.Bytes()...)
+	}
+	return string(b)
 }
 
 func appendDash(b []byte, s string) []byte {

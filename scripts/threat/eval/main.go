@@ -26,7 +26,7 @@ import (
 	"time"
 
 	"aiosfs/engines/threat"
-	"aiosfs/scripts/threat/dataset"
+	"aiosfs/engines/threat/dataset"
 )
 
 var (

@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"aiosfs/engines/threat"
-	"aiosfs/scripts/threat/dataset"
+	"aiosfs/engines/threat/dataset"
 )
 
 func load(t *testing.T) []dataset.Row {

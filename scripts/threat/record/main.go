@@ -47,7 +47,7 @@ import (
 	"aiosfs/engines/threat"
 	"aiosfs/hal/proc"
 	"aiosfs/hal/procconn"
-	"aiosfs/scripts/threat/dataset"
+	"aiosfs/engines/threat/dataset"
 )
 
 var (

@@ -1,0 +1,72 @@
+package daemon
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"aiosfs"
+	"aiosfs/ctl"
+	"aiosfs/engines/ml"
+	"aiosfs/engines/telemetry"
+	"aiosfs/engines/threat"
+	"aiosfs/engines/threat/dataset"
+	"aiosfs/fs"
+)
+
+// The threat engine: threat/ and agents/N/threat (package engines/threat).
+// It follows every sampler pass and the proc connector's events; its
+// first model is trained on the windows this binary carries.
+func init() {
+	register("threat", func(d Deps) (Device, error) {
+		var pub ed25519.PublicKey
+		if d.Config.ThreatPubKey != "" {
+			k, err := ml.ParsePublicKey(d.Config.ThreatPubKey)
+			if err != nil {
+				return nil, fmt.Errorf("-threat-pubkey: %w", err)
+			}
+			pub = k
+		}
+		dev, err := threat.NewDevice(threat.DeviceConfig{NS: d.NS, Bus: d.Bus, Agents: d.Registry,
+			Dir: filepath.Join(d.Config.StateDir, "threat"), PubKey: pub, PinPrefix: d.Config.Prefix,
+			Proc: d.Config.ProcRoot, Training: embeddedWindows, Logf: d.Log.Printf})
+		if err != nil {
+			return nil, err
+		}
+		d.Tel.OnTick(func(now time.Time, latest map[int]telemetry.Sample) { dev.Tick(now, latest) })
+		return threatDevice{dev}, nil
+	})
+}
+
+// embeddedWindows are the recorded scenario windows (testdata/threat,
+// both sets) as training rows.
+func embeddedWindows() ([]threat.Labelled, error) {
+	var out []threat.Labelled
+	for _, b := range [][]byte{aiosfs.ThreatWindows, aiosfs.ThreatHoldout} {
+		rows, err := dataset.Read(bytes.NewReader(b))
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range rows {
+			out = append(out, threat.Labelled{V: r.V, Type: r.Label})
+		}
+	}
+	return out, nil
+}
+
+// threatDevice is the threat engine as a Device.
+type threatDevice struct{ d *threat.Device }
+
+func (m threatDevice) Name() string                    { return "threat" }
+func (m threatDevice) Nodes() []fs.Node                { return m.d.Nodes() }
+func (m threatDevice) AgentTab() fs.Dirtab             { return m.d.AgentTab() }
+func (m threatDevice) AgentVerbs(id int) ctl.Table     { return nil }
+func (m threatDevice) GlobalVerbs() ctl.Table          { return nil }
+func (m threatDevice) Collector() prometheus.Collector { return m.d.Collector() }
+func (m threatDevice) Run(ctx context.Context)         { m.d.Run(ctx) }
+func (m threatDevice) Close() error                    { return m.d.Close() }
