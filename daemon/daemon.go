@@ -54,7 +54,7 @@ type Config struct {
 	// ThreatPubKey pins the key threat models are checked against (hex
 	// or base64 ed25519 public key); "" the daemon's own key.
 	ThreatPubKey string
-	Stderr     *os.File      // log copy; nil for none
+	Stderr       *os.File // log copy; nil for none
 
 	// MetricsListen serves `metrics` over HTTP at host:port/metrics
 	// (metrics_http.go); "" none.
@@ -173,6 +173,11 @@ func Start(cfg Config) (*Daemon, error) {
 	}
 	if err != nil {
 		d.Log.Printf("recover orphans: %v", err)
+	}
+	for _, m := range d.mods {
+		if r, ok := m.(Restorer); ok {
+			r.Restored()
+		}
 	}
 	// The proc connector needs CAP_NET_ADMIN; without it the daemon runs
 	// on sampling alone and says so.

@@ -70,3 +70,4 @@ func (m threatDevice) GlobalVerbs() ctl.Table          { return nil }
 func (m threatDevice) Collector() prometheus.Collector { return m.d.Collector() }
 func (m threatDevice) Run(ctx context.Context)         { m.d.Run(ctx) }
 func (m threatDevice) Close() error                    { return m.d.Close() }
+func (m threatDevice) Restored()                       { m.d.Reapply() }

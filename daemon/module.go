@@ -64,6 +64,15 @@ type Device interface {
 	Close() error
 }
 
+// Restorer is a Device that puts its own state back onto the agents the
+// daemon restored at start (the threat engine's quarantines: freeze, hold,
+// network cut). The daemon calls Restored once, after the agents are back
+// and before the tree is served or any Run starts, so that no writer sees
+// a restored agent without it.
+type Restorer interface {
+	Restored()
+}
+
 // noMetrics is a Device's Collector when it has no numbers yet.
 type noMetrics struct{}
 

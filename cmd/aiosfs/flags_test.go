@@ -19,6 +19,9 @@ func TestBadFlagsAndArguments(t *testing.T) {
 		{"-interval", "1ms"},
 		{"-interval", "soon"},
 		{"-cgroup", "v3"},
+		{"-threat-pubkey", "abcd"},                   // 2 bytes, not 32
+		{"-threat-pubkey", "not a key at all"},       // neither hex nor base64
+		{"-threat-pubkey", strings.Repeat("ab", 33)}, // 33 bytes
 		{"-nosuchflag"},
 		{"extra", "args"},
 	} {

@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"aiosfs/daemon"
+	"aiosfs/engines/ml"
 	"aiosfs/fs"
 	"aiosfs/fs/p9fs"
 	"aiosfs/hal/spawn"
@@ -161,6 +162,11 @@ func serve(args []string) error {
 	}
 	if cfg.Cgroup != "" && cfg.Cgroup != "v1" && cfg.Cgroup != "v2" {
 		return fmt.Errorf("%w: -cgroup %q: want v1 or v2", errUsage, cfg.Cgroup)
+	}
+	if cfg.ThreatPubKey != "" {
+		if _, err := ml.ParsePublicKey(cfg.ThreatPubKey); err != nil {
+			return fmt.Errorf("%w: -threat-pubkey: %v", errUsage, err)
+		}
 	}
 	cfg.Stderr = os.Stderr
 	// A daemon whose stderr reader went away must not die of SIGPIPE on

@@ -81,8 +81,8 @@ type DeviceConfig struct {
 // restart and to show what it was for.
 type qrec struct {
 	Since time.Time `json:"since"`
-	Pin   string    `json:"pin"`  // the cut's pin directory, "" if none
-	Dir   string    `json:"dir"`  // the agent's cgroup2 directory
+	Pin   string    `json:"pin"` // the cut's pin directory, "" if none
+	Dir   string    `json:"dir"` // the agent's cgroup2 directory
 	Score float64   `json:"score"`
 	Type  string    `json:"type"`
 	Why   string    `json:"why"` // "policy" or the ctl writer
@@ -159,7 +159,6 @@ func NewDevice(cfg DeviceConfig) (*Device, error) {
 	} else {
 		d.e.LoadModel(d.modelDir(), d.pub) // a refusal is logged and leaves rules
 	}
-	d.reapply()
 	return d, nil
 }
 
@@ -601,11 +600,13 @@ func (d *Device) lift(id int, why string) error {
 	return err
 }
 
-// reapply puts every saved quarantine back after a start: the freeze,
+// Reapply puts every saved quarantine back after a start: the freeze,
 // the hold and the cut (the pinned one if it still cuts this agent's
 // cgroup, else a new one). Never trusts the pins alone nor the state
-// alone.
-func (d *Device) reapply() {
+// alone. Call it once the registry has its agents back (not from
+// NewDevice: before the registry's restore every agent looks gone, and
+// the quarantine would be lifted) and before anyone can write to them.
+func (d *Device) Reapply() {
 	d.mu.Lock()
 	ids := make([]int, 0, len(d.st.Quarantine))
 	for id := range d.st.Quarantine {
@@ -658,16 +659,24 @@ func (d *Device) reapply() {
 	}
 }
 
-// Close lets go of the cuts' handles; their pins keep them in force for
-// the next start (netcut's rule: Drop at shutdown, never Close).
+// Close is the daemon's clean stop. The agents' cgroups go next (the
+// agent engine's Shutdown stops spawned agents and removes every cgroup it
+// made), so a pinned cut would only hold a dead cgroup and its program
+// past the daemon: the cuts are detached and unpinned. The quarantine
+// records stay in state.json, and Reapply puts each back, with a new cut,
+// on the agent the next start resumes. After a kill -9 nothing runs here:
+// the pins keep the cuts in force until the next start takes them over.
 func (d *Device) Close() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	for _, c := range d.cuts {
-		c.Drop()
+	var errs []error
+	for id, c := range d.cuts {
+		if err := c.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("threat: lift the cut of agent %d: %w", id, err))
+		}
 	}
 	d.cuts = map[int]*netcut.Cut{}
-	return nil
+	return errors.Join(errs...)
 }
 
 // ---- files ----
@@ -890,12 +899,17 @@ func (d *Device) verbs() ctl.Table {
 				}
 				return d.e.Learn(id)
 			}},
-		{Name: "model", Args: "reload", Min: 1, Max: 1, Root: true, Doc: "load model/ again, checked against the key (refused: rules)",
+		{Name: "model", Args: "reload", Min: 1, Max: 1, Root: true, Doc: "load model/ again, checked against the key (refused: the model in force stays)",
 			Run: func(_ context.Context, _ fs.Caller, a []string) error {
 				if a[0] != "reload" {
 					return ctl.Errorf("model %q: want reload", a[0])
 				}
-				return d.e.LoadModel(d.modelDir(), d.pub)
+				// A refused model is bad input: EINVAL with the reason,
+				// and the model in force stays.
+				if err := d.e.ReloadModel(d.modelDir(), d.pub); err != nil {
+					return ctl.Errorf("model refused, nothing changed: %v", err)
+				}
+				return nil
 			}},
 		{Name: "train", Min: 0, Max: 0, Root: true, Doc: "train a model on the recorded windows this build carries, sign it with the daemon's key, load it",
 			Run: func(context.Context, fs.Caller, []string) error { return d.train("ctl") }},

@@ -107,6 +107,28 @@ func (e *Engine) LoadModel(dir string, pub ed25519.PublicKey) error {
 	return nil
 }
 
+// ReloadModel is LoadModel for a model replacing the one in force (the
+// ctl's "model reload"): a refused model changes nothing, the model in
+// force (or the rules) stays, and the refusal is returned, logged and
+// shown as model_error until the next load.
+func (e *Engine) ReloadModel(dir string, pub ed25519.PublicKey) error {
+	m, id, err := LoadModel(dir, pub)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if err != nil {
+		e.modelErr = err.Error()
+		keep := "rules"
+		if e.model != nil {
+			keep = "model " + e.modelID[:16]
+		}
+		e.logf("threat: model %s refused, keeping %s: %v", dir, keep, err)
+		return err
+	}
+	e.model, e.modelID, e.modelErr = m, id, ""
+	e.logf("threat: model %s loaded (sha256 %s, %d training windows)", dir, id[:16], m.Trained.Rows)
+	return nil
+}
+
 // SetModel installs m directly (tests, the evaluation). nil: rules only.
 func (e *Engine) SetModel(m *Model, id string) {
 	e.mu.Lock()
