@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -332,5 +333,60 @@ func TestThreatCtlBadInput(t *testing.T) {
 			t.Errorf("after a restart the policy lacks %q:\n%s", want, ctlText)
 		}
 	}
+	d.term()
+}
+
+// TestThreatPolicyActs: nobody's fork bomb (the recorded forkstorm
+// scenario) is quarantined by the default policy with no operator, the
+// escalation hook gets the alert, and a quiet agent beside it is left
+// alone.
+func TestThreatPolicyActs(t *testing.T) {
+	d, top := adversaryDaemon(t, "thp")
+	hookOut := filepath.Join(top, "alerts.txt")
+	hook := filepath.Join(top, "page.sh")
+	if err := os.WriteFile(hook, []byte("#!/bin/bash\necho \"$AIOS_TYPE $AIOS_ACTION $AIOS_ALERT\" >> "+hookOut+"\n"), 0755); err != nil {
+		t.Fatal(err)
+	}
+	d.mustRun(`echo 'hook ` + hook + `' > threat/ctl`)
+	d.mustRun(`echo 'spawn quiet -- /bin/bash -c "while :; do sleep 0.2; done"' > ctl`, nobody)
+	ev, stop := d.eventLines()
+	defer stop()
+	d.mustRun(`echo "spawn storm pidsmax=64 -- /bin/bash -c 'f(){ f | f & }; f; wait'" > ctl`, nobody)
+
+	q := waitEvent(t, ev, "kind=quarantine", "agent=2")
+	if field(q, "why") != "policy" || field(q, "type") != "ResourceExhaustion" {
+		t.Errorf("quarantine event: %q, want why=policy type=ResourceExhaustion", q)
+	}
+	st := d.read("agents/2/status")
+	if got := kernel(t, cgroupPath(st, "freezer"), "freezer.state"); got != "FROZEN" {
+		t.Errorf("the fork bomb: freezer.state %s, want FROZEN", got)
+	}
+	if n, _ := strconv.Atoi(kernel(t, cgroupPath(st, "pids"), "pids.current")); n > 64 {
+		t.Errorf("the fork bomb has %d processes past its pidsmax 64", n)
+	}
+	d.waitFor("the escalation hook to run", func() bool {
+		b, _ := os.ReadFile(hookOut)
+		return strings.Contains(string(b), "agent=2")
+	})
+	b, _ := os.ReadFile(hookOut)
+	if !strings.HasPrefix(string(b), "ResourceExhaustion ") {
+		t.Errorf("the hook's environment: %q", b)
+	}
+	if r := d.read("threat/status"); !strings.Contains(r, "quarantine:1") || strings.Contains(r, "hook_runs=0") {
+		t.Errorf("threat/status does not count the act and the hook run: %q", r)
+	}
+	if a := field(d.read("agents/1/threat"), "action"); a != "none" {
+		t.Errorf("the quiet agent beside it: action=%s, want none\n%s", a, d.read("agents/1/threat"))
+	}
+	if s := field(d.read("agents/1/status"), "state"); s != "running" {
+		t.Errorf("the quiet agent: state=%s", s)
+	}
+
+	// Root ends it: the kill is delivered when the release thaws it.
+	d.mustRun(`echo 'kill 2' > threat/ctl && echo 'release 2' > threat/ctl`)
+	d.waitFor("the fork bomb to end", func() bool {
+		return field(d.read("agents/2/status"), "state") == "exited"
+	})
+	stop()
 	d.term()
 }

@@ -111,7 +111,8 @@ type Device struct {
 	cutErr  map[int]string
 	hooks   struct{ run, skipped, failed uint64 }
 	hookRun bool
-	errs    uint64 // actions that failed
+	errs    uint64             // actions that failed
+	done    [NumActions]uint64 // acts carried out by policy, per verb
 }
 
 // NewDevice loads the state, the key and the model (training the first
@@ -392,12 +393,14 @@ func (d *Device) respond(id int, a Assessment, s telemetry.Sample) {
 		err = d.cfg.Agents.Signal(id, syscall.SIGKILL, "threat: kill")
 	}
 	fields := alertFields(a)
+	d.mu.Lock()
 	if err != nil {
 		fields = append(fields, bus.F("err", err.Error()))
-		d.mu.Lock()
 		d.errs++
-		d.mu.Unlock()
+	} else {
+		d.done[a.Action]++
 	}
+	d.mu.Unlock()
 	if a.Action != Quarantine || err != nil { // quarantine publishes its own
 		d.publish(a.Action.String(), id, fields...)
 	}
@@ -739,7 +742,11 @@ func (d *Device) modelFiles() ([]fs.Node, error) {
 // one line per extra signal (signal=NAME status="..."), then the
 // responder's:
 //
-//	responder quarantined=1 cut=1 uncut=0 hook=/usr/local/bin/page hook_runs=2 hook_skipped=0 hook_failed=0 errors=0
+//	responder quarantined=1 cut=1 uncut=0 hook=/usr/local/bin/page acts=alert:1,throttle:0,quarantine:1,kill:0 hook_runs=2 hook_skipped=0 hook_failed=0 errors=0
+//
+// acts counts what the responder did on its own by policy since the
+// daemon started (once per step up of an agent's verb; the engine's
+// alerts..kills count windows); errors counts acts that failed.
 func (d *Device) statusText() string {
 	var b strings.Builder
 	b.WriteString(d.e.Status().StatusText())
@@ -758,7 +765,7 @@ func (d *Device) statusText() string {
 		hook = strings.Join(d.st.Hook, " ")
 	}
 	l := new(ctl.Line).Int("quarantined", int64(len(d.st.Quarantine))).Int("cut", int64(cut)).Int("uncut", int64(uncut)).
-		Str("hook", hook).Uint("hook_runs", d.hooks.run).Uint("hook_skipped", d.hooks.skipped).Uint("hook_failed", d.hooks.failed).Uint("errors", d.errs)
+		Str("hook", hook).Str("acts", d.actsText()).Uint("hook_runs", d.hooks.run).Uint("hook_skipped", d.hooks.skipped).Uint("hook_failed", d.hooks.failed).Uint("errors", d.errs)
 	d.mu.Unlock()
 	b.WriteString("responder ")
 	b.Write(l.Bytes())
@@ -937,6 +944,21 @@ func (d *Device) verbs() ctl.Table {
 				return nil
 			}},
 	}
+}
+
+// actsText is the responder's acts per verb: alert:N,throttle:N,...
+// Call with d.mu held.
+func (d *Device) actsText() string {
+	var b strings.Builder
+	for a := Alert; a < NumActions; a++ {
+		if a > Alert {
+			b.WriteByte(',')
+		}
+		b.WriteString(a.String())
+		b.WriteByte(':')
+		b.WriteString(strconv.FormatUint(d.done[a], 10))
+	}
+	return b.String()
 }
 
 func (d *Device) isQuarantined(id int) bool {
