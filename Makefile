@@ -85,11 +85,13 @@ vet:
 # Latency of agents/N/stat through FUSE and 9P against /proc/PID/stat, and
 # the daemon's own cost at 200 agents; prints ratios. Then the scheduler's
 # cost on one core: one update plus forecast, a whole tick of 1,000 agents,
-# a save of their history.
+# a save of their history; the memory manager's policies; the threat
+# engine's cost to score one agent's window (BenchmarkObserveWindow).
 bench: deps build
 	$(GO) run ./scripts/bench
 	$(GO) test -run '^$$' -bench . -benchtime 2s -cpu 1 ./engines/sched/
 	$(GO) test -run '^$$' -bench . -benchtime 1s -cpu 1 ./engines/mem/
+	$(GO) test -run '^$$' -bench . -benchtime 1s -cpu 1 ./engines/threat/
 
 # Evaluations against baselines on public data ($(AIOS_DATA), default
 # ../shared/datasets) and recorded traces; each part skips, saying why,

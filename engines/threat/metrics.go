@@ -11,6 +11,7 @@ var (
 	descWindows = prometheus.NewDesc("aiosfs_threat_windows_total", "Windows scored since the daemon started.", nil, nil)
 	descActions = prometheus.NewDesc("aiosfs_threat_decisions_total", "Windows whose policy verb was action, since the daemon started.", []string{"action"}, nil)
 	descQuar    = prometheus.NewDesc("aiosfs_threat_quarantined", "Agents under quarantine.", nil, nil)
+	descTick    = prometheus.NewDesc("aiosfs_threat_tick_seconds_total", "Time spent scoring and responding in the sampler's passes since the daemon started.", nil, nil)
 	descModel   = prometheus.NewDesc("aiosfs_threat_model_loaded", "1 when a verified model scores, 0 on the rule floor.", nil, nil)
 )
 
@@ -21,7 +22,7 @@ type collector struct{ d *Device }
 func (d *Device) Collector() prometheus.Collector { return collector{d} }
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descScore, descWindows, descActions, descQuar, descModel} {
+	for _, d := range []*prometheus.Desc{descScore, descWindows, descActions, descQuar, descModel, descTick} {
 		ch <- d
 	}
 }
@@ -32,6 +33,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	for a := Alert; a < NumActions; a++ {
 		ch <- prometheus.MustNewConstMetric(descActions, prometheus.CounterValue, float64(st.Actions[a]), a.String())
 	}
+	ch <- prometheus.MustNewConstMetric(descTick, prometheus.CounterValue, float64(c.d.tickNanos.Load())/1e9)
 	ch <- prometheus.MustNewConstMetric(descQuar, prometheus.GaugeValue, float64(st.Quarantined))
 	loaded := 0.0
 	if st.Mode == "ml" {

@@ -527,10 +527,27 @@ type cost struct {
 	threads       int
 	seconds       float64
 	ticks, passes int
+	threat        float64 // seconds the threat engine spent in its passes
+}
+
+// threatSeconds is aiosfs_threat_tick_seconds_total from the mount's
+// metrics file: the time the threat engine spent scoring and responding.
+func threatSeconds() float64 {
+	b, err := os.ReadFile(filepath.Join(mnt, "metrics"))
+	if err != nil {
+		fail("metrics: %v", err)
+	}
+	m := regexp.MustCompile(`(?m)^aiosfs_threat_tick_seconds_total (\S+)$`).FindSubmatch(b)
+	if m == nil {
+		fail("metrics has no aiosfs_threat_tick_seconds_total")
+	}
+	v, _ := strconv.ParseFloat(string(m[1]), 64)
+	return v
 }
 
 // measure takes the daemon's CPU over d, sampling VmRSS each second.
 func measure(d time.Duration) cost {
+	th := threatSeconds()
 	a := snapshot()
 	var sum, n int64
 	for end := a.t.Add(d); time.Until(end) > 0; {
@@ -544,6 +561,7 @@ func measure(d time.Duration) cost {
 		cores:   float64(b.ticks-a.ticks) / userHZ / sec,
 		rssMean: sum / n, rss: b.rss, hwm: b.hwm, threads: b.threads,
 		seconds: sec, ticks: int(b.ticks - a.ticks), passes: int(sec / interval.Seconds()),
+		threat: threatSeconds() - th,
 	}
 }
 
@@ -716,14 +734,20 @@ func report(load0 string, idle0 cost, res map[string][]cost, loads []string, run
 			}
 			med := median(ms)
 			per[i] = (med - idle0.cores*1000) * 1000 / float64(running)
+			var share []float64
+			for _, c := range cs {
+				share = append(share, 100*c.threat/(float64(c.ticks)/userHZ))
+			}
 			rows = append(rows, []string{load, onOff(on),
 				fmt.Sprintf("%.1f [%.1f–%.1f]", med, slices.Min(ms), slices.Max(ms)),
 				fmt.Sprintf("%.0f", per[i]),
-				fmt.Sprintf("%.2f%%", med/10/float64(runtime.NumCPU()))})
+				fmt.Sprintf("%.2f%%", med/10/float64(runtime.NumCPU())),
+				fmt.Sprintf("%.1f%%", median(share))})
 		}
-		rows = append(rows, []string{load, "on ÷ off", "", fmt.Sprintf("%.2f", per[1]/per[0]), ""})
+		rows = append(rows, []string{load, "on ÷ off", "", fmt.Sprintf("%.2f", per[1]/per[0]), "", ""})
 	}
-	table(w, []string{"agents", "remedies", ">ms CPU per s", ">µs per agent-s", ">of the machine"}, rows)
+	table(w, []string{"agents", "remedies", ">ms CPU per s", ">µs per agent-s", ">of the machine", ">threat engine's share"}, rows)
+	fmt.Fprintf(w, "\nThe threat engine's share is the time its passes took (aiosfs_threat_tick_seconds_total: scoring every agent's window and responding; the proc connector's events it counts between passes are not in it) over the daemon's utime+stime in the same window, median.\n")
 
 	fmt.Fprintf(w, "\nMemory (VmRSS mean over 5 passes and VmHWM from /proc/PID/status; the Go heap from runtime.MemStats):\n\n")
 	rows = nil
