@@ -586,8 +586,12 @@ func (d *Device) lift(id int, why string) error {
 	}
 	d.cfg.Agents.Hold(id, "threat", false)
 	if why == "release" {
-		if err := d.cfg.Agents.Freeze(id, false, "threat: release"); err != nil {
-			errs = append(errs, err)
+		// An agent that ended while quarantined has nothing to thaw: the
+		// release still lifts its cut and its record.
+		if in, err := d.cfg.Agents.Info(id); err == nil && in.State != view.StateExited {
+			if err := d.cfg.Agents.Freeze(id, false, "threat: release"); err != nil {
+				errs = append(errs, err)
+			}
 		}
 	}
 	d.mu.Lock()
