@@ -2,6 +2,7 @@ package threat
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -526,16 +527,57 @@ func TestQuarantinedAgentNotLearned(t *testing.T) {
 		t.Fatalf("baseline learned %d windows of a quarantined agent", n)
 	}
 	e.SetQuarantined(9, false)
-	p, _ := ParsePolicy("alert 1") // everything below alert: learnable
-	e.SetPolicy(p)
-	for ms := 5000; ms < 9000; ms += 500 {
-		e.Observe(9, obs(ms, 0.1))
+	// Released, its windows are learned again: one the classifier calls
+	// Benign (synth's row 0 is), not one it names an attack.
+	benign := synth(6, 7)[0].V
+	for i := 0; i < 5; i++ {
+		if a := e.ScoreVector(9, benign, t0.Add(time.Duration(10+i)*time.Second)); a.Type != Benign {
+			t.Fatalf("the benign row scored %v %.3f", a.Type, a.Score)
+		}
 	}
 	e.mu.Lock()
 	n = e.agents[9].base.N
 	e.mu.Unlock()
-	if n == 0 {
-		t.Fatal("released agent not learning")
+	if n != 5 {
+		t.Fatalf("released agent learned %d of 5 benign windows", n)
+	}
+	// A window the classifier names an attack is not learned, whatever
+	// the policy's alert threshold.
+	p, _ := ParsePolicy("alert 1")
+	e.SetPolicy(p)
+	for ms := 20000; ms < 24000; ms += 500 {
+		e.Observe(9, obs(ms, 0.1)) // PrivilegeEscalation 0.62 under this synthetic model
+	}
+	e.mu.Lock()
+	n = e.agents[9].base.N
+	e.mu.Unlock()
+	if n != 5 {
+		t.Fatalf("attack-typed windows were learned: %d", n)
+	}
+}
+
+// TestNoveltyMustPersist: an anomaly the classifier does not recognise
+// scores as Unknown only once it has lasted NoveltyWindows windows; a
+// one-window burst stays what the classifier says.
+func TestNoveltyMustPersist(t *testing.T) {
+	// as Model.Score makes them: Unknown when 0.6·anomaly beats pAttack
+	mv := func(an float64) MLVerdict {
+		v := MLVerdict{Type: Benign, Score: 0.1, Confidence: 0.9, Anomaly: an, PAttack: 0.1, Prob: []float64{0.9, 0.02, 0.02, 0.02, 0.02, 0.02}}
+		if 0.6*an > v.PAttack {
+			v.Type, v.Score, v.Confidence = Unknown, 0.6*an, an
+		}
+		return v
+	}
+	var a agentState
+	got := []string{}
+	for _, an := range []float64{1, 0, 0, 1, 1, 1, 1, 0.5} {
+		v := mv(an)
+		a.persistNovelty(&v, 0.6)
+		got = append(got, fmt.Sprintf("%v:%.2f", v.Type, v.Score))
+	}
+	want := "Benign:0.10 Benign:0.10 Benign:0.10 Benign:0.10 Benign:0.10 Unknown:0.60 Unknown:0.60 Unknown:0.30"
+	if g := strings.Join(got, " "); g != want {
+		t.Fatalf("got  %s\nwant %s", g, want)
 	}
 }
 
