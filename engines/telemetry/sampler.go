@@ -768,8 +768,12 @@ func netBytes(out *Sample, a *agentState, tcp map[uint64]sockdiag.Socket) (dSent
 }
 
 // MaxRemotes bounds NetView.Remotes: an agent with more distinct peers
-// has more than a detector needs to see it is talking to many.
-const MaxRemotes = 64
+// has more than a detector needs to see it is talking to many. It is
+// above the threat engine's endpoint-sweep threshold (100 new peers in a
+// 1 s window), so that a sweep is seen at the default 1 s interval; the
+// list costs a linear duplicate check per connection, 8 KiB at most, and
+// only agents with that many connections pay it.
+const MaxRemotes = 256
 
 // NetView is one agent's TCP sockets as of its latest sample, from the
 // pass's one sock_diag dump (the one NetSent and NetRecv come from),

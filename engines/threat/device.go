@@ -75,6 +75,18 @@ type DeviceConfig struct {
 	Training func() ([]Labelled, error)
 	Signals  []Signal
 	Logf     func(format string, args ...any)
+
+	// The feed beyond the telemetry sample (feed.go). Net is the
+	// sampler's socket view of an agent (telemetry.Sampler.Net); nil:
+	// Established is approximated by Sample.Sockets and the rest is 0.
+	Net func(id int) (telemetry.NetView, bool)
+	// AgentOf maps a pid to its agent (telemetry.Sampler.AgentOf), for
+	// the sensitive opens' pids.
+	AgentOf func(pid int) int
+	// Sensitive are the files and directories whose opens feed
+	// sensitive_opens (fanotify, from Run on; DefaultSensitive and the
+	// state directory); nil: none. Agents' owners' ~/.ssh are added.
+	Sensitive []string
 }
 
 // qrec is one quarantine as saved: enough to apply it again after a
@@ -113,6 +125,8 @@ type Device struct {
 	hookRun bool
 	errs    uint64             // actions that failed
 	done    [NumActions]uint64 // acts carried out by policy, per verb
+
+	opens opens // the sensitive opens' watch (feed.go)
 }
 
 // NewDevice loads the state, the key and the model (training the first
@@ -240,9 +254,11 @@ func (d *Device) train(why string) error {
 
 // ---- feeding ----
 
-// Run follows the proc connector's events (published by telemetry) and
-// the agents' ends until ctx ends.
+// Run follows the proc connector's events (published by telemetry),
+// fanotify's opens of the sensitive paths (feed.go) and the agents' ends
+// until ctx ends.
 func (d *Device) Run(ctx context.Context) {
+	d.startOpens(ctx)
 	if d.cfg.Bus == nil {
 		return
 	}
@@ -306,6 +322,7 @@ func (d *Device) event(ev bus.Event) {
 // Tick observes every sampled agent; a closed window is scored and its
 // verb carried out.
 func (d *Device) Tick(now time.Time, latest map[int]telemetry.Sample) {
+	d.feedPass(latest)
 	for id, s := range latest {
 		d.mu.Lock()
 		evs := d.pending[id]
@@ -313,7 +330,8 @@ func (d *Device) Tick(now time.Time, latest map[int]telemetry.Sample) {
 		forked := d.forked[id]
 		delete(d.forked, id)
 		d.mu.Unlock()
-		o := Observation{Sample: s, Events: evs, Established: s.Sockets}
+		o := Observation{Sample: s, Events: evs}
+		d.netFacts(&o, id)
 		if forked {
 			// pids.events' max is read only after forks: only a fork
 			// can be refused by pids.max.
@@ -345,6 +363,7 @@ func (d *Device) forkFails(id int) uint64 {
 
 func (d *Device) forget(id int) {
 	d.e.Forget(id)
+	d.forgetOpens(id)
 	d.mu.Lock()
 	delete(d.pending, id)
 	delete(d.forked, id)
@@ -670,6 +689,7 @@ func (d *Device) Reapply() {
 // on the agent the next start resumes. After a kill -9 nothing runs here:
 // the pins keep the cuts in force until the next start takes them over.
 func (d *Device) Close() error {
+	d.closeOpens()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	var errs []error
@@ -742,7 +762,11 @@ func (d *Device) modelFiles() ([]fs.Node, error) {
 // one line per extra signal (signal=NAME status="..."), then the
 // responder's:
 //
-//	responder quarantined=1 cut=1 uncut=0 hook=/usr/local/bin/page acts=alert:1,throttle:0,quarantine:1,kill:0 hook_runs=2 hook_skipped=0 hook_failed=0 errors=0
+//	responder quarantined=1 cut=1 uncut=0 hook=/usr/local/bin/page acts=alert:1,throttle:0,quarantine:1,kill:0 hook_runs=2 hook_skipped=0 hook_failed=0 errors=0 opens=on opens_fed=3
+//
+// opens is the sensitive opens' watch (fanotify): on, or off: WHY (no
+// CAP_SYS_ADMIN, not configured); opens_fed counts the opens fed to an
+// agent since the start.
 //
 // acts counts what the responder did on its own by policy since the
 // daemon started (once per step up of an agent's verb; the engine's
@@ -764,8 +788,10 @@ func (d *Device) statusText() string {
 	if len(d.st.Hook) > 0 {
 		hook = strings.Join(d.st.Hook, " ")
 	}
+	watch, fed := d.opensState() // its own lock, never held when taking d.mu
 	l := new(ctl.Line).Int("quarantined", int64(len(d.st.Quarantine))).Int("cut", int64(cut)).Int("uncut", int64(uncut)).
-		Str("hook", hook).Str("acts", d.actsText()).Uint("hook_runs", d.hooks.run).Uint("hook_skipped", d.hooks.skipped).Uint("hook_failed", d.hooks.failed).Uint("errors", d.errs)
+		Str("hook", hook).Str("acts", d.actsText()).Uint("hook_runs", d.hooks.run).Uint("hook_skipped", d.hooks.skipped).Uint("hook_failed", d.hooks.failed).Uint("errors", d.errs).
+		Str("opens", watch).Uint("opens_fed", fed)
 	d.mu.Unlock()
 	b.WriteString("responder ")
 	b.Write(l.Bytes())
