@@ -289,6 +289,7 @@ func (d *Device) event(ev bus.Event) {
 		return
 	}
 	pid, _ := strconv.Atoi(ev.Get("pid"))
+	d.notePid(pid, ev.Agent) // for the sensitive opens' pids (feed.go)
 	e := Event{Time: ev.Time, Pid: pid}
 	switch ev.Kind {
 	case "fork":

@@ -44,6 +44,46 @@ type opens struct {
 	agents  map[int]bool    // agents whose owner was looked at
 	pending []unplaced      // opens of pids with no agent yet
 	fed     uint64          // opens fed to an agent
+
+	// recent maps the pids of the latest proc events (fork, exec, exit,
+	// uid) to their agent, the last maxRecent of them: a `cat
+	// /etc/shadow` may have exited, and left the sampler's pid table,
+	// before its open is read.
+	recent  map[int]int
+	recentQ []int
+	recentH int
+}
+
+const maxRecent = 4096
+
+// notePid remembers that pid was agent id's (a proc event said so).
+func (d *Device) notePid(pid, id int) {
+	if pid <= 0 || id == 0 {
+		return
+	}
+	o := &d.opens
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.recent == nil {
+		o.recent = map[int]int{}
+	}
+	if _, ok := o.recent[pid]; !ok {
+		if len(o.recentQ) < maxRecent {
+			o.recentQ = append(o.recentQ, pid)
+		} else {
+			delete(o.recent, o.recentQ[o.recentH])
+			o.recentQ[o.recentH] = pid
+			o.recentH = (o.recentH + 1) % maxRecent
+		}
+	}
+	o.recent[pid] = id
+}
+
+// recentAgent is pid's agent as the latest proc events said (0: none).
+func (d *Device) recentAgent(pid int) int {
+	d.opens.mu.Lock()
+	defer d.opens.mu.Unlock()
+	return d.opens.recent[pid]
 }
 
 // unplaced is an open whose pid had no agent yet, and the passes that
@@ -129,17 +169,24 @@ func (d *Device) sensitiveOpen(op fanwatch.Open) {
 }
 
 // agentOf is pid's agent as the sampler knows it (as of its last pass or
-// a fork since), else that of its nearest known ancestor (at most 4 up,
-// from /proc/PID/stat): a child forked just before its open may not be
-// placed yet.
+// a fork since) or the latest proc events said, else that of its nearest
+// known ancestor (at most 4 up, from /proc/PID/stat): a child forked just
+// before its open may not be placed yet.
 func (d *Device) agentOf(pid int) int {
 	for i := 0; i < 5 && pid > 1; i++ {
-		if id := d.cfg.AgentOf(pid); id != 0 {
+		if id := d.placed(pid); id != 0 {
 			return id
 		}
 		pid = d.ppid(pid)
 	}
 	return 0
+}
+
+func (d *Device) placed(pid int) int {
+	if id := d.cfg.AgentOf(pid); id != 0 {
+		return id
+	}
+	return d.recentAgent(pid)
 }
 
 // ppid reads pid's parent from /proc/PID/stat (0 if gone).
@@ -196,7 +243,7 @@ func (d *Device) feedPass(latest map[int]telemetry.Sample) {
 	o.mu.Unlock()
 	var still []unplaced
 	for _, u := range retry {
-		if id := d.cfg.AgentOf(u.e.Pid); id != 0 {
+		if id := d.placed(u.e.Pid); id != 0 {
 			d.feedEvent(id, u.e)
 		} else if u.tries++; u.tries < 2 {
 			still = append(still, u)

@@ -82,7 +82,8 @@ func TestFeedSocketView(t *testing.T) {
 
 // TestFeedSensitiveOpens: an open from the watch is counted for the
 // opener's agent, also when the sampler places the pid only at the next
-// pass (a child forked just before); an open by no agent's pid is not.
+// pass (a child forked just before) or only the proc events knew it (it
+// has exited); an open by no agent's pid is not.
 func TestFeedSensitiveOpens(t *testing.T) {
 	known := map[int]int{100: 1}
 	d := feedDevice(t, nil, func(pid int) int { return known[pid] })
@@ -92,17 +93,21 @@ func TestFeedSensitiveOpens(t *testing.T) {
 			d.sensitiveOpen(fanwatch.Open{Time: time.Now(), Pid: 100, Path: "/etc/shadow"})
 			d.sensitiveOpen(fanwatch.Open{Time: time.Now(), Pid: 101, Path: "/etc/shadow"}) // placed at the next pass
 			d.sensitiveOpen(fanwatch.Open{Time: time.Now(), Pid: 999, Path: "/etc/shadow"}) // sshd: nobody's agent
+			// 102 forked, opened and exited: gone from the sampler's
+			// table, known from its proc events
+			d.notePid(102, 1)
+			d.sensitiveOpen(fanwatch.Open{Time: time.Now(), Pid: 102, Path: "/etc/gshadow"})
 		case 6:
 			known[101] = 1
 		}
 	})
-	if got := a.Vector.At(SensitiveOpens, 1); got != 2 {
-		t.Errorf("sensitive_opens@10s = %v, want 2", got)
+	if got := a.Vector.At(SensitiveOpens, 1); got != 3 {
+		t.Errorf("sensitive_opens@10s = %v, want 3", got)
 	}
 	if a.Type != UnauthorizedAccess || !slices.Contains(a.Rules.Fired, "credential-read") {
 		t.Errorf("assessment type %v rules %v, want UnauthorizedAccess by credential-read", a.Type, a.Rules.Fired)
 	}
-	if st, fed := d.opensState(); fed != 2 || st == "on" {
-		t.Errorf("opens state %q fed %d, want off (never started) and 2", st, fed)
+	if st, fed := d.opensState(); fed != 3 || st == "on" {
+		t.Errorf("opens state %q fed %d, want off (never started) and 3", st, fed)
 	}
 }
