@@ -298,6 +298,8 @@ func (d *Device) event(ev bus.Event) {
 		e.Kind = EvExit
 	case "uid":
 		e.Kind = EvUID
+	case "gid":
+		e.Kind = EvGID
 	case "exec":
 		e.Kind = EvExec
 		// The executable and its set-id bits, read now: the process may
