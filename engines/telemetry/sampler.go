@@ -159,9 +159,9 @@ type agentState struct {
 	// netPrev is the byte counters of the agent's sockets at its last
 	// sample with a dump; nil: none (first sample, or no dump then).
 	netPrev map[uint64]sockdiag.Bytes
-	held    int  // passes held in a row since the last full sample
-	busy    bool // its last full sample had CPU above 0
-	sockets int  // sockets at the last full sample
+	held    int      // passes held in a row since the last full sample
+	busy    bool     // its last full sample had CPU above 0
+	sockets int      // sockets at the last full sample
 	lports  []uint16 // this pass's listening ports, reused
 
 	// net is the agent's socket view of its latest sample (Net), beside

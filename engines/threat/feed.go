@@ -256,7 +256,17 @@ func (d *Device) feedPass(latest map[int]telemetry.Sample) {
 		}
 		o.mu.Unlock()
 	}
-	for _, id := range fresh {
+	if len(fresh) > 0 {
+		// A user lookup may ask NSS (LDAP, sssd): not on the pass's
+		// goroutine.
+		go d.watchOwners(w, fresh)
+	}
+}
+
+// watchOwners marks the ~/.ssh of agents' owners not marked yet.
+func (d *Device) watchOwners(w *fanwatch.Watcher, ids []int) {
+	o := &d.opens
+	for _, id := range ids {
 		in, err := d.cfg.Agents.Info(id)
 		if err != nil {
 			continue
