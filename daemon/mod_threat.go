@@ -20,8 +20,10 @@ import (
 )
 
 // The threat engine: threat/ and agents/N/threat (package engines/threat).
-// It follows every sampler pass and the proc connector's events; its
-// first model is trained on the windows this binary carries.
+// It follows every sampler pass (with the sampler's socket view of each
+// agent), the proc connector's events and fanotify's opens of sensitive
+// files (DefaultSensitive, the state directory, agents' owners' ~/.ssh);
+// its first model is trained on the windows this binary carries.
 func init() {
 	register("threat", func(d Deps) (Device, error) {
 		var pub ed25519.PublicKey
@@ -34,7 +36,9 @@ func init() {
 		}
 		dev, err := threat.NewDevice(threat.DeviceConfig{NS: d.NS, Bus: d.Bus, Agents: d.Registry,
 			Dir: filepath.Join(d.Config.StateDir, "threat"), PubKey: pub, PinPrefix: d.Config.Prefix,
-			Proc: d.Config.ProcRoot, Training: embeddedWindows, Logf: d.Log.Printf})
+			Proc: d.Config.ProcRoot, Training: embeddedWindows, Logf: d.Log.Printf,
+			Net: d.Tel.Net, AgentOf: d.Tel.AgentOf,
+			Sensitive: append(append([]string(nil), threat.DefaultSensitive...), threat.SensitiveDirs(d.Config.StateDir)...)})
 		if err != nil {
 			return nil, err
 		}

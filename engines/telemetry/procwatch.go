@@ -27,6 +27,7 @@ type EventReader interface {
 //	kind=fork agent=N pid=CHILD ppid=PARENT     a new process (not a thread); the child joins the parent's agent
 //	kind=exec agent=N pid=P
 //	kind=uid  agent=N pid=P ruid=R euid=E
+//	kind=gid  agent=N pid=P rgid=R egid=E
 //	kind=exit agent=N pid=P status=S            or signal=NAME (KILL, SEGV, ...) [core=1]
 //	kind=lost agent=0                           the kernel dropped events (socket buffer overrun)
 //
@@ -90,6 +91,10 @@ func (s *Sampler) procEvent(e *procconn.Event) {
 		agent = s.AgentOf(e.Tgid)
 		kind = "uid"
 		fields = []bus.Field{bus.F("pid", e.Tgid), bus.F("ruid", e.Ruid), bus.F("euid", e.Euid)}
+	case procconn.GID:
+		agent = s.AgentOf(e.Tgid)
+		kind = "gid"
+		fields = []bus.Field{bus.F("pid", e.Tgid), bus.F("rgid", e.Rgid), bus.F("egid", e.Egid)}
 	case procconn.Exit:
 		if e.Pid != e.Tgid {
 			return // a thread other than the leader

@@ -60,6 +60,8 @@ func TestWatchProc(t *testing.T) {
 	}
 	uid := ev(procconn.UID, 200, 200)
 	uid.Ruid, uid.Euid = 1000, 0
+	gid := ev(procconn.GID, 200, 200)
+	gid.Rgid, gid.Egid = 1000, 0
 	exit3 := ev(procconn.Exit, 200, 200)
 	exit3.ExitCode = 3 << 8
 	killed := ev(procconn.Exit, 999, 999)
@@ -76,6 +78,7 @@ func TestWatchProc(t *testing.T) {
 			ev(procconn.Exec, 200, 200),
 			ev(procconn.Exec, 501, 501), // unrelated
 			uid,
+			gid,
 		},
 		[]procconn.Event{
 			fork(200, 201, 201), // grandchild joins too
@@ -95,6 +98,7 @@ func TestWatchProc(t *testing.T) {
 		"source=proc kind=fork agent=7 pid=200 ppid=100",
 		"source=proc kind=exec agent=7 pid=200",
 		"source=proc kind=uid agent=7 pid=200 ruid=1000 euid=0",
+		"source=proc kind=gid agent=7 pid=200 rgid=1000 egid=0",
 		"source=proc kind=fork agent=7 pid=201 ppid=200",
 		"source=proc kind=exit agent=7 pid=200 status=3",
 		"source=proc kind=exit agent=7 pid=201 signal=SEGV core=1",

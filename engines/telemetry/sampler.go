@@ -2,6 +2,7 @@ package telemetry
 
 import (
 	"context"
+	"net/netip"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -40,8 +41,13 @@ type Config struct {
 	Interval time.Duration // between passes; default 1s
 	History  int           // samples kept per agent; default 3600
 	Bus      *bus.Bus      // where proc connector events and OOM kills go; nil: nowhere
-	// TCPBytes dumps every TCP socket's byte counters by inode, once per
-	// pass; nil: sockdiag.TCPBytes. A field so tests can fake the host.
+	// TCPSockets dumps every TCP socket (state, ports, peer, byte
+	// counters) by inode, once per pass; nil: TCPBytes's counters when it
+	// is set (no states nor peers), else sockdiag.Dump. A field so tests
+	// can fake the host.
+	TCPSockets func() (map[uint64]sockdiag.Socket, error)
+	// TCPBytes is the older, counters-only form of TCPSockets, for tests
+	// that fake bytes alone.
 	TCPBytes func() (map[uint64]sockdiag.Bytes, error)
 	// Tuning is the cost remedies; nil: DefaultTuning.
 	Tuning *Tuning
@@ -110,7 +116,7 @@ type Sampler struct {
 	history int
 	bus     *bus.Bus
 	targets func() []Target
-	tcp     func() (map[uint64]sockdiag.Bytes, error)
+	tcp     func() (map[uint64]sockdiag.Socket, error)
 
 	interval atomic.Int64
 	reset    chan struct{} // SetInterval and SetAgentInterval wake Run
@@ -153,9 +159,14 @@ type agentState struct {
 	// netPrev is the byte counters of the agent's sockets at its last
 	// sample with a dump; nil: none (first sample, or no dump then).
 	netPrev map[uint64]sockdiag.Bytes
-	held    int  // passes held in a row since the last full sample
-	busy    bool // its last full sample had CPU above 0
-	sockets int  // sockets at the last full sample
+	held    int      // passes held in a row since the last full sample
+	busy    bool     // its last full sample had CPU above 0
+	sockets int      // sockets at the last full sample
+	lports  []uint16 // this pass's listening ports, reused
+
+	// net is the agent's socket view of its latest sample (Net), beside
+	// latest and not in the ring; guarded by mu like latest.
+	net NetView
 
 	// pids is the pids of the last sample (full or held), its own copy;
 	// guarded by mu like latest.
@@ -187,7 +198,7 @@ func New(cfg Config, targets func() []Target) *Sampler {
 		history: cfg.History,
 		bus:     cfg.Bus,
 		targets: targets,
-		tcp:     cfg.TCPBytes,
+		tcp:     cfg.TCPSockets,
 		reset:   make(chan struct{}, 1),
 		agents:  map[int]*agentState{},
 		pids:    map[int]pidEntry{},
@@ -199,8 +210,22 @@ func New(cfg Config, targets func() []Target) *Sampler {
 	if s.targets == nil {
 		s.targets = func() []Target { return nil }
 	}
+	if s.tcp == nil && cfg.TCPBytes != nil {
+		bytesOnly := cfg.TCPBytes
+		s.tcp = func() (map[uint64]sockdiag.Socket, error) {
+			b, err := bytesOnly()
+			if err != nil {
+				return nil, err
+			}
+			m := make(map[uint64]sockdiag.Socket, len(b))
+			for ino, x := range b {
+				m[ino] = sockdiag.Socket{Bytes: x}
+			}
+			return m, nil
+		}
+	}
 	if s.tcp == nil {
-		s.tcp = sockdiag.TCPBytes
+		s.tcp = sockdiag.Dump
 	}
 	t := DefaultTuning
 	if cfg.Tuning != nil {
@@ -449,7 +474,7 @@ func (s *Sampler) pass(now time.Time, fast bool) {
 			needDump = true
 		}
 	}
-	var tcp map[uint64]sockdiag.Bytes
+	var tcp map[uint64]sockdiag.Socket
 	if len(full) > 0 && needDump {
 		var err error
 		if tcp, err = s.tcp(); err != nil {
@@ -514,6 +539,10 @@ func (s *Sampler) hold(now time.Time, gen uint64, t Target, a *agentState, most 
 	out.CPU, out.IOReadRate, out.IOWriteRate, out.NetRate = 0, 0, 0, 0
 	a.ring.Add(out)
 	a.latest = out
+	// The same sockets in the same states (a connection accepted or
+	// made costs CPU, which ends the hold); nothing moved.
+	a.net.Time = now
+	a.net.SentRate, a.net.RecvRate = 0, 0
 	pids := a.pids
 	a.mu.Unlock()
 	// The usage was prevUsage at now as well: deltas of the next full
@@ -549,7 +578,7 @@ func (s *Sampler) agent(id int) *agentState {
 
 // sampleTarget samples one agent in full; tcp is this pass's socket dump
 // (nil: none). It is called with tickMu held.
-func (s *Sampler) sampleTarget(now time.Time, gen uint64, t Target, a *agentState, tcp map[uint64]sockdiag.Bytes, tun Tuning) (Sample, bool) {
+func (s *Sampler) sampleTarget(now time.Time, gen uint64, t Target, a *agentState, tcp map[uint64]sockdiag.Socket, tun Tuning) (Sample, bool) {
 	pids, err := t.Group.Procs()
 	if err != nil {
 		// The group is gone or unreadable: no sample rather than a
@@ -579,6 +608,7 @@ func (s *Sampler) sampleTarget(now time.Time, gen uint64, t Target, a *agentStat
 	out := Sample{Time: now}
 	var dCPU float64
 	var dRd, dWr int64
+	stdin := 0
 	clear(a.cur)
 	clear(a.socks)
 	for _, pid := range pids {
@@ -606,6 +636,9 @@ func (s *Sampler) sampleTarget(now time.Time, gen uint64, t Target, a *agentStat
 		for _, ino := range p.SocketInodes {
 			a.socks[ino] = struct{}{} // a socket shared by forked processes counts once
 		}
+		if p.StdinSocket {
+			stdin++
+		}
 		cur := procPrev{start: p.StartTicks, cpu: p.CPUSeconds, rd: p.ReadBytes, wr: p.WriteBytes}
 		a.cur[pid] = cur
 		if dt <= 0 {
@@ -631,8 +664,11 @@ func (s *Sampler) sampleTarget(now time.Time, gen uint64, t Target, a *agentStat
 		}
 	}
 	a.prev, a.cur = a.cur, a.prev
-	dNet := netBytes(&out, a, tcp)
+	dSent, dRecv := netBytes(&out, a, tcp)
+	dNet := dSent + dRecv
 	a.sockets = out.Sockets
+	nv := a.netView(tcp)
+	nv.Time, nv.StdinSockets = now, stdin
 
 	usage := uint64(0)
 	if serr == nil {
@@ -655,6 +691,7 @@ func (s *Sampler) sampleTarget(now time.Time, gen uint64, t Target, a *agentStat
 		out.IOReadRate = float64(dRd) / dt
 		out.IOWriteRate = float64(dWr) / dt
 		out.NetRate = float64(dNet) / dt
+		nv.SentRate, nv.RecvRate = float64(dSent)/dt, float64(dRecv)/dt
 	}
 	oomBefore, hadPrev := a.prevOOM, !a.prevTime.IsZero()
 	a.prevTime = now
@@ -666,6 +703,7 @@ func (s *Sampler) sampleTarget(now time.Time, gen uint64, t Target, a *agentStat
 	a.ring.Add(out)
 	a.latest = out
 	a.has = true
+	a.net = nv
 	a.pids = append(a.pids[:0], pids...)
 	a.mu.Unlock()
 
@@ -686,22 +724,22 @@ func (s *Sampler) sampleTarget(now time.Time, gen uint64, t Target, a *agentStat
 
 // netBytes adds to out the cumulative bytes of the agent's sockets found
 // in tcp (the rest are not TCP, or not in this network namespace) and
-// returns the bytes they moved since the agent's previous sample with a
-// dump, whose counters it keeps (a.netPrev).
+// returns the bytes they sent and received since the agent's previous
+// sample with a dump, whose counters it keeps (a.netPrev).
 //
 // The delta is per socket, so a socket that closes takes its bytes out of
 // NetSent/NetRecv but never makes the rate negative. A socket the agent
 // did not hold at its previous sample was opened since, so all its bytes
 // are the interval's; with no previous dump (first sample, or the dump
 // failed or was skipped) the delta is 0.
-func netBytes(out *Sample, a *agentState, tcp map[uint64]sockdiag.Bytes) uint64 {
+func netBytes(out *Sample, a *agentState, tcp map[uint64]sockdiag.Socket) (dSent, dRecv uint64) {
 	if tcp == nil {
 		a.netPrev = nil
-		return 0
+		return 0, 0
 	}
 	prev := a.netPrev
 	var next map[uint64]sockdiag.Bytes
-	var sent, recv, d uint64
+	var sent, recv uint64
 	for ino := range a.socks {
 		b, ok := tcp[ino]
 		if !ok {
@@ -712,12 +750,13 @@ func netBytes(out *Sample, a *agentState, tcp map[uint64]sockdiag.Bytes) uint64 
 		if next == nil {
 			next = make(map[uint64]sockdiag.Bytes, len(a.socks))
 		}
-		next[ino] = b
+		next[ino] = b.Bytes
 		if prev == nil {
 			continue
 		}
 		pb := prev[ino] // zero when new since the last sample
-		d += subSat(b.Sent, pb.Sent) + subSat(b.Received, pb.Received)
+		dSent += subSat(b.Sent, pb.Sent)
+		dRecv += subSat(b.Received, pb.Received)
 	}
 	out.NetSent = int64(min(sent, 1<<63-1))
 	out.NetRecv = int64(min(recv, 1<<63-1))
@@ -725,7 +764,105 @@ func netBytes(out *Sample, a *agentState, tcp map[uint64]sockdiag.Bytes) uint64 
 		next = map[uint64]sockdiag.Bytes{} // a dump, with none of ours in it
 	}
 	a.netPrev = next
-	return d
+	return dSent, dRecv
+}
+
+// MaxRemotes bounds NetView.Remotes: an agent with more distinct peers
+// has more than a detector needs to see it is talking to many. It is
+// above the threat engine's endpoint-sweep threshold (100 new peers in a
+// 1 s window), so that a sweep is seen at the default 1 s interval; the
+// list costs a linear duplicate check per connection, 8 KiB at most, and
+// only agents with that many connections pay it.
+const MaxRemotes = 256
+
+// NetView is one agent's TCP sockets as of its latest sample, from the
+// pass's one sock_diag dump (the one NetSent and NetRecv come from),
+// matched by the inodes its processes hold. It is kept beside the latest
+// sample only, never in the history ring. A held sample (Tuning.Hold)
+// repeats the counts and peers of the last full one with rates 0.
+type NetView struct {
+	Time time.Time
+	// Dumped is true when the sample had a dump. Without one (no agent
+	// sampled in the pass held a socket at its last sample, or the dump
+	// failed) the counts and peers are 0 and nil.
+	Dumped bool
+	// Listen and Established count the agent's TCP sockets in LISTEN, and
+	// in ESTABLISHED or SYN_SENT.
+	Listen, Established int
+	// Remotes are the distinct peers of the connected sockets, at most
+	// MaxRemotes: address and port, or the address alone (port 0) for a
+	// connection accepted on one of the agent's own listening ports (a
+	// server's clients' ephemeral ports are not new endpoints).
+	Remotes []netip.AddrPort
+	// SentRate and RecvRate split Sample.NetRate by direction, bytes/s
+	// (per-socket deltas clamped at 0, as NetRate).
+	SentRate, RecvRate float64
+	// StdinSockets counts the agent's processes whose fd 0 is a socket.
+	StdinSockets int
+}
+
+// netView counts the agent's sockets by state and lists its peers, from
+// tcp (nil: no dump). Called with tickMu held; the Remotes slice is new
+// when there are any.
+func (a *agentState) netView(tcp map[uint64]sockdiag.Socket) NetView {
+	v := NetView{Dumped: tcp != nil}
+	if tcp == nil {
+		return v
+	}
+	a.lports = a.lports[:0]
+	for ino := range a.socks {
+		if k, ok := tcp[ino]; ok && k.State == sockdiag.StateListen {
+			v.Listen++
+			a.lports = append(a.lports, k.LocalPort)
+		}
+	}
+	for ino := range a.socks {
+		k, ok := tcp[ino]
+		if !ok || !k.Connected() {
+			continue
+		}
+		v.Established++
+		r := k.Remote
+		if !r.IsValid() || len(v.Remotes) >= MaxRemotes {
+			continue
+		}
+		for _, p := range a.lports {
+			if p == k.LocalPort {
+				r = netip.AddrPortFrom(r.Addr(), 0) // accepted: by address
+				break
+			}
+		}
+		dup := false
+		for _, x := range v.Remotes {
+			if x == r {
+				dup = true
+				break
+			}
+		}
+		if !dup {
+			if v.Remotes == nil {
+				v.Remotes = make([]netip.AddrPort, 0, 4)
+			}
+			v.Remotes = append(v.Remotes, r)
+		}
+	}
+	return v
+}
+
+// Net returns agent id's socket view as of its latest sample (see
+// NetView); ok is false when it has no sample. The Remotes slice is
+// shared (each full sample makes a new one): read it, do not change it.
+func (s *Sampler) Net(id int) (NetView, bool) {
+	a := s.lookup(id)
+	if a == nil {
+		return NetView{}, false
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !a.has {
+		return NetView{}, false
+	}
+	return a.net, true
 }
 
 // subSat is a-b, or 0 when b > a (an inode reused by a new socket).

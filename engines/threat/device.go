@@ -76,6 +76,18 @@ type DeviceConfig struct {
 	Training func() ([]Labelled, error)
 	Signals  []Signal
 	Logf     func(format string, args ...any)
+
+	// The feed beyond the telemetry sample (feed.go). Net is the
+	// sampler's socket view of an agent (telemetry.Sampler.Net); nil:
+	// Established is approximated by Sample.Sockets and the rest is 0.
+	Net func(id int) (telemetry.NetView, bool)
+	// AgentOf maps a pid to its agent (telemetry.Sampler.AgentOf), for
+	// the sensitive opens' pids.
+	AgentOf func(pid int) int
+	// Sensitive are the files and directories whose opens feed
+	// sensitive_opens (fanotify, from Run on; DefaultSensitive and the
+	// state directory); nil: none. Agents' owners' ~/.ssh are added.
+	Sensitive []string
 }
 
 // qrec is one quarantine as saved: enough to apply it again after a
@@ -118,6 +130,8 @@ type Device struct {
 	// of the daemon's CPU in make bench; Tick computes, its only waits are
 	// a few reads of /proc and pids.events).
 	tickNanos atomic.Uint64
+
+	opens opens // the sensitive opens' watch (feed.go)
 }
 
 // NewDevice loads the state, the key and the model (training the first
@@ -245,9 +259,11 @@ func (d *Device) train(why string) error {
 
 // ---- feeding ----
 
-// Run follows the proc connector's events (published by telemetry) and
-// the agents' ends until ctx ends.
+// Run follows the proc connector's events (published by telemetry),
+// fanotify's opens of the sensitive paths (feed.go) and the agents' ends
+// until ctx ends.
 func (d *Device) Run(ctx context.Context) {
+	d.startOpens(ctx)
 	if d.cfg.Bus == nil {
 		return
 	}
@@ -278,6 +294,7 @@ func (d *Device) event(ev bus.Event) {
 		return
 	}
 	pid, _ := strconv.Atoi(ev.Get("pid"))
+	d.notePid(pid, ev.Agent) // for the sensitive opens' pids (feed.go)
 	e := Event{Time: ev.Time, Pid: pid}
 	switch ev.Kind {
 	case "fork":
@@ -286,6 +303,8 @@ func (d *Device) event(ev bus.Event) {
 		e.Kind = EvExit
 	case "uid":
 		e.Kind = EvUID
+	case "gid":
+		e.Kind = EvGID
 	case "exec":
 		e.Kind = EvExec
 		// The executable and its set-id bits, read now: the process may
@@ -313,6 +332,7 @@ func (d *Device) event(ev bus.Event) {
 func (d *Device) Tick(now time.Time, latest map[int]telemetry.Sample) {
 	start := time.Now()
 	defer func() { d.tickNanos.Add(uint64(time.Since(start))) }()
+	d.feedPass(latest)
 	for id, s := range latest {
 		d.mu.Lock()
 		evs := d.pending[id]
@@ -320,7 +340,8 @@ func (d *Device) Tick(now time.Time, latest map[int]telemetry.Sample) {
 		forked := d.forked[id]
 		delete(d.forked, id)
 		d.mu.Unlock()
-		o := Observation{Sample: s, Events: evs, Established: s.Sockets}
+		o := Observation{Sample: s, Events: evs}
+		d.netFacts(&o, id)
 		if forked {
 			// pids.events' max is read only after forks: only a fork
 			// can be refused by pids.max.
@@ -352,6 +373,7 @@ func (d *Device) forkFails(id int) uint64 {
 
 func (d *Device) forget(id int) {
 	d.e.Forget(id)
+	d.forgetOpens(id)
 	d.mu.Lock()
 	delete(d.pending, id)
 	delete(d.forked, id)
@@ -681,6 +703,7 @@ func (d *Device) Reapply() {
 // on the agent the next start resumes. After a kill -9 nothing runs here:
 // the pins keep the cuts in force until the next start takes them over.
 func (d *Device) Close() error {
+	d.closeOpens()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	var errs []error
@@ -753,7 +776,11 @@ func (d *Device) modelFiles() ([]fs.Node, error) {
 // one line per extra signal (signal=NAME status="..."), then the
 // responder's:
 //
-//	responder quarantined=1 cut=1 uncut=0 hook=/usr/local/bin/page acts=alert:1,throttle:0,quarantine:1,kill:0 hook_runs=2 hook_skipped=0 hook_failed=0 errors=0
+//	responder quarantined=1 cut=1 uncut=0 hook=/usr/local/bin/page acts=alert:1,throttle:0,quarantine:1,kill:0 hook_runs=2 hook_skipped=0 hook_failed=0 errors=0 opens=on opens_fed=3
+//
+// opens is the sensitive opens' watch (fanotify): on, or off: WHY (no
+// CAP_SYS_ADMIN, not configured); opens_fed counts the opens fed to an
+// agent since the start.
 //
 // acts counts what the responder did on its own by policy since the
 // daemon started (once per step up of an agent's verb; the engine's
@@ -775,8 +802,10 @@ func (d *Device) statusText() string {
 	if len(d.st.Hook) > 0 {
 		hook = strings.Join(d.st.Hook, " ")
 	}
+	watch, fed := d.opensState() // its own lock, never held when taking d.mu
 	l := new(ctl.Line).Int("quarantined", int64(len(d.st.Quarantine))).Int("cut", int64(cut)).Int("uncut", int64(uncut)).
-		Str("hook", hook).Str("acts", d.actsText()).Uint("hook_runs", d.hooks.run).Uint("hook_skipped", d.hooks.skipped).Uint("hook_failed", d.hooks.failed).Uint("errors", d.errs)
+		Str("hook", hook).Str("acts", d.actsText()).Uint("hook_runs", d.hooks.run).Uint("hook_skipped", d.hooks.skipped).Uint("hook_failed", d.hooks.failed).Uint("errors", d.errs).
+		Str("opens", watch).Uint("opens_fed", fed)
 	d.mu.Unlock()
 	b.WriteString("responder ")
 	b.Write(l.Bytes())

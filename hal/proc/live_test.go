@@ -235,3 +235,40 @@ func TestSampleMatchesLibrary(t *testing.T) {
 		}
 	}
 }
+
+// TestStdinSocket: a process whose fd 0 is a socket is marked, one whose
+// only socket is another descriptor is not, in both readers.
+func TestStdinSocket(t *testing.T) {
+	fs := openLive(t)
+	sp, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := os.NewFile(uintptr(sp[0]), "sp0"), os.NewFile(uintptr(sp[1]), "sp1")
+	defer a.Close()
+	defer b.Close()
+	onStdin := exec.Command("sleep", "30")
+	onStdin.Stdin = b // fd 0
+	start(t, onStdin)
+	beside := exec.Command("sleep", "30")
+	beside.ExtraFiles = []*os.File{b} // fd 3; 0 is /dev/null
+	start(t, beside)
+	for _, c := range []struct {
+		pid  int
+		want bool
+	}{{onStdin.Process.Pid, true}, {beside.Process.Pid, false}} {
+		var s, l Sample
+		if !eventually(func() bool {
+			s, err = fs.Sample(c.pid)
+			return err == nil && s.Comm == "sleep" && s.Sockets == 1
+		}) {
+			t.Fatalf("Sample(%d) = %+v, %v; want sleep with one socket", c.pid, s, err)
+		}
+		if l, err = fs.LibrarySample(c.pid); err != nil {
+			t.Fatal(err)
+		}
+		if s.StdinSocket != c.want || l.StdinSocket != c.want {
+			t.Errorf("pid %d: StdinSocket raw %v, library %v; want %v", c.pid, s.StdinSocket, l.StdinSocket, c.want)
+		}
+	}
+}

@@ -105,6 +105,10 @@ type Sample struct {
 	// hal/sockdiag's per-socket byte counters are attributed to a
 	// process. nil when the fd table is unreadable or holds no socket.
 	SocketInodes []uint64
+	// StdinSocket is true when descriptor 0 is a socket: a process
+	// reading its input from the network (a shell fed by a peer). Read in
+	// the same scan of the fd table, at no extra cost.
+	StdinSocket bool
 }
 
 // goneError reports a process that no longer exists. It matches
@@ -196,8 +200,8 @@ func (fs FS) Sample(pid int) (Sample, error) {
 	})
 	// A descriptor whose readlink fails was closed between getdents and
 	// readlink, so it is not counted.
-	if fds, nsock, socks, err := scanFDs(dir+"/fd", pid == os.Getpid(), s.SocketInodes); err == nil {
-		s.FDs, s.Sockets, s.SocketInodes = fds, nsock, socks
+	if fds, nsock, socks, stdin, err := scanFDs(dir+"/fd", pid == os.Getpid(), s.SocketInodes); err == nil {
+		s.FDs, s.Sockets, s.SocketInodes, s.StdinSocket = fds, nsock, socks, stdin
 		if len(socks) > 1 {
 			slices.Sort(s.SocketInodes)
 			s.SocketInodes = slices.Compact(s.SocketInodes)
@@ -333,17 +337,18 @@ type fdBufs struct{ dents, link []byte }
 var fdPool = sync.Pool{New: func() any { return &fdBufs{dents: make([]byte, 8192), link: make([]byte, 256)} }}
 
 // scanFDs counts the descriptors in a /proc/PID/fd directory and those
-// that are sockets, and appends the sockets' inodes to socks. It opens the directory
+// that are sockets, appends the sockets' inodes to socks and reports
+// whether descriptor 0 is one of them. It opens the directory
 // once and reads each link relative to it (readlinkat), rather than
 // resolving /proc/PID/fd/N from the root for each.
 //
 // When the table is this process's own (self), the descriptor scanFDs
 // holds on the directory is in it and is not counted, as it would not be
 // if the directory were closed before the links were read.
-func scanFDs(dir string, self bool, socks []uint64) (n, nsock int, _ []uint64, _ error) {
+func scanFDs(dir string, self bool, socks []uint64) (n, nsock int, _ []uint64, stdin bool, _ error) {
 	dfd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return 0, 0, socks, err
+		return 0, 0, socks, false, err
 	}
 	defer unix.Close(dfd)
 	bufs := fdPool.Get().(*fdBufs)
@@ -358,17 +363,17 @@ func scanFDs(dir string, self bool, socks []uint64) (n, nsock int, _ []uint64, _
 			continue
 		}
 		if err != nil {
-			return 0, 0, socks, err
+			return 0, 0, socks, false, err
 		}
 		if k <= 0 {
-			return n, nsock, socks, nil
+			return n, nsock, socks, stdin, nil
 		}
 		d := bufs.dents[:k]
 		for len(d) > 0 {
 			// struct linux_dirent64: ino u64, off s64, reclen u16, type u8, name.
 			reclen := int(d[16]) | int(d[17])<<8
 			if reclen < 20 || reclen > len(d) {
-				return 0, 0, socks, fmt.Errorf("proc: bad dirent in %s", dir)
+				return 0, 0, socks, false, fmt.Errorf("proc: bad dirent in %s", dir)
 			}
 			name := d[19:reclen]
 			if i := bytes.IndexByte(name, 0); i >= 0 {
@@ -388,6 +393,9 @@ func scanFDs(dir string, self bool, socks []uint64) (n, nsock int, _ []uint64, _
 				nsock++
 				if ino, ok := kfile.Uint(bytes.TrimSuffix(rest, []byte("]"))); ok {
 					socks = append(socks, ino)
+				}
+				if len(name) == 1 && name[0] == '0' {
+					stdin = true
 				}
 			}
 		}
@@ -488,6 +496,10 @@ func (fs FS) LibrarySample(pid int) (Sample, error) {
 		}
 		slices.Sort(s.SocketInodes)
 		s.SocketInodes = slices.Compact(s.SocketInodes)
+		if s.Sockets > 0 {
+			l, err := os.Readlink(fs.path(strconv.Itoa(pid), "fd", "0"))
+			s.StdinSocket = err == nil && strings.HasPrefix(l, "socket:[")
+		}
 	}
 	return s, nil
 }
