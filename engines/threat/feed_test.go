@@ -1,9 +1,11 @@
 package threat
 
 import (
+	"context"
 	"net/netip"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -109,5 +111,32 @@ func TestFeedSensitiveOpens(t *testing.T) {
 	}
 	if st, fed := d.opensState(); fed != 3 || st == "on" {
 		t.Errorf("opens state %q fed %d, want off (never started) and 3", st, fed)
+	}
+}
+
+// TestFeedOpensState: with fanotify the watch is on and threat/status
+// says so; without CAP_SYS_ADMIN (run the test binary under `setpriv
+// --bounding-set -sys_admin`) the engine runs without it and says why.
+func TestFeedOpensState(t *testing.T) {
+	d, err := NewDevice(DeviceConfig{Dir: t.TempDir(), AgentOf: func(int) int { return 0 }, Sensitive: []string{"/etc/shadow"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	d.startOpens(ctx)
+	defer d.closeOpens()
+	st, _ := d.opensState()
+	status := d.statusText()
+	switch {
+	case st == "on":
+		t.Log("fanotify: on")
+	case strings.HasPrefix(st, "off: fanotify_init: operation not permitted") && strings.Contains(st, "CAP_SYS_ADMIN"):
+		t.Logf("without CAP_SYS_ADMIN: %s", st)
+	default:
+		t.Fatalf("opens state %q", st)
+	}
+	if !strings.Contains(status, `opens="`+st+`"`) && !strings.Contains(status, "opens="+st+" ") {
+		t.Errorf("threat/status does not say opens=%q:\n%s", st, status)
 	}
 }
