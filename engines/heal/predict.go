@@ -140,7 +140,12 @@ func (a *agentPredictor) observe(o Obs) {
 	moving := true
 	if a.has {
 		prev := a.w.p[len(a.w.p)-1]
-		moving = s.CPU > 0.005 || p.cpuSec-prev.cpuSec > 0.005 || p.io != prev.io
+		// Progress: CPU, IO, memory moving by more than 1 % (a leaker
+		// allocating at a few MiB/s uses almost no CPU), or a new
+		// heartbeat (an agent waiting on its work beats while idle).
+		moving = s.CPU > 0.005 || p.cpuSec-prev.cpuSec > 0.005 || p.io != prev.io ||
+			math.Abs(p.mem-prev.mem) > math.Max(64<<10, 0.01*prev.mem) ||
+			!o.Heartbeat.IsZero() && !o.Heartbeat.Equal(a.lastHB)
 		dt := t - prev.t
 		if dt > 0 && s.Throttled >= a.last.Sample.Throttled {
 			// nr_throttled counts 100 ms periods: share of the interval's periods
@@ -170,11 +175,14 @@ func (a *agentPredictor) observe(o Obs) {
 	a.last, a.has = o, true
 }
 
-// reset forgets the trend (after a restart: a fresh process starts low).
+// reset forgets the trend (after a restart: a fresh process starts low)
+// and the last heartbeat (the new process has not beaten yet; the gaps
+// learned stay).
 func (a *agentPredictor) reset() {
 	a.w.p = a.w.p[:0]
 	a.idleSince = -1
 	a.has = false
+	a.lastHB = time.Time{}
 }
 
 type hazards [NumKinds]*ml.Hazard
