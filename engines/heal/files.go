@@ -248,4 +248,3 @@ func (d *Device) AgentVerbs(id int) ctl.Table {
 			return nil
 		}}}
 }
-
