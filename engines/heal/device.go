@@ -124,7 +124,7 @@ func NewDevice(cfg DeviceConfig) (*Device, error) {
 	if n := cfg.Proc.NumCPU(); n > 0 {
 		d.ncpu = n
 	}
-	d.e = New(Config{Seed: cfg.Seed, Interval: cfg.Interval, OptIn: true, Logf: cfg.Logf})
+	d.e = New(Config{Seed: cfg.Seed, Interval: cfg.Interval, OptIn: true, HangByHeartbeat: true, Logf: cfg.Logf})
 	if err := d.e.LoadFile(d.path); err != nil {
 		bad := d.path + ".bad"
 		rerr := os.Rename(d.path, bad)
@@ -451,6 +451,8 @@ func (d *Device) carry(ctx context.Context, a Action) {
 		skip = "the agent is running again"
 	case in.State == view.StateFrozen:
 		skip = "the agent is frozen"
+	case d.e.Policy(a.Agent).Observe:
+		skip = "the agent is observed only (heal off)"
 	}
 	var notes []string
 	if err == nil && skip == "" {

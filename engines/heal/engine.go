@@ -86,7 +86,13 @@ type Config struct {
 	// policy is set for it; the daemon runs so, so that agents nobody
 	// asked to supervise are never restarted or changed.
 	OptIn bool
-	Logf  func(format string, args ...any)
+	// HangByHeartbeat: only an agent that heartbeats can be found hung
+	// (idle time counts once it has beaten since its start); without
+	// it, idleness alone (no CPU, IO or memory movement for longer than
+	// max(5 s, 3 x the longest idle stretch seen)) is a hang too, which
+	// is what the offline evaluation measures. The daemon sets it.
+	HangByHeartbeat bool
+	Logf            func(format string, args ...any)
 }
 
 type snapT struct {
@@ -568,7 +574,7 @@ func (e *Engine) Tick(now time.Time, f Forecast) []Action {
 		a := e.agents[n]
 		a.sup.tick(now)
 		cx, ceta := a.sup.crashFeatures(now)
-		a.preds = a.pred.predict(&e.haz, rules, now, psi, psiBase, cx, ceta)
+		a.preds = a.pred.predict(&e.haz, rules, now, psi, psiBase, cx, ceta, e.cfg.HangByHeartbeat)
 		// a recovery succeeded when its verification time has passed and
 		// its failure is no longer predicted
 		for k, act := range a.pending {

@@ -208,7 +208,7 @@ func src(h *ml.Hazard, rules bool) string {
 // predict returns the agent's predictions, one per kind that applies.
 // rules: use the prior weights only (degraded mode). psiCPU: host CPU
 // pressure avg10 (-1 unknown). crash: the supervisor's crash features.
-func (a *agentPredictor) predict(h *hazards, rules bool, now time.Time, psiCPU, psiBase float64, crash []float64, crashETA float64) []Prediction {
+func (a *agentPredictor) predict(h *hazards, rules bool, now time.Time, psiCPU, psiBase float64, crash []float64, crashETA float64, beatsOnly bool) []Prediction {
 	var out []Prediction
 	hz := func(k Kind) *ml.Hazard {
 		if rules {
@@ -273,6 +273,12 @@ func (a *agentPredictor) predict(h *hazards, rules bool, now time.Time, psiCPU, 
 		}
 		if !a.lastHB.IsZero() && every > 0 {
 			hb = now.Sub(a.lastHB).Seconds() / (3 * every)
+		}
+		if beatsOnly && a.lastHB.IsZero() {
+			// Config.HangByHeartbeat: an agent that does not beat is
+			// never found hung by idleness alone (a server waiting for
+			// work is idle, not hung).
+			idle = 0
 		}
 		feat := []float64{idle / allowed, hb}
 		H := hz(Hang)
