@@ -96,6 +96,7 @@ type Device struct {
 	lastTel time.Time
 	kick    chan struct{}
 	wg      sync.WaitGroup
+	sub     *bus.Sub // from NewDevice on, so no event before Run is lost
 
 	saveMu    sync.Mutex
 	savedGen  uint64
@@ -131,6 +132,11 @@ func NewDevice(cfg DeviceConfig) (*Device, error) {
 		cfg.Logf("heal: %s: %v: starting afresh (the file is kept as %s: %v)", d.path, err, bad, rerr)
 	}
 	d.savedGen = d.e.Changes()
+	if cfg.Bus != nil {
+		d.sub = cfg.Bus.Subscribe(func(ev bus.Event) bool {
+			return ev.Agent != 0 && (ev.Source == "agent" || ev.Source == "telemetry" && ev.Kind == "oom")
+		}, 4096)
+	}
 	return d, nil
 }
 
@@ -195,12 +201,8 @@ func errnoOf(err error) syscall.Errno {
 // actions as they fall due until ctx ends.
 func (d *Device) Run(ctx context.Context) {
 	var evs <-chan bus.Event
-	if d.cfg.Bus != nil {
-		sub := d.cfg.Bus.Subscribe(func(ev bus.Event) bool {
-			return ev.Agent != 0 && (ev.Source == "agent" || ev.Source == "telemetry" && ev.Kind == "oom")
-		}, 4096)
-		defer sub.Close()
-		evs = sub.C()
+	if d.sub != nil {
+		evs = d.sub.C()
 	}
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
@@ -655,6 +657,9 @@ func (d *Device) publish(kind string, id int, fields ...bus.Field) {
 // Close waits (at most 10 s) for the actions being carried out; the
 // state was saved after each.
 func (d *Device) Close() error {
+	if d.sub != nil {
+		d.sub.Close()
+	}
 	done := make(chan struct{})
 	go func() { d.wg.Wait(); close(done) }()
 	select {
