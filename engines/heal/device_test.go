@@ -224,10 +224,16 @@ func TestHealDeviceCtl(t *testing.T) {
 	if err := ctlWrite(d, 0, "heal/ctl", "mode rules"); err == nil {
 		t.Fatal("unsaveable mode accepted")
 	}
+	if err := ctlWrite(d, 0, "heal/ctl", "maintain 1"); err == nil || !strings.Contains(err.Error(), "nothing changed") {
+		t.Fatalf("unsaveable maintain: %v", err)
+	}
+	if m := d.e.Maintenance(); m != "" {
+		t.Fatalf("an unsaved maintenance request was kept: %s", m)
+	}
 	if m, _ := d.e.Mode(); m != "learned" {
 		t.Fatal("an unsaved mode was kept")
 	}
-	if st := d.executorLine(); !strings.Contains(st, "save_errors=2 ") || strings.Contains(st, "save_error=-") {
+	if st := d.executorLine(); !strings.Contains(st, "save_errors=3 ") || strings.Contains(st, "save_error=-") {
 		t.Fatalf("save errors not shown: %s", st)
 	}
 }

@@ -319,6 +319,13 @@ func (e *Engine) SetRules(on bool) {
 	e.forced = on
 }
 
+// Rules reports whether ctl forced the rule-only mode (SetRules).
+func (e *Engine) Rules() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.forced
+}
+
 // Action returns the kept action id.
 func (e *Engine) Action(id uint64) (Action, bool) {
 	e.mu.Lock()

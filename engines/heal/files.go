@@ -1,7 +1,6 @@
 package heal
 
 import (
-	"bytes"
 	"context"
 	"strconv"
 	"strings"
@@ -59,10 +58,13 @@ func (d *Device) executorLine() string {
 }
 
 // ctlExec runs one heal/ctl line: root's alone (EPERM), parsed whole
-// before anything changes (EINVAL), the agent named must exist (ENOENT),
-// and the change saved before it is kept: a save that fails puts the
-// learned state and the mode back as they were and fails the write with
-// the save's errno.
+// before anything changes (EINVAL), the agent or action named must exist
+// (ENOENT), and the change saved before it is kept. mode and policy are
+// put back exactly when their save fails; forget, maintain and outcome
+// (whose effects reach the bandit and the windows) are refused unchanged
+// when a save of the state as it is fails first, and when only the save
+// after them fails the write says that the change stands unsaved until
+// the next save. Every failure carries the save's errno.
 func (d *Device) ctlExec(_ context.Context, c fs.Caller, line string) error {
 	if c.Uid != 0 {
 		return fs.Errorf(syscall.EPERM, "%s: heal/ctl is root's alone", ctl.MsgPerm)
@@ -86,9 +88,19 @@ func (d *Device) ctlExec(_ context.Context, c fs.Caller, line string) error {
 		}
 		return nil
 	}
-	var before bytes.Buffer
-	if err := d.e.Save(&before); err != nil {
-		return err
+	var undo func()
+	switch cmd.Verb {
+	case "mode":
+		old := d.e.Rules()
+		undo = func() { d.e.SetRules(old) }
+	case "policy":
+		old := d.e.Policy(cmd.Agent)
+		undo = func() { d.e.SetPolicy(cmd.Agent, old) }
+	case "reset":
+	default:
+		if err := d.save(); err != nil {
+			return fs.Errorf(errnoOf(err), "heal: the state cannot be saved, nothing changed: %v", err)
+		}
 	}
 	if _, err := d.e.Exec(cmd, time.Now()); err != nil {
 		return fs.Errorf(syscall.ENOENT, "%v", err)
@@ -98,9 +110,10 @@ func (d *Device) ctlExec(_ context.Context, c fs.Caller, line string) error {
 		return nil // the breaker and backoff are not saved state
 	}
 	if err := d.save(); err != nil {
-		if lerr := d.e.Load(bytes.NewReader(before.Bytes())); lerr != nil {
-			d.cfg.Logf("heal: putting the state back after a failed save: %v", lerr)
+		if undo == nil {
+			return fs.Errorf(errnoOf(err), "heal: %s done but not saved (saved at the next change that saves): %v", cmd.Verb, err)
 		}
+		undo()
 		return fs.Errorf(errnoOf(err), "heal: not saved, nothing changed: %v", err)
 	}
 	d.publish("ctl", cmd.Agent, bus.F("cmd", line))
