@@ -61,6 +61,35 @@ func healWait(t *testing.T, d *testDaemon, limit time.Duration, what string, ok 
 	}
 }
 
+// watchEvents follows the daemon's events file from now until the test
+// ends.
+func watchEvents(t *testing.T, d *testDaemon) *syncBuffer {
+	ev := exec.Command("cat", filepath.Join(d.mount, "events"))
+	ev.WaitDelay = 5 * time.Second
+	out := &syncBuffer{}
+	ev.Stdout = out
+	if err := ev.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ev.Process.Kill(); ev.Wait() })
+	time.Sleep(200 * time.Millisecond) // let cat open the stream
+	return out
+}
+
+// healEvent is the first line of events with every one of the parts.
+func healEvent(events string, parts ...string) string {
+	for _, l := range strings.Split(events, "\n") {
+		ok := true
+		for _, p := range parts {
+			ok = ok && strings.Contains(l, p)
+		}
+		if ok {
+			return l
+		}
+	}
+	return ""
+}
+
 func restarts(d *testDaemon, id int) int {
 	n, _ := strconv.Atoi(field(d.read(fmt.Sprintf("agents/%d/status", id)), "restarts"))
 	return n
@@ -150,6 +179,7 @@ func TestHealCrashLoopBacksOff(t *testing.T) {
 // second and stops beating is found hung and restarted.
 func TestHealHungAgentRestarted(t *testing.T) {
 	d, _ := healDaemon(t)
+	events := watchEvents(t, d)
 	out, rc := d.sh(`echo 'spawn hb -- /bin/bash -c "echo every=1s > \$AIOS_HEARTBEAT; for i in 1 2 3; do sleep 1; echo beat > \$AIOS_HEARTBEAT; done; exec sleep 600"' > ctl && echo 'heal restart=on-failure' > agents/1/ctl`)
 	if rc != 0 {
 		t.Fatalf("spawn and policy: rc %d %s\n%s", rc, out, d.read("log"))
@@ -176,6 +206,14 @@ func TestHealHungAgentRestarted(t *testing.T) {
 		t.Errorf("restarted %v after the first beats: before it stopped beating", took)
 	}
 	t.Logf("restarted %.1fs after its first beats were seen", took.Seconds())
+	// The action is an event with its reason; the agent engine's restart
+	// names heal as its cause.
+	healWait(t, d, 5*time.Second, "the action's event", func() bool {
+		return healEvent(events.String(), "source=heal kind=action agent=1 ", "cause=Hang", "result=done", "reason=") != ""
+	})
+	if l := healEvent(events.String(), "source=agent kind=restart agent=1 ", "by=\"heal: Hang "); l == "" {
+		t.Errorf("no restart event by heal:\n%s", events.String())
+	}
 }
 
 // TestHealLeakerGivenMemory: an agent leaking 4 MiB/s towards its 48 MiB
@@ -186,6 +224,7 @@ func TestHealHungAgentRestarted(t *testing.T) {
 // first procedure, raise-mem, not the bandit's draw.
 func TestHealLeakerGivenMemory(t *testing.T) {
 	d, _ := healDaemon(t)
+	events := watchEvents(t, d)
 	leak := `perl -e "my @a; for (1..26) { push @a, q(x) x (2<<20); select(undef, undef, undef, 0.5) } sleep 600"`
 	out, rc := d.sh(`echo 'mode rules' > heal/ctl && echo 'spawn leak memmax=48M -- ` + leak + `' > ctl && echo 'heal restart=on-failure' > agents/1/ctl`)
 	if rc != 0 {
@@ -217,6 +256,9 @@ func TestHealLeakerGivenMemory(t *testing.T) {
 		t.Errorf("heal/history lacks raise-mem:\n%s", hist)
 	}
 	t.Logf("heal/history:\n%s", hist)
+	healWait(t, d, 5*time.Second, "the raise's event", func() bool {
+		return healEvent(events.String(), "source=heal kind=action agent=1 ", "procedure=raise-mem", "result=done", `note="raise:memmax*1.5: memmax 50331648 -> 75497472"`) != ""
+	})
 	// The leak goes on past the old limit, and nothing is killed.
 	healWait(t, d, 30*time.Second, "usage past the old limit", func() bool {
 		u, _ := strconv.ParseInt(kernel(t, mem, "memory.usage_in_bytes"), 10, 64)
