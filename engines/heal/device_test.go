@@ -298,3 +298,39 @@ func TestHealEngineOptInHangHistory(t *testing.T) {
 		t.Fatalf("mode %s policy %+v after a load", m, e2.Policy(1))
 	}
 }
+
+// A maintenance window asked for by `maintain N` runs the agent's
+// maintenance command as the agent's user, and the window is marked done.
+func TestHealDeviceMaintenance(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: runs the command as the agent's uid")
+	}
+	d, _, _ := testDevice(t)
+	dir, err := os.MkdirTemp("", "heal-maint-") // not under t.TempDir(), whose parent is 0700
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	os.Chmod(dir, 0777)
+	mark := filepath.Join(dir, "maintained")
+	if err := ctlWrite(d, 0, "heal/ctl", `policy 1 restart=never maintenance="touch `+mark+`" duration=1s`); err != nil {
+		t.Fatal(err)
+	}
+	if err := ctlWrite(d, 0, "heal/ctl", "maintain 1 duration=1s"); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	d.Tick(now, map[int]telemetry.Sample{1: {Time: now, Mem: 1 << 20, CPU: 0.1, CPUSeconds: 1, Procs: 1}})
+	waitUntil(t, "the window done", func() bool { return strings.Contains(d.e.Maintenance(), "state=done") })
+	var st os.FileInfo
+	st, err = os.Stat(mark)
+	if err != nil {
+		t.Fatalf("the command did not run: %v\n%s", err, d.e.History())
+	}
+	if uid := st.Sys().(*syscall.Stat_t).Uid; uid != 1000 {
+		t.Fatalf("the command ran as uid %d, want the agent's 1000", uid)
+	}
+	if h := d.e.History(); !strings.Contains(h, "cause=maintenance procedure=maintain") {
+		t.Fatalf("history:\n%s", h)
+	}
+}
