@@ -22,7 +22,7 @@ import (
 func init() {
 	register("heal", func(d Deps) (Device, error) {
 		dev, err := heal.NewDevice(heal.DeviceConfig{NS: d.NS, Bus: d.Bus, Agents: d.Registry,
-			Dir: filepath.Join(d.Config.StateDir, "heal"), Proc: d.Proc, Interval: d.Tel.Interval(), Logf: d.Log.Printf,
+			Dir: filepath.Join(d.Config.StateDir, "heal"), Proc: d.Proc, Interval: d.Tel.Interval(), IntervalNow: d.Tel.Interval, Logf: d.Log.Printf,
 			Procs: func(id int) []int { p, _, _ := d.Tel.Procs(id); return p }})
 		if err != nil {
 			return nil, err

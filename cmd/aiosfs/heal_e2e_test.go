@@ -259,6 +259,15 @@ func TestHealLeakerGivenMemory(t *testing.T) {
 	healWait(t, d, 5*time.Second, "the raise's event", func() bool {
 		return healEvent(events.String(), "source=heal kind=action agent=1 ", "procedure=raise-mem", "result=done", `note="raise:memmax*1.5: memmax 50331648 -> 75497472"`) != ""
 	})
+	m := d.read("metrics")
+	if strings.Contains(m, `aiosfs_heal_actions_total{result="done"} 0`+"\n") {
+		t.Errorf("metrics count no action done")
+	}
+	for _, want := range []string{`aiosfs_heal_actions_total{result="done"} `, `aiosfs_heal_agent_score{agent="1"}`, `aiosfs_heal_rules_mode 1`, `aiosfs_heal_save_errors_total 0`} {
+		if !strings.Contains(m, want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
 	// The leak goes on past the old limit, and nothing is killed.
 	healWait(t, d, 30*time.Second, "usage past the old limit", func() bool {
 		u, _ := strconv.ParseInt(kernel(t, mem, "memory.usage_in_bytes"), 10, 64)

@@ -62,10 +62,13 @@ type DeviceConfig struct {
 	Proc proc.FS
 	// Procs are an agent's processes as last sampled (nil: Agents.Procs).
 	Procs func(id int) []int
-	// Interval is the sampling interval the engine is fed at.
-	Interval time.Duration
-	Seed     uint64
-	Logf     func(format string, args ...any)
+	// Interval is the sampling interval the engine is fed at; IntervalNow,
+	// when set, is the one in force now (it can be changed at run time),
+	// against which a pass's lateness is measured.
+	Interval    time.Duration
+	IntervalNow func() time.Duration
+	Seed        uint64
+	Logf        func(format string, args ...any)
 }
 
 // beat is one agent's heartbeat.
@@ -334,9 +337,12 @@ func (d *Device) Tick(now time.Time, latest map[int]telemetry.Sample) {
 		d.e.ObserveHost(h)
 	}
 	d.mu.Lock()
-	late := time.Duration(0)
-	if !d.lastTel.IsZero() && d.cfg.Interval > 0 {
-		late = max(0, now.Sub(d.lastTel)-d.cfg.Interval)
+	late, iv := time.Duration(0), d.cfg.Interval
+	if d.cfg.IntervalNow != nil {
+		iv = d.cfg.IntervalNow()
+	}
+	if !d.lastTel.IsZero() && iv > 0 {
+		late = max(0, now.Sub(d.lastTel)-iv)
 	}
 	d.lastTel = now
 	d.mu.Unlock()
