@@ -176,11 +176,14 @@ func TestHealCrashLoopBacksOff(t *testing.T) {
 }
 
 // TestHealHungAgentRestarted: an agent that declares a heartbeat every
-// second and stops beating is found hung and restarted.
+// second and stops beating is found hung and restarted. Its first write
+// is retried: the agent engine starts the process before agents/N is in
+// the tree (spawn launches, then adds), so a write at once may find no
+// agents/1.
 func TestHealHungAgentRestarted(t *testing.T) {
 	d, _ := healDaemon(t)
 	events := watchEvents(t, d)
-	out, rc := d.sh(`echo 'spawn hb -- /bin/bash -c "echo every=1s > \$AIOS_HEARTBEAT; for i in 1 2 3; do sleep 1; echo beat > \$AIOS_HEARTBEAT; done; exec sleep 600"' > ctl && echo 'heal restart=on-failure' > agents/1/ctl`)
+	out, rc := d.sh(`echo 'spawn hb -- /bin/bash -c "until echo every=1s > \$AIOS_HEARTBEAT; do sleep 0.1; done; for i in 1 2 3; do sleep 1; echo beat > \$AIOS_HEARTBEAT; done; exec sleep 600"' > ctl && echo 'heal restart=on-failure' > agents/1/ctl`)
 	if rc != 0 {
 		t.Fatalf("spawn and policy: rc %d %s\n%s", rc, out, d.read("log"))
 	}
