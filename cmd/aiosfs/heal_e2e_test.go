@@ -317,7 +317,9 @@ func TestHealCtlRefusals(t *testing.T) {
 		}
 	}
 	after := d.read("heal/status")
-	for _, k := range []string{"mode", "agents", "failures", "actions", "pending"} {
+	// (not actions: a managed agent may be acted on meanwhile, e.g. given
+	// CPU weight under the host's CPU pressure, which no write causes)
+	for _, k := range []string{"mode", "agents", "failures"} {
 		if field(after, k) != field(before, k) {
 			t.Errorf("refused writes changed heal/status %s: %s -> %s", k, field(before, k), field(after, k))
 		}
