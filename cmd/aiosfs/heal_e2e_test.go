@@ -103,6 +103,7 @@ func restarts(d *testDaemon, id int) int {
 // and the policy are still there.
 func TestHealCrashLoopBacksOff(t *testing.T) {
 	d, state := healDaemon(t)
+	events := watchEvents(t, d)
 	out, rc := d.sh(`echo 'spawn loop -- /bin/bash -c "sleep 0.3; exit 1"' > ctl && echo 'heal restart=always backoff=3s..6s' > agents/1/ctl`)
 	if rc != 0 {
 		t.Fatalf("spawn and policy: rc %d %s\n%s", rc, out, d.read("log"))
@@ -129,6 +130,21 @@ func TestHealCrashLoopBacksOff(t *testing.T) {
 	if strings.Count(hist, "agent=1 cause=exit procedure=restart ") < 4 || !strings.Contains(hist, "agent=1 cause=CrashLoop procedure=restart-backoff") {
 		t.Errorf("heal/history lacks the restarts and the back-off:\n%s", hist)
 	}
+	// How soon after each exit within the intensity the restart came, from
+	// the events' own times (logged, not asserted: no timing asserts).
+	var gaps []string
+	var exitAt float64
+	for _, l := range strings.Split(events.String(), "\n") {
+		ts, _ := strconv.ParseFloat(field(l, "time"), 64)
+		switch {
+		case strings.Contains(l, "source=agent kind=exit agent=1 "):
+			exitAt = ts
+		case strings.Contains(l, "source=agent kind=restart agent=1 ") && exitAt > 0:
+			gaps = append(gaps, fmt.Sprintf("%.0fms", (ts-exitAt)*1000))
+			exitAt = 0
+		}
+	}
+	t.Logf("exit to restart: %s", strings.Join(gaps, " "))
 	// Nothing restarts it during the back-off; it is restarted after.
 	time.Sleep(time.Second)
 	if m := restarts(d, 1); m != n {
@@ -358,5 +374,42 @@ func TestHealCtlRefusals(t *testing.T) {
 	}
 	if b, err := os.ReadFile(filepath.Join(d.state, "heal", "heal.json")); err != nil || !strings.Contains(string(b), `"rules":true`) || !strings.Contains(string(b), `"restart":"never"`) {
 		t.Errorf("heal.json: %v\n%.300s", err, b)
+	}
+}
+
+// TestHealFDLeakerRestarted: an agent leaking 20 fds/s toward its
+// RLIMIT_NOFILE of 256 (read from /proc/PID/limits of its process) is
+// restarted before it reaches it (rules mode: restart is FDExhaustion's
+// first procedure), with fewer fds than its limit at the time. The limit
+// is lowered by the agent's shell once it runs, as a real agent may.
+func TestHealFDLeakerRestarted(t *testing.T) {
+	d, _ := healDaemon(t)
+	// It lowers its limit itself after half a second: the daemon has read
+	// the old one by then and must see the new one.
+	leak := `/bin/bash -c "sleep 0.5; ulimit -n 256; for i in \$(seq 1 230); do exec {fd}</dev/null; sleep 0.05; done; exec sleep 600"`
+	out, rc := d.sh(`echo 'mode rules' > heal/ctl && echo 'spawn fdleak -- ` + leak + `' > ctl && echo 'heal restart=on-failure' > agents/1/ctl`)
+	if rc != 0 {
+		t.Fatalf("spawn and policy: rc %d %s\n%s", rc, out, d.read("log"))
+	}
+	healWait(t, d, 30*time.Second, "the leaker restarted", func() bool { return restarts(d, 1) >= 1 })
+	hist := d.read("heal/history")
+	t.Logf("heal/history:\n%s", hist)
+	line := ""
+	for _, l := range strings.Split(hist, "\n") {
+		if strings.Contains(l, "agent=1 cause=FDExhaustion procedure=restart ") {
+			line = l
+			break
+		}
+	}
+	if line == "" {
+		t.Fatalf("heal/history lacks FDExhaustion's restart:\n%s", hist)
+	}
+	// The reason names the fds seen against the limit: below it.
+	var fds, limit float64
+	if _, err := fmt.Sscanf(field(line, "reason"), "fds %g of %g", &fds, &limit); err != nil || limit != 256 || fds >= limit {
+		t.Errorf("reason %q: want fds below a limit of 256 (%v)", field(line, "reason"), err)
+	}
+	if f := d.read("heal/failures"); strings.Contains(f, "kind=FDExhaustion") {
+		t.Errorf("an FD exhaustion was recorded: it was not averted:\n%s", f)
 	}
 }

@@ -80,7 +80,12 @@ type beat struct {
 type fdLimit struct {
 	pid int
 	max int64
+	at  time.Time
 }
+
+// fdLimitAge is how long an agent's RLIMIT_NOFILE is taken as read: a
+// process can change its own (a shell's ulimit -n) at any time.
+const fdLimitAge = 2 * time.Second
 
 // Device is the running healing engine.
 type Device struct {
@@ -358,8 +363,9 @@ func positive(v int64) int64 {
 	return 0
 }
 
-// fdMax is RLIMIT_NOFILE of the agent's first process, read once per
-// process (/proc/PID/limits).
+// fdMax is RLIMIT_NOFILE of the agent's first process
+// (/proc/PID/limits), read again when the process changes or the value
+// is older than fdLimitAge.
 func (d *Device) fdMax(id int) int64 {
 	pids := d.cfg.Procs(id)
 	if len(pids) == 0 {
@@ -369,7 +375,7 @@ func (d *Device) fdMax(id int) int64 {
 	d.mu.Lock()
 	c, ok := d.fds[id]
 	d.mu.Unlock()
-	if ok && c.pid == pid {
+	if ok && c.pid == pid && time.Since(c.at) < fdLimitAge {
 		return c.max
 	}
 	var n int64
@@ -381,7 +387,7 @@ func (d *Device) fdMax(id int) int64 {
 		}
 	}
 	d.mu.Lock()
-	d.fds[id] = fdLimit{pid, n}
+	d.fds[id] = fdLimit{pid, n, time.Now()}
 	d.mu.Unlock()
 	return n
 }
