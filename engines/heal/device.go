@@ -463,6 +463,8 @@ func (d *Device) carry(ctx context.Context, a Action) {
 	case err != nil:
 	case supervised(a) && in.Alive && len(a.Steps) > 0 && a.Steps[0].Verb == VerbRestart:
 		skip = "the agent is running again"
+	case !supervised(a) && a.Cause != "maintenance" && !in.Alive:
+		skip = "the agent is not running"
 	case in.State == view.StateFrozen:
 		skip = "the agent is frozen"
 	case d.e.Policy(a.Agent).Observe:

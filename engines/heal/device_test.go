@@ -334,3 +334,29 @@ func TestHealDeviceMaintenance(t *testing.T) {
 		t.Fatalf("history:\n%s", h)
 	}
 }
+
+// An agent that beat and then exited cleanly under restart=on-failure is
+// down, not hung: no recovery starts it again behind its policy.
+func TestHealEngineExitedNotHung(t *testing.T) {
+	e := New(Config{OptIn: true, HangByHeartbeat: true})
+	s, _ := ParseSetting([]string{"restart=on-failure"})
+	e.SetPolicy(1, s.Apply(e.Policy(1)))
+	e.Event(Event{Time: at(0), Agent: 1, Type: Started})
+	for s := 0.0; s < 5; s += 0.5 {
+		o := obs(s, 10<<20, 10, 0.1, s*0.1)
+		o.Heartbeat, o.HeartbeatEvery = at(s), time.Second
+		e.Observe(1, o)
+		e.Tick(at(s), Forecast{})
+	}
+	if a := e.Event(Event{Time: at(5), Agent: 1, Type: Exited}); len(a) != 0 {
+		t.Fatalf("a clean exit under on-failure restarted: %+v", a)
+	}
+	for s := 5.0; s < 30; s += 0.5 {
+		if a := e.Tick(at(s), Forecast{}); len(a) != 0 {
+			t.Fatalf("acted on an agent that is down: %+v", a[0])
+		}
+	}
+	if !strings.Contains(e.AgentHealth(1), "state=exited") || strings.Contains(e.AgentHealth(1), "failure=Hang") {
+		t.Fatalf("health:\n%s", e.AgentHealth(1))
+	}
+}

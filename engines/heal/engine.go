@@ -582,6 +582,19 @@ func (e *Engine) Tick(now time.Time, f Forecast) []Action {
 		a.sup.tick(now)
 		cx, ceta := a.sup.crashFeatures(now)
 		a.preds = a.pred.predict(&e.haz, rules, now, psi, psiBase, cx, ceta, e.cfg.HangByHeartbeat)
+		if !a.sup.running && len(a.sup.exits) > 0 {
+			// Down (exited or stopped): its last observation is stale, so
+			// only the supervisor's crash-loop view applies; a dead agent
+			// is neither hung nor filling a limit, and no recovery may
+			// start it again behind its restart= policy.
+			ps := a.preds[:0]
+			for _, p := range a.preds {
+				if p.Kind == CrashLoop {
+					ps = append(ps, p)
+				}
+			}
+			a.preds = ps
+		}
 		// a recovery succeeded when its verification time has passed and
 		// its failure is no longer predicted
 		for k, act := range a.pending {
