@@ -668,8 +668,8 @@ func (d *Device) publish(kind string, id int, fields ...bus.Field) {
 	}
 }
 
-// Close waits (at most 10 s) for the actions being carried out; the
-// state was saved after each.
+// Close waits (at most 10 s) for the actions being carried out, then
+// saves the state.
 func (d *Device) Close() error {
 	if d.sub != nil {
 		d.sub.Close()
@@ -681,6 +681,10 @@ func (d *Device) Close() error {
 	case <-time.After(10 * time.Second):
 		d.cfg.Logf("heal: actions still running at shutdown")
 	}
-	d.saveIfChanged()
+	// Always: the negative reservoir moves without counting as a change.
+	if err := d.save(); err != nil {
+		d.cfg.Logf("heal: state not saved at shutdown to %s: %v", d.path, err)
+		return fmt.Errorf("heal: state not saved: %w", err)
+	}
 	return nil
 }
