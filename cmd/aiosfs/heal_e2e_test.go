@@ -372,6 +372,13 @@ func TestHealCtlRefusals(t *testing.T) {
 	if out, rc := d.sh(`echo 'mode rules' > heal/ctl && echo save > heal/ctl && cat heal/status`); rc != 0 || field(out, "mode") != "rules" || field(out, "why") != "set by ctl" {
 		t.Errorf("mode rules: rc %d %q", rc, out)
 	}
+	// The same files over 9P.
+	self, _ := os.Executable()
+	c := exec.Command(self, "cat", "unix!"+filepath.Join(d.state, "9p.sock"), "/heal/status")
+	c.Env = append(os.Environ(), beDaemon+"=1")
+	if b, err := c.CombinedOutput(); err != nil || !strings.HasPrefix(string(b), "mode=rules ") || !strings.Contains(string(b), "\nexecutor ") {
+		t.Errorf("heal/status over 9P: %v %q", err, b)
+	}
 	if b, err := os.ReadFile(filepath.Join(d.state, "heal", "heal.json")); err != nil || !strings.Contains(string(b), `"rules":true`) || !strings.Contains(string(b), `"restart":"never"`) {
 		t.Errorf("heal.json: %v\n%.300s", err, b)
 	}
