@@ -420,3 +420,31 @@ func TestHealFDLeakerRestarted(t *testing.T) {
 		t.Errorf("an FD exhaustion was recorded: it was not averted:\n%s", f)
 	}
 }
+
+// TestHealBackoffSurvivesKill9: a crash looper waiting out its back-off
+// when the daemon is killed with SIGKILL is restarted by the next daemon
+// when the back-off ends: the queued restart was saved (queue.json), and
+// no exit event will come again for an agent already down.
+func TestHealBackoffSurvivesKill9(t *testing.T) {
+	d, _ := healDaemon(t)
+	out, rc := d.sh(`echo 'spawn loop -- /bin/bash -c "sleep 0.3; exit 1"' > ctl && echo 'heal restart=always backoff=4s' > agents/1/ctl`)
+	if rc != 0 {
+		t.Fatalf("spawn and policy: rc %d %s\n%s", rc, out, d.read("log"))
+	}
+	healWait(t, d, 15*time.Second, "the loop to back off", func() bool {
+		return field(d.read("agents/1/health"), "state") == "backoff"
+	})
+	n := restarts(d, 1)
+	d.kill9()
+	d2 := startDaemon(t, d.mount, d.state, d.prefix)
+	*d = *d2
+	healWait(t, d, 15*time.Second, "the restart after the back-off, by the new daemon", func() bool { return restarts(d, 1) > n })
+	if log := d.read("log"); !strings.Contains(log, "heal: 1 queued restarts restored") {
+		t.Errorf("log lacks the restored restart:\n%s", log)
+	}
+	// Quiet before the cleanup stops the daemon: no restart under way.
+	d.sh(`echo 'heal off' > agents/1/ctl`)
+	healWait(t, d, 5*time.Second, "the agent down", func() bool {
+		return field(d.read("agents/1/status"), "state") == "exited" && field(d.read("heal/status"), "running") == "0"
+	})
+}

@@ -3,6 +3,7 @@ package heal
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -24,6 +25,7 @@ import (
 	"aiosfs/hal/cgroup"
 	"aiosfs/hal/proc"
 	"aiosfs/hal/process"
+	"aiosfs/internal/statefile"
 )
 
 // The healing engine as the daemon runs it (issue 14): fed by the bus's
@@ -106,6 +108,7 @@ type Device struct {
 	wg      sync.WaitGroup
 	sub     *bus.Sub // from NewDevice on, so no event before Run is lost
 
+	queueMu   sync.Mutex // orders writes of queue.json
 	saveMu    sync.Mutex
 	savedGen  uint64
 	saveErrs  uint64
@@ -140,6 +143,7 @@ func NewDevice(cfg DeviceConfig) (*Device, error) {
 		cfg.Logf("heal: %s: %v: starting afresh (the file is kept as %s: %v)", d.path, err, bad, rerr)
 	}
 	d.savedGen = d.e.Changes()
+	d.loadQueue()
 	if cfg.Bus != nil {
 		d.sub = cfg.Bus.Subscribe(func(ev bus.Event) bool {
 			return ev.Agent != 0 && (ev.Source == "agent" || ev.Source == "telemetry" && ev.Kind == "oom")
@@ -318,6 +322,7 @@ func (d *Device) event(ev bus.Event) {
 			}
 			d.queue = q
 			d.mu.Unlock()
+			d.saveQueue()
 		}
 	}
 	d.enqueue(acts)
@@ -404,6 +409,7 @@ func (d *Device) enqueue(acts []Action) {
 	d.queue = append(d.queue, acts...)
 	sort.SliceStable(d.queue, func(i, j int) bool { return d.queue[i].At.Before(d.queue[j].At) })
 	d.mu.Unlock()
+	d.saveQueue()
 	for _, a := range acts {
 		if a.At.After(now.Add(10 * time.Millisecond)) {
 			d.publish("scheduled", a.Agent, append(actionFields(a), bus.F("delay", strconv.FormatFloat(a.At.Sub(a.Time).Seconds(), 'f', 3, 64)))...)
@@ -415,10 +421,17 @@ func (d *Device) enqueue(acts []Action) {
 // dispatch starts every due action whose agent has none running, and
 // returns when the next queued one falls due (zero: none).
 func (d *Device) dispatch(ctx context.Context) time.Time {
+	next, started := d.startDue(ctx)
+	if started {
+		d.saveQueue()
+	}
+	return next
+}
+
+func (d *Device) startDue(ctx context.Context) (next time.Time, started bool) {
 	now := time.Now()
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	var next time.Time
 	q := d.queue[:0]
 	for _, a := range d.queue {
 		switch {
@@ -430,6 +443,7 @@ func (d *Device) dispatch(ctx context.Context) time.Time {
 		case d.running[a.Agent]:
 			q = append(q, a) // one at a time per agent: it waits for the one running
 		default:
+			started = true
 			d.running[a.Agent] = true
 			d.wg.Add(1)
 			go func() {
@@ -443,7 +457,7 @@ func (d *Device) dispatch(ctx context.Context) time.Time {
 		}
 	}
 	d.queue = q
-	return next
+	return next, started
 }
 
 // supervised reports whether a is the supervisor's restart after an
@@ -687,4 +701,69 @@ func (d *Device) Close() error {
 		return fmt.Errorf("heal: state not saved: %w", err)
 	}
 	return nil
+}
+
+// queuedAction is one supervisor restart waiting in the queue, as saved
+// in queue.json: a restart delayed by a backoff must still happen when
+// the daemon is killed and started again meanwhile (no new exit event
+// will come for an agent already down).
+type queuedAction struct {
+	ID        uint64    `json:"id"`
+	At        time.Time `json:"at"`
+	Agent     int       `json:"agent"`
+	Cause     string    `json:"cause"`
+	Procedure string    `json:"procedure"`
+	Reason    string    `json:"reason"`
+}
+
+func (d *Device) queuePath() string { return filepath.Join(d.cfg.Dir, "queue.json") }
+
+// saveQueue writes the supervisor restarts waiting in the queue to
+// queue.json (the others, recoveries and maintenance, belong to a
+// prediction or window that does not outlive the daemon). A failure is
+// logged and counted like heal.json's.
+func (d *Device) saveQueue() {
+	d.queueMu.Lock()
+	defer d.queueMu.Unlock()
+	d.mu.Lock()
+	q := []queuedAction{}
+	for _, a := range d.queue {
+		if supervised(a) && len(a.Steps) == 1 && a.Steps[0].Verb == VerbRestart {
+			q = append(q, queuedAction{a.ID, a.At, a.Agent, a.Cause, a.Procedure, a.Reason})
+		}
+	}
+	d.mu.Unlock()
+	b, _ := json.Marshal(q)
+	if err := statefile.Write(d.queuePath(), append(b, '\n')); err != nil {
+		d.saveMu.Lock()
+		d.saveErrs++
+		d.saveErr = err.Error()
+		d.saveMu.Unlock()
+		d.cfg.Logf("heal: queued restarts not saved to %s: %v", d.queuePath(), err)
+	}
+}
+
+// loadQueue puts back the supervisor restarts queue.json holds; each is
+// carried out at its time unless its agent is running again, gone, or no
+// longer supervised by then (carry's checks).
+func (d *Device) loadQueue() {
+	b, err := os.ReadFile(d.queuePath())
+	if errors.Is(err, os.ErrNotExist) {
+		return
+	}
+	var q []queuedAction
+	if err == nil {
+		err = json.Unmarshal(b, &q)
+	}
+	if err != nil {
+		d.cfg.Logf("heal: %s: %v: no queued restarts restored", d.queuePath(), err)
+		return
+	}
+	for _, s := range q {
+		d.queue = append(d.queue, Action{ID: s.ID, Time: s.At, At: s.At, Agent: s.Agent, Cause: s.Cause, Procedure: s.Procedure,
+			Steps: []Step{{VerbRestart, ""}}, ETA: -1, Reason: s.Reason + "; queued before the daemon restarted", Outcome: "-"})
+	}
+	if len(q) > 0 {
+		d.cfg.Logf("heal: %d queued restarts restored from %s", len(q), d.queuePath())
+	}
 }
