@@ -138,6 +138,7 @@ func (s Setting) Apply(p Policy) Policy {
 	if s.MaintDuration > 0 {
 		p.MaintDuration = s.MaintDuration
 	}
+	p.Observe = false // a policy set is the agent's opt-in
 	return p.withDefaults()
 }
 
@@ -292,6 +293,7 @@ func (e *Engine) Exec(c Cmd, now time.Time) (save bool, err error) {
 		e.SetRules(c.Rules)
 	case "policy":
 		e.SetPolicy(c.Agent, c.Setting.Apply(e.Policy(c.Agent)))
+		return false, nil // SetPolicy counted the change
 	case "outcome":
 		e.Outcome(c.ID, c.OK, c.Why)
 	case "reset":
@@ -306,6 +308,7 @@ func (e *Engine) Exec(c Cmd, now time.Time) (save bool, err error) {
 	case "forget":
 		e.mu.Lock()
 		delete(e.bandit.Agents, strconv.Itoa(c.Agent))
+		e.changes++
 		e.mu.Unlock()
 	case "maintain":
 		r := c.Maint

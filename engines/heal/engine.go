@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"aiosfs/engines/ml"
+	"aiosfs/engines/telemetry"
 )
 
 // EventType is what happened to an agent.
@@ -47,6 +48,9 @@ type Action struct {
 	P, ETA    float64 // the prediction that caused it; ETA -1 none
 	Reason    string
 	Outcome   string // "pending", "ok", "failed", "-" (not verified: supervisor restarts)
+	// Window is the start of the maintenance window a maintenance
+	// action carries out (MaintenanceDone's start); zero for others.
+	Window    time.Time
 	verifyBy  time.Time
 	kind      Kind
 	predicted bool
@@ -78,7 +82,17 @@ type Config struct {
 	ActP     float64       // act on a prediction at this probability (default 0.7)
 	ActLead  float64       // ...when its ETA is within this many seconds (default 60)
 	Verify   time.Duration // a recovery succeeded if the failure did not follow within this (default 2 min)
-	Logf     func(format string, args ...any)
+	// OptIn: a new agent is observed only (Policy.Observe) until a
+	// policy is set for it; the daemon runs so, so that agents nobody
+	// asked to supervise are never restarted or changed.
+	OptIn bool
+	// HangByHeartbeat: only an agent that heartbeats can be found hung
+	// (idle time counts once it has beaten since its start); without
+	// it, idleness alone (no CPU, IO or memory movement for longer than
+	// max(5 s, 3 x the longest idle stretch seen)) is a hang too, which
+	// is what the offline evaluation measures. The daemon sets it.
+	HangByHeartbeat bool
+	Logf            func(format string, args ...any)
 }
 
 type snapT struct {
@@ -122,6 +136,7 @@ type Engine struct {
 	rng      *rand.Rand
 	now      time.Time
 	saved    time.Time
+	changes  uint64 // moves whenever the saved state changes (Changes)
 }
 
 // Bounds on what is kept: history and failures are rings.
@@ -161,6 +176,7 @@ func (e *Engine) agent(n int) *agentState {
 	if a == nil {
 		a = &agentState{pred: newAgentPredictor(), gauges: map[string]*gauge{}, pending: map[Kind]*Action{}}
 		a.sup.pol = DefaultPolicy()
+		a.sup.pol.Observe = e.cfg.OptIn
 		e.agents[n] = a
 	}
 	return a
@@ -171,6 +187,7 @@ func (e *Engine) SetPolicy(agent int, p Policy) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.agent(agent).sup.pol = p.withDefaults()
+	e.changes++
 }
 
 // Policy returns an agent's policy.
@@ -296,11 +313,34 @@ func (e *Engine) mode() (string, string) {
 func (e *Engine) SetRules(on bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if e.forced != on {
+		e.changes++
+	}
 	e.forced = on
+}
+
+// Rules reports whether ctl forced the rule-only mode (SetRules).
+func (e *Engine) Rules() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.forced
+}
+
+// Action returns the kept action id.
+func (e *Engine) Action(id uint64) (Action, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, a := range e.history {
+		if a.ID == id {
+			return *a, true
+		}
+	}
+	return Action{}, false
 }
 
 func (e *Engine) newAction(now time.Time, agent int, cause string, p Procedure, reason string) *Action {
 	e.nextID++
+	e.changes++
 	act := &Action{ID: e.nextID, Time: now, At: now, Agent: agent, Cause: cause, Procedure: p.Name, Steps: p.Steps,
 		ETA: -1, Reason: reason, Outcome: "-", kind: p.Kind}
 	e.history = append(e.history, act)
@@ -357,7 +397,7 @@ func (e *Engine) Event(ev Event) []Action {
 		act := e.newAction(ev.Time, ev.Agent, cause, p, fmt.Sprintf("%s (code %d signal %d)", why, ev.Code, ev.Signal))
 		act.At = ev.Time.Add(delay)
 		out = append(out, *act)
-	} else if a.sup.breaker == Open && failed {
+	} else if a.sup.breaker == Open && failed && !a.sup.pol.Observe {
 		act := e.newAction(ev.Time, ev.Agent, "exit", Escalation(CrashLoop), why)
 		out = append(out, *act)
 	}
@@ -399,6 +439,7 @@ func (e *Engine) failure(agent int, a *agentState, k Kind, t time.Time) {
 		return // the same failure seen twice (the OOM kill and the exit it caused)
 	}
 	a.lastFail[k] = t
+	e.changes++
 	ts := float64(t.UnixNano()) / 1e9
 	f := Failure{Time: t, Agent: agent, Kind: k.String(), P: a.maxP[k]}
 	if !a.alarmAt[k].IsZero() && t.Sub(a.alarmAt[k]).Seconds() <= Horizon*2 {
@@ -466,6 +507,7 @@ func (e *Engine) Train(failures []Failure, neg [NumKinds][]Snap) {
 }
 
 func (e *Engine) settle(a *agentState, act *Action, ok bool, why string) {
+	e.changes++
 	if ok {
 		act.Outcome = "ok"
 	} else {
@@ -539,7 +581,20 @@ func (e *Engine) Tick(now time.Time, f Forecast) []Action {
 		a := e.agents[n]
 		a.sup.tick(now)
 		cx, ceta := a.sup.crashFeatures(now)
-		a.preds = a.pred.predict(&e.haz, rules, now, psi, psiBase, cx, ceta)
+		a.preds = a.pred.predict(&e.haz, rules, now, psi, psiBase, cx, ceta, e.cfg.HangByHeartbeat)
+		if !a.sup.running && len(a.sup.exits) > 0 {
+			// Down (exited or stopped): its last observation is stale, so
+			// only the supervisor's crash-loop view applies; a dead agent
+			// is neither hung nor filling a limit, and no recovery may
+			// start it again behind its restart= policy.
+			ps := a.preds[:0]
+			for _, p := range a.preds {
+				if p.Kind == CrashLoop {
+					ps = append(ps, p)
+				}
+			}
+			a.preds = ps
+		}
 		// a recovery succeeded when its verification time has passed and
 		// its failure is no longer predicted
 		for k, act := range a.pending {
@@ -577,8 +632,8 @@ func (e *Engine) Tick(now time.Time, f Forecast) []Action {
 			if a.alarmAt[k].IsZero() {
 				a.alarmAt[k] = now
 			}
-			if a.pending[k] != nil || k == CrashLoop && a.sup.breaker == Closed {
-				continue // crash loops are handled at exit by the supervisor
+			if a.pending[k] != nil || k == CrashLoop && a.sup.breaker == Closed || a.sup.pol.Observe {
+				continue // crash loops are handled at exit by the supervisor; observed agents are never acted on
 			}
 			proc := e.choose(n, a, k, rules)
 			act := e.newAction(now, n, k.String(), proc, p.Reason)
@@ -649,7 +704,7 @@ func (e *Engine) addNeg(k Kind, s Snap) {
 }
 
 func (e *Engine) requestMaint(agent int, a *agentState, p Prediction, now time.Time) {
-	if a.sup.pol.Restart == RestartNever && a.sup.pol.Maintenance == "" {
+	if a.sup.pol.Observe || a.sup.pol.Restart == RestartNever && a.sup.pol.Maintenance == "" {
 		return
 	}
 	for _, r := range e.maintReq {
@@ -662,6 +717,7 @@ func (e *Engine) requestMaint(agent int, a *agentState, p Prediction, now time.T
 			return
 		}
 	}
+	e.changes++
 	e.maintReq = append(e.maintReq, MaintRequest{Agent: agent, Kind: Predictive, Duration: a.sup.pol.MaintDuration,
 		Deadline: now.Add(time.Duration(p.ETA*0.8) * time.Second), Priority: p.P,
 		Reason: fmt.Sprintf("%s expected in %.0fs", p.Kind, p.ETA)})
@@ -673,6 +729,7 @@ func (e *Engine) RequestMaintenance(r MaintRequest) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.maintReq = append(e.maintReq, r)
+	e.changes++
 }
 
 // dueMaint schedules pending requests into f's lulls and returns the
@@ -680,7 +737,7 @@ func (e *Engine) RequestMaintenance(r MaintRequest) {
 func (e *Engine) dueMaint(now time.Time, f Forecast) []Action {
 	for n, a := range e.agents {
 		pol := a.sup.pol
-		if pol.MaintEvery <= 0 {
+		if pol.MaintEvery <= 0 || pol.Observe {
 			continue
 		}
 		last := time.Time{}
@@ -715,6 +772,7 @@ func (e *Engine) dueMaint(now time.Time, f Forecast) []Action {
 		}
 		e.maint = append(e.maint, Schedule(e.maintReq, f, now, busy)...)
 		e.maintReq = nil
+		e.changes++
 	}
 	var out []Action
 	for i := range e.maint {
@@ -723,16 +781,19 @@ func (e *Engine) dueMaint(now time.Time, f Forecast) []Action {
 			continue
 		}
 		a := e.agents[w.Agent]
-		if a == nil {
+		if a == nil || a.sup.pol.Observe {
 			w.State = "failed"
+			e.changes++
 			continue
 		}
 		w.State = "running"
+		e.changes++
 		p := Procedure{Name: "maintain", Steps: []Step{{VerbRestart, ""}}}
 		if a.sup.pol.Maintenance != "" {
 			p.Steps = []Step{{VerbMaintain, a.sup.pol.Maintenance}}
 		}
 		act := e.newAction(now, w.Agent, "maintenance", p, w.Kind.String()+": "+w.Reason)
+		act.Window = w.Start
 		out = append(out, *act)
 	}
 	if len(e.maint) > maxHistory {
@@ -748,6 +809,88 @@ func (e *Engine) MaintenanceDone(agent int, start time.Time, ok bool) {
 	for i := range e.maint {
 		if w := &e.maint[i]; w.Agent == agent && w.Start.Equal(start) && w.State == "running" {
 			w.State = map[bool]string{true: "done", false: "failed"}[ok]
+			e.changes++
 		}
 	}
+}
+
+// Changes is a counter that moves whenever what SaveFile writes changes
+// in a way worth saving at once: a failure, an action or its outcome, a
+// policy, a maintenance window. The daemon saves when it has moved.
+func (e *Engine) Changes() uint64 {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.changes
+}
+
+// Stats are the engine's counts, as heal/status shows them.
+type Stats struct {
+	Agents, Failures, Predicted, Actions, Pending, BreakersOpen, Maintenance int
+	Learned                                                                  int // kinds whose hazard is fitted, not the prior
+	Rules                                                                    bool
+}
+
+// Stats returns the engine's counts.
+func (e *Engine) Stats() Stats {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	mode, _ := e.mode()
+	st := Stats{Agents: len(e.agents), Failures: len(e.failures), Actions: len(e.history), Rules: mode == "rules"}
+	for _, f := range e.failures {
+		if f.Predicted {
+			st.Predicted++
+		}
+	}
+	for _, a := range e.agents {
+		st.Pending += len(a.pending)
+		if a.sup.breaker == Open {
+			st.BreakersOpen++
+		}
+	}
+	for _, w := range e.maint {
+		if w.State == "scheduled" || w.State == "running" {
+			st.Maintenance++
+		}
+	}
+	for k := Kind(0); k < NumKinds; k++ {
+		if !e.haz[k].Prior {
+			st.Learned++
+		}
+	}
+	return st
+}
+
+// AgentScore is an agent's health score 0..1 (AgentHealth's score) and
+// whether the engine knows the agent.
+func (e *Engine) AgentScore(agent int) (float64, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	a := e.agents[agent]
+	if a == nil {
+		return 0, false
+	}
+	score, _ := e.summary(a)
+	return score, true
+}
+
+// Agents are the agents the engine knows, by number.
+func (e *Engine) Agents() []int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	ids := make([]int, 0, len(e.agents))
+	for n := range e.agents {
+		ids = append(ids, n)
+	}
+	sort.Ints(ids)
+	return ids
+}
+
+// lastSample is the agent's last observed sample.
+func (e *Engine) lastSample(agent int) (telemetry.Sample, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if a := e.agents[agent]; a != nil && a.pred.has {
+		return a.pred.last.Sample, true
+	}
+	return telemetry.Sample{}, false
 }

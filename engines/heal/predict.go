@@ -140,7 +140,12 @@ func (a *agentPredictor) observe(o Obs) {
 	moving := true
 	if a.has {
 		prev := a.w.p[len(a.w.p)-1]
-		moving = s.CPU > 0.005 || p.cpuSec-prev.cpuSec > 0.005 || p.io != prev.io
+		// Progress: CPU, IO, memory moving by more than 1 % (a leaker
+		// allocating at a few MiB/s uses almost no CPU), or a new
+		// heartbeat (an agent waiting on its work beats while idle).
+		moving = s.CPU > 0.005 || p.cpuSec-prev.cpuSec > 0.005 || p.io != prev.io ||
+			math.Abs(p.mem-prev.mem) > math.Max(64<<10, 0.01*prev.mem) ||
+			!o.Heartbeat.IsZero() && !o.Heartbeat.Equal(a.lastHB)
 		dt := t - prev.t
 		if dt > 0 && s.Throttled >= a.last.Sample.Throttled {
 			// nr_throttled counts 100 ms periods: share of the interval's periods
@@ -170,11 +175,14 @@ func (a *agentPredictor) observe(o Obs) {
 	a.last, a.has = o, true
 }
 
-// reset forgets the trend (after a restart: a fresh process starts low).
+// reset forgets the trend (after a restart: a fresh process starts low)
+// and the last heartbeat (the new process has not beaten yet; the gaps
+// learned stay).
 func (a *agentPredictor) reset() {
 	a.w.p = a.w.p[:0]
 	a.idleSince = -1
 	a.has = false
+	a.lastHB = time.Time{}
 }
 
 type hazards [NumKinds]*ml.Hazard
@@ -200,7 +208,7 @@ func src(h *ml.Hazard, rules bool) string {
 // predict returns the agent's predictions, one per kind that applies.
 // rules: use the prior weights only (degraded mode). psiCPU: host CPU
 // pressure avg10 (-1 unknown). crash: the supervisor's crash features.
-func (a *agentPredictor) predict(h *hazards, rules bool, now time.Time, psiCPU, psiBase float64, crash []float64, crashETA float64) []Prediction {
+func (a *agentPredictor) predict(h *hazards, rules bool, now time.Time, psiCPU, psiBase float64, crash []float64, crashETA float64, beatsOnly bool) []Prediction {
 	var out []Prediction
 	hz := func(k Kind) *ml.Hazard {
 		if rules {
@@ -265,6 +273,12 @@ func (a *agentPredictor) predict(h *hazards, rules bool, now time.Time, psiCPU, 
 		}
 		if !a.lastHB.IsZero() && every > 0 {
 			hb = now.Sub(a.lastHB).Seconds() / (3 * every)
+		}
+		if beatsOnly && a.lastHB.IsZero() {
+			// Config.HangByHeartbeat: an agent that does not beat is
+			// never found hung by idleness alone (a server waiting for
+			// work is idle, not hung).
+			idle = 0
 		}
 		feat := []float64{idle / allowed, hb}
 		H := hz(Hang)

@@ -94,6 +94,7 @@ func sortedGauges(m map[string]*gauge) []*gauge {
 //	score    0..1: the smallest of the metrics' scores and 1-p of each prediction
 //	trend    Improving Stable Degrading Critical (an alarm: p >= the action threshold with eta within the lead)
 //	state    running exited backoff (a delayed restart is due) failed (gave up) unknown
+//	restart  always on-failure never, or off: observed only (no policy set; nothing is done to it)
 //	starts   starts within the restart period
 //	backoff  seconds until a delayed restart, 0 none
 //	breaker  closed open half-open
@@ -132,7 +133,11 @@ func (e *Engine) AgentHealth(agent int) string {
 	b = append(b, " state="...)
 	b = append(b, st...)
 	b = append(b, " restart="...)
-	b = append(b, a.sup.pol.Restart.String()...)
+	if a.sup.pol.Observe {
+		b = append(b, "off"...)
+	} else {
+		b = append(b, a.sup.pol.Restart.String()...)
+	}
 	b = append(b, " starts="...)
 	b = strconv.AppendInt(b, int64(a.sup.recentStarts(e.now, a.sup.pol.Period)), 10)
 	b = append(b, " backoff="...)

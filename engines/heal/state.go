@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"aiosfs/engines/ml"
@@ -30,6 +31,27 @@ type State struct {
 	Policies    map[int]SavedPolicy   `json:"policies"`
 	Maintenance []SavedWindow         `json:"maintenance"`
 	NextID      uint64                `json:"next_id"`
+	// History is heal/history's actions (version 1 files without it
+	// load with an empty history).
+	History []SavedAction `json:"history,omitempty"`
+	// Rules is `mode rules` set by ctl.
+	Rules bool `json:"rules,omitempty"`
+}
+
+// SavedAction is an action in the saved state. One still pending when
+// the daemon died loads with outcome "-": its verdict was never reached.
+type SavedAction struct {
+	ID        uint64    `json:"id"`
+	Time      time.Time `json:"time"`
+	At        time.Time `json:"at"`
+	Agent     int       `json:"agent"`
+	Cause     string    `json:"cause"`
+	Procedure string    `json:"procedure"`
+	Steps     []string  `json:"steps"`
+	P         float64   `json:"p"`
+	ETA       float64   `json:"eta"`
+	Reason    string    `json:"reason"`
+	Outcome   string    `json:"outcome"`
 }
 
 // SavedPolicy is a Policy in the saved state, durations in seconds.
@@ -42,6 +64,7 @@ type SavedPolicy struct {
 	Maintenance   string  `json:"maintenance,omitempty"`
 	MaintEvery    float64 `json:"maint_every,omitempty"`
 	MaintDuration float64 `json:"maint_duration,omitempty"`
+	Observe       bool    `json:"observe,omitempty"` // observed only: no policy set
 }
 
 // SavedWindow is a maintenance window in the saved state.
@@ -65,7 +88,7 @@ func (e *Engine) Snapshot() State {
 	defer e.mu.Unlock()
 	s := State{Version: StateVersion, Saved: e.now, Failures: append([]Failure(nil), e.failures...),
 		Negatives: map[string][]Snap{}, Hazards: map[string]*ml.Hazard{}, Bandit: e.bandit,
-		Policies: map[int]SavedPolicy{}, NextID: e.nextID}
+		Policies: map[int]SavedPolicy{}, NextID: e.nextID, Rules: e.forced}
 	for k := Kind(0); k < NumKinds; k++ {
 		s.Negatives[k.String()] = e.neg[k]
 		s.Hazards[k.String()] = e.haz[k]
@@ -73,7 +96,14 @@ func (e *Engine) Snapshot() State {
 	for n, a := range e.agents {
 		p := a.sup.pol
 		s.Policies[n] = SavedPolicy{p.Restart.String(), p.Intensity, secs(p.Period), secs(p.BackoffBase), secs(p.BackoffMax),
-			p.Maintenance, secs(p.MaintEvery), secs(p.MaintDuration)}
+			p.Maintenance, secs(p.MaintEvery), secs(p.MaintDuration), p.Observe}
+	}
+	for _, a := range e.history {
+		st := make([]string, len(a.Steps))
+		for i, x := range a.Steps {
+			st[i] = x.String()
+		}
+		s.History = append(s.History, SavedAction{a.ID, a.Time, a.At, a.Agent, a.Cause, a.Procedure, st, a.P, a.ETA, a.Reason, a.Outcome})
 	}
 	for _, w := range e.maint {
 		s.Maintenance = append(s.Maintenance, SavedWindow{w.Agent, w.Kind.String(), w.Start, secs(w.Duration), w.Deadline, w.Priority, w.Reason, w.State})
@@ -129,7 +159,24 @@ func (e *Engine) Load(r io.Reader) error {
 		}
 		p.Intensity, p.Period, p.BackoffBase, p.BackoffMax = sp.Intensity, dur(sp.Period), dur(sp.BackoffBase), dur(sp.BackoffMax)
 		p.Maintenance, p.MaintEvery, p.MaintDuration = sp.Maintenance, dur(sp.MaintEvery), dur(sp.MaintDuration)
+		p.Observe = sp.Observe
 		pols[n] = p.withDefaults()
+	}
+	var hist []*Action
+	if len(s.History) > maxHistory {
+		s.History = s.History[len(s.History)-maxHistory:]
+	}
+	for _, sa := range s.History {
+		a := &Action{ID: sa.ID, Time: sa.Time, At: sa.At, Agent: sa.Agent, Cause: sa.Cause, Procedure: sa.Procedure,
+			P: sa.P, ETA: sa.ETA, Reason: sa.Reason, Outcome: sa.Outcome}
+		for _, x := range sa.Steps {
+			a.Steps = append(a.Steps, parseStep(x))
+		}
+		if a.Outcome == "pending" {
+			a.Outcome = "-"
+			a.Reason += "; not verified: the daemon restarted"
+		}
+		hist = append(hist, a)
 	}
 	var ws []Window
 	for _, w := range s.Maintenance {
@@ -151,7 +198,7 @@ func (e *Engine) Load(r io.Reader) error {
 	if len(s.Failures) > maxFailures {
 		s.Failures = s.Failures[len(s.Failures)-maxFailures:]
 	}
-	e.failures, e.neg, e.haz, e.bandit, e.maint = s.Failures, neg, haz, b, ws
+	e.failures, e.neg, e.haz, e.bandit, e.maint, e.history = s.Failures, neg, haz, b, ws, hist
 	if s.NextID > e.nextID {
 		e.nextID = s.NextID
 	}
@@ -159,6 +206,7 @@ func (e *Engine) Load(r io.Reader) error {
 		e.agent(n).sup.pol = p
 	}
 	e.saved = s.Saved
+	e.forced = s.Rules
 	return nil
 }
 
@@ -207,4 +255,15 @@ func (e *Engine) LoadFile(path string) error {
 	}
 	defer f.Close()
 	return e.Load(f)
+}
+
+// parseStep is Step.String's inverse ("raise:memmax*1.5").
+func parseStep(s string) Step {
+	name, arg, _ := strings.Cut(s, ":")
+	for i, n := range verbNames {
+		if n == name {
+			return Step{Verb(i), arg}
+		}
+	}
+	return Step{VerbNone, s}
 }

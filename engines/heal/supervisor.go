@@ -43,6 +43,11 @@ type Policy struct {
 	Maintenance     string        // the agent's maintenance command; "" none
 	MaintEvery      time.Duration // preventive maintenance period; 0 none
 	MaintDuration   time.Duration // its expected duration (default 30 s)
+	// Observe: the engine watches the agent (health, predictions,
+	// failures, learning) but asks for no action on it: no restart, no
+	// recovery, no maintenance. The daemon's agents start so until their
+	// owner or root sets a policy (Config.OptIn); Setting.Apply clears it.
+	Observe bool
 }
 
 // DefaultPolicy is restart=on-failure with systemd's start limit and
@@ -159,6 +164,9 @@ func (s *supervisor) exited(now time.Time, failed bool) (restart bool, delay tim
 	}
 	if up >= s.pol.ResetAfter.Seconds() {
 		s.backoffN = 0
+	}
+	if s.pol.Observe {
+		return false, 0, false, "observed only: no policy set"
 	}
 	switch s.pol.Restart {
 	case RestartNever:
