@@ -361,7 +361,7 @@ func (a *agentState) persistNovelty(mv *MLVerdict, w float64) {
 		held = math.Min(held, x)
 	}
 	if w <= 0 {
-		w = 0.6
+		w = 0.45
 	}
 	if w*held >= mv.Score {
 		return

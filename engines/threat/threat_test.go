@@ -560,11 +560,11 @@ func TestQuarantinedAgentNotLearned(t *testing.T) {
 // scores as Unknown only once it has lasted NoveltyWindows windows; a
 // one-window burst stays what the classifier says.
 func TestNoveltyMustPersist(t *testing.T) {
-	// as Model.Score makes them: Unknown when 0.6·anomaly beats pAttack
+	// as Model.Score makes them: Unknown when 0.45·anomaly beats pAttack
 	mv := func(an float64) MLVerdict {
 		v := MLVerdict{Type: Benign, Score: 0.1, Confidence: 0.9, Anomaly: an, PAttack: 0.1, Prob: []float64{0.9, 0.02, 0.02, 0.02, 0.02, 0.02}}
-		if 0.6*an > v.PAttack {
-			v.Type, v.Score, v.Confidence = Unknown, 0.6*an, an
+		if 0.45*an > v.PAttack {
+			v.Type, v.Score, v.Confidence = Unknown, 0.45*an, an
 		}
 		return v
 	}
@@ -572,10 +572,10 @@ func TestNoveltyMustPersist(t *testing.T) {
 	got := []string{}
 	for _, an := range []float64{1, 0, 0, 1, 1, 1, 1, 0.5} {
 		v := mv(an)
-		a.persistNovelty(&v, 0.6)
+		a.persistNovelty(&v, 0.45)
 		got = append(got, fmt.Sprintf("%v:%.2f", v.Type, v.Score))
 	}
-	want := "Benign:0.10 Benign:0.10 Benign:0.10 Benign:0.10 Benign:0.10 Unknown:0.60 Unknown:0.60 Unknown:0.30"
+	want := "Benign:0.10 Benign:0.10 Benign:0.10 Benign:0.10 Benign:0.10 Unknown:0.45 Unknown:0.45 Unknown:0.23"
 	if g := strings.Join(got, " "); g != want {
 		t.Fatalf("got  %s\nwant %s", g, want)
 	}
