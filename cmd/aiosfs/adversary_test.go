@@ -465,7 +465,7 @@ func TestHostileBurstMemory(t *testing.T) {
 	script := `for i in $(seq 50); do echo "spawn x$i env=TOKEN=$(head -c 3000 /dev/zero | tr '\0' S) -- /nonexistent/prog" > ctl 2>/dev/null; done; true`
 	d.mustRun(script, nobody)
 	// Events readers that go away.
-	d.mustRun(`for i in $(seq 20); do timeout 0.2 cat events >/dev/null; done; true`, nobody)
+	d.mustRun(`for i in $(seq 20); do timeout 0.2 cat events.follow >/dev/null; done; true`, nobody)
 	// 9P connections opened and dropped without a word, as nobody.
 	sock := filepath.Join(top, "state", "9p.sock")
 	d.mustRun(fmt.Sprintf(`python3 -c "

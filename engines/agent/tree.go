@@ -167,7 +167,7 @@ func (e *Engine) baseTab(ns *fs.NS) fs.Dirtab {
 			}
 			return []byte(b.String()), nil
 		}),
-		{Name: "events", Perm: 0444, Owner: "agent", Doc: "the agent's events as they happen, one line each: bus.Event.Line",
+		{Name: "events", Perm: 0444, Owner: "agent", Doc: "the agent's kept events, then EOF (events.follow, not listed, blocks for new ones), one line each: bus.Event.Line",
 			Make: func(id int, p string, own fs.Owner) fs.Node {
 				return ns.StreamOf(p, 0444, own, func(c fs.Caller) (fs.Stream, error) {
 					return e.cfg.Bus.SubscribeFor(c.Uid, func(ev bus.Event) bool { return ev.Agent == id }, 256), nil

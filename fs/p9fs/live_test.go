@@ -146,7 +146,7 @@ func TestMalformedLive(t *testing.T) {
 			case 1:
 				w.rawSend(0x40, 0, 0)
 			case 2:
-				w.send(twalk, 2, uint32(0), uint32(1), []string{"events"})
+				w.send(twalk, 2, uint32(0), uint32(1), []string{"events.follow"})
 				w.expect(rwalk, 2)
 				w.send(tlopen, 2, uint32(1), uint32(0))
 				w.expect(rlopen, 2)

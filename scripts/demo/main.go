@@ -351,7 +351,7 @@ func (d *demo) events(end time.Time) {
 		say("events: %v", err)
 		return
 	}
-	f, err := c.Open("/events", false)
+	f, err := c.Open("/events.follow", false)
 	if err != nil {
 		c.Close()
 		say("events: %v", err)

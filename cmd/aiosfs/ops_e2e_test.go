@@ -1,0 +1,153 @@
+package main
+
+// Operator experience (issue 16), tried on the real daemon: tree walkers
+// over the mount do not hang on the event streams while a follower of
+// events.follow still blocks and gets new events, over FUSE and over 9P.
+
+import (
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"aiosfs/fs/p9fs"
+)
+
+// follower is `cat PATH` running until the test ends; out is what it has
+// printed so far.
+type follower struct {
+	cmd *exec.Cmd
+	out *syncBuffer
+}
+
+func (d *testDaemon) follow(p string) *follower {
+	d.t.Helper()
+	f := &follower{cmd: exec.Command("cat", filepath.Join(d.mount, p)), out: &syncBuffer{}}
+	f.cmd.Stdout, f.cmd.Stderr = f.out, f.out
+	f.cmd.WaitDelay = 5 * time.Second
+	if err := f.cmd.Start(); err != nil {
+		d.t.Fatal(err)
+	}
+	// Stopped before the daemon (registered later, so run earlier): an
+	// open file keeps the mount busy.
+	d.t.Cleanup(func() { f.cmd.Process.Kill(); f.cmd.Wait() })
+	return f
+}
+
+// running reports whether the follower has not ended.
+func (f *follower) running() bool { return syscall.Kill(f.cmd.Process.Pid, 0) == nil && !zombie(f.cmd.Process.Pid) }
+
+func TestTreeWalkersAndFollowers(t *testing.T) {
+	d, _ := adversaryDaemon(t, "walk")
+	d.mustRun(`echo 'spawn web -- sleep 600' > ctl && echo 'spawn nob user=nobody -- sleep 600' > ctl`)
+
+	// Followers first: they see only what happens after their open.
+	all := d.follow("events.follow")
+	one := d.follow("agents/1/events.follow")
+	alerts := d.follow("threat/alerts.follow")
+	time.Sleep(300 * time.Millisecond)
+
+	// The walkers, each with a timeout: 124 is a hang.
+	for _, script := range []string{
+		`timeout 10 grep -r zzz-not-there .`,
+		`timeout 20 find . -type f -exec cat {} + >/dev/null`,
+		`timeout 10 tail agents/*/* >/dev/null`,
+		`timeout 10 tar cf /dev/null .`,
+		`timeout 10 cat events agents/1/events threat/alerts >/dev/null`,
+	} {
+		for _, uid := range []int{0, nobody} {
+			out, rc := d.sh(script, uid)
+			if rc == 124 || rc == 137 {
+				t.Errorf("%s (uid %d) hung on the tree: rc %d\n%.2000s", script, uid, rc, out)
+			}
+			if uid == 0 && script == `timeout 10 grep -r zzz-not-there .` && rc != 1 {
+				t.Errorf("%s: rc %d, want 1 (no match, every file read)\n%.2000s", script, rc, out)
+			}
+		}
+	}
+	// No walker saw a follow file: they are not listed.
+	if out := d.mustRun(`find . -name '*.follow' | wc -l`); strings.TrimSpace(out) != "0" {
+		t.Errorf("find lists follow files: %q", out)
+	}
+	// ... but they are there for whoever names them.
+	if out := d.mustRun(`ls -l events.follow agents/1/events.follow threat/alerts.follow`); strings.Count(out, "-r--r--r--") != 3 {
+		t.Errorf("ls -l of the follow files:\n%s", out)
+	}
+
+	// The snapshot is the backlog: the spawns happened before this open.
+	if out := d.mustRun(`cat events`); !strings.Contains(out, "kind=spawn agent=1") || !strings.Contains(out, "kind=spawn agent=2") {
+		t.Errorf("events snapshot lacks the spawns:\n%s", out)
+	}
+	if out := d.mustRun(`cat agents/1/events`); !strings.Contains(out, "agent=1") || strings.Contains(out, "agent=2") {
+		t.Errorf("agents/1/events snapshot:\n%s", out)
+	}
+
+	// The followers are still blocked, not at EOF, and have seen nothing
+	// of the walkers' reads.
+	for name, f := range map[string]*follower{"events.follow": all, "agents/1/events.follow": one, "threat/alerts.follow": alerts} {
+		if !f.running() {
+			t.Fatalf("cat %s ended: %q", name, f.out)
+		}
+	}
+	if s := one.out.String(); strings.Contains(s, "kind=spawn") {
+		t.Errorf("agents/1/events.follow shows events from before its open:\n%s", s)
+	}
+
+	// A 9P follower of the same stream.
+	c, err := p9fs.Dial("unix!" + filepath.Join(d.state, "9p.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	nine, err := c.Open("/agents/1/events.follow", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ninep := make(chan string, 16)
+	go func() {
+		buf := make([]byte, 8192)
+		for {
+			n, err := nine.Read(buf)
+			if err != nil || n == 0 {
+				close(ninep)
+				return
+			}
+			ninep <- string(buf[:n])
+		}
+	}()
+	// The 9P snapshot ends too.
+	if b, err := c.ReadFile("/events"); err != nil || !strings.Contains(string(b), "kind=spawn agent=1") {
+		t.Errorf("events snapshot over 9P: %v %q", err, b)
+	}
+	time.Sleep(200 * time.Millisecond)
+	select {
+	case s, ok := <-ninep:
+		t.Fatalf("9P follower returned before any event: %q %v", s, ok)
+	default:
+	}
+
+	d.mustRun(`echo freeze > agents/1/ctl && echo thaw > agents/1/ctl`)
+	d.waitFor("the followers to get freeze and thaw", func() bool {
+		return strings.Contains(all.out.String(), "kind=thaw agent=1") && strings.Contains(one.out.String(), "kind=thaw agent=1")
+	})
+	var got string
+	for deadline := time.After(10 * time.Second); !strings.Contains(got, "kind=thaw agent=1"); {
+		select {
+		case s, ok := <-ninep:
+			if !ok {
+				t.Fatalf("9P follower ended after %q", got)
+			}
+			got += s
+		case <-deadline:
+			t.Fatalf("9P follower did not get the thaw in 10s: %q", got)
+		}
+	}
+	if !strings.Contains(got, "kind=freeze agent=1") {
+		t.Errorf("9P follower missed the freeze: %q", got)
+	}
+	if !all.running() || !one.running() {
+		t.Error("a follower ended after its events: it must keep following")
+	}
+}
