@@ -45,6 +45,9 @@ import (
 type Caller struct {
 	Uid, Gid uint32
 	Pid      uint32 // 0 when unknown (9P)
+	// Session is the 9P connection the request came on, unique in the
+	// daemon's life; 0 for FUSE and in-process callers. It keys errstr.
+	Session uint64
 }
 
 // RootCaller is the daemon itself and root users.

@@ -151,3 +151,65 @@ func TestTreeWalkersAndFollowers(t *testing.T) {
 		t.Error("a follower ended after its events: it must keep following")
 	}
 }
+
+// TestErrstr: a refused write over 9P says why, though 9P's Rlerror
+// carries only the errno: aiosfs write and aiosfs ctl read the reason
+// from errstr, the connection's own last refusal, which no other
+// connection sees. Through the mount errstr is the uid's.
+func TestErrstr(t *testing.T) {
+	d, _ := adversaryDaemon(t, "err")
+	d.mustRun(`echo 'spawn web -- sleep 600' > ctl`)
+	sock := filepath.Join(d.state, "9p.sock")
+	reason := `bad size "lots"`
+
+	out, rc := aiosfs(t, -1, "write", sock, "/agents/1/ctl", "memmax", "lots")
+	if rc == 0 || !strings.Contains(out, "errno 22") || !strings.Contains(out, reason) {
+		t.Errorf("aiosfs write of a bad size over 9P: rc=%d %q, want errno 22 and %q", rc, out, reason)
+	}
+	out, rc = aiosfs(t, -1, "ctl", "-t", "unix!"+sock, "1", "memmax", "lots")
+	if rc == 0 || !strings.Contains(out, "errno 22") || !strings.Contains(out, reason) {
+		t.Errorf("aiosfs ctl of a bad size over 9P: rc=%d %q, want errno 22 and %q", rc, out, reason)
+	}
+	out, rc = aiosfs(t, -1, "write", sock, "/ctl", "bogus")
+	if rc == 0 || !strings.Contains(out, "unknown control message") {
+		t.Errorf("aiosfs write of a bad verb over 9P: rc=%d %q", rc, out)
+	}
+
+	// errstr is per connection: A's refusal is A's alone.
+	a, err := p9fs.Dial("unix!" + sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := p9fs.Dial("unix!" + sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if got, err := a.ReadFile("/errstr"); err != nil || len(got) != 0 {
+		t.Errorf("errstr of a new connection: %q, %v; want empty", got, err)
+	}
+	if err := a.WriteFile("/agents/1/ctl", []byte("cpumax 7x\n")); err == nil {
+		t.Fatal("cpumax 7x accepted")
+	}
+	got, err := a.ReadFile("/errstr")
+	if err != nil || !strings.HasPrefix(string(got), `/agents/1/ctl: refused "cpumax 7x": `) || !strings.HasSuffix(string(got), "\n") {
+		t.Errorf("errstr after a refusal: %q, %v", got, err)
+	}
+	if got, err := b.ReadFile("/errstr"); err != nil || len(got) != 0 {
+		t.Errorf("another connection's errstr: %q, %v; want empty", got, err)
+	}
+
+	// Through the mount: the uid's last refusal, not another uid's.
+	out, _ = d.sh(`echo 'weight 0' > agents/1/ctl; cat errstr`)
+	if !strings.Contains(out, `/agents/1/ctl: refused "weight 0": `) {
+		t.Errorf("errstr through the mount after a refusal:\n%s", out)
+	}
+	if out := d.mustRun(`cat errstr`, nobody); strings.Contains(out, "agents/1") {
+		t.Errorf("nobody's errstr shows root's refusal: %q", out)
+	}
+	out, _ = d.sh(`echo kill > agents/1/ctl; cat errstr`, nobody)
+	if !strings.Contains(out, `/agents/1/ctl: refused "open": permission denied`) {
+		t.Errorf("nobody's errstr after its own refusal:\n%s", out)
+	}
+}
