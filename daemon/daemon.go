@@ -319,6 +319,16 @@ func (d *Daemon) tree() fs.Dir {
 	for _, m := range d.mods {
 		kids = append(kids, m.Nodes()...)
 	}
+	for p, doc := range map[string]string{
+		"/ctl":     "the global verbs (read it for the table): spawn, adopt, quota, interval and the engines'",
+		"/events":  "time= seq= source= kind= agent= then the event's fields: bus.Event.Line; yours and the public ones",
+		"/log":     "RFC3339-time [uid=U] PATH: refused \"CMD\": REASON, and the daemon's own lines; yours and the public ones",
+		"/errstr":  "PATH: refused \"CMD\": REASON, your last refusal (9P: this connection's; FUSE: your uid's)",
+		"/metrics": "Prometheus text exposition: aiosfs_agent_*{agent,name}, aiosfs_agents{state}, aiosfs_daemon_*",
+		"/version": "version= go= cgroup= protocols=",
+	} {
+		ns.Document(p, doc)
+	}
 	return ns.StaticDir("/", 0555, root, kids...)
 }
 

@@ -25,6 +25,8 @@ type NS struct {
 	// Boot is the Mtime of every node: synthetic files have no history of
 	// their own, and a fixed time keeps stat output stable.
 	Boot time.Time
+
+	docs docs // NS.Document's lines, for the READMEs
 }
 
 func (ns *NS) reject(c Caller, p, cmd string, err error) {
@@ -74,16 +76,23 @@ func (ns *NS) checkOpen(p string, a Attr, c Caller, m OpenMode, readOnly bool) e
 
 // ListDir is a directory whose children come from functions, called on
 // each walk and list so the tree always shows current state.
+//
+// Every ListDir also has a README (ReadmeName) naming its entries and
+// their formats: listed after them and walkable, unless the directory
+// has a child of that name of its own.
 type ListDir struct {
+	ns   *NS
+	p    string
 	attr Attr
 	list func() ([]Node, error)
 	walk func(name string) (Node, error) // optional fast path
+	doc  func(name string) string        // a child's format line (TabDir's rows), or nil
 }
 
 // Dir returns a directory at path p listing list(). If walk is nil a walk
 // scans list.
 func (ns *NS) Dir(p string, perm os.FileMode, o Owner, list func() ([]Node, error), walk func(string) (Node, error)) *ListDir {
-	return &ListDir{attr: ns.attr(p, os.ModeDir|perm.Perm(), o), list: list, walk: walk}
+	return &ListDir{ns: ns, p: path.Clean("/" + p), attr: ns.attr(p, os.ModeDir|perm.Perm(), o), list: list, walk: walk}
 }
 
 // StaticDir returns a directory with a fixed list of children.
@@ -94,12 +103,38 @@ func (ns *NS) StaticDir(p string, perm os.FileMode, o Owner, children ...Node) *
 
 func (d *ListDir) Attr() Attr { return d.attr }
 
-func (d *ListDir) List() ([]Node, error) { return d.list() }
+// List returns the children, then the README (unless a child has its name).
+func (d *ListDir) List() ([]Node, error) {
+	kids, err := d.list()
+	if err != nil {
+		return kids, err
+	}
+	for _, k := range kids {
+		if k.Attr().Name == ReadmeName {
+			return kids, nil
+		}
+	}
+	return append(kids[:len(kids):len(kids)], d.readmeNode()), nil
+}
 
 // Walk returns the child named name. A name that is no child but ends in
 // FollowSuffix after the name of a stream file child is that stream's
 // blocking form (see FollowSuffix).
 func (d *ListDir) Walk(name string) (Node, error) {
+	if name == ReadmeName {
+		// A child of that name of its own wins; a walk function that
+		// would make any name (a tag) does not.
+		kids, err := d.list()
+		if err != nil {
+			return nil, err
+		}
+		for _, k := range kids {
+			if k.Attr().Name == ReadmeName {
+				return k, nil
+			}
+		}
+		return d.readmeNode(), nil
+	}
 	n, err := d.walk1(name)
 	if err != nil && len(name) > len(FollowSuffix) && strings.HasSuffix(name, FollowSuffix) {
 		if m, err2 := d.walk1(strings.TrimSuffix(name, FollowSuffix)); err2 == nil {

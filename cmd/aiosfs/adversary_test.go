@@ -67,7 +67,7 @@ func (d *testDaemon) mustRun(script string, asUid ...int) string {
 	return out
 }
 
-// agentIDs lists agents/ now.
+// agentIDs lists the agents in agents/ now (not its README).
 func (d *testDaemon) agentIDs() []string {
 	ents, err := os.ReadDir(filepath.Join(d.mount, "agents"))
 	if err != nil {
@@ -75,7 +75,9 @@ func (d *testDaemon) agentIDs() []string {
 	}
 	var ids []string
 	for _, e := range ents {
-		ids = append(ids, e.Name())
+		if e.Name() != "README" {
+			ids = append(ids, e.Name())
+		}
 	}
 	return ids
 }

@@ -37,7 +37,9 @@ func (d *testDaemon) follow(p string) *follower {
 }
 
 // running reports whether the follower has not ended.
-func (f *follower) running() bool { return syscall.Kill(f.cmd.Process.Pid, 0) == nil && !zombie(f.cmd.Process.Pid) }
+func (f *follower) running() bool {
+	return syscall.Kill(f.cmd.Process.Pid, 0) == nil && !zombie(f.cmd.Process.Pid)
+}
 
 func TestTreeWalkersAndFollowers(t *testing.T) {
 	d, _ := adversaryDaemon(t, "walk")
@@ -211,5 +213,51 @@ func TestErrstr(t *testing.T) {
 	out, _ = d.sh(`echo kill > agents/1/ctl; cat errstr`, nobody)
 	if !strings.Contains(out, `/agents/1/ctl: refused "open": permission denied`) {
 		t.Errorf("nobody's errstr after its own refusal:\n%s", out)
+	}
+}
+
+// TestReadmeEverywhere: every directory of the served tree (the root,
+// agents/, agents/N and the engines' directories under it, sched/, mem/,
+// threat/, ...) has a README, read through the mount, that names every
+// entry ls shows there, each on a line of its own with its format.
+func TestReadmeEverywhere(t *testing.T) {
+	d, _ := adversaryDaemon(t, "readme")
+	d.mustRun(`echo 'spawn web -- sleep 600' > ctl`)
+	dirs := strings.Fields(d.mustRun(`find . -type d`))
+	if len(dirs) < 8 {
+		t.Fatalf("find lists only %d directories: %v", len(dirs), dirs)
+	}
+	for _, dir := range dirs {
+		readme, rc := d.sh(`cat ` + dir + `/README`)
+		if rc != 0 {
+			t.Errorf("%s has no README: rc %d %q", dir, rc, readme)
+			continue
+		}
+		lines := map[string]string{}
+		for _, l := range strings.Split(readme, "\n") {
+			if f := strings.Fields(l); len(f) > 0 {
+				lines[strings.TrimSuffix(f[0], "/")] = l
+			}
+		}
+		for _, name := range strings.Fields(d.mustRun(`ls -A ` + dir)) {
+			l, ok := lines[name]
+			if !ok {
+				t.Errorf("%s/README does not name %s:\n%s", dir, name, readme)
+				continue
+			}
+			if len(strings.Fields(l)) < 3 {
+				t.Errorf("%s/README: the line of %s says nothing of it: %q", dir, name, l)
+			}
+		}
+	}
+	// The formats come from the tables: agents/N's rows' Doc lines.
+	readme := d.mustRun(`cat agents/1/README`)
+	for _, want := range []string{"status ", "Agent.Status", "events ", "events.follow (not listed) blocks", "ctl "} {
+		if !strings.Contains(readme, want) {
+			t.Errorf("agents/1/README lacks %q:\n%s", want, readme)
+		}
+	}
+	if root := d.mustRun(`cat README`); !strings.Contains(root, "errstr ") || !strings.Contains(root, "version= go= cgroup= protocols=") {
+		t.Errorf("the root README:\n%s", root)
 	}
 }

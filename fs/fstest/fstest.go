@@ -258,7 +258,7 @@ func Run(t *testing.T, mount Mount) {
 			}
 			got = append(got, s)
 		}
-		want := "ctl value big events owned/ dyn/"
+		want := "ctl value big events owned/ dyn/ README"
 		if strings.Join(got, " ") != want {
 			t.Fatalf("root lists %q, want %q", strings.Join(got, " "), want)
 		}
@@ -448,8 +448,8 @@ func Run(t *testing.T, mount Mount) {
 			t.Fatal(err)
 		}
 		ents, err := c.ReadDir("/dyn")
-		if err != nil || len(ents) != 2 || ents[0].Name != "a" || !ents[0].IsDir {
-			t.Fatalf("dyn lists %+v, %v; want a/ b/", ents, err)
+		if err != nil || len(ents) != 3 || ents[0].Name != "a" || !ents[0].IsDir || ents[2].Name != fs.ReadmeName {
+			t.Fatalf("dyn lists %+v, %v; want a/ b/ README", ents, err)
 		}
 		s1, err := c.Stat("/dyn/a")
 		if err != nil {

@@ -101,7 +101,7 @@ func TestVersionBounds(t *testing.T) {
 	if b, err := c.ReadFile("/big"); err != nil || string(b) != string(fstest.Big) {
 		t.Fatalf("big: %d bytes, %v", len(b), err)
 	}
-	if ents, err := c.ReadDir("/"); err != nil || len(ents) != 6 {
+	if ents, err := c.ReadDir("/"); err != nil || len(ents) != 7 {
 		t.Fatalf("ReadDir /: %d entries, %v", len(ents), err)
 	}
 }

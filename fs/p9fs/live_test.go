@@ -181,7 +181,7 @@ func TestMalformedLive(t *testing.T) {
 		t.Fatalf("big: %d bytes, %v", len(b), err)
 	}
 	ents, err := c.ReadDir("/")
-	if err != nil || len(ents) != 6 {
+	if err != nil || len(ents) != 7 {
 		t.Fatalf("ReadDir /: %d entries, %v", len(ents), err)
 	}
 }
