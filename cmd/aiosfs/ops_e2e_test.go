@@ -261,3 +261,36 @@ func TestReadmeEverywhere(t *testing.T) {
 		t.Errorf("the root README:\n%s", root)
 	}
 }
+
+// TestLimitsHistory: agents/N/limits, read through the mount, says who
+// changed each limit (the writer's uid, or the engine and its reason)
+// and from what to what, and it survives a kill -9 of the daemon.
+func TestLimitsHistory(t *testing.T) {
+	d, _ := adversaryDaemon(t, "lim")
+	d.mustRun(`echo 'spawn nob user=nobody memmax=64M -- sleep 600' > ctl`)
+	d.mustRun(`echo 'memhigh 16M' > agents/1/ctl`, nobody)
+	d.mustRun(`echo 'memmax 80M' > agents/1/ctl`)
+	d.mustFail(`echo 'memmax 12Q' > agents/1/ctl`, "Invalid argument")
+	want := []string{
+		" limit=memhigh old=max new=16777216 by=uid:65534\n",
+		" limit=memmax old=67108864 new=83886080 by=uid:0\n",
+	}
+	check := func(when string) {
+		t.Helper()
+		got := d.mustRun(`cat agents/1/limits`, nobody)
+		lines := strings.SplitAfter(got, "\n")
+		if len(lines) != 3 || lines[2] != "" {
+			t.Fatalf("%s: agents/1/limits:\n%s", when, got)
+		}
+		for i, w := range want {
+			if !strings.HasPrefix(lines[i], "time=") || !strings.HasSuffix(lines[i], w) {
+				t.Errorf("%s: line %d of agents/1/limits = %q, want …%q", when, i+1, lines[i], w)
+			}
+		}
+	}
+	check("now")
+	d.kill9()
+	d = d.restart()
+	check("after kill -9 and a restart")
+	d.mustRun(`echo kill > agents/1/ctl`)
+}

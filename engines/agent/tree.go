@@ -176,6 +176,19 @@ func (e *Engine) baseTab(ns *fs.NS) fs.Dirtab {
 					return e.cfg.Bus.SubscribeFor(c.Uid, func(ev bus.Event) bool { return ev.Agent == id }, 256), nil
 				})
 			}},
+		text("limits", 0444, "who changed which limit, oldest first, the last LimitLogLen: time= limit= old= new= by=uid:N|ENGINE [why=]: LimitChange.Line", func(id int) ([]byte, error) {
+			a, err := e.Get(id)
+			if err != nil {
+				return nil, err
+			}
+			e.mu.Lock()
+			defer e.mu.Unlock()
+			var b strings.Builder
+			for _, ch := range a.LimitLog {
+				b.WriteString(ch.Line())
+			}
+			return []byte(b.String()), nil
+		}),
 		// Output is the owner's, as a process's own files would be.
 		text("log", 0400, "the agent's output, its last LogTail bytes", func(id int) ([]byte, error) {
 			if _, err := e.Get(id); err != nil {
