@@ -214,6 +214,15 @@ func TestErrstr(t *testing.T) {
 	if !strings.Contains(out, `/agents/1/ctl: refused "open": permission denied`) {
 		t.Errorf("nobody's errstr after its own refusal:\n%s", out)
 	}
+
+	// The events snapshot keeps the follower's privacy rule: a user's
+	// refusals are theirs and root's.
+	if out := d.mustRun(`cat events`, nobody); strings.Contains(out, `cmd="weight 0"`) || !strings.Contains(out, "kind=refused") {
+		t.Errorf("nobody's events snapshot shows root's refusal, or lacks its own:\n%s", out)
+	}
+	if out := d.mustRun(`cat events`); !strings.Contains(out, `cmd="weight 0"`) {
+		t.Errorf("root's events snapshot lacks root's refusal:\n%s", out)
+	}
 }
 
 // TestReadmeEverywhere: every directory of the served tree (the root,
