@@ -69,6 +69,7 @@ type Daemon struct {
 	cfg    Config
 	Bus    *bus.Bus
 	Log    *Log
+	Errstr Errstr // each caller's last refusal: the errstr file
 	NS     *fs.NS
 	Root   fs.Dir
 	Agents *agent.Engine
@@ -268,6 +269,7 @@ func (d *Daemon) reject(c fs.Caller, path, cmd string, err error) {
 		d.Log.PrintfFor(fs.NoUid, "%s: %s", path, msg)
 	} else {
 		d.Log.PrintfFor(c.Uid, "uid=%d %s: refused %q: %s", c.Uid, path, cmd, msg)
+		d.Errstr.Set(c, fmt.Sprintf("%s: refused %q: %s", path, cmd, msg))
 	}
 	d.Bus.Publish(bus.Event{Source: "fs", Kind: "refused", Private: true, Uid: c.Uid, Fields: []bus.Field{
 		bus.F("path", path), bus.F("uid", c.Uid), bus.F("cmd", cmd), bus.F("errno", int(fs.Errno(err))), bus.F("err", msg)}})
@@ -305,6 +307,9 @@ func (d *Daemon) tree() fs.Dir {
 		// (their refusals); root sees all. Likewise for log lines.
 		ns.StreamOf("/events", 0444, root, func(c fs.Caller) (fs.Stream, error) { return d.Bus.SubscribeFor(c.Uid, nil, 1024), nil }),
 		ns.Text("/log", 0444, root, func(c fs.Caller) ([]byte, error) { return d.Log.BytesFor(c.Uid), nil }),
+		// The reader's own last refusal (Errstr): its 9P connection's, or
+		// over FUSE its uid's.
+		ns.Text("/errstr", 0444, root, func(c fs.Caller) ([]byte, error) { return d.Errstr.For(c), nil }),
 		ns.Text("/metrics", 0444, root, func(fs.Caller) ([]byte, error) { return render(d.reg) }),
 		ns.Text("/version", 0444, root, func(fs.Caller) ([]byte, error) {
 			return []byte(fmt.Sprintf("version=%s go=%s cgroup=%s protocols=fuse,9p2000.L\n", Version, runtime.Version(), d.cg.Version())), nil
@@ -313,6 +318,16 @@ func (d *Daemon) tree() fs.Dir {
 	kids = append(kids, d.Agents.Nodes(ns)...)
 	for _, m := range d.mods {
 		kids = append(kids, m.Nodes()...)
+	}
+	for p, doc := range map[string]string{
+		"/ctl":     "the global verbs (read it for the table): spawn, adopt, quota, interval and the engines'",
+		"/events":  "time= seq= source= kind= agent= then the event's fields: bus.Event.Line; yours and the public ones",
+		"/log":     "RFC3339-time [uid=U] PATH: refused \"CMD\": REASON, and the daemon's own lines; yours and the public ones",
+		"/errstr":  "PATH: refused \"CMD\": REASON, your last refusal (9P: this connection's; FUSE: your uid's)",
+		"/metrics": "Prometheus text exposition: aiosfs_agent_*{agent,name}, aiosfs_agents{state}, aiosfs_daemon_*",
+		"/version": "version= go= cgroup= protocols=",
+	} {
+		ns.Document(p, doc)
 	}
 	return ns.StaticDir("/", 0555, root, kids...)
 }

@@ -146,7 +146,7 @@ type eventsReader struct {
 
 func readEvents(t *testing.T, uid int, mnt string) *eventsReader {
 	t.Helper()
-	argv := []string{"/usr/bin/cat", filepath.Join(mnt, "events")}
+	argv := []string{"/usr/bin/cat", filepath.Join(mnt, "events.follow")}
 	if uid != 0 {
 		argv = append([]string{"/usr/bin/setpriv", fmt.Sprintf("--reuid=%d", uid), fmt.Sprintf("--regid=%d", uid), "--clear-groups"}, argv...)
 	}

@@ -119,7 +119,7 @@ func TestGPUMockEndToEnd(t *testing.T) {
 	if gpuField(st, "mock") != "1" || gpuField(st, "devices") != "8" || gpuField(st, "source") != "mock:dgxa100" {
 		t.Fatalf("gpu/status: %s", st)
 	}
-	if names, err := c.ReadDir("gpu"); err != nil || len(names) != 3+8 {
+	if names, err := c.ReadDir("gpu"); err != nil || len(names) != 3+8+1 { // and the README
 		t.Fatalf("ls gpu: %v %v", names, err)
 	}
 
@@ -268,7 +268,7 @@ func TestGPUNoDriver(t *testing.T) {
 	if gpuField(st, "mock") != "0" || gpuField(st, "devices") != "0" || gpuField(st, "err") == `""` {
 		t.Fatalf("gpu/status: %s", st)
 	}
-	if names, _ := c.ReadDir("gpu"); len(names) != 3 {
+	if names, _ := c.ReadDir("gpu"); len(names) != 3+1 { // and the README
 		t.Fatalf("ls gpu: %v", names)
 	}
 	if !strings.Contains(string(d.Log.Bytes()), "gpu: no devices") {

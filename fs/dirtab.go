@@ -56,5 +56,10 @@ func (ns *NS) TabDir(p string, perm os.FileMode, o Owner, id int, tab func() Dir
 		}
 		return e.Make(id, path.Join(p, name), o), nil
 	}
-	return ns.Dir(p, perm, o, list, walk)
+	d := ns.Dir(p, perm, o, list, walk)
+	d.doc = func(name string) string {
+		e, _ := tab().Lookup(name)
+		return e.Doc
+	}
+	return d
 }

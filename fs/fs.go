@@ -13,9 +13,12 @@
 //     waits for the rest or runs at flush/close. A rejected line fails the
 //     write with the errno carried by its *Error and is reported to the
 //     namespace's Reject hook (which puts it in `log` and `events`).
-//   - A stream (events) blocks in Read until it has whole lines to return;
-//     it ends when the reader's context is cancelled (FUSE interrupt, 9P
-//     flush) or the handle is closed.
+//   - A stream file (events) is listed as a snapshot of its recent lines
+//     that ends like any file, so tree walkers never block on it; its
+//     blocking form NAME.follow (walkable, not listed: see FollowSuffix)
+//     blocks in Read until it has whole lines to return and ends when the
+//     reader's context is cancelled (FUSE interrupt, 9P flush) or the
+//     handle is closed.
 //   - Identity: each node's Path is a hash of its full path name. Objects
 //     are never renumbered (agent numbers are not reused), so a path names
 //     one object for its life, and a handle to a gone object gets ENOENT
@@ -42,6 +45,9 @@ import (
 type Caller struct {
 	Uid, Gid uint32
 	Pid      uint32 // 0 when unknown (9P)
+	// Session is the 9P connection the request came on, unique in the
+	// daemon's life; 0 for FUSE and in-process callers. It keys errstr.
+	Session uint64
 }
 
 // RootCaller is the daemon itself and root users.

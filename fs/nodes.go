@@ -6,6 +6,7 @@ import (
 	"os"
 	"path"
 	"sort"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -24,6 +25,8 @@ type NS struct {
 	// Boot is the Mtime of every node: synthetic files have no history of
 	// their own, and a fixed time keeps stat output stable.
 	Boot time.Time
+
+	docs docs // NS.Document's lines, for the READMEs
 }
 
 func (ns *NS) reject(c Caller, p, cmd string, err error) {
@@ -73,16 +76,23 @@ func (ns *NS) checkOpen(p string, a Attr, c Caller, m OpenMode, readOnly bool) e
 
 // ListDir is a directory whose children come from functions, called on
 // each walk and list so the tree always shows current state.
+//
+// Every ListDir also has a README (ReadmeName) naming its entries and
+// their formats: listed after them and walkable, unless the directory
+// has a child of that name of its own.
 type ListDir struct {
+	ns   *NS
+	p    string
 	attr Attr
 	list func() ([]Node, error)
 	walk func(name string) (Node, error) // optional fast path
+	doc  func(name string) string        // a child's format line (TabDir's rows), or nil
 }
 
 // Dir returns a directory at path p listing list(). If walk is nil a walk
 // scans list.
 func (ns *NS) Dir(p string, perm os.FileMode, o Owner, list func() ([]Node, error), walk func(string) (Node, error)) *ListDir {
-	return &ListDir{attr: ns.attr(p, os.ModeDir|perm.Perm(), o), list: list, walk: walk}
+	return &ListDir{ns: ns, p: path.Clean("/" + p), attr: ns.attr(p, os.ModeDir|perm.Perm(), o), list: list, walk: walk}
 }
 
 // StaticDir returns a directory with a fixed list of children.
@@ -93,9 +103,50 @@ func (ns *NS) StaticDir(p string, perm os.FileMode, o Owner, children ...Node) *
 
 func (d *ListDir) Attr() Attr { return d.attr }
 
-func (d *ListDir) List() ([]Node, error) { return d.list() }
+// List returns the children, then the README (unless a child has its name).
+func (d *ListDir) List() ([]Node, error) {
+	kids, err := d.list()
+	if err != nil {
+		return kids, err
+	}
+	for _, k := range kids {
+		if k.Attr().Name == ReadmeName {
+			return kids, nil
+		}
+	}
+	return append(kids[:len(kids):len(kids)], d.readmeNode()), nil
+}
 
+// Walk returns the child named name. A name that is no child but ends in
+// FollowSuffix after the name of a stream file child is that stream's
+// blocking form (see FollowSuffix).
 func (d *ListDir) Walk(name string) (Node, error) {
+	if name == ReadmeName {
+		// A child of that name of its own wins; a walk function that
+		// would make any name (a tag) does not.
+		kids, err := d.list()
+		if err != nil {
+			return nil, err
+		}
+		for _, k := range kids {
+			if k.Attr().Name == ReadmeName {
+				return k, nil
+			}
+		}
+		return d.readmeNode(), nil
+	}
+	n, err := d.walk1(name)
+	if err != nil && len(name) > len(FollowSuffix) && strings.HasSuffix(name, FollowSuffix) {
+		if m, err2 := d.walk1(strings.TrimSuffix(name, FollowSuffix)); err2 == nil {
+			if sf, ok := m.(*StreamFile); ok && !sf.follow {
+				return sf.Follow(), nil
+			}
+		}
+	}
+	return n, err
+}
+
+func (d *ListDir) walk1(name string) (Node, error) {
 	if d.walk != nil {
 		return d.walk(name)
 	}
@@ -346,18 +397,59 @@ type Stream interface {
 	Close() error
 }
 
-// StreamFile is a blocking, read-only file.
-type StreamFile struct {
-	ns   *NS
-	path string
-	attr Attr
-	open func(c Caller) (Stream, error)
+// Backlogger is a Stream that keeps its recent lines (the bus keeps the
+// last events): the snapshot form of its file shows them. A Stream
+// without it has an empty snapshot.
+type Backlogger interface {
+	Backlog() []byte
 }
 
-// StreamOf returns a file whose reads block on a new Stream per open.
+// FollowSuffix names the blocking form of a stream file: events is the
+// snapshot, events.follow the stream.
+//
+// Every stream file has two forms. The one a directory lists (events,
+// agents/N/events, threat/alerts) is a snapshot: the stream's backlog
+// (its recent lines, as Backlogger gives them) rendered at open, then end
+// of file, like any text file; it never blocks, so a tree walker (grep -r,
+// find -exec cat, tar, rsync, tail agents/*/*) reads it and moves on. The
+// blocking form, Plan 9's events file, is NAME.follow: reads block until
+// there are new lines, from the open on, and end only when the reader
+// goes away. It is walkable but not listed (as Linux's /proc/TID for a
+// thread is), because anything listed is opened by some walker: only a
+// reader who names it follows. Every ListDir resolves NAME.follow for its
+// stream file NAME (ListDir.Walk), so every stream has it, in FUSE and
+// in 9P alike.
+const FollowSuffix = ".follow"
+
+// StreamFile is a stream's file: its snapshot form, or with follow set
+// its blocking form.
+type StreamFile struct {
+	ns     *NS
+	path   string
+	attr   Attr
+	open   func(c Caller) (Stream, error)
+	follow bool
+}
+
+// StreamOf returns the snapshot form of a stream file (see FollowSuffix):
+// each open makes a new Stream with open; the snapshot reads its backlog
+// and closes it, the blocking form (Follow) reads it until it is closed.
 func (ns *NS) StreamOf(p string, perm os.FileMode, o Owner, open func(c Caller) (Stream, error)) *StreamFile {
 	return &StreamFile{ns: ns, path: path.Clean("/" + p), attr: ns.attr(p, perm.Perm()&^0222, o), open: open}
 }
+
+// Follow returns the blocking form of f, named f's name plus FollowSuffix.
+func (f *StreamFile) Follow() *StreamFile {
+	if f.follow {
+		return f
+	}
+	p := f.path + FollowSuffix
+	a := f.ns.attr(p, f.attr.Mode, Owner{f.attr.Uid, f.attr.Gid})
+	return &StreamFile{ns: f.ns, path: p, attr: a, open: f.open, follow: true}
+}
+
+// Follows reports whether f is the blocking form.
+func (f *StreamFile) Follows() bool { return f.follow }
 
 func (f *StreamFile) Attr() Attr { return f.attr }
 
@@ -368,6 +460,14 @@ func (f *StreamFile) Open(ctx context.Context, c Caller, m OpenMode) (Handle, er
 	s, err := f.open(c)
 	if err != nil {
 		return nil, err
+	}
+	if !f.follow {
+		var b []byte
+		if bl, ok := s.(Backlogger); ok {
+			b = bl.Backlog()
+		}
+		s.Close()
+		return &bufHandle{buf: b}, nil
 	}
 	return &streamHandle{s: s}, nil
 }

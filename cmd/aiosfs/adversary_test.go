@@ -67,7 +67,7 @@ func (d *testDaemon) mustRun(script string, asUid ...int) string {
 	return out
 }
 
-// agentIDs lists agents/ now.
+// agentIDs lists the agents in agents/ now (not its README).
 func (d *testDaemon) agentIDs() []string {
 	ents, err := os.ReadDir(filepath.Join(d.mount, "agents"))
 	if err != nil {
@@ -75,7 +75,9 @@ func (d *testDaemon) agentIDs() []string {
 	}
 	var ids []string
 	for _, e := range ents {
-		ids = append(ids, e.Name())
+		if e.Name() != "README" {
+			ids = append(ids, e.Name())
+		}
 	}
 	return ids
 }
@@ -465,7 +467,7 @@ func TestHostileBurstMemory(t *testing.T) {
 	script := `for i in $(seq 50); do echo "spawn x$i env=TOKEN=$(head -c 3000 /dev/zero | tr '\0' S) -- /nonexistent/prog" > ctl 2>/dev/null; done; true`
 	d.mustRun(script, nobody)
 	// Events readers that go away.
-	d.mustRun(`for i in $(seq 20); do timeout 0.2 cat events >/dev/null; done; true`, nobody)
+	d.mustRun(`for i in $(seq 20); do timeout 0.2 cat events.follow >/dev/null; done; true`, nobody)
 	// 9P connections opened and dropped without a word, as nobody.
 	sock := filepath.Join(top, "state", "9p.sock")
 	d.mustRun(fmt.Sprintf(`python3 -c "

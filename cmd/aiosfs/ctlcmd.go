@@ -56,7 +56,11 @@ func ctlCmd(args []string) error {
 		return nil
 	}
 	msg := fmt.Sprintf("%s: %q: %v", p, line, errnoText(werr))
-	if why := refusalReason(t, p, line, start); why != "" && !strings.HasPrefix(errnoText(werr), why+" (") {
+	why := errstrReason(t, p, line)
+	if why == "" {
+		why = refusalReason(t, p, line, start)
+	}
+	if why != "" && !strings.HasPrefix(errnoText(werr), why+" (") {
 		msg += ": " + why
 	} else if why == "" {
 		msg += " (no reason in " + t.String() + "/log)"
@@ -121,6 +125,30 @@ func errnoText(err error) string {
 		return fmt.Sprintf("%v (errno %d)", n, int(n))
 	}
 	return err.Error()
+}
+
+// errstrReason is the reason in the tree's errstr for a refusal of line
+// at p, or "". errstr is the caller's last refusal (daemon.Errstr): over
+// 9P its connection's, so a refusal at p there is this write's (each
+// command dials its own connection); through a FUSE mount it is the
+// uid's, so the command must match too.
+func errstrReason(t tree, p, line string) string {
+	b, err := t.ReadFile("/errstr")
+	if err != nil {
+		return ""
+	}
+	where, what, ok := strings.Cut(strings.TrimSuffix(string(b), "\n"), ": ")
+	if !ok || where != path.Clean("/"+p) {
+		return ""
+	}
+	cmd, why, ok := refused(what)
+	if !ok {
+		return ""
+	}
+	if _, session := t.(p9Tree); !session && cmd != line {
+		return ""
+	}
+	return why
 }
 
 // refusalReason finds in `log` why the tree refused line at p, written

@@ -248,7 +248,7 @@ func TestEndToEnd(t *testing.T) {
 	}
 
 	// --- verbs and the events stream ---
-	ev := exec.Command("cat", filepath.Join(mount, "agents/1/events"))
+	ev := exec.Command("cat", filepath.Join(mount, "agents/1/events.follow"))
 	ev.WaitDelay = 5 * time.Second
 	var evOut syncBuffer
 	ev.Stdout = &evOut

@@ -220,7 +220,13 @@ func client(cmd string, args []string, out io.Writer) error {
 		out.Write(b)
 	case "write":
 		if err := c.WriteFile(path, []byte(strings.Join(args[2:], " ")+"\n")); err != nil {
-			return fmt.Errorf("%s: %v (errno %d)", path, err, fs.Errno(err))
+			msg := fmt.Sprintf("%s: %v (errno %d)", path, err, fs.Errno(err))
+			// 9P's Rlerror is an errno; the reason is in errstr, this
+			// connection's last refusal.
+			if why := errstrReason(p9Tree{c, args[0]}, path, ""); why != "" {
+				msg += ": " + why
+			}
+			return errors.New(msg)
 		}
 	}
 	return nil

@@ -28,7 +28,7 @@ import (
 // closed until the read returns, a killed cat's read is abandoned.
 func (d *testDaemon) eventLines() (events <-chan string, stop func()) {
 	d.t.Helper()
-	cat := exec.Command("cat", filepath.Join(d.mount, "events"))
+	cat := exec.Command("cat", filepath.Join(d.mount, "events.follow"))
 	out, err := cat.StdoutPipe()
 	if err != nil {
 		d.t.Fatal(err)

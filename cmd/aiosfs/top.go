@@ -370,13 +370,13 @@ func eventLine(line string) (string, bool) {
 func openEvents(t tree) (io.ReadCloser, error) {
 	switch t := t.(type) {
 	case localTree:
-		return os.Open(filepath.Join(string(t), "events"))
+		return os.Open(filepath.Join(string(t), "events.follow"))
 	case p9Tree:
 		c, err := p9fs.Dial(t.addr)
 		if err != nil {
 			return nil, err
 		}
-		f, err := c.Open("/events", false)
+		f, err := c.Open("/events.follow", false)
 		if err != nil {
 			c.Close()
 			return nil, err

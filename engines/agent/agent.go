@@ -1,15 +1,17 @@
 package agent
 
 import (
-	"aiosfs/engines/agent/view"
 	"fmt"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
 	"aiosfs/ctl"
+	"aiosfs/engines/agent/view"
 	"aiosfs/engines/bus"
+	"aiosfs/fs"
 	"aiosfs/hal/cgroup"
 	"aiosfs/hal/proc"
 )
@@ -65,6 +67,84 @@ type Record struct {
 	// Rlimits are that caller's resource limits, which its agent keeps
 	// across restarts as a child of the caller would have them.
 	Rlimits []proc.Rlimit `json:"rlimits,omitempty"`
+	// LimitLog is who changed which limit, the last LimitLogLen changes,
+	// oldest first: agents/N/limits. It is saved with the change itself.
+	LimitLog []LimitChange `json:"limit_log,omitempty"`
+}
+
+// LimitChange is one change of one of an agent's limits.
+type LimitChange struct {
+	Time time.Time `json:"time"`
+	Key  string    `json:"limit"` // memmax, cpumax, ...: the limits table's key
+	Old  string    `json:"old"`   // as status shows it (max for none)
+	New  string    `json:"new"`
+	// By is who: "uid:N" for a write to the agent's ctl, else the engine
+	// (sched, threat), whose reason is Why.
+	By  string `json:"by"`
+	Why string `json:"why,omitempty"`
+}
+
+// LimitLogLen is how many limit changes an agent's record keeps.
+const LimitLogLen = 64
+
+// Line renders the change as agents/N/limits shows it:
+//
+//	time=1796331581.456 limit=memmax old=67108864 new=83886080 by=uid:0
+//	time=1796331582.001 limit=cpumax old=0.5 new=0.29 by=sched why=predicted-fall
+func (c LimitChange) Line() string {
+	var l ctl.Line
+	l.Time("time", c.Time).Str("limit", c.Key).Str("old", c.Old).Str("new", c.New).Str("by", c.By)
+	if c.Why != "" {
+		l.Str("why", c.Why)
+	}
+	return l.String()
+}
+
+// limitChange is the record of key going from old to new for caller c
+// with reason (a ctl write's "ctl", or an engine's "ENGINE: WHY").
+func limitChange(now time.Time, c fs.Caller, key, old, new, reason string) LimitChange {
+	ch := LimitChange{Time: now, Key: key, Old: old, New: new}
+	if reason == "ctl" {
+		ch.By = "uid:" + strconv.FormatUint(uint64(c.Uid), 10)
+	} else if by, why, ok := strings.Cut(reason, ":"); ok {
+		ch.By, ch.Why = strings.TrimSpace(by), strings.TrimSpace(why)
+	} else {
+		ch.By = reason
+	}
+	return ch
+}
+
+// limitText is limit key of l as status shows it (max for none).
+func limitText(key string, l Limits) string {
+	switch key {
+	case "weight":
+		return weight(l.Weight)
+	case "cpumax":
+		return cores(l.CPUMax)
+	case "cpuperiod":
+		return strconv.FormatFloat(l.Period().Seconds(), 'g', -1, 64)
+	case "cpus":
+		return orDash(l.Cpus)
+	case "memhigh":
+		return sizeOrMax(l.MemHigh)
+	case "memmax":
+		return sizeOrMax(l.MemMax)
+	case "pidsmax":
+		return pidsMax(l.Pids)
+	}
+	if row, ok := limitRow(key); ok {
+		return row.get(l)
+	}
+	return "-"
+}
+
+// appendLimitLog adds ch to log, keeping the last LimitLogLen.
+func appendLimitLog(log []LimitChange, ch LimitChange) []LimitChange {
+	out := append(log[:len(log):len(log)], ch)
+	if len(out) > LimitLogLen {
+		out = append([]LimitChange(nil), out[len(out)-LimitLogLen:]...)
+	}
+	return out
 }
 
 // Ceiling bounds an agent's limits: MemMax and Pids -1 and CPUMax 0 for

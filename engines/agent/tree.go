@@ -84,6 +84,9 @@ func tailFile(path string, n int64) ([]byte, error) {
 // Nodes returns the engine's top-level nodes: clone, quotas and agents/.
 func (e *Engine) Nodes(ns *fs.NS) []fs.Node {
 	root := fs.Owner{}
+	ns.Document("/quotas", "quota uid= agents= weight= cpumax= memmax= pids= regionbytes= regions= per uid, then usage uid= agents= group=: Quota")
+	ns.Document("/clone", "open allocates a new agent; read gives its number N; writes on that handle are agents/N/ctl's")
+	ns.Document("/agents", "one directory per agent, N: its files as its README says")
 	return []fs.Node{
 		ns.Text("/quotas", 0444, root, func(fs.Caller) ([]byte, error) { return e.Quotas(), nil }),
 		&cloneFile{e: e, ns: ns, attr: ns.Ctl("/clone", 0666, root, nil, nil).Attr()},
@@ -167,12 +170,25 @@ func (e *Engine) baseTab(ns *fs.NS) fs.Dirtab {
 			}
 			return []byte(b.String()), nil
 		}),
-		{Name: "events", Perm: 0444, Owner: "agent", Doc: "the agent's events as they happen, one line each: bus.Event.Line",
+		{Name: "events", Perm: 0444, Owner: "agent", Doc: "the agent's events, one line each: bus.Event.Line",
 			Make: func(id int, p string, own fs.Owner) fs.Node {
 				return ns.StreamOf(p, 0444, own, func(c fs.Caller) (fs.Stream, error) {
 					return e.cfg.Bus.SubscribeFor(c.Uid, func(ev bus.Event) bool { return ev.Agent == id }, 256), nil
 				})
 			}},
+		text("limits", 0444, "who changed which limit, oldest first, the last LimitLogLen: time= limit= old= new= by=uid:N|ENGINE [why=]: LimitChange.Line", func(id int) ([]byte, error) {
+			a, err := e.Get(id)
+			if err != nil {
+				return nil, err
+			}
+			e.mu.Lock()
+			defer e.mu.Unlock()
+			var b strings.Builder
+			for _, ch := range a.LimitLog {
+				b.WriteString(ch.Line())
+			}
+			return []byte(b.String()), nil
+		}),
 		// Output is the owner's, as a process's own files would be.
 		text("log", 0400, "the agent's output, its last LogTail bytes", func(id int) ([]byte, error) {
 			if _, err := e.Get(id); err != nil {

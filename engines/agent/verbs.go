@@ -763,9 +763,11 @@ func (e *Engine) setLimitWith(a *Agent, c fs.Caller, key, value, reason string, 
 	}
 	e.mu.Lock()
 	a.Limits = s.limits
+	oldLog := a.LimitLog
+	a.LimitLog = appendLimitLog(a.LimitLog, limitChange(time.Now(), c, key, limitText(key, old), limitText(key, s.limits), reason))
 	e.mu.Unlock()
 	if err := e.save(a); err != nil {
-		e.revert(a, func() { a.Limits = old })
+		e.revert(a, func() { a.Limits = old; a.LimitLog = oldLog })
 		writeLimit(g, key, old)
 		return saveErr(err)
 	}

@@ -233,6 +233,17 @@ func (s *Sub) Next(ctx context.Context) ([]byte, error) {
 	}
 }
 
+// Backlog is the kept events (Bus.Recent) that pass the subscriber's
+// filter, as lines, oldest first: what the snapshot form of an events
+// file shows (fs.Backlogger).
+func (s *Sub) Backlog() []byte {
+	var b strings.Builder
+	for _, e := range s.b.Recent(s.filter) {
+		b.WriteString(e.Line())
+	}
+	return []byte(b.String())
+}
+
 // Close unsubscribes and wakes a blocked Next.
 func (s *Sub) Close() error {
 	s.once.Do(func() {

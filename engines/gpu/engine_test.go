@@ -416,8 +416,8 @@ func TestNoDevices(t *testing.T) {
 	if e.EnvFor(1) != nil {
 		t.Fatal("env without devices")
 	}
-	if kids, _ := root.List(); len(kids) != 1 {
-		t.Fatal("tree")
+	if kids, _ := root.List(); len(kids) != 1+1 || kids[1].Attr().Name != fs.ReadmeName {
+		t.Fatal("tree: want gpu/ and the README")
 	}
 }
 

@@ -170,6 +170,9 @@ func (e *Engine) Nodes() []fs.Node {
 	ns := e.cfg.NS
 	root := fs.Owner{}
 	rv := e.rootVerbs()
+	ns.Document("/gpu/ctl", "the GPU scheduler's verbs (read it for the table)")
+	ns.Document("/gpu/status", "mock= source= driver= devices= policy= overuse= horizon= total= reserved= free= allocations= queued= err=: renderStatus")
+	ns.Document("/gpu/allocations", "one line per allocation: renderAllocations")
 	kids := []fs.Node{
 		ns.Ctl("/gpu/ctl", 0644, root, e.help(rv), rv.Exec),
 		ns.Text("/gpu/status", 0444, root, func(fs.Caller) ([]byte, error) { return e.renderStatus(), nil }),

@@ -17,6 +17,16 @@ func (e *Engine) Nodes() []fs.Node {
 	ns := e.cfg.NS
 	root := fs.Owner{}
 	verbs := e.Verbs()
+	for p, doc := range map[string]string{
+		"/mem/ctl":      "the memory manager's verbs (read it for the table): alloc and root's settings",
+		"/mem/status":   "the fabric's totals and settings, one record: status",
+		"/mem/cache":    "the cache policies' hit rates and sizes: cacheText",
+		"/mem/prefetch": "the prefetcher's state and accuracy: prefetchText",
+		"/mem/regions":  "one directory per region NAME: ctl data info ...",
+		"/mem/find":     "one file per tag: the regions carrying it",
+	} {
+		ns.Document(p, doc)
+	}
 	return []fs.Node{ns.StaticDir("/mem", 0555, root,
 		// 0666: alloc is everyone's (within their quota); each verb
 		// checks its caller (root's settings, a region's owner).

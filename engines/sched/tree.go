@@ -35,6 +35,9 @@ func (e *Engine) AgentTab(ns *fs.NS) fs.Dirtab {
 func (e *Engine) Nodes(ns *fs.NS) []fs.Node {
 	root := fs.Owner{}
 	t := e.Verbs()
+	ns.Document("/sched/ctl", "the scheduler's verbs (read it for the table): enforce, buffer, fall, horizons, pin, ...")
+	ns.Document("/sched/status", "enforce= buffer= fall= interval= horizons= capacity= slice= warmup= agents= ticks= decisions= changes=: renderStatus")
+	ns.Document("/sched/model", "the forecasters and their errors per agent and horizon: renderModel")
 	return []fs.Node{ns.StaticDir("/sched", 0555, root,
 		ns.Ctl("/sched/ctl", 0644, root, t.Help, t.Exec),
 		ns.Text("/sched/status", 0444, root, func(fs.Caller) ([]byte, error) { return e.renderStatus(), nil }),

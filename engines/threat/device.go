@@ -726,6 +726,17 @@ func (d *Device) Nodes() []fs.Node {
 	text := func(name string, f func() string) fs.Node {
 		return ns.Text("/threat/"+name, 0444, root, func(fs.Caller) ([]byte, error) { return []byte(f()), nil })
 	}
+	for p, doc := range map[string]string{
+		"/threat/ctl":        "the threat engine's verbs and the policy in force (read it for both)",
+		"/threat/status":     "mode= model= agents= quarantined= windows= alerts= ... host_score= host_trend= model_error=, then the responder's acts",
+		"/threat/alerts":     "the threat engine's events: time=... agent= action= score= type= confidence= source= rules= ...",
+		"/threat/trends":     "each agent's score trend: TrendsText",
+		"/threat/predict":    "each agent's predicted score: PredictText",
+		"/threat/quarantine": "one line per quarantined agent",
+		"/threat/model":      "the signed model in force: its files and key.pub",
+	} {
+		ns.Document(p, doc)
+	}
 	return []fs.Node{ns.StaticDir("/threat", 0555, root,
 		ns.Ctl("/threat/ctl", 0666, root, func() []byte { return append(t.Help(), []byte("# policy in force:\n"+d.e.Policy().String())...) }, t.Exec),
 		text("status", d.statusText),

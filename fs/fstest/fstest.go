@@ -73,6 +73,7 @@ type Tree struct {
 	value    string
 	dyn      map[string]bool
 	subs     []chan string
+	echoed   []string // every "echo" line, the events' backlog
 	Rejected []string // "path: cmd: error" for each Reject call; see Rejections
 }
 
@@ -134,6 +135,7 @@ func (t *Tree) exec(_ context.Context, _ fs.Caller, line string) error {
 	switch {
 	case f[0] == "echo":
 		t.value = strings.Join(f[1:], " ")
+		t.echoed = append(t.echoed, line+"\n")
 		for _, s := range t.subs {
 			select {
 			case s <- line + "\n":
@@ -202,6 +204,13 @@ func (s *chanStream) Next(ctx context.Context) ([]byte, error) {
 	}
 }
 
+// Backlog is every echo so far: the snapshot form of events shows it.
+func (s *chanStream) Backlog() []byte {
+	s.t.mu.Lock()
+	defer s.t.mu.Unlock()
+	return []byte(strings.Join(s.t.echoed, ""))
+}
+
 func (s *chanStream) Close() error {
 	s.t.mu.Lock()
 	defer s.t.mu.Unlock()
@@ -249,7 +258,7 @@ func Run(t *testing.T, mount Mount) {
 			}
 			got = append(got, s)
 		}
-		want := "ctl value big events owned/ dyn/"
+		want := "ctl value big events owned/ dyn/ README"
 		if strings.Join(got, " ") != want {
 			t.Fatalf("root lists %q, want %q", strings.Join(got, " "), want)
 		}
@@ -363,10 +372,42 @@ func Run(t *testing.T, mount Mount) {
 			t.Fatalf("root write: %v", err)
 		}
 	})
+	t.Run("EventsSnapshot", func(t *testing.T) {
+		// The listed events is a snapshot: its backlog, then EOF, at
+		// once, before and after events; it never blocks a reader.
+		tr := NewTree()
+		c := mount(t, tr.Root, fs.RootCaller)
+		if b, err := c.ReadFile("/events"); err != nil || len(b) != 0 {
+			t.Fatalf("events before any event = %q, %v; want empty and EOF", b, err)
+		}
+		if err := c.WriteFile("/ctl", []byte("echo one\necho two\n")); err != nil {
+			t.Fatal(err)
+		}
+		if b, err := c.ReadFile("/events"); err != nil || string(b) != "echo one\necho two\n" {
+			t.Fatalf("events snapshot = %q, %v; want the two echoes", b, err)
+		}
+		// The follow form is walkable, stat-able, read-only and unlisted.
+		st, err := c.Stat("/events.follow")
+		if err != nil || st.Mode.IsDir() || st.Mode.Perm() != 0444 {
+			t.Fatalf("stat events.follow = %+v, %v", st, err)
+		}
+		ents, err := c.ReadDir("/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range ents {
+			if strings.HasSuffix(e.Name, fs.FollowSuffix) {
+				t.Errorf("the root lists %s: a walker would block on it", e.Name)
+			}
+		}
+		_, err = c.Stat("/value.follow")
+		wantErrno(t, "stat value.follow (not a stream)", err, syscall.ENOENT)
+		wantErrno(t, "write events.follow", c.WriteFile("/events.follow", []byte("x\n")), syscall.EACCES)
+	})
 	t.Run("Events", func(t *testing.T) {
 		tr := NewTree()
 		c := mount(t, tr.Root, fs.RootCaller)
-		f, err := c.Open("/events", false)
+		f, err := c.Open("/events.follow", false)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -407,8 +448,8 @@ func Run(t *testing.T, mount Mount) {
 			t.Fatal(err)
 		}
 		ents, err := c.ReadDir("/dyn")
-		if err != nil || len(ents) != 2 || ents[0].Name != "a" || !ents[0].IsDir {
-			t.Fatalf("dyn lists %+v, %v; want a/ b/", ents, err)
+		if err != nil || len(ents) != 3 || ents[0].Name != "a" || !ents[0].IsDir || ents[2].Name != fs.ReadmeName {
+			t.Fatalf("dyn lists %+v, %v; want a/ b/ README", ents, err)
 		}
 		s1, err := c.Stat("/dyn/a")
 		if err != nil {

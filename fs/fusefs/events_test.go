@@ -68,7 +68,7 @@ func TestEventsReaderKilled(t *testing.T) {
 		t.Run(sig.String(), func(t *testing.T) {
 			p := newProbe()
 			dir := mountProbe(t, p)
-			cat := exec.Command("cat", filepath.Join(dir, "events"))
+			cat := exec.Command("cat", filepath.Join(dir, "events.follow"))
 			if err := cat.Start(); err != nil {
 				t.Fatal(err)
 			}
@@ -99,7 +99,7 @@ func TestEventsReadInterrupted(t *testing.T) {
 	requireRoot(t)
 	p := newProbe()
 	dir := mountProbe(t, p)
-	fd, err := unix.Open(filepath.Join(dir, "events"), unix.O_RDONLY, 0)
+	fd, err := unix.Open(filepath.Join(dir, "events.follow"), unix.O_RDONLY, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

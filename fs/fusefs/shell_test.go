@@ -78,6 +78,7 @@ func TestShell(t *testing.T) {
 		"events": "-r--r--r-- 0 0",
 		"owned":  "drwxr-xr-x 1000 1000",
 		"dyn":    "dr-xr-xr-x 0 0",
+		"README": "-r--r--r-- 0 0",
 	}
 	ls := shOK(t, dir, "ls -ln")
 	t.Logf("ls -ln:\n%s", ls)

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -194,9 +195,10 @@ var le = binary.LittleEndian
 // p9.Attacher.
 type conn struct {
 	net.Conn
-	root fs.Dir
-	opts Options
-	logf func(format string, args ...any) // opts.Logf, rate-limited by the listener
+	root    fs.Dir
+	session uint64 // fs.Caller.Session of every caller on it
+	opts    Options
+	logf    func(format string, args ...any) // opts.Logf, rate-limited by the listener
 	// own is the peer itself; trusted says whether its attach claims are
 	// believed (a root peer on a unix socket, or TCP under TrustTCP).
 	own     fs.Caller
@@ -311,6 +313,8 @@ func newConn(nc net.Conn, root fs.Dir, opts Options) (*conn, error) {
 		c.readOnly = opts.ReadOnly
 		c.limitUid = cred.Uid != 0
 	}
+	c.session = sessions.Add(1)
+	c.own.Session = c.session
 	c.replies.each = c.sendReply
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	return c, nil
@@ -714,8 +718,11 @@ func (c *conn) attachCaller(uname string, nuname uint32) fs.Caller {
 	if !c.trusted || nuname == noUID {
 		return c.own
 	}
-	return fs.Caller{Uid: nuname, Gid: groupOf(uname, nuname)}
+	return fs.Caller{Uid: nuname, Gid: groupOf(uname, nuname), Session: c.session}
 }
+
+// sessions numbers the connections (fs.Caller.Session), from 1.
+var sessions atomic.Uint64
 
 // groupOf is the gid of a believed attach as uid. 9P2000.L names no group:
 // this package's client puts "UID:GID" in uname; for other clients (diod's

@@ -49,7 +49,7 @@ func TestDiodClients(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if want := "ctl\nvalue\nbig\nevents\nowned\ndyn\n"; out != want {
+		if want := "ctl\nvalue\nbig\nevents\nowned\ndyn\nREADME\n"; out != want {
 			t.Fatalf("diodls lists %q, want %q", out, want)
 		}
 	})
@@ -60,7 +60,7 @@ func TestDiodClients(t *testing.T) {
 		}
 		// Mode and size columns; owner names and dates depend on the host.
 		lines := strings.Split(strings.TrimSpace(out), "\n")
-		if len(lines) != 2 || !strings.HasPrefix(lines[0], "-rw-r--r--") || !strings.HasSuffix(lines[0], " ctl") ||
+		if len(lines) != 3 || !strings.HasSuffix(lines[2], " README") || !strings.HasPrefix(lines[0], "-rw-r--r--") || !strings.HasSuffix(lines[0], " ctl") ||
 			!strings.HasPrefix(lines[1], "-r--------") || !strings.HasSuffix(lines[1], " secret") {
 			t.Fatalf("diodls -l owned:\n%s", out)
 		}

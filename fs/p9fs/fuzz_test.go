@@ -234,7 +234,7 @@ func fuzzSeeds() [][]byte {
 		must(tlopen, 3, uint32(2), uint32(syscall.O_WRONLY|dotlTrunc)),
 		must(twrite, 4, uint32(2), uint64(0), []byte("echo fuzz\nmk a\n")),
 		must(tclunk, 5, uint32(2)),
-		must(twalk, 2, uint32(0), uint32(3), []string{"events"}),
+		must(twalk, 2, uint32(0), uint32(3), []string{"events.follow"}),
 		must(tlopen, 3, uint32(3), uint32(0)),
 		must(tread, 6, uint32(3), uint64(0), uint32(100)),
 		must(tflush, 7, uint16(6)),

@@ -101,7 +101,7 @@ func TestVersionBounds(t *testing.T) {
 	if b, err := c.ReadFile("/big"); err != nil || string(b) != string(fstest.Big) {
 		t.Fatalf("big: %d bytes, %v", len(b), err)
 	}
-	if ents, err := c.ReadDir("/"); err != nil || len(ents) != 6 {
+	if ents, err := c.ReadDir("/"); err != nil || len(ents) != 7 {
 		t.Fatalf("ReadDir /: %d entries, %v", len(ents), err)
 	}
 }
@@ -170,7 +170,7 @@ func TestFidLimit(t *testing.T) {
 func TestRequestLimit(t *testing.T) {
 	sock := serve(t, fstest.NewTree().Root, Options{MaxRequests: 4})
 	w := session(t, sock, 8192)
-	w.send(twalk, 1, uint32(0), uint32(1), []string{"events"})
+	w.send(twalk, 1, uint32(0), uint32(1), []string{"events.follow"})
 	w.expect(rwalk, 1)
 	w.send(tlopen, 1, uint32(1), uint32(0))
 	w.expect(rlopen, 1)
@@ -391,7 +391,7 @@ func sprintf(format string, args ...any) string { return fmt.Sprintf(format, arg
 func TestRemoveDoesNotStall(t *testing.T) {
 	sock := serve(t, fstest.NewTree().Root, Options{})
 	w := session(t, sock, 8192)
-	w.send(twalk, 1, uint32(0), uint32(1), []string{"events"})
+	w.send(twalk, 1, uint32(0), uint32(1), []string{"events.follow"})
 	w.expect(rwalk, 1)
 	w.send(tlopen, 1, uint32(1), uint32(0))
 	w.expect(rlopen, 1)
@@ -420,7 +420,7 @@ func TestOpenLimit(t *testing.T) {
 	sock := serve(t, fstest.NewTree().Root, Options{MaxOpen: 3})
 	w := session(t, sock, 8192)
 	for fid := uint32(1); fid <= 5; fid++ {
-		w.send(twalk, 1, uint32(0), fid, []string{"events"})
+		w.send(twalk, 1, uint32(0), fid, []string{"events.follow"})
 		w.expect(rwalk, 1)
 	}
 	for fid := uint32(1); fid <= 3; fid++ {

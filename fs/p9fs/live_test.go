@@ -146,7 +146,7 @@ func TestMalformedLive(t *testing.T) {
 			case 1:
 				w.rawSend(0x40, 0, 0)
 			case 2:
-				w.send(twalk, 2, uint32(0), uint32(1), []string{"events"})
+				w.send(twalk, 2, uint32(0), uint32(1), []string{"events.follow"})
 				w.expect(rwalk, 2)
 				w.send(tlopen, 2, uint32(1), uint32(0))
 				w.expect(rlopen, 2)
@@ -181,7 +181,7 @@ func TestMalformedLive(t *testing.T) {
 		t.Fatalf("big: %d bytes, %v", len(b), err)
 	}
 	ents, err := c.ReadDir("/")
-	if err != nil || len(ents) != 6 {
+	if err != nil || len(ents) != 7 {
 		t.Fatalf("ReadDir /: %d entries, %v", len(ents), err)
 	}
 }

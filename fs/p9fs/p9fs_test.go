@@ -266,7 +266,7 @@ func TestEventsEndOnClunk(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	f, err := c.Open("/events", false)
+	f, err := c.Open("/events.follow", false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -302,7 +302,7 @@ func TestShutdownWithBlockedRead(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	f, err := c.Open("/events", false)
+	f, err := c.Open("/events.follow", false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -329,7 +329,7 @@ func TestEventsEndOnDisconnect(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := c.Open("/events", false)
+	f, err := c.Open("/events.follow", false)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -183,7 +183,7 @@ func TestWireAuthAndFlush(t *testing.T) {
 	w.expectErrno(1, syscall.ENOENT)
 	w.send(tattach, 1, uint32(0), noFid, "", "", noFid)
 	w.expect(rattach, 1)
-	w.send(twalk, 1, uint32(0), uint32(1), []string{"events"})
+	w.send(twalk, 1, uint32(0), uint32(1), []string{"events.follow"})
 	w.expect(rwalk, 1)
 	w.send(tlopen, 1, uint32(1), uint32(0))
 	w.expect(rlopen, 1)

@@ -235,7 +235,10 @@ func (d *demo) run(dur time.Duration) error {
 	}
 	ids, _ := os.ReadDir(filepath.Join(d.mount, "agents"))
 	for _, e := range ids {
-		id, _ := strconv.Atoi(e.Name())
+		id, err := strconv.Atoi(e.Name())
+		if err != nil { // agents/README
+			continue
+		}
 		d.ids[field(d.read("agents/"+e.Name()+"/status"), "name")] = id
 	}
 	if len(d.ids) != len(agentNames) {
@@ -351,7 +354,7 @@ func (d *demo) events(end time.Time) {
 		say("events: %v", err)
 		return
 	}
-	f, err := c.Open("/events", false)
+	f, err := c.Open("/events.follow", false)
 	if err != nil {
 		c.Close()
 		say("events: %v", err)
