@@ -64,7 +64,7 @@ func healWait(t *testing.T, d *testDaemon, limit time.Duration, what string, ok 
 // watchEvents follows the daemon's events file from now until the test
 // ends.
 func watchEvents(t *testing.T, d *testDaemon) *syncBuffer {
-	ev := exec.Command("cat", filepath.Join(d.mount, "events"))
+	ev := exec.Command("cat", filepath.Join(d.mount, "events.follow"))
 	ev.WaitDelay = 5 * time.Second
 	out := &syncBuffer{}
 	ev.Stdout = out
