@@ -47,6 +47,7 @@ import (
 	"sync"
 	"time"
 
+	"aiosfs/engines/agent/view"
 	"aiosfs/engines/ml"
 	"aiosfs/engines/threat"
 	"aiosfs/hal/syscap"
@@ -143,6 +144,7 @@ type Signal struct {
 	agents   map[int]*profile
 	byCgroup map[uint64]int // tracked cgroup id -> agent
 	dirs     map[int]string // agent -> tracked cgroup2 dir
+	ids      map[int]uint64 // agent -> its tracked cgroup id
 	unknown  uint64         // events of cgroups no longer mapped
 	handled  uint64         // events handed to profiles
 	trackErr map[int]string // agent -> last Track error
@@ -181,7 +183,7 @@ func NewOffline(cfg Config) *Signal {
 
 func newSignal(cfg Config) *Signal {
 	return &Signal{cfg: cfg, now: time.Now, agents: map[int]*profile{}, byCgroup: map[uint64]int{},
-		dirs: map[int]string{}, trackErr: map[int]string{}}
+		dirs: map[int]string{}, ids: map[int]uint64{}, trackErr: map[int]string{}}
 }
 
 // Name is the signal's name in assessments and threat/status.
@@ -211,17 +213,21 @@ func (s *Signal) Map(agent int, cgroup uint64) {
 }
 
 // Track starts capturing agent's cgroup2 directory dir (a no-op when it
-// is tracked already).
+// is tracked already; a directory made again, with a new id, is tracked
+// afresh).
 func (s *Signal) Track(agent int, dir string) error {
 	s.mu.Lock()
 	c := s.cap
-	if old, ok := s.dirs[agent]; ok && old == dir {
-		s.mu.Unlock()
-		return nil
-	}
+	old, had := s.dirs[agent]
+	oldID := s.ids[agent]
 	s.mu.Unlock()
 	if c == nil {
 		return nil
+	}
+	if had && old == dir {
+		if id, err := syscap.CgroupID(dir); err == nil && id == oldID {
+			return nil
+		}
 	}
 	id, err := c.Track(dir)
 	s.mu.Lock()
@@ -231,10 +237,14 @@ func (s *Signal) Track(agent int, dir string) error {
 		return err
 	}
 	delete(s.trackErr, agent)
-	if old, ok := s.dirs[agent]; ok && old != dir {
+	if had && old != dir {
 		_ = c.Untrack(old)
 	}
+	if had && oldID != id {
+		delete(s.byCgroup, oldID)
+	}
 	s.dirs[agent] = dir
+	s.ids[agent] = id
 	s.byCgroup[id] = agent
 	return nil
 }
@@ -244,11 +254,37 @@ func (s *Signal) Untrack(agent int) {
 	s.mu.Lock()
 	dir, ok := s.dirs[agent]
 	delete(s.dirs, agent)
+	delete(s.ids, agent)
 	c := s.cap
 	s.mu.Unlock()
 	if ok && c != nil {
 		_ = c.Untrack(dir)
 	}
+}
+
+// SyncRegistry tracks the cgroup2 directory of every agent of reg that
+// is alive (running or frozen) and untracks the others: the daemon calls
+// it on every sampler pass.
+func (s *Signal) SyncRegistry(reg view.Registry) {
+	s.mu.Lock()
+	off := s.cap == nil
+	s.mu.Unlock()
+	if off || reg == nil {
+		return
+	}
+	alive := map[int]string{}
+	for _, id := range reg.IDs() {
+		info, err := reg.Info(id)
+		if err != nil || !info.Alive {
+			continue
+		}
+		cg, err := reg.Cgroups(id)
+		if err != nil || cg["unified"] == "" {
+			continue
+		}
+		alive[id] = cg["unified"]
+	}
+	s.Sync(alive)
 }
 
 // Sync tracks every agent of alive (agent -> cgroup2 directory) and
@@ -428,8 +464,12 @@ func (s *Signal) Score(agent int, end time.Time) (threat.SignalVerdict, bool) {
 		}
 	}
 	p.windowMax, p.windowHas, p.windowLogN = 0, false, 0
-	for _, t := range p.threads {
+	now := s.now()
+	for tid, t := range p.threads {
 		t.win = t.win[:0]
+		if now.Sub(t.seen) > threadIdle { // most likely gone
+			delete(p.threads, tid)
+		}
 	}
 	return v, true
 }
@@ -513,6 +553,7 @@ func (s *Signal) Forget(agent int) {
 	}
 	dir, ok := s.dirs[agent]
 	delete(s.dirs, agent)
+	delete(s.ids, agent)
 	delete(s.trackErr, agent)
 	c := s.cap
 	s.mu.Unlock()
