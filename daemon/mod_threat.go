@@ -42,7 +42,7 @@ func init() {
 				d.Log.Printf("threat: syscall capture off: %v", err)
 			}
 		} else {
-			sig = syscalls.NewOffline(syscalls.Config{})
+			sig = syscalls.Disabled(syscalls.Config{}, "turned off (-syscall-learn -1)")
 		}
 		dev, err := threat.NewDevice(threat.DeviceConfig{NS: d.NS, Bus: d.Bus, Agents: d.Registry,
 			Dir: filepath.Join(d.Config.StateDir, "threat"), PubKey: pub, PinPrefix: d.Config.Prefix,

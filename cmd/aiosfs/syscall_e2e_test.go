@@ -177,3 +177,24 @@ func TestSyscallSignalLive(t *testing.T) {
 	})
 	d.term()
 }
+
+// TestSyscallSignalOff: with the capture turned off the syscall signal
+// says so in threat/status, has no verdict for any agent, and the daemon
+// runs its agents as ever (what a host without BPF gets, with its reason).
+func TestSyscallSignalOff(t *testing.T) {
+	d, _ := adversaryDaemon(t, "sysoff", "-syscall-learn", "-1")
+	st := d.syscallStatus()
+	if !strings.Contains(st, "capture=off") || !strings.Contains(st, "turned off (-syscall-learn -1)") || !strings.Contains(st, "agents=0") {
+		t.Fatalf("threat/status syscall line: %q", st)
+	}
+	d.mustRun(`echo 'spawn quiet -- /bin/bash -c "while :; do cat /proc/loadavg >/dev/null; done"' > ctl`, nobody)
+	d.waitFor("agent 1 to be scored", func() bool { return field(d.read("agents/1/threat"), "score") != "" })
+	time.Sleep(time.Second)
+	if v, _ := d.syscallScore(1); v != -1 {
+		t.Errorf("a verdict from a signal with no capture: %v", v)
+	}
+	if s := field(d.read("agents/1/status"), "state"); s != "running" {
+		t.Errorf("agent 1: state=%s", s)
+	}
+	d.term()
+}

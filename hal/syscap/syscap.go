@@ -29,8 +29,11 @@
 // Only the id of the task's own cgroup is matched: a cgroup's children are
 // not tracked unless tracked themselves (agents run in one leaf cgroup).
 //
-// The counters are per-CPU and read by summing the CPUs (Stats). Close
-// detaches the program (the link) and frees the maps.
+// The program is attached only while at least one cgroup is tracked
+// (New attaches it once to prove it can, then detaches it): with no agent
+// tracked no task on the host pays for it. The counters are per-CPU and
+// read by summing the CPUs (Stats). Close detaches the program (the link)
+// and frees the maps.
 package syscap
 
 import (
@@ -205,7 +208,7 @@ func collectionSpec(cfg Config) *ebpf.CollectionSpec {
 type Capture struct {
 	cfg     Config
 	coll    *ebpf.Collection
-	lnk     link.Link
+	lnk     link.Link // nil while nothing is tracked
 	rd      *ringbuf.Reader
 	done    chan struct{}
 	closeMu sync.Once
@@ -213,6 +216,7 @@ type Capture struct {
 	mu        sync.Mutex
 	tracked   map[string]uint64 // cgroup2 dir -> id
 	delivered uint64
+	closed    bool
 }
 
 var memlock sync.Once
@@ -271,14 +275,46 @@ func New(cfg Config) (*Capture, error) {
 		coll.Close()
 		return nil, fmt.Errorf("syscap: ring reader: %w", err)
 	}
-	c.lnk, err = link.AttachRawTracepoint(link.RawTracepointOptions{Name: "sys_enter", Program: coll.Programs["syscap"]})
-	if err != nil {
+	// Attach once to prove it works, then detach until a cgroup is
+	// tracked: with nothing tracked no task on the host pays anything.
+	if err := c.attach(); err != nil {
 		c.rd.Close()
 		coll.Close()
-		return nil, fmt.Errorf("syscap: attach to sys_enter: %w", err)
+		return nil, err
 	}
+	c.detach()
 	go c.read()
 	return c, nil
+}
+
+// attach attaches the program to sys_enter (c.mu held, or before use).
+func (c *Capture) attach() error {
+	if c.lnk != nil {
+		return nil
+	}
+	l, err := link.AttachRawTracepoint(link.RawTracepointOptions{Name: "sys_enter", Program: c.coll.Programs["syscap"]})
+	if err != nil {
+		return fmt.Errorf("syscap: attach to sys_enter: %w", err)
+	}
+	c.lnk = l
+	return nil
+}
+
+// detach detaches the program (c.mu held).
+func (c *Capture) detach() error {
+	if c.lnk == nil {
+		return nil
+	}
+	err := c.lnk.Close()
+	c.lnk = nil
+	return err
+}
+
+// Attached says whether the program is attached now (a cgroup is tracked).
+func (c *Capture) Attached() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lnk != nil
 }
 
 // read drains the ring until Close, handing batches to the Handler.
@@ -343,10 +379,18 @@ func (c *Capture) Track(dir string) (uint64, error) {
 	if old, ok := c.tracked[dir]; ok && old != id {
 		_ = c.coll.Maps["tracked"].Delete(old) // the directory was made again
 	}
+	if c.closed {
+		return 0, errors.New("syscap: capture closed")
+	}
 	if err := c.coll.Maps["tracked"].Put(id, uint32(1)); err != nil {
 		return 0, fmt.Errorf("syscap: track %s: %w", dir, err)
 	}
 	c.tracked[dir] = id
+	if err := c.attach(); err != nil {
+		delete(c.tracked, dir)
+		_ = c.coll.Maps["tracked"].Delete(id)
+		return 0, err
+	}
 	return id, nil
 }
 
@@ -363,6 +407,9 @@ func (c *Capture) Untrack(dir string) error {
 	delete(c.tracked, dir)
 	if err := c.coll.Maps["tracked"].Delete(id); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 		return fmt.Errorf("syscap: untrack %s: %w", dir, err)
+	}
+	if len(c.tracked) == 0 {
+		return c.detach()
 	}
 	return nil
 }
@@ -400,7 +447,10 @@ func (c *Capture) Stats() (Stats, error) {
 func (c *Capture) Close() error {
 	var err error
 	c.closeMu.Do(func() {
-		err = c.lnk.Close()
+		c.mu.Lock()
+		err = c.detach()
+		c.closed = true
+		c.mu.Unlock()
 		c.rd.Close()
 		<-c.done
 		c.coll.Close()

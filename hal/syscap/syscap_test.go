@@ -144,9 +144,15 @@ func TestCaptureLive(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
+	if c.Attached() {
+		t.Fatal("attached with nothing tracked")
+	}
 	id, err := c.Track(tracked)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if !c.Attached() {
+		t.Fatal("not attached with a cgroup tracked")
 	}
 	oid, _ := CgroupID(other)
 	if id == oid || id == 0 {
@@ -179,6 +185,9 @@ func TestCaptureLive(t *testing.T) {
 	}
 	if err := c.Untrack(tracked); err != nil {
 		t.Fatal(err)
+	}
+	if c.Attached() {
+		t.Fatal("still attached with nothing tracked")
 	}
 	before := st.Events
 	runIn(t, tracked, "/bin/bash", "-c", script)
@@ -223,6 +232,9 @@ func TestCloseDetaches(t *testing.T) {
 	needCapture(t)
 	c, err := New(Config{})
 	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Track(testCgroup(t, "close")); err != nil {
 		t.Fatal(err)
 	}
 	info, err := c.coll.Programs["syscap"].Info()

@@ -173,11 +173,16 @@ func New(cfg Config) (*Signal, error) {
 	return s, nil
 }
 
-// NewOffline is a signal with no capture, fed through Handle and Map (tests).
-func NewOffline(cfg Config) *Signal {
+// NewOffline is a signal with no capture of its own, fed through Handle
+// and Map (tests, the bench); its status says why.
+func NewOffline(cfg Config) *Signal { return Disabled(cfg, "no capture (offline)") }
+
+// Disabled is a signal whose capture is off for the reason why (the
+// daemon's -syscall-learn -1); it never has a verdict.
+func Disabled(cfg Config, why string) *Signal {
 	cfg.defaults()
 	s := newSignal(cfg)
-	s.why = "no capture (offline)"
+	s.why = why
 	return s
 }
 
