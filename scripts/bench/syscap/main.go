@@ -3,8 +3,10 @@
 // cgroup2 directory this command makes (and removes), timed
 //
 //	none     no capture program loaded
-//	off      the program attached, the cgroup not tracked (the cost every
-//	         task on the host pays: a cgroup id and a hash lookup)
+//	off      the program attached (another, empty cgroup tracked), the
+//	         workload's cgroup not tracked: the cost every task on the
+//	         host pays while any agent is tracked (a cgroup id and a hash
+//	         lookup a call); with nothing tracked the program is detached
 //	on       the cgroup tracked, every call a record, read by the threat
 //	         engine's syscall signal (engines/threat/syscalls: learning,
 //	         then scoring, as in the daemon)
@@ -56,15 +58,22 @@ func main() {
 		fmt.Println("syscap bench skipped:", err)
 		return
 	}
-	dir, err := makeCgroup()
+	dir, err := makeCgroup("work")
 	if err != nil {
 		fmt.Println("syscap bench skipped:", err)
 		return
 	}
 	defer removeCgroup(dir)
-	if err := run(dir, *n, *rounds); err != nil {
+	idle, err := makeCgroup("idle")
+	if err != nil {
+		fmt.Println("syscap bench skipped:", err)
+		return
+	}
+	defer removeCgroup(idle)
+	if err := run(dir, idle, *n, *rounds); err != nil {
 		fmt.Fprintln(os.Stderr, "syscap bench:", err)
 		removeCgroup(dir)
+		removeCgroup(idle)
 		os.Exit(1)
 	}
 }
@@ -112,7 +121,7 @@ type result struct {
 	secs   float64
 }
 
-func run(dir string, n, rounds int) error {
+func run(dir, idle string, n, rounds int) error {
 	modes := []string{"none", "off", "on", "on-lim"}
 	res := map[string]*result{}
 	for _, m := range modes {
@@ -124,7 +133,7 @@ func run(dir string, n, rounds int) error {
 			order = []string{"on-lim", "on", "off", "none"}
 		}
 		for _, m := range order {
-			if err := runMode(dir, n, m, res[m]); err != nil {
+			if err := runMode(dir, idle, n, m, res[m]); err != nil {
 				return err
 			}
 		}
@@ -147,7 +156,7 @@ func run(dir string, n, rounds int) error {
 	return nil
 }
 
-func runMode(dir string, n int, mode string, r *result) error {
+func runMode(dir, idle string, n int, mode string, r *result) error {
 	var c *syscap.Capture
 	var sig *syscalls.Signal
 	if mode != "none" {
@@ -163,13 +172,15 @@ func runMode(dir string, n int, mode string, r *result) error {
 			return err
 		}
 		defer c.Close()
-		if mode != "off" {
-			id, err := c.Track(dir)
-			if err != nil {
-				return err
-			}
-			sig.Map(1, id)
+		track := dir
+		if mode == "off" {
+			track = idle
 		}
+		id, err := c.Track(track)
+		if err != nil {
+			return err
+		}
+		sig.Map(1, id)
 	}
 	before := selfCPU()
 	d, cpu, err := once(dir, n)
@@ -207,7 +218,7 @@ func median(d []time.Duration) time.Duration {
 }
 
 // makeCgroup makes a cgroup2 directory under this process's own.
-func makeCgroup() (string, error) {
+func makeCgroup(tag string) (string, error) {
 	mount := ""
 	for _, m := range []string{"/sys/fs/cgroup", "/sys/fs/cgroup/unified"} {
 		var st unix.Statfs_t
@@ -232,7 +243,7 @@ func makeCgroup() (string, error) {
 	if own == "" {
 		return "", errors.New("no cgroup2 line in /proc/self/cgroup")
 	}
-	dir := filepath.Join(mount, own, fmt.Sprintf("syscap-bench-%d", os.Getpid()))
+	dir := filepath.Join(mount, own, fmt.Sprintf("syscap-bench-%s-%d", tag, os.Getpid()))
 	return dir, os.Mkdir(dir, 0o755)
 }
 
