@@ -85,9 +85,11 @@ vet:
 # Latency of agents/N/stat through FUSE and 9P against /proc/PID/stat, and
 # the daemon's own cost at 200 agents; prints ratios. Then the scheduler's
 # cost on one core: one update plus forecast, a whole tick of 1,000 agents,
-# a save of their history.
+# a save of their history. Then the syscall capture's cost on a loop of
+# one-byte reads, capture off and on (docs/syscall.md §5; root).
 bench: deps build
 	$(GO) run ./scripts/bench
+	$(GO) run ./scripts/bench/syscap
 	$(GO) test -run '^$$' -bench . -benchtime 2s -cpu 1 ./engines/sched/
 	$(GO) test -run '^$$' -bench . -benchtime 1s -cpu 1 ./engines/mem/
 

@@ -425,6 +425,20 @@ func (c *Capture) Tracked() map[string]uint64 {
 	return m
 }
 
+// ProgramStats is the program's run count and total run time, as the
+// kernel counts them while BPF run-time statistics are enabled
+// (ebpf.EnableStats; ok false otherwise). Every system call on the host
+// runs the program while it is attached, tracked or not.
+func (c *Capture) ProgramStats() (runs uint64, runtime time.Duration, ok bool) {
+	info, err := c.coll.Programs["syscap"].Info()
+	if err != nil {
+		return 0, 0, false
+	}
+	runs, ok1 := info.RunCount()
+	runtime, ok2 := info.Runtime()
+	return runs, runtime, ok1 && ok2
+}
+
 // Stats sums the per-CPU counters.
 func (c *Capture) Stats() (Stats, error) {
 	c.mu.Lock()

@@ -14,7 +14,10 @@
 //
 // in -rounds rounds of the modes in turn (none, off, on, on-lim; ABAB by
 // rounds), medians reported, with the slowdown against none, the events
-// written per second and the drops. "on" runs with the rate limit out of
+// written per second, the drops, and the program's own mean run time per
+// call (BPF run-time statistics, enabled for the run through
+// BPF_ENABLE_STATS and off again when it ends; it counts every call on
+// the host while the program is attached, tracked or not). "on" runs with the rate limit out of
 // the way and a 16 MiB ring, so its drops are those of the ring alone:
 // events/s with drops=0 there is a rate sustained without loss.
 //
@@ -38,6 +41,8 @@ import (
 
 	"aiosfs/engines/threat/syscalls"
 	"aiosfs/hal/syscap"
+
+	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 )
 
@@ -70,6 +75,10 @@ func main() {
 		return
 	}
 	defer removeCgroup(idle)
+	// the kernel counts programs' run time while this is held
+	if st, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME)); err == nil {
+		defer st.Close()
+	}
 	if err := run(dir, idle, *n, *rounds); err != nil {
 		fmt.Fprintln(os.Stderr, "syscap bench:", err)
 		removeCgroup(dir)
@@ -116,6 +125,8 @@ type result struct {
 	times  []time.Duration
 	cpu    []time.Duration
 	self   []time.Duration // this process's CPU (the ring's reader and the signal)
+	runs   uint64          // program runs (every call on the host while attached)
+	runNs  time.Duration   // their total run time
 	events uint64
 	drops  uint64
 	secs   float64
@@ -140,7 +151,7 @@ func run(dir, idle string, n, rounds int) error {
 	}
 	base, cbase := median(res["none"].times), median(res["none"].cpu)
 	fmt.Printf("syscap bench: %d one-byte reads of /dev/zero per run, %d rounds; medians of the child's wall and CPU time, and of this process's CPU (the ring reader and the signal)\n", n, rounds)
-	fmt.Printf("%-7s %9s %8s %9s %8s %10s %10s %10s %10s\n", "mode", "wall", "vs none", "cpu", "vs none", "reader cpu", "events", "events/s", "dropped")
+	fmt.Printf("%-7s %9s %8s %9s %8s %10s %10s %10s %10s %9s\n", "mode", "wall", "vs none", "cpu", "vs none", "reader cpu", "events", "events/s", "dropped", "prog ns")
 	for _, m := range modes {
 		r := res[m]
 		md, mc := median(r.times), median(r.cpu)
@@ -150,8 +161,12 @@ func run(dir, idle string, n, rounds int) error {
 			dr = strconv.FormatUint(r.drops/uint64(rounds), 10)
 			rate = fmt.Sprintf("%.0f", float64(r.events)/r.secs)
 		}
-		fmt.Printf("%-7s %9s %7.2fx %9s %7.2fx %10s %10s %10s %10s\n", m, md.Round(time.Millisecond), float64(md)/float64(base),
-			mc.Round(time.Millisecond), float64(mc)/float64(cbase), median(r.self).Round(time.Millisecond), ev, rate, dr)
+		pns := "-"
+		if r.runs > 0 {
+			pns = fmt.Sprintf("%.0f", float64(r.runNs.Nanoseconds())/float64(r.runs))
+		}
+		fmt.Printf("%-7s %9s %7.2fx %9s %7.2fx %10s %10s %10s %10s %9s\n", m, md.Round(time.Millisecond), float64(md)/float64(base),
+			mc.Round(time.Millisecond), float64(mc)/float64(cbase), median(r.self).Round(time.Millisecond), ev, rate, dr, pns)
 	}
 	return nil
 }
@@ -193,6 +208,12 @@ func runMode(dir, idle string, n int, mode string, r *result) error {
 	r.times = append(r.times, d)
 	r.cpu = append(r.cpu, cpu)
 	r.self = append(r.self, selfCPU()-before)
+	if c != nil {
+		if runs, rt, ok := c.ProgramStats(); ok {
+			r.runs += runs
+			r.runNs += rt
+		}
+	}
 	if c != nil && mode != "off" {
 		st, err := c.Stats()
 		if err != nil {
