@@ -82,7 +82,7 @@ done
 `
 
 func TestSyscallSignalLive(t *testing.T) {
-	d, top := adversaryDaemon(t, "sys", "-syscall-learn", "4000")
+	d, top := adversaryDaemon(t, "sys", "-syscall-learn", "8000")
 	st := d.syscallStatus()
 	if st == "" {
 		t.Fatalf("threat/status has no syscall signal line:\n%s", d.read("threat/status"))
@@ -120,13 +120,19 @@ func TestSyscallSignalLive(t *testing.T) {
 
 	// Both steady: neither scores high.
 	var steadyMax, changerBefore float64
-	for end := time.Now().Add(4 * time.Second); time.Now().Before(end); time.Sleep(200 * time.Millisecond) {
-		a, _ := d.syscallScore(1)
-		b, _ := d.syscallScore(2)
-		steadyMax = max(steadyMax, a)
-		changerBefore = max(changerBefore, b)
+	var steadyEv, changerEv string
+	watch := func() {
+		if a, ev := d.syscallScore(1); a > steadyMax {
+			steadyMax, steadyEv = a, ev
+		}
 	}
-	t.Logf("steady phase: agent 1 max %.3f, agent 2 max %.3f", steadyMax, changerBefore)
+	for end := time.Now().Add(4 * time.Second); time.Now().Before(end); time.Sleep(200 * time.Millisecond) {
+		watch()
+		if b, ev := d.syscallScore(2); b > changerBefore {
+			changerBefore, changerEv = b, ev
+		}
+	}
+	t.Logf("steady phase: agent 1 max %.3f (%s), agent 2 max %.3f (%s)", steadyMax, steadyEv, changerBefore, changerEv)
 	if changerBefore >= 0.5 {
 		t.Errorf("agent 2 scores %.3f before changing anything", changerBefore)
 	}
@@ -140,18 +146,16 @@ func TestSyscallSignalLive(t *testing.T) {
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) && high < 0.5 {
 		time.Sleep(200 * time.Millisecond)
-		a, _ := d.syscallScore(1)
-		steadyMax = max(steadyMax, a)
+		watch()
 		if b, ev := d.syscallScore(2); b > high {
 			high, evidence = b, ev
 		}
 	}
 	// keep watching the control a little longer while agent 2 misbehaves
 	for end := time.Now().Add(2 * time.Second); time.Now().Before(end); time.Sleep(200 * time.Millisecond) {
-		a, _ := d.syscallScore(1)
-		steadyMax = max(steadyMax, a)
+		watch()
 	}
-	t.Logf("changed: agent 2 score %.3f evidence %s; agent 1 max %.3f all along", high, evidence, steadyMax)
+	t.Logf("changed: agent 2 score %.3f evidence %s; agent 1 max %.3f all along (%s)", high, evidence, steadyMax, steadyEv)
 	if high < 0.5 {
 		t.Errorf("agent 2 changed behaviour but its syscall signal stayed at %.3f\n%s", high, d.read("agents/2/threat"))
 	}

@@ -20,10 +20,12 @@
 //  2. calibrating: the next CalibCalls calls are scored (negative log
 //     likelihood per call, nats) in chunks of Chunk calls; the highest
 //     chunk mean is the agent's base, the NLL it reaches when normal;
+//     then these calls are learned too (the base, measured before, errs
+//     high: on the quiet side);
 //
-//  3. scoring: on each window the engine closes, the chunks of calls since
-//     the last window are scored (a last part chunk counts when it has at
-//     least Chunk/4 calls) and the highest chunk mean m maps to
+//  3. scoring: on each window the engine closes, the chunks of calls
+//     completed since the last window are scored (a part chunk carries
+//     over to the next window) and the highest chunk mean m maps to
 //
 //     score = 1 − exp(−max(0, m − base) / Scale)
 //
@@ -58,7 +60,7 @@ import (
 type Config struct {
 	LearnCalls int     // calls learned per profile (default 20000)
 	CalibCalls int     // calls that set the base (default 5000)
-	Chunk      int     // calls per scored chunk (default 50)
+	Chunk      int     // calls per scored chunk (default 100)
 	Scale      float64 // nats of excess NLL for score 1−1/e (default 2)
 	Order      int     // Markov order (default 4)
 	// Capture configures the capture New starts (its Handler is the
@@ -74,7 +76,7 @@ func (c *Config) defaults() {
 		c.CalibCalls = 5000
 	}
 	if c.Chunk <= 0 {
-		c.Chunk = 50
+		c.Chunk = 100
 	}
 	if c.Scale <= 0 {
 		c.Scale = 2
@@ -390,6 +392,9 @@ func (p *profile) push(cfg *Config, tid uint32, nr int, now time.Time) {
 		}
 	case calibrating, scoring:
 		nll, _ := t.stream.Push(nr)
+		if p.phase == calibrating {
+			t.trace = append(t.trace, nr)
+		}
 		if p.phase == scoring && len(t.win) < maxWindowLog {
 			t.win = append(t.win, nr)
 			p.windowLogN++
@@ -402,6 +407,7 @@ func (p *profile) push(cfg *Config, tid uint32, nr int, now time.Time) {
 		p.calls++
 		if p.phase == calibrating && p.calls >= cfg.CalibCalls {
 			p.base = p.calibMax
+			p.learnCalibration()
 			p.phase, p.calls = scoring, 0
 			p.windowMax, p.windowHas = 0, false
 		}
@@ -418,6 +424,24 @@ func (p *profile) closeChunk() {
 	if !p.windowHas || m > p.windowMax {
 		p.windowMax, p.windowHas = m, true
 	}
+}
+
+// learnCalibration adds the calibration calls to the model once the base
+// is set from them: the model knows more of the agent's normal calls
+// than the base was measured with, which errs on the quiet side.
+func (p *profile) learnCalibration() {
+	traces := p.traces
+	for _, t := range p.threads {
+		if len(t.trace) > 0 {
+			traces = append(traces, t.trace)
+		}
+		t.trace = nil
+	}
+	p.model.Train(traces)
+	for _, tr := range traces {
+		p.grams.Add(tr)
+	}
+	p.traces = nil
 }
 
 // train fits the model on what was learned and starts calibrating.
@@ -456,9 +480,8 @@ func (s *Signal) Score(agent int, end time.Time) (threat.SignalVerdict, bool) {
 	if p == nil || p.phase != scoring {
 		return threat.SignalVerdict{}, false
 	}
-	if p.chunkN >= s.cfg.Chunk/4 && p.chunkN > 0 {
-		p.closeChunk()
-	}
+	// a part chunk waits for the next window: a short chunk's mean is
+	// noisier than the full chunks the base was measured on
 	var v threat.SignalVerdict
 	if p.windowHas {
 		ex := p.windowMax - p.base
