@@ -86,9 +86,12 @@ vet:
 # the daemon's own cost at 200 agents; prints ratios. Then the scheduler's
 # cost on one core: one update plus forecast, a whole tick of 1,000 agents,
 # a save of their history; the memory manager's policies; the threat
-# engine's cost to score one agent's window (BenchmarkObserveWindow).
+# engine's cost to score one agent's window (BenchmarkObserveWindow). Then
+# the syscall capture's cost on a loop of one-byte reads, capture off and
+# on (docs/syscall.md §5; root).
 bench: deps build
 	$(GO) run ./scripts/bench
+	$(GO) run ./scripts/bench/syscap
 	$(GO) test -run '^$$' -bench . -benchtime 2s -cpu 1 ./engines/sched/
 	$(GO) test -run '^$$' -bench . -benchtime 1s -cpu 1 ./engines/mem/
 	$(GO) test -run '^$$' -bench . -benchtime 1s -cpu 1 ./engines/threat/

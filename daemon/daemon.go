@@ -54,6 +54,9 @@ type Config struct {
 	// ThreatPubKey pins the key threat models are checked against (hex
 	// or base64 ed25519 public key); "" the daemon's own key.
 	ThreatPubKey string
+	// SyscallLearn is the calls the system-call signal learns an agent's
+	// profile from (0: its default); negative turns the capture off.
+	SyscallLearn int
 	Stderr       *os.File // log copy; nil for none
 
 	// MetricsListen serves `metrics` over HTTP at host:port/metrics

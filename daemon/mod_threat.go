@@ -16,6 +16,7 @@ import (
 	"aiosfs/engines/telemetry"
 	"aiosfs/engines/threat"
 	"aiosfs/engines/threat/dataset"
+	"aiosfs/engines/threat/syscalls"
 	"aiosfs/fs"
 )
 
@@ -27,6 +28,7 @@ import (
 func init() {
 	register("threat", func(d Deps) (Device, error) {
 		var pub ed25519.PublicKey
+		var err error
 		if d.Config.ThreatPubKey != "" {
 			k, err := ml.ParsePublicKey(d.Config.ThreatPubKey)
 			if err != nil {
@@ -34,16 +36,30 @@ func init() {
 			}
 			pub = k
 		}
+		// the system-call signal (issue 13): with no BPF it says why in
+		// threat/status and the daemon runs on without it
+		var sig *syscalls.Signal
+		if d.Config.SyscallLearn >= 0 {
+			if sig, err = syscalls.New(syscalls.Config{LearnCalls: d.Config.SyscallLearn}); err != nil {
+				d.Log.Printf("threat: syscall capture off: %v", err)
+			}
+		} else {
+			sig = syscalls.Disabled(syscalls.Config{}, "turned off (-syscall-learn -1)")
+		}
 		dev, err := threat.NewDevice(threat.DeviceConfig{NS: d.NS, Bus: d.Bus, Agents: d.Registry,
 			Dir: filepath.Join(d.Config.StateDir, "threat"), PubKey: pub, PinPrefix: d.Config.Prefix,
-			Proc: d.Config.ProcRoot, Training: embeddedWindows, Logf: d.Log.Printf,
+			Proc: d.Config.ProcRoot, Training: embeddedWindows, Signals: []threat.Signal{sig}, Logf: d.Log.Printf,
 			Net: d.Tel.Net, AgentOf: d.Tel.AgentOf,
 			Sensitive: append(append([]string(nil), threat.DefaultSensitive...), threat.SensitiveDirs(d.Config.StateDir)...)})
 		if err != nil {
+			sig.Close()
 			return nil, err
 		}
-		d.Tel.OnTick(func(now time.Time, latest map[int]telemetry.Sample) { dev.Tick(now, latest) })
-		return threatDevice{dev}, nil
+		d.Tel.OnTick(func(now time.Time, latest map[int]telemetry.Sample) {
+			sig.SyncRegistry(d.Registry) // track alive agents' cgroup2 directories, untrack the rest
+			dev.Tick(now, latest)
+		})
+		return threatDevice{dev, sig}, nil
 	})
 }
 
@@ -64,7 +80,10 @@ func embeddedWindows() ([]threat.Labelled, error) {
 }
 
 // threatDevice is the threat engine as a Device.
-type threatDevice struct{ d *threat.Device }
+type threatDevice struct {
+	d   *threat.Device
+	sig *syscalls.Signal
+}
 
 func (m threatDevice) Name() string                    { return "threat" }
 func (m threatDevice) Nodes() []fs.Node                { return m.d.Nodes() }
@@ -73,5 +92,5 @@ func (m threatDevice) AgentVerbs(id int) ctl.Table     { return nil }
 func (m threatDevice) GlobalVerbs() ctl.Table          { return nil }
 func (m threatDevice) Collector() prometheus.Collector { return m.d.Collector() }
 func (m threatDevice) Run(ctx context.Context)         { m.d.Run(ctx) }
-func (m threatDevice) Close() error                    { return m.d.Close() }
+func (m threatDevice) Close() error                    { m.sig.Close(); return m.d.Close() }
 func (m threatDevice) Restored()                       { m.d.Reapply() }

@@ -138,6 +138,7 @@ func serveFlags() (*flag.FlagSet, *daemon.Config) {
 	fl.StringVar(&cfg.Prefix, "cgroup-prefix", "aiosfs", "agents' cgroups go under <own cgroup>/<prefix>")
 	fl.StringVar(&cfg.Cgroup, "cgroup", "", "force cgroup version v1 or v2 (default: detect)")
 	fl.StringVar(&cfg.ThreatPubKey, "threat-pubkey", "", "pin the ed25519 public key (hex or base64) threat models must be signed with; empty: the daemon's own key, made at first start")
+	fl.IntVar(&cfg.SyscallLearn, "syscall-learn", 0, "system calls an agent's syscall profile is learned from (0: 20000); -1 turns the eBPF syscall capture off")
 	fl.StringVar(&cfg.GPU, "gpu", "", "GPUs: empty detects through NVML, none, or mock:MODEL for go-nvml's mock devices")
 	fl.DurationVar(&cfg.Grace, "grace", 5*time.Second, "time between SIGTERM and SIGKILL for stop and shutdown")
 	return fl, &cfg

@@ -1,0 +1,132 @@
+package syscalls
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"aiosfs/hal/syscap"
+	"golang.org/x/sys/unix"
+)
+
+// liveCgroup makes a cgroup2 directory under this process's own (name
+// given, so it can be made again), removed in cleanup.
+func liveCgroup(t *testing.T, name string) string {
+	t.Helper()
+	mount := ""
+	for _, m := range []string{"/sys/fs/cgroup", "/sys/fs/cgroup/unified"} {
+		var st unix.Statfs_t
+		if unix.Statfs(m, &st) == nil && st.Type == unix.CGROUP2_SUPER_MAGIC {
+			mount = m
+		}
+	}
+	if mount == "" {
+		t.Skip("no cgroup2 mount")
+	}
+	data, _ := os.ReadFile("/proc/self/cgroup")
+	own := ""
+	for _, l := range strings.Split(string(data), "\n") {
+		if p, ok := strings.CutPrefix(l, "0::"); ok {
+			own = p
+		}
+	}
+	if own == "" {
+		t.Skip("no cgroup2 line in /proc/self/cgroup")
+	}
+	dir := filepath.Join(mount, own, name)
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rmCgroup(t, dir) })
+	return dir
+}
+
+func rmCgroup(t *testing.T, dir string) {
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		err := os.Remove(dir)
+		if err == nil || errors.Is(err, os.ErrNotExist) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("remove %s: %v", dir, err)
+			return
+		}
+	}
+}
+
+func bashIn(t *testing.T, dir, script string) {
+	t.Helper()
+	cg, err := os.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cg.Close()
+	cmd := exec.Command("/bin/bash", "-c", script)
+	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(cg.Fd())}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+}
+
+// TestSignalLiveTrack: with the real capture, Sync tracks an agent's
+// directory (its calls reach the agent's profile), tracks a directory
+// made again under the same name afresh (a new cgroup id), and untracks
+// what is no longer alive; the status line counts it all.
+func TestSignalLiveTrack(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (BPF)")
+	}
+	if err := syscap.Supported(); err != nil {
+		t.Skip(err)
+	}
+	s, err := New(Config{LearnCalls: 1 << 30, Capture: syscap.Config{Flush: 20 * time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	name := fmt.Sprintf("syscalls-test-%d-%d", os.Getpid(), time.Now().UnixNano())
+	dir := liveCgroup(t, name)
+	s.Sync(map[int]string{5: dir})
+	if st := s.Status(); !strings.Contains(st, "capture=on") || !strings.Contains(st, "agents=1") {
+		t.Fatalf("status %q", st)
+	}
+	wait := func(more int) int {
+		t.Helper()
+		for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			if ph, n := s.Phase(5); ph == "learning" && n > more {
+				return n
+			}
+		}
+		ph, n := s.Phase(5)
+		t.Fatalf("agent 5: phase %q, %d calls, want more than %d; %s", ph, n, more, s.Status())
+		return 0
+	}
+	bashIn(t, dir, "for i in 1 2 3; do read -r x < /proc/self/stat; done")
+	n1 := wait(20)
+	// the directory removed and made again: a new cgroup id
+	rmCgroup(t, dir)
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s.Sync(map[int]string{5: dir})
+	bashIn(t, dir, "for i in 1 2 3; do read -r x < /proc/self/stat; done")
+	wait(n1 + 20)
+	time.Sleep(200 * time.Millisecond) // the rest of the ring drained
+	_, n2 := s.Phase(5)
+	t.Logf("calls: %d, then %d after the directory was made again; %s", n1, n2, s.Status())
+	s.Sync(nil)
+	if st := s.Status(); !strings.Contains(st, "agents=0") {
+		t.Fatalf("after sync with nothing alive: %q", st)
+	}
+	bashIn(t, dir, "for i in 1 2 3; do read -r x < /proc/self/stat; done")
+	time.Sleep(200 * time.Millisecond)
+	if _, n3 := s.Phase(5); n3 != n2 {
+		t.Fatalf("calls counted after untrack: %d -> %d", n2, n3)
+	}
+}

@@ -1,0 +1,267 @@
+package syscap
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+)
+
+// needCapture skips unless a capture can run here, saying why.
+func needCapture(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (BPF raw tracepoint and ring buffer)")
+	}
+	if err := Supported(); err != nil {
+		t.Skip(err)
+	}
+}
+
+// cgroup2Mount finds the cgroup2 hierarchy (unified or hybrid).
+func cgroup2Mount() (string, error) {
+	for _, m := range []string{"/sys/fs/cgroup", "/sys/fs/cgroup/unified"} {
+		var st unix.Statfs_t
+		if unix.Statfs(m, &st) == nil && st.Type == unix.CGROUP2_SUPER_MAGIC {
+			return m, nil
+		}
+	}
+	return "", errors.New("no cgroup2 mount")
+}
+
+// testCgroup makes a cgroup2 directory under this process's own cgroup2
+// path, with a unique name, and removes it in cleanup.
+func testCgroup(t testing.TB, tag string) string {
+	t.Helper()
+	mount, err := cgroup2Mount()
+	if err != nil {
+		t.Skip(err)
+	}
+	data, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		t.Fatal(err)
+	}
+	own := ""
+	for _, line := range strings.Split(string(data), "\n") {
+		if p, ok := strings.CutPrefix(line, "0::"); ok {
+			own = p
+		}
+	}
+	if own == "" {
+		t.Skip("no cgroup2 line in /proc/self/cgroup")
+	}
+	dir := filepath.Join(mount, own, fmt.Sprintf("syscap-test-%s-%d-%d", tag, os.Getpid(), time.Now().UnixNano()))
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			err := os.Remove(dir)
+			if err == nil || errors.Is(err, os.ErrNotExist) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Errorf("remove test cgroup %s: %v", dir, err)
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	})
+	return dir
+}
+
+// runIn runs a command in the cgroup dir from its first instruction
+// (clone3 with CLONE_INTO_CGROUP) and waits for it.
+func runIn(t testing.TB, dir string, name string, args ...string) time.Duration {
+	t.Helper()
+	cg, err := os.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cg.Close()
+	cmd := exec.Command(name, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(cg.Fd())}
+	start := time.Now()
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("%s %v: %v: %s", name, args, err, out)
+	}
+	return time.Since(start)
+}
+
+// collector gathers events per cgroup.
+type collector struct {
+	mu  sync.Mutex
+	by  map[uint64][]uint32
+	all int
+}
+
+func (c *collector) handle(b []Event) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, e := range b {
+		c.by[e.Cgroup] = append(c.by[e.Cgroup], e.Nr)
+		c.all++
+	}
+}
+
+func (c *collector) get(id uint64) []uint32 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]uint32(nil), c.by[id]...)
+}
+
+func count(s []uint32, nr uint32) int {
+	n := 0
+	for _, x := range s {
+		if x == nr {
+			n++
+		}
+	}
+	return n
+}
+
+// TestCaptureLive: a process in a tracked cgroup is captured (its
+// openat/read/getppid calls are there), one in an untracked cgroup is
+// not, Untrack stops the capture, and the counters add up.
+func TestCaptureLive(t *testing.T) {
+	needCapture(t)
+	tracked := testCgroup(t, "on")
+	other := testCgroup(t, "off")
+	col := &collector{by: map[uint64][]uint32{}}
+	c, err := New(Config{Handler: col.handle, Flush: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if c.Attached() {
+		t.Fatal("attached with nothing tracked")
+	}
+	id, err := c.Track(tracked)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.Attached() {
+		t.Fatal("not attached with a cgroup tracked")
+	}
+	oid, _ := CgroupID(other)
+	if id == oid || id == 0 {
+		t.Fatalf("ids %d %d", id, oid)
+	}
+	// 50 opens and reads of /proc/self/stat by bash's builtin read.
+	script := `for i in $(seq 50); do read -r x < /proc/self/stat; done; exec 3</etc/hostname`
+	runIn(t, tracked, "/bin/bash", "-c", script)
+	runIn(t, other, "/bin/bash", "-c", script)
+	deadline := time.Now().Add(3 * time.Second)
+	for len(col.get(id)) == 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond)
+	got := col.get(id)
+	const nrRead, nrOpenat, nrExecve = 0, 257, 59
+	if len(got) < 100 || count(got, nrOpenat) < 50 || count(got, nrRead) < 50 {
+		t.Fatalf("tracked cgroup: %d events, openat %d, read %d", len(got), count(got, nrOpenat), count(got, nrRead))
+	}
+	if n := len(col.get(oid)); n != 0 {
+		t.Fatalf("untracked cgroup: %d events captured", n)
+	}
+	st, err := c.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("tracked: %d events (openat %d, read %d, execve %d); stats %+v", len(got), count(got, nrOpenat), count(got, nrRead), count(got, nrExecve), st)
+	if st.Events < uint64(len(got)) || st.Delivered < uint64(len(got)) || st.Dropped() != 0 || st.Tracked != 1 {
+		t.Fatalf("stats %+v, collected %d", st, len(got))
+	}
+	if err := c.Untrack(tracked); err != nil {
+		t.Fatal(err)
+	}
+	if c.Attached() {
+		t.Fatal("still attached with nothing tracked")
+	}
+	before := st.Events
+	runIn(t, tracked, "/bin/bash", "-c", script)
+	st, _ = c.Stats()
+	if st.Events != before || st.Tracked != 0 {
+		t.Fatalf("after untrack: events %d -> %d, tracked %d", before, st.Events, st.Tracked)
+	}
+}
+
+// TestRateLimit: past RatePerCPU a second the events are dropped and
+// counted, and what passes stays within the limit.
+func TestRateLimit(t *testing.T) {
+	needCapture(t)
+	dir := testCgroup(t, "rate")
+	c, err := New(Config{RatePerCPU: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Track(dir); err != nil {
+		t.Fatal(err)
+	}
+	// 20,000 one-byte reads and writes: far past 1000/s on any CPU.
+	runIn(t, dir, "dd", "if=/dev/zero", "of=/dev/null", "bs=1", "count=20000", "status=none")
+	st, err := c.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("stats %+v", st)
+	if st.DropRate < 10000 {
+		t.Fatalf("rate drops %d, want most of 40,000 calls", st.DropRate)
+	}
+	ncpu := uint64(runtime.NumCPU())
+	if st.Events > 1000*ncpu*3 { // at most a few windows on each CPU
+		t.Fatalf("events %d past the limit (%d CPUs)", st.Events, ncpu)
+	}
+}
+
+// TestCloseDetaches: after Close nothing of the program is left attached
+// (the tracked cgroup's calls reach no program: the prog id is gone).
+func TestCloseDetaches(t *testing.T) {
+	needCapture(t)
+	c, err := New(Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Track(testCgroup(t, "close")); err != nil {
+		t.Fatal(err)
+	}
+	info, err := c.coll.Programs["syscap"].Info()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, ok := info.ID()
+	if !ok {
+		t.Skip("no program id on this kernel")
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal("second Close:", err)
+	}
+	// the kernel frees the program once the link and fds are gone
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		p, err := ebpf.NewProgramFromID(pid)
+		if err != nil {
+			return
+		}
+		p.Close()
+		if time.Now().After(deadline) {
+			t.Fatalf("program %d still loaded after Close", pid)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
