@@ -315,8 +315,15 @@ func (e *Engine) score(id int, a *agentState, v *Vector, end time.Time) Assessme
 		}
 		v.Score = math.Max(0, math.Min(1, v.Score))
 		as.Signals = append(as.Signals, NamedVerdict{Name: sg.Name(), SignalVerdict: v})
-		if v.Score > as.Score {
-			as.Score, as.Type, as.Source = v.Score, v.Type, sg.Name()
+		// A signal that cannot name the type reports novelty, which
+		// counts as the detector's does: weighted under the default
+		// alert (its own score stays on its line).
+		eff := v.Score
+		if v.Type == Unknown {
+			eff *= e.noveltyWeight()
+		}
+		if eff > as.Score {
+			as.Score, as.Type, as.Source = eff, v.Type, sg.Name()
 			as.Confidence = v.Score
 			as.Top = as.Top[:0]
 		}
@@ -345,6 +352,15 @@ func (e *Engine) score(id int, a *agentState, v *Vector, end time.Time) Assessme
 		e.hostMax = as.Score
 	}
 	return as
+}
+
+// noveltyWeight is what a score of novelty alone (type Unknown) counts
+// for: the model's AnomalyWeight, 0.45 with no model.
+func (e *Engine) noveltyWeight() float64 {
+	if e.model != nil && e.model.AnomalyWeight > 0 {
+		return e.model.AnomalyWeight
+	}
+	return 0.45
 }
 
 // persistNovelty records mv's anomaly and, when novelty is what drives
