@@ -9,6 +9,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 
 	"golang.org/x/sys/unix"
@@ -168,11 +169,19 @@ func (d *Device) sensitiveOpen(op fanwatch.Open) {
 	o.mu.Unlock()
 }
 
-// agentOf is pid's agent as the sampler knows it (as of its last pass or
-// a fork since) or the latest proc events said, else that of its nearest
-// known ancestor (at most 4 up, from /proc/PID/stat): a child forked just
-// before its open may not be placed yet.
+// agentOf is pid's agent. While the process lives, its cgroup2 directory
+// decides (/proc/PID/cgroup's "0::" line against each agent's unified
+// directory): exact, and immune to pid reuse. A soak on a busy host
+// (scripts/threat/soak) had benign agents blamed for other programs'
+// reads of /etc/shadow through stale pids. Once it is gone (a cat that
+// read and exited before its event was read), or on a host with no
+// cgroup2 directories, it is the sampler's word (as of its last pass or
+// a fork since) or the latest proc events', else that of its nearest
+// known ancestor (at most 4 up, from /proc/PID/stat).
 func (d *Device) agentOf(pid int) int {
+	if id, known := d.cgroupAgent(pid); known {
+		return id
+	}
 	for i := 0; i < 5 && pid > 1; i++ {
 		if id := d.placed(pid); id != 0 {
 			return id
@@ -180,6 +189,33 @@ func (d *Device) agentOf(pid int) int {
 		pid = d.ppid(pid)
 	}
 	return 0
+}
+
+// cgroupAgent places a live pid by its cgroup2 directory: known is false
+// when the process is gone or has no cgroup2 line (then id is 0).
+func (d *Device) cgroupAgent(pid int) (id int, known bool) {
+	var rel string
+	err := kfile.Read(filepath.Join(d.cfg.Proc, strconv.Itoa(pid), "cgroup"), func(b []byte) error {
+		for _, l := range bytes.Split(b, []byte{'\n'}) {
+			if bytes.HasPrefix(l, []byte("0::")) {
+				rel = string(l[3:])
+			}
+		}
+		return nil
+	})
+	if err != nil || rel == "" || rel == "/" {
+		return 0, err == nil && rel == "/"
+	}
+	for _, a := range d.cfg.Agents.IDs() {
+		cg, err := d.cfg.Agents.Cgroups(a)
+		if err != nil || cg["unified"] == "" {
+			continue
+		}
+		if strings.HasSuffix(cg["unified"], rel) {
+			return a, true
+		}
+	}
+	return 0, true
 }
 
 func (d *Device) placed(pid int) int {
