@@ -3,6 +3,7 @@ package agent
 import (
 	"fmt"
 	"os/exec"
+	"slices"
 	"runtime"
 	"strconv"
 	"strings"
@@ -191,4 +192,40 @@ func threadCPU() int64 {
 		return 0
 	}
 	return ts.Nano()
+}
+
+// TestMergeWakesTheSampler: processes moved into an agent by merge (no
+// CPU of its own: the hold test cannot see them) show in the sampler's
+// next pass, not up to Tuning.Hold passes later; the agent they left
+// (split) drops them at once as well.
+func TestMergeWakesTheSampler(t *testing.T) {
+	r := newRig(t, "")
+	tel := r.e.cfg.Telemetry
+	a := r.spawn("into -- sleep 60")
+	b := r.spawn("from -- sleep 60")
+	now := time.Now()
+	// Let both settle into held samples: sleep uses no CPU.
+	for i := 0; i < 4; i++ {
+		now = now.Add(time.Second)
+		tel.Tick(now)
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := r.ctl(a.ID, fmt.Sprintf("merge %d", b.ID)); err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(time.Second)
+	tel.Tick(now)
+	pids, _, _ := tel.Procs(a.ID)
+	if !slices.Contains(pids, b.Pid) {
+		t.Fatalf("after merge, the sampler's pids of agent %d: %v, want %d among them", a.ID, pids, b.Pid)
+	}
+	if err := r.ctl(a.ID, fmt.Sprintf("split %d", b.Pid)); err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(time.Second)
+	tel.Tick(now)
+	if pids, _, _ := tel.Procs(a.ID); slices.Contains(pids, b.Pid) {
+		t.Errorf("after split, the sampler's pids of agent %d still hold %d: %v", a.ID, b.Pid, pids)
+	}
+	r.ctl(a.ID, "kill")
 }

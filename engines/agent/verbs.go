@@ -999,6 +999,7 @@ func (e *Engine) merge(a *Agent, c fs.Caller, args []string) error {
 			return kernelErr(fmt.Sprintf("merge: move pid %d", p), err)
 		}
 	}
+	e.wake(a.ID)
 	e.mu.Lock()
 	m.proc = nil
 	e.mu.Unlock()
@@ -1079,8 +1080,19 @@ func (e *Engine) split(a *Agent, c fs.Caller, args []string) error {
 			return kernelErr(fmt.Sprintf("split: move pid %d", p), err)
 		}
 	}
+	e.wake(a.ID)
 	e.publish(n, "split", bus.F("from", a.ID), bus.F("procs", len(pids)))
 	return nil
+}
+
+// wake makes the sampler's next pass sample agent id in full: processes
+// moved into or out of its group cost it no CPU, so a held sample would
+// keep its old pids (which the reaper, the memory and GPU engines take
+// from it) for up to Tuning.Hold passes.
+func (e *Engine) wake(id int) {
+	if e.cfg.Telemetry != nil {
+		e.cfg.Telemetry.Wake(id)
+	}
 }
 
 func (e *Engine) execVerb(a *Agent, c fs.Caller, args []string) error {
