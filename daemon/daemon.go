@@ -141,7 +141,7 @@ func Start(cfg Config) (*Daemon, error) {
 		d.Log.Printf("%s", msg)
 	}
 	d.Agents = agents
-	d.Tel.OnTick(func(time.Time, map[int]telemetry.Sample) { agents.Reap() })
+	d.Tel.OnTick(func(_ time.Time, l map[int]telemetry.Sample) { agents.Reap(l) })
 
 	d.NS = &fs.NS{Boot: time.Now(), Reject: d.reject}
 	d.reg = prometheus.NewRegistry()

@@ -12,6 +12,7 @@ import (
 	"aiosfs/engines/agent/view"
 	"aiosfs/engines/gpu"
 	"aiosfs/engines/ml"
+	"aiosfs/engines/telemetry"
 	"aiosfs/fs"
 	halgpu "aiosfs/hal/gpu"
 )
@@ -22,7 +23,7 @@ import (
 // logs why and serves gpu/ with no devices.
 func init() {
 	register("gpu", func(d Deps) (Device, error) {
-		cfg := gpu.Config{NS: d.NS, Bus: d.Bus, Agents: agentsForGPU{d.Registry}, Interval: d.Config.Interval,
+		cfg := gpu.Config{NS: d.NS, Bus: d.Bus, Agents: agentsForGPU{d.Registry, d.Tel}, Interval: d.Config.Interval,
 			StateFile: filepath.Join(d.Config.StateDir, "gpu.json")}
 		if d.Config.GPU == "none" {
 			cfg.HostErr = "disabled by -gpu=none"
@@ -73,8 +74,13 @@ func (m gpuDevice) Close() error                    { return m.e.Close() }
 
 // agentsForGPU adapts the agent registry to what the GPU engine needs.
 // Acting goes through the registry, as a root ctl write would, so the
-// agent's state stays true and its events say the GPU engine did it.
-type agentsForGPU struct{ r view.Registry }
+// agent's state stays true and its events say the GPU engine did it. The
+// pids are telemetry's from its last pass (Sampler.Procs), not
+// cgroup.procs of every agent read again on every pass of the watch.
+type agentsForGPU struct {
+	r   view.Registry
+	tel *telemetry.Sampler
+}
 
 func (g agentsForGPU) IDs() []int { return g.r.IDs() }
 
@@ -83,8 +89,17 @@ func (g agentsForGPU) Pids(id int) ([]int, bool, bool) {
 	if err != nil {
 		return nil, false, false
 	}
+	if in.State == view.StateExited {
+		return nil, true, true
+	}
+	if g.tel != nil {
+		if pids, _, ok := g.tel.Procs(id); ok {
+			return pids, true, false
+		}
+	}
+	// Not sampled yet (new): its group, as it is now.
 	pids, _ := g.r.Procs(id)
-	return pids, true, in.State == view.StateExited
+	return pids, true, false
 }
 
 func (g agentsForGPU) Owner(id int) (uint32, error) {

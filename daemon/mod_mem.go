@@ -9,6 +9,7 @@ import (
 	"aiosfs/engines/agent"
 	"aiosfs/engines/agent/view"
 	"aiosfs/engines/mem"
+	"aiosfs/engines/telemetry"
 	"aiosfs/fs"
 	"aiosfs/hal/vm"
 )
@@ -20,7 +21,7 @@ func init() {
 			StateDir: d.Config.StateDir,
 			NS:       d.NS,
 			Bus:      d.Bus,
-			Agents:   memAgents{d.Registry},
+			Agents:   memAgents{d.Registry, d.Tel},
 			Proc:     vm.FS(d.Config.ProcRoot),
 			Seed:     1,
 			Logf:     d.Log.Printf,
@@ -56,8 +57,13 @@ func (m memDevice) Collector() prometheus.Collector { return m.e.Collector() }
 func (m memDevice) Run(ctx context.Context)         { m.e.Run(ctx) }
 func (m memDevice) Close() error                    { return m.e.Close() }
 
-// memAgents is the agent registry as the memory manager sees it.
-type memAgents struct{ r view.Registry }
+// memAgents is the agent registry as the memory manager sees it. The
+// pids and the memory usage are telemetry's from its last pass (no read
+// of cgroup.procs or memory files again), the limit the record's.
+type memAgents struct {
+	r   view.Registry
+	tel *telemetry.Sampler
+}
 
 func (m memAgents) IDs() []int { return m.r.IDs() }
 
@@ -67,7 +73,22 @@ func (m memAgents) Agent(id int) (mem.AgentInfo, error) {
 		return mem.AgentInfo{}, err
 	}
 	info := mem.AgentInfo{Alive: in.Alive, Uid: in.Uid, Gid: in.Gid}
-	info.Pids, _ = m.r.Procs(id)
+	switch l := in.Limits.MemMax; {
+	case l < 0:
+		info.MemLimit = vm.Unlimited
+	case l > 0:
+		info.MemLimit = l
+	}
+	var ok bool
+	if m.tel != nil && in.Alive {
+		info.Pids, _, ok = m.tel.Procs(id)
+		if s, has := m.tel.Latest(id); has && ok {
+			info.Sampled = &mem.Sampled{Time: s.Time, CPU: s.CPU, CPUSeconds: s.CPUSeconds, Mem: s.Mem}
+		}
+	}
+	if !ok {
+		info.Pids, _ = m.r.Procs(id)
+	}
 	if p, err := m.r.Cgroups(id); err == nil {
 		if dir, ok := p["memory"]; ok {
 			info.MemDir = dir

@@ -50,6 +50,9 @@ type Record struct {
 	Ended    time.Time `json:"ended"`
 	Exit     string    `json:"exit,omitempty"` // "exit 0", "signal KILL", "merged into 4", ...
 	Restarts int       `json:"restarts"`
+	// Interval is the agent's own sampling interval (the interval verb;
+	// telemetry.Sampler.SetAgentInterval); 0 is the pass interval.
+	Interval time.Duration `json:"interval,omitempty"`
 	// Resume marks an agent the daemon stopped at a clean shutdown; it is
 	// started again when the daemon starts.
 	Resume bool `json:"resume,omitempty"`
@@ -211,7 +214,7 @@ func orDash(s string) string {
 // Status renders agents/N/status. Records are lines whose first word names
 // the record, then key=value fields in a fixed order:
 //
-//	agent id=3 name=web state=running pid=1234 pids=1234,1240 uid=0 gid=0 prio=0 caps=+net_admin,-net_raw weight=100 cpumax=0.5 cpuperiod=0.1 cpus=0-1 memhigh=max memmax=268435456 started=1764092400.123 ended=0 exit=- restarts=0 spawned=1 pidsmax=max
+//	agent id=3 name=web state=running pid=1234 pids=1234,1240 uid=0 gid=0 prio=0 caps=+net_admin,-net_raw weight=100 cpumax=0.5 cpuperiod=0.1 cpus=0-1 memhigh=max memmax=268435456 started=1764092400.123 ended=0 exit=- restarts=0 spawned=1 pidsmax=max interval=-
 //	cmd argv="sleep 100" dir=/home/alice
 //	ceiling memmax=31457280 pidsmax=max cpumax=max
 //	cgroup controller=cpu path=/sys/fs/cgroup/cpu/aiosfs/agent-3
@@ -222,7 +225,9 @@ func orDash(s string) string {
 // "-" nothing. pids are the processes in the cgroup now. dir is the
 // command's working directory ("-": the daemon's). The ceiling line, only
 // for an agent an unprivileged caller made, is what that caller's own
-// cgroups allowed it: the agent's limits stay at or below it.
+// cgroups allowed it: the agent's limits stay at or below it. interval is
+// the agent's own sampling interval in seconds (the interval verb), "-"
+// when it is sampled with every pass.
 func (a *Agent) Status(pids []int) string {
 	var b strings.Builder
 	ps := make([]string, len(pids))
@@ -240,11 +245,11 @@ func (a *Agent) Status(pids []int) string {
 	if a.Spawned {
 		spawned = 1
 	}
-	fmt.Fprintf(&b, "agent id=%d name=%s state=%s pid=%d pids=%s uid=%d gid=%d prio=%d caps=%s weight=%s cpumax=%s cpuperiod=%g cpus=%s memhigh=%s memmax=%s started=%s ended=%s exit=%s restarts=%d spawned=%d pidsmax=%s\n",
+	fmt.Fprintf(&b, "agent id=%d name=%s state=%s pid=%d pids=%s uid=%d gid=%d prio=%d caps=%s weight=%s cpumax=%s cpuperiod=%g cpus=%s memhigh=%s memmax=%s started=%s ended=%s exit=%s restarts=%d spawned=%d pidsmax=%s interval=%s\n",
 		a.ID, bus.Quote(a.Name), a.State, a.Pid, orDash(strings.Join(ps, ",")), a.Uid, a.Gid, a.Prio,
 		orDash(strings.Join(caps, ",")), weight(a.Limits.Weight), cores(a.Limits.CPUMax), a.Limits.Period().Seconds(), orDash(a.Limits.Cpus),
 		sizeOrMax(a.Limits.MemHigh), sizeOrMax(a.Limits.MemMax), unixTime(a.Started), unixTime(a.Ended),
-		bus.Quote(orDash(a.Exit)), a.Restarts, spawned, pidsMax(a.Limits.Pids))
+		bus.Quote(orDash(a.Exit)), a.Restarts, spawned, pidsMax(a.Limits.Pids), interval(a.Interval))
 	if len(a.Cmd) > 0 {
 		fmt.Fprintf(&b, "cmd argv=%s dir=%s\n", bus.Quote(shellJoin(a.Cmd)), bus.Quote(orDash(a.Dir)))
 	}
@@ -256,6 +261,15 @@ func (a *Agent) Status(pids []int) string {
 		fmt.Fprintf(&b, "cgroup controller=%s path=%s\n", c, paths[c])
 	}
 	return b.String()
+}
+
+// interval renders the agent's own sampling interval in seconds, "-" for
+// the pass interval.
+func interval(d time.Duration) string {
+	if d <= 0 {
+		return "-"
+	}
+	return strconv.FormatFloat(d.Seconds(), 'g', -1, 64)
 }
 
 // weight renders an unset weight (the kernel's default) as "-".

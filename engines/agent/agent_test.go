@@ -29,7 +29,7 @@ func TestMain(m *testing.M) {
 }
 
 type rig struct {
-	t     *testing.T
+	t     testing.TB
 	e     *Engine
 	cg    *cgroup.Manager
 	state string
@@ -38,7 +38,7 @@ type rig struct {
 
 // newRig builds an engine on the real host: real cgroups under this
 // process's own cgroup, real /proc, a state directory in TempDir.
-func newRig(t *testing.T, state string) *rig {
+func newRig(t testing.TB, state string) *rig {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: agents live in real cgroups")
@@ -125,7 +125,7 @@ func waitState(t *testing.T, e *Engine, id int, state string) Agent {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		e.Reap()
+		e.Reap(nil)
 		a, _, err := e.Snapshot(id)
 		if err != nil {
 			t.Fatal(err)
@@ -446,7 +446,7 @@ func TestOutputIsBounded(t *testing.T) {
 	p := r.e.logPath(ids[len(ids)-1])
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		r.e.Reap()
+		r.e.Reap(nil)
 		if st, err := os.Stat(p + ".old"); err == nil && st.Size() > 0 {
 			break
 		}
@@ -483,7 +483,7 @@ func TestAdoptRacesTheReaper(t *testing.T) {
 			case <-stop:
 				return
 			default:
-				r.e.Reap()
+				r.e.Reap(nil)
 			}
 		}
 	}()

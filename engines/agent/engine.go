@@ -208,6 +208,9 @@ func (e *Engine) Restore() error {
 		if !a.Alive() && !a.Resume {
 			continue
 		}
+		if a.Interval > 0 && e.cfg.Telemetry != nil {
+			e.cfg.Telemetry.SetAgentInterval(a.ID, a.Interval)
+		}
 		if g, err := e.cfg.Cgroups.Load(a.Group); err == nil {
 			a.group = g
 		}
@@ -584,7 +587,7 @@ func (e *Engine) Run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-ch:
-			e.Reap()
+			e.Reap(nil)
 		}
 	}
 }
@@ -617,9 +620,14 @@ func (e *Engine) environ(a *Agent) []string {
 	return append(env, a.Env...)
 }
 
-// Reap ends agents whose cgroups have emptied. The sampler calls it every
-// tick; a leader's wait(2) calls it at once.
-func (e *Engine) Reap() {
+// Reap ends agents whose cgroups have emptied. The sampler calls it after
+// every pass with the pass's latest samples: an agent sampled with
+// processes (Procs > 0) is alive and its group is not read again; only
+// agents missing from latest (not sampled in this pass) or sampled empty
+// are. A sample is at most the pass old, so an agent that empties after
+// it is reaped at the next pass. latest nil reads every group: a
+// leader's wait(2) calls it so, at once.
+func (e *Engine) Reap(latest map[int]telemetry.Sample) {
 	e.reapKids()
 	e.retrySaves()
 	e.trimLogs()
@@ -632,11 +640,14 @@ func (e *Engine) Reap() {
 	}
 	e.mu.Unlock()
 	for _, a := range check {
-		var pids []int
-		if g := e.groupOf(a); g != nil {
-			pids, _ = g.Procs()
+		n := 0
+		if s, ok := latest[a.ID]; ok && s.Procs > 0 {
+			n = s.Procs
+		} else if g := e.groupOf(a); g != nil {
+			pids, _ := g.Procs()
+			n = len(pids)
 		}
-		if len(pids) > 0 {
+		if n > 0 {
 			e.mu.Lock()
 			a.emptySince = time.Time{}
 			e.mu.Unlock()
@@ -759,7 +770,7 @@ func (e *Engine) Shutdown() error {
 	// Give wait(2) a moment to report, then reap whatever remains.
 	deadline := time.Now().Add(e.cfg.Grace + time.Second)
 	for time.Now().Before(deadline) {
-		e.Reap()
+		e.Reap(nil)
 		if !e.anyAlive() {
 			break
 		}

@@ -575,6 +575,7 @@ func (e *Engine) Verbs(id int) ctl.Table {
 	}
 	return append(t, ctl.Table{
 		{Name: "prio", Args: "N", Min: 1, Max: 1, Doc: "nice value -20..19 of every process", Run: with(e.prio)},
+		{Name: "interval", Args: "DURATION", Min: 1, Max: 1, Doc: "sample the agent every DURATION (at least 10ms; 0: with every pass)", Run: with(e.intervalVerb)},
 		{Name: "cap", Args: "+NAME|-NAME", Min: 1, Max: 1, Root: true, Doc: "grant or drop a capability (at next start)", Run: with(e.capVerb)},
 		{Name: "clone", Args: "[NAME]", Min: 0, Max: 1, Doc: "a new agent with the same command and limits", Run: with(e.cloneVerb)},
 		{Name: "merge", Args: "M", Min: 1, Max: 1, Doc: "agent M's processes join this one; M ends", Run: with(e.merge)},
@@ -626,7 +627,7 @@ func (e *Engine) stop(a *Agent, _ fs.Caller, _ []string) error {
 	a.stopped = "stopped"
 	e.mu.Unlock()
 	e.publish(a, "stop", bus.F("grace", e.cfg.Grace.Seconds()))
-	go func() { e.terminate(a, e.cfg.Grace); e.Reap() }()
+	go func() { e.terminate(a, e.cfg.Grace); e.Reap(nil) }()
 	return nil
 }
 
@@ -820,6 +821,49 @@ func (e *Engine) prio(a *Agent, c fs.Caller, args []string) error {
 	return nil
 }
 
+// Bounds of an agent's own sampling interval (the interval verb).
+const (
+	MinInterval = 10 * time.Millisecond
+	MaxInterval = time.Hour
+)
+
+// intervalVerb is `interval DURATION`: agent a is sampled every DURATION
+// (telemetry.Sampler.SetAgentInterval) instead of with every pass, and its
+// history keeps that step; 0 puts it back on the pass. The value is saved
+// in the record before it takes effect and set again when the daemon
+// restarts. Sampling faster than the pass costs the daemon: only root may
+// set an interval below it (EPERM), others may slow their agents down.
+func (e *Engine) intervalVerb(a *Agent, c fs.Caller, args []string) error {
+	var d time.Duration
+	if args[0] != "0" {
+		var err error
+		if d, err = ctl.ParseDuration(args[0]); err != nil {
+			return err
+		}
+		if d < MinInterval || d > MaxInterval {
+			return ctl.Errorf("interval %s out of range (want %s .. %s, or 0 for every pass)", args[0], MinInterval, MaxInterval)
+		}
+	}
+	tel := e.cfg.Telemetry
+	if tel == nil {
+		return fs.Errorf(syscall.ENOTSUP, "no sampler")
+	}
+	if c.Uid != 0 && d > 0 && d < tel.Interval() {
+		return fs.Errorf(syscall.EPERM, "interval %s is below the pass interval (%s): only root may sample an agent faster", d, tel.Interval())
+	}
+	e.mu.Lock()
+	old := a.Interval
+	a.Interval = d
+	e.mu.Unlock()
+	if err := e.save(a); err != nil {
+		e.revert(a, func() { a.Interval = old })
+		return saveErr(err)
+	}
+	tel.SetAgentInterval(a.ID, d)
+	e.publish(a, "interval", bus.F("seconds", d.Seconds()))
+	return nil
+}
+
 func (e *Engine) capVerb(a *Agent, c fs.Caller, args []string) error {
 	add, name, err := parseCap(args[0])
 	if err != nil {
@@ -957,6 +1001,7 @@ func (e *Engine) merge(a *Agent, c fs.Caller, args []string) error {
 			return kernelErr(fmt.Sprintf("merge: move pid %d", p), err)
 		}
 	}
+	e.wake(a.ID)
 	e.mu.Lock()
 	m.proc = nil
 	e.mu.Unlock()
@@ -1037,8 +1082,19 @@ func (e *Engine) split(a *Agent, c fs.Caller, args []string) error {
 			return kernelErr(fmt.Sprintf("split: move pid %d", p), err)
 		}
 	}
+	e.wake(a.ID)
 	e.publish(n, "split", bus.F("from", a.ID), bus.F("procs", len(pids)))
 	return nil
+}
+
+// wake makes the sampler's next pass sample agent id in full: processes
+// moved into or out of its group cost it no CPU, so a held sample would
+// keep its old pids (which the reaper, the memory and GPU engines take
+// from it) for up to Tuning.Hold passes.
+func (e *Engine) wake(id int) {
+	if e.cfg.Telemetry != nil {
+		e.cfg.Telemetry.Wake(id)
+	}
 }
 
 func (e *Engine) execVerb(a *Agent, c fs.Caller, args []string) error {

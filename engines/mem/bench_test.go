@@ -42,3 +42,6 @@ func threadCPU() int64 {
 	}
 	return ts.Nano()
 }
+
+func runtimeLock()   { runtime.LockOSThread() }
+func runtimeUnlock() { runtime.UnlockOSThread() }

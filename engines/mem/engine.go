@@ -92,6 +92,24 @@ type AgentInfo struct {
 	Uid, Gid uint32
 	Pids     []int
 	MemDir   string // its memory cgroup directory ("" unknown)
+	// Sampled is the agent's latest telemetry sample, when the daemon
+	// has one (nil: the engine reads what it needs from the kernel).
+	// With it the engine skips smaps and clear_refs of a quiet agent
+	// (procMem.quiet) and takes the agent's memory usage from it.
+	Sampled *Sampled
+	// MemLimit is the agent's memory hard limit as its record holds it,
+	// in bytes (vm.Unlimited: none). It changes only through the agent
+	// registry (agents/N/ctl, Apply), which the daemon reads it from; 0
+	// is unknown, and the engine reads the cgroup's file.
+	MemLimit int64
+}
+
+// Sampled is what the engine takes from an agent's telemetry sample.
+type Sampled struct {
+	Time       time.Time
+	CPU        float64 // cores used over the sample's interval
+	CPUSeconds float64 // cumulative CPU seconds of the agent's cgroup
+	Mem        int64   // the memory cgroup's usage in bytes (0: unknown)
 }
 
 // Agents is the narrow view of the agent registry the manager uses.
@@ -144,6 +162,14 @@ type Engine struct {
 	ivChange  chan time.Duration
 	lastPSI   vm.Pressure
 	psiErr    error
+	// readMu serialises agents' samples: the smaps reader and the
+	// mapping slices it fills (scratch) are kept from one to the next.
+	readMu  sync.Mutex
+	smaps   *vm.SmapsReader
+	scratch [][]vm.Mapping
+	// quietPeriods counts agents' periods taken without reading smaps
+	// (procMem.quiet), under mu.
+	quietPeriods uint64
 }
 
 // New opens (and creates) <state>/mem, removes what ephemeral and shared
@@ -165,6 +191,7 @@ func New(cfg Config) (*Engine, error) {
 		procs: map[int]*procMem{}, paging: true, threshold: 0.10, limitFrac: 0.90,
 		interval: cfg.Interval, ivChange: make(chan time.Duration, 1)}
 	e.tmp = filepath.Join(e.dir, "tmp")
+	e.smaps = cfg.Proc.NewSmapsReader()
 	// Ephemeral and shared regions do not outlive the daemon.
 	if err := os.RemoveAll(e.tmp); err != nil {
 		return nil, err

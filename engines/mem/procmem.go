@@ -2,6 +2,7 @@ package mem
 
 import (
 	"math"
+	"slices"
 	"sort"
 	"time"
 
@@ -123,6 +124,43 @@ type procMem struct {
 	picks     map[string][]mapKey
 	decisions []Decision
 	savedAt   time.Time // last write of its state file (procstate.go)
+	// The quiet test (see quiet): the pids of the last period, the
+	// agent's telemetry CPU seconds then (telKnown: it had a sample),
+	// and how many periods in a row were quiet.
+	pids     []int
+	telCPU   float64
+	telAt    time.Time
+	telKnown bool
+	quietRun int
+}
+
+// maxQuiet is the most periods in a row an agent's smaps is not read
+// because it was quiet: figures that change without the agent running
+// (Rss the kernel reclaims, a shared file page another process touches)
+// are at most this many periods old (10 s at the default 2 s period),
+// as telemetry's own held samples are (Tuning.Hold).
+const maxQuiet = 5
+
+// quiet says whether this period of agent id can be taken from the last
+// one without reading smaps or clearing the bits: its telemetry sample is
+// newer than the one at the last period here and shows no CPU and the
+// same cumulative CPU seconds, so none of its processes ran in between,
+// and a process that did not run referenced nothing (what it touches
+// after the sample is not lost: the bits are not cleared while quiet, so
+// the next period that reads smaps counts it); it has the same pids; no pageout waits for its
+// outcome (which needs the new Rss and pagemap); and it was not quiet for
+// maxQuiet periods already. Called with e.mu held.
+func (pm *procMem) quiet(pids []int, u *Sampled) bool {
+	if u == nil || !pm.telKnown || pm.n == 0 || u.CPU != 0 || u.CPUSeconds != pm.telCPU || !u.Time.After(pm.telAt) ||
+		pm.quietRun >= maxQuiet || !slices.Equal(pids, pm.pids) {
+		return false
+	}
+	for _, d := range pm.decisions {
+		if d.Outcome == "pending" && d.Advice != vm.WillNeed && d.Advice != vm.Reclaim {
+			return false
+		}
+	}
+	return true
 }
 
 func newProcMem(id int) *procMem {
@@ -157,7 +195,7 @@ func (e *Engine) sampleAgents(now time.Time) {
 			continue
 		}
 		live[id] = true
-		e.SampleAgent(id, a.Pids, now)
+		e.sample(id, a.Pids, now, a.Sampled)
 		if why := e.pressured(a); why != "" {
 			e.Page(id, why)
 			if why == "limit" {
@@ -190,26 +228,92 @@ func (e *Engine) pressured(a AgentInfo) string {
 	if psiErr == nil && psi.Avg10 >= th {
 		return "psi"
 	}
-	if a.MemDir != "" {
-		if u, l, err := vm.CgroupMemory(a.MemDir); err == nil && l > 0 && float64(u) >= lf*float64(l) {
-			return "limit"
+	// The usage is telemetry's, the limit the agent's record's; the
+	// cgroup's files are read only for what the daemon did not give.
+	u, l := int64(-1), a.MemLimit
+	if a.Sampled != nil && a.Sampled.Mem > 0 {
+		u = a.Sampled.Mem
+	}
+	if l == 0 || (u < 0 && l > 0) {
+		if a.MemDir == "" {
+			return ""
 		}
+		fu, fl, err := vm.CgroupMemory(a.MemDir)
+		if err != nil {
+			return ""
+		}
+		if u < 0 {
+			u = fu
+		}
+		if l == 0 {
+			l = fl
+		}
+	}
+	if l > 0 && float64(u) >= lf*float64(l) {
+		return "limit"
 	}
 	return ""
 }
 
 // SampleAgent reads and clears the referenced bits of pids for agent id.
 func (e *Engine) SampleAgent(id int, pids []int, now time.Time) {
+	e.sample(id, pids, now, nil)
+}
+
+// sample is SampleAgent with the agent's telemetry sample u (nil: none):
+// a quiet period (procMem.quiet) is the last one again with nothing
+// referenced, without reading smaps or clearing the bits.
+func (e *Engine) sample(id int, pids []int, now time.Time, u *Sampled) {
 	pm := e.procMem(id)
-	// Read (and clear) the kernel's bits first, without the engine's
-	// lock, so fabric reads do not wait on smaps of many processes.
+	// One sample at a time: the smaps reader and its buffers are the
+	// engine's.
+	e.readMu.Lock()
+	defer e.readMu.Unlock()
 	type read struct {
 		pid  int
 		maps []vm.Mapping
 	}
 	var reads []read
-	for _, pid := range pids {
-		maps, err := e.cfg.Proc.Smaps(pid)
+	e.mu.Lock()
+	quiet := pm.quiet(pids, u)
+	if quiet {
+		byPid := map[int][]vm.Mapping{}
+		for pid := range pm.seen {
+			byPid[pid] = nil
+		}
+		for _, st := range pm.maps {
+			m := st.m
+			m.Referenced = 0
+			byPid[st.pid] = append(byPid[st.pid], m)
+		}
+		for pid, maps := range byPid {
+			reads = append(reads, read{pid, maps})
+		}
+	}
+	if u != nil {
+		pm.telCPU, pm.telAt, pm.telKnown = u.CPUSeconds, u.Time, true
+	} else {
+		pm.telKnown = false
+	}
+	pm.pids = append(pm.pids[:0], pids...)
+	if quiet {
+		pm.quietRun++
+		e.quietPeriods++
+	} else {
+		pm.quietRun = 0
+	}
+	e.mu.Unlock()
+	// Read (and clear) the kernel's bits first, without the engine's
+	// lock, so fabric reads do not wait on smaps of many processes. The
+	// mappings are copied out of the reader's slices (st.m) under the
+	// lock below, so the slices are the engine's again next time.
+	for i := 0; !quiet && i < len(pids); i++ {
+		pid := pids[i]
+		if len(e.scratch) <= len(reads) {
+			e.scratch = append(e.scratch, nil)
+		}
+		maps, err := e.smaps.Smaps(pid, e.scratch[len(reads)])
+		e.scratch[len(reads)] = maps
 		if err != nil {
 			continue // the process ended between listing and reading
 		}

@@ -2,6 +2,7 @@ package ml
 
 import (
 	"math"
+	"slices"
 
 	"gonum.org/v1/gonum/mat"
 )
@@ -127,6 +128,28 @@ type AR struct {
 	mean  float64
 	since int
 	x, y  []float64 // scratch for the fit
+
+	// A flat stretch (an idle agent's CPU, I/O and network are 0 pass
+	// after pass, its memory the same) costs nothing it need not, with
+	// the same results bit for bit: a fit over the very window the last
+	// fit saw is skipped (it would give the same coefficients), and
+	// Predict from the same coefficients and the same last P values
+	// returns its last answer.
+	flat    int     // how many of the newest samples are equal (bitwise) to the newest
+	fitN    int     // the window's length at the last fit; 0 none
+	fitC    float64 // its value, when that window was flat
+	fitFlat bool
+	gen     uint64 // bumped by every fit that ran: coef and mean may have changed
+	memo    arMemo
+}
+
+// arMemo is Predict's last answer and what it was computed from.
+type arMemo struct {
+	ok  bool
+	gen uint64
+	w   []float64
+	hs  []int
+	out []float64
 }
 
 func (*AR) Name() string { return "ar" }
@@ -134,6 +157,11 @@ func (*AR) Name() string { return "ar" }
 func (f *AR) Observe(x float64) {
 	if f.hist.buf == nil {
 		f.hist = newRing(f.Window)
+	}
+	if f.hist.n > 0 && math.Float64bits(x) == math.Float64bits(f.hist.at(f.hist.n-1)) {
+		f.flat++
+	} else {
+		f.flat = 1
 	}
 	f.hist.add(x)
 	f.since++
@@ -145,6 +173,15 @@ func (f *AR) Observe(x float64) {
 
 func (f *AR) fit() {
 	n := f.hist.n
+	last := f.hist.at(n - 1)
+	flat := f.flat >= n
+	if flat && f.fitFlat && f.fitN == n && math.Float64bits(f.fitC) == math.Float64bits(last) {
+		// The window is the one the last fit saw, value for value: the
+		// fit is a function of it alone, so it would end as that one did.
+		return
+	}
+	f.fitN, f.fitC, f.fitFlat = n, last, flat
+	f.gen++
 	rows := n - f.P
 	if cap(f.x) < rows*f.P {
 		f.x = make([]float64, rows*f.P)
@@ -203,6 +240,19 @@ func (f *AR) fit() {
 	}
 }
 
+// sameBits says whether a and b hold the same float64s bit for bit.
+func sameBits(a, b []float64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if math.Float64bits(a[i]) != math.Float64bits(b[i]) {
+			return false
+		}
+	}
+	return true
+}
+
 func (f *AR) Predict(hs []int, out []float64) {
 	if f.coef == nil || f.hist.n < f.P {
 		last := 0.0
@@ -224,6 +274,16 @@ func (f *AR) Predict(hs []int, out []float64) {
 	for j := 0; j < f.P; j++ {
 		w = append(w, f.hist.at(f.hist.n-1-j)-f.mean)
 	}
+	if m := &f.memo; m.ok && m.gen == f.gen && slices.Equal(m.hs, hs) && sameBits(m.w, w) {
+		copy(out, m.out)
+		return
+	}
+	// The recursion below overwrites w: keep the inputs now, the
+	// answer when it is made.
+	m := &f.memo
+	m.ok, m.gen = false, f.gen
+	m.w = append(m.w[:0], w...)
+	m.hs = append(m.hs[:0], hs...)
 	k := 0
 	for i, h := range hs {
 		for ; k < h; k++ {
@@ -236,6 +296,7 @@ func (f *AR) Predict(hs []int, out []float64) {
 		}
 		out[i] = w[0] + f.mean
 	}
+	m.out, m.ok = append(m.out[:0], out[:len(hs)]...), true
 }
 
 // DecayHist is the Kubernetes VPA recommender's method: a histogram with

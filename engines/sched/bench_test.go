@@ -178,3 +178,34 @@ func BenchmarkRestoreHistory1000(b *testing.B) {
 	}
 	b.ReportMetric(float64(returned.Nanoseconds())/float64(b.N), "ns-until-Restore-returns/op")
 }
+
+// BenchmarkTickIdle200 is one tick with 200 idle agents: every sample
+// held (CPU 0, the same CPU seconds and memory, no I/O), as the daemon's
+// passes are for the bench's idle agents.
+func BenchmarkTickIdle200(b *testing.B) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	e := New(Config{NCPU: 2})
+	latest := make(map[int]telemetry.Sample, 200)
+	now := time.Unix(1764000000, 0)
+	for id := 1; id <= 200; id++ {
+		latest[id] = telemetry.Sample{Time: now, CPUSeconds: 1.5, Mem: 3 << 20, RSS: 3 << 20, Procs: 1}
+	}
+	for i := 0; i < 300; i++ {
+		now = now.Add(time.Second)
+		for id, s := range latest {
+			s.Time = now
+			latest[id] = s
+		}
+		e.Tick(now, latest)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		now = now.Add(time.Second)
+		for id, s := range latest {
+			s.Time = now
+			latest[id] = s
+		}
+		e.Tick(now, latest)
+	}
+}

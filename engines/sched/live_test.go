@@ -84,7 +84,7 @@ func TestLiveEnforcement(t *testing.T) {
 	ag.Extend(e.AgentTab(ns), e.AgentVerbs)
 	root := ns.StaticDir("/", 0555, fs.Owner{}, append(ag.Nodes(ns), e.Nodes(ns)...)...)
 	tel.OnTick(func(now time.Time, latest map[int]telemetry.Sample) {
-		ag.Reap()
+		ag.Reap(nil)
 		e.Tick(now, latest)
 	})
 	ctx, cancel := context.WithCancel(context.Background())

@@ -22,14 +22,14 @@
 package vm
 
 import (
-	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // FS is a procfs root, "/proc" on a real host.
@@ -58,123 +58,51 @@ func (m Mapping) FileBacked() bool { return m.Inode != 0 && strings.HasPrefix(m.
 // Len is the mapping's length in bytes.
 func (m Mapping) Len() uint64 { return m.End - m.Start }
 
-// Smaps parses /proc/PID/smaps.
+// Smaps parses /proc/PID/smaps. A caller that reads often keeps a
+// SmapsReader instead.
 func (f FS) Smaps(pid int) ([]Mapping, error) {
-	b, err := os.ReadFile(f.path(strconv.Itoa(pid), "smaps"))
-	if err != nil {
-		return nil, err
-	}
-	return ParseSmaps(b)
+	return f.NewSmapsReader().Smaps(pid, nil)
 }
 
 // ParseSmaps parses the text of an smaps file. A header line is
 // "start-end perms offset dev inode [path]"; the lines after it until the
 // next header are "Key:   N kB" fields (VmFlags has words, not a size).
 func ParseSmaps(b []byte) ([]Mapping, error) {
-	var out []Mapping
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" {
-			continue
-		}
-		f := strings.Fields(line)
-		if isHeader(f) {
-			m, err := parseHeader(line, f)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, m)
-			continue
-		}
-		if len(out) == 0 {
-			return nil, fmt.Errorf("smaps: field before any mapping: %q", line)
-		}
-		if len(f) < 2 || !strings.HasSuffix(f[0], ":") {
-			continue
-		}
-		key := strings.TrimSuffix(f[0], ":")
-		var dst *uint64
-		m := &out[len(out)-1]
-		switch key {
-		case "Size":
-			dst = &m.Size
-		case "Rss":
-			dst = &m.Rss
-		case "Referenced":
-			dst = &m.Referenced
-		case "Anonymous":
-			dst = &m.Anonymous
-		case "Swap":
-			dst = &m.Swap
-		default:
-			continue
-		}
-		n, err := strconv.ParseUint(f[1], 10, 64)
-		if err != nil {
-			return nil, fmt.Errorf("smaps: %q: %w", line, err)
-		}
-		if len(f) > 2 && f[2] == "kB" {
-			n *= 1024
-		}
-		*dst = n
-	}
-	return out, sc.Err()
-}
-
-// isHeader tells a mapping line from a field line: its first word is an
-// address range with a '-' and no ':' ("Rss:" has one).
-func isHeader(f []string) bool {
-	return len(f) >= 5 && strings.Contains(f[0], "-") && !strings.HasSuffix(f[0], ":")
-}
-
-func parseHeader(line string, f []string) (Mapping, error) {
-	var m Mapping
-	lo, hi, ok := strings.Cut(f[0], "-")
-	if !ok {
-		return m, fmt.Errorf("smaps: bad range in %q", line)
-	}
-	var err error
-	if m.Start, err = strconv.ParseUint(lo, 16, 64); err != nil {
-		return m, fmt.Errorf("smaps: %q: %w", line, err)
-	}
-	if m.End, err = strconv.ParseUint(hi, 16, 64); err != nil {
-		return m, fmt.Errorf("smaps: %q: %w", line, err)
-	}
-	m.Perms = f[1]
-	if m.Offset, err = strconv.ParseUint(f[2], 16, 64); err != nil {
-		return m, fmt.Errorf("smaps: %q: %w", line, err)
-	}
-	if m.Inode, err = strconv.ParseUint(f[4], 10, 64); err != nil {
-		return m, fmt.Errorf("smaps: %q: %w", line, err)
-	}
-	if len(f) > 5 {
-		// The path is the rest of the line after the fifth field; it may
-		// hold blanks, so take it from the line, not the fields.
-		m.Path = strings.TrimSpace(afterFields(line, 5))
-	}
-	return m, nil
-}
-
-// afterFields returns line after its first n blank-separated fields.
-func afterFields(line string, n int) string {
-	i := 0
-	for ; n > 0; n-- {
-		for i < len(line) && (line[i] == ' ' || line[i] == '\t') {
-			i++
-		}
-		for i < len(line) && line[i] != ' ' && line[i] != '\t' {
-			i++
-		}
-	}
-	return line[i:]
+	return parseSmaps(b, nil, nil)
 }
 
 // ClearRefs clears the referenced bits of every page of pid ("1": all
 // pages, anonymous and file-backed).
+// It is an open, a one-byte write and a close: no *os.File (see
+// hal/kfile for why).
 func (f FS) ClearRefs(pid int) error {
-	return os.WriteFile(f.path(strconv.Itoa(pid), "clear_refs"), []byte("1"), 0)
+	path := string(f) + "/" + strconv.Itoa(pid) + "/clear_refs"
+	fd, err := openRetry(path, unix.O_WRONLY)
+	if err != nil {
+		return &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	for {
+		_, err = unix.Write(fd, one)
+		if err != unix.EINTR {
+			break
+		}
+	}
+	unix.Close(fd)
+	if err != nil {
+		return &os.PathError{Op: "write", Path: path, Err: err}
+	}
+	return nil
+}
+
+var one = []byte("1")
+
+func openRetry(path string, mode int) (int, error) {
+	for {
+		fd, err := unix.Open(path, mode|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
+		if err != unix.EINTR {
+			return fd, err
+		}
+	}
 }
 
 // Pressure is one line of a PSI file: the share of time (0..1) some task
