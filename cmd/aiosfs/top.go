@@ -23,9 +23,10 @@ import (
 
 // aiosfs top [-i 1s] [-a] [MOUNT|ADDR]: a live terminal view of the
 // tree, refreshed every interval, through the local mount or over 9P (the
-// tree as for ps). One row per agent, sorted by CPU or memory:
+// tree as for ps). One row per agent, sorted by CPU, memory, threat or
+// health:
 //
-//	ID NAME STATE CPU CPUMAX ALLOC CPU% MEM MEMMAX ALLOC MEM% FORECAST PATTERN CMD
+//	ID NAME STATE CPU CPUMAX ALLOC CPU% MEM MEMMAX ALLOC MEM% FORECAST PATTERN THREAT HEALTH CMD
 //
 // CPU in cores and memory in binary units (the files keep base units).
 // CPUMAX and MEMMAX are the limits in force (status), ALLOC the
@@ -33,13 +34,21 @@ import (
 // with `enforce on`, what it would write without), and % the use against
 // the allocation where there is one, else against a finite limit.
 // FORECAST is the p90 of cpu and mem at the forecast horizon nearest 5 s
-// (agents/N/predict), PATTERN their classes (agents/N/pattern). Below
+// (agents/N/predict), PATTERN their classes (agents/N/pattern). THREAT
+// is the threat engine's last assessment (agents/N/threat): its score and
+// type, shortened (`0.97 ResEx`), red while it acts on the agent; HEALTH
+// the healing engine's (agents/N/health): its score (1 healthy, 0 failed)
+// and the supervisor's state (`0.12 backoff`). Below
 // the table: the selected agent's allocations with their reasons and
-// forecasts at every horizon, then the latest lines of `events`, read by
+// forecasts at every horizon, its threat assessment (action, top
+// features) and health (trend, restarts, back-off), then the latest lines of `events`, read by
 // a goroutine of their own (a blocking stream), then a message line.
 //
-// Keys: s (or c / m) sort by CPU or memory, a exited agents too, f freeze,
-// t thaw, k kill (asks y/n), l a line for the agent's ctl (`memmax 1G`,
+// Keys: s cycles the sort (CPU, memory, threat highest first, health
+// lowest first; c and m go to CPU and memory), a exited agents too, f
+// freeze, t thaw, k kill (asks y/n), Q quarantine (asks y/n; writes
+// `quarantine N` to threat/ctl: frozen, held and its network cut until
+// root's `release N`), l a line for the agent's ctl (`memmax 1G`,
 // `cpumax 0.5`, any of its verbs; Esc cancels), ↑ and ↓ (or j) select,
 // q or Ctrl-C quit. A refused change shows the reason the
 // daemon gave in `log`, as `aiosfs ctl` does.
@@ -80,6 +89,11 @@ type topAgent struct {
 	FcCPU, FcMem, FcHorizon float64 // p90 forecasts at FcHorizon seconds
 	PatCPU, PatMem          string  // pattern classes ("": none yet)
 	Forecasts               []string
+	Threat                  float64 // agents/N/threat score (NaN: none yet)
+	ThreatType, ThreatAct   string  // its type and action ("": none)
+	Health                  float64 // agents/N/health score (NaN: none)
+	HealthState             string  // the supervisor's state ("": none)
+	ThreatWhy, HealthWhy    string  // their details for the selected pane
 }
 
 // topSnap is one refresh: every agent, and the scheduler's status line.
@@ -116,6 +130,10 @@ func readTopSnap(t tree, all bool) topSnap {
 		if !ok || (!all && a.State == "exited") {
 			continue
 		}
+		threat, _ := t.ReadFile(dir + "/threat")
+		health, _ := t.ReadFile(dir + "/health")
+		a.addThreat(string(threat))
+		a.addHealth(string(health))
 		if a.State != "exited" {
 			stat, _ := t.ReadFile(dir + "/stat")
 			alloc, _ := t.ReadFile(dir + "/alloc")
@@ -138,7 +156,7 @@ func parseTopAgent(id int, status string) (topAgent, bool) {
 	nan := math.NaN()
 	a := topAgent{ID: id, Name: r["name"], State: r["state"], Cmd: "-",
 		CPU: nan, Mem: nan, CPUMax: limit(r["cpumax"]), MemMax: limit(r["memmax"]),
-		AllocCPU: nan, AllocMem: nan, FcCPU: nan, FcMem: nan}
+		AllocCPU: nan, AllocMem: nan, FcCPU: nan, FcMem: nan, Threat: nan, Health: nan}
 	if c := records(status, "cmd"); len(c) > 0 && c[0]["argv"] != "" {
 		a.Cmd = c[0]["argv"]
 	}
@@ -172,6 +190,66 @@ func (a *topAgent) addStat(stat string) {
 	if a.Mem == 0 || math.IsNaN(a.Mem) { // no memory controller: resident memory
 		a.Mem = num(st[0]["rss"])
 	}
+}
+
+// addThreat reads agents/N/threat (docs/threat.md §7):
+// score= type= confidence= action= ...
+func (a *topAgent) addThreat(threat string) {
+	r := records(threat, "")
+	if len(r) == 0 || r[0]["score"] == "" {
+		return
+	}
+	a.Threat = num(r[0]["score"])
+	a.ThreatType, a.ThreatAct = r[0]["type"], r[0]["action"]
+	a.ThreatWhy = fmt.Sprintf("threat %s %s action=%s top=%s", r[0]["score"], r[0]["type"], orDash(r[0]["action"]), orDash(r[0]["top"]))
+}
+
+// addHealth reads agents/N/health's summary line (docs/heal.md §4):
+// agent=N score= trend= state= restart= ...
+func (a *topAgent) addHealth(health string) {
+	r := records(health, "")
+	if len(r) == 0 || r[0]["agent"] == "" {
+		return
+	}
+	a.Health = num(r[0]["score"])
+	a.HealthState = r[0]["state"]
+	a.HealthWhy = fmt.Sprintf("health %s %s state=%s restart=%s starts=%s backoff=%s", r[0]["score"], r[0]["trend"],
+		orDash(r[0]["state"]), orDash(r[0]["restart"]), orDash(r[0]["starts"]), orDash(r[0]["backoff"]))
+}
+
+// threatTypes shortens the threat engine's types for the THREAT column.
+var threatTypes = map[string]string{
+	"Benign": "Benign", "ResourceExhaustion": "ResEx", "UnauthorizedAccess": "UnAuth",
+	"DataExfiltration": "Exfil", "DenialOfService": "DoS", "PrivilegeEscalation": "PrivEsc", "Unknown": "Unknown",
+}
+
+// threatCell is "0.97 ResEx", or "-".
+func (a topAgent) threatCell() string {
+	if math.IsNaN(a.Threat) {
+		return "-"
+	}
+	t, ok := threatTypes[a.ThreatType]
+	if !ok {
+		t = orDash(a.ThreatType)
+	}
+	return strconv.FormatFloat(a.Threat, 'f', 2, 64) + " " + t
+}
+
+// threatActs: the threat engine acts on the agent (its row's THREAT in red).
+func (a topAgent) threatActs() bool {
+	return a.ThreatAct != "" && a.ThreatAct != "none" && a.ThreatAct != "-"
+}
+
+// healthCell is "0.12 backoff", or "-".
+func (a topAgent) healthCell() string {
+	if math.IsNaN(a.Health) && a.HealthState == "" {
+		return "-"
+	}
+	v := "-"
+	if !math.IsNaN(a.Health) {
+		v = strconv.FormatFloat(a.Health, 'f', 2, 64)
+	}
+	return v + " " + orDash(a.HealthState)
 }
 
 // addSched reads the scheduler's files (docs/sched.md has their formats).
@@ -296,7 +374,13 @@ func usePct(use, alloc, lim float64) string {
 	return strconv.FormatFloat(100*use/d, 'f', 0, 64) + "%"
 }
 
-var topHeader = []string{"ID", "NAME", "STATE", "CPU", "CPUMAX", "ALLOC", "CPU%", "MEM", "MEMMAX", "ALLOC", "MEM%", "FORECAST", "PATTERN", "CMD"}
+var topHeader = []string{"ID", "NAME", "STATE", "CPU", "CPUMAX", "ALLOC", "CPU%", "MEM", "MEMMAX", "ALLOC", "MEM%", "FORECAST", "PATTERN", "THREAT", "HEALTH", "CMD"}
+
+// The columns past the numbers (left aligned), and THREAT's.
+const (
+	colForecast = 11
+	colThreat   = 13
+)
 
 // cells is the agent's table row, in human units.
 func (a topAgent) cells() []string {
@@ -311,7 +395,7 @@ func (a topAgent) cells() []string {
 	return []string{strconv.Itoa(a.ID), printable(a.Name), a.State,
 		fmtCores(a.CPU), fmtCores(a.CPUMax), fmtCores(a.AllocCPU), usePct(a.CPU, a.AllocCPU, a.CPUMax),
 		fmtMem(a.Mem), fmtMem(a.MemMax), fmtMem(a.AllocMem), usePct(a.Mem, a.AllocMem, a.MemMax),
-		fc, pat, printable(a.Cmd)}
+		fc, pat, a.threatCell(), a.healthCell(), printable(a.Cmd)}
 }
 
 func orDash(s string) string {
@@ -321,13 +405,23 @@ func orDash(s string) string {
 	return s
 }
 
-// sortAgents orders by CPU or memory, highest first, then by number;
-// the unsampled last.
-func sortAgents(as []topAgent, byMem bool) {
+// sortKeys are the sort orders, in the order s cycles through them.
+var sortKeys = []string{"cpu", "mem", "threat", "health"}
+
+// sortAgents orders by by (cpu, mem, threat: highest first; health:
+// lowest, the sickest, first), then by number; the unknown last.
+func sortAgents(as []topAgent, by string) {
 	key := func(a topAgent) float64 {
-		v := a.CPU
-		if byMem {
+		var v float64
+		switch by {
+		case "mem":
 			v = a.Mem
+		case "threat":
+			v = a.Threat
+		case "health":
+			v = -a.Health
+		default:
+			v = a.CPU
 		}
 		if math.IsNaN(v) {
 			return math.Inf(-1)
@@ -409,17 +503,18 @@ type topUI struct {
 	foot     *tview.Pages
 	refresh  chan struct{}
 
-	all, byMem bool
-	snap       topSnap
-	rows       []topAgent // as shown, in order
-	selID      int        // the selected agent, kept across refreshes
-	confirm    func()     // what y does, while a question is asked
-	question   string     // the question
-	inputFor   int        // the agent the prompt's line is for
+	all      bool
+	sortBy   string // one of sortKeys
+	snap     topSnap
+	rows     []topAgent // as shown, in order
+	selID    int        // the selected agent, kept across refreshes
+	confirm  func()     // what y does, while a question is asked
+	question string     // the question
+	inputFor int        // the agent the prompt's line is for
 }
 
 func newTopUI(t tree, interval time.Duration, all bool) *topUI {
-	u := &topUI{t: t, interval: interval, all: all, refresh: make(chan struct{}, 1)}
+	u := &topUI{t: t, interval: interval, all: all, sortBy: "cpu", refresh: make(chan struct{}, 1)}
 	u.app = tview.NewApplication()
 	u.head = tview.NewTextView().SetDynamicColors(true)
 	u.table = tview.NewTable().SetFixed(1, 0).SetSelectable(true, false)
@@ -514,12 +609,12 @@ func (u *topUI) readEvents(done chan struct{}) {
 func (u *topUI) show(s topSnap) {
 	u.snap = s
 	rows := append([]topAgent(nil), s.Agents...)
-	sortAgents(rows, u.byMem)
+	sortAgents(rows, u.sortBy)
 	u.rows = rows
 	u.table.Clear()
 	for c, h := range topHeader {
 		align := tview.AlignRight
-		if c == 1 || c == 2 || c >= len(topHeader)-3 {
+		if c == 1 || c == 2 || c >= colForecast {
 			align = tview.AlignLeft
 		}
 		if c == 0 {
@@ -537,6 +632,9 @@ func (u *topUI) show(s topSnap) {
 			}
 			if c == 2 && a.State == "frozen" {
 				cell.SetTextColor(tcell.ColorAqua)
+			}
+			if c == colThreat && a.threatActs() {
+				cell.SetTextColor(tcell.ColorRed)
 			}
 			if c == len(topHeader)-1 {
 				cell.SetExpansion(1)
@@ -565,10 +663,7 @@ func (u *topUI) drawHead() {
 			frozen++
 		}
 	}
-	sortBy := "cpu"
-	if u.byMem {
-		sortBy = "mem"
-	}
+	sortBy := u.sortBy
 	sched := "sched -"
 	if s := u.snap.Sched; s != nil {
 		sched = fmt.Sprintf("sched enforce=%s capacity=%s cores", s["enforce"], fmtCores(num(s["capacity"])))
@@ -578,7 +673,7 @@ func (u *topUI) drawHead() {
 	if u.snap.Err != nil {
 		line += "  [red]" + tview.Escape(u.snap.Err.Error()) + "[-]"
 	}
-	u.head.SetText(line + "\n[gray]s sort cpu/mem  f freeze  t thaw  k kill  l limit (ctl line)  a exited  ↑↓ select  q quit[-]")
+	u.head.SetText(line + "\n[gray]s sort cpu/mem/threat/health  f freeze  t thaw  k kill  Q quarantine  l limit (ctl line)  a exited  ↑↓ select  q quit[-]")
 }
 
 func (u *topUI) selected() (topAgent, bool) {
@@ -605,6 +700,9 @@ func (u *topUI) drawDetail() {
 	}
 	for _, f := range a.Forecasts {
 		b.WriteString("\n" + tview.Escape(f))
+	}
+	if w := strings.Trim(a.ThreatWhy+"; "+a.HealthWhy, "; "); w != "" {
+		b.WriteString("\n" + tview.Escape(printable(w)))
 	}
 	u.detail.SetText(b.String())
 }
@@ -640,13 +738,18 @@ func (u *topUI) key(ev *tcell.EventKey) *tcell.EventKey {
 	case 'q':
 		u.app.Stop()
 	case 's':
-		u.byMem = !u.byMem
+		for i, k := range sortKeys {
+			if k == u.sortBy {
+				u.sortBy = sortKeys[(i+1)%len(sortKeys)]
+				break
+			}
+		}
 		u.show(u.snap)
 	case 'c':
-		u.byMem = false
+		u.sortBy = "cpu"
 		u.show(u.snap)
 	case 'm':
-		u.byMem = true
+		u.sortBy = "mem"
 		u.show(u.snap)
 	case 'a':
 		u.all = !u.all
@@ -662,6 +765,13 @@ func (u *topUI) key(ev *tcell.EventKey) *tcell.EventKey {
 			u.question = fmt.Sprintf("kill agent %d (%s)? y/n", a.ID, printable(a.Name))
 			u.say("yellow", u.question)
 			u.confirm = func() { u.act("kill") }
+		}
+	case 'Q':
+		if a, ok := u.selected(); ok {
+			id := a.ID
+			u.question = fmt.Sprintf("quarantine agent %d (%s): freeze, hold, cut its network until root's release? y/n", id, printable(a.Name))
+			u.say("yellow", u.question)
+			u.confirm = func() { u.sendTo("/threat/ctl", fmt.Sprintf("quarantine %d", id)) }
 		}
 	case 'l':
 		if a, ok := u.selected(); ok {
@@ -698,7 +808,11 @@ func (u *topUI) act(verb string) {
 // send writes line to agents/id/ctl off the UI goroutine, then shows
 // what came of it: done, or the errno and the daemon's reason.
 func (u *topUI) send(id int, line string) {
-	p := "/agents/" + strconv.Itoa(id) + "/ctl"
+	u.sendTo("/agents/"+strconv.Itoa(id)+"/ctl", line)
+}
+
+// sendTo writes line to the ctl file p, as send does.
+func (u *topUI) sendTo(p, line string) {
 	u.say("gray", fmt.Sprintf("%s: %s ...", p, line))
 	go func() {
 		start := time.Now()

@@ -37,6 +37,13 @@ resource=net horizon=5.000 point=1 p90=1 p99=2 model=last weight=1
 	topPattern = `resource=cpu class=periodic period=0.600 confidence=0.664 typical=0.000 peak=0.146 slope=-0.001 samples=160 forecaster=auto
 resource=mem class=growing period=0.000 confidence=0.993 typical=101666816.000 peak=173228032.000 slope=7273753.818 samples=160 forecaster=auto
 `
+	// The threat and healing engines' files as docs/threat.md §7 and
+	// docs/heal.md §4 show them.
+	topThreat = "score=0.971 type=ResourceExhaustion confidence=0.830 action=quarantine escalate=1 trend=rising source=ml top=procs@1s:0.410 warn=- time=1764795600.000\n"
+	topHealth = `agent=4 score=0.120 trend=Critical state=backoff restart=on-failure starts=5 backoff=2.500 breaker=closed
+failure=MemoryExhaustion p=0.930 eta=12.400 source=prior reason="mem 31457280 of 41943040 (75%), +1.049e+06/s, tau 0.98 over 16.0s"
+component=agent:4 metric=mem value=31457280.000 baseline=20000000.000 limit=41943040.000 trend=Degrading score=0.500
+`
 )
 
 func TestTopRow(t *testing.T) {
@@ -46,8 +53,10 @@ func TestTopRow(t *testing.T) {
 	}
 	a.addStat(topStat)
 	a.addSched(topAlloc, topPredict, topPattern)
+	a.addThreat(topThreat)
+	a.addHealth(topHealth)
 	got := strings.Join(a.cells(), "|")
-	want := "4|grow|running|0.04|0.24|0.24|17%|165MiB|206MiB|206MiB|80%|0.05c 172MiB @5s|periodic 600ms/growing|sh -c 'grow'"
+	want := "4|grow|running|0.04|0.24|0.24|17%|165MiB|206MiB|206MiB|80%|0.05c 172MiB @5s|periodic 600ms/growing|0.97 ResEx|0.12 backoff|sh -c 'grow'"
 	if got != want {
 		t.Errorf("row\n got %s\nwant %s", got, want)
 	}
@@ -57,35 +66,50 @@ func TestTopRow(t *testing.T) {
 	if f := strings.Join(a.Forecasts, "; "); f != "cpu p90: 1s 1.01, 5s 0.05, 30s 1.00; mem p90: 5s 172MiB" {
 		t.Errorf("forecasts %q", f)
 	}
-	// Not sampled, no scheduler files, no limits: dashes, never NaN.
+	if !a.threatActs() {
+		t.Error("action=quarantine: threatActs false")
+	}
+	// Not sampled, no scheduler files, no limits, no assessment yet:
+	// dashes, never NaN.
 	b, _ := parseTopAgent(5, strings.Replace(topStatus, "cpumax=0.245", "cpumax=max", 1))
 	b.addSched("", "", "")
+	b.addThreat("-\n")
+	b.addHealth("")
 	for _, c := range b.cells() {
 		if strings.Contains(c, "NaN") || strings.Contains(c, "Inf") {
 			t.Errorf("unsampled row %q", b.cells())
 		}
 	}
-	if c := b.cells(); c[3] != "-" || c[4] != "max" || c[6] != "-" || c[11] != "-" || c[12] != "-" {
+	if c := b.cells(); c[3] != "-" || c[4] != "max" || c[6] != "-" || c[11] != "-" || c[12] != "-" || c[13] != "-" || c[14] != "-" || b.threatActs() {
 		t.Errorf("unsampled row %q", c)
 	}
 }
 
 func TestTopSortAndEvents(t *testing.T) {
 	nan := math.NaN()
-	as := []topAgent{{ID: 1, CPU: 0.1, Mem: 9}, {ID: 2, CPU: nan, Mem: nan}, {ID: 3, CPU: 0.9, Mem: 1}, {ID: 4, CPU: 0.1, Mem: 5}}
+	as := []topAgent{{ID: 1, CPU: 0.1, Mem: 9, Threat: 0.2, Health: 1}, {ID: 2, CPU: nan, Mem: nan, Threat: nan, Health: nan},
+		{ID: 3, CPU: 0.9, Mem: 1, Threat: 0.05, Health: 0.3}, {ID: 4, CPU: 0.1, Mem: 5, Threat: 0.97, Health: 0.9}}
 	ids := func() (s []int) {
 		for _, a := range as {
 			s = append(s, a.ID)
 		}
 		return
 	}
-	sortAgents(as, false)
+	sortAgents(as, "cpu")
 	if fmt.Sprint(ids()) != "[3 1 4 2]" {
 		t.Errorf("by cpu: %v", ids())
 	}
-	sortAgents(as, true)
+	sortAgents(as, "mem")
 	if fmt.Sprint(ids()) != "[1 4 3 2]" {
 		t.Errorf("by mem: %v", ids())
+	}
+	sortAgents(as, "threat") // the highest score first
+	if fmt.Sprint(ids()) != "[4 1 3 2]" {
+		t.Errorf("by threat: %v", ids())
+	}
+	sortAgents(as, "health") // the lowest score (the sickest) first
+	if fmt.Sprint(ids()) != "[3 4 1 2]" {
+		t.Errorf("by health: %v", ids())
 	}
 	want := time.Unix(1795630043, 0).Format("15:04:05") + " source=agent kind=freeze agent=1"
 	if got, ok := eventLine("time=1795630043.931 seq=189 source=agent kind=freeze agent=1"); got != want || !ok {
@@ -114,8 +138,11 @@ func screenText(raw string) string {
 
 // TestTop drives `aiosfs top` in a real pseudo-terminal against a real
 // daemon, through its FUSE mount and over 9P: the screen shows a spawned
-// agent, f freezes it (the kernel's freezer.state says FROZEN), t thaws
-// it, a refused limit from the l prompt shows the daemon's reason, q quits.
+// agent with the threat engine's and the healing engine's columns, f
+// freezes it (the kernel's freezer.state says FROZEN), t thaws it, Q and y
+// quarantine it through threat/ctl (FROZEN again, threat/quarantine names
+// it; root releases it), a refused limit from the l prompt shows the
+// daemon's reason, q quits.
 func TestTop(t *testing.T) {
 	requireRoot(t)
 	dir, err := os.MkdirTemp("", "aiosfs-top-")
@@ -193,6 +220,40 @@ func TestTop(t *testing.T) {
 			wait("the frozen state on screen", onScreen("frozen"))
 			tty.Write([]byte("t"))
 			wait("freezer.state THAWED", func() bool { return kernel(t, freezer, "freezer.state") == "THAWED" })
+			// THREAT and HEALTH: the engines' assessments of the agent.
+			wait("the THREAT and HEALTH columns with the agent's values", func() bool {
+				s := screenText(screen.String())
+				return strings.Contains(s, "PATTERNTHREATHEALTHCMD") && threatCellRE.MatchString(s) && healthCellRE.MatchString(s)
+			})
+			s := screenText(screen.String())
+			t.Logf("agents/1/threat: %sagents/1/health: %s on screen: %q %q", d.read("agents/1/threat"),
+				strings.SplitN(d.read("agents/1/health"), "\n", 2)[0], threatCellRE.FindString(s), healthCellRE.FindString(s))
+			// Q asks, n cancels; Q and y quarantine it: the kernel's freezer
+			// says FROZEN, threat/quarantine names it (why: root's ctl).
+			tty.Write([]byte("Q"))
+			wait("the quarantine question", onScreen("quarantineagent1(toptest):"))
+			tty.Write([]byte("n"))
+			wait("cancelled", onScreen("cancelled"))
+			if q := d.read("threat/quarantine"); strings.Contains(q, "agent=1 ") {
+				t.Fatalf("quarantined after n: %s", q)
+			}
+			tty.Write([]byte("Q"))
+			time.Sleep(200 * time.Millisecond)
+			tty.Write([]byte("y"))
+			wait("freezer.state FROZEN by the quarantine", func() bool { return kernel(t, freezer, "freezer.state") == "FROZEN" })
+			wait("threat/quarantine to name agent 1", func() bool { return strings.Contains(d.read("threat/quarantine"), "agent=1 ") })
+			wait("the quarantine done on screen", onScreen(`/threat/ctl:"quarantine1"done`))
+			q := d.read("threat/quarantine")
+			t.Logf("threat/quarantine: %s", q)
+			if out, rc := d.sh(`echo 'release 1' > threat/ctl`); rc != 0 {
+				t.Fatalf("release: %q", out)
+			}
+			wait("freezer.state THAWED after the release", func() bool { return kernel(t, freezer, "freezer.state") == "THAWED" })
+			if pin := field(q, "pin"); strings.HasPrefix(pin, "/sys/fs/bpf/") {
+				if _, err := os.Stat(pin); !os.IsNotExist(err) {
+					t.Errorf("the network cut's pin %s is left after the release: %v", pin, err)
+				}
+			}
 			// A limit through the prompt, then a refused one with its reason.
 			tty.Write([]byte("l"))
 			wait("the prompt", onScreen("agents/1/ctl>"))
@@ -215,6 +276,12 @@ func TestTop(t *testing.T) {
 		})
 	}
 }
+
+// The THREAT and HEALTH cells as screenText has them (blanks taken out).
+var (
+	threatCellRE = regexp.MustCompile(`[01]\.\d\d(Benign|ResEx|UnAuth|Exfil|DoS|PrivEsc|Unknown)`)
+	healthCellRE = regexp.MustCompile(`[01-]\.?\d*(running|exited|backoff|failed|unknown)sh-c'while`)
+)
 
 func tail(s string, n int) string {
 	if len(s) > n {
@@ -277,6 +344,9 @@ func TestTopScreen(t *testing.T) {
 		"/agents/4/status": topStatus,
 		"/agents/4/stat":   topStat,
 		"/agents/4/alloc":  topAlloc, "/agents/4/predict": topPredict, "/agents/4/pattern": topPattern,
+		"/agents/4/threat": topThreat, "/agents/4/health": topHealth,
+		"/agents/1/threat": "score=0.020 type=Benign confidence=0.950 action=none escalate=0 trend=steady source=ml top=- warn=- time=1764795600.000\n",
+		"/agents/1/health": "agent=1 score=1.000 trend=Stable state=running restart=off starts=1 backoff=0.000 breaker=closed\n",
 		"/agents/5/status": st("5", "busy", "1.5", "max", "python3 train.py"),
 		"/agents/5/stat":   "time=1795631723.655 cpu=0.981 cpu_seconds=9.1 rss=734003200 mem=734003200 threads=9 procs=1\n",
 		"/agents/6/status": strings.Replace(st("6", "done", "max", "max", "true"), "state=running", "state=exited", 1),
@@ -343,14 +413,41 @@ func TestTopScreen(t *testing.T) {
 	if order != "541" {
 		t.Errorf("rows in order %q, want 541 (by CPU, exited left out):\n%s", order, s)
 	}
-	if r := rowRE(s, "4"); strings.Join(r[:11], " ") != "4 grow running 0.04 0.24 0.24 17% 165MiB 206MiB 206MiB 80%" {
+	if r := rowRE(s, "4"); strings.Join(r[:11], " ") != "4 grow running 0.04 0.24 0.24 17% 165MiB 206MiB 206MiB 80%" ||
+		!strings.Contains(strings.Join(r, " "), "growing 0.97 ResEx 0.12 backoff sh -c 'grow'") {
 		t.Errorf("agent 4's row %q", r)
+	}
+	if r := rowRE(s, "1"); !strings.Contains(strings.Join(r, " "), "- 0.02 Benign 1.00 running nginx") {
+		t.Errorf("agent 1's row %q", r)
+	}
+	if r := rowRE(s, "5"); !strings.Contains(strings.Join(r, " "), "- - - - python3") {
+		t.Errorf("agent 5's row (no threat, no health) %q", r)
+	}
+	if !strings.Contains(strings.Join(strings.Fields(s), " "), "FORECAST PATTERN THREAT HEALTH CMD") {
+		t.Errorf("header:\n%s", s)
 	}
 	if r := rowRE(s, "5"); strings.Join(r[:11], " ") != "5 busy running 0.98 1.50 - 65% 700MiB max - -" {
 		t.Errorf("agent 5's row %q", r)
 	}
 	if !strings.Contains(s, "sched enforce=on capacity=2.00 cores") || !strings.Contains(s, "agents 3 running, 0 frozen") {
 		t.Errorf("header:\n%s", s)
+	}
+	// s cycles: mem, threat (grow 0.97 first, web, busy: none), health
+	// (grow 0.12 first, web 1.00, busy: none), back to cpu.
+	rowOrder := func(s string) (order string) {
+		for _, l := range strings.Split(s, "\n") {
+			if f := strings.Fields(l); len(f) > 3 && (f[0] == "1" || f[0] == "4" || f[0] == "5") {
+				order += f[0]
+			}
+		}
+		return
+	}
+	for _, want := range []struct{ by, order string }{{"mem", "541"}, {"threat", "415"}, {"health", "415"}, {"cpu", "541"}} {
+		sim.InjectKey(tcell.KeyRune, 's', tcell.ModNone)
+		s := waitScreen("sort="+want.by, func(s string) bool { return strings.Contains(s, "sort="+want.by) })
+		if o := rowOrder(s); o != want.order {
+			t.Errorf("sort=%s: rows %s, want %s:\n%s", want.by, o, want.order, s)
+		}
 	}
 	// m sorts by memory: busy, grow, web; the selection stays on busy.
 	sim.InjectKey(tcell.KeyRune, 'm', tcell.ModNone)
@@ -359,7 +456,8 @@ func TestTopScreen(t *testing.T) {
 	sim.InjectKey(tcell.KeyDown, 0, tcell.ModNone)
 	waitScreen("grow's detail", func(s string) bool {
 		return strings.Contains(s, "agent 4 grow: alloc cpumax 0.24 (predicted-fall), cpuperiod 100ms (slice-periodic)") &&
-			strings.Contains(s, "cpu p90: 1s 1.01, 5s 0.05, 30s 1.00")
+			strings.Contains(s, "cpu p90: 1s 1.01, 5s 0.05, 30s 1.00") &&
+			strings.Contains(s, "threat 0.971 ResourceExhaustion action=quarantine top=procs@1s:0.410; health 0.120 Critical state=backoff restart=on-failure starts=5 backoff=2.500")
 	})
 	sim.InjectKey(tcell.KeyRune, 'f', tcell.ModNone)
 	if w := <-tr.writes; w != "/agents/4/ctl freeze\n" {
@@ -375,6 +473,19 @@ func TestTopScreen(t *testing.T) {
 	if w := <-tr.writes; w != "/agents/4/ctl kill\n" {
 		t.Errorf("k y wrote %q", w)
 	}
+	// Q quarantines through threat/ctl, after a y.
+	sim.InjectKey(tcell.KeyRune, 'Q', tcell.ModNone)
+	waitScreen("the quarantine question", func(s string) bool {
+		return strings.Contains(s, "quarantine agent 4 (grow):") && strings.Contains(s, "y/n")
+	})
+	sim.InjectKey(tcell.KeyRune, 'n', tcell.ModNone)
+	waitScreen("cancelled", func(s string) bool { return strings.Contains(s, "cancelled") })
+	sim.InjectKey(tcell.KeyRune, 'Q', tcell.ModNone)
+	sim.InjectKey(tcell.KeyRune, 'y', tcell.ModNone)
+	if w := <-tr.writes; w != "/threat/ctl quarantine 4\n" {
+		t.Errorf("Q y wrote %q", w)
+	}
+	waitScreen("quarantine done", func(s string) bool { return strings.Contains(s, `/threat/ctl: "quarantine 4" done`) })
 	sim.InjectKey(tcell.KeyRune, 'l', tcell.ModNone)
 	waitScreen("the prompt", func(s string) bool { return strings.Contains(s, "agents/4/ctl>") })
 	for _, r := range "memmax 12Q" {

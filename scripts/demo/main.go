@@ -10,11 +10,16 @@
 //	growing    +1 MiB every quarter second to 128 MiB   class growing, memmax raised ahead of it
 //	misbehave  a child that eats memory past memmax=48M  the kernel's OOM kill, then sched's oom-bump
 //
-// plus a memory region written and read through the tree (mem engine) and
-// a GPU reservation on go-nvml's mock DGX A100 (gpu engine). Then it stops
-// the daemon (SIGTERM: it stops its agents, removes its cgroups and
-// unmounts) and checks that no agent process, cgroup or mount is left,
-// exiting 1 if one is.
+// plus a memory region written and read through the tree (mem engine), a
+// GPU reservation on go-nvml's mock DGX A100 (gpu engine), a fork bomb
+// under pidsmax=64 that the threat engine's default policy quarantines
+// (threat/quarantine, agents/N/threat, the kernel's freezer.state FROZEN;
+// then root kills and releases it), and a crash looper supervised with
+// restart=on-failure that the healing engine restarts, then backs off
+// (agents/N/health, heal/status). Then it stops the daemon (SIGTERM: it
+// stops its agents, removes its cgroups and unmounts) and checks that no
+// agent process, cgroup, mount or BPF pin (/sys/fs/bpf/aiosfs/PREFIX-agent-N)
+// is left, exiting 1 if one is.
 //
 //	go run ./scripts/demo [-aiosfs bin/aiosfs] [-duration 60s] [-dir DIR]
 //
@@ -97,6 +102,7 @@ type demo struct {
 	pids                           map[int]bool // every process the agents ever had
 	pidMu                          sync.Mutex
 	closeEvents                    func() // ends the events stream
+	extra                          []int  // the threat and heal steps' agents
 }
 
 func tour(bin, dir string, dur time.Duration) (err error) {
@@ -189,7 +195,11 @@ func (d *demo) start() error {
 
 // ctl writes one line to a ctl, as echo does.
 func (d *demo) ctl(rel, line string) error {
-	fmt.Printf("    $ echo '%s' > %s\n", line, filepath.Join(d.mount, rel))
+	q := "'" // the line as a shell would take it (the fork bomb's has ')
+	if strings.Contains(line, "'") {
+		q = `"`
+	}
+	fmt.Printf("    $ echo %s%s%s > %s\n", q, line, q, filepath.Join(d.mount, rel))
 	f, err := os.OpenFile(filepath.Join(d.mount, rel), os.O_WRONLY|os.O_TRUNC, 0)
 	if err != nil {
 		return err
@@ -270,8 +280,15 @@ func (d *demo) run(dur time.Duration) error {
 	d.show(steady+"gpu", nil)
 	d.show("gpu/status", nil)
 
+	if err := d.threatStep(); err != nil {
+		return err
+	}
+	if err := d.healStep(); err != nil {
+		return err
+	}
+
 	at(0.45)
-	say("5. what the scheduler has learned: each agent's pattern (class, period, slope)")
+	say("7. what the scheduler has learned: each agent's pattern (class, period, slope)")
 	for _, name := range agentNames {
 		fmt.Printf("  %s:\n", name)
 		d.show(fmt.Sprintf("agents/%d/pattern", d.ids[name]), func(l string) bool {
@@ -279,10 +296,10 @@ func (d *demo) run(dur time.Duration) error {
 		})
 	}
 	at(0.6)
-	say("6. its forecasts (point, p90, p99 per horizon) for the growing agent's memory")
+	say("8. its forecasts (point, p90, p99 per horizon) for the growing agent's memory")
 	d.show(fmt.Sprintf("agents/%d/predict", d.ids["growing"]), func(l string) bool { return strings.HasPrefix(l, "resource=mem") })
 	at(0.75)
-	say("7. the limits it has set, and why (alloc), for every agent; the kernel holds the same numbers")
+	say("9. the limits it has set, and why (alloc), for every agent; the kernel holds the same numbers")
 	for _, name := range agentNames {
 		fmt.Printf("  %s:\n", name)
 		d.show(fmt.Sprintf("agents/%d/alloc", d.ids[name]), func(l string) bool {
@@ -295,17 +312,135 @@ func (d *demo) run(dur time.Duration) error {
 		fmt.Printf("    $ cat %s/memory.limit_in_bytes\n      %s", m[1], b)
 	}
 	at(0.87)
-	say("8. the misbehaving agent: its child went past memmax and the kernel killed it")
+	say("10. the misbehaving agent: its child went past memmax and the kernel killed it")
 	mis := fmt.Sprintf("agents/%d/", d.ids["misbehave"])
 	d.show(mis+"stat", nil)
 	say("   the memory engine's view of an agent: working set against resident, locality (and one line per mapping)")
 	d.show(fmt.Sprintf("agents/%d/mem/pattern", d.ids["growing"]), func(l string) bool { return strings.HasPrefix(l, "samples=") })
 	at(0.95)
-	say("9. the scheduler's totals: decisions made and limits written")
+	say("11. the scheduler's totals: decisions made and limits written")
 	d.show("sched/status", func(l string) bool { return strings.HasPrefix(l, "enforce=") })
 	d.show("mem/status", nil)
 	time.Sleep(time.Until(end))
 	return nil
+}
+
+// agentID is the number of the agent named name, from its status.
+func (d *demo) agentID(name string) (int, error) {
+	ids, _ := os.ReadDir(filepath.Join(d.mount, "agents"))
+	for _, e := range ids {
+		id, err := strconv.Atoi(e.Name())
+		if err == nil && field(d.read("agents/"+e.Name()+"/status"), "name") == name {
+			return id, nil
+		}
+	}
+	return 0, fmt.Errorf("no agent named %s", name)
+}
+
+// waitFor polls ok every 50 ms until it holds or d passes.
+func waitFor(d time.Duration, ok func() bool) bool {
+	for deadline := time.Now().Add(d); !ok(); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			return false
+		}
+	}
+	return true
+}
+
+// cgroupPath is the directory of the agent's cgroup for controller, from
+// its status ("" if it has none).
+func cgroupPath(status, controller string) string {
+	m := regexp.MustCompile(`(?m)^cgroup controller=` + regexp.QuoteMeta(controller) + ` path=(\S+)$`).FindStringSubmatch(status)
+	if m == nil {
+		return ""
+	}
+	return m[1]
+}
+
+// threatStep spawns a fork bomb under pidsmax=64, waits for the default
+// policy to quarantine it (frozen, held, its network cut), shows where
+// that is said, then kills and releases it as root.
+func (d *demo) threatStep() error {
+	say("5. the threat engine: a fork bomb under pidsmax=64; the default policy quarantines it, no operator")
+	start := time.Now()
+	if err := d.ctl("ctl", "spawn forkbomb pidsmax=64 -- /bin/bash -c 'f(){ f | f & }; f; wait'"); err != nil {
+		return err
+	}
+	id, err := d.agentID("forkbomb")
+	if err != nil {
+		return err
+	}
+	d.extra = append(d.extra, id)
+	dir := fmt.Sprintf("agents/%d/", id)
+	if !waitFor(10*time.Second, func() bool {
+		return strings.Contains(d.read("threat/quarantine"), fmt.Sprintf("agent=%d ", id))
+	}) {
+		d.show(dir+"threat", nil)
+		return fmt.Errorf("the fork bomb (agent %d) was not quarantined in 10s", id)
+	}
+	say("quarantined %.1fs after the spawn: frozen, held (its ctl is root's alone), network cut", time.Since(start).Seconds())
+	d.show("threat/quarantine", nil)
+	d.show(dir+"threat", nil)
+	if fz := cgroupPath(d.read(dir+"status"), "freezer"); fz != "" {
+		b, _ := os.ReadFile(filepath.Join(fz, "freezer.state"))
+		fmt.Printf("    $ cat %s/freezer.state\n      %s", fz, b)
+		if p := cgroupPath(d.read(dir+"status"), "pids"); p != "" {
+			b, _ := os.ReadFile(filepath.Join(p, "pids.current"))
+			fmt.Printf("    $ cat %s/pids.current\n      %s", p, b)
+		}
+	}
+	say("only root lifts it: kill (delivered when it thaws), then release")
+	if field(d.read(dir+"status"), "state") != "exited" {
+		// Its leader may have ended already, refused a fork: then there
+		// is nothing to kill, and the release still lifts the cut.
+		if err := d.ctl("threat/ctl", fmt.Sprintf("kill %d", id)); err != nil && field(d.read(dir+"status"), "state") != "exited" {
+			return err
+		}
+	}
+	if err := d.ctl("threat/ctl", fmt.Sprintf("release %d", id)); err != nil {
+		return err
+	}
+	if !waitFor(10*time.Second, func() bool { return field(d.read(dir+"status"), "state") == "exited" }) {
+		return fmt.Errorf("the fork bomb (agent %d) did not end in 10s after kill and release", id)
+	}
+	d.show(dir+"status", func(l string) bool { return strings.HasPrefix(l, "agent ") })
+	d.show("threat/status", nil)
+	return nil
+}
+
+// healStep spawns a crash looper, opts it in to supervision with
+// restart=on-failure and a short back-off, and shows its restarts and
+// the back-off once the restart intensity (5 starts in 10 s) is spent.
+func (d *demo) healStep() error {
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	say("6. the healing engine: a crash looper (up 0.3 s, exit 1), supervised with restart=on-failure")
+	if err := d.ctl("ctl", fmt.Sprintf("spawn crashloop -- %s -work crash", self)); err != nil {
+		return err
+	}
+	id, err := d.agentID("crashloop")
+	if err != nil {
+		return err
+	}
+	d.extra = append(d.extra, id)
+	dir := fmt.Sprintf("agents/%d/", id)
+	if err := d.ctl(dir+"ctl", "heal restart=on-failure backoff=3s..6s"); err != nil {
+		return err
+	}
+	if !waitFor(15*time.Second, func() bool { return field(d.read(dir+"health"), "state") == "backoff" }) {
+		d.show(dir+"health", nil)
+		return fmt.Errorf("the crash looper (agent %d) was not backed off in 15s", id)
+	}
+	say("restarted at once %s times (its intensity: 5 starts in 10 s), then held back: state=backoff, backoff= seconds to the next start",
+		field(d.read(dir+"status"), "restarts"))
+	d.show(dir+"health", func(l string) bool { return strings.HasPrefix(l, "agent=") })
+	d.show(dir+"status", func(l string) bool { return strings.HasPrefix(l, "agent ") })
+	d.show("heal/status", nil)
+	d.show("heal/failures", func(l string) bool { return strings.Contains(l, fmt.Sprintf("agent=%d ", id)) })
+	say("supervision off again: it stays down")
+	return d.ctl(dir+"ctl", "heal off")
 }
 
 // memRegion makes a region, writes 4 MiB through its data file and reads
@@ -422,7 +557,10 @@ func (d *demo) stop() error {
 	}
 }
 
-// leftBehind checks that no agent process, cgroup or mount is left.
+// bpfPins is where the daemon pins its network cuts (hal/netcut).
+const bpfPins = "/sys/fs/bpf/aiosfs"
+
+// leftBehind checks that no agent process, cgroup, mount or BPF pin is left.
 func (d *demo) leftBehind() error {
 	var left []string
 	self, _ := os.Executable()
@@ -457,9 +595,15 @@ func (d *demo) leftBehind() error {
 			}
 		}
 	}
+	// The threat engine's network cuts: pinned BPF programs, one
+	// directory per quarantined agent (PREFIX-agent-N).
+	pins, _ := filepath.Glob(filepath.Join(bpfPins, d.prefix+"-agent-*"))
+	for _, p := range pins {
+		left = append(left, "BPF pin "+p)
+	}
 	if len(left) > 0 {
 		return fmt.Errorf("left behind: %s", strings.Join(left, ", "))
 	}
-	say("clean: no agent process (%d seen), no cgroup under %s, no mount under %s", len(pids), d.prefix, d.dir)
+	say("clean: no agent process (%d seen), no cgroup under %s, no mount under %s, no BPF pin %s/%s-agent-*", len(pids), d.prefix, d.dir, bpfPins, d.prefix)
 	return nil
 }

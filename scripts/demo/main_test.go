@@ -14,7 +14,8 @@ import (
 )
 
 // TestMakeDemo runs `make demo` as a user would, unattended, and checks
-// that it ends in time, cleanly, with no agent, cgroup or mount left.
+// that it ends in time, cleanly, with no agent, cgroup, mount or BPF pin
+// left.
 func TestMakeDemo(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: the demo mounts FUSE and makes cgroups")
@@ -64,7 +65,9 @@ func TestMakeDemo(t *testing.T) {
 		`reason="sched: oom-bump"`, "source=telemetry kind=oom", // the kernel's OOM kill, and sched's answer
 		"reason=predicted-", "enforce=on", // allocations enforced
 		"source=gpu kind=grant", "hit_ratio=", // the GPU and memory engines
-		"top " + dir + "/aios", "clean: no agent process",
+		"source=threat kind=quarantine", "type=ResourceExhaustion", "FROZEN", // the threat engine's quarantine
+		"heal restart=on-failure", "state=backoff", "restart=on-failure", // the healing engine's back-off
+		"top " + dir + "/aios", "clean: no agent process", "no BPF pin",
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("the tour never shows %q", want)
@@ -87,6 +90,9 @@ func TestMakeDemo(t *testing.T) {
 		}
 		return nil
 	})
+	if pins, _ := filepath.Glob("/sys/fs/bpf/aiosfs/" + prefix + "-agent-*"); len(pins) > 0 {
+		t.Errorf("BPF pins are left: %v", pins)
+	}
 	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
 	for _, p := range procs {
 		if b, err := os.ReadFile(p); err == nil && bytes.Contains(b, []byte("\x00-work\x00")) && bytes.Contains(b, []byte("/demo\x00")) {

@@ -39,6 +39,9 @@ func runWork(name string) {
 			c.Run()
 			time.Sleep(time.Second)
 		}
+	case "crash": // a crash looper: up 0.3 s, then exit status 1
+		time.Sleep(300 * time.Millisecond)
+		os.Exit(1)
 	case "hog": // 4 MiB every 100 ms, up to 256 MiB (then it ends)
 		var held [][]byte
 		for len(held) < 64 {
