@@ -110,6 +110,7 @@ eval:
 	$(GO) run ./scripts/eval/gpu
 	$(GO) run ./scripts/threat/eval
 	$(GO) run ./scripts/heal/eval
+	$(GO) run ./scripts/heal/eval -data testdata/heal/runs-slow.csv
 	$(GO) run ./scripts/eval/syscall
 
 # A one-minute unattended tour, as root: a daemon of its own on a temporary
