@@ -191,7 +191,9 @@ func TestSyscallSignalOff(t *testing.T) {
 	if !strings.Contains(st, "capture=off") || !strings.Contains(st, "turned off (-syscall-learn -1)") || !strings.Contains(st, "agents=0") {
 		t.Fatalf("threat/status syscall line: %q", st)
 	}
-	d.mustRun(`echo 'spawn quiet -- /bin/bash -c "while :; do cat /proc/loadavg >/dev/null; done"' > ctl`, nobody)
+	// paced: a tight fork-exec loop looks like a fork storm to the
+	// threat engine, which may quarantine it (a frozen agent here)
+	d.mustRun(`echo 'spawn quiet -- /bin/bash -c "while :; do cat /proc/loadavg >/dev/null; sleep 0.05; done"' > ctl`, nobody)
 	d.waitFor("agent 1 to be scored", func() bool { return field(d.read("agents/1/threat"), "score") != "" })
 	time.Sleep(time.Second)
 	if v, _ := d.syscallScore(1); v != -1 {
