@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -447,4 +448,52 @@ func TestHealBackoffSurvivesKill9(t *testing.T) {
 	healWait(t, d, 5*time.Second, "the agent down", func() bool {
 		return field(d.read("agents/1/status"), "state") == "exited" && field(d.read("heal/status"), "running") == "0"
 	})
+}
+
+// TestHealDiskFillerForeseen: an agent filling the size-limited
+// filesystem it works in (a 16 MiB tmpfs this test mounts and removes)
+// gets a DiskExhaustion prediction in agents/N/health, with an ETA,
+// before its writes fail with ENOSPC. The agent is only observed (no
+// restart policy): this is the prediction, not a recovery.
+func TestHealDiskFillerForeseen(t *testing.T) {
+	d, _ := healDaemon(t)
+	fsdir, err := os.MkdirTemp("", "aiosfs-heal-disk-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := exec.Command("mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", fsdir).Run(); err != nil {
+		t.Fatalf("mount a tmpfs: %v", err)
+	}
+	t.Cleanup(func() {
+		exec.Command("umount", "-l", fsdir).Run()
+		os.Remove(fsdir)
+	})
+	// 256 KiB every 0.25 s: 1 MiB/s, full in about 16 s; on ENOSPC it
+	// leaves a mark in the daemon's view by exiting 28.
+	d.mustRun(`echo 'spawn filler dir=` + fsdir + ` -- /bin/bash -c "i=0; while head -c 262144 /dev/zero > f\$i; do i=\$((i+1)); sleep 0.25; done; exit 28"' > ctl`)
+	var seen string
+	healWait(t, d, 30*time.Second, "a DiskExhaustion prediction or the filler's end", func() bool {
+		h := d.read("agents/1/health")
+		for _, l := range strings.Split(h, "\n") {
+			// every kind has a line; a prediction is one with an ETA and
+			// a probability of at least a half
+			if strings.HasPrefix(l, "failure=DiskExhaustion") && field(l, "eta") != "-" {
+				if p, _ := strconv.ParseFloat(field(l, "p"), 64); p >= 0.5 {
+					seen = l
+					return true
+				}
+			}
+		}
+		return field(d.read("agents/1/status"), "state") == "exited"
+	})
+	if seen == "" {
+		t.Fatalf("the filler ran out of space with no DiskExhaustion prediction:\n%s\n%s", d.read("agents/1/health"), d.read("agents/1/status"))
+	}
+	if st := field(d.read("agents/1/status"), "state"); st == "exited" {
+		t.Errorf("the prediction came after the filler had run out of space: %s", seen)
+	}
+	var free syscall.Statfs_t
+	syscall.Statfs(fsdir, &free)
+	t.Logf("predicted with %d KiB left: %s", int64(free.Bavail)*int64(free.Bsize)/1024, seen)
+	d.mustRun(`echo stop > agents/1/ctl`)
 }

@@ -23,7 +23,7 @@ func (e *Engine) Info(id int) (view.Info, error) {
 	defer e.mu.Unlock()
 	r := &a.Record
 	return view.Info{ID: r.ID, Name: r.Name, State: r.State, Alive: r.Alive(), Uid: r.Uid, Gid: r.Gid,
-		Spawned: r.Spawned, Prio: r.Prio, CapAdd: append([]string(nil), r.CapAdd...), Limits: r.Limits, Restarts: r.Restarts}, nil
+		Spawned: r.Spawned, Prio: r.Prio, CapAdd: append([]string(nil), r.CapAdd...), Limits: r.Limits, Restarts: r.Restarts, Dir: r.Dir}, nil
 }
 
 // Procs are the processes in agent id's cgroup now (none once it ended).

@@ -340,8 +340,10 @@ func (d *Device) Tick(now time.Time, latest map[int]telemetry.Sample) {
 		d.mu.Lock()
 		b := d.beats[id]
 		d.mu.Unlock()
+		used, size := diskOf(in.Dir)
 		d.e.Observe(id, Obs{Sample: s, MemMax: positive(in.Limits.MemMax), MemHigh: positive(in.Limits.MemHigh),
-			PidsMax: positive(in.Limits.Pids), FDMax: d.fdMax(id), Heartbeat: b.last, HeartbeatEvery: b.every})
+			PidsMax: positive(in.Limits.Pids), FDMax: d.fdMax(id), Heartbeat: b.last, HeartbeatEvery: b.every,
+			DiskUsed: used, DiskSize: size})
 	}
 	if h, _ := ReadHost(d.cfg.Proc.Root(), []string{d.cfg.Dir}, d.ncpu); !h.Time.IsZero() {
 		d.e.ObserveHost(h)
@@ -371,6 +373,23 @@ func positive(v int64) int64 {
 // fdMax is RLIMIT_NOFILE of the agent's first process
 // (/proc/PID/limits), read again when the process changes or the value
 // is older than fdLimitAge.
+// diskOf is the space used and the size of the filesystem holding dir
+// (the agent's working directory), from one statfs(2); 0, 0 when dir is
+// "" or cannot be read (then disk is not watched for the agent). Blocks
+// reserved for root count as used: an agent that is not root cannot
+// write them.
+func diskOf(dir string) (used, size int64) {
+	if dir == "" {
+		return 0, 0
+	}
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil || st.Blocks == 0 {
+		return 0, 0
+	}
+	bs := int64(st.Bsize)
+	return int64(st.Blocks-st.Bavail) * bs, int64(st.Blocks) * bs
+}
+
 func (d *Device) fdMax(id int) int64 {
 	pids := d.cfg.Procs(id)
 	if len(pids) == 0 {

@@ -86,6 +86,9 @@ type Info struct {
 	CapAdd   []string
 	Limits   Limits
 	Restarts int
+	// Dir is the agent's working directory (spawn's dir=; "" for an
+	// adopted agent): the healing engine watches its filesystem's space.
+	Dir string
 }
 
 // Registry is the agent registry as every engine sees it, the one seam
