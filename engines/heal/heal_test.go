@@ -2,6 +2,7 @@ package heal
 
 import (
 	"bytes"
+	"fmt"
 	"math"
 	"strings"
 	"testing"
@@ -451,5 +452,58 @@ func TestPredictiveMaintenance(t *testing.T) {
 	e.MaintenanceDone(1, at(30), true)
 	if !strings.Contains(e.Maintenance(), "state=done") {
 		t.Fatal(e.Maintenance())
+	}
+}
+
+// TestSupervisorSurvivesLoad: a crash loop's bookkeeping (starts and
+// exits within the intensity window, the back-off step) is saved, so a
+// daemon restarted in the middle of a loop delays the next restart as the
+// one before it would have, instead of starting the count afresh.
+func TestSupervisorSurvivesLoad(t *testing.T) {
+	loop := func(e *Engine, from, upto int, now *float64) (delays []float64) {
+		for i := from; i < upto; i++ {
+			e.Event(Event{Time: at(*now), Agent: 5, Type: Started})
+			*now += 0.2
+			acts := e.Event(Event{Time: at(*now), Agent: 5, Type: Exited, Code: 1})
+			if len(acts) != 1 {
+				t.Fatalf("exit %d: %v", i, acts)
+			}
+			d := acts[0].At.Sub(acts[0].Time).Seconds()
+			delays = append(delays, d)
+			*now += d
+		}
+		return delays
+	}
+	// One engine all along: the 5th exit in 10 s backs off 10 s.
+	var n1 float64
+	whole := loop(New(Config{}), 0, 6, &n1)
+
+	// Three exits, saved, loaded into a new engine, three more.
+	e := New(Config{})
+	var n2 float64
+	first := loop(e, 0, 3, &n2)
+	var buf bytes.Buffer
+	if err := e.Save(&buf); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(buf.String(), `"supervisors"`) {
+		t.Fatalf("no supervisor state saved: %s", buf.String())
+	}
+	e2 := New(Config{})
+	if err := e2.Load(&buf); err != nil {
+		t.Fatal(err)
+	}
+	got := append(first, loop(e2, 3, 6, &n2)...)
+	if fmt.Sprint(got) != fmt.Sprint(whole) {
+		t.Fatalf("delays across a load %v, want %v as without one", got, whole)
+	}
+	// A damaged breaker value is ignored, the rest of the state loads.
+	bad := `{"version":1,"supervisors":{"5":{"breaker":7}},"policies":{"5":{"restart":"always","intensity":5,"period":10,"backoff":10,"backoff_max":300}}}`
+	e3 := New(Config{})
+	if err := e3.Load(strings.NewReader(bad)); err != nil {
+		t.Fatal(err)
+	}
+	if e3.Policy(5).Restart != RestartAlways {
+		t.Fatal("the policy beside a bad supervisor entry was not loaded")
 	}
 }

@@ -34,6 +34,11 @@ type State struct {
 	// History is heal/history's actions (version 1 files without it
 	// load with an empty history).
 	History []SavedAction `json:"history,omitempty"`
+	// Supervisors is each agent's restart bookkeeping: recent starts and
+	// exits (restart intensity counts them), the back-off step, the
+	// circuit breaker. Without it a daemon restart reset a crash loop's
+	// intensity and back-off and closed every breaker.
+	Supervisors map[int]SavedSupervisor `json:"supervisors,omitempty"`
 	// Rules is `mode rules` set by ctl.
 	Rules bool `json:"rules,omitempty"`
 }
@@ -67,6 +72,27 @@ type SavedPolicy struct {
 	Observe       bool    `json:"observe,omitempty"` // observed only: no policy set
 }
 
+// SavedSupervisor is one agent's supervisor state (running and a
+// pending restart are not kept: the agent engine and the device's queue
+// say those after a restart).
+type SavedSupervisor struct {
+	Starts     []time.Time `json:"starts,omitempty"`
+	Exits      []SavedExit `json:"exits,omitempty"`
+	BackoffN   int         `json:"backoff_n,omitempty"`
+	GaveUp     bool        `json:"gave_up,omitempty"`
+	Breaker    int         `json:"breaker,omitempty"`
+	FailsInRow int         `json:"fails_in_row,omitempty"`
+	OpenedAt   time.Time   `json:"opened_at,omitempty"`
+	Restarts   uint64      `json:"restarts,omitempty"`
+}
+
+// SavedExit is one exit in a SavedSupervisor.
+type SavedExit struct {
+	T      time.Time `json:"t"`
+	Uptime float64   `json:"uptime"`
+	Failed bool      `json:"failed,omitempty"`
+}
+
 // SavedWindow is a maintenance window in the saved state.
 type SavedWindow struct {
 	Agent    int       `json:"agent"`
@@ -77,6 +103,14 @@ type SavedWindow struct {
 	Priority float64   `json:"priority"`
 	Reason   string    `json:"reason"`
 	State    string    `json:"state"`
+}
+
+// lastN is the last n of xs.
+func lastN[T any](xs []T, n int) []T {
+	if len(xs) > n {
+		xs = xs[len(xs)-n:]
+	}
+	return append([]T(nil), xs...)
 }
 
 func secs(d time.Duration) float64 { return d.Seconds() }
@@ -97,6 +131,21 @@ func (e *Engine) Snapshot() State {
 		p := a.sup.pol
 		s.Policies[n] = SavedPolicy{p.Restart.String(), p.Intensity, secs(p.Period), secs(p.BackoffBase), secs(p.BackoffMax),
 			p.Maintenance, secs(p.MaintEvery), secs(p.MaintDuration), p.Observe}
+	}
+	for n, a := range e.agents {
+		u := a.sup
+		if len(u.starts) == 0 && len(u.exits) == 0 && u.breaker == Closed && u.restarts == 0 {
+			continue
+		}
+		ss := SavedSupervisor{Starts: append([]time.Time(nil), u.starts...), BackoffN: u.backoffN, GaveUp: u.gaveUp,
+			Breaker: int(u.breaker), FailsInRow: u.failsInRow, OpenedAt: u.openedAt, Restarts: u.restarts}
+		for _, x := range u.exits {
+			ss.Exits = append(ss.Exits, SavedExit{x.t, x.uptime, x.failed})
+		}
+		if s.Supervisors == nil {
+			s.Supervisors = map[int]SavedSupervisor{}
+		}
+		s.Supervisors[n] = ss
 	}
 	for _, a := range e.history {
 		st := make([]string, len(a.Steps))
@@ -204,6 +253,19 @@ func (e *Engine) Load(r io.Reader) error {
 	}
 	for n, p := range pols {
 		e.agent(n).sup.pol = p
+	}
+	for n, ss := range s.Supervisors {
+		if n <= 0 || ss.Breaker < int(Closed) || ss.Breaker > int(HalfOpen) {
+			continue // not ours to trust: the rest of the state still loads
+		}
+		u := &e.agent(n).sup
+		u.starts = lastN(ss.Starts, 64)
+		u.exits = nil
+		for _, x := range lastN(ss.Exits, 64) {
+			u.exits = append(u.exits, exitRec{x.T, x.Uptime, x.Failed})
+		}
+		u.backoffN, u.gaveUp, u.breaker = max(0, ss.BackoffN), ss.GaveUp, Breaker(ss.Breaker)
+		u.failsInRow, u.openedAt, u.restarts = max(0, ss.FailsInRow), ss.OpenedAt, ss.Restarts
 	}
 	e.saved = s.Saved
 	e.forced = s.Rules
