@@ -3,8 +3,8 @@ package agent
 import (
 	"fmt"
 	"os/exec"
-	"slices"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"

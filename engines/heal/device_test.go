@@ -17,6 +17,7 @@ import (
 	"aiosfs/engines/telemetry"
 	"aiosfs/fs"
 	"aiosfs/hal/proc"
+	"aiosfs/internal/testutil"
 )
 
 // fakeRegistry is the agent registry as the device sees it, recording
@@ -302,9 +303,7 @@ func TestHealEngineOptInHangHistory(t *testing.T) {
 // A maintenance window asked for by `maintain N` runs the agent's
 // maintenance command as the agent's user, and the window is marked done.
 func TestHealDeviceMaintenance(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: runs the command as the agent's uid")
-	}
+	testutil.RequireRoot(t, "runs the command as the agent's uid")
 	d, _, _ := testDevice(t)
 	dir, err := os.MkdirTemp("", "heal-maint-") // not under t.TempDir(), whose parent is 0700
 	if err != nil {

@@ -18,62 +18,17 @@ import (
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
+
+	"aiosfs/internal/testutil"
 )
 
 // needRoot skips unless a cut can be made here.
 func needRoot(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root")
-	}
+	testutil.RequireRoot(t, "attaches cgroup BPF programs")
 	if err := Supported(); err != nil {
 		t.Skip(err)
 	}
-}
-
-// testCgroup creates a cgroup2 directory under this process's own cgroup2
-// path and removes it in cleanup (after the children registered before it
-// are gone: cleanups run last-first).
-func testCgroup(t *testing.T) string {
-	t.Helper()
-	mount, err := Cgroup2Mount()
-	if err != nil {
-		t.Skip(err)
-	}
-	data, err := os.ReadFile("/proc/self/cgroup")
-	if err != nil {
-		t.Fatal(err)
-	}
-	own := ""
-	for _, line := range strings.Split(string(data), "\n") {
-		if p, ok := strings.CutPrefix(line, "0::"); ok {
-			own = p
-		}
-	}
-	if own == "" {
-		t.Skip("no cgroup2 line in /proc/self/cgroup")
-	}
-	dir := filepath.Join(mount, own, fmt.Sprintf("netcut-test-%d-%d", os.Getpid(), time.Now().UnixNano()))
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		// Children were killed and reaped by their own cleanups; the
-		// kernel may take a moment to drop them from the cgroup.
-		deadline := time.Now().Add(5 * time.Second)
-		for {
-			err := os.Remove(dir)
-			if err == nil || errors.Is(err, os.ErrNotExist) {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Errorf("remove test cgroup %s: %v", dir, err)
-				return
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	})
-	return dir
 }
 
 // The child's script: one command a line on stdin, one result a line on
@@ -238,7 +193,7 @@ func expect(t *testing.T, what, got, want string) {
 // connects again.
 func TestCutLive(t *testing.T) {
 	needRoot(t)
-	dir := testCgroup(t)
+	dir := testutil.Cgroup2Dir(t, "netcut-test")
 	port, conns := listener(t, "tcp4", "127.0.0.1:0")
 	port6, conns6 := listener(t, "tcp6", "[::1]:0")
 	udp, err := net.ListenPacket("udp4", "127.0.0.1:0")
@@ -300,7 +255,7 @@ func TestCutLive(t *testing.T) {
 // retransmissions (here: still pending after 2 s, the child's timeout).
 func TestSKBOnlyConnectHangs(t *testing.T) {
 	needRoot(t)
-	dir := testCgroup(t)
+	dir := testutil.Cgroup2Dir(t, "netcut-test")
 	port, _ := listener(t, "tcp4", "127.0.0.1:0")
 	c := startChild(t, dir)
 	var skb []hook
@@ -351,7 +306,7 @@ func mountBPFFS(t *testing.T) {
 func TestPinnedCutSurvivesCrash(t *testing.T) {
 	needRoot(t)
 	mountBPFFS(t)
-	dir := testCgroup(t)
+	dir := testutil.Cgroup2Dir(t, "netcut-test")
 	port, conns := listener(t, "tcp4", "127.0.0.1:0")
 	c := startChild(t, dir)
 	pins := filepath.Join(PinRoot, filepath.Base(dir))
@@ -403,7 +358,7 @@ func TestPinnedCutSurvivesCrash(t *testing.T) {
 // (no BPF_F_ALLOW_MULTI) makes New fail and stays.
 func TestOthersUndisturbed(t *testing.T) {
 	needRoot(t)
-	dir := testCgroup(t)
+	dir := testutil.Cgroup2Dir(t, "netcut-test")
 	f, err := os.Open(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -492,7 +447,7 @@ func TestNotCgroup2(t *testing.T) {
 func TestCloseDetachesWhileHeldElsewhere(t *testing.T) {
 	needRoot(t)
 	mountBPFFS(t)
-	dir := testCgroup(t)
+	dir := testutil.Cgroup2Dir(t, "netcut-test")
 	port, conns := listener(t, "tcp4", "127.0.0.1:0")
 	c := startChild(t, dir)
 	pins := filepath.Join(PinRoot, filepath.Base(dir))
@@ -534,7 +489,7 @@ func TestCloseDetachesWhileHeldElsewhere(t *testing.T) {
 func TestCgroupRemovedUnderPinnedCut(t *testing.T) {
 	needRoot(t)
 	mountBPFFS(t)
-	dir := testCgroup(t)
+	dir := testutil.Cgroup2Dir(t, "netcut-test")
 	pins := filepath.Join(PinRoot, filepath.Base(dir))
 	cut, err := New(dir)
 	if err != nil {
@@ -581,7 +536,7 @@ func TestCgroupRemovedUnderPinnedCut(t *testing.T) {
 // clearly and leaves the cut as it was (attached, unpinned).
 func TestPinOutsideBPFFS(t *testing.T) {
 	needRoot(t)
-	dir := testCgroup(t)
+	dir := testutil.Cgroup2Dir(t, "netcut-test")
 	cut, err := New(dir)
 	if err != nil {
 		t.Fatal(err)

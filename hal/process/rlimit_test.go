@@ -6,15 +6,15 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"aiosfs/internal/testutil"
 )
 
 // RaiseNofile changes another process's RLIMIT_NOFILE, as
 // /proc/PID/limits shows. Within the hard limit: raising that needs
 // CAP_SYS_RESOURCE, which a container may not give root.
 func TestRaiseNofile(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: changes another process's limit")
-	}
+	testutil.RequireRoot(t, "changes another process's limit")
 	cmd := exec.Command("sleep", "30")
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -1,84 +1,26 @@
 package syscap
 
 import (
-	"errors"
-	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"runtime"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/cilium/ebpf"
-	"golang.org/x/sys/unix"
+
+	"aiosfs/internal/testutil"
 )
 
 // needCapture skips unless a capture can run here, saying why.
 func needCapture(t testing.TB) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (BPF raw tracepoint and ring buffer)")
-	}
+	testutil.RequireRoot(t, "loads a BPF raw tracepoint and a ring buffer")
 	if err := Supported(); err != nil {
 		t.Skip(err)
 	}
-}
-
-// cgroup2Mount finds the cgroup2 hierarchy (unified or hybrid).
-func cgroup2Mount() (string, error) {
-	for _, m := range []string{"/sys/fs/cgroup", "/sys/fs/cgroup/unified"} {
-		var st unix.Statfs_t
-		if unix.Statfs(m, &st) == nil && st.Type == unix.CGROUP2_SUPER_MAGIC {
-			return m, nil
-		}
-	}
-	return "", errors.New("no cgroup2 mount")
-}
-
-// testCgroup makes a cgroup2 directory under this process's own cgroup2
-// path, with a unique name, and removes it in cleanup.
-func testCgroup(t testing.TB, tag string) string {
-	t.Helper()
-	mount, err := cgroup2Mount()
-	if err != nil {
-		t.Skip(err)
-	}
-	data, err := os.ReadFile("/proc/self/cgroup")
-	if err != nil {
-		t.Fatal(err)
-	}
-	own := ""
-	for _, line := range strings.Split(string(data), "\n") {
-		if p, ok := strings.CutPrefix(line, "0::"); ok {
-			own = p
-		}
-	}
-	if own == "" {
-		t.Skip("no cgroup2 line in /proc/self/cgroup")
-	}
-	dir := filepath.Join(mount, own, fmt.Sprintf("syscap-test-%s-%d-%d", tag, os.Getpid(), time.Now().UnixNano()))
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		deadline := time.Now().Add(5 * time.Second)
-		for {
-			err := os.Remove(dir)
-			if err == nil || errors.Is(err, os.ErrNotExist) {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Errorf("remove test cgroup %s: %v", dir, err)
-				return
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	})
-	return dir
 }
 
 // runIn runs a command in the cgroup dir from its first instruction
@@ -136,8 +78,8 @@ func count(s []uint32, nr uint32) int {
 // not, Untrack stops the capture, and the counters add up.
 func TestCaptureLive(t *testing.T) {
 	needCapture(t)
-	tracked := testCgroup(t, "on")
-	other := testCgroup(t, "off")
+	tracked := testutil.Cgroup2Dir(t, "syscap-test-on")
+	other := testutil.Cgroup2Dir(t, "syscap-test-off")
 	col := &collector{by: map[uint64][]uint32{}}
 	c, err := New(Config{Handler: col.handle, Flush: 20 * time.Millisecond})
 	if err != nil {
@@ -201,7 +143,7 @@ func TestCaptureLive(t *testing.T) {
 // counted, and what passes stays within the limit.
 func TestRateLimit(t *testing.T) {
 	needCapture(t)
-	dir := testCgroup(t, "rate")
+	dir := testutil.Cgroup2Dir(t, "syscap-test-rate")
 	c, err := New(Config{RatePerCPU: 1000})
 	if err != nil {
 		t.Fatal(err)
@@ -234,7 +176,7 @@ func TestCloseDetaches(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Track(testCgroup(t, "close")); err != nil {
+	if _, err := c.Track(testutil.Cgroup2Dir(t, "syscap-test-close")); err != nil {
 		t.Fatal(err)
 	}
 	info, err := c.coll.Programs["syscap"].Info()

@@ -2,51 +2,19 @@ package syscalls
 
 import (
 	"errors"
-	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"aiosfs/hal/syscap"
-	"golang.org/x/sys/unix"
+	"aiosfs/internal/testutil"
 )
 
-// liveCgroup makes a cgroup2 directory under this process's own (name
-// given, so it can be made again), removed in cleanup.
-func liveCgroup(t *testing.T, name string) string {
-	t.Helper()
-	mount := ""
-	for _, m := range []string{"/sys/fs/cgroup", "/sys/fs/cgroup/unified"} {
-		var st unix.Statfs_t
-		if unix.Statfs(m, &st) == nil && st.Type == unix.CGROUP2_SUPER_MAGIC {
-			mount = m
-		}
-	}
-	if mount == "" {
-		t.Skip("no cgroup2 mount")
-	}
-	data, _ := os.ReadFile("/proc/self/cgroup")
-	own := ""
-	for _, l := range strings.Split(string(data), "\n") {
-		if p, ok := strings.CutPrefix(l, "0::"); ok {
-			own = p
-		}
-	}
-	if own == "" {
-		t.Skip("no cgroup2 line in /proc/self/cgroup")
-	}
-	dir := filepath.Join(mount, own, name)
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { rmCgroup(t, dir) })
-	return dir
-}
-
+// rmCgroup removes a test cgroup directory once its killed children
+// have left it (the kernel may take a moment).
 func rmCgroup(t *testing.T, dir string) {
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		err := os.Remove(dir)
@@ -79,9 +47,7 @@ func bashIn(t *testing.T, dir, script string) {
 // made again under the same name afresh (a new cgroup id), and untracks
 // what is no longer alive; the status line counts it all.
 func TestSignalLiveTrack(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (BPF)")
-	}
+	testutil.RequireRoot(t, "loads a BPF program")
 	if err := syscap.Supported(); err != nil {
 		t.Skip(err)
 	}
@@ -90,8 +56,7 @@ func TestSignalLiveTrack(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	name := fmt.Sprintf("syscalls-test-%d-%d", os.Getpid(), time.Now().UnixNano())
-	dir := liveCgroup(t, name)
+	dir := testutil.Cgroup2Dir(t, "syscalls-test")
 	s.Sync(map[int]string{5: dir})
 	if st := s.Status(); !strings.Contains(st, "capture=on") || !strings.Contains(st, "agents=1") {
 		t.Fatalf("status %q", st)

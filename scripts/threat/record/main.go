@@ -45,9 +45,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"aiosfs/engines/threat"
+	"aiosfs/engines/threat/dataset"
 	"aiosfs/hal/proc"
 	"aiosfs/hal/procconn"
-	"aiosfs/engines/threat/dataset"
 )
 
 var (
