@@ -78,6 +78,27 @@ func waitEvent(t *testing.T, ch <-chan string, want ...string) string {
 	}
 }
 
+// loopbackServer listens on a free loopback port and hands each
+// connection to serve (on its own goroutine) until the test ends.
+func loopbackServer(t *testing.T, serve func(net.Conn)) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go serve(c)
+		}
+	}()
+	return ln
+}
+
 // dialFrom starts bash, puts it into the cgroup2 directory dir (a
 // directory this daemon made for an agent; bash is this test's own
 // process) and has it connect to addr. It reports bash's output and
@@ -114,20 +135,7 @@ func TestThreatQuarantine(t *testing.T) {
 		}
 	})
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
+	ln := loopbackServer(t, func(c net.Conn) { c.Close() })
 
 	ev, stop := d.eventLines()
 	d.mustRun(`echo 'spawn suspect -- /bin/sleep 600' > ctl`, nobody)

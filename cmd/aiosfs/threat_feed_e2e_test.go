@@ -48,20 +48,7 @@ func TestThreatFeedLive(t *testing.T) {
 	}
 
 	// The peer: a sink that reads everything it is sent.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { defer c.Close(); io.Copy(io.Discard, c) }()
-		}
-	}()
+	ln := loopbackServer(t, func(c net.Conn) { defer c.Close(); io.Copy(io.Discard, c) })
 	port := ln.Addr().(*net.TCPAddr).Port
 	// A web server whose one page never ends.
 	src, err := net.Listen("tcp", "127.0.0.1:0")

@@ -688,8 +688,13 @@ func (d *Device) Reapply() {
 		d.cutErr[id] = cutErr
 		d.st.Quarantine[id] = rec
 		d.acted[id] = Quarantine
-		d.save()
+		serr := d.save()
 		d.mu.Unlock()
+		if serr != nil {
+			// In force all the same; the state file still names the old
+			// pin, which the next start checks against the cgroup.
+			d.cfg.Logf("threat: quarantine of agent %d restored but not saved: %v", id, serr)
+		}
 		d.e.SetQuarantined(id, true)
 		d.publish("quarantine", id, bus.F("why", "restored"), bus.F("net", cutState(rec.Pin, cutErr)))
 	}
@@ -879,6 +884,16 @@ func (d *Device) owner(c fs.Caller, id int) error {
 	return nil
 }
 
+// ownedAgent is the agent a verb names, once c is found to be its owner
+// or root.
+func (d *Device) ownedAgent(c fs.Caller, arg string) (int, error) {
+	id, err := parseAgent(arg)
+	if err != nil {
+		return 0, err
+	}
+	return id, d.owner(c, id)
+}
+
 func parseAgent(s string) (int, error) {
 	n, err := ctl.ParseInt(s, 1, 1<<31-1)
 	return int(n), err
@@ -910,11 +925,8 @@ func (d *Device) verbs() ctl.Table {
 			}},
 		{Name: "quarantine", Args: "N", Min: 1, Max: 1, Doc: "freeze agent N, hold it and cut its network (its owner or root; only root releases)",
 			Run: func(_ context.Context, c fs.Caller, a []string) error {
-				id, err := parseAgent(a[0])
+				id, err := d.ownedAgent(c, a[0])
 				if err != nil {
-					return err
-				}
-				if err := d.owner(c, id); err != nil {
 					return err
 				}
 				as, _ := d.e.Assessment(id)
@@ -931,11 +943,8 @@ func (d *Device) verbs() ctl.Table {
 			}},
 		{Name: "kill", Args: "N", Min: 1, Max: 1, Doc: "KILL every process of agent N (its owner or root)",
 			Run: func(_ context.Context, c fs.Caller, a []string) error {
-				id, err := parseAgent(a[0])
+				id, err := d.ownedAgent(c, a[0])
 				if err != nil {
-					return err
-				}
-				if err := d.owner(c, id); err != nil {
 					return err
 				}
 				if c.Uid != 0 && d.isQuarantined(id) {
@@ -945,11 +954,8 @@ func (d *Device) verbs() ctl.Table {
 			}},
 		{Name: "learn", Args: "N", Min: 1, Max: 1, Doc: "learn agent N's normal behaviour afresh (its baseline and every signal's profile)",
 			Run: func(_ context.Context, c fs.Caller, a []string) error {
-				id, err := parseAgent(a[0])
+				id, err := d.ownedAgent(c, a[0])
 				if err != nil {
-					return err
-				}
-				if err := d.owner(c, id); err != nil {
 					return err
 				}
 				if d.isQuarantined(id) {

@@ -111,17 +111,7 @@ func New(cfg Config) *Engine {
 // earlier is dropped too: a directory that no longer verifies is not
 // trusted), logs one line saying why, and returns the error.
 func (e *Engine) LoadModel(dir string, pub ed25519.PublicKey) error {
-	m, id, err := LoadModel(dir, pub)
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if err != nil {
-		e.model, e.modelID, e.modelErr = nil, "", err.Error()
-		e.logf("threat: model %s refused, falling back to rules: %v", dir, err)
-		return err
-	}
-	e.model, e.modelID, e.modelErr = m, id, ""
-	e.logf("threat: model %s loaded (sha256 %s, %d training windows)", dir, id[:16], m.Trained.Rows)
-	return nil
+	return e.loadModel(dir, pub, false)
 }
 
 // ReloadModel is LoadModel for a model replacing the one in force (the
@@ -129,16 +119,25 @@ func (e *Engine) LoadModel(dir string, pub ed25519.PublicKey) error {
 // force (or the rules) stays, and the refusal is returned, logged and
 // shown as model_error until the next load.
 func (e *Engine) ReloadModel(dir string, pub ed25519.PublicKey) error {
+	return e.loadModel(dir, pub, true)
+}
+
+func (e *Engine) loadModel(dir string, pub ed25519.PublicKey, keep bool) error {
 	m, id, err := LoadModel(dir, pub)
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if err != nil {
 		e.modelErr = err.Error()
-		keep := "rules"
-		if e.model != nil {
-			keep = "model " + e.modelID[:16]
+		if !keep {
+			e.model, e.modelID = nil, ""
+			e.logf("threat: model %s refused, falling back to rules: %v", dir, err)
+			return err
 		}
-		e.logf("threat: model %s refused, keeping %s: %v", dir, keep, err)
+		left := "rules"
+		if e.model != nil {
+			left = "model " + e.modelID[:16]
+		}
+		e.logf("threat: model %s refused, keeping %s: %v", dir, left, err)
 		return err
 	}
 	e.model, e.modelID, e.modelErr = m, id, ""
