@@ -1,29 +1,53 @@
 // Command syscap measures the system-call capture's cost (issue 13) in one
-// run: a child process making -n one-byte reads of /dev/zero, run in a
-// cgroup2 directory this command makes (and removes), timed
+// run, on two workloads run in a cgroup2 directory this command makes (and
+// removes):
+//
+//	read   a child process making -n one-byte reads of /dev/zero: the
+//	       pathological case, a system call every ~1.5 µs and nothing else
+//	build  `make -j2` of a small C project (-files files of generated
+//	       functions, compiled with cc -O1) generated into a temp dir,
+//	       cleaned before every run: a syscall-heavy ordinary job (forks,
+//	       execs, opens, mmaps, reads, writes) with real work in between
+//
+// each timed in these modes:
 //
 //	none     no capture program loaded
-//	off      the program attached (another, empty cgroup tracked), the
+//	empty    a program that only returns 0 attached to the same
+//	         raw_syscalls:sys_enter tracepoint: the floor, the cost of the
+//	         hook itself (and of the kernel's slow syscall-entry path that
+//	         any sys_enter tracepoint turns on) that no filtering in the
+//	         program can remove
+//	cgid     (read only) a program that takes bpf_get_current_cgroup_id
+//	         and returns 0: the floor plus the one helper call that
+//	         every task pays before the capture's map lookup
+//	off      the capture attached (another, empty cgroup tracked), the
 //	         workload's cgroup not tracked: the cost every task on the
 //	         host pays while any agent is tracked (a cgroup id and a hash
 //	         lookup a call); with nothing tracked the program is detached
 //	on       the cgroup tracked, every call a record, read by the threat
 //	         engine's syscall signal (engines/threat/syscalls: learning,
 //	         then scoring, as in the daemon)
-//	on-lim   as on with the default per-CPU rate limit (syscap's default)
+//	on-lim   (read only) as on with the default per-CPU rate limit
 //
-// in -rounds rounds of the modes in turn (none, off, on, on-lim; ABAB by
-// rounds), medians reported, with the slowdown against none, the events
-// written per second, the drops, and the program's own mean run time per
-// call (BPF run-time statistics, enabled for the run through
-// BPF_ENABLE_STATS and off again when it ends; it counts every call on
-// the host while the program is attached, tracked or not). "on" runs with the rate limit out of
-// the way and a 16 MiB ring, so its drops are those of the ring alone:
-// events/s with drops=0 there is a rate sustained without loss.
+// in -rounds rounds of the modes in turn (forward, then backward: ABBA by
+// rounds, so a drift of the host's load falls on every mode alike),
+// medians reported, with the slowdown against none, the events written
+// per second, the drops, and the program's own mean run time per call
+// (BPF run-time statistics, enabled for the run through BPF_ENABLE_STATS
+// and off again when it ends; it counts every call on the host while the
+// program is attached, tracked or not). "on" runs with the rate limit out
+// of the way and a 16 MiB ring, so its drops are those of the ring alone:
+// events/s with drops=0 there is a rate sustained without loss. The load
+// average is printed before and after: the host is shared.
+//
+// The figure to read is the child's CPU time (user+sys of the workload
+// and every process it waited for): the program runs inside the
+// workload's system calls, so its cost is there, while wall time on a
+// loaded host is mostly waiting for a CPU.
 //
 // Needs root; prints why and exits 0 when the capture cannot run here.
 //
-//	go run ./scripts/bench/syscap [-n 1000000] [-rounds 5]
+//	go run ./scripts/bench/syscap [-work read,build] [-n 1000000] [-files 24] [-rounds 5]
 package main
 
 import (
@@ -43,13 +67,17 @@ import (
 	"aiosfs/hal/syscap"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 )
 
 func main() {
-	n := flag.Int("n", 1000000, "one-byte reads of /dev/zero per run")
+	works := flag.String("work", "read,build", "workloads, comma-separated: read, build")
+	n := flag.Int("n", 1000000, "one-byte reads of /dev/zero per read run")
+	files := flag.Int("files", 24, "C files of the build workload")
 	rounds := flag.Int("rounds", 5, "rounds of every mode")
-	child := flag.Bool("child", false, "be the workload (internal)")
+	child := flag.Bool("child", false, "be the read workload (internal)")
 	flag.Parse()
 	if *child {
 		work(*n)
@@ -79,11 +107,33 @@ func main() {
 	if st, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME)); err == nil {
 		defer st.Close()
 	}
-	if err := run(dir, idle, *n, *rounds); err != nil {
+	fail := func(err error) {
 		fmt.Fprintln(os.Stderr, "syscap bench:", err)
 		removeCgroup(dir)
 		removeCgroup(idle)
 		os.Exit(1)
+	}
+	for _, w := range strings.Split(*works, ",") {
+		var wl workload
+		switch w {
+		case "read":
+			wl = readWork{n: *n}
+		case "build":
+			proj, err := os.MkdirTemp("", "syscap-bench-build-")
+			if err != nil {
+				fail(err)
+			}
+			defer os.RemoveAll(proj)
+			if err := genProject(proj, *files); err != nil {
+				fail(err)
+			}
+			wl = buildWork{dir: proj, files: *files}
+		default:
+			fail(fmt.Errorf("-work %q: want read or build", w))
+		}
+		if err := run(dir, idle, wl, *rounds); err != nil {
+			fail(err)
+		}
 	}
 }
 
@@ -101,21 +151,99 @@ func work(n int) {
 	}
 }
 
-// once runs the workload in dir; it returns the child's wall time and
-// CPU time (user+sys: the capture program runs in the child's system
-// calls, so its cost is there).
-func once(dir string, n int) (wall, cpu time.Duration, err error) {
+// A workload is timed in the cgroup2 directory dir.
+type workload interface {
+	name() string
+	describe() string
+	modes() []string
+	// once runs the workload in dir; it returns the child's wall time
+	// and CPU time (user+sys, its own and every child's it waited for:
+	// the capture program runs in their system calls, so its cost is
+	// there).
+	once(dir string) (wall, cpu time.Duration, err error)
+}
+
+type readWork struct{ n int }
+
+func (w readWork) name() string { return "read" }
+func (w readWork) describe() string {
+	return fmt.Sprintf("%d one-byte reads of /dev/zero per run", w.n)
+}
+func (w readWork) modes() []string {
+	return []string{"none", "empty", "cgid", "off", "on", "on-lim"}
+}
+func (w readWork) once(dir string) (time.Duration, time.Duration, error) {
+	self, _ := os.Executable()
+	return runIn(dir, nil, self, "-child", "-n", strconv.Itoa(w.n))
+}
+
+type buildWork struct {
+	dir   string
+	files int
+}
+
+func (w buildWork) name() string { return "build" }
+func (w buildWork) describe() string {
+	return fmt.Sprintf("make -j2 of %d generated C files (cc -O1), cleaned before each run", w.files)
+}
+func (w buildWork) modes() []string { return []string{"none", "empty", "off", "on"} }
+func (w buildWork) once(dir string) (time.Duration, time.Duration, error) {
+	// the clean is outside the timing and the cgroup
+	if out, err := exec.Command("make", "-s", "-C", w.dir, "clean").CombinedOutput(); err != nil {
+		return 0, 0, fmt.Errorf("make clean: %v %s", err, out)
+	}
+	return runIn(dir, nil, "make", "-s", "-j2", "-C", w.dir)
+}
+
+// genProject writes files C files of small functions, a main and a
+// Makefile into dir: enough for a few seconds of cc.
+func genProject(dir string, files int) error {
+	var mk strings.Builder
+	var objs []string
+	var decl, calls strings.Builder
+	for i := 0; i < files; i++ {
+		var c strings.Builder
+		c.WriteString("#include <stdio.h>\n#include <string.h>\n#include <stdlib.h>\n")
+		for f := 0; f < 12; f++ {
+			fmt.Fprintf(&c, `
+int f%d_%d(int n) {
+	char buf[64]; int s = 0;
+	for (int i = 0; i < n; i++) { snprintf(buf, sizeof buf, "%%d-%%d", i, n); s += (int)strlen(buf) * (i %% 7); }
+	struct { int a, b; } v[8]; memset(v, 0, sizeof v);
+	for (int i = 0; i < 8; i++) { v[i].a = s + i; v[i].b = v[i].a * %d; s ^= v[i].b; }
+	return s;
+}
+`, i, f, f+1)
+			fmt.Fprintf(&decl, "int f%d_%d(int);\n", i, f)
+			fmt.Fprintf(&calls, "\ts += f%d_%d(3);\n", i, f)
+		}
+		name := fmt.Sprintf("u%02d.c", i)
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(c.String()), 0o644); err != nil {
+			return err
+		}
+		objs = append(objs, fmt.Sprintf("u%02d.o", i))
+	}
+	main := "#include <stdio.h>\n" + decl.String() + "int main(void) {\n\tint s = 0;\n" + calls.String() + "\tprintf(\"%d\\n\", s);\n\treturn 0;\n}\n"
+	if err := os.WriteFile(filepath.Join(dir, "main.c"), []byte(main), 0o644); err != nil {
+		return err
+	}
+	fmt.Fprintf(&mk, "CFLAGS = -O1\nOBJS = main.o %s\nprog: $(OBJS)\n\tcc -o $@ $(OBJS)\n%%.o: %%.c\n\tcc $(CFLAGS) -c -o $@ $<\nclean:\n\trm -f prog *.o\n", strings.Join(objs, " "))
+	return os.WriteFile(filepath.Join(dir, "Makefile"), []byte(mk.String()), 0o644)
+}
+
+// runIn runs name args in the cgroup2 directory dir.
+func runIn(dir string, env []string, name string, args ...string) (wall, cpu time.Duration, err error) {
 	cg, err := os.Open(dir)
 	if err != nil {
 		return 0, 0, err
 	}
 	defer cg.Close()
-	self, _ := os.Executable()
-	cmd := exec.Command(self, "-child", "-n", strconv.Itoa(n))
+	cmd := exec.Command(name, args...)
+	cmd.Env = env
 	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(cg.Fd())}
 	start := time.Now()
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return 0, 0, fmt.Errorf("workload: %v %s", err, out)
+		return 0, 0, fmt.Errorf("workload %s: %v %s", name, err, out)
 	}
 	wall = time.Since(start)
 	return wall, cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime(), nil
@@ -132,25 +260,39 @@ type result struct {
 	secs   float64
 }
 
-func run(dir, idle string, n, rounds int) error {
-	modes := []string{"none", "off", "on", "on-lim"}
+func loadavg() string {
+	b, _ := os.ReadFile("/proc/loadavg")
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
+}
+
+func run(dir, idle string, wl workload, rounds int) error {
+	modes := wl.modes()
 	res := map[string]*result{}
 	for _, m := range modes {
 		res[m] = &result{}
 	}
+	load0 := loadavg()
+	if _, _, err := wl.once(dir); err != nil { // warm the caches, untimed
+		return err
+	}
 	for r := 0; r < rounds; r++ {
 		order := modes
 		if r%2 == 1 {
-			order = []string{"on-lim", "on", "off", "none"}
+			order = reversed(modes)
 		}
 		for _, m := range order {
-			if err := runMode(dir, idle, n, m, res[m]); err != nil {
+			if err := runMode(dir, idle, wl, m, res[m]); err != nil {
 				return err
 			}
 		}
 	}
 	base, cbase := median(res["none"].times), median(res["none"].cpu)
-	fmt.Printf("syscap bench: %d one-byte reads of /dev/zero per run, %d rounds; medians of the child's wall and CPU time, and of this process's CPU (the ring reader and the signal)\n", n, rounds)
+	fmt.Printf("syscap bench %s: %s, %d rounds; medians of the child's wall and CPU time, and of this process's CPU (the ring reader and the signal); load average %s before, %s after\n",
+		wl.name(), wl.describe(), rounds, load0, loadavg())
 	fmt.Printf("%-7s %9s %8s %9s %8s %10s %10s %10s %10s %9s\n", "mode", "wall", "vs none", "cpu", "vs none", "reader cpu", "events", "events/s", "dropped", "prog ns")
 	for _, m := range modes {
 		r := res[m]
@@ -171,10 +313,50 @@ func run(dir, idle string, n, rounds int) error {
 	return nil
 }
 
-func runMode(dir, idle string, n int, mode string, r *result) error {
+func reversed(s []string) []string {
+	out := make([]string, len(s))
+	for i, v := range s {
+		out[len(s)-1-i] = v
+	}
+	return out
+}
+
+// emptyProgram is the floor: a raw tracepoint program that returns 0
+// (cgid: that takes the cgroup id first, the one helper call every
+// untracked task pays before the map lookup).
+func emptyProgram(cgid bool) (*ebpf.Program, link.Link, error) {
+	ins := asm.Instructions{asm.Mov.Imm(asm.R0, 0), asm.Return()}
+	if cgid {
+		ins = append(asm.Instructions{asm.FnGetCurrentCgroupId.Call()}, ins...)
+	}
+	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{Name: "aiosfs_scempty", Type: ebpf.RawTracepoint, License: "GPL",
+		Instructions: ins})
+	if err != nil {
+		return nil, nil, fmt.Errorf("empty program: %w", err)
+	}
+	l, err := link.AttachRawTracepoint(link.RawTracepointOptions{Name: "sys_enter", Program: prog})
+	if err != nil {
+		prog.Close()
+		return nil, nil, fmt.Errorf("empty program: attach: %w", err)
+	}
+	return prog, l, nil
+}
+
+func runMode(dir, idle string, wl workload, mode string, r *result) error {
 	var c *syscap.Capture
 	var sig *syscalls.Signal
-	if mode != "none" {
+	var empty *ebpf.Program
+	switch mode {
+	case "none":
+	case "empty", "cgid":
+		prog, l, err := emptyProgram(mode == "cgid")
+		if err != nil {
+			return err
+		}
+		defer prog.Close()
+		defer l.Close()
+		empty = prog
+	default:
 		cfg := syscap.Config{}
 		if mode == "on" || mode == "off" {
 			cfg.RatePerCPU = 1<<31 - 1
@@ -198,7 +380,7 @@ func runMode(dir, idle string, n int, mode string, r *result) error {
 		sig.Map(1, id)
 	}
 	before := selfCPU()
-	d, cpu, err := once(dir, n)
+	d, cpu, err := wl.once(dir)
 	if err != nil {
 		return err
 	}
@@ -212,6 +394,16 @@ func runMode(dir, idle string, n int, mode string, r *result) error {
 		if runs, rt, ok := c.ProgramStats(); ok {
 			r.runs += runs
 			r.runNs += rt
+		}
+	}
+	if empty != nil {
+		if info, err := empty.Info(); err == nil {
+			runs, ok1 := info.RunCount()
+			rt, ok2 := info.Runtime()
+			if ok1 && ok2 {
+				r.runs += runs
+				r.runNs += rt
+			}
 		}
 	}
 	if c != nil && mode != "off" {
