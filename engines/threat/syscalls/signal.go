@@ -41,6 +41,7 @@
 package syscalls
 
 import (
+	"crypto/ed25519"
 	"fmt"
 	"math"
 	"sort"
@@ -66,6 +67,9 @@ type Config struct {
 	// Capture configures the capture New starts (its Handler is the
 	// signal's).
 	Capture syscap.Config
+	// Logf gets the lines about saved profiles (saved, loaded, refused);
+	// nil: none.
+	Logf func(format string, args ...any)
 }
 
 func (c *Config) defaults() {
@@ -83,6 +87,9 @@ func (c *Config) defaults() {
 	}
 	if c.Order <= 0 {
 		c.Order = 4
+	}
+	if c.Logf == nil {
+		c.Logf = func(string, ...any) {}
 	}
 }
 
@@ -118,13 +125,18 @@ type thread struct {
 
 // profile is one agent's.
 type profile struct {
-	phase   phase
-	calls   int // calls in this phase
-	learned int
-	model   *ml.InterpMarkov
-	grams   *ml.NgramCounts
-	threads map[uint32]*thread
-	traces  [][]int // learning: finished or evicted threads' traces
+	phase      phase
+	calls      int // calls in this phase
+	learned    int // calls learned
+	calibrated int // calls that set the base
+	model      *ml.InterpMarkov
+	grams      *ml.NgramCounts
+	threads    map[uint32]*thread
+	traces     [][]int // learning: finished or evicted threads' traces
+	// kept is every trace the model was trained on (learning, then
+	// calibration), held until the profile is saved (persist.go)
+	kept   [][]int
+	loaded bool // read back from a saved profile
 
 	chunkSum   float64
 	chunkN     int
@@ -150,6 +162,16 @@ type Signal struct {
 	unknown  uint64         // events of cgroups no longer mapped
 	handled  uint64         // events handed to profiles
 	trackErr map[int]string // agent -> last Track error
+
+	// saved profiles (persist.go); store is "" until Persist
+	store      string
+	priv       ed25519.PrivateKey
+	loaded     int // profiles loaded at start
+	refused    int // profiles refused at start
+	refusedWhy string
+	saved      int // profiles saved since start
+	saveErr    int // saves that failed
+	pruned     bool
 }
 
 var _ threat.Signal = (*Signal)(nil)
@@ -273,14 +295,23 @@ func (s *Signal) Untrack(agent int) {
 // is alive (running or frozen) and untracks the others: the daemon calls
 // it on every sampler pass.
 func (s *Signal) SyncRegistry(reg view.Registry) {
+	if reg == nil {
+		return
+	}
+	ids := reg.IDs()
+	known := make(map[int]bool, len(ids))
+	for _, id := range ids {
+		known[id] = true
+	}
+	s.prune(known)
 	s.mu.Lock()
 	off := s.cap == nil
 	s.mu.Unlock()
-	if off || reg == nil {
+	if off {
 		return
 	}
 	alive := map[int]string{}
-	for _, id := range reg.IDs() {
+	for _, id := range ids {
 		info, err := reg.Info(id)
 		if err != nil || !info.Alive {
 			continue
@@ -333,6 +364,9 @@ func (s *Signal) Handle(batch []syscap.Event) {
 		}
 		s.handled++
 		p.push(&s.cfg, e.Tid, int(e.Nr), now)
+		if p.phase == scoring && p.kept != nil {
+			s.save(a, p) // once, when the profile is complete
+		}
 	}
 }
 
@@ -407,6 +441,7 @@ func (p *profile) push(cfg *Config, tid uint32, nr int, now time.Time) {
 		p.calls++
 		if p.phase == calibrating && p.calls >= cfg.CalibCalls {
 			p.base = p.calibMax
+			p.calibrated = p.calls
 			p.learnCalibration()
 			p.phase, p.calls = scoring, 0
 			p.windowMax, p.windowHas = 0, false
@@ -441,6 +476,7 @@ func (p *profile) learnCalibration() {
 	for _, tr := range traces {
 		p.grams.Add(tr)
 	}
+	p.kept = append(p.kept, traces...)
 	p.traces = nil
 }
 
@@ -462,6 +498,7 @@ func (p *profile) train(cfg *Config) {
 		g.Add(tr)
 	}
 	p.model, p.grams = m, g
+	p.kept = traces
 	p.learned = p.calls
 	p.traces = nil
 	for _, t := range p.threads {
@@ -562,12 +599,13 @@ func gramName(g []int) string {
 	return strings.Join(s, ">")
 }
 
-// Learn restarts learning agent's profile from its next calls.
+// Learn restarts learning agent's profile from its next calls; its saved
+// profile, if any, is discarded.
 func (s *Signal) Learn(agent int) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.agents[agent] = s.newProfile()
-	return nil
+	return s.discard(agent)
 }
 
 // Forget drops the agent: its profile, and its cgroup's capture.
@@ -583,6 +621,9 @@ func (s *Signal) Forget(agent int) {
 	delete(s.dirs, agent)
 	delete(s.ids, agent)
 	delete(s.trackErr, agent)
+	if err := s.discard(agent); err != nil {
+		s.cfg.Logf("threat: %v", err)
+	}
 	c := s.cap
 	s.mu.Unlock()
 	if ok && c != nil {
@@ -604,11 +645,16 @@ func (s *Signal) Phase(agent int) (string, int) {
 
 // Status is the signal's line in threat/status:
 //
-//	capture=on|off events=N dropped=N agents=N learning=N scoring=N why=...
+//	capture=on|off events=N dropped=N agents=N learning=N scoring=N loaded=N saved=N refused=N why=...
 //
 // events are the records the capture wrote, dropped those it dropped
-// (rate limit and full ring), agents the agents tracked now; why says
-// why the capture is off, or the last tracking error, or "-".
+// (rate limit and full ring), agents the agents tracked now; loaded the
+// saved profiles read back at start, saved those written since,
+// refused the saved profiles refused at start (each such agent learns
+// again); save_failed=N follows refused only when a save failed (each
+// is logged); why says why the capture is off, or the last
+// tracking error, then ("; ") the last refused profile and why; "-"
+// when there is nothing to say.
 func (s *Signal) Status() string {
 	s.mu.Lock()
 	c, why := s.cap, s.why
@@ -630,7 +676,17 @@ func (s *Signal) Status() string {
 		sort.Ints(ids)
 		why = fmt.Sprintf("agent %d: %s", ids[0], s.trackErr[ids[0]])
 	}
+	if s.refusedWhy != "" {
+		if why != "" {
+			why += "; "
+		}
+		why += "profile of " + s.refusedWhy + " (refused: learning again)"
+	}
 	handled := s.handled
+	prof := fmt.Sprintf(" loaded=%d saved=%d refused=%d", s.loaded, s.saved, s.refused)
+	if s.saveErr > 0 {
+		prof += fmt.Sprintf(" save_failed=%d", s.saveErr)
+	}
 	s.mu.Unlock()
 	var st syscap.Stats
 	onoff := "off"
@@ -646,6 +702,6 @@ func (s *Signal) Status() string {
 	if why == "" {
 		why = "-"
 	}
-	return fmt.Sprintf("syscall capture=%s events=%d dropped=%d agents=%d learning=%d scoring=%d why=%s",
-		onoff, st.Events, st.Dropped(), tracked, learn, score, why)
+	return fmt.Sprintf("syscall capture=%s events=%d dropped=%d agents=%d learning=%d scoring=%d%s why=%s",
+		onoff, st.Events, st.Dropped(), tracked, learn, score, prof, why)
 }
