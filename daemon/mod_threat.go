@@ -40,7 +40,7 @@ func init() {
 		// threat/status and the daemon runs on without it
 		var sig *syscalls.Signal
 		if d.Config.SyscallLearn >= 0 {
-			if sig, err = syscalls.New(syscalls.Config{LearnCalls: d.Config.SyscallLearn}); err != nil {
+			if sig, err = syscalls.New(syscalls.Config{LearnCalls: d.Config.SyscallLearn, Logf: d.Log.Printf}); err != nil {
 				d.Log.Printf("threat: syscall capture off: %v", err)
 			}
 		} else {
@@ -54,6 +54,18 @@ func init() {
 		if err != nil {
 			sig.Close()
 			return nil, err
+		}
+		// learned profiles are saved signed with the engine's own key
+		// (made by NewDevice; even with -threat-pubkey pinned: a profile
+		// is this daemon's own learning, not a model brought in)
+		if d.Config.SyscallLearn >= 0 {
+			priv, _, err := ml.LoadOrCreateKey(filepath.Join(d.Config.StateDir, "threat", "model.key"))
+			if err == nil {
+				_, err = sig.Persist(filepath.Join(d.Config.StateDir, "threat", "syscall"), priv)
+			}
+			if err != nil {
+				d.Log.Printf("threat: syscall profiles are not saved: %v", err)
+			}
 		}
 		d.Tel.OnTick(func(now time.Time, latest map[int]telemetry.Sample) {
 			sig.SyncRegistry(d.Registry) // track alive agents' cgroup2 directories, untrack the rest
