@@ -31,7 +31,8 @@
 //
 // in -rounds rounds of the modes in turn (forward, then backward: ABBA by
 // rounds, so a drift of the host's load falls on every mode alike),
-// medians reported, with the slowdown against none, the events written
+// medians reported (and the range of the CPU times, against none's
+// median: the noise of the shared host), with the slowdown against none, the events written
 // per second, the drops, and the program's own mean run time per call
 // (BPF run-time statistics, enabled for the run through BPF_ENABLE_STATS
 // and off again when it ends; it counts every call on the host while the
@@ -293,7 +294,7 @@ func run(dir, idle string, wl workload, rounds int) error {
 	base, cbase := median(res["none"].times), median(res["none"].cpu)
 	fmt.Printf("syscap bench %s: %s, %d rounds; medians of the child's wall and CPU time, and of this process's CPU (the ring reader and the signal); load average %s before, %s after\n",
 		wl.name(), wl.describe(), rounds, load0, loadavg())
-	fmt.Printf("%-7s %9s %8s %9s %8s %10s %10s %10s %10s %9s\n", "mode", "wall", "vs none", "cpu", "vs none", "reader cpu", "events", "events/s", "dropped", "prog ns")
+	fmt.Printf("%-7s %9s %8s %9s %8s %15s %10s %10s %10s %10s %9s\n", "mode", "wall", "vs none", "cpu", "vs none", "cpu min..max", "reader cpu", "events", "events/s", "dropped", "prog ns")
 	for _, m := range modes {
 		r := res[m]
 		md, mc := median(r.times), median(r.cpu)
@@ -307,10 +308,21 @@ func run(dir, idle string, wl workload, rounds int) error {
 		if r.runs > 0 {
 			pns = fmt.Sprintf("%.0f", float64(r.runNs.Nanoseconds())/float64(r.runs))
 		}
-		fmt.Printf("%-7s %9s %7.2fx %9s %7.2fx %10s %10s %10s %10s %9s\n", m, md.Round(time.Millisecond), float64(md)/float64(base),
-			mc.Round(time.Millisecond), float64(mc)/float64(cbase), median(r.self).Round(time.Millisecond), ev, rate, dr, pns)
+		lo, hi := spread(r.cpu)
+		fmt.Printf("%-7s %9s %7.2fx %9s %7.2fx %15s %10s %10s %10s %10s %9s\n", m, md.Round(time.Millisecond), float64(md)/float64(base),
+			mc.Round(time.Millisecond), float64(mc)/float64(cbase), fmt.Sprintf("%.2f..%.2fx", float64(lo)/float64(cbase), float64(hi)/float64(cbase)),
+			median(r.self).Round(time.Millisecond), ev, rate, dr, pns)
 	}
 	return nil
+}
+
+// spread is the smallest and largest of d.
+func spread(d []time.Duration) (lo, hi time.Duration) {
+	lo, hi = d[0], d[0]
+	for _, v := range d {
+		lo, hi = min(lo, v), max(hi, v)
+	}
+	return lo, hi
 }
 
 func reversed(s []string) []string {
