@@ -259,6 +259,7 @@ type result struct {
 	events uint64
 	drops  uint64
 	secs   float64
+	others int // runs during which another raw tracepoint link was attached
 }
 
 func loadavg() string {
@@ -309,11 +310,28 @@ func run(dir, idle string, wl workload, rounds int) error {
 			pns = fmt.Sprintf("%.0f", float64(r.runNs.Nanoseconds())/float64(r.runs))
 		}
 		lo, hi := spread(r.cpu)
+		if r.others > 0 {
+			pns += fmt.Sprintf(" (another raw tracepoint attached in %d of %d runs)", r.others, len(r.cpu))
+		}
 		fmt.Printf("%-7s %9s %7.2fx %9s %7.2fx %15s %10s %10s %10s %10s %9s\n", m, md.Round(time.Millisecond), float64(md)/float64(base),
 			mc.Round(time.Millisecond), float64(mc)/float64(cbase), fmt.Sprintf("%.2f..%.2fx", float64(lo)/float64(cbase), float64(hi)/float64(cbase)),
 			median(r.self).Round(time.Millisecond), ev, rate, dr, pns)
 	}
 	return nil
+}
+
+// rawTracepointLinks counts the raw tracepoint links attached on the
+// host: another daemon's capture (or any other sys_enter program)
+// attached during a run slows every mode, "none" included.
+func rawTracepointLinks() int {
+	n := 0
+	it := new(link.Iterator)
+	for it.Next() {
+		if info, err := it.Link.Info(); err == nil && info.Type == link.RawTracepointType {
+			n++
+		}
+	}
+	return n
 }
 
 // spread is the smallest and largest of d.
@@ -391,10 +409,18 @@ func runMode(dir, idle string, wl workload, mode string, r *result) error {
 		}
 		sig.Map(1, id)
 	}
+	own := 0
+	if mode != "none" {
+		own = 1
+	}
+	busy := rawTracepointLinks() > own
 	before := selfCPU()
 	d, cpu, err := wl.once(dir)
 	if err != nil {
 		return err
+	}
+	if busy || rawTracepointLinks() > own {
+		r.others++
 	}
 	if c != nil {
 		time.Sleep(2 * syscap.DefaultFlush) // the reader drains the rest
