@@ -83,6 +83,11 @@ type Config struct {
 	// Flush is how often the reader drains the ring when no wakeup came
 	// (default 100 ms).
 	Flush time.Duration
+	// WakeEvery, a power of two, wakes the reader on every WakeEvery-th
+	// record a CPU writes instead of when the ring is a quarter full
+	// (0, the default): the program then skips bpf_ringbuf_query, one
+	// helper call a record (scripts/bench/syscap measures both).
+	WakeEvery int
 	// Handler gets the events in batches, in ring order, from one
 	// goroutine; it must not keep the slice. nil: events are counted
 	// (Delivered) and discarded.
@@ -117,9 +122,30 @@ const (
 
 // Instructions is the program (see the package doc). ratePerCPU is the
 // per-CPU limit per second; wakeAt the ring fill (bytes) past which a
-// record wakes the reader.
-func Instructions(ratePerCPU, wakeAt int32) asm.Instructions {
-	return asm.Instructions{
+// record wakes the reader. A wakeEvery above 0 (a power of two) wakes it
+// instead on every wakeEvery-th record a CPU writes, without asking the
+// ring its fill (one helper call fewer a record; Config.WakeEvery).
+func Instructions(ratePerCPU, wakeAt, wakeEvery int32) asm.Instructions {
+	wake := asm.Instructions{
+		// wake the reader only past wakeAt bytes waiting
+		asm.LoadMapPtr(asm.R1, 0).WithReference("ring"),
+		asm.Mov.Imm(asm.R2, rbAvailData),
+		asm.FnRingbufQuery.Call(),
+		asm.Mov.Imm(asm.R9, rbNoWakeup),
+		asm.JLT.Imm(asm.R0, wakeAt, "write"),
+		asm.Mov.Imm(asm.R9, rbForceWakeup),
+	}
+	if wakeEvery > 0 {
+		wake = asm.Instructions{
+			// wake the reader on every wakeEvery-th record of this CPU
+			asm.LoadMem(asm.R1, asm.R8, stEvents, asm.DWord),
+			asm.Mov.Imm(asm.R9, rbNoWakeup),
+			asm.And.Imm(asm.R1, wakeEvery-1),
+			asm.JNE.Imm(asm.R1, 0, "write"),
+			asm.Mov.Imm(asm.R9, rbForceWakeup),
+		}
+	}
+	ins := asm.Instructions{
 		// r6 = ctx; r7 = syscall id (struct bpf_raw_tracepoint_args: args[1] of sys_enter(regs, id))
 		asm.Mov.Reg(asm.R6, asm.R1),
 		asm.LoadMem(asm.R7, asm.R6, 8, asm.DWord),
@@ -155,13 +181,9 @@ func Instructions(ratePerCPU, wakeAt int32) asm.Instructions {
 		asm.FnGetCurrentPidTgid.Call(),
 		asm.StoreMem(asm.RFP, -16, asm.R0, asm.Word),
 		asm.StoreMem(asm.RFP, -12, asm.R7, asm.Word),
-		// wake the reader only past wakeAt bytes waiting
-		asm.LoadMapPtr(asm.R1, 0).WithReference("ring"),
-		asm.Mov.Imm(asm.R2, rbAvailData),
-		asm.FnRingbufQuery.Call(),
-		asm.Mov.Imm(asm.R9, rbNoWakeup),
-		asm.JLT.Imm(asm.R0, wakeAt, "write"),
-		asm.Mov.Imm(asm.R9, rbForceWakeup),
+	}
+	ins = append(ins, wake...)
+	return append(ins, asm.Instructions{
 		asm.LoadMapPtr(asm.R1, 0).WithReference("ring").WithSymbol("write"),
 		asm.Mov.Reg(asm.R2, asm.RFP),
 		asm.Add.Imm(asm.R2, -24),
@@ -182,7 +204,7 @@ func Instructions(ratePerCPU, wakeAt int32) asm.Instructions {
 		asm.StoreMem(asm.R8, stDropRate, asm.R1, asm.DWord),
 		asm.Mov.Imm(asm.R0, 0).WithSymbol("out"),
 		asm.Return(),
-	}
+	}...)
 }
 
 // collectionSpec is the maps and the program.
@@ -197,7 +219,7 @@ func collectionSpec(cfg Config) *ebpf.CollectionSpec {
 			"syscap": {
 				Name:         "aiosfs_syscap",
 				Type:         ebpf.RawTracepoint,
-				Instructions: Instructions(int32(cfg.RatePerCPU), int32(cfg.RingBytes/4)),
+				Instructions: Instructions(int32(cfg.RatePerCPU), int32(cfg.RingBytes/4), int32(cfg.WakeEvery)),
 				License:      "GPL",
 			},
 		},
@@ -263,6 +285,9 @@ func New(cfg Config) (*Capture, error) {
 	}
 	if cfg.Flush <= 0 {
 		cfg.Flush = DefaultFlush
+	}
+	if cfg.WakeEvery < 0 || cfg.WakeEvery&(cfg.WakeEvery-1) != 0 || cfg.WakeEvery > 1<<30 {
+		return nil, fmt.Errorf("syscap: WakeEvery %d is not 0 or a power of two", cfg.WakeEvery)
 	}
 	memlock.Do(func() { _ = rlimit.RemoveMemlock() })
 	coll, err := ebpf.NewCollection(collectionSpec(cfg))

@@ -207,3 +207,37 @@ func TestCloseDetaches(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestWakeEvery: with WakeEvery the reader is woken by the records
+// themselves: with a flush interval far longer than the test, a tracked
+// bash's calls still arrive. A WakeEvery that is not a power of two is
+// refused before anything is loaded.
+func TestWakeEvery(t *testing.T) {
+	for _, bad := range []int{-1, 3, 100} {
+		if _, err := New(Config{WakeEvery: bad}); err == nil {
+			t.Errorf("WakeEvery %d accepted", bad)
+		}
+	}
+	needCapture(t)
+	dir := testutil.Cgroup2Dir(t, "syscap-test-wake")
+	col := &collector{by: map[uint64][]uint32{}}
+	c, err := New(Config{Handler: col.handle, Flush: time.Hour, WakeEvery: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	id, err := c.Track(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runIn(t, dir, "/bin/bash", "-c", `for i in $(seq 200); do read -r x < /proc/self/stat; done`)
+	deadline := time.Now().Add(3 * time.Second)
+	for len(col.get(id)) < 256 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	st, _ := c.Stats()
+	if n := len(col.get(id)); n < 256 {
+		t.Fatalf("WakeEvery 64, no flush: %d events delivered of %d written", n, st.Events)
+	}
+	t.Logf("delivered %d of %d written without a flush", len(col.get(id)), st.Events)
+}

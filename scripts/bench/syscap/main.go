@@ -27,6 +27,9 @@
 //	on       the cgroup tracked, every call a record, read by the threat
 //	         engine's syscall signal (engines/threat/syscalls: learning,
 //	         then scoring, as in the daemon)
+//	on-cnt   (read only) as on, with syscap's WakeEvery 4096: the reader
+//	         woken on every 4096th record of a CPU instead of asking the
+//	         ring its fill on every record (one helper call fewer)
 //	on-lim   (read only) as on with the default per-CPU rate limit
 //
 // in -rounds rounds of the modes in turn (forward, then backward: ABBA by
@@ -171,7 +174,7 @@ func (w readWork) describe() string {
 	return fmt.Sprintf("%d one-byte reads of /dev/zero per run", w.n)
 }
 func (w readWork) modes() []string {
-	return []string{"none", "empty", "cgid", "off", "on", "on-lim"}
+	return []string{"none", "empty", "cgid", "off", "on", "on-cnt", "on-lim"}
 }
 func (w readWork) once(dir string) (time.Duration, time.Duration, error) {
 	self, _ := os.Executable()
@@ -300,7 +303,7 @@ func run(dir, idle string, wl workload, rounds int) error {
 		r := res[m]
 		md, mc := median(r.times), median(r.cpu)
 		ev, dr, rate := "-", "-", "-"
-		if m == "on" || m == "on-lim" {
+		if strings.HasPrefix(m, "on") {
 			ev = strconv.FormatUint(r.events/uint64(rounds), 10)
 			dr = strconv.FormatUint(r.drops/uint64(rounds), 10)
 			rate = fmt.Sprintf("%.0f", float64(r.events)/r.secs)
@@ -388,9 +391,12 @@ func runMode(dir, idle string, wl workload, mode string, r *result) error {
 		empty = prog
 	default:
 		cfg := syscap.Config{}
-		if mode == "on" || mode == "off" {
+		if mode == "on" || mode == "on-cnt" || mode == "off" {
 			cfg.RatePerCPU = 1<<31 - 1
 			cfg.RingBytes = 16 << 20
+		}
+		if mode == "on-cnt" {
+			cfg.WakeEvery = 4096
 		}
 		sig = syscalls.NewOffline(syscalls.Config{})
 		cfg.Handler = sig.Handle
