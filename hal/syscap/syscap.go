@@ -21,8 +21,10 @@
 //     u32} into the BPF ring buffer "ring" with bpf_ringbuf_output. A
 //     full ring drops the record and counts it (drop_full). Wakeups are
 //     batched: the record is written with BPF_RB_NO_WAKEUP while less than
-//     a quarter of the ring is filled and BPF_RB_FORCE_WAKEUP past it;
-//     the reader also drains the ring every Flush interval on its own, so
+//     a quarter of the ring is filled and BPF_RB_FORCE_WAKEUP past it
+//     (or, with Config.WakeEvery, on every WakeEvery-th record a CPU
+//     writes, which spares the bpf_ringbuf_query call a record); the
+//     reader also drains the ring every Flush interval on its own, so
 //     a quiet agent's records never wait longer than that;
 //  4. counts the records written (events) per CPU.
 //

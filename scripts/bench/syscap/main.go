@@ -64,6 +64,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -112,6 +113,22 @@ func main() {
 		return
 	}
 	defer removeCgroup(idle)
+	// An interrupt ends the workload (cgroup.kill) and removes what this
+	// run made; the BPF programs go with the process.
+	var proj string
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-sigs
+		os.WriteFile(filepath.Join(dir, "cgroup.kill"), []byte("1"), 0)
+		removeCgroup(dir)
+		removeCgroup(idle)
+		if proj != "" {
+			os.RemoveAll(proj)
+		}
+		fmt.Fprintln(os.Stderr, "syscap bench: interrupted")
+		os.Exit(1)
+	}()
 	// the kernel counts programs' run time while this is held
 	if st, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME)); err == nil {
 		defer st.Close()
@@ -128,7 +145,8 @@ func main() {
 		case "read":
 			wl = readWork{n: *n}
 		case "build":
-			proj, err := os.MkdirTemp("", "syscap-bench-build-")
+			var err error
+			proj, err = os.MkdirTemp("", "syscap-bench-build-")
 			if err != nil {
 				fail(err)
 			}
