@@ -29,7 +29,7 @@ func (c *countingProc) Sample(pid int) (proc.Sample, error) {
 // repeat the last scan, with its I/O rates averaged over the span since
 // the scan before. A changed pid set, a Wake and a socket new to the dump
 // each make the next sample a scan; a pass in which the agent ran nothing
-// has rates 0.
+// has rates 0 and makes the next busy pass a scan.
 func TestProcEvery(t *testing.T) {
 	g := &counterGroup{fakeGroup: fakeGroup{pids: []int{10}, stats: cgroup.Stats{CPUUsageNs: 5e9, MemCurrent: 1 << 20}}}
 	fp := &countingProc{fakeProc: newFakeProc()}
@@ -78,8 +78,10 @@ func TestProcEvery(t *testing.T) {
 		t.Fatalf("idle pass: %+v, %d samples", l, fp.n.Load())
 	}
 	// The next scan's rate covers only the time since the idle pass.
+	// 2000 bytes since the scan at pass 3, over 3 s: pass 4 ran after
+	// that scan, so the idle pass 5 did not move the span's start.
 	l := run(6)
-	want(6, l, 3, 1<<20+5*4096, 5000, 2000) // 2000 bytes since pass 4, over 1 s (passes 5-6)
+	want(6, l, 3, 1<<20+5*4096, 5000, 2000.0/3)
 
 	// A new process: a scan at once.
 	p := process(11, 0, 0, 0)
@@ -116,5 +118,26 @@ func TestProcEvery(t *testing.T) {
 	run(14)
 	if fp.n.Load() != n+2 {
 		t.Fatalf("ProcEvery 1: %d samples in 2 passes", fp.n.Load()-n)
+	}
+
+	// After a pass in which it ran nothing, the next busy pass reads the
+	// processes: the last scan's rates are of a span before it idled.
+	tun.ProcEvery = 5
+	s.SetTuning(tun)
+	n = fp.n.Load()
+	run(15) // light
+	s.Tick(at(16))
+	if fp.n.Load() != n {
+		t.Fatalf("light and idle passes read %d process samples", fp.n.Load()-n)
+	}
+	// 2000 bytes since the scan at pass 14, over 3 s: pass 15 ran, so the
+	// idle pass 16 did not move the span's start.
+	if l := run(17); fp.n.Load() != n+1 || !near(l.IOReadRate, 2000.0/3) {
+		t.Fatalf("the pass after an idle one: %d samples, io_read_rate %v; want 1 and 666.667", fp.n.Load()-n, l.IOReadRate)
+	}
+	// Idle right after a scan: the span starts at the idle pass.
+	s.Tick(at(18))
+	if l := run(19); fp.n.Load() != n+2 || !near(l.IOReadRate, 1000) {
+		t.Fatalf("after a scan and an idle pass: %d samples, io_read_rate %v; want 2 and 1000 (over 1 s)", fp.n.Load()-n, l.IOReadRate)
 	}
 }

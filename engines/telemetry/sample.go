@@ -71,7 +71,8 @@ type Sample struct {
 // a new TCP socket appeared on the host; in between they repeat the last
 // reading, and io_read_rate and io_write_rate repeat the rates of that
 // reading, averaged over the span since the one before it (0 on a pass in
-// which the agent did not run). net_sent, net_recv and net_rate are read
+// which the agent did not run; the next pass in which it runs reads the
+// files again). net_sent, net_recv and net_rate are read
 // from every pass's socket dump (taken when some agent sampled in full
 // held a socket) for the sockets the last process reading found. An idle
 // agent's line is repeated with rates 0 for at most 10 passes

@@ -99,7 +99,9 @@ type Tuning struct {
 	// sockets, majflt: at most ProcEvery-1 passes old), with the I/O
 	// rates of that scan, which are averaged over the span since the
 	// scan before it; a pass in which the agent's CPU did not move has
-	// rates 0, as a held sample. Network bytes and the socket view are
+	// rates 0, as a held sample, and the agent's next full sample reads
+	// its processes (the scan's rates are of a span before it idled).
+	// Network bytes and the socket view are
 	// read from every dump, for the sockets the last scan found (a
 	// socket an agent without one opens shows at its next scan). 0 or 1:
 	// every full sample reads every process's files, as before.
@@ -192,9 +194,11 @@ type agentState struct {
 	// The last process scan (Tuning.ProcEvery): when the per-process
 	// counters in prev were last known to be current (the scan, or a
 	// later pass in which the agent ran nothing), how many full samples
-	// since took the scan's figures, those figures and its I/O rates.
+	// since took the scan's figures (procStale: the next one must not),
+	// those figures and its I/O rates.
 	procTime       time.Time
 	procAge        int
+	procDirty      bool // a pass since the scan took its figures while the agent ran
 	procOut        Sample
 	procRd, procWr float64
 	stdin          int
@@ -588,7 +592,10 @@ func (s *Sampler) hold(now time.Time, gen uint64, t Target, a *agentState, most 
 	// The usage was prevUsage at now as well: deltas of the next full
 	// sample start here.
 	a.prevTime = now
-	a.procTime = now
+	if !a.procDirty {
+		a.procTime = now
+	}
+	a.procAge = procStale
 	a.held++
 	s.mu.Lock()
 	if s.agents[t.ID] == a {
@@ -599,6 +606,11 @@ func (s *Sampler) hold(now time.Time, gen uint64, t Target, a *agentState, most 
 	s.mu.Unlock()
 	return true
 }
+
+// procStale is agentState.procAge after a pass in which the agent ran
+// nothing (held, or sampled with no CPU): the last scan's rates are of a
+// span before it idled, so its next full sample reads the processes.
+const procStale = 1 << 30
 
 // newSockets reports whether tcp holds a socket inode the previous dump
 // did not, and keeps tcp's inodes for the next call. Called with tickMu
@@ -741,14 +753,19 @@ func (s *Sampler) sampleTarget(now time.Time, gen uint64, t Target, a *agentStat
 		}
 		out.IOReadRate, out.IOWriteRate = a.procRd, a.procWr
 		a.procOut = out
-		a.procTime, a.procAge = now, 0
+		a.procTime, a.procAge, a.procDirty = now, 0, false
 		a.stdin = stdin
 	case usage == a.prevUsage:
 		// It ran nothing since the last pass: nothing was read or
-		// written, and the scan's counters are still current.
-		a.procTime = now
+		// written, and unless it ran since the scan, the scan's
+		// counters are still current.
+		if !a.procDirty {
+			a.procTime = now
+		}
+		a.procAge = procStale
 	default:
 		out.IOReadRate, out.IOWriteRate = a.procRd, a.procWr
+		a.procDirty = true
 	}
 	oomBefore, hadPrev := a.prevOOM, !a.prevTime.IsZero()
 	a.prevTime = now
