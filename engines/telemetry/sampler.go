@@ -101,10 +101,10 @@ type Tuning struct {
 	// scan before it; a pass in which the agent's CPU did not move has
 	// rates 0, as a held sample, and the agent's next full sample reads
 	// its processes (the scan's rates are of a span before it idled).
-	// Network bytes and the socket view are
-	// read from every dump, for the sockets the last scan found (a
-	// socket an agent without one opens shows at its next scan). 0 or 1:
-	// every full sample reads every process's files, as before.
+	// Network bytes and the socket view are read from every dump, for
+	// the sockets the last scan found (a socket an agent without one
+	// opens shows at its next scan). 0 or 1: every full sample reads
+	// every process's files, as before.
 	ProcEvery int
 }
 
