@@ -127,6 +127,11 @@ type Options struct {
 	// per connection at Tversion, and again per read in flight.
 	MaxMsize uint32
 
+	// Plain serves a text file's fid from what it rendered at open for
+	// every read, as before docs/cost.md's run 8: no re-rendering at
+	// offset 0 (see file.text). For benchmarks that compare.
+	Plain bool
+
 	// Logf receives connection problems; nil discards them.
 	Logf func(format string, args ...any)
 }
