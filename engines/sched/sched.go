@@ -146,7 +146,7 @@ var closed = func() chan struct{} { c := make(chan struct{}); close(c); return c
 
 type agentState struct {
 	pred   [nres]*lazyPred // made when needed (see lazyPred)
-	step   float64 // seconds per step the predictors were built for
+	step   float64         // seconds per step the predictors were built for
 	manual bool
 	pin    string
 

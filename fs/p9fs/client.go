@@ -1,6 +1,7 @@
 package p9fs
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -8,6 +9,7 @@ import (
 	"os"
 	"path"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -101,7 +103,9 @@ func (c *Client) ReadFile(p string) ([]byte, error) {
 	}
 	defer f.Close()
 	var out []byte
-	buf := make([]byte, 64<<10)
+	bp := readBufs.Get().(*[]byte)
+	defer readBufs.Put(bp)
+	buf := *bp
 	for {
 		n, err := f.ReadAt(buf, int64(len(out)))
 		out = append(out, buf[:n]...)
@@ -113,6 +117,11 @@ func (c *Client) ReadFile(p string) ([]byte, error) {
 		}
 	}
 }
+
+// readBufs are ReadFile's read buffers: a read asks for up to 64 KiB (the
+// default msize) and most files are a few hundred bytes, so a fresh
+// buffer per call was nearly all that a ReadFile allocated.
+var readBufs = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
 
 // WriteFile writes data to p as `echo data > p` does: open for writing
 // with truncation, one write, close. It returns the first error: a ctl
@@ -251,17 +260,24 @@ func clientErr(op, p string, err error) error {
 
 // claim is the client's connection: it puts uid and gid into the library
 // client's Tattach, which always names no user (n_uname ~0, uname "").
+// Its reads are buffered: the library reads a reply's header and its body
+// in two reads, which are two system calls on the bare socket and mostly
+// one here. (claim is no syscall.Conn, so the library's recvmsg path,
+// which would bypass the buffer, is not taken.)
 type claim struct {
 	net.Conn
 	frames
+	in       *bufio.Reader
 	uid, gid uint32
 }
 
 func newClaim(nc net.Conn, uid, gid uint32) *claim {
-	c := &claim{Conn: nc, uid: uid, gid: gid}
+	c := &claim{Conn: nc, in: bufio.NewReader(nc), uid: uid, gid: gid}
 	c.each = c.send
 	return c
 }
+
+func (c *claim) Read(p []byte) (int, error) { return c.in.Read(p) }
 
 func (c *claim) Write(p []byte) (int, error) { return c.frames.Write(p) }
 
