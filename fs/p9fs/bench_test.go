@@ -69,11 +69,13 @@ func latencies(b *testing.B, op func() error) {
 //   - kernel-orc: os.ReadFile of /proc/PID/stat (open, read, read, close);
 //   - kernel-pread: pread at 0 of a kept descriptor;
 //   - 9p-orc: Client.ReadFile, a walk of three names, open, read, read
-//     for the end, clunk: five round trips;
+//     for the end, clunk: five round trips, four waited for (the clunk's
+//     reply is not, unless SyncClunk);
 //   - 9p-poll: a Tread at 0 of a kept fid, one round trip (it renders
 //     afresh unless Plain, which serves the open's snapshot).
 //
-// "plain" and "new" are the server with Options.Plain and without.
+// "plain" is the server with Options.Plain and the client with
+// SyncClunk, as before run 8; "new" is both without.
 //
 //	go test -run '^$' -bench Stat -benchtime 20000x -count 5 ./fs/p9fs/
 func BenchmarkStat(b *testing.B) {
@@ -109,6 +111,7 @@ func BenchmarkStat(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
+		c.SyncClunk = plain
 		const p = "agents/1/stat"
 		b.Run("9p-orc-"+name, func(b *testing.B) {
 			latencies(b, func() error { _, err := c.ReadFile(p); return err })

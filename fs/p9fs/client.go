@@ -24,7 +24,18 @@ import (
 type Client struct {
 	p9   *p9.Client
 	root p9.File
+	// clunks holds a token for each Tclunk ReadFile has sent without
+	// waiting for its reply (see ReadFile); at most cap of them.
+	clunks chan struct{}
+	// SyncClunk makes ReadFile wait for every Rclunk, as before
+	// docs/cost.md's run 8: for benchmarks that compare.
+	SyncClunk bool
 }
+
+// maxAsyncClunks bounds the clunks in flight from ReadFile, well below
+// the server's MaxRequests (64): a Client shared by many goroutines
+// must not fill the server's request table with them.
+const maxAsyncClunks = 8
 
 // Dirent is a directory entry, or what Stat shows of one path.
 type Dirent struct {
@@ -64,7 +75,7 @@ func DialAs(addr string, uid, gid uint32) (*Client, error) {
 		pc.Close()
 		return nil, clientErr("attach", addr, err)
 	}
-	return &Client{p9: pc, root: root}, nil
+	return &Client{p9: pc, root: root, clunks: make(chan struct{}, maxAsyncClunks)}, nil
 }
 
 // Close ends the connection; the server closes what was left open.
@@ -96,12 +107,20 @@ func (c *Client) open(p string, flags p9.OpenFlags) (p9.File, error) {
 }
 
 // ReadFile reads p from offset 0 to the end of what it rendered at open.
+//
+// It returns without waiting for the Rclunk of the file: a file opened
+// only for reading has nothing deferred to its close (a ctl's unfinished
+// line needs a write), so the reply carries nothing for the reader, and
+// waiting was one of five round trips (docs/cost.md, "9P"). The Tclunk
+// goes out from a goroutine, so the server may close the file a moment
+// after ReadFile has returned (it counts toward MaxOpen until then); at
+// most maxAsyncClunks are in flight at once, beyond that ReadFile waits.
 func (c *Client) ReadFile(p string) ([]byte, error) {
 	f, err := c.open(p, p9.ReadOnly)
 	if err != nil {
 		return nil, clientErr("open", p, err)
 	}
-	defer f.Close()
+	defer c.clunk(f)
 	var out []byte
 	bp := readBufs.Get().(*[]byte)
 	defer readBufs.Put(bp)
@@ -116,6 +135,23 @@ func (c *Client) ReadFile(p string) ([]byte, error) {
 			return out, clientErr("read", p, err)
 		}
 	}
+}
+
+// clunk closes a file ReadFile read: without waiting for the reply when
+// fewer than maxAsyncClunks are in flight.
+func (c *Client) clunk(f p9.File) {
+	if !c.SyncClunk {
+		select {
+		case c.clunks <- struct{}{}:
+			go func() {
+				f.Close()
+				<-c.clunks
+			}()
+			return
+		default:
+		}
+	}
+	f.Close()
 }
 
 // readBufs are ReadFile's read buffers: a read asks for up to 64 KiB (the
