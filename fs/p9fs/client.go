@@ -137,7 +137,7 @@ func (c *Client) ReadFile(p string) ([]byte, error) {
 	}
 }
 
-// clunk closes a file ReadFile read: without waiting for the reply when
+// clunk closes a fid ReadFile read or Stat walked: without waiting for the reply when
 // fewer than maxAsyncClunks are in flight.
 func (c *Client) clunk(f p9.File) {
 	if !c.SyncClunk {
@@ -182,7 +182,9 @@ func (c *Client) Stat(p string) (Dirent, error) {
 	if err != nil {
 		return Dirent{}, clientErr("stat", p, err)
 	}
-	defer f.Close()
+	// A fid only walked, never opened, has nothing to close: its clunk
+	// need not be waited for either (see ReadFile).
+	defer c.clunk(f)
 	qid, _, a, err := f.GetAttr(p9.AttrMaskAll)
 	if err != nil {
 		return Dirent{}, clientErr("stat", p, err)
