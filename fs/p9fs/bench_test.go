@@ -71,6 +71,8 @@ func latencies(b *testing.B, op func() error) {
 //   - 9p-orc: Client.ReadFile, a walk of three names, open, read, read
 //     for the end, clunk: five round trips, four waited for (the clunk's
 //     reply is not, unless SyncClunk);
+//   - 9p-stat: Client.Stat, a walk, a getattr and a clunk (waited for
+//     only with SyncClunk);
 //   - 9p-poll: a Tread at 0 of a kept fid, one round trip (it renders
 //     afresh unless Plain, which serves the open's snapshot).
 //
@@ -115,6 +117,9 @@ func BenchmarkStat(b *testing.B) {
 		const p = "agents/1/stat"
 		b.Run("9p-orc-"+name, func(b *testing.B) {
 			latencies(b, func() error { _, err := c.ReadFile(p); return err })
+		})
+		b.Run("9p-stat-"+name, func(b *testing.B) {
+			latencies(b, func() error { _, err := c.Stat(p); return err })
 		})
 		f, err := c.Open(p, false)
 		if err != nil {
