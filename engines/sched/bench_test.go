@@ -282,3 +282,23 @@ func heapHour(busy bool) (live, tick float64) {
 	runtime.KeepAlive(e)
 	return float64(m1.HeapAlloc) - float64(m0.HeapAlloc), tick
 }
+
+// BenchmarkMakeIdleHour is what making one predictor costs when it is
+// first needed (a decision with enforcement on, a read of the agent's
+// sched files) after an hour of an idle agent's samples kept lazily: the
+// replay of 3,600 samples, a blip and then zeros.
+//
+//	go test -run '^$' -bench MakeIdleHour -count 3 ./engines/sched/
+func BenchmarkMakeIdleHour(b *testing.B) {
+	p := ml.Params{Horizons: horizonSteps([]time.Duration{time.Second, 5 * time.Second, 30 * time.Second, time.Minute}, 1), Min: 0.01, StepSeconds: 1}
+	for range b.N {
+		b.StopTimer()
+		l := newLazyPred(p)
+		l.Observe(0.3, 1764000000)
+		for i := 1; i < 3600; i++ {
+			l.Observe(0, 1764000000+float64(i))
+		}
+		b.StartTimer()
+		l.get()
+	}
+}
