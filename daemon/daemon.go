@@ -146,8 +146,9 @@ func Start(cfg Config) (*Daemon, error) {
 	d.NS = &fs.NS{Boot: time.Now(), Reject: d.reject}
 	d.reg = prometheus.NewRegistry()
 	d.reg.MustRegister(newMetrics(agents, d.Tel, d.Bus.Seq))
+	peers := newPeers()
 	for _, r := range devices {
-		m, err := r.new(Deps{Config: cfg, NS: d.NS, Bus: d.Bus, Log: d.Log, Registry: agents, Agents: agents, Tel: d.Tel, Cgroups: d.cg, Proc: pfs})
+		m, err := r.new(Deps{Config: cfg, NS: d.NS, Bus: d.Bus, Log: d.Log, Registry: agents, Agents: agents, Tel: d.Tel, Cgroups: d.cg, Proc: pfs, Peers: peers})
 		if err != nil {
 			d.closeModules()
 			agents.Shutdown()
@@ -158,6 +159,11 @@ func Start(cfg Config) (*Daemon, error) {
 		d.mods = append(d.mods, m)
 		d.wire(m)
 	}
+	names := make([]string, len(d.mods))
+	for i, m := range d.mods {
+		names[i] = m.Name()
+	}
+	peers.setNames(names)
 	d.Root = d.tree()
 
 	ctx, cancel := context.WithCancel(context.Background())
