@@ -84,6 +84,7 @@ type Daemon struct {
 	lock          *lockfile.File
 	releasePrefix func() error
 	mods          []Device
+	peers         *Peers
 	reg           *prometheus.Registry
 	fuse          *fusefs.Server
 	lns           []net.Listener
@@ -147,6 +148,7 @@ func Start(cfg Config) (*Daemon, error) {
 	d.reg = prometheus.NewRegistry()
 	d.reg.MustRegister(newMetrics(agents, d.Tel, d.Bus.Seq))
 	peers := newPeers()
+	d.peers = peers
 	for _, r := range devices {
 		m, err := r.new(Deps{Config: cfg, NS: d.NS, Bus: d.Bus, Log: d.Log, Registry: agents, Agents: agents, Tel: d.Tel, Cgroups: d.cg, Proc: pfs, Peers: peers})
 		if err != nil {
