@@ -24,7 +24,7 @@ func init() {
 		dev, err := heal.NewDevice(heal.DeviceConfig{NS: d.NS, Bus: d.Bus, Agents: d.Registry,
 			Dir: filepath.Join(d.Config.StateDir, "heal"), Proc: d.Proc, Interval: d.Tel.Interval(), IntervalNow: d.Tel.Interval, Logf: d.Log.Printf,
 			Procs:    func(id int) []int { p, _, _ := d.Tel.Procs(id); return p },
-			Forecast: healForecast(d.Peers), Engines: healEngines(d.Peers)})
+			Forecast: healForecast(d.Peers), HasForecast: d.Peers.ForecastReady, Engines: healEngines(d.Peers)})
 		if err != nil {
 			return nil, err
 		}

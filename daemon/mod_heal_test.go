@@ -174,7 +174,7 @@ func TestHealMaintenanceAtForecastLull(t *testing.T) {
 			}
 		}
 		return s, 100 * time.Millisecond, load, true
-	})
+	}, func() bool { return true })
 	if err := gpuEcho(t, c, "heal/ctl", "maintain 1 duration=1s within=5s"); err != nil {
 		t.Fatal(err)
 	}

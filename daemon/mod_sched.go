@@ -23,7 +23,7 @@ func init() {
 			d.Log.Printf("%v: starting with the default settings", err)
 		}
 		d.Tel.OnTick(d.Peers.Timed("sched", func(now time.Time, latest map[int]telemetry.Sample) { e.Tick(now, latest) }))
-		d.Peers.SetForecast(e.HostForecast) // heal's maintenance windows go in its lulls
+		d.Peers.SetForecast(e.HostForecast, e.Forecasting) // heal's maintenance windows go in its lulls
 		return &schedDevice{e: e, log: d.Log, ns: d.NS, nodes: e.Nodes(d.NS)}, nil
 	})
 }

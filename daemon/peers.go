@@ -17,6 +17,7 @@ import (
 type Peers struct {
 	mu       sync.Mutex
 	forecast func(steps int) (start time.Time, step time.Duration, load []float64, ok bool)
+	ready    func() bool // whether forecast has anything to say, cheaply
 	loops    map[string]*loop
 	names    []string // every device, in order: listed even without a timed loop
 }
@@ -40,11 +41,21 @@ type LoopStat struct {
 
 func newPeers() *Peers { return &Peers{loops: map[string]*loop{}} }
 
-// SetForecast gives the host forecast (the scheduler's constructor).
-func (p *Peers) SetForecast(f func(steps int) (time.Time, time.Duration, []float64, bool)) {
+// SetForecast gives the host forecast and a cheap test of whether it has
+// anything to say (the scheduler's constructor).
+func (p *Peers) SetForecast(f func(steps int) (time.Time, time.Duration, []float64, bool), ready func() bool) {
 	p.mu.Lock()
-	p.forecast = f
+	p.forecast, p.ready = f, ready
 	p.mu.Unlock()
+}
+
+// ForecastReady reports whether Forecast would give one, without
+// computing it (heal/status asks every interval).
+func (p *Peers) ForecastReady() bool {
+	p.mu.Lock()
+	r := p.ready
+	p.mu.Unlock()
+	return r != nil && r()
 }
 
 // Forecast is the host load forecast for the next steps (0: the

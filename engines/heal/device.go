@@ -72,11 +72,13 @@ type DeviceConfig struct {
 	IntervalNow func() time.Duration
 	Seed        uint64
 	Logf        func(format string, args ...any)
-	// Forecast is the scheduler's host load forecast (nil, or ok false:
-	// none, and maintenance windows go as soon as possible). It is asked
-	// for only when windows are to be placed, and with steps 1 once per
-	// interval to say in heal/status whether there is one.
-	Forecast func(steps int) (f Forecast, ok bool)
+	// Forecast is the scheduler's host load forecast over steps (0: its
+	// own length; nil, or ok false: none, and maintenance windows go as
+	// soon as possible). It is asked for only when windows are to be
+	// placed. HasForecast says, without computing one, whether there is
+	// one (nil: none): heal/status's forecast=, once per interval.
+	Forecast    func(steps int) (f Forecast, ok bool)
+	HasForecast func() bool
 	// Engines are the daemon's engines' loops as of now (nil: none):
 	// per engine its Name, its LoopLatency (the last pass's duration, or
 	// how long the pass in progress has run) and the Time of the last
@@ -429,7 +431,8 @@ func (d *Device) forecast() (Forecast, bool) {
 // loop stalled for stallAfter intervals (and stallMin) or an engine that
 // published errFail errors within errWindow is Failed, which turns the
 // engine to its rules (Engine.Mode) until it recovers. It also says in
-// heal/status whether the scheduler has a forecast.
+// heal/status whether the scheduler has a forecast (HasForecast: the
+// forecast itself is made only when windows are placed).
 func (d *Device) watchEngines(now time.Time) {
 	iv := d.interval()
 	stall := max(stallAfter*iv, stallMin)
@@ -480,10 +483,8 @@ func (d *Device) watchEngines(now time.Time) {
 		d.e.ObserveEngine(st)
 	}
 	src := ""
-	if d.cfg.Forecast != nil {
-		if _, ok := d.cfg.Forecast(1); ok {
-			src = "sched"
-		}
+	if d.cfg.Forecast != nil && d.cfg.HasForecast != nil && d.cfg.HasForecast() {
+		src = "sched"
 	}
 	d.e.SetForecastSource(src)
 }

@@ -40,6 +40,7 @@ func TestHealDeviceMaintenanceInLull(t *testing.T) {
 	var fc Forecast
 	d, reg, _ := testDevice(t, func(c *DeviceConfig) {
 		c.Forecast = func(int) (Forecast, bool) { return fc, len(fc.Load) > 0 }
+		c.HasForecast = func() bool { return len(fc.Load) > 0 }
 	})
 	now := time.Now()
 	fc = lullForecast(now)
@@ -85,6 +86,7 @@ func TestHealDeviceMaintenanceInLull(t *testing.T) {
 func TestHealDeviceMaintenanceNoForecast(t *testing.T) {
 	d, _, _ := testDevice(t, func(c *DeviceConfig) {
 		c.Forecast = func(int) (Forecast, bool) { return Forecast{}, false }
+		c.HasForecast = func() bool { return false }
 	})
 	now := time.Now()
 	d.watchEngines(now)

@@ -50,3 +50,16 @@ func (e *Engine) HostForecast(k int) (start time.Time, step time.Duration, load 
 	step = time.Duration(sec * float64(time.Second))
 	return last.Add(step), step, load, true
 }
+
+// Forecasting reports whether HostForecast has anything to forecast from
+// (some agent has a sample), without computing it.
+func (e *Engine) Forecasting() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, st := range e.agents {
+		if st.pred[resCPU].N() > 0 {
+			return true
+		}
+	}
+	return false
+}

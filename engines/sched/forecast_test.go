@@ -12,7 +12,7 @@ import (
 // cores at every step, starting one step after their last sample.
 func TestHostForecast(t *testing.T) {
 	e := New(Config{NCPU: 4})
-	if _, _, _, ok := e.HostForecast(0); ok {
+	if _, _, _, ok := e.HostForecast(0); ok || e.Forecasting() {
 		t.Fatal("a forecast with no agent sampled")
 	}
 	t0 := time.Unix(1764795600, 0)
@@ -22,6 +22,9 @@ func TestHostForecast(t *testing.T) {
 			1: {Time: now, CPU: 1},
 			2: {Time: now, CPU: 0.5},
 		})
+	}
+	if !e.Forecasting() {
+		t.Fatal("Forecasting false with agents sampled")
 	}
 	start, step, load, ok := e.HostForecast(0)
 	if !ok || step != time.Second || !start.Equal(t0.Add(30*time.Second)) || len(load) != 60 {
