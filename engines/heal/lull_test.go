@@ -161,3 +161,43 @@ func TestHealEngineStall(t *testing.T) {
 		t.Fatalf("heal/health:\n%s", h)
 	}
 }
+
+// A window's forecast load and when it ran and ended are saved: the
+// next daemon's heal/maintenance shows the same line; a window placed
+// without a forecast keeps load=-.
+func TestMaintenanceSaved(t *testing.T) {
+	e := New(Config{})
+	e.SetPolicy(1, Policy{Maintenance: "true", MaintDuration: time.Second})
+	e.SetPolicy(2, Policy{Maintenance: "true", MaintDuration: time.Second})
+	e.Observe(1, obs(0, 1<<20, 3, 0.1, 0))
+	e.Observe(2, obs(0, 1<<20, 3, 0.1, 0))
+	f := lullForecast(t0)
+	e.RequestMaintenance(MaintRequest{Agent: 1, Kind: Corrective, Duration: 200 * time.Millisecond, Deadline: t0.Add(10 * time.Second), Priority: 0.5, Reason: "op"})
+	var acts []Action
+	for s := 0.0; s < 1.5; s += 0.1 {
+		acts = append(acts, e.Tick(at(s), f)...)
+	}
+	if len(acts) != 1 {
+		t.Fatalf("%v\n%s", acts, e.Maintenance())
+	}
+	e.MaintenanceEnded(1, acts[0].Window, at(1.2), true)
+	e.RequestMaintenance(MaintRequest{Agent: 2, Kind: Corrective, Duration: 200 * time.Millisecond, Deadline: at(30), Priority: 0.5, Reason: "op"})
+	e.Tick(at(1.5), Forecast{})
+	want := e.Maintenance()
+	if !strings.Contains(want, "agent=1 kind=Corrective start=1764795600.700 duration=0.200") || !strings.Contains(want, "load=0.200 state=done ran=1764795600.700 ended=1764795601.200") ||
+		!strings.Contains(want, "agent=2 kind=Corrective start=1764795601.500 duration=0.200 deadline=1764795630.000 priority=0.500 load=- state=running ran=1764795601.500 ended=-") {
+		t.Fatalf("heal/maintenance:\n%s", want)
+	}
+	path := t.TempDir() + "/heal.json"
+	if err := e.SaveFile(path); err != nil {
+		t.Fatal(err)
+	}
+	e2 := New(Config{})
+	if err := e2.LoadFile(path); err != nil {
+		t.Fatal(err)
+	}
+	// a window running when the daemon died loads as failed
+	if got := e2.Maintenance(); got != strings.Replace(want, "state=running", "state=failed", 1) {
+		t.Fatalf("after load:\n%s\nwant:\n%s", got, want)
+	}
+}
