@@ -39,3 +39,29 @@ func TestHostForecast(t *testing.T) {
 		t.Fatalf("k=5 gave %d steps", len(l))
 	}
 }
+
+// BenchmarkHostForecast is one placement's forecast: 100 agents with
+// 600 samples each (a square wave), 60 steps (the default longest
+// horizon at a 1 s interval).
+func BenchmarkHostForecast(b *testing.B) {
+	e := New(Config{NCPU: 4})
+	t0 := time.Unix(1764795600, 0)
+	for s := 0; s < 600; s++ {
+		now := t0.Add(time.Duration(s) * time.Second)
+		latest := map[int]telemetry.Sample{}
+		for id := 1; id <= 100; id++ {
+			cpu := 0.0
+			if (s+id)%20 < 10 {
+				cpu = 1
+			}
+			latest[id] = telemetry.Sample{Time: now, CPU: cpu}
+		}
+		e.Tick(now, latest)
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, _, l, ok := e.HostForecast(0); !ok || len(l) != 60 {
+			b.Fatal(ok, len(l))
+		}
+	}
+}
