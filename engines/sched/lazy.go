@@ -158,3 +158,22 @@ func (l *lazyPred) get() *ml.Predictor {
 	l.p, l.runs, l.segs = p, nil, nil
 	return p
 }
+
+// Path is ml.Predictor.Path, with one shortcut so that asking for the
+// host's forecast does not make every idle agent's predictor: a series
+// not yet made whose last ml.PatternWindow samples are one value (an
+// idle or held agent: no period can be seen in it, and every forecaster
+// has converged on that level) is forecast flat at that value. Any other
+// series is made and asked, exactly.
+func (l *lazyPred) Path(k int) []float64 {
+	if l.p == nil && k >= 1 && len(l.runs) > 0 {
+		if r := l.runs[len(l.runs)-1]; r.n >= ml.PatternWindow {
+			out := make([]float64, k)
+			for i := range out {
+				out[i] = r.x
+			}
+			return out
+		}
+	}
+	return l.get().Path(k)
+}

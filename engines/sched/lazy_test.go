@@ -90,3 +90,42 @@ func TestLazyIdleStaysSmall(t *testing.T) {
 		t.Fatalf("made=%v n=%d after %d changes", lz.Made(), lz.N(), maxRuns+1)
 	}
 }
+
+// Path of an idle series (a start-up blip, then one value for longer
+// than the pattern window) is forecast flat without making the
+// predictor, and that flat forecast is what the made predictor says,
+// to within a millionth of a core; a series that still changes is made
+// and answered exactly.
+func TestLazyPathIdle(t *testing.T) {
+	params := ml.Params{Horizons: []int{1, 5, 30, 60}, Min: 0.01, StepSeconds: 1}
+	want := ml.NewPredictor(params)
+	lz := newLazyPred(params)
+	now := 1764000000.0
+	for i := range 3600 {
+		x := 0.02
+		if i < 30 {
+			x = 0.9 * float64(i%3) // the start-up blip
+		}
+		want.Observe(x, now+float64(i))
+		lz.Observe(x, now+float64(i))
+	}
+	got, w := lz.Path(60), want.Path(60)
+	if lz.Made() {
+		t.Fatal("asking an idle series for its path made its predictor")
+	}
+	for i := range w {
+		if math.Abs(got[i]-w[i]) > 1e-6 {
+			t.Fatalf("step %d: flat %v, the predictor says %v", i+1, got[i], w[i])
+		}
+	}
+	busy := newLazyPred(params)
+	ref := ml.NewPredictor(params)
+	for i := range 300 {
+		x := float64(i%7) / 7
+		busy.Observe(x, now+float64(i))
+		ref.Observe(x, now+float64(i))
+	}
+	if fmt.Sprint(busy.Path(60)) != fmt.Sprint(ref.Path(60)) || !busy.Made() {
+		t.Fatal("a changing series' path is not the made predictor's")
+	}
+}
