@@ -59,6 +59,10 @@ type GRUConfig struct {
 	Clip   float64 // gradient norm clip (0: none)
 	Seed   uint64
 	Win    int // score window, calls (MaxWin)
+	// OnEpoch, when set, is called after each epoch (1-based) with the
+	// model as it stands, e.g. to follow a held-out NLL; it must not
+	// change the model.
+	OnEpoch func(epoch int, m *GRULM)
 }
 
 // DefaultGRUConfig is the size and schedule used by the ADFA-LD eval,
@@ -131,6 +135,25 @@ func (m *GRULM) tok(c int) int {
 	return m.unseenTok
 }
 
+// dot is Σ a[i]·b[i] over len(a) (≤ len(b)) with four running sums:
+// the additions of one sum wait on each other, four in flight do not,
+// and the order is fixed, so the result is the same on every run.
+func dot(a, b []float64) float64 {
+	b = b[:len(a)]
+	var s0, s1, s2, s3 float64
+	i := 0
+	for ; i+4 <= len(a); i += 4 {
+		s0 += a[i] * b[i]
+		s1 += a[i+1] * b[i+1]
+		s2 += a[i+2] * b[i+2]
+		s3 += a[i+3] * b[i+3]
+	}
+	for ; i < len(a); i++ {
+		s0 += a[i] * b[i]
+	}
+	return (s0 + s1) + (s2 + s3)
+}
+
 func sigmoid(v float64) float64 { return 1 / (1 + math.Exp(-v)) }
 
 // gruStep is one step's values, kept for the backward pass.
@@ -149,11 +172,7 @@ func (m *GRULM) step(s *gruStep, hprev []float64, in int) {
 	H := m.H
 	xr := m.x[in*3*H : in*3*H+3*H]
 	for i := 0; i < 3*H; i++ {
-		row := m.w[i*H : i*H+H]
-		a := m.b[i]
-		for j, v := range hprev {
-			a += row[j] * v
-		}
+		a := m.b[i] + dot(m.w[i*H:i*H+H], hprev)
 		switch {
 		case i < H:
 			s.r[i] = sigmoid(xr[i] + a)
@@ -175,11 +194,7 @@ func (m *GRULM) logits(dst, h []float64) float64 {
 	H := m.H
 	mx := math.Inf(-1)
 	for k := range dst {
-		row := m.out[k*H : k*H+H]
-		a := m.ob[k]
-		for j, v := range h {
-			a += row[j] * v
-		}
+		a := m.ob[k] + dot(m.out[k*H:k*H+H], h)
 		dst[k] = a
 		if a > mx {
 			mx = a
@@ -334,6 +349,9 @@ func (m *GRULM) Train(traces [][]int) error {
 			}
 		}
 		m.TrainLoss = append(m.TrainLoss, sum/float64(n))
+		if m.Cfg.OnEpoch != nil {
+			m.Cfg.OnEpoch(ep+1, m)
+		}
 	}
 	return nil
 }

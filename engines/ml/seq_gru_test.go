@@ -172,3 +172,25 @@ func TestGRUBadConfig(t *testing.T) {
 		t.Error("training on no calls accepted")
 	}
 }
+
+// BenchmarkGRUTrainEpoch is one epoch over 50 traces of 400 calls from a
+// vocabulary of 100, at the eval's default size.
+func BenchmarkGRUTrainEpoch(b *testing.B) {
+	rng := rand.New(rand.NewPCG(1, 1))
+	tr := make([][]int, 50)
+	for i := range tr {
+		tr[i] = make([]int, 400)
+		for j := range tr[i] {
+			tr[i][j] = rng.IntN(100)
+		}
+	}
+	cfg := DefaultGRUConfig()
+	cfg.Epochs = 1
+	for b.Loop() {
+		m, _ := NewGRULM(cfg)
+		if err := m.Train(tr); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/20000, "ns/call")
+}

@@ -36,11 +36,15 @@ package main
 import (
 	"flag"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"aiosfs/engines/ml"
@@ -48,8 +52,12 @@ import (
 
 type model struct {
 	name  string
-	score func([]int) float64
+	score func(*Trace) float64
 }
+
+// set is one model's scores of the calibration half, the test half and
+// the attack traces.
+type set struct{ c, te, a []float64 }
 
 func main() {
 	start := time.Now()
@@ -67,6 +75,11 @@ func main() {
 	kn := flag.Int("knn-n", 3, "kNN: longest n-gram")
 	kk := flag.Int("knn-k", 1, "kNN: which nearest neighbour")
 	sub := flag.Bool("knn-log", true, "kNN: sublinear term frequency log(1+count)")
+	gh := flag.Int("gru-h", ml.DefaultGRUConfig().Hidden, "GRU: hidden units")
+	ge := flag.Int("gru-epochs", ml.DefaultGRUConfig().Epochs, "GRU: training epochs")
+	gb := flag.Int("gru-bptt", ml.DefaultGRUConfig().BPTT, "GRU: truncated BPTT segment, calls")
+	glr := flag.Float64("gru-lr", ml.DefaultGRUConfig().LR, "GRU: Adam step size")
+	gs := flag.Uint64("gru-seed", ml.DefaultGRUConfig().Seed, "GRU: seed of the initial weights and trace order")
 	subset := flag.String("subset", "", "also report the attack traces whose name ends with this (a diagnostic; none by default)")
 	evid := flag.Int("evidence", 3, "rarest n-grams shown per family (0: none)")
 	flag.Parse()
@@ -127,68 +140,50 @@ func main() {
 	kx, err := ml.NewGramKNN(*kn, *kk, *sub)
 	check(err)
 	check(kx.Train(tr))
-	fmt.Printf("trained in %.1fs: stide windows=%d markov V=%d knn features=%d\n",
+	fmt.Printf("trained n-gram models in %.1fs: stide windows=%d markov V=%d knn features=%d\n",
 		time.Since(start).Seconds(), len(st.DB.Counts), mm.V, len(kx.IDF))
+	gcfg := ml.DefaultGRUConfig()
+	gcfg.Hidden, gcfg.Epochs, gcfg.BPTT, gcfg.LR, gcfg.Seed, gcfg.Win = *gh, *ge, *gb, *glr, *gs, *win
+	gru, err := ml.NewGRULM(gcfg)
+	check(err)
+	t0 := time.Now()
+	check(gru.Train(tr))
+	fmt.Printf("trained gru in %.1fs: hidden=%d epochs=%d bptt=%d lr=%g seed=%d params=%d train-nll/epoch=%s\n",
+		time.Since(t0).Seconds(), gcfg.Hidden, gcfg.Epochs, gcfg.BPTT, gcfg.LR, gcfg.Seed, len(gru.P), fmtF(gru.TrainLoss))
+
+	// every call's NLL under the GRU, once per trace (in parallel: the
+	// model is read-only while scoring, each trace its own stream)
+	for _, ts := range [][]Trace{calib, test, att} {
+		par(len(ts), func(i int) { ts[i].gru = gru.NLLs(ts[i].Calls) })
+	}
+	fmt.Printf("gru scored %d traces by %.1fs\n", len(calib)+len(test)+len(att), time.Since(start).Seconds())
 
 	models := []model{
-		{"stide-lfc", func(c []int) float64 { return st.Score(c).LFC }},
-		{"stide-rate", func(c []int) float64 { return st.Score(c).MismatchRate }},
-		{"markov-mean", func(c []int) float64 { return mm.Score(c).MeanNLL }},
-		{"markov-max", func(c []int) float64 { return mm.Score(c).MaxWin }},
-		{"wb-mean", func(c []int) float64 { return wb.Score(c).MeanNLL }},
-		{"wb-max", func(c []int) float64 { return wb.Score(c).MaxWin }},
-		{"knn", kx.Score},
+		{"stide-lfc", func(t *Trace) float64 { return st.Score(t.Calls).LFC }},
+		{"stide-rate", func(t *Trace) float64 { return st.Score(t.Calls).MismatchRate }},
+		{"markov-mean", func(t *Trace) float64 { return mm.Score(t.Calls).MeanNLL }},
+		{"markov-max", func(t *Trace) float64 { return mm.Score(t.Calls).MaxWin }},
+		{"wb-mean", func(t *Trace) float64 { return wb.Score(t.Calls).MeanNLL }},
+		{"wb-max", func(t *Trace) float64 { return wb.Score(t.Calls).MaxWin }},
+		{"knn", func(t *Trace) float64 { return kx.Score(t.Calls) }},
+		{"gru-mean", func(t *Trace) float64 { return mean(t.gru) }},
+		{"gru-max", func(t *Trace) float64 { return maxWin(t.gru, *win) }},
 	}
 	scores := func(m model, ts []Trace) []float64 {
 		out := make([]float64, len(ts))
-		for i, t := range ts {
-			out[i] = m.score(t.Calls)
-		}
+		par(len(ts), func(i int) { out[i] = m.score(&ts[i]) })
 		return out
 	}
 	fmt.Printf("%-12s %-12s %5s %6s %7s %7s\n", "model", "set", "n", "auc", "dr@1%", "dr@5%")
 	var fprs []string
 	attScores := map[string][]float64{}
-	type set struct{ c, te, a []float64 }
 	sets := map[string]set{}
 	for _, m := range models {
 		sets[m.name] = set{scores(m, calib), scores(m, test), scores(m, att)}
 	}
 	// ensemble: each member's score as its rank among the calibration
 	// normals (0..1), averaged; it uses no attack and no test trace.
-	ens := []string{"stide-rate", "markov-mean", "knn"}
-	cdf := func(cal []float64, v float64) float64 {
-		return float64(sort.SearchFloat64s(cal, v)) / float64(len(cal))
-	}
-	var es set
-	for _, part := range []int{0, 1, 2} {
-		var n int
-		switch part {
-		case 0:
-			n = len(calib)
-		case 1:
-			n = len(test)
-		default:
-			n = len(att)
-		}
-		out := make([]float64, n)
-		for _, name := range ens {
-			cal := append([]float64(nil), sets[name].c...)
-			sort.Float64s(cal)
-			src := [][]float64{sets[name].c, sets[name].te, sets[name].a}[part]
-			for i, v := range src {
-				out[i] += cdf(cal, v) / float64(len(ens))
-			}
-		}
-		switch part {
-		case 0:
-			es.c = out
-		case 1:
-			es.te = out
-		default:
-			es.a = out
-		}
-	}
+	es := rankMean(sets, []string{"stide-rate", "markov-mean", "knn"})
 	sets["ensemble"] = es
 	models = append(models, model{name: "ensemble"})
 	for _, m := range models {
@@ -258,4 +253,88 @@ func check(err error) {
 		fmt.Fprintln(os.Stderr, "syscall:", err)
 		os.Exit(1)
 	}
+}
+
+// rankMean turns each named model's scores into their rank among its
+// calibration scores (0..1, the fraction of calibration normals below)
+// and averages them: a combination that needs no attack and no test
+// trace.
+func rankMean(sets map[string]set, names []string) set {
+	var es set
+	parts := []func(s set) []float64{
+		func(s set) []float64 { return s.c },
+		func(s set) []float64 { return s.te },
+		func(s set) []float64 { return s.a },
+	}
+	outs := []*[]float64{&es.c, &es.te, &es.a}
+	for p, part := range parts {
+		out := make([]float64, len(part(sets[names[0]])))
+		for _, name := range names {
+			cal := append([]float64(nil), sets[name].c...)
+			sort.Float64s(cal)
+			for i, v := range part(sets[name]) {
+				out[i] += float64(sort.SearchFloat64s(cal, v)) / float64(len(cal)) / float64(len(names))
+			}
+		}
+		*outs[p] = out
+	}
+	return es
+}
+
+// par runs f(0..n-1) on GOMAXPROCS goroutines; each f writes only its own
+// index, so the result does not depend on the schedule.
+func par(n int, f func(i int)) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for w := 0; w < runtime.GOMAXPROCS(0); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				f(i)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+func mean(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	var s float64
+	for _, x := range v {
+		s += x
+	}
+	return s / float64(len(v))
+}
+
+// maxWin is the highest mean over w consecutive values (the mean of all
+// when there are fewer), as MarkovScore.MaxWin.
+func maxWin(v []float64, w int) float64 {
+	if len(v) < w || w < 1 {
+		return mean(v)
+	}
+	var s float64
+	for _, x := range v[:w] {
+		s += x
+	}
+	best := s
+	for i := w; i < len(v); i++ {
+		s += v[i] - v[i-w]
+		best = math.Max(best, s)
+	}
+	return best / float64(w)
+}
+
+func fmtF(v []float64) string {
+	s := make([]string, len(v))
+	for i, x := range v {
+		s[i] = fmt.Sprintf("%.3f", x)
+	}
+	return strings.Join(s, ",")
 }
