@@ -20,8 +20,15 @@
 //	wb-max      the same, highest mean NLL over a window of calls
 //	knn         TF-IDF bag of 1..n-grams, 1 − cosine similarity to the
 //	            K-th nearest training trace
+//	gru-mean    GRU next-call language model, mean NLL per call
+//	gru-max     the same, highest mean NLL over a window of calls
 //	ensemble    stide-rate, markov-mean and knn, each as its rank among
 //	            the calibration normals, averaged
+//	ensemble-lm gru-mean, wb-mean and knn, the same way (Kim et al. 2016's
+//	            normalise-and-average)
+//	diag-sup    a diagnostic, not a one-class detector: similarity to the
+//	            attack traces of the other runs less that to training
+//	            (-diag=false leaves it out)
 //
 // Output: one line per model and set,
 //
@@ -80,6 +87,7 @@ func main() {
 	gb := flag.Int("gru-bptt", ml.DefaultGRUConfig().BPTT, "GRU: truncated BPTT segment, calls")
 	glr := flag.Float64("gru-lr", ml.DefaultGRUConfig().LR, "GRU: Adam step size")
 	gs := flag.Uint64("gru-seed", ml.DefaultGRUConfig().Seed, "GRU: seed of the initial weights and trace order")
+	diag := flag.Bool("diag", true, "also print diag-sup, the supervised leave-one-run-out diagnostic (not a one-class detector)")
 	subset := flag.String("subset", "", "also report the attack traces whose name ends with this (a diagnostic; none by default)")
 	evid := flag.Int("evidence", 3, "rarest n-grams shown per family (0: none)")
 	flag.Parse()
@@ -175,17 +183,26 @@ func main() {
 		return out
 	}
 	fmt.Printf("%-12s %-12s %5s %6s %7s %7s\n", "model", "set", "n", "auc", "dr@1%", "dr@5%")
-	var fprs []string
+	var fprs, runs []string
+	var fpr1 []float64
 	attScores := map[string][]float64{}
 	sets := map[string]set{}
 	for _, m := range models {
 		sets[m.name] = set{scores(m, calib), scores(m, test), scores(m, att)}
 	}
-	// ensemble: each member's score as its rank among the calibration
-	// normals (0..1), averaged; it uses no attack and no test trace.
-	es := rankMean(sets, []string{"stide-rate", "markov-mean", "knn"})
-	sets["ensemble"] = es
-	models = append(models, model{name: "ensemble"})
+	// ensembles: each member's score as its rank among the calibration
+	// normals (0..1), averaged with equal weights; they use no attack and
+	// no test trace. The calibration half holds normals only, so there is
+	// nothing on which weights could be fitted to detection; equal
+	// weights on calibration ranks is Kim et al.'s normalise-and-average
+	// with that constraint.
+	sets["ensemble"] = rankMean(sets, []string{"stide-rate", "markov-mean", "knn"})
+	sets["ensemble-lm"] = rankMean(sets, []string{"gru-mean", "wb-mean", "knn"})
+	models = append(models, model{name: "ensemble"}, model{name: "ensemble-lm"})
+	if *diag {
+		sets["diag-sup"] = supervisedDiag(kx, calib, test, att, *kn)
+		models = append(models, model{name: "diag-sup"})
+	}
 	for _, m := range models {
 		c, te, a := sets[m.name].c, sets[m.name].te, sets[m.name].a
 		attScores[m.name] = a
@@ -213,8 +230,35 @@ func main() {
 			line("*"+*subset, pos)
 		}
 		fprs = append(fprs, fmt.Sprintf("%s=%.3f/%.3f", m.name, ml.RateAbove(te, t1), ml.RateAbove(te, t5)))
+		// run level: an attack run counts as detected when any of its
+		// traces is flagged at the 1 % threshold
+		hit := map[string]bool{}
+		for i, t := range att {
+			hit[t.Run] = hit[t.Run] || a[i] > t1
+		}
+		nh := 0
+		for _, h := range hit {
+			if h {
+				nh++
+			}
+		}
+		runs = append(runs, fmt.Sprintf("%s=%d", m.name, nh))
+		fpr1 = append(fpr1, ml.RateAbove(te, t1))
 	}
 	fmt.Printf("test-half false-positive rate at the 1%%/5%% thresholds: %s\n", strings.Join(fprs, " "))
+	nrun := map[string]bool{}
+	for _, t := range att {
+		nrun[t.Run] = true
+	}
+	perRun := float64(len(att)) / float64(len(nrun))
+	fmt.Printf("attack runs with a trace flagged at the 1%% threshold (of %d runs, %.1f traces a run): %s\n", len(nrun), perRun, strings.Join(runs, " "))
+	// the same rule on normal traces: a group of perRun test normals is
+	// flagged with probability 1 − (1 − fpr)^perRun
+	var grp []string
+	for i, m := range models {
+		grp = append(grp, fmt.Sprintf("%s=%.2f", m.name, 1-math.Pow(1-fpr1[i], perRun)))
+	}
+	fmt.Printf("a group of %.1f test normals flagged at the 1%% threshold, probability: %s\n", perRun, strings.Join(grp, " "))
 	if *evid > 0 {
 		a := attScores["knn"]
 		for _, f := range famNames {
@@ -337,4 +381,47 @@ func fmtF(v []float64) string {
 		s[i] = fmt.Sprintf("%.3f", x)
 	}
 	return strings.Join(s, ",")
+}
+
+// supervisedDiag is a diagnostic, not a detector the protocol allows: it
+// measures how separable the attack traces are from the normals once a
+// model has seen attack traces. A trace's score is its cosine similarity
+// (the kNN's TF-IDF 1..n-grams, nearest neighbour) to the nearest attack
+// trace of another run, less that to the nearest training trace. An
+// attack trace is compared with the attack traces of every other run
+// (leave-one-run-out), a normal trace with every attack trace; no trace
+// is ever compared with itself or its own run.
+func supervisedDiag(normal *ml.GramKNN, calib, test, att []Trace, n int) set {
+	byRun := map[string]*ml.GramKNN{}
+	var all [][]int
+	for _, t := range att {
+		all = append(all, t.Calls)
+		if byRun[t.Run] == nil {
+			var other [][]int
+			for _, u := range att {
+				if u.Run != t.Run {
+					other = append(other, u.Calls)
+				}
+			}
+			m, err := ml.NewGramKNN(n, 1, true)
+			check(err)
+			check(m.Train(other))
+			byRun[t.Run] = m
+		}
+	}
+	every, err := ml.NewGramKNN(n, 1, true)
+	check(err)
+	check(every.Train(all))
+	score := func(ts []Trace, own bool) []float64 {
+		out := make([]float64, len(ts))
+		par(len(ts), func(i int) {
+			m := every
+			if own {
+				m = byRun[ts[i].Run]
+			}
+			out[i] = normal.Score(ts[i].Calls) - m.Score(ts[i].Calls)
+		})
+		return out
+	}
+	return set{score(calib, false), score(test, false), score(att, true)}
 }
