@@ -367,6 +367,9 @@ type GRUStream struct {
 
 // Stream starts a stream at the start of a trace (the model must be trained).
 func (m *GRULM) Stream() *GRUStream {
+	if m.P == nil {
+		panic("ml: GRULM scored before Train")
+	}
 	H := m.H
 	s := &GRUStream{m: m, s: newSteps(1, H, m.V)[0], h: make([]float64, H), w: &MarkovStream{ring: make([]float64, m.Cfg.Win)}}
 	s.advance(m.stTok)

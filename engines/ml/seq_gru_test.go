@@ -60,10 +60,14 @@ func TestGRULearnsGrammar(t *testing.T) {
 	}
 	in /= float64(len(test))
 	shuf /= float64(len(test))
-	// the grammar's own entropy: ln 2 per block for the head, the rest
-	// is fixed; ≈ 0.1 nats a call. Shuffled: well over 1.
-	if !(in < 0.3 && shuf > 3*in) {
-		t.Errorf("mean NLL in grammar %.3f, shuffled %.3f: want < 0.3 and > 3×", in, shuf)
+	t.Logf("mean NLL in grammar %.3f, shuffled %.3f; training loss %.3f → %.3f", in, shuf, m.TrainLoss[0], m.TrainLoss[len(m.TrainLoss)-1])
+	// The grammar's own entropy is ln 2 a block (the head) over 8.5 calls
+	// a block, ≈ 0.08 nats a call; a model that has not learnt the
+	// long-range rule pays ln 2 again at the third read, ≈ 0.16. Below
+	// 0.14 means it carries the head across the open and two reads.
+	// Shuffled: well over 1.
+	if !(in < 0.14 && shuf > 3*in) {
+		t.Errorf("mean NLL in grammar %.3f, shuffled %.3f: want < 0.14 and > 3×", in, shuf)
 	}
 	nll := m.NLLs([]int{195, 5, 3, 999})
 	if !(nll[3] > 2*math.Max(nll[1], nll[2])) {
