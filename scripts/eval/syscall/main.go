@@ -87,6 +87,7 @@ func main() {
 	ge := flag.Int("gru-epochs", ml.DefaultGRUConfig().Epochs, "GRU: training epochs")
 	gb := flag.Int("gru-bptt", ml.DefaultGRUConfig().BPTT, "GRU: truncated BPTT segment, calls")
 	glr := flag.Float64("gru-lr", ml.DefaultGRUConfig().LR, "GRU: Adam step size")
+	ga := flag.Bool("gru-anneal", ml.DefaultGRUConfig().Anneal, "GRU: decay the step size linearly to 0")
 	gs := flag.Uint64("gru-seed", ml.DefaultGRUConfig().Seed, "GRU: seed of the initial weights and trace order")
 	diag := flag.Bool("diag", true, "also print diag-sup, the supervised leave-one-run-out diagnostic (not a one-class detector)")
 	subset := flag.String("subset", "", "also report the attack traces whose name ends with this (a diagnostic; none by default)")
@@ -152,13 +153,13 @@ func main() {
 	fmt.Printf("trained n-gram models in %.1fs: stide windows=%d markov V=%d knn features=%d\n",
 		time.Since(start).Seconds(), len(st.DB.Counts), mm.V, len(kx.IDF))
 	gcfg := ml.DefaultGRUConfig()
-	gcfg.Hidden, gcfg.Epochs, gcfg.BPTT, gcfg.LR, gcfg.Seed, gcfg.Win = *gh, *ge, *gb, *glr, *gs, *win
+	gcfg.Hidden, gcfg.Epochs, gcfg.BPTT, gcfg.LR, gcfg.Anneal, gcfg.Seed, gcfg.Win = *gh, *ge, *gb, *glr, *ga, *gs, *win
 	gru, err := ml.NewGRULM(gcfg)
 	check(err)
 	t0, c0 := time.Now(), cpuTime()
 	check(gru.Train(tr))
-	fmt.Printf("trained gru in %.1fs (%.1fs CPU; wall time depends on the load): hidden=%d epochs=%d bptt=%d lr=%g seed=%d params=%d train-nll/epoch=%s\n",
-		time.Since(t0).Seconds(), cpuTime()-c0, gcfg.Hidden, gcfg.Epochs, gcfg.BPTT, gcfg.LR, gcfg.Seed, len(gru.P), fmtF(gru.TrainLoss))
+	fmt.Printf("trained gru in %.1fs (%.1fs CPU; wall time depends on the load): hidden=%d epochs=%d bptt=%d lr=%g anneal=%v seed=%d params=%d train-nll/epoch=%s\n",
+		time.Since(t0).Seconds(), cpuTime()-c0, gcfg.Hidden, gcfg.Epochs, gcfg.BPTT, gcfg.LR, gcfg.Anneal, gcfg.Seed, len(gru.P), fmtF(gru.TrainLoss))
 
 	// every call's NLL under the GRU, once per trace (in parallel: the
 	// model is read-only while scoring, each trace its own stream)
