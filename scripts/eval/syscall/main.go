@@ -30,14 +30,17 @@
 //	            attack traces of the other runs less that to training
 //	            (-diag=false leaves it out)
 //
-// Output: one line per model and set,
+// Output: a header (data, constants, training times), then a table with
+// one row per model and set,
 //
-//	model=NAME set=overall|FAMILY n=N auc=F dr@1%=F dr@5%=F
+//	model  set  n  auc  dr@1%  dr@5%
 //
-// (and, with -subset S, set=*S for the attack traces whose name ends with
-// S), with the test half's realised false-positive rates per model, evidence
-// (the rarest n-grams, by name) of the highest-scored trace of each
-// family, and the run time.
+// where set is overall, a family, or (with -subset S) *S for the attack
+// traces whose name ends with S; then the test half's realised
+// false-positive rates per model, the attack runs with a trace flagged at
+// the 1 % threshold and the chance of the same for a group of normals of
+// a run's size, evidence (the rarest n-grams, by name) of the
+// highest-scored trace of each family, and the run time (wall and CPU).
 package main
 
 import (
