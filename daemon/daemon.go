@@ -84,6 +84,7 @@ type Daemon struct {
 	lock          *lockfile.File
 	releasePrefix func() error
 	mods          []Device
+	peers         *Peers
 	reg           *prometheus.Registry
 	fuse          *fusefs.Server
 	lns           []net.Listener
@@ -146,8 +147,10 @@ func Start(cfg Config) (*Daemon, error) {
 	d.NS = &fs.NS{Boot: time.Now(), Reject: d.reject}
 	d.reg = prometheus.NewRegistry()
 	d.reg.MustRegister(newMetrics(agents, d.Tel, d.Bus.Seq))
+	peers := newPeers()
+	d.peers = peers
 	for _, r := range devices {
-		m, err := r.new(Deps{Config: cfg, NS: d.NS, Bus: d.Bus, Log: d.Log, Registry: agents, Agents: agents, Tel: d.Tel, Cgroups: d.cg, Proc: pfs})
+		m, err := r.new(Deps{Config: cfg, NS: d.NS, Bus: d.Bus, Log: d.Log, Registry: agents, Agents: agents, Tel: d.Tel, Cgroups: d.cg, Proc: pfs, Peers: peers})
 		if err != nil {
 			d.closeModules()
 			agents.Shutdown()
@@ -158,6 +161,11 @@ func Start(cfg Config) (*Daemon, error) {
 		d.mods = append(d.mods, m)
 		d.wire(m)
 	}
+	names := make([]string, len(d.mods))
+	for i, m := range d.mods {
+		names[i] = m.Name()
+	}
+	peers.setNames(names)
 	d.Root = d.tree()
 
 	ctx, cancel := context.WithCancel(context.Background())

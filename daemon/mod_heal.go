@@ -23,11 +23,12 @@ func init() {
 	register("heal", func(d Deps) (Device, error) {
 		dev, err := heal.NewDevice(heal.DeviceConfig{NS: d.NS, Bus: d.Bus, Agents: d.Registry,
 			Dir: filepath.Join(d.Config.StateDir, "heal"), Proc: d.Proc, Interval: d.Tel.Interval(), IntervalNow: d.Tel.Interval, Logf: d.Log.Printf,
-			Procs: func(id int) []int { p, _, _ := d.Tel.Procs(id); return p }})
+			Procs:    func(id int) []int { p, _, _ := d.Tel.Procs(id); return p },
+			Forecast: healForecast(d.Peers), HasForecast: d.Peers.ForecastReady, Engines: healEngines(d.Peers)})
 		if err != nil {
 			return nil, err
 		}
-		d.Tel.OnTick(func(now time.Time, latest map[int]telemetry.Sample) { dev.Tick(now, latest) })
+		d.Tel.OnTick(d.Peers.Timed("heal", func(now time.Time, latest map[int]telemetry.Sample) { dev.Tick(now, latest) }))
 		if m := absMount(d.Config.Mount); m != "" {
 			d.Agents.ExtendEnv(func(id int) []string {
 				return []string{"AIOS_HEARTBEAT=" + filepath.Join(m, "agents", strconv.Itoa(id), "heartbeat")}
@@ -35,6 +36,27 @@ func init() {
 		}
 		return healDevice{dev}, nil
 	})
+}
+
+// healForecast is the scheduler's host CPU forecast (cores, summed over
+// agents; engines/sched HostForecast) as the healing engine takes it.
+func healForecast(p *Peers) func(int) (heal.Forecast, bool) {
+	return func(steps int) (heal.Forecast, bool) {
+		start, step, load, ok := p.Forecast(steps)
+		return heal.Forecast{Start: start, Step: step, Load: load}, ok
+	}
+}
+
+// healEngines are the devices' loops as the healing engine takes them;
+// telemetry's lateness and every engine's errors it adds itself.
+func healEngines(p *Peers) func(time.Time) []heal.EngineStat {
+	return func(now time.Time) []heal.EngineStat {
+		var out []heal.EngineStat
+		for _, l := range p.Loops(now) {
+			out = append(out, heal.EngineStat{Name: l.Name, Time: now, LoopLatency: l.Latency, NoLoop: !l.Timed})
+		}
+		return out
+	}
 }
 
 // healDevice is the healing engine as a Device.

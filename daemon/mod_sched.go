@@ -22,7 +22,8 @@ func init() {
 		if err := e.Restore(); err != nil {
 			d.Log.Printf("%v: starting with the default settings", err)
 		}
-		d.Tel.OnTick(func(now time.Time, latest map[int]telemetry.Sample) { e.Tick(now, latest) })
+		d.Tel.OnTick(d.Peers.Timed("sched", func(now time.Time, latest map[int]telemetry.Sample) { e.Tick(now, latest) }))
+		d.Peers.SetForecast(e.HostForecast, e.Forecasting) // heal's maintenance windows go in its lulls
 		return &schedDevice{e: e, log: d.Log, ns: d.NS, nodes: e.Nodes(d.NS)}, nil
 	})
 }

@@ -67,10 +67,10 @@ func init() {
 				d.Log.Printf("threat: syscall profiles are not saved: %v", err)
 			}
 		}
-		d.Tel.OnTick(func(now time.Time, latest map[int]telemetry.Sample) {
+		d.Tel.OnTick(d.Peers.Timed("threat", func(now time.Time, latest map[int]telemetry.Sample) {
 			sig.SyncRegistry(d.Registry) // track alive agents' cgroup2 directories, untrack the rest
 			dev.Tick(now, latest)
-		})
+		}))
 		return threatDevice{dev, sig}, nil
 	})
 }

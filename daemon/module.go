@@ -34,6 +34,10 @@ type Deps struct {
 	Tel     *telemetry.Sampler
 	Cgroups *cgroup.Manager
 	Proc    proc.FS
+	// Peers is what devices offer one another beyond the bus (the
+	// scheduler's host forecast, engines' loop timing), the same for
+	// every device (peers.go).
+	Peers *Peers
 }
 
 // Device is an engine plugged into the daemon (the scheduler, the memory

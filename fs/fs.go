@@ -8,6 +8,10 @@
 //   - A read-only file is rendered once, when it is opened, into a buffer
 //     that reads then serve by offset. Its size is 0 in stat, and adapters
 //     must serve it with direct I/O so `cat` sees the rendered bytes.
+//     Both adapters also render a text file (Text) afresh on a read at
+//     offset 0 of a handle that has been read, which is how a Plan 9
+//     program polls a status file (pread at 0 of a kept descriptor): one
+//     round trip instead of an open, a read and a close.
 //   - A ctl file executes one command per line. A write may arrive in
 //     pieces: complete lines run as they arrive, a trailing partial line
 //     waits for the rest or runs at flush/close. A rejected line fails the

@@ -206,6 +206,7 @@ func (e *Engine) Restore() error {
 		e.agents[a.ID] = a
 		e.mu.Unlock()
 		if !a.Alive() && !a.Resume {
+			e.reclaimExited(a)
 			continue
 		}
 		if a.Interval > 0 && e.cfg.Telemetry != nil {
@@ -241,6 +242,55 @@ func (e *Engine) Restore() error {
 		e.publish(a, "readopt", bus.F("pids", len(pids)))
 	}
 	return nil
+}
+
+// reclaimExited handles the cgroup of an agent recorded as exited, which
+// finish always removes, so one still there is a daemon killed half way:
+// in a restart (rerun counts the restart, makes the cgroup and launches
+// before it saves the record as running; the healing engine restarts
+// often) or in a removal that failed. With processes in it, the restart
+// went through: the agent is running again under its own number, its
+// leader found as orphan recovery finds one. Empty, it is removed: no
+// record claims it, and orphan recovery skips groups whose agent has a
+// record, so nothing else ever would (one left behind blocks its
+// parent's removal).
+func (e *Engine) reclaimExited(a *Agent) {
+	g, err := e.cfg.Cgroups.Load(a.Group)
+	if err != nil {
+		return // gone, as it should be
+	}
+	pids, err := g.Procs()
+	if err != nil {
+		e.publish(a, "error", bus.F("op", "reclaim cgroup"), bus.F("err", err.Error()))
+		return
+	}
+	if len(pids) == 0 {
+		if err := g.Delete(); err != nil {
+			e.publish(a, "error", bus.F("op", "delete cgroup"), bus.F("err", err.Error()))
+			return
+		}
+		if strings.HasPrefix(a.Group, cgroup.ParentPrefix) {
+			e.cfg.Cgroups.RemoveParent(parentName(a.Uid))
+		}
+		e.publish(a, "recover", bus.F("group", a.Group), bus.F("removed", "empty cgroup of an exited agent"))
+		return
+	}
+	leader, smp, ok := e.leaderOf(pids)
+	if !ok {
+		e.publish(a, "error", bus.F("op", "reclaim cgroup"), bus.F("err", fmt.Sprintf("no process of %v could be read", pids)))
+		return
+	}
+	frozen, _ := g.Frozen()
+	e.mu.Lock()
+	a.group = g
+	a.Pid, a.StartTicks, a.Started = leader, smp.StartTicks, smp.Start
+	a.State, a.Exit, a.Ended = StateRunning, "", time.Time{}
+	if frozen {
+		a.State = StateFrozen
+	}
+	e.mu.Unlock()
+	e.save(a)
+	e.publish(a, "readopt", bus.F("pids", len(pids)), bus.F("pid", leader), bus.F("why", "restarted as the daemon stopped"))
 }
 
 // Get returns agent id or an ENOENT error.

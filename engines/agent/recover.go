@@ -12,6 +12,7 @@ import (
 
 	"aiosfs/engines/bus"
 	"aiosfs/hal/cgroup"
+	"aiosfs/hal/proc"
 )
 
 // StoreRecovered is the store's Store.Recovered: non-empty when New found
@@ -114,17 +115,8 @@ func (e *Engine) RecoverOrphans() (adopted, removed []string, err error) {
 // says it is an agent now; err may still say what went wrong on the way
 // (limits unreadable, record unsaved).
 func (e *Engine) readopt(name string, id int, g cgroup.Group, pids []int) (ok bool, err error) {
-	// The leader: the lowest pid whose parent is outside the group. A
-	// process may end meanwhile, so the next candidate is tried.
-	var cand []int
-	for _, p := range pids {
-		if s, err := e.cfg.Proc.Sample(p); err == nil && !slices.Contains(pids, s.PPid) {
-			cand = append(cand, p)
-		}
-	}
-	cand = append(cand, pids...) // a cycle of parents cannot be, but never leave it empty
 	var errs []error
-	for _, leader := range cand {
+	for _, leader := range leaderCandidates(e, pids) {
 		smp, err := e.cfg.Proc.Sample(leader)
 		if err != nil {
 			errs = append(errs, err)
@@ -169,6 +161,29 @@ func (e *Engine) readopt(name string, id int, g cgroup.Group, pids []int) (ok bo
 		return true, nil
 	}
 	return false, fmt.Errorf("no process of %v could be read: %w", pids, errors.Join(errs...))
+}
+
+// leaderCandidates orders pids for the leader: first those whose parent
+// is outside the group (the lowest first), then all of them. A process
+// may end meanwhile, so callers try the next candidate.
+func leaderCandidates(e *Engine, pids []int) []int {
+	var cand []int
+	for _, p := range pids {
+		if s, err := e.cfg.Proc.Sample(p); err == nil && !slices.Contains(pids, s.PPid) {
+			cand = append(cand, p)
+		}
+	}
+	return append(cand, pids...) // a cycle of parents cannot be, but never leave it empty
+}
+
+// leaderOf is the first candidate that can still be read.
+func (e *Engine) leaderOf(pids []int) (int, proc.Sample, bool) {
+	for _, p := range leaderCandidates(e, pids) {
+		if smp, err := e.cfg.Proc.Sample(p); err == nil {
+			return p, smp, true
+		}
+	}
+	return 0, proc.Sample{}, false
 }
 
 // limitsOf turns the kernel's settings into a record's Limits, with the

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -200,4 +201,75 @@ func parentCpus(t *testing.T, a Agent) string {
 	}
 	b, _ := os.ReadFile(filepath.Join(filepath.Dir(d), "cpuset.cpus"))
 	return strings.TrimSpace(string(b))
+}
+
+// A daemon killed in the middle of a restart (the healing engine's
+// restarts make it likely): rerun has made the cgroup and launched the
+// process, but the record on disk still says exited. The next start
+// takes the agent back as running under its own number, with the new
+// process as its pid. A second agent whose record says exited but whose
+// cgroup is still there, empty (a removal that did not happen), has that
+// cgroup removed: no record would ever claim it otherwise.
+func TestRestoreReclaimsRestartInFlight(t *testing.T) {
+	state := t.TempDir()
+	r1 := newRig(t, state)
+	mid := r1.spawn("mid -- sleep 60")
+	empty := r1.spawn("empty -- sleep 60")
+	t.Cleanup(func() { syscall.Kill(mid.Pid, syscall.SIGKILL) }) // our own child, whatever happens
+
+	// What the disk holds when the daemon dies between rerun's launch
+	// and its save: both records say exited.
+	for _, a := range []*Agent{mid, empty} {
+		rec, err := r1.e.Record(a.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec.State, rec.Exit = StateExited, "exit status 1"
+		if err := r1.e.store.Put(&rec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// empty's processes end; its cgroup stays (nobody reaps it).
+	g, err := r1.cg.Load(empty.Group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	syscall.Kill(empty.Pid, syscall.SIGKILL)
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if pids, _ := g.Procs(); len(pids) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the killed process stayed in its cgroup")
+		}
+	}
+	// The crash: no Shutdown.
+	r1.e.store.Close()
+	r1.e = &Engine{cfg: r1.e.cfg, store: mustStore(t, t.TempDir()), agents: map[int]*Agent{}, busy: map[int]bool{}}
+
+	r2 := newRig(t, state)
+	t.Cleanup(func() {
+		if a, err := r2.e.Get(mid.ID); err == nil && a.Alive() {
+			r2.ctl(mid.ID, "kill")
+			waitState(t, r2.e, mid.ID, StateExited)
+		}
+	})
+	got, _, err := r2.e.Snapshot(mid.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.State != StateRunning || got.Pid != mid.Pid || got.Exit != "" {
+		t.Fatalf("agent %d after the restart: state=%s pid=%d exit=%q; want running, pid %d, no exit", mid.ID, got.State, got.Pid, got.Exit, mid.Pid)
+	}
+	if _, err := r2.cg.Load(empty.Group); err == nil {
+		t.Fatalf("the empty cgroup %s of exited agent %d is still there", empty.Group, empty.ID)
+	}
+	if a, _, _ := r2.e.Snapshot(empty.ID); a.State != StateExited {
+		t.Fatalf("agent %d is %s, want exited", empty.ID, a.State)
+	}
+	// It is managed again: a verb reaches its process.
+	if err := r2.ctl(mid.ID, "kill"); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, r2.e, mid.ID, StateExited)
 }

@@ -40,6 +40,7 @@ import (
 //	heal/procedures   Engine.ProceduresFile
 //	heal/history      Engine.History
 //	heal/maintenance  Engine.Maintenance
+//	heal/forecast     Engine.ForecastFile
 //	agents/N/health   Engine.AgentHealth, or "-" before the agent is seen
 //	agents/N/heartbeat  the agent's heartbeat (heartbeatLine); its owner or
 //	                  root writes it, and the write's time is the beat
@@ -71,7 +72,34 @@ type DeviceConfig struct {
 	IntervalNow func() time.Duration
 	Seed        uint64
 	Logf        func(format string, args ...any)
+	// Forecast is the scheduler's host load forecast over steps (0: its
+	// own length; nil, or ok false: none, and maintenance windows go as
+	// soon as possible). It is asked for only when windows are to be
+	// placed. HasForecast says, without computing one, whether there is
+	// one (nil: none): heal/status's forecast=, once per interval.
+	Forecast    func(steps int) (f Forecast, ok bool)
+	HasForecast func() bool
+	// Engines are the daemon's engines' loops as of now (nil: none):
+	// per engine its Name, its LoopLatency (the last pass's duration, or
+	// how long the pass in progress has run) and the Time of the last
+	// pass's end. The device adds telemetry's lateness and each engine's
+	// error events (kind=error on the bus, by source), decides which have
+	// failed (stalled or erring repeatedly, see watchEngines) and feeds
+	// them all to ObserveEngine once per interval, from its own
+	// goroutine, so a pass that never ends is seen.
+	Engines func(now time.Time) []EngineStat
 }
+
+// Engine health thresholds (watchEngines): a loop is failed when its
+// pass has run, or its next pass has been missing, for stallAfter
+// intervals and at least stallMin; or when its engine published
+// errFail error events within errWindow.
+const (
+	stallAfter = 5
+	stallMin   = 5 * time.Second
+	errFail    = 5
+	errWindow  = time.Minute
+)
 
 // beat is one agent's heartbeat.
 type beat struct {
@@ -104,6 +132,9 @@ type Device struct {
 	running map[int]bool // agents with an action being carried out
 	counts  struct{ ok, failed, skipped uint64 }
 	lastTel time.Time
+	telLate time.Duration          // the last pass's lateness
+	errs    map[string][]time.Time // error events by source within errWindow
+	nerrs   map[string]uint64      // error events by source since the start
 	kick    chan struct{}
 	wg      sync.WaitGroup
 	sub     *bus.Sub // from NewDevice on, so no event before Run is lost
@@ -132,7 +163,8 @@ func NewDevice(cfg DeviceConfig) (*Device, error) {
 		return nil, err
 	}
 	d := &Device{cfg: cfg, path: filepath.Join(cfg.Dir, "heal.json"), ncpu: runtime.NumCPU(),
-		beats: map[int]beat{}, killed: map[int]bool{}, fds: map[int]fdLimit{}, running: map[int]bool{}, kick: make(chan struct{}, 1)}
+		beats: map[int]beat{}, killed: map[int]bool{}, fds: map[int]fdLimit{}, running: map[int]bool{}, kick: make(chan struct{}, 1),
+		errs: map[string][]time.Time{}, nerrs: map[string]uint64{}}
 	if n := cfg.Proc.NumCPU(); n > 0 {
 		d.ncpu = n
 	}
@@ -146,7 +178,7 @@ func NewDevice(cfg DeviceConfig) (*Device, error) {
 	d.loadQueue()
 	if cfg.Bus != nil {
 		d.sub = cfg.Bus.Subscribe(func(ev bus.Event) bool {
-			return ev.Agent != 0 && (ev.Source == "agent" || ev.Source == "telemetry" && ev.Kind == "oom")
+			return ev.Kind == "error" || ev.Agent != 0 && (ev.Source == "agent" || ev.Source == "telemetry" && ev.Kind == "oom")
 		}, 4096)
 	}
 	return d, nil
@@ -218,6 +250,8 @@ func (d *Device) Run(ctx context.Context) {
 	}
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
+	watch := time.NewTicker(d.interval())
+	defer watch.Stop()
 	for {
 		next := d.dispatch(ctx)
 		wait := time.Hour
@@ -232,6 +266,9 @@ func (d *Device) Run(ctx context.Context) {
 			d.event(ev)
 		case <-d.kick:
 		case <-timer.C:
+		case now := <-watch.C:
+			d.watchEngines(now)
+			watch.Reset(d.interval())
 		}
 		if !timer.Stop() {
 			select {
@@ -274,6 +311,13 @@ func exitStatus(s string) (code, sig int, stopped bool) {
 
 // event feeds one bus event to the engine.
 func (d *Device) event(ev bus.Event) {
+	if ev.Kind == "error" {
+		d.mu.Lock()
+		d.nerrs[ev.Source]++
+		d.errs[ev.Source] = append(d.errs[ev.Source], ev.Time)
+		d.mu.Unlock()
+		return
+	}
 	id := ev.Agent
 	var acts []Action
 	if ev.Source == "telemetry" {
@@ -348,19 +392,101 @@ func (d *Device) Tick(now time.Time, latest map[int]telemetry.Sample) {
 	if h, _ := ReadHost(d.cfg.Proc.Root(), []string{d.cfg.Dir}, d.ncpu); !h.Time.IsZero() {
 		d.e.ObserveHost(h)
 	}
+	iv := d.interval()
 	d.mu.Lock()
-	late, iv := time.Duration(0), d.cfg.Interval
-	if d.cfg.IntervalNow != nil {
-		iv = d.cfg.IntervalNow()
-	}
 	if !d.lastTel.IsZero() && iv > 0 {
-		late = max(0, now.Sub(d.lastTel)-iv)
+		d.telLate = max(0, now.Sub(d.lastTel)-iv)
 	}
 	d.lastTel = now
 	d.mu.Unlock()
-	d.e.ObserveEngine(EngineStat{Name: "telemetry", Time: now, LoopLatency: late})
-	d.enqueue(d.e.Tick(now, Forecast{}))
+	d.enqueue(d.e.TickWith(now, d.forecast))
 	d.saveIfChanged()
+}
+
+// interval is the sampling interval in force.
+func (d *Device) interval() time.Duration {
+	iv := d.cfg.Interval
+	if d.cfg.IntervalNow != nil {
+		iv = d.cfg.IntervalNow()
+	}
+	if iv <= 0 {
+		iv = time.Second
+	}
+	return iv
+}
+
+// forecast is the scheduler's forecast over its longest horizon, for the
+// engine to place maintenance windows by.
+func (d *Device) forecast() (Forecast, bool) {
+	if d.cfg.Forecast == nil {
+		return Forecast{}, false
+	}
+	return d.cfg.Forecast(0)
+}
+
+// watchEngines feeds the health of the daemon's engines, once per
+// interval from Run's goroutine (not the sampler's: a stalled pass must
+// not stop its own detection). Telemetry's loop latency is the last
+// pass's lateness, or, while no pass comes, how late the next one is; a
+// loop stalled for stallAfter intervals (and stallMin) or an engine that
+// published errFail errors within errWindow is Failed, which turns the
+// engine to its rules (Engine.Mode) until it recovers. It also says in
+// heal/status whether the scheduler has a forecast (HasForecast: the
+// forecast itself is made only when windows are placed).
+func (d *Device) watchEngines(now time.Time) {
+	iv := d.interval()
+	stall := max(stallAfter*iv, stallMin)
+	var stats []EngineStat
+	d.mu.Lock()
+	if !d.lastTel.IsZero() {
+		late := max(d.telLate, now.Sub(d.lastTel)-iv)
+		st := EngineStat{Name: "telemetry", Time: now, LoopLatency: late}
+		if late >= stall {
+			st.Failed, st.Why = true, "no pass for "+strconv.FormatFloat(now.Sub(d.lastTel).Seconds(), 'f', 1, 64)+"s"
+		}
+		stats = append(stats, st)
+	}
+	d.mu.Unlock()
+	if d.cfg.Engines != nil {
+		for _, st := range d.cfg.Engines(now) {
+			st.Time = now
+			if st.LoopLatency >= stall {
+				st.Failed, st.Why = true, "pass running "+strconv.FormatFloat(st.LoopLatency.Seconds(), 'f', 1, 64)+"s"
+			}
+			stats = append(stats, st)
+		}
+	}
+	d.mu.Lock()
+	seen := map[string]bool{}
+	for i := range stats {
+		seen[stats[i].Name] = true
+	}
+	for src := range d.nerrs {
+		if !seen[src] {
+			stats = append(stats, EngineStat{Name: src, Time: now})
+		}
+	}
+	for i := range stats {
+		st := &stats[i]
+		ts := d.errs[st.Name]
+		for len(ts) > 0 && now.Sub(ts[0]) > errWindow {
+			ts = ts[1:]
+		}
+		d.errs[st.Name] = ts
+		st.Errors = d.nerrs[st.Name]
+		if len(ts) >= errFail && !st.Failed {
+			st.Failed, st.Why = true, strconv.Itoa(len(ts))+" errors in "+errWindow.String()
+		}
+	}
+	d.mu.Unlock()
+	for _, st := range stats {
+		d.e.ObserveEngine(st)
+	}
+	src := ""
+	if d.cfg.Forecast != nil && d.cfg.HasForecast != nil && d.cfg.HasForecast() {
+		src = "sched"
+	}
+	d.e.SetForecastSource(src)
 }
 
 func positive(v int64) int64 {
@@ -543,7 +669,7 @@ func (d *Device) carry(ctx context.Context, a Action) {
 		d.e.Outcome(a.ID, false, err.Error())
 	}
 	if a.Cause == "maintenance" && !a.Window.IsZero() {
-		d.e.MaintenanceDone(a.Agent, a.Window, err == nil && skip == "")
+		d.e.MaintenanceEnded(a.Agent, a.Window, time.Now(), err == nil && skip == "")
 	}
 	d.publish("action", a.Agent, f...)
 	d.saveIfChanged()

@@ -80,7 +80,7 @@ func (r *fakeRegistry) Restart(id int, why string) error {
 	return nil
 }
 
-func testDevice(t *testing.T) (*Device, *fakeRegistry, *bus.Bus) {
+func testDevice(t *testing.T, opts ...func(*DeviceConfig)) (*Device, *fakeRegistry, *bus.Bus) {
 	t.Helper()
 	b := bus.New(256)
 	reg := &fakeRegistry{infos: map[int]view.Info{1: {ID: 1, State: view.StateRunning, Alive: true, Uid: 1000, Spawned: true}}, bus: b}
@@ -88,7 +88,11 @@ func testDevice(t *testing.T) (*Device, *fakeRegistry, *bus.Bus) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := NewDevice(DeviceConfig{NS: &fs.NS{}, Bus: b, Agents: reg, Dir: t.TempDir(), Proc: pfs, Interval: time.Second, Logf: t.Logf})
+	cfg := DeviceConfig{NS: &fs.NS{}, Bus: b, Agents: reg, Dir: t.TempDir(), Proc: pfs, Interval: time.Second, Logf: t.Logf}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	d, err := NewDevice(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

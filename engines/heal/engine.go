@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -133,6 +134,12 @@ type Engine struct {
 	maintReq []MaintRequest
 	nextID   uint64
 	forced   bool // mode rules set by ctl
+	// fcSource is where load forecasts come from ("sched"), "" none
+	// (SetForecastSource); fcLast and fcAt the last forecast a placement
+	// used and when (ForecastFile).
+	fcSource string
+	fcLast   Forecast
+	fcAt     time.Time
 	rng      *rand.Rand
 	now      time.Time
 	saved    time.Time
@@ -297,14 +304,22 @@ func (e *Engine) mode() (string, string) {
 		names = append(names, n)
 	}
 	sort.Strings(names)
+	var whys []string
 	for _, n := range names {
-		if s := e.engines[n].last; s.Failed && (n == "telemetry" || n == "sched" || n == "ml") {
+		if s := e.engines[n].last; s.Failed {
 			why := s.Why
 			if why == "" {
 				why = "failed"
 			}
-			return "rules", n + ": " + why
+			whys = append(whys, n+": "+why)
 		}
+	}
+	if len(whys) > 0 {
+		// Any of the daemon's engines, not only heal's inputs: their
+		// hooks share the sampler's pass, so one that stalls starves
+		// every input, and a daemon that is failing itself should take
+		// the simple, predictable decisions.
+		return "rules", strings.Join(whys, "; ")
 	}
 	return "learned", ""
 }
@@ -556,6 +571,13 @@ func (e *Engine) Predictions(agent int) []Prediction {
 // f is the scheduler's load forecast (empty: none) used to place
 // maintenance windows.
 func (e *Engine) Tick(now time.Time, f Forecast) []Action {
+	return e.TickWith(now, func() (Forecast, bool) { return f, len(f.Load) > 0 })
+}
+
+// TickWith is Tick with the forecast asked for only when a maintenance
+// request is to be placed (rarely), so a forecast that costs something
+// to compute is not made every pass. fc may be nil (no forecast).
+func (e *Engine) TickWith(now time.Time, fc func() (Forecast, bool)) []Action {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if now.After(e.now) {
@@ -642,7 +664,7 @@ func (e *Engine) Tick(now time.Time, f Forecast) []Action {
 			out = append(out, *act)
 		}
 	}
-	out = append(out, e.dueMaint(now, f)...)
+	out = append(out, e.dueMaint(now, fc)...)
 	return out
 }
 
@@ -732,9 +754,9 @@ func (e *Engine) RequestMaintenance(r MaintRequest) {
 	e.changes++
 }
 
-// dueMaint schedules pending requests into f's lulls and returns the
-// actions of windows that start now.
-func (e *Engine) dueMaint(now time.Time, f Forecast) []Action {
+// dueMaint schedules pending requests into the lulls of fc's forecast
+// and returns the actions of windows that start now.
+func (e *Engine) dueMaint(now time.Time, fc func() (Forecast, bool)) []Action {
 	for n, a := range e.agents {
 		pol := a.sup.pol
 		if pol.MaintEvery <= 0 || pol.Observe {
@@ -770,6 +792,13 @@ func (e *Engine) dueMaint(now time.Time, f Forecast) []Action {
 				busy = append(busy, w)
 			}
 		}
+		var f Forecast
+		if fc != nil {
+			if g, ok := fc(); ok && len(g.Load) > 0 && g.Step > 0 {
+				f = g
+				e.fcLast, e.fcAt = g, now
+			}
+		}
 		e.maint = append(e.maint, Schedule(e.maintReq, f, now, busy)...)
 		e.maintReq = nil
 		e.changes++
@@ -786,7 +815,7 @@ func (e *Engine) dueMaint(now time.Time, f Forecast) []Action {
 			e.changes++
 			continue
 		}
-		w.State = "running"
+		w.State, w.Ran = "running", now
 		e.changes++
 		p := Procedure{Name: "maintain", Steps: []Step{{VerbRestart, ""}}}
 		if a.sup.pol.Maintenance != "" {
@@ -802,16 +831,37 @@ func (e *Engine) dueMaint(now time.Time, f Forecast) []Action {
 	return out
 }
 
-// MaintenanceDone records the end of a window that started at start.
+// MaintenanceDone records the end of a window that started at start, at
+// the engine's time (its last Tick); MaintenanceEnded takes the time.
 func (e *Engine) MaintenanceDone(agent int, start time.Time, ok bool) {
+	e.mu.Lock()
+	at := e.now
+	e.mu.Unlock()
+	e.MaintenanceEnded(agent, start, at, ok)
+}
+
+// MaintenanceEnded records that the window of agent that started at
+// start ended at at, done (ok) or failed.
+func (e *Engine) MaintenanceEnded(agent int, start, at time.Time, ok bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for i := range e.maint {
 		if w := &e.maint[i]; w.Agent == agent && w.Start.Equal(start) && w.State == "running" {
 			w.State = map[bool]string{true: "done", false: "failed"}[ok]
+			w.Ended = at
 			e.changes++
 		}
 	}
+}
+
+// SetForecastSource says where the load forecast comes from ("sched"),
+// or that there is none (""): heal/status's forecast= field. Windows are
+// placed in the forecast's lulls when there is one, else as soon as
+// possible.
+func (e *Engine) SetForecastSource(s string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.fcSource = s
 }
 
 // Changes is a counter that moves whenever what SaveFile writes changes

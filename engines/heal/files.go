@@ -19,6 +19,8 @@ func (d *Device) Nodes() []fs.Node {
 	text := func(name string, f func() string) fs.Node {
 		return ns.Text("/heal/"+name, 0444, root, func(fs.Caller) ([]byte, error) { return []byte(f()), nil })
 	}
+	ns.Document("/heal/maintenance", "agent= kind= start= duration= deadline= priority= load= state= ran= ended= reason=: Engine.Maintenance (load: the forecast's mean cores over the window, - placed as soon as possible)")
+	ns.Document("/heal/forecast", "forecast= placed= start= step= steps=, then time= load= per step: the host CPU forecast (cores) the last placement of maintenance windows used")
 	return []fs.Node{ns.StaticDir("/heal", 0555, root,
 		// 0666 as threat/ctl: the open succeeds for anyone and a
 		// non-root writer gets EPERM from the command, not EACCES.
@@ -29,6 +31,7 @@ func (d *Device) Nodes() []fs.Node {
 		text("procedures", d.e.ProceduresFile),
 		text("history", d.e.History),
 		text("maintenance", d.e.Maintenance),
+		text("forecast", d.e.ForecastFile),
 	)}
 }
 

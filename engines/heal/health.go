@@ -119,15 +119,32 @@ type engineHealth struct {
 
 func (eh *engineHealth) observe(s EngineStat, interval time.Duration) {
 	c := "engine:" + s.Name
-	if eh.lat == nil {
-		eh.lat, eh.errs, eh.drops = newGauge(c, "loop_latency"), newGauge(c, "errors"), newGauge(c, "drops")
+	// Gauges are made as their figures come: an engine whose loop is
+	// not timed has no loop_latency, and drops are listed once some
+	// engine reports any (none does yet: the bus does not say).
+	if eh.errs == nil {
+		eh.errs = newGauge(c, "errors")
+	}
+	if eh.lat == nil && !s.NoLoop {
+		eh.lat = newGauge(c, "loop_latency")
+	}
+	if eh.drops == nil && s.Drops > 0 {
+		eh.drops = newGauge(c, "drops")
+	}
+	// A failed engine is Critical in every metric it has, from this
+	// observation on.
+	eh.errs.critical = s.Failed
+	if eh.lat != nil {
+		eh.lat.critical = s.Failed
 	}
 	iv := interval.Seconds()
 	if iv <= 0 {
 		iv = 1
 	}
-	lat := s.LoopLatency.Seconds()
-	eh.lat.update(s.Time, lat, iv, clamp01(lat/(5*iv)))
+	if eh.lat != nil && !s.NoLoop {
+		lat := s.LoopLatency.Seconds()
+		eh.lat.update(s.Time, lat, iv, clamp01(lat/(5*iv)))
+	}
 	var de, dd float64
 	if eh.has {
 		if s.Errors >= eh.last.Errors {
@@ -138,7 +155,8 @@ func (eh *engineHealth) observe(s EngineStat, interval time.Duration) {
 		}
 	}
 	eh.errs.update(s.Time, float64(s.Errors), 0, clamp01(de/5))
-	eh.drops.update(s.Time, float64(s.Drops), 0, clamp01(dd/50))
-	eh.errs.critical, eh.lat.critical = s.Failed, s.Failed
+	if eh.drops != nil {
+		eh.drops.update(s.Time, float64(s.Drops), 0, clamp01(dd/50))
+	}
 	eh.last, eh.has = s, true
 }

@@ -174,6 +174,10 @@ type EngineStat struct {
 	LoopLatency time.Duration // the last tick's lateness
 	Errors      uint64
 	Drops       uint64
-	Failed      bool   // the engine reports itself failed or its input stale
-	Why         string // why, when Failed
+	// NoLoop: the engine's loop is not timed (it runs where no hook of
+	// the daemon's reaches): LoopLatency means nothing and no
+	// loop_latency gauge is kept, only errors.
+	NoLoop bool
+	Failed bool   // the engine reports itself failed or its input stale
+	Why    string // why, when Failed
 }

@@ -39,8 +39,14 @@ type MaintRequest struct {
 type Window struct {
 	MaintRequest
 	Start time.Time
-	Load  float64 // the forecast mean load over the window
-	State string  // "scheduled", "running", "done", "failed"
+	// Load is the forecast mean load over the window, when Forecast:
+	// it was placed in a lull of a forecast (false: as soon as
+	// possible, with no forecast or none that fits before the deadline).
+	Load     float64
+	Forecast bool
+	State    string    // "scheduled", "running", "done", "failed"
+	Ran      time.Time // when it was carried out (became running); zero not yet
+	Ended    time.Time // when its action ended (done or failed); zero not yet
 }
 
 // Forecast is a load series from the scheduler: Load[i] is the expected
@@ -115,7 +121,7 @@ func Schedule(reqs []MaintRequest, f Forecast, now time.Time, busy []Window) []W
 				r.Reason += " (no lull before the deadline: as soon as possible)"
 			}
 		}
-		w := Window{MaintRequest: r, Start: best, Load: bestLoad, State: "scheduled"}
+		w := Window{MaintRequest: r, Start: best, Load: bestLoad, Forecast: found, State: "scheduled"}
 		placed = append(placed, w)
 		out = append(out, w)
 	}

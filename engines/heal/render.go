@@ -4,6 +4,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Renderers of the engine's files (docs/heal.md §Files). Text, one record
@@ -158,12 +159,16 @@ func (e *Engine) AgentHealth(agent int) string {
 
 // Status renders `heal/status`, one line:
 //
-//	mode=learned why=- agents=4 failures=12 predicted=10 actions=30 pending=1 breakers_open=0 maintenance=2 hazards=MemoryExhaustion:learned,FDExhaustion:prior,... saved=1764795600.000
+//	mode=learned why=- agents=4 failures=12 predicted=10 actions=30 pending=1 breakers_open=0 maintenance=2 forecast=sched hazards=MemoryExhaustion:learned,FDExhaustion:prior,... saved=1764795600.000
 //
-//	mode      learned, or rules when an input engine failed or ctl said so (why says which)
+//	mode      learned, or rules when one of the daemon's engines failed (stalled, or
+//	          erring repeatedly) or ctl said so; why says which, e.g.
+//	          why="sched: pass running 6.2s" or why="set by ctl"
 //	failures  recorded failures kept; predicted: of them, those an alarm came before
 //	actions   actions kept in history; pending: recoveries awaiting their verdict
 //	maintenance  windows scheduled or running
+//	forecast  where maintenance windows' load forecast comes from: sched (the
+//	          scheduler's host CPU forecast), or none (windows go as soon as possible)
 //	hazards   per kind, whether its model is learned or still the prior
 //	saved     when the state was last saved, - never
 func (e *Engine) Status() string {
@@ -201,6 +206,12 @@ func (e *Engine) Status() string {
 		b = append(b, kv.k...)
 		b = append(b, '=')
 		b = strconv.AppendInt(b, int64(kv.v), 10)
+	}
+	b = append(b, " forecast="...)
+	if e.fcSource == "" {
+		b = append(b, "none"...)
+	} else {
+		b = appendQ(b, e.fcSource)
 	}
 	b = append(b, " hazards="...)
 	for k := Kind(0); k < NumKinds; k++ {
@@ -369,7 +380,15 @@ func (e *Engine) History() string {
 
 // Maintenance renders `heal/maintenance`, by start:
 //
-//	agent=3 kind=Predictive start=1764795600.000 duration=30.000 deadline=1764796200.000 priority=0.930 load=0.120 state=scheduled reason="MemoryExhaustion expected in 900s"
+//	agent=3 kind=Predictive start=1764795600.000 duration=30.000 deadline=1764796200.000 priority=0.930 load=0.120 state=done ran=1764795600.012 ended=1764795601.100 reason="MemoryExhaustion expected in 900s"
+//
+//	load   the forecast's mean load over the window, in its unit (the
+//	       scheduler's: cores, summed over agents), where the window was
+//	       placed in the forecast's lowest-load slot; - when it was placed
+//	       as soon as possible (no forecast, or none fitting the deadline)
+//	state  scheduled running done failed
+//	ran    when it was carried out (became running), - not yet
+//	ended  when its action ended (done or failed), - not yet
 func (e *Engine) Maintenance() string {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -390,11 +409,64 @@ func (e *Engine) Maintenance() string {
 		b = append(b, " priority="...)
 		b = f3(b, w.Priority)
 		b = append(b, " load="...)
-		b = f3(b, w.Load)
+		if w.Forecast {
+			b = f3(b, w.Load)
+		} else {
+			b = append(b, '-')
+		}
 		b = append(b, " state="...)
 		b = append(b, w.State...)
+		b = append(b, " ran="...)
+		b = appendTime(b, w.Ran)
+		b = append(b, " ended="...)
+		b = appendTime(b, w.Ended)
 		b = append(b, " reason="...)
 		b = appendQ(b, w.Reason)
+		b = append(b, '\n')
+	}
+	return string(b)
+}
+
+// ForecastFile renders `heal/forecast`: the load forecast the last
+// placement of maintenance windows used, a header then one line per step:
+//
+//	forecast=sched placed=1764795600.000 start=1764795600.100 step=0.100 steps=600
+//	time=1764795600.100 load=1.250
+//
+// forecast: its source (heal/status's forecast=); placed: when windows
+// were placed by it; load: in the forecast's unit (cores). Only
+// `forecast=none` (or `forecast=sched placed=-`) when no placement has
+// used one since the daemon started.
+func (e *Engine) ForecastFile() string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	b := []byte("forecast=")
+	if e.fcSource == "" {
+		b = append(b, "none"...)
+	} else {
+		b = appendQ(b, e.fcSource)
+	}
+	if e.fcAt.IsZero() {
+		if e.fcSource != "" {
+			b = append(b, " placed=-"...)
+		}
+		return string(append(b, '\n'))
+	}
+	f := e.fcLast
+	b = append(b, " placed="...)
+	b = appendTime(b, e.fcAt)
+	b = append(b, " start="...)
+	b = appendTime(b, f.Start)
+	b = append(b, " step="...)
+	b = f3(b, f.Step.Seconds())
+	b = append(b, " steps="...)
+	b = strconv.AppendInt(b, int64(len(f.Load)), 10)
+	b = append(b, '\n')
+	for i, v := range f.Load {
+		b = append(b, "time="...)
+		b = appendTime(b, f.Start.Add(time.Duration(i)*f.Step))
+		b = append(b, " load="...)
+		b = f3(b, v)
 		b = append(b, '\n')
 	}
 	return string(b)

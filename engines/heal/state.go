@@ -103,6 +103,10 @@ type SavedWindow struct {
 	Priority float64   `json:"priority"`
 	Reason   string    `json:"reason"`
 	State    string    `json:"state"`
+	// Load is set when the window was placed in a forecast's lull.
+	Load  *float64   `json:"load,omitempty"`
+	Ran   *time.Time `json:"ran,omitempty"`
+	Ended *time.Time `json:"ended,omitempty"`
 }
 
 // lastN is the last n of xs.
@@ -155,7 +159,18 @@ func (e *Engine) Snapshot() State {
 		s.History = append(s.History, SavedAction{a.ID, a.Time, a.At, a.Agent, a.Cause, a.Procedure, st, a.P, a.ETA, a.Reason, a.Outcome})
 	}
 	for _, w := range e.maint {
-		s.Maintenance = append(s.Maintenance, SavedWindow{w.Agent, w.Kind.String(), w.Start, secs(w.Duration), w.Deadline, w.Priority, w.Reason, w.State})
+		sw := SavedWindow{Agent: w.Agent, Kind: w.Kind.String(), Start: w.Start, Duration: secs(w.Duration), Deadline: w.Deadline,
+			Priority: w.Priority, Reason: w.Reason, State: w.State}
+		if w.Forecast {
+			sw.Load = &w.Load
+		}
+		if !w.Ran.IsZero() {
+			sw.Ran = &w.Ran
+		}
+		if !w.Ended.IsZero() {
+			sw.Ended = &w.Ended
+		}
+		s.Maintenance = append(s.Maintenance, sw)
 	}
 	return s
 }
@@ -240,7 +255,17 @@ func (e *Engine) Load(r io.Reader) error {
 		if st == "running" {
 			st = "failed" // interrupted by the daemon's own death
 		}
-		ws = append(ws, Window{MaintRequest: MaintRequest{w.Agent, k, dur(w.Duration), w.Deadline, w.Priority, w.Reason}, Start: w.Start, State: st})
+		win := Window{MaintRequest: MaintRequest{w.Agent, k, dur(w.Duration), w.Deadline, w.Priority, w.Reason}, Start: w.Start, State: st}
+		if w.Load != nil {
+			win.Load, win.Forecast = *w.Load, true
+		}
+		if w.Ran != nil {
+			win.Ran = *w.Ran
+		}
+		if w.Ended != nil {
+			win.Ended = *w.Ended
+		}
+		ws = append(ws, win)
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()

@@ -209,3 +209,96 @@ func BenchmarkTickIdle200(b *testing.B) {
 		e.Tick(now, latest)
 	}
 }
+
+// BenchmarkHeap200 is the live heap of the engine after an hour of 200
+// agents at 1 s sampling (3,600 ticks), with every predictor made at the
+// agent's first sample (eager, as before lazyPred) and made when needed
+// (lazy), enforcement off as in the daemon's default. "idle" agents are
+// the bench's: a start-up blip of CPU, then zeros, memory that moves a
+// page at every tenth sample (a full sample of a held agent), no I/O;
+// "busy" agents' CPU and memory change at every sample. Each op is the
+// whole hour; MB-live is the heap the engine holds after a GC, and
+// ms-tick the mean tick.
+//
+//	go test -run '^$' -bench Heap200 -benchtime 1x -count 3 ./engines/sched/
+func BenchmarkHeap200(b *testing.B) {
+	for _, kind := range []string{"idle", "busy"} {
+		for _, eager := range []bool{true, false} {
+			name := kind + "/lazy"
+			if eager {
+				name = kind + "/eager"
+			}
+			b.Run(name, func(b *testing.B) {
+				defer func(v bool) { eagerPredictors = v }(eagerPredictors)
+				eagerPredictors = eager
+				var live, tick float64
+				for range b.N {
+					l, t := heapHour(kind == "busy")
+					live += l
+					tick += t
+				}
+				b.ReportMetric(live/float64(b.N)/1e6, "MB-live")
+				b.ReportMetric(tick/float64(b.N)*1e3, "ms-tick")
+			})
+		}
+	}
+}
+
+// heapHour runs the hour of BenchmarkHeap200 and returns the engine's
+// live heap in bytes and the mean tick in seconds.
+func heapHour(busy bool) (live, tick float64) {
+	var m0, m1 runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&m0)
+	e := New(Config{NCPU: 2})
+	r := rand.New(rand.NewPCG(1, 1))
+	latest := make(map[int]telemetry.Sample, 200)
+	now := time.Unix(1764000000, 0)
+	for id := 1; id <= 200; id++ {
+		latest[id] = telemetry.Sample{Time: now, CPU: 0.05, CPUSeconds: 0.05, Mem: 3 << 20, RSS: 3 << 20, Procs: 1}
+	}
+	start := time.Now()
+	for i := range 3600 {
+		now = now.Add(time.Second)
+		for id, s := range latest {
+			s.Time = now
+			switch {
+			case busy:
+				s.CPU = r.Float64()
+				s.Mem = 3<<20 + int64(r.IntN(1<<20))
+			default:
+				s.CPU = 0
+				if i%10 == 0 {
+					s.Mem = 3<<20 + int64(r.IntN(4))*4096
+				}
+			}
+			latest[id] = s
+		}
+		e.Tick(now, latest)
+	}
+	tick = time.Since(start).Seconds() / 3600
+	runtime.GC()
+	runtime.ReadMemStats(&m1)
+	runtime.KeepAlive(e)
+	return float64(m1.HeapAlloc) - float64(m0.HeapAlloc), tick
+}
+
+// BenchmarkMakeIdleHour is what making one predictor costs when it is
+// first needed (a decision with enforcement on, a read of the agent's
+// sched files) after an hour of an idle agent's samples kept lazily: the
+// replay of 3,600 samples, a blip and then zeros.
+//
+//	go test -run '^$' -bench MakeIdleHour -count 3 ./engines/sched/
+func BenchmarkMakeIdleHour(b *testing.B) {
+	p := ml.Params{Horizons: horizonSteps([]time.Duration{time.Second, 5 * time.Second, 30 * time.Second, time.Minute}, 1), Min: 0.01, StepSeconds: 1}
+	for range b.N {
+		b.StopTimer()
+		l := newLazyPred(p)
+		l.Observe(0.3, 1764000000)
+		for i := 1; i < 3600; i++ {
+			l.Observe(0, 1764000000+float64(i))
+		}
+		b.StartTimer()
+		l.get()
+	}
+}

@@ -277,7 +277,7 @@ func (e *Engine) warm(saved map[int]savedPredict, done chan struct{}) {
 					fresh.pred[r].Observe(x, 0)
 				}
 				if st.pin != "" && st.pin != "auto" {
-					fresh.pred[r].Pin(st.pin)
+					fresh.pred[r].get().Pin(st.pin)
 				}
 				st.pred[r] = fresh.pred[r]
 			}

@@ -122,7 +122,7 @@ func TestHistorySurvivesRestart(t *testing.T) {
 	if st2 == nil {
 		t.Fatal("agent 7's state not restored")
 	}
-	if p := st2.pred[resCPU].Pattern(); p.Class != ml.Periodic || p.Period != 20 {
+	if p := st2.pred[resCPU].get().Pattern(); p.Class != ml.Periodic || p.Period != 20 {
 		t.Errorf("restored pattern %+v, want periodic with period 20", p)
 	}
 	// The next 60 steps, forecast one step ahead by the engine that never
@@ -141,10 +141,10 @@ func TestHistorySurvivesRestart(t *testing.T) {
 		if i%20 < 10 {
 			x = 0.9
 		}
-		errCont += math.Abs(x - st.pred[resCPU].Forecasts()[0].Point)
-		errRest += math.Abs(x - st2.pred[resCPU].Forecasts()[0].Point)
-		errFresh += math.Abs(x - freshPred.Forecasts()[0].Point)
-		for _, p := range []*ml.Predictor{st.pred[resCPU], st2.pred[resCPU], freshPred} {
+		errCont += math.Abs(x - st.pred[resCPU].get().Forecasts()[0].Point)
+		errRest += math.Abs(x - st2.pred[resCPU].get().Forecasts()[0].Point)
+		errFresh += math.Abs(x - freshPred.get().Forecasts()[0].Point)
+		for _, p := range []*ml.Predictor{st.pred[resCPU].get(), st2.pred[resCPU].get(), freshPred.get()} {
 			p.Observe(x, 0)
 		}
 	}

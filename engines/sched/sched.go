@@ -145,8 +145,8 @@ type Engine struct {
 var closed = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
 type agentState struct {
-	pred   [nres]*ml.Predictor
-	step   float64 // seconds per step the predictors were built for
+	pred   [nres]*lazyPred // made when needed (see lazyPred)
+	step   float64         // seconds per step the predictors were built for
 	manual bool
 	pin    string
 
@@ -234,11 +234,18 @@ func horizonSteps(hs []time.Duration, step float64) []int {
 	return out
 }
 
+// eagerPredictors makes every predictor at once, as before lazyPred:
+// for the benchmarks that compare the two (BenchmarkHeap200).
+var eagerPredictors = false
+
 func (e *Engine) newState() *agentState {
 	st := &agentState{step: e.stepSeconds(), pin: "auto"}
 	hs := horizonSteps(e.set.Horizons, st.step)
 	for r := range st.pred {
-		st.pred[r] = ml.NewPredictor(ml.Params{Horizons: hs, Min: resMin[r], StepSeconds: st.step})
+		st.pred[r] = newLazyPred(ml.Params{Horizons: hs, Min: resMin[r], StepSeconds: st.step})
+		if eagerPredictors {
+			st.pred[r].get()
+		}
 	}
 	return st
 }
@@ -402,14 +409,14 @@ func (e *Engine) decide(now time.Time, samples map[int]telemetry.Sample) []actio
 		cur := a.Limits.CPUMax
 		if st.seenThr && cur > 0 && float64(thr-st.lastThr) >= 0.3*periods {
 			cpuPol.Bump(&st.cpu, cur, 1.5, 0.1, ReasonThrottle)
-			st.cpu.Forecast = lead(st.pred[resCPU], e.set.Interval, st.step, false)
+			st.cpu.Forecast = lead(st.pred[resCPU].get(), e.set.Interval, st.step, false)
 		} else {
 			// A sporadic load's bursts are what p90 misses; cover p99.
-			sporadic := st.pred[resCPU].Pattern().Class == ml.Sporadic
-			cpuPol.NextUse(&st.cpu, lead(st.pred[resCPU], e.set.Interval, st.step, sporadic), st.used)
+			sporadic := st.pred[resCPU].get().Pattern().Class == ml.Sporadic
+			cpuPol.NextUse(&st.cpu, lead(st.pred[resCPU].get(), e.set.Interval, st.step, sporadic), st.used)
 		}
-		if st.pred[resCPU].Young(e.set.Warmup) {
-			cpuPol.Hold(&st.cpu, st.pred[resCPU].Peak())
+		if st.pred[resCPU].get().Young(e.set.Warmup) {
+			cpuPol.Hold(&st.cpu, st.pred[resCPU].get().Peak())
 		}
 		st.lastThr, st.seenThr = thr, true
 		claims = append(claims, Claim{ID: id, Demand: st.cpu.Value, Weight: float64(w)})
@@ -425,13 +432,13 @@ func (e *Engine) decide(now time.Time, samples map[int]telemetry.Sample) []actio
 			}
 			memPol.Bump(&st.memMax, at, 1.2, 100<<20, ReasonOOM)
 		} else {
-			memPol.Next(&st.memMax, math.Max(lead(st.pred[resMem], e.set.Interval, st.step, true), st.mem))
+			memPol.Next(&st.memMax, math.Max(lead(st.pred[resMem].get(), e.set.Interval, st.step, true), st.mem))
 		}
 		st.lastOOM = oom
-		memPol.Next(&st.memHigh, math.Max(lead(st.pred[resMem], e.set.Interval, st.step, false), st.mem))
-		if st.pred[resMem].Young(e.set.Warmup) {
-			memPol.Hold(&st.memMax, st.pred[resMem].Peak())
-			memPol.Hold(&st.memHigh, st.pred[resMem].Peak())
+		memPol.Next(&st.memHigh, math.Max(lead(st.pred[resMem].get(), e.set.Interval, st.step, false), st.mem))
+		if st.pred[resMem].get().Young(e.set.Warmup) {
+			memPol.Hold(&st.memMax, st.pred[resMem].get().Peak())
+			memPol.Hold(&st.memHigh, st.pred[resMem].get().Peak())
 		}
 		if st.memHigh.Value > st.memMax.Value {
 			st.memHigh.Value = st.memMax.Value
@@ -458,8 +465,8 @@ func (e *Engine) decide(now time.Time, samples map[int]telemetry.Sample) []actio
 		}
 		// The time slice, after the quota: any allocation (>= 0.05
 		// cores) is a valid quota over any slice >= MinSlice.
-		if p := SliceFor(e.set.Slice, st.pred[resCPU].Pattern().Class); p != limits[c.ID].Period() {
-			acts = append(acts, action{c.ID, view.CPUPeriod(p), "slice-" + st.pred[resCPU].Pattern().Class})
+		if p := SliceFor(e.set.Slice, st.pred[resCPU].get().Pattern().Class); p != limits[c.ID].Period() {
+			acts = append(acts, action{c.ID, view.CPUPeriod(p), "slice-" + st.pred[resCPU].get().Pattern().Class})
 		}
 	}
 	// Predictive core assignment: steady loads predicted at 0.8 cores or
@@ -473,7 +480,7 @@ func (e *Engine) decide(now time.Time, samples map[int]telemetry.Sample) []actio
 	for _, c := range claims {
 		st := e.agents[c.ID]
 		userCpus := limits[c.ID].Cpus != "" && limits[c.ID].Cpus != st.cpus && limits[c.ID].Cpus != all
-		if !userCpus && st.pred[resCPU].Pattern().Class == ml.Steady && st.cpu.Forecast >= 0.8 {
+		if !userCpus && st.pred[resCPU].get().Pattern().Class == ml.Steady && st.cpu.Forecast >= 0.8 {
 			cores = append(cores, CoreClaim{c.ID, st.share})
 		}
 	}

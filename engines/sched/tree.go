@@ -260,7 +260,7 @@ func (e *Engine) state(id int) *agentState {
 // setPin makes forecaster name (or auto) st's only one.
 func (st *agentState) setPin(name string) {
 	for _, p := range st.pred {
-		p.Pin(name)
+		p.get().Pin(name)
 	}
 	st.pin = name
 }
@@ -361,13 +361,13 @@ func (e *Engine) renderPattern(id int) ([]byte, error) {
 	}
 	var b strings.Builder
 	for r, name := range Resources {
-		p := st.pred[r]
+		p := st.pred[r].get()
 		pt := p.Pattern()
 		fmt.Fprintf(&b, "resource=%s class=%s period=%s confidence=%s typical=%s peak=%s slope=%s samples=%d forecaster=%s\n",
 			name, pt.Class, g(float64(pt.Period)*st.step), g(pt.Confidence), g(pt.Typical), g(pt.Peak), g(pt.Slope/st.step), p.N(), p.Pinned())
 	}
 	for r, name := range Resources {
-		if tod := st.pred[r].TimeOfDay(); tod != nil {
+		if tod := st.pred[r].get().TimeOfDay(); tod != nil {
 			vs := make([]string, len(tod))
 			for i, v := range tod {
 				vs[i] = g(v)
@@ -394,7 +394,7 @@ func (e *Engine) renderPredict(id int) ([]byte, error) {
 	}
 	var b strings.Builder
 	for r, name := range Resources {
-		for _, f := range st.pred[r].Forecasts() {
+		for _, f := range st.pred[r].get().Forecasts() {
 			fmt.Fprintf(&b, "resource=%s horizon=%s point=%s p90=%s p99=%s model=%s weight=%s\n",
 				name, g(float64(f.Horizon)*st.step), g(f.Point), g(f.P90), g(f.P99), f.Model, g(f.Weight))
 		}
@@ -441,7 +441,7 @@ func (e *Engine) renderAlloc(id int) ([]byte, error) {
 			why = ReasonFair
 		}
 		fmt.Fprintf(&b, "limit=cpumax value=%s forecast=%s floor=%s share=%s reason=%s\n", g(math.Max(0.05, st.share)), g(st.cpu.Forecast), g(st.cpu.Floor), g(st.share), why)
-		class := st.pred[resCPU].Pattern().Class
+		class := st.pred[resCPU].get().Pattern().Class
 		fmt.Fprintf(&b, "limit=cpuperiod value=%s reason=slice-%s\n", g(SliceFor(e.set.Slice, class).Seconds()), class)
 	}
 	for _, m := range []struct {
@@ -505,7 +505,7 @@ func (e *Engine) renderModel() []byte {
 	for _, id := range e.ids() {
 		st := e.agents[id]
 		for r, name := range Resources {
-			for _, m := range st.pred[r].ModelStats() {
+			for _, m := range st.pred[r].get().ModelStats() {
 				fmt.Fprintf(&b, "agent=%d resource=%s horizon=%s forecaster=%s loss=%s weight=%s samples=%d\n",
 					id, name, g(float64(m.Horizon)*st.step), m.Model, strconv.FormatFloat(m.Loss, 'f', 4, 64), g(m.Weight), m.Samples)
 			}

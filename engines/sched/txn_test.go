@@ -100,7 +100,7 @@ func TestVerbNotSavedChangesNothing(t *testing.T) {
 	if got := agentLine(); got != "agent=1 mode=auto" {
 		t.Errorf("agent 1 after a refused mode change: %s", got)
 	}
-	if p := e.agents[1].pred[resCPU].Pinned(); p != "auto" {
+	if p := e.agents[1].pred[resCPU].get().Pinned(); p != "auto" {
 		t.Errorf("agent 1 pinned to %q after refused pins", p)
 	}
 	if n := e.agents[1].pred[resCPU].N(); n != beforeN+20 {

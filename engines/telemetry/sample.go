@@ -61,6 +61,22 @@ type Sample struct {
 //
 // An `agents/N/stat` file is one such line; `agents/N/history` is one line
 // per kept sample, oldest first.
+//
+// How fresh each field is (DefaultTuning): cpu, cpu_seconds, mem,
+// throttled and oom_kills come from the agent's cgroup at every sample.
+// rss, io_read, io_write, threads, procs, fds, sockets and majflt come
+// from the processes' own /proc files, which an agent that is running is
+// read at least every 5th pass (Tuning.ProcEvery), and at once when its
+// set of processes changed, one of them exec'd or changed uid or gid, or
+// a new TCP socket appeared on the host; in between they repeat the last
+// reading, and io_read_rate and io_write_rate repeat the rates of that
+// reading, averaged over the span since the one before it (0 on a pass in
+// which the agent did not run; the next pass in which it runs reads the
+// files again). net_sent, net_recv and net_rate are read
+// from every pass's socket dump (taken when some agent sampled in full
+// held a socket) for the sockets the last process reading found. An idle
+// agent's line is repeated with rates 0 for at most 10 passes
+// (Tuning.Hold).
 func (s Sample) Line() string {
 	b := make([]byte, 0, 256)
 	return string(s.AppendLine(b))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/netip"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -82,11 +83,34 @@ type Tuning struct {
 	// hash bucket whatever it finds: about 3 ms a dump on the profiled
 	// VM). A socket opened meanwhile shows one pass late.
 	SockGate bool
+	// ProcEvery is how often an agent that ran is sampled with its
+	// processes' own files (stat, status, io and the fd table: about 100
+	// µs of CPU per busy process-second on the profiled VM, the larger
+	// part of a busy agent's sample): at least every ProcEvery-th full
+	// sample, and at once when its pid set changed since the last one
+	// (cgroup.procs is read every pass), when a proc connector event
+	// (exec, uid, gid, fork, exit) or Wake asked for it, when the cgroup
+	// gives no CPU usage, or when the pass's socket dump holds a socket
+	// not in the previous dump (a connection made somewhere on the host:
+	// it may be this agent's). In between, the sample takes what the
+	// cgroup counts (CPU, cpu_seconds, mem, throttled, oom_kills, every
+	// pass as before) and repeats the per-process figures of the last
+	// process scan (rss, io_read, io_write, threads, procs, fds,
+	// sockets, majflt: at most ProcEvery-1 passes old), with the I/O
+	// rates of that scan, which are averaged over the span since the
+	// scan before it; a pass in which the agent's CPU did not move has
+	// rates 0, as a held sample, and the agent's next full sample reads
+	// its processes (the scan's rates are of a span before it idled).
+	// Network bytes and the socket view are read from every dump, for
+	// the sockets the last scan found (a socket an agent without one
+	// opens shows at its next scan). 0 or 1: every full sample reads
+	// every process's files, as before.
+	ProcEvery int
 }
 
 // DefaultTuning is every remedy on, holding an idle agent's sample for at
-// most 10 passes.
-var DefaultTuning = Tuning{Hold: 10, Counters: true, RawProc: true, SockGate: true}
+// most 10 passes and reading a busy agent's process files every 5th pass.
+var DefaultTuning = Tuning{Hold: 10, Counters: true, RawProc: true, SockGate: true, ProcEvery: 5}
 
 // LibrarySampler is a ProcSource that can also sample through the procfs
 // library, the reading before Tuning.RawProc; proc.FS is one.
@@ -136,6 +160,11 @@ type Sampler struct {
 	exitHd int
 	self   selfState
 	gen    uint64 // passes begun
+
+	// dumpSeen is the socket inodes of the last dump (under tickMu): a
+	// pass whose dump has one that is not in it makes every agent sampled
+	// in full read its processes' fd tables (Tuning.ProcEvery).
+	dumpSeen map[uint64]struct{}
 }
 
 type pidEntry struct {
@@ -159,10 +188,21 @@ type agentState struct {
 	// netPrev is the byte counters of the agent's sockets at its last
 	// sample with a dump; nil: none (first sample, or no dump then).
 	netPrev map[uint64]sockdiag.Bytes
-	held    int      // passes held in a row since the last full sample
-	busy    bool     // its last full sample had CPU above 0
-	sockets int      // sockets at the last full sample
-	lports  []uint16 // this pass's listening ports, reused
+	held    int  // passes held in a row since the last full sample
+	busy    bool // its last full sample had CPU above 0
+	sockets int  // sockets at the last full sample
+	// The last process scan (Tuning.ProcEvery): when the per-process
+	// counters in prev were last known to be current (the scan, or a
+	// later pass in which the agent ran nothing), how many full samples
+	// since took the scan's figures (procStale: the next one must not),
+	// those figures and its I/O rates.
+	procTime       time.Time
+	procAge        int
+	procDirty      bool // a pass since the scan took its figures while the agent ran
+	procOut        Sample
+	procRd, procWr float64
+	stdin          int
+	lports         []uint16 // this pass's listening ports, reused
 
 	// net is the agent's socket view of its latest sample (Net), beside
 	// latest and not in the ring; guarded by mu like latest.
@@ -475,14 +515,18 @@ func (s *Sampler) pass(now time.Time, fast bool) {
 		}
 	}
 	var tcp map[uint64]sockdiag.Socket
+	newSock := false
 	if len(full) > 0 && needDump {
 		var err error
 		if tcp, err = s.tcp(); err != nil {
 			tcp = nil // no network figures this pass, and no deltas from it next pass
 		}
+		if tcp != nil && tun.ProcEvery > 1 {
+			newSock = s.newSockets(tcp)
+		}
 	}
 	for _, p := range full {
-		smp, ok := s.sampleTarget(now, gen, p.t, p.a, tcp, tun)
+		smp, ok := s.sampleTarget(now, gen, p.t, p.a, tcp, newSock, tun)
 		if ok && latest != nil {
 			latest[p.t.ID] = smp
 		}
@@ -548,6 +592,10 @@ func (s *Sampler) hold(now time.Time, gen uint64, t Target, a *agentState, most 
 	// The usage was prevUsage at now as well: deltas of the next full
 	// sample start here.
 	a.prevTime = now
+	if !a.procDirty {
+		a.procTime = now
+	}
+	a.procAge = procStale
 	a.held++
 	s.mu.Lock()
 	if s.agents[t.ID] == a {
@@ -556,6 +604,49 @@ func (s *Sampler) hold(now time.Time, gen uint64, t Target, a *agentState, most 
 		}
 	}
 	s.mu.Unlock()
+	return true
+}
+
+// procStale is agentState.procAge after a pass in which the agent ran
+// nothing (held, or sampled with no CPU): the last scan's rates are of a
+// span before it idled, so its next full sample reads the processes.
+const procStale = 1 << 30
+
+// newSockets reports whether tcp holds a socket inode the previous dump
+// did not, and keeps tcp's inodes for the next call. Called with tickMu
+// held.
+func (s *Sampler) newSockets(tcp map[uint64]sockdiag.Socket) bool {
+	seen, fresh := s.dumpSeen, false
+	if seen == nil {
+		seen, fresh = make(map[uint64]struct{}, len(tcp)), true
+	}
+	for ino := range tcp {
+		if _, ok := seen[ino]; !ok {
+			fresh = true
+			break
+		}
+	}
+	if fresh || len(seen) != len(tcp) {
+		clear(seen)
+		for ino := range tcp {
+			seen[ino] = struct{}{}
+		}
+	}
+	s.dumpSeen = seen
+	return fresh
+}
+
+// sameSet reports whether a and b hold the same pids (cgroup.procs lists
+// them in no promised order; both are short).
+func sameSet(a, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] && !slices.Contains(b, a[i]) {
+			return false
+		}
+	}
 	return true
 }
 
@@ -577,15 +668,16 @@ func (s *Sampler) agent(id int) *agentState {
 }
 
 // sampleTarget samples one agent in full; tcp is this pass's socket dump
-// (nil: none). It is called with tickMu held.
-func (s *Sampler) sampleTarget(now time.Time, gen uint64, t Target, a *agentState, tcp map[uint64]sockdiag.Socket, tun Tuning) (Sample, bool) {
+// (nil: none), newSock whether it holds a socket the previous dump did
+// not. It is called with tickMu held.
+func (s *Sampler) sampleTarget(now time.Time, gen uint64, t Target, a *agentState, tcp map[uint64]sockdiag.Socket, newSock bool, tun Tuning) (Sample, bool) {
 	pids, err := t.Group.Procs()
 	if err != nil {
 		// The group is gone or unreadable: no sample rather than a
 		// sample of nothing. The agent engine decides what it means.
 		return Sample{}, false
 	}
-	a.wake.Store(false)
+	woke := a.wake.Swap(false)
 	a.held = 0
 	var st cgroup.Counters
 	var serr error
@@ -596,19 +688,124 @@ func (s *Sampler) sampleTarget(now time.Time, gen uint64, t Target, a *agentStat
 		full, serr = t.Group.Stats()
 		st = cgroup.Counters{CPUUsageNs: full.CPUUsageNs, NrThrottled: full.NrThrottled, MemCurrent: full.MemCurrent, OOMKills: full.OOMKills}
 	}
-	sample := s.proc.Sample
-	if ls, ok := s.proc.(LibrarySampler); ok && !tun.RawProc {
-		sample = ls.LibrarySample
+	usage := uint64(0)
+	if serr == nil {
+		usage = st.CPUUsageNs
 	}
 
 	dt := 0.0
 	if !a.prevTime.IsZero() {
 		dt = now.Sub(a.prevTime).Seconds()
 	}
-	out := Sample{Time: now}
+	// Tuning.ProcEvery: the processes' files only when something may
+	// have changed that the cgroup's counters do not show.
+	scan := tun.ProcEvery <= 1 || woke || newSock || a.procTime.IsZero() ||
+		a.procAge+1 >= tun.ProcEvery || usage == 0 || a.prevUsage == 0 ||
+		!sameSet(pids, a.pids)
+	var out Sample
 	var dCPU float64
 	var dRd, dWr int64
-	stdin := 0
+	var stdin int
+	if scan {
+		out, dCPU, dRd, dWr, stdin = s.scanProcs(now, pids, a, tun)
+	} else {
+		// The last scan's per-process figures; the rest is this pass's.
+		p := &a.procOut
+		out = Sample{RSS: p.RSS, IORead: p.IORead, IOWrite: p.IOWrite, Threads: p.Threads,
+			Procs: p.Procs, FDs: p.FDs, Sockets: p.Sockets, MajFaults: p.MajFaults}
+		stdin = a.stdin
+		a.procAge++
+	}
+	out.Time = now
+	dSent, dRecv := netBytes(&out, a, tcp)
+	dNet := dSent + dRecv
+	a.sockets = out.Sockets
+	nv := a.netView(tcp)
+	nv.Time, nv.StdinSockets = now, stdin
+
+	if serr == nil {
+		out.Mem = int64(min(st.MemCurrent, 1<<63-1))
+		out.Throttled = st.NrThrottled
+		out.OOMKills = st.OOMKills
+	}
+	if usage > 0 {
+		out.CPUSeconds = float64(usage) / 1e9
+	}
+	if dt > 0 {
+		if usage > 0 && a.prevUsage > 0 {
+			if usage > a.prevUsage {
+				out.CPU = float64(usage-a.prevUsage) / 1e9 / dt
+			}
+		} else if pdt := now.Sub(a.procTime).Seconds(); scan && !a.procTime.IsZero() && pdt > 0 {
+			out.CPU = dCPU / pdt
+		}
+		out.NetRate = float64(dNet) / dt
+		nv.SentRate, nv.RecvRate = float64(dSent)/dt, float64(dRecv)/dt
+	}
+	switch {
+	case scan:
+		// Rates over the span since the last scan (one pass, unless
+		// passes in between took the scan's figures).
+		if pdt := now.Sub(a.procTime).Seconds(); !a.procTime.IsZero() && pdt > 0 {
+			a.procRd, a.procWr = float64(dRd)/pdt, float64(dWr)/pdt
+		} else {
+			a.procRd, a.procWr = 0, 0
+		}
+		out.IOReadRate, out.IOWriteRate = a.procRd, a.procWr
+		a.procOut = out
+		a.procTime, a.procAge, a.procDirty = now, 0, false
+		a.stdin = stdin
+	case usage == a.prevUsage:
+		// It ran nothing since the last pass: nothing was read or
+		// written, and unless it ran since the scan, the scan's
+		// counters are still current.
+		if !a.procDirty {
+			a.procTime = now
+		}
+		a.procAge = procStale
+	default:
+		out.IOReadRate, out.IOWriteRate = a.procRd, a.procWr
+		a.procDirty = true
+	}
+	oomBefore, hadPrev := a.prevOOM, !a.prevTime.IsZero()
+	a.prevTime = now
+	a.prevUsage = usage
+	a.prevOOM = out.OOMKills
+	a.busy = out.CPU > 0
+
+	a.mu.Lock()
+	a.ring.Add(out)
+	a.latest = out
+	a.has = true
+	a.net = nv
+	a.pids = append(a.pids[:0], pids...)
+	a.mu.Unlock()
+
+	s.mu.Lock()
+	if s.agents[t.ID] == a { // not forgotten meanwhile
+		for _, pid := range pids {
+			s.pids[pid] = pidEntry{agent: t.ID, gen: gen}
+		}
+	}
+	s.mu.Unlock()
+
+	if s.bus != nil && hadPrev && out.OOMKills > oomBefore {
+		s.bus.Publish(bus.Event{Time: now, Source: "telemetry", Kind: "oom", Agent: t.ID,
+			Fields: []bus.Field{bus.F("oom_kills", out.OOMKills), bus.F("new", out.OOMKills-oomBefore)}})
+	}
+	return out, true
+}
+
+// scanProcs reads every process of the agent (pids) and returns their
+// sums, the CPU seconds they used and the storage bytes they read and
+// wrote since the last scan (a.procTime), and how many read stdin from a
+// socket; it refills a.socks and a.prev. Called with tickMu held.
+func (s *Sampler) scanProcs(now time.Time, pids []int, a *agentState, tun Tuning) (out Sample, dCPU float64, dRd, dWr int64, stdin int) {
+	sample := s.proc.Sample
+	if ls, ok := s.proc.(LibrarySampler); ok && !tun.RawProc {
+		sample = ls.LibrarySample
+	}
+	since := a.procTime
 	clear(a.cur)
 	clear(a.socks)
 	for _, pid := range pids {
@@ -641,16 +838,16 @@ func (s *Sampler) sampleTarget(now time.Time, gen uint64, t Target, a *agentStat
 		}
 		cur := procPrev{start: p.StartTicks, cpu: p.CPUSeconds, rd: p.ReadBytes, wr: p.WriteBytes}
 		a.cur[pid] = cur
-		if dt <= 0 {
+		if since.IsZero() || !now.After(since) {
 			continue
 		}
 		prev, seen := a.prev[pid]
 		if !seen || prev.start != cur.start {
-			// First sight of this process. If it started during the
-			// interval, everything it did happened in the interval; if it
-			// is older (it just joined the group), its past is not ours to
-			// count, and its deltas start with the next pass.
-			if p.Start.IsZero() || !p.Start.After(a.prevTime) {
+			// First sight of this process. If it started since the last
+			// scan, everything it did happened in the span; if it is
+			// older (it just joined the group), its past is not ours to
+			// count, and its deltas start with the next scan.
+			if p.Start.IsZero() || !p.Start.After(since) {
 				continue
 			}
 			prev = procPrev{start: cur.start, rd: 0, wr: 0}
@@ -664,62 +861,7 @@ func (s *Sampler) sampleTarget(now time.Time, gen uint64, t Target, a *agentStat
 		}
 	}
 	a.prev, a.cur = a.cur, a.prev
-	dSent, dRecv := netBytes(&out, a, tcp)
-	dNet := dSent + dRecv
-	a.sockets = out.Sockets
-	nv := a.netView(tcp)
-	nv.Time, nv.StdinSockets = now, stdin
-
-	usage := uint64(0)
-	if serr == nil {
-		usage = st.CPUUsageNs
-		out.Mem = int64(min(st.MemCurrent, 1<<63-1))
-		out.Throttled = st.NrThrottled
-		out.OOMKills = st.OOMKills
-	}
-	if usage > 0 {
-		out.CPUSeconds = float64(usage) / 1e9
-	}
-	if dt > 0 {
-		if usage > 0 && a.prevUsage > 0 {
-			if usage > a.prevUsage {
-				out.CPU = float64(usage-a.prevUsage) / 1e9 / dt
-			}
-		} else {
-			out.CPU = dCPU / dt
-		}
-		out.IOReadRate = float64(dRd) / dt
-		out.IOWriteRate = float64(dWr) / dt
-		out.NetRate = float64(dNet) / dt
-		nv.SentRate, nv.RecvRate = float64(dSent)/dt, float64(dRecv)/dt
-	}
-	oomBefore, hadPrev := a.prevOOM, !a.prevTime.IsZero()
-	a.prevTime = now
-	a.prevUsage = usage
-	a.prevOOM = out.OOMKills
-	a.busy = out.CPU > 0
-
-	a.mu.Lock()
-	a.ring.Add(out)
-	a.latest = out
-	a.has = true
-	a.net = nv
-	a.pids = append(a.pids[:0], pids...)
-	a.mu.Unlock()
-
-	s.mu.Lock()
-	if s.agents[t.ID] == a { // not forgotten meanwhile
-		for _, pid := range pids {
-			s.pids[pid] = pidEntry{agent: t.ID, gen: gen}
-		}
-	}
-	s.mu.Unlock()
-
-	if s.bus != nil && hadPrev && out.OOMKills > oomBefore {
-		s.bus.Publish(bus.Event{Time: now, Source: "telemetry", Kind: "oom", Agent: t.ID,
-			Fields: []bus.Field{bus.F("oom_kills", out.OOMKills), bus.F("new", out.OOMKills-oomBefore)}})
-	}
-	return out, true
+	return out, dCPU, dRd, dWr, stdin
 }
 
 // netBytes adds to out the cumulative bytes of the agent's sockets found

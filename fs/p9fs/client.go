@@ -1,6 +1,7 @@
 package p9fs
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -8,6 +9,7 @@ import (
 	"os"
 	"path"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -22,7 +24,18 @@ import (
 type Client struct {
 	p9   *p9.Client
 	root p9.File
+	// clunks holds a token for each Tclunk ReadFile has sent without
+	// waiting for its reply (see ReadFile); at most cap of them.
+	clunks chan struct{}
+	// SyncClunk makes ReadFile wait for every Rclunk, as before
+	// docs/cost.md's run 8: for benchmarks that compare.
+	SyncClunk bool
 }
+
+// maxAsyncClunks bounds the clunks in flight from ReadFile, well below
+// the server's MaxRequests (64): a Client shared by many goroutines
+// must not fill the server's request table with them.
+const maxAsyncClunks = 8
 
 // Dirent is a directory entry, or what Stat shows of one path.
 type Dirent struct {
@@ -62,7 +75,7 @@ func DialAs(addr string, uid, gid uint32) (*Client, error) {
 		pc.Close()
 		return nil, clientErr("attach", addr, err)
 	}
-	return &Client{p9: pc, root: root}, nil
+	return &Client{p9: pc, root: root, clunks: make(chan struct{}, maxAsyncClunks)}, nil
 }
 
 // Close ends the connection; the server closes what was left open.
@@ -94,14 +107,24 @@ func (c *Client) open(p string, flags p9.OpenFlags) (p9.File, error) {
 }
 
 // ReadFile reads p from offset 0 to the end of what it rendered at open.
+//
+// It returns without waiting for the Rclunk of the file: a file opened
+// only for reading has nothing deferred to its close (a ctl's unfinished
+// line needs a write), so the reply carries nothing for the reader, and
+// waiting was one of five round trips (docs/cost.md, "9P"). The Tclunk
+// goes out from a goroutine, so the server may close the file a moment
+// after ReadFile has returned (it counts toward MaxOpen until then); at
+// most maxAsyncClunks are in flight at once, beyond that ReadFile waits.
 func (c *Client) ReadFile(p string) ([]byte, error) {
 	f, err := c.open(p, p9.ReadOnly)
 	if err != nil {
 		return nil, clientErr("open", p, err)
 	}
-	defer f.Close()
+	defer c.clunk(f)
 	var out []byte
-	buf := make([]byte, 64<<10)
+	bp := readBufs.Get().(*[]byte)
+	defer readBufs.Put(bp)
+	buf := *bp
 	for {
 		n, err := f.ReadAt(buf, int64(len(out)))
 		out = append(out, buf[:n]...)
@@ -113,6 +136,28 @@ func (c *Client) ReadFile(p string) ([]byte, error) {
 		}
 	}
 }
+
+// clunk closes a fid ReadFile read or Stat walked: without waiting for the reply when
+// fewer than maxAsyncClunks are in flight.
+func (c *Client) clunk(f p9.File) {
+	if !c.SyncClunk {
+		select {
+		case c.clunks <- struct{}{}:
+			go func() {
+				f.Close()
+				<-c.clunks
+			}()
+			return
+		default:
+		}
+	}
+	f.Close()
+}
+
+// readBufs are ReadFile's read buffers: a read asks for up to 64 KiB (the
+// default msize) and most files are a few hundred bytes, so a fresh
+// buffer per call was nearly all that a ReadFile allocated.
+var readBufs = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
 
 // WriteFile writes data to p as `echo data > p` does: open for writing
 // with truncation, one write, close. It returns the first error: a ctl
@@ -137,7 +182,9 @@ func (c *Client) Stat(p string) (Dirent, error) {
 	if err != nil {
 		return Dirent{}, clientErr("stat", p, err)
 	}
-	defer f.Close()
+	// A fid only walked, never opened, has nothing to close: its clunk
+	// need not be waited for either (see ReadFile).
+	defer c.clunk(f)
 	qid, _, a, err := f.GetAttr(p9.AttrMaskAll)
 	if err != nil {
 		return Dirent{}, clientErr("stat", p, err)
@@ -251,17 +298,24 @@ func clientErr(op, p string, err error) error {
 
 // claim is the client's connection: it puts uid and gid into the library
 // client's Tattach, which always names no user (n_uname ~0, uname "").
+// Its reads are buffered: the library reads a reply's header and its body
+// in two reads, which are two system calls on the bare socket and mostly
+// one here. (claim is no syscall.Conn, so the library's recvmsg path,
+// which would bypass the buffer, is not taken.)
 type claim struct {
 	net.Conn
 	frames
+	in       *bufio.Reader
 	uid, gid uint32
 }
 
 func newClaim(nc net.Conn, uid, gid uint32) *claim {
-	c := &claim{Conn: nc, uid: uid, gid: gid}
+	c := &claim{Conn: nc, in: bufio.NewReader(nc), uid: uid, gid: gid}
 	c.each = c.send
 	return c
 }
+
+func (c *claim) Read(p []byte) (int, error) { return c.in.Read(p) }
 
 func (c *claim) Write(p []byte) (int, error) { return c.frames.Write(p) }
 

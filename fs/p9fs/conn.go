@@ -220,6 +220,10 @@ type conn struct {
 
 	in  *bufio.Reader
 	req []byte // the rest of the request being handed to the library
+	// rbuf is the frame buffer readFrame reuses once the library has
+	// taken the whole of the last request (nothing of a frame is kept
+	// past inspect: what is kept is copied).
+	rbuf []byte
 
 	wmu     sync.Mutex // held while a whole frame goes out
 	replies frames     // gathers the library's replies for sendReply
@@ -391,7 +395,10 @@ func (c *conn) readFrame() ([]byte, error) {
 	if n < headerLen || n > limit {
 		return nil, fmt.Errorf("p9fs: bad message size %d (msize %d)", n, limit)
 	}
-	frame := make([]byte, n)
+	if cap(c.rbuf) < int(n) || cap(c.rbuf) > keepBuf {
+		c.rbuf = make([]byte, max(n, 512))
+	}
+	frame := c.rbuf[:n]
 	copy(frame, size[:])
 	if _, err := io.ReadFull(c.in, frame[4:]); err != nil {
 		return nil, err

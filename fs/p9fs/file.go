@@ -154,6 +154,17 @@ type file struct {
 	readCtx  context.Context // what reads block on; a flush cancels it
 	endReads context.CancelFunc
 	flushes  int // flushes of reads not yet answered
+
+	// text is set on a read-only open of a text file (fs.Text, rendered
+	// at open) unless Options.Plain: a Tread at offset 0 after the fid
+	// has been read opens it again, so the reader sees the content as of
+	// now. That is Plan 9's way of polling a status file (pread at 0 of
+	// a kept descriptor), one round trip instead of five. A read at any
+	// other offset serves the rendering it continues, so a file read in
+	// pieces is one rendering. rmu orders the swap of h with the reads.
+	text *fs.TextFile
+	rmu  sync.Mutex
+	read bool // a read has been served
 }
 
 // Walk implements p9.File.Walk: a file only clones.
@@ -194,6 +205,9 @@ func (f *file) Open(flags p9.OpenFlags) (p9.QID, uint32, error) {
 		return p9.QID{}, 0, errno(err)
 	}
 	f.fid, f.h = f.c.current().fid, h
+	if tf, ok := mf.(*fs.TextFile); ok && mode == fs.OREAD && !f.c.opts.Plain {
+		f.text = tf
+	}
 	f.ctx, f.stop = context.WithCancel(f.c.ctx)
 	f.readCtx, f.endReads = context.WithCancel(f.ctx)
 	f.c.opened(f)
@@ -217,12 +231,29 @@ func (f *file) resume() {
 	}
 }
 
-// ReadAt implements p9.File.ReadAt.
+// ReadAt implements p9.File.ReadAt; at offset 0 a text file's fid that
+// has been read renders afresh (see file.text).
 func (f *file) ReadAt(p []byte, off int64) (int, error) {
 	f.mu.Lock()
 	ctx := f.readCtx
 	f.mu.Unlock()
-	n, err := f.h.Read(ctx, p, off)
+	h := f.h
+	if f.text != nil {
+		f.rmu.Lock()
+		if off == 0 && f.read {
+			nh, err := f.text.Open(ctx, f.caller, fs.OREAD)
+			if err != nil {
+				f.rmu.Unlock()
+				return 0, errno(err)
+			}
+			f.h.Close()
+			f.h = nh
+		}
+		f.read = true
+		h = f.h
+		f.rmu.Unlock()
+	}
+	n, err := h.Read(ctx, p, off)
 	return n, errno(err)
 }
 

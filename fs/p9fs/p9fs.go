@@ -31,7 +31,10 @@
 // as it is accepted.
 //
 // Semantics are the model's (see package fs): reads of a file are served by
-// offset from what it rendered at open, size is 0 in stat, ctl writes run
+// offset from what it rendered at open, except that a Tread at offset 0
+// of a text file's fid that has been read renders it afresh (Plan 9's
+// polling: keep the fid, read at 0; fusefs does the same; Options.Plain
+// turns it off), size is 0 in stat, ctl writes run
 // line by line and fail with the refused line's errno, events reads block
 // until a line arrives and end with EINTR when flushed or clunked. The qid
 // path is the node's Attr().Path, so a path names one object for its life.
@@ -126,6 +129,11 @@ type Options struct {
 	// asking for more is given this; hugelgupf/p9 allocates msize bytes
 	// per connection at Tversion, and again per read in flight.
 	MaxMsize uint32
+
+	// Plain serves a text file's fid from what it rendered at open for
+	// every read, as before docs/cost.md's run 8: no re-rendering at
+	// offset 0 (see file.text). For benchmarks that compare.
+	Plain bool
 
 	// Logf receives connection problems; nil discards them.
 	Logf func(format string, args ...any)

@@ -48,7 +48,9 @@ func now() (time.Time, time.Duration) {
 // Listen opens a NETLINK_CONNECTOR socket, joins the CN_IDX_PROC group
 // and subscribes with PROC_CN_MCAST_LISTEN, then waits for the kernel's
 // acknowledgement so that a refused subscription is an error here rather
-// than silence later.
+// than silence later. The socket drops thread forks, thread exits and
+// comm events in the kernel (SetFilter: a threaded host sends mostly
+// those, and no reader here uses them); SetFilter(false) gets them back.
 //
 // Errors: kernels before 6.6 require CAP_NET_ADMIN (in the initial user
 // namespace) to join the group or to subscribe; that failure matches
@@ -84,10 +86,16 @@ func Listen() (*Conn, error) {
 		return nil, fmt.Errorf("procconn: %w", err)
 	}
 	c := &Conn{f: f, rc: rc, buf: make([]byte, 64<<10)}
+	// Before subscribing, so that no thread event is queued.
+	if err := c.SetFilter(true); err != nil {
+		c.f.Close()
+		return nil, err
+	}
 	if err := c.subscribe(); err != nil {
 		c.f.Close()
 		return nil, err
 	}
+	open.Store(c, struct{}{})
 	return c, nil
 }
 
@@ -248,6 +256,7 @@ func (c *Conn) Close() error {
 	var err error
 	c.once.Do(func() {
 		c.closed.Store(true)
+		open.Delete(c)
 		c.send(mcastIgnore, 0, 0) // best effort; release also unsubscribes on 6.6+
 		err = c.f.Close()
 	})

@@ -86,6 +86,10 @@ func (s seen) await(t *testing.T, ch <-chan Event, want ...string) {
 
 func TestLiveEvents(t *testing.T) {
 	c := listen(t)
+	// Every kind, the comm event included.
+	if err := c.SetFilter(false); err != nil {
+		t.Fatal(err)
+	}
 	ch := collector(t, c)
 	ev := seen{}
 	before := time.Now().Add(-time.Second)
@@ -351,5 +355,114 @@ func TestLiveOverrun(t *testing.T) {
 	go exec.Command("true").Run()
 	if evs, err := c.Read(); err != nil || len(evs) == 0 {
 		t.Errorf("Read after overrun: %v, %v", evs, err)
+	}
+}
+
+// threadChurn makes n threads of this process exit (a goroutine that ends
+// locked to its thread takes the thread with it; the runtime makes new
+// ones) and renames one, and returns the exited threads' ids once they
+// are gone from /proc.
+func threadChurn(t *testing.T, n int) []int {
+	t.Helper()
+	tids := make([]int, 0, n)
+	for range n {
+		ch := make(chan int)
+		go func() {
+			runtime.LockOSThread()
+			ch <- syscall.Gettid()
+		}()
+		// On the main thread the runtime parks the thread instead
+		// (a process's leader cannot exit alone).
+		if tid := <-ch; tid != os.Getpid() {
+			tids = append(tids, tid)
+		}
+	}
+	func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		comm := fmt.Sprintf("/proc/self/task/%d/comm", syscall.Gettid())
+		if old, err := os.ReadFile(comm); err == nil {
+			os.WriteFile(comm, []byte("procconn-filter"), 0)
+			os.WriteFile(comm, old, 0)
+		}
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for _, tid := range tids {
+		for {
+			if _, err := os.Stat(fmt.Sprintf("/proc/self/task/%d", tid)); err != nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("thread %d did not exit (pid %d, threads %v)", tid, os.Getpid(), tids)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	// The kernel sends a thread's exit event just after it unhashes the
+	// thread (proc_exit_connector follows exit_notify in do_exit).
+	time.Sleep(100 * time.Millisecond)
+	return tids
+}
+
+// The filter Listen attaches drops this process's thread forks, thread
+// exits and comm events in the kernel and passes a process's fork and
+// exit; detached, the thread exits arrive. Each phase ends with a process
+// run after the threads exited, whose exit marks the point by which their
+// events were queued.
+func TestLiveFilter(t *testing.T) {
+	c := listen(t)
+	ch := collector(t, c)
+	me := os.Getpid()
+	phase := func(on bool) (threads map[int]Kind, comm bool) {
+		t.Helper()
+		if err := c.SetFilter(on); err != nil {
+			t.Fatal(err)
+		}
+		tids := threadChurn(t, 20)
+		tr := exec.Command("true")
+		if err := tr.Run(); err != nil {
+			t.Fatal(err)
+		}
+		threads = map[int]Kind{}
+		ev := seen{}
+		timeout := time.After(10 * time.Second)
+		done := func() bool {
+			if ev[key(Exit, tr.Process.Pid)].Kind != Exit {
+				return false
+			}
+			for _, tid := range tids {
+				if !on && threads[tid] != Exit {
+					return false
+				}
+			}
+			return true
+		}
+		for !done() {
+			select {
+			case e, ok := <-ch:
+				if !ok {
+					t.Fatal("event stream ended")
+				}
+				ev[key(e.Kind, e.Pid)] = e
+				if e.Tgid == me && e.Pid != me && (e.Kind == Fork || e.Kind == Exit) {
+					threads[e.Pid] = e.Kind
+				}
+				if e.Kind == Comm && e.Tgid == me {
+					comm = true
+				}
+			case <-timeout:
+				t.Fatalf("filter %v: timed out; exit of `true` (pid %d): %v; thread events %v of exited threads %v", on, tr.Process.Pid, ev[key(Exit, tr.Process.Pid)], threads, tids)
+			}
+		}
+		if _, ok := ev[key(Fork, tr.Process.Pid)]; !ok {
+			t.Errorf("filter %v: no fork event of `true`", on)
+		}
+		return threads, comm
+	}
+	if th, comm := phase(true); len(th) > 0 || comm {
+		t.Errorf("filter on: %d thread events of this process passed (%v), comm %v", len(th), th, comm)
+	}
+	if th, comm := phase(false); len(th) == 0 || !comm {
+		t.Errorf("filter off: %d thread events, comm %v", len(th), comm)
 	}
 }

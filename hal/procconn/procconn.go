@@ -68,7 +68,8 @@
 //
 //   - Events are per thread. Pid is the thread, Tgid the process; a
 //     thread creation is a Fork with Pid != Tgid, and every thread's exit
-//     is its own Exit event.
+//     is its own Exit event. Listen's socket filter drops both of
+//     those, and comm events, before they are queued (Conn.SetFilter).
 //   - Fork's parent is the child's real_parent, not the caller: for a new
 //     thread (CLONE_THREAD) or CLONE_PARENT it is the caller's parent.
 //   - Exit's ExitCode is task->exit_code, the raw wait status

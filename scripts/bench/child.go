@@ -19,6 +19,7 @@ import (
 	"aiosfs/daemon"
 	"aiosfs/engines/telemetry"
 	"aiosfs/fs/fusefs"
+	"aiosfs/hal/procconn"
 )
 
 // The daemon under test is this binary run again with -child: the daemon
@@ -30,8 +31,9 @@ import (
 //   - an HTTP server on a unix socket in the bench's temporary directory
 //     (root's, 0700), with net/http/pprof for the -cpuprofile and
 //     -memprofile flags, /tuning to switch the sampler's remedies
-//     (telemetry.Tuning) between windows, /fill to give every agent a
-//     full history at once, and /memstats.
+//     (telemetry.Tuning) and the proc connector's socket filter between
+//     windows, /fill to give every agent a full history at once, and
+//     /memstats.
 var (
 	childMode  = flag.Bool("child", false, "internal: run as the daemon under test")
 	childMount = flag.String("child-mount", "", "internal")
@@ -74,9 +76,16 @@ func runChild() {
 	mux.HandleFunc("/tuning", func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
 		hold, _ := strconv.Atoi(q.Get("hold"))
-		t := telemetry.Tuning{Hold: hold, Counters: q.Get("counters") == "1", RawProc: q.Get("rawproc") == "1", SockGate: q.Get("sockgate") == "1"}
+		every, _ := strconv.Atoi(q.Get("procevery"))
+		t := telemetry.Tuning{Hold: hold, Counters: q.Get("counters") == "1", RawProc: q.Get("rawproc") == "1", SockGate: q.Get("sockgate") == "1", ProcEvery: every}
 		d.Tel.SetTuning(t)
-		fmt.Fprintf(w, "%+v\n", d.Tel.Tuning())
+		// The daemon's proc connector is not reachable from here:
+		// every open one of this process is switched.
+		if err := procconn.SetFilterAll(q.Get("connfilter") == "1"); err != nil {
+			http.Error(w, err.Error(), 500)
+			return
+		}
+		fmt.Fprintf(w, "%+v connfilter=%s\n", d.Tel.Tuning(), q.Get("connfilter"))
 	})
 	mux.HandleFunc("/fill", func(w http.ResponseWriter, r *http.Request) {
 		n, _ := strconv.Atoi(r.URL.Query().Get("n"))

@@ -3,11 +3,16 @@
 // ARCHITECTURE.md §4 asks, every figure comes with a baseline measured in
 // the same process on the same data, and nothing here asserts a time:
 //
+//  0. the daemon's CPU with no agent, the proc connector's socket filter
+//     off and on (ABBA), with the host's own process events and then with
+//     -churn threads a second started and ended by this process;
 //  1. the daemon's own CPU per agent-second at -agents agents with every
 //     engine on (the GPU engine on go-nvml's mock devices), idle agents
 //     and then every agent busy, in windows that alternate the sampler's
-//     remedies off and on (telemetry.Tuning: adaptive sampling, cgroup
-//     Counters, raw proc reads, the sock_diag gate; ABBA order, medians);
+//     remedies off, on but Tuning.ProcEvery 1, and on (telemetry.Tuning:
+//     adaptive sampling, cgroup Counters, raw proc reads, the sock_diag
+//     gate, process files every -procevery passes; and the proc
+//     connector's filter; ABCCBA order, medians);
 //  2. its RSS and heap in the steady state, and again once every agent
 //     holds a full hour of history (-fill);
 //  3. the latency of agents/N/stat: open-read-close through FUSE with the
@@ -24,11 +29,12 @@
 // are gone and removes its temporary files. It needs root, /dev/fuse and
 // perl (the agents are a small perl loop that is idle, or on SIGUSR1
 // wakes every 100 ms to spin about half a millisecond), and runs in about
-// 4 minutes with the defaults on the 2-core VM of docs/cost.md:
+// 6 minutes with the defaults on the 2-core VM of docs/cost.md:
 //
 //	go run ./scripts/bench [-agents 200] [-window 10s] [-repeat 2]
 //	    [-cpuprofile cpu.pprof] [-memprofile heap.pprof]
 //	    [-adaptive=true] [-counters=true] [-rawproc=true] [-sockgate=true]
+//	    [-procevery=5] [-connfilter=true] [-churn=1000]
 //
 // The remedy flags say which remedies the "on" windows have (all by
 // default), so one remedy's share is a run with it alone false. Tables go
@@ -58,6 +64,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unicode/utf8"
@@ -88,7 +95,21 @@ var (
 	counters   = flag.Bool("counters", true, "'on' windows read cgroup Counters (4 files) instead of Stats")
 	rawproc    = flag.Bool("rawproc", true, "'on' windows sample processes with raw reads instead of the procfs library")
 	sockgate   = flag.Bool("sockgate", true, "'on' windows skip sock_diag when no agent holds a socket")
+	procEvery  = flag.Int("procevery", 5, "'on' windows read a busy agent's process files every N-th full sample (telemetry.Tuning.ProcEvery; 1: every one)")
+	connFilter = flag.Bool("connfilter", true, "'on' windows drop thread and comm events in the proc connector's socket filter (procconn.Conn.SetFilter)")
+	churn      = flag.Int("churn", 1000, "threads per second this process starts and ends (outside every agent) in the second pair of 0-agent windows, for the proc connector's filter (0: no such windows)")
 )
+
+// The settings of the windows: every remedy off; every remedy on but
+// Tuning.ProcEvery (1: process files every full sample, as in run 7), so
+// that its share is measured in the same run; every remedy on.
+const (
+	setOff = "off"
+	setPE1 = "on-pe1"
+	setOn  = "on"
+)
+
+var settings = []string{setOff, setPE1, setOn}
 
 // What this run owns. Cleanup reads it under mu, so it may run from the
 // signal and watchdog goroutines too.
@@ -173,12 +194,41 @@ func main() {
 	}
 	start()
 
-	// 1. The daemon alone: after the start-up pass has settled, a window
-	// with no agents at all is the baseline for the per-agent cost.
+	// 1. The daemon alone: after the start-up pass has settled, windows
+	// with no agents at all, the proc connector's filter off and on
+	// (ABBA). The filter-on median is the baseline for the per-agent
+	// cost. Then the same with -churn threads a second started and ended
+	// by this process, which the connector reports to the daemon.
 	time.Sleep(2 * *interval)
-	progress("idle window (%s, 0 agents)", *window)
-	setTuning(true)
-	idle0 := measure(*window)
+	zero := map[string][]cost{}
+	for _, ch := range []int{0, *churn} {
+		if ch == *churn && ch == 0 {
+			break
+		}
+		var stop func() float64
+		if ch > 0 {
+			stop = threadChurn(ch)
+		}
+		for r := 0; r < *repeat; r++ {
+			order := []string{setOff, setOn}
+			if r%2 == 1 {
+				order = []string{setOn, setOff}
+			}
+			for _, set := range order {
+				setTuning(set)
+				time.Sleep(*interval)
+				key := fmt.Sprintf("%d-%s", ch, set)
+				progress("0-agent window, filter %s, %d threads/s (%s, repeat %d of %d)", set, ch, *window, r+1, *repeat)
+				zero[key] = append(zero[key], measure(*window))
+			}
+		}
+		if stop != nil {
+			churned = stop()
+		}
+	}
+	setTuning(setOn)
+	idle0 := zero["0-"+setOn][0]
+	idle0.cores = median(coresOf(zero["0-"+setOn]))
 
 	// 2. Spawn the agents through the global ctl, one write each, as an
 	// operator would; each write returns once the process runs in its
@@ -217,13 +267,13 @@ func main() {
 		}
 		profiled := map[string]bool{}
 		for r := 0; r < *repeat; r++ {
-			order := []bool{false, true}
+			order := slices.Clone(settings)
 			if r%2 == 1 {
-				order = []bool{true, false}
+				slices.Reverse(order)
 			}
-			for _, on := range order {
-				key := load + "-" + onOff(on)
-				setTuning(on)
+			for _, set := range order {
+				key := load + "-" + set
+				setTuning(set)
 				time.Sleep(2 * *interval) // the setting in force for whole passes
 				progress("window %s (%s, repeat %d of %d)", key, *window, r+1, *repeat)
 				var prof chan []byte
@@ -243,7 +293,7 @@ func main() {
 			time.Sleep(2 * *interval)
 		}
 	}
-	setTuning(true)
+	setTuning(setOn)
 	if *memProfile != "" {
 		heapLoaded = getChild("/debug/pprof/heap?gc=1")
 		writeFileOrFail(*memProfile, heapLoaded)
@@ -273,7 +323,7 @@ func main() {
 	mu.Unlock()
 	c.Close()
 
-	report(load0, idle0, res, loads, len(pids), spawnTimes, spawnTotal, lat, ls, mem)
+	report(load0, idle0, zero, res, loads, len(pids), spawnTimes, spawnTotal, lat, ls, mem)
 	cleanup()
 	if len(cleanErr) > 0 {
 		os.Exit(1)
@@ -374,20 +424,73 @@ func getChild(path string) []byte {
 	return b
 }
 
-// setTuning switches the sampler's remedies: all off, or those the flags
-// name.
-func setTuning(on bool) {
+// setTuning switches the sampler's remedies and the proc connector's
+// filter: all off, or those the flags name (setPE1: with ProcEvery 1).
+func setTuning(set string) {
+	on := set != setOff
 	b := func(v bool) int {
 		if v && on {
 			return 1
 		}
 		return 0
 	}
-	hold := 0
+	hold, every := 0, 1
 	if *adaptive && on {
 		hold = 10
 	}
-	getChild(fmt.Sprintf("/tuning?hold=%d&counters=%d&rawproc=%d&sockgate=%d", hold, b(*counters), b(*rawproc), b(*sockgate)))
+	if set == setOn {
+		every = *procEvery
+	}
+	getChild(fmt.Sprintf("/tuning?hold=%d&counters=%d&rawproc=%d&sockgate=%d&procevery=%d&connfilter=%d",
+		hold, b(*counters), b(*rawproc), b(*sockgate), every, b(*connFilter)))
+}
+
+// churned is the thread rate threadChurn measured (threads a second).
+var churned float64
+
+// threadChurn starts and ends about rate threads a second in this
+// process until the returned function is called, which reports the rate
+// reached. A goroutine that ends locked to its thread ends the thread;
+// the runtime starts another for the next one. Each thread is a fork and
+// an exit event of the proc connector with pid ≠ tgid, which the
+// daemon's filter drops.
+func threadChurn(rate int) (stop func() float64) {
+	done := make(chan struct{})
+	var n atomic.Int64
+	t0 := time.Now()
+	go func() {
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		per := max(rate/100, 1)
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
+			for range per {
+				ch := make(chan struct{})
+				go func() {
+					runtime.LockOSThread()
+					close(ch)
+				}()
+				<-ch
+				n.Add(1)
+			}
+		}
+	}()
+	return func() float64 {
+		close(done)
+		return float64(n.Load()) / time.Since(t0).Seconds()
+	}
+}
+
+func coresOf(cs []cost) []float64 {
+	var x []float64
+	for _, c := range cs {
+		x = append(x, c.cores)
+	}
+	return x
 }
 
 // agentPids reads each agent's pid from its status.
@@ -705,7 +808,7 @@ func median(x []float64) float64 {
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
-func report(load0 string, idle0 cost, res map[string][]cost, loads []string, running int, spawn []time.Duration, spawnTotal time.Duration, lat []latRow, ls [][]time.Duration, mem []memRow) {
+func report(load0 string, idle0 cost, zero, res map[string][]cost, loads []string, running int, spawn []time.Duration, spawnTotal time.Duration, lat []latRow, ls [][]time.Duration, mem []memRow) {
 	w := os.Stdout
 	kernel, _ := os.ReadFile("/proc/sys/kernel/osrelease")
 	ver, _ := os.ReadFile(filepath.Join(mnt, "version"))
@@ -718,16 +821,37 @@ func report(load0 string, idle0 cost, res map[string][]cost, loads []string, run
 	fmt.Fprintf(w, "machine: nproc=%d kernel=%s cpu=%q %s/%s %s cgroup=%s loadavg=%s (start) %s (end) %s\n",
 		runtime.NumCPU(), strings.TrimSpace(string(kernel)), cpuModel(), runtime.GOOS, runtime.GOARCH, runtime.Version(),
 		cgv, load0, loadavg(), time.Now().UTC().Format(time.RFC3339))
-	fmt.Fprintf(w, "command: go run ./scripts/bench -agents %d -window %s -repeat %d -interval %s -gpu %s -n %d -fill %d -adaptive=%v -counters=%v -rawproc=%v -sockgate=%v   (as root; `make bench` runs it with the defaults)\n\n",
-		*nAgents, *window, *repeat, *interval, *gpuFlag, *iters, *fill, *adaptive, *counters, *rawproc, *sockgate)
+	fmt.Fprintf(w, "command: go run ./scripts/bench -agents %d -window %s -repeat %d -interval %s -gpu %s -n %d -fill %d -adaptive=%v -counters=%v -rawproc=%v -sockgate=%v -procevery=%d -connfilter=%v -churn=%d   (as root; `make bench` runs it with the defaults)\n\n",
+		*nAgents, *window, *repeat, *interval, *gpuFlag, *iters, *fill, *adaptive, *counters, *rawproc, *sockgate, *procEvery, *connFilter, *churn)
 
-	fmt.Fprintf(w, "The daemon's CPU at %d agents with every engine on, %s sampling: utime+stime from /proc/PID/stat over %s windows, remedies off and on alternating (ABBA, %d of each), median [min–max]; per agent-second is above the 0-agent daemon (%.1f ms/s):\n\n",
-		running, *interval, *window, *repeat, idle0.cores*1000)
+	fmt.Fprintf(w, "The daemon with 0 agents, the proc connector's socket filter (and every other remedy) off and on, %s windows (ABBA, %d of each), median [min–max]; first with the host's own process events, then with this bench starting and ending %.0f threads a second outside every agent:\n\n",
+		*window, *repeat, churned)
 	var rows [][]string
+	for _, ch := range []int{0, *churn} {
+		if ch == *churn && ch == 0 {
+			break
+		}
+		var med [2]float64
+		for i, set := range []string{setOff, setOn} {
+			ms := coresOf(zero[fmt.Sprintf("%d-%s", ch, set)])
+			for j := range ms {
+				ms[j] *= 1000
+			}
+			med[i] = median(ms)
+			rows = append(rows, []string{strconv.Itoa(ch), set, fmt.Sprintf("%.1f [%.1f–%.1f]", med[i], slices.Min(ms), slices.Max(ms))})
+		}
+		rows = append(rows, []string{strconv.Itoa(ch), "on − off", fmt.Sprintf("%+.1f", med[1]-med[0])})
+	}
+	table(w, []string{"bench threads/s", "filter", ">ms CPU per s"}, rows)
+	fmt.Fprintln(w)
+
+	fmt.Fprintf(w, "The daemon's CPU at %d agents with every engine on, %s sampling: utime+stime from /proc/PID/stat over %s windows, remedies off, on but Tuning.ProcEvery 1 (on-pe1) and on, alternating (ABCCBA, %d of each), median [min–max]; per agent-second is above the 0-agent daemon with the filter on (%.1f ms/s):\n\n",
+		running, *interval, *window, *repeat, idle0.cores*1000)
+	rows = nil
 	for _, load := range loads {
-		var per [2]float64
-		for i, on := range []bool{false, true} {
-			cs := res[load+"-"+onOff(on)]
+		per := make([]float64, len(settings))
+		for i, set := range settings {
+			cs := res[load+"-"+set]
 			var ms []float64
 			for _, c := range cs {
 				ms = append(ms, c.cores*1000)
@@ -738,13 +862,14 @@ func report(load0 string, idle0 cost, res map[string][]cost, loads []string, run
 			for _, c := range cs {
 				share = append(share, 100*c.threat/(float64(c.ticks)/userHZ))
 			}
-			rows = append(rows, []string{load, onOff(on),
+			rows = append(rows, []string{load, set,
 				fmt.Sprintf("%.1f [%.1f–%.1f]", med, slices.Min(ms), slices.Max(ms)),
 				fmt.Sprintf("%.0f", per[i]),
 				fmt.Sprintf("%.2f%%", med/10/float64(runtime.NumCPU())),
 				fmt.Sprintf("%.1f%%", median(share))})
 		}
-		rows = append(rows, []string{load, "on ÷ off", "", fmt.Sprintf("%.2f", per[1]/per[0]), "", ""})
+		rows = append(rows, []string{load, "on ÷ off", "", fmt.Sprintf("%.2f", per[2]/per[0]), "", ""})
+		rows = append(rows, []string{load, "on ÷ on-pe1", "", fmt.Sprintf("%.2f", per[2]/per[1]), "", ""})
 	}
 	table(w, []string{"agents", "remedies", ">ms CPU per s", ">µs per agent-s", ">of the machine", ">threat engine's share"}, rows)
 	fmt.Fprintf(w, "\nThe threat engine's share is the time its passes took (aiosfs_threat_tick_seconds_total: scoring every agent's window and responding; the proc connector's events it counts between passes are not in it) over the daemon's utime+stime in the same window, median.\n")

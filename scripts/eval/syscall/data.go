@@ -20,6 +20,7 @@ type Trace struct {
 	Family string // attack family ("" for normal traces)
 	Run    string // the directory holding it (an attack run)
 	Calls  []int
+	gru    []float64 // each call's NLL under the eval's GRU, filled by main
 }
 
 var runSuffix = regexp.MustCompile(`_[0-9]+$`)

@@ -20,27 +20,42 @@
 //	wb-max      the same, highest mean NLL over a window of calls
 //	knn         TF-IDF bag of 1..n-grams, 1 − cosine similarity to the
 //	            K-th nearest training trace
+//	gru-mean    GRU next-call language model, mean NLL per call
+//	gru-max     the same, highest mean NLL over a window of calls
 //	ensemble    stide-rate, markov-mean and knn, each as its rank among
 //	            the calibration normals, averaged
+//	ensemble-lm gru-mean, wb-mean and knn, the same way (Kim et al. 2016's
+//	            normalise-and-average)
+//	diag-sup    a diagnostic, not a one-class detector: similarity to the
+//	            attack traces of the other runs less that to training
+//	            (-diag=false leaves it out)
 //
-// Output: one line per model and set,
+// Output: a header (data, constants, training times), then a table with
+// one row per model and set,
 //
-//	model=NAME set=overall|FAMILY n=N auc=F dr@1%=F dr@5%=F
+//	model  set  n  auc  dr@1%  dr@5%
 //
-// (and, with -subset S, set=*S for the attack traces whose name ends with
-// S), with the test half's realised false-positive rates per model, evidence
-// (the rarest n-grams, by name) of the highest-scored trace of each
-// family, and the run time.
+// where set is overall, a family, or (with -subset S) *S for the attack
+// traces whose name ends with S; then the test half's realised
+// false-positive rates per model, the attack runs with a trace flagged at
+// the 1 % threshold and the chance of the same for a group of normals of
+// a run's size, evidence (the rarest n-grams, by name) of the
+// highest-scored trace of each family, and the run time (wall and CPU).
 package main
 
 import (
 	"flag"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"aiosfs/engines/ml"
@@ -48,8 +63,12 @@ import (
 
 type model struct {
 	name  string
-	score func([]int) float64
+	score func(*Trace) float64
 }
+
+// set is one model's scores of the calibration half, the test half and
+// the attack traces.
+type set struct{ c, te, a []float64 }
 
 func main() {
 	start := time.Now()
@@ -67,6 +86,13 @@ func main() {
 	kn := flag.Int("knn-n", 3, "kNN: longest n-gram")
 	kk := flag.Int("knn-k", 1, "kNN: which nearest neighbour")
 	sub := flag.Bool("knn-log", true, "kNN: sublinear term frequency log(1+count)")
+	gh := flag.Int("gru-h", ml.DefaultGRUConfig().Hidden, "GRU: hidden units")
+	ge := flag.Int("gru-epochs", ml.DefaultGRUConfig().Epochs, "GRU: training epochs")
+	gb := flag.Int("gru-bptt", ml.DefaultGRUConfig().BPTT, "GRU: truncated BPTT segment, calls")
+	glr := flag.Float64("gru-lr", ml.DefaultGRUConfig().LR, "GRU: Adam step size")
+	ga := flag.Bool("gru-anneal", ml.DefaultGRUConfig().Anneal, "GRU: decay the step size linearly to 0")
+	gs := flag.Uint64("gru-seed", ml.DefaultGRUConfig().Seed, "GRU: seed of the initial weights and trace order")
+	diag := flag.Bool("diag", true, "also print diag-sup, the supervised leave-one-run-out diagnostic (not a one-class detector)")
 	subset := flag.String("subset", "", "also report the attack traces whose name ends with this (a diagnostic; none by default)")
 	evid := flag.Int("evidence", 3, "rarest n-grams shown per family (0: none)")
 	flag.Parse()
@@ -127,70 +153,61 @@ func main() {
 	kx, err := ml.NewGramKNN(*kn, *kk, *sub)
 	check(err)
 	check(kx.Train(tr))
-	fmt.Printf("trained in %.1fs: stide windows=%d markov V=%d knn features=%d\n",
+	fmt.Printf("trained n-gram models in %.1fs: stide windows=%d markov V=%d knn features=%d\n",
 		time.Since(start).Seconds(), len(st.DB.Counts), mm.V, len(kx.IDF))
+	gcfg := ml.DefaultGRUConfig()
+	gcfg.Hidden, gcfg.Epochs, gcfg.BPTT, gcfg.LR, gcfg.Anneal, gcfg.Seed, gcfg.Win = *gh, *ge, *gb, *glr, *ga, *gs, *win
+	gru, err := ml.NewGRULM(gcfg)
+	check(err)
+	t0, c0 := time.Now(), cpuTime()
+	check(gru.Train(tr))
+	fmt.Printf("trained gru in %.1fs (%.1fs CPU; wall time depends on the load): hidden=%d epochs=%d bptt=%d lr=%g anneal=%v seed=%d params=%d train-nll/epoch=%s\n",
+		time.Since(t0).Seconds(), cpuTime()-c0, gcfg.Hidden, gcfg.Epochs, gcfg.BPTT, gcfg.LR, gcfg.Anneal, gcfg.Seed, len(gru.P), fmtF(gru.TrainLoss))
+
+	// every call's NLL under the GRU, once per trace (in parallel: the
+	// model is read-only while scoring, each trace its own stream)
+	for _, ts := range [][]Trace{calib, test, att} {
+		par(len(ts), func(i int) { ts[i].gru = gru.NLLs(ts[i].Calls) })
+	}
+	fmt.Printf("gru scored %d traces by %.1fs\n", len(calib)+len(test)+len(att), time.Since(start).Seconds())
 
 	models := []model{
-		{"stide-lfc", func(c []int) float64 { return st.Score(c).LFC }},
-		{"stide-rate", func(c []int) float64 { return st.Score(c).MismatchRate }},
-		{"markov-mean", func(c []int) float64 { return mm.Score(c).MeanNLL }},
-		{"markov-max", func(c []int) float64 { return mm.Score(c).MaxWin }},
-		{"wb-mean", func(c []int) float64 { return wb.Score(c).MeanNLL }},
-		{"wb-max", func(c []int) float64 { return wb.Score(c).MaxWin }},
-		{"knn", kx.Score},
+		{"stide-lfc", func(t *Trace) float64 { return st.Score(t.Calls).LFC }},
+		{"stide-rate", func(t *Trace) float64 { return st.Score(t.Calls).MismatchRate }},
+		{"markov-mean", func(t *Trace) float64 { return mm.Score(t.Calls).MeanNLL }},
+		{"markov-max", func(t *Trace) float64 { return mm.Score(t.Calls).MaxWin }},
+		{"wb-mean", func(t *Trace) float64 { return wb.Score(t.Calls).MeanNLL }},
+		{"wb-max", func(t *Trace) float64 { return wb.Score(t.Calls).MaxWin }},
+		{"knn", func(t *Trace) float64 { return kx.Score(t.Calls) }},
+		{"gru-mean", func(t *Trace) float64 { return mean(t.gru) }},
+		{"gru-max", func(t *Trace) float64 { return maxWin(t.gru, *win) }},
 	}
 	scores := func(m model, ts []Trace) []float64 {
 		out := make([]float64, len(ts))
-		for i, t := range ts {
-			out[i] = m.score(t.Calls)
-		}
+		par(len(ts), func(i int) { out[i] = m.score(&ts[i]) })
 		return out
 	}
 	fmt.Printf("%-12s %-12s %5s %6s %7s %7s\n", "model", "set", "n", "auc", "dr@1%", "dr@5%")
-	var fprs []string
+	var fprs, runs []string
+	var fpr1 []float64
 	attScores := map[string][]float64{}
-	type set struct{ c, te, a []float64 }
 	sets := map[string]set{}
 	for _, m := range models {
 		sets[m.name] = set{scores(m, calib), scores(m, test), scores(m, att)}
 	}
-	// ensemble: each member's score as its rank among the calibration
-	// normals (0..1), averaged; it uses no attack and no test trace.
-	ens := []string{"stide-rate", "markov-mean", "knn"}
-	cdf := func(cal []float64, v float64) float64 {
-		return float64(sort.SearchFloat64s(cal, v)) / float64(len(cal))
+	// ensembles: each member's score as its rank among the calibration
+	// normals (0..1), averaged with equal weights; they use no attack and
+	// no test trace. The calibration half holds normals only, so there is
+	// nothing on which weights could be fitted to detection; equal
+	// weights on calibration ranks is Kim et al.'s normalise-and-average
+	// with that constraint.
+	sets["ensemble"] = rankMean(sets, []string{"stide-rate", "markov-mean", "knn"})
+	sets["ensemble-lm"] = rankMean(sets, []string{"gru-mean", "wb-mean", "knn"})
+	models = append(models, model{name: "ensemble"}, model{name: "ensemble-lm"})
+	if *diag {
+		sets["diag-sup"] = supervisedDiag(kx, calib, test, att, *kn)
+		models = append(models, model{name: "diag-sup"})
 	}
-	var es set
-	for _, part := range []int{0, 1, 2} {
-		var n int
-		switch part {
-		case 0:
-			n = len(calib)
-		case 1:
-			n = len(test)
-		default:
-			n = len(att)
-		}
-		out := make([]float64, n)
-		for _, name := range ens {
-			cal := append([]float64(nil), sets[name].c...)
-			sort.Float64s(cal)
-			src := [][]float64{sets[name].c, sets[name].te, sets[name].a}[part]
-			for i, v := range src {
-				out[i] += cdf(cal, v) / float64(len(ens))
-			}
-		}
-		switch part {
-		case 0:
-			es.c = out
-		case 1:
-			es.te = out
-		default:
-			es.a = out
-		}
-	}
-	sets["ensemble"] = es
-	models = append(models, model{name: "ensemble"})
 	for _, m := range models {
 		c, te, a := sets[m.name].c, sets[m.name].te, sets[m.name].a
 		attScores[m.name] = a
@@ -218,8 +235,35 @@ func main() {
 			line("*"+*subset, pos)
 		}
 		fprs = append(fprs, fmt.Sprintf("%s=%.3f/%.3f", m.name, ml.RateAbove(te, t1), ml.RateAbove(te, t5)))
+		// run level: an attack run counts as detected when any of its
+		// traces is flagged at the 1 % threshold
+		hit := map[string]bool{}
+		for i, t := range att {
+			hit[t.Run] = hit[t.Run] || a[i] > t1
+		}
+		nh := 0
+		for _, h := range hit {
+			if h {
+				nh++
+			}
+		}
+		runs = append(runs, fmt.Sprintf("%s=%d", m.name, nh))
+		fpr1 = append(fpr1, ml.RateAbove(te, t1))
 	}
 	fmt.Printf("test-half false-positive rate at the 1%%/5%% thresholds: %s\n", strings.Join(fprs, " "))
+	nrun := map[string]bool{}
+	for _, t := range att {
+		nrun[t.Run] = true
+	}
+	perRun := float64(len(att)) / float64(len(nrun))
+	fmt.Printf("attack runs with a trace flagged at the 1%% threshold (of %d runs, %.1f traces a run): %s\n", len(nrun), perRun, strings.Join(runs, " "))
+	// the same rule on normal traces: a group of perRun test normals is
+	// flagged with probability 1 − (1 − fpr)^perRun
+	var grp []string
+	for i, m := range models {
+		grp = append(grp, fmt.Sprintf("%s=%.2f", m.name, 1-math.Pow(1-fpr1[i], perRun)))
+	}
+	fmt.Printf("a group of %.1f test normals flagged at the 1%% threshold, probability: %s\n", perRun, strings.Join(grp, " "))
 	if *evid > 0 {
 		a := attScores["knn"]
 		for _, f := range famNames {
@@ -236,7 +280,7 @@ func main() {
 			fmt.Printf("evidence family=%s trace=%s knn=%.3f rarest: %s\n", f, att[best].Name, a[best], strings.Join(ev, "; "))
 		}
 	}
-	fmt.Printf("run time %.1fs\n", time.Since(start).Seconds())
+	fmt.Printf("run time %.1fs (%.1fs CPU)\n", time.Since(start).Seconds(), cpuTime())
 }
 
 // locate finds the three archives under dir, or returns the line that
@@ -258,4 +302,140 @@ func check(err error) {
 		fmt.Fprintln(os.Stderr, "syscall:", err)
 		os.Exit(1)
 	}
+}
+
+// rankMean turns each named model's scores into their rank among its
+// calibration scores (0..1, the fraction of calibration normals below)
+// and averages them: a combination that needs no attack and no test
+// trace.
+func rankMean(sets map[string]set, names []string) set {
+	var es set
+	parts := []func(s set) []float64{
+		func(s set) []float64 { return s.c },
+		func(s set) []float64 { return s.te },
+		func(s set) []float64 { return s.a },
+	}
+	outs := []*[]float64{&es.c, &es.te, &es.a}
+	for p, part := range parts {
+		out := make([]float64, len(part(sets[names[0]])))
+		for _, name := range names {
+			cal := append([]float64(nil), sets[name].c...)
+			sort.Float64s(cal)
+			for i, v := range part(sets[name]) {
+				out[i] += float64(sort.SearchFloat64s(cal, v)) / float64(len(cal)) / float64(len(names))
+			}
+		}
+		*outs[p] = out
+	}
+	return es
+}
+
+// par runs f(0..n-1) on GOMAXPROCS goroutines; each f writes only its own
+// index, so the result does not depend on the schedule.
+func par(n int, f func(i int)) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for w := 0; w < runtime.GOMAXPROCS(0); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				f(i)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+func mean(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	var s float64
+	for _, x := range v {
+		s += x
+	}
+	return s / float64(len(v))
+}
+
+// maxWin is the highest mean over w consecutive values (the mean of all
+// when there are fewer), as MarkovScore.MaxWin.
+func maxWin(v []float64, w int) float64 {
+	if len(v) < w || w < 1 {
+		return mean(v)
+	}
+	var s float64
+	for _, x := range v[:w] {
+		s += x
+	}
+	best := s
+	for i := w; i < len(v); i++ {
+		s += v[i] - v[i-w]
+		best = math.Max(best, s)
+	}
+	return best / float64(w)
+}
+
+func fmtF(v []float64) string {
+	s := make([]string, len(v))
+	for i, x := range v {
+		s[i] = fmt.Sprintf("%.3f", x)
+	}
+	return strings.Join(s, ",")
+}
+
+// supervisedDiag is a diagnostic, not a detector the protocol allows: it
+// measures how separable the attack traces are from the normals once a
+// model has seen attack traces. A trace's score is its cosine similarity
+// (the kNN's TF-IDF 1..n-grams, nearest neighbour) to the nearest attack
+// trace of another run, less that to the nearest training trace. An
+// attack trace is compared with the attack traces of every other run
+// (leave-one-run-out), a normal trace with every attack trace; no trace
+// is ever compared with itself or its own run.
+func supervisedDiag(normal *ml.GramKNN, calib, test, att []Trace, n int) set {
+	byRun := map[string]*ml.GramKNN{}
+	var all [][]int
+	for _, t := range att {
+		all = append(all, t.Calls)
+		if byRun[t.Run] == nil {
+			var other [][]int
+			for _, u := range att {
+				if u.Run != t.Run {
+					other = append(other, u.Calls)
+				}
+			}
+			m, err := ml.NewGramKNN(n, 1, true)
+			check(err)
+			check(m.Train(other))
+			byRun[t.Run] = m
+		}
+	}
+	every, err := ml.NewGramKNN(n, 1, true)
+	check(err)
+	check(every.Train(all))
+	score := func(ts []Trace, own bool) []float64 {
+		out := make([]float64, len(ts))
+		par(len(ts), func(i int) {
+			m := every
+			if own {
+				m = byRun[ts[i].Run]
+			}
+			out[i] = normal.Score(ts[i].Calls) - m.Score(ts[i].Calls)
+		})
+		return out
+	}
+	return set{score(calib, false), score(test, false), score(att, true)}
+}
+
+// cpuTime is the user + system CPU seconds this process has used.
+func cpuTime() float64 {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return math.NaN()
+	}
+	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
 }
