@@ -55,7 +55,7 @@
 //
 // Needs root; prints why and exits 0 when the capture cannot run here.
 //
-//	go run ./scripts/bench/syscap [-work read,build] [-n 1000000] [-files 24] [-rounds 5]
+//	go run ./scripts/bench/syscap [-work read,build] [-n 1000000] [-files 24] [-rounds 5] [-wait-clean 30s]
 package main
 
 import (
