@@ -40,11 +40,15 @@ var (
 	duration  = flag.Duration("for", 50*time.Minute, "how long to watch")
 	copies    = flag.Int("copies", 1, "agents per program")
 	threshold = flag.Float64("alert", 0.5, "score counted as an alarm (the default policy's alert)")
+	set       = flag.String("set", "trained", "program set: trained (the ten programs of soaks 1-3, whose kinds are in the training data) or unseen (programs used neither in training nor in an earlier soak)")
 )
 
 // program is one benign agent. W is its work directory, PORT the
-// loopback web server's port.
-type program struct{ name, script string }
+// loopback web server's port; files are written into W before it starts.
+type program struct {
+	name, script string
+	files        map[string]string
+}
 
 const compileSrc = `#include <stdio.h>
 static int fib(int n){return n<2?n:fib(n-1)+fib(n-2);}
@@ -52,17 +56,89 @@ int main(void){printf("%d\n",fib(24));return 0;}
 `
 
 var programs = []program{
-	{"idle", `exec sleep infinity`},
-	{"periodic", `while :; do date >> $W/log; ls /usr/bin | wc -l >> $W/log; sleep 5; done`},
-	{"cron-like", `while :; do find /etc -maxdepth 1 -type f -newer $W/stamp 2>/dev/null | wc -l > /dev/null; touch $W/stamp; sleep 30; done`},
-	{"compile", `while :; do gcc -O2 -o $W/a $W/a.c && $W/a >/dev/null; sleep 10; done`},
-	{"gzip", `while :; do head -c 8M /usr/bin/* 2>/dev/null | gzip -c > $W/out.gz; sleep 10; done`},
-	{"sqlite", `for i in $(seq 1 2000); do echo "insert into t values($i,'row $i');"; done > $W/ins.sql; while :; do sqlite3 $W/db.sqlite "create table if not exists t(a,b);" "begin;" ".read $W/ins.sql" "commit;" "select count(*) from t;" >/dev/null; sleep 10; done`},
-	{"webserver", `mkdir -p $W/docs; head -c 1M /dev/urandom > $W/docs/blob; exec python3 -m http.server $PORT --bind 127.0.0.1 --directory $W/docs 2>/dev/null`},
-	{"download", `sleep 3; while :; do curl -s -o $W/dl http://127.0.0.1:$PORT/blob; sleep 2; done`},
-	{"filescan", `while :; do find /usr/share -type f -size -64k 2>/dev/null | head -2000 | xargs cat >/dev/null 2>&1; sleep 20; done`},
-	{"backup", `mkdir -p $W/src; cp -r /usr/share/doc/bash $W/src/ 2>/dev/null; while :; do rm -rf $W/bk; cp -r $W/src $W/bk; tar cf $W/bk.tar -C $W bk; sleep 20; done`},
+	{"idle", `exec sleep infinity`, nil},
+	{"periodic", `while :; do date >> $W/log; ls /usr/bin | wc -l >> $W/log; sleep 5; done`, nil},
+	{"cron-like", `while :; do find /etc -maxdepth 1 -type f -newer $W/stamp 2>/dev/null | wc -l > /dev/null; touch $W/stamp; sleep 30; done`, nil},
+	{"compile", `while :; do gcc -O2 -o $W/a $W/a.c && $W/a >/dev/null; sleep 10; done`, nil},
+	{"gzip", `while :; do head -c 8M /usr/bin/* 2>/dev/null | gzip -c > $W/out.gz; sleep 10; done`, nil},
+	{"sqlite", `for i in $(seq 1 2000); do echo "insert into t values($i,'row $i');"; done > $W/ins.sql; while :; do sqlite3 $W/db.sqlite "create table if not exists t(a,b);" "begin;" ".read $W/ins.sql" "commit;" "select count(*) from t;" >/dev/null; sleep 10; done`, nil},
+	{"webserver", `mkdir -p $W/docs; head -c 1M /dev/urandom > $W/docs/blob; exec python3 -m http.server $PORT --bind 127.0.0.1 --directory $W/docs 2>/dev/null`, nil},
+	{"download", `sleep 3; while :; do curl -s -o $W/dl http://127.0.0.1:$PORT/blob; sleep 2; done`, nil},
+	{"filescan", `while :; do find /usr/share -type f -size -64k 2>/dev/null | head -2000 | xargs cat >/dev/null 2>&1; sleep 20; done`, nil},
+	{"backup", `mkdir -p $W/src; cp -r /usr/share/doc/bash $W/src/ 2>/dev/null; while :; do rm -rf $W/bk; cp -r $W/src $W/bk; tar cf $W/bk.tar -C $W bk; sleep 20; done`, nil},
 }
+
+// unseen is the out-of-sample set: benign programs of which none is a
+// scenario of scripts/threat/record (the training data) nor a program of
+// soaks 1-3, chosen before any of them was run under the daemon. Their
+// kinds overlap the training data's (a server answering in bulk, a
+// downloader, compression, checksumming), their programs and paces do
+// not: node serves, wget and a Python client download, xz, zip, lz4,
+// sha256sum, jq, git commit and a Python worker and logger work.
+var unseen = []program{
+	{"node-serve", `exec node $W/serve.js`, map[string]string{"serve.js": nodeServe}},
+	{"wget-fetch", `sleep 3; while :; do wget -q -O $W/dl http://127.0.0.1:$PORT/blob; sleep 3; done`, nil},
+	{"py-fetch", `sleep 3; exec python3 $W/fetch.py`, map[string]string{"fetch.py": pyFetch}},
+	{"xz", `while :; do cat /usr/lib/x86_64-linux-gnu/*.so* 2>/dev/null | head -c 16M | xz -1 -T1 > $W/a.xz; sleep 15; done`, nil},
+	{"zip", `while :; do rm -f $W/a.zip; zip -qr $W/a.zip /usr/share/man/man5 /usr/share/man/man8 >/dev/null 2>&1; sleep 30; done`, nil},
+	{"lz4", `while :; do dd if=/dev/urandom bs=1M count=16 2>/dev/null | lz4 -q -f - $W/z.lz4; sleep 12; done`, nil},
+	{"checksum", `while :; do sha256sum /usr/bin/* > $W/sums 2>/dev/null; sleep 40; done`, nil},
+	{"jq", `python3 -c 'import json,random; json.dump([{"k":i,"v":random.randint(0,1000)} for i in range(50000)], open("'$W'/d.json","w"))'; while :; do jq '[.[] | select(.v > 500)] | length' $W/d.json > $W/out; sleep 5; done`, nil},
+	{"git-commit", `cd $W && git init -q r && cd r && while :; do date >> log; git add -A && git -c user.name=s -c user.email=s@localhost commit -qm tick; sleep 10; done`, nil},
+	{"py-worker", `exec python3 $W/worker.py`, map[string]string{"worker.py": pyWorker}},
+	{"py-logger", `exec python3 $W/logger.py`, map[string]string{"logger.py": pyLogger}},
+}
+
+// nodeServe answers every request with a 2 MiB blob (/blob) or a small
+// JSON document (anything else), on PORT.
+const nodeServe = `const http = require("http");
+const blob = require("crypto").randomBytes(2 << 20);
+http.createServer((req, res) => {
+  if (req.url === "/blob") { res.end(blob); return; }
+  res.setHeader("content-type", "application/json");
+  res.end(JSON.stringify({time: Date.now(), items: [1, 2, 3]}));
+}).listen(+process.env.PORT, "127.0.0.1");
+`
+
+// pyFetch asks the node server for its JSON every 2 s and keeps a tally.
+const pyFetch = `import json, os, time, urllib.request
+n = 0
+while True:
+    try:
+        with urllib.request.urlopen("http://127.0.0.1:%s/status" % os.environ["PORT"], timeout=5) as r:
+            json.load(r); n += 1
+        open(os.environ["W"] + "/tally", "w").write(str(n))
+    except OSError:
+        pass
+    time.sleep(2)
+`
+
+// pyWorker is a batch job: every 10 s about a second of arithmetic and
+// a result file.
+const pyWorker = `import os, time
+while True:
+    t = time.time(); primes = []
+    n = 2
+    while time.time() - t < 1:
+        if all(n % p for p in primes[:200]): primes.append(n)
+        n += 1
+    open(os.environ["W"] + "/primes", "w").write(" ".join(map(str, primes[-100:])))
+    time.sleep(10)
+`
+
+// pyLogger writes 20 log lines a second and rotates every 30 s,
+// compressing the old log with zstd.
+const pyLogger = `import os, subprocess, time
+w = os.environ["W"]; log = w + "/app.log"; t0 = time.time(); i = 0
+while True:
+    with open(log, "a") as f:
+        f.write("%.3f INFO request %d served in 3 ms\n" % (time.time(), i)); i += 1
+    if time.time() - t0 > 30:
+        os.replace(log, log + ".1")
+        subprocess.run(["zstd", "-q", "-f", "--rm", log + ".1"])
+        t0 = time.time()
+    time.sleep(0.05)
+`
 
 // watch is one agent's record over the run.
 type watch struct {
@@ -93,6 +169,14 @@ func main() {
 	defer os.RemoveAll(work)
 	port := 20000 + os.Getpid()%20000
 
+	progs := programs
+	switch *set {
+	case "trained":
+	case "unseen":
+		progs = unseen
+	default:
+		fail("-set %q: want trained or unseen", *set)
+	}
 	var ws []*watch
 	stop := func() {
 		for _, w := range ws {
@@ -115,13 +199,18 @@ func main() {
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 
 	for c := 0; c < *copies; c++ {
-		for _, p := range programs {
+		for _, p := range progs {
 			dir := filepath.Join(work, fmt.Sprintf("%s-%d", p.name, c))
 			if err := os.MkdirAll(dir, 0755); err != nil {
 				fail("%v", err)
 			}
 			if err := os.WriteFile(filepath.Join(dir, "a.c"), []byte(compileSrc), 0644); err != nil {
 				fail("%v", err)
+			}
+			for n, body := range p.files {
+				if err := os.WriteFile(filepath.Join(dir, n), []byte(body), 0644); err != nil {
+					fail("%v", err)
+				}
 			}
 			name := fmt.Sprintf("soak-%s-%d", p.name, c)
 			script := fmt.Sprintf("export W=%s PORT=%d; %s", dir, port+c, p.script)
@@ -201,8 +290,8 @@ func report(ws []*watch, status string) {
 		by[w.prog] = append(by[w.prog], w)
 	}
 	sort.Strings(names)
-	fmt.Printf("threat soak: %d benign agents, %s each, alarm at score >= %.2f; threat/status at the end:\n\n    %s\n\n",
-		len(ws), time.Duration(ws[0].seconds*float64(time.Second)).Round(time.Second), *threshold, strings.ReplaceAll(strings.TrimSpace(status), "\n", "\n    "))
+	fmt.Printf("threat soak (-set %s): %d benign agents, %s each, alarm at score >= %.2f; threat/status at the end:\n\n    %s\n\n",
+		*set, len(ws), time.Duration(ws[0].seconds*float64(time.Second)).Round(time.Second), *threshold, strings.ReplaceAll(strings.TrimSpace(status), "\n", "\n    "))
 	fmt.Println("| program | agent-hours | windows scored | alarming windows | alarm episodes | episodes per 10 agent-hours | highest score (type, top features) |")
 	fmt.Println("|---|---:|---:|---:|---:|---:|---|")
 	var hours float64
