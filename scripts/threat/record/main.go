@@ -375,6 +375,16 @@ func listener(ctx context.Context, kind string) (int, func(), error) {
 		conns.Range(func(k, _ any) bool { k.(net.Conn).Close(); return true })
 		wg.Wait()
 	}
+	if kind == "api" {
+		// a JSON API: a small answer to every request, connections kept alive
+		srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			io.Copy(io.Discard, r.Body)
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprintf(w, `{"id":%d,"status":"ok","items":[1,2,3],"text":"%s"}`, time.Now().UnixNano(), strings.Repeat("a", 512))
+		})}
+		go srv.Serve(l)
+		return port, func() { srv.Close() }, nil
+	}
 	if kind == "http" {
 		blob := make([]byte, 8<<20)
 		srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.Write(blob) })}

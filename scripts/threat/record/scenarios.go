@@ -16,7 +16,7 @@ type Scenario struct {
 	Name   string
 	Label  threat.Type
 	User   string // "" root; "nobody" runs through setpriv as 65534:65534
-	Listen string // what the recorder's listener at PORT does: sink pool shell http
+	Listen string // what the recorder's listener at PORT does: sink pool shell http api
 	Drive  bool   // the recorder sends HTTP requests to APORT (a web server under load)
 	// DrivePath and DriveEvery, with Drive: the recorder asks for this one
 	// path (a bulk answer) every DriveEvery instead of small documents
@@ -74,6 +74,33 @@ while (my $c = $l->accept) {
 	{Name: "gitclone", Label: threat.Benign, Script: `git init -q $W/repo && cp $W/docs/doc0* $W/repo/ && git -C $W/repo add . && git -C $W/repo -c user.name=r -c user.email=r@localhost commit -qm init
 while :; do rm -rf $W/c; git clone -q --no-local $W/repo $W/c; done`},
 	{Name: "sortbig", Label: threat.Benign, Script: `seq 1 1500000 | shuf > $W/n; while :; do sort -n $W/n -o $W/s; done`},
+
+	// ---- benign, long-lived clients polling an API (added after the
+	// out-of-sample soak 4, whose false alarms were a Python client
+	// polling a JSON endpoint every 2 s, called a miner: one process, one
+	// connection, small periodic sends). An agent calling a model or a
+	// tool service looks like this. ----
+	{Name: "api-poll", Label: threat.Benign, Listen: "api", Script: `exec ` + py + ` -c '
+import http.client, json, os, time
+c = http.client.HTTPConnection("127.0.0.1", int(os.environ["PORT"]), timeout=5)
+while True:
+    c.request("GET", "/v1/status"); json.load(c.getresponse()); time.sleep(1)
+'`},
+	{Name: "api-poll-fresh", Label: threat.Benign, Listen: "api", Script: `exec ` + py + ` -c '
+import json, os, time, urllib.request
+while True:
+    with urllib.request.urlopen("http://127.0.0.1:%s/v1/jobs" % os.environ["PORT"], timeout=5) as r: json.load(r)
+    time.sleep(0.5)
+'`},
+	{Name: "api-poll-work", Label: threat.Benign, Listen: "api", Script: `exec ` + py + ` -c '
+import http.client, json, os, time
+c = http.client.HTTPConnection("127.0.0.1", int(os.environ["PORT"]), timeout=5)
+while True:
+    c.request("POST", "/v1/complete", body=json.dumps({"prompt": "x" * 2000}))
+    d = json.load(c.getresponse()); t = time.time()
+    while time.time() - t < 0.3: json.loads(json.dumps([d] * 50))
+    time.sleep(0.7)
+'`},
 
 	// ---- attack-like ----
 	{Name: "forkstorm", Label: threat.ResourceExhaustion, Pids: 64, Script: `f(){ f | f & }; f; wait`},
