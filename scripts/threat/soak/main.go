@@ -40,7 +40,7 @@ var (
 	duration  = flag.Duration("for", 50*time.Minute, "how long to watch")
 	copies    = flag.Int("copies", 1, "agents per program")
 	threshold = flag.Float64("alert", 0.5, "score counted as an alarm (the default policy's alert)")
-	set       = flag.String("set", "trained", "program set: trained (the ten programs of soaks 1-3, whose kinds are in the training data) or unseen (programs used neither in training nor in an earlier soak)")
+	set       = flag.String("set", "trained", "program set: trained (the ten programs of soaks 1-3, whose kinds are in the training data), unseen (soak 4: programs used neither in training nor in an earlier soak) or unseen2 (soak 6: programs in no earlier soak nor in training, written after soak 4)")
 )
 
 // program is one benign agent. W is its work directory, PORT the
@@ -88,6 +88,59 @@ var unseen = []program{
 	{"py-worker", `exec python3 $W/worker.py`, map[string]string{"worker.py": pyWorker}},
 	{"py-logger", `exec python3 $W/logger.py`, map[string]string{"logger.py": pyLogger}},
 }
+
+// unseen2 is a second out-of-sample set, written after soak 4 (whose
+// false alarms led to the API-poller training scenarios) and before
+// anything of it ran under the daemon: none of its programs is a
+// scenario of scripts/threat/record or a program of soaks 1-5 in the
+// same role (node was soak 4's server; here it serves small JSON with
+// kept-alive connections and, in another agent, polls it).
+var unseen2 = []program{
+	{"node-api", `exec node $W/api.js`, map[string]string{"api.js": nodeAPI}},
+	{"node-poll", `sleep 3; exec node $W/poll.js`, map[string]string{"poll.js": nodePoll}},
+	{"openssl-enc", `head -c 24M /dev/urandom > $W/plain; while :; do openssl enc -aes-256-cbc -pbkdf2 -pass pass:soak -in $W/plain -out $W/plain.enc; sleep 15; done`, nil},
+	{"bzip2", `while :; do head -c 12M /usr/share/man/man1/* 2>/dev/null | bzip2 -1 > $W/a.bz2; sleep 20; done`, nil},
+	{"du-scan", `while :; do du -s /usr/lib /usr/share > $W/du 2>/dev/null; sleep 30; done`, nil},
+	{"awk-report", `awk 'BEGIN{srand(1); for(i=0;i<200000;i++) printf "%d,%s,%d\n", i, (i%7?"get":"put"), int(rand()*1000)}' > $W/log.csv; while :; do awk -F, '{n[$2]++; s[$2]+=$3} END{for(k in n) print k, n[k], s[k]/n[k]}' $W/log.csv > $W/report; sleep 5; done`, nil},
+	{"split-join", `head -c 32M /dev/urandom > $W/big; while :; do rm -f $W/x*; split -b 1M $W/big $W/x && cat $W/x* > $W/joined && cmp -s $W/big $W/joined; sleep 15; done`, nil},
+	{"unzip", `cd $W && python3 -c 'import zipfile; z=zipfile.ZipFile("a.zip","w",zipfile.ZIP_DEFLATED); [z.writestr("f%03d.txt"%i, ("line %d\n"%i)*4000) for i in range(200)]; z.close()'; while :; do rm -rf $W/out; unzip -q $W/a.zip -d $W/out; sleep 20; done`, nil},
+	{"py-csv", `exec python3 $W/csvjob.py`, map[string]string{"csvjob.py": pyCSV}},
+	{"grep-scan", `while :; do grep -rIl -m1 "license" /usr/share/doc > $W/hits 2>/dev/null; sleep 30; done`, nil},
+}
+
+// nodeAPI answers every request with a small JSON document, keeping
+// connections alive, on PORT.
+const nodeAPI = `const http = require("http");
+let n = 0;
+http.createServer((req, res) => {
+  req.resume();
+  req.on("end", () => { res.setHeader("content-type", "application/json"); res.end(JSON.stringify({n: n++, ok: true, t: Date.now()})); });
+}).listen(+process.env.PORT, "127.0.0.1");
+`
+
+// nodePoll asks node-api for its state every second over one kept-alive
+// connection.
+const nodePoll = `const http = require("http");
+const agent = new http.Agent({keepAlive: true, maxSockets: 1});
+let last = 0;
+setInterval(() => {
+  http.get({host: "127.0.0.1", port: +process.env.PORT, path: "/v1/state", agent}, res => {
+    let b = ""; res.on("data", d => b += d); res.on("end", () => { try { last = JSON.parse(b).n; } catch (e) {} });
+  }).on("error", () => {});
+}, 1000);
+`
+
+// pyCSV writes a 200,000-row CSV every 20 s and sums a column of it.
+const pyCSV = `import csv, os, random, time
+p = os.environ["W"] + "/t.csv"
+while True:
+    with open(p, "w", newline="") as f:
+        w = csv.writer(f)
+        for i in range(200000): w.writerow([i, random.random(), "k%d" % (i % 100)])
+    with open(p) as f: s = sum(float(r[1]) for r in csv.reader(f))
+    open(p + ".sum", "w").write(str(s))
+    time.sleep(20)
+`
 
 // nodeServe answers every request with a 2 MiB blob (/blob) or a small
 // JSON document (anything else), on PORT.
@@ -174,8 +227,10 @@ func main() {
 	case "trained":
 	case "unseen":
 		progs = unseen
+	case "unseen2":
+		progs = unseen2
 	default:
-		fail("-set %q: want trained or unseen", *set)
+		fail("-set %q: want trained, unseen or unseen2", *set)
 	}
 	var ws []*watch
 	stop := func() {
