@@ -20,6 +20,7 @@
 package main
 
 import (
+	"bufio"
 	"flag"
 	"fmt"
 	"math"
@@ -205,6 +206,7 @@ type watch struct {
 	maxType, maxTop string
 	start           time.Time
 	seconds         float64
+	acts            int // the daemon's acts on it (threat/alerts.follow), any verb
 }
 
 func main() {
@@ -284,6 +286,30 @@ func main() {
 	}
 	fmt.Fprintf(os.Stderr, "soak: %d agents for %s\n", len(ws), *duration)
 
+	// The responder's acts, read as they happen: under load a pass over
+	// every agent's threat file takes more than the 1 s window, so the
+	// reader above misses windows (and their alarms); the responder acts
+	// on every window, once per step up, so its acts are the episodes.
+	actsMu := make(chan map[int]int, 1)
+	actsMu <- map[int]int{}
+	if f, err := os.Open(filepath.Join(*mount, "threat", "alerts.follow")); err != nil {
+		fmt.Fprintf(os.Stderr, "soak: no threat/alerts.follow (%v): acts not counted\n", err)
+	} else {
+		defer f.Close()
+		go func() {
+			sc := bufio.NewScanner(f)
+			for sc.Scan() {
+				a, _ := ctl.Field(sc.Text(), "agent")
+				k, _ := ctl.Field(sc.Text(), "kind")
+				if id, err := strconv.Atoi(a); err == nil && (k == "alert" || k == "throttle" || k == "quarantine" || k == "kill") {
+					m := <-actsMu
+					m[id]++
+					actsMu <- m
+				}
+			}
+		}()
+	}
+
 	end := time.Now().Add(*duration)
 	tick := time.NewTicker(time.Second)
 loop:
@@ -327,9 +353,12 @@ loop:
 			}
 		}
 	}
+	m := <-actsMu
 	for _, w := range ws {
 		w.seconds = time.Since(w.start).Seconds()
+		w.acts = m[w.id]
 	}
+	actsMu <- m
 	status, _ := os.ReadFile(filepath.Join(*mount, "threat", "status"))
 	stop()
 	report(ws, string(status))
@@ -347,16 +376,20 @@ func report(ws []*watch, status string) {
 	sort.Strings(names)
 	fmt.Printf("threat soak (-set %s): %d benign agents, %s each, alarm at score >= %.2f; threat/status at the end:\n\n    %s\n\n",
 		*set, len(ws), time.Duration(ws[0].seconds*float64(time.Second)).Round(time.Second), *threshold, strings.ReplaceAll(strings.TrimSpace(status), "\n", "\n    "))
-	fmt.Println("| program | agent-hours | windows scored | alarming windows | alarm episodes | episodes per 10 agent-hours | highest score (type, top features) |")
-	fmt.Println("|---|---:|---:|---:|---:|---:|---|")
-	var hours float64
-	var win, alarms, eps int
+	fmt.Println("Columns: windows read (the 1 s windows this reader saw, of the seconds watched: under load it misses some), the alarming ones and their episodes as read, the daemon's acts on the program's agents (threat/alerts.follow: one per step up of the verb, every window counted) and the acts per 10 agent-hours, the target's measure.")
+	fmt.Println()
+	fmt.Println("| program | agent-hours | windows read (of seconds) | alarming windows read | episodes read | daemon's acts | acts per 10 agent-hours | highest score read (type, top features) |")
+	fmt.Println("|---|---:|---:|---:|---:|---:|---:|---|")
+	var hours, secs float64
+	var win, alarms, eps, acts int
 	for _, n := range names {
-		var h, mx float64
-		var wn, al, ep int
+		var h, mx, sec float64
+		var wn, al, ep, ac int
 		var mt, mtop string
 		for _, w := range by[n] {
 			h += w.seconds / 3600
+			sec += w.seconds
+			ac += w.acts
 			wn += w.windows
 			al += w.alarms
 			ep += w.episodes
@@ -365,12 +398,14 @@ func report(ws []*watch, status string) {
 			}
 		}
 		hours += h
+		secs += sec
+		acts += ac
 		win += wn
 		alarms += al
 		eps += ep
-		fmt.Printf("| %s | %.2f | %d | %d | %d | %s | %.3f (%s, %s) |\n", n, h, wn, al, ep, per10(ep, h), mx, mt, mtop)
+		fmt.Printf("| %s | %.2f | %d (%.0f) | %d | %d | %d | %s | %.3f (%s, %s) |\n", n, h, wn, sec, al, ep, ac, per10(ac, h), mx, mt, mtop)
 	}
-	fmt.Printf("| **all** | %.2f | %d | %d | %d | %s | |\n", hours, win, alarms, eps, per10(eps, hours))
+	fmt.Printf("| **all** | %.2f | %d (%.0f) | %d | %d | %d | %s | |\n", hours, win, secs, alarms, eps, acts, per10(acts, hours))
 }
 
 func per10(n int, hours float64) string {
