@@ -295,7 +295,8 @@ func main() {
 	if f, err := os.Open(filepath.Join(*mount, "threat", "alerts.follow")); err != nil {
 		fmt.Fprintf(os.Stderr, "soak: no threat/alerts.follow (%v): acts not counted\n", err)
 	} else {
-		defer f.Close()
+		// Not closed before exit: a close waits for the read in flight,
+		// which waits for the next act.
 		go func() {
 			sc := bufio.NewScanner(f)
 			for sc.Scan() {
