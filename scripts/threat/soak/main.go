@@ -13,7 +13,14 @@
 // (docs/threat.md §10 says what the live feed lacks against the recorder).
 //
 //	aiosfs serve -mount /tmp/soak -state /tmp/soak-state -cgroup-prefix soak &
-//	go run ./scripts/threat/soak -mount /tmp/soak -for 50m -copies 1
+//	go run ./scripts/threat/soak -mount /tmp/soak -for 50m -copies 1 [-set trained|unseen|unseen2]
+//
+// -set picks the programs: trained (soaks 1-3's, whose kinds are in the
+// training data), unseen and unseen2 (out-of-sample sets: see their
+// comments, and docs/threat.md §9 for which soak used which). Beside the
+// windows it reads, it counts the daemon's own acts on its agents
+// (threat/alerts.follow): under load it cannot read every agent's window
+// every second, the responder sees them all.
 //
 // Programs run in a private work directory; network traffic stays on
 // loopback. Nothing here is an attack: every alarm counted is a false one.
