@@ -375,6 +375,16 @@ func listener(ctx context.Context, kind string) (int, func(), error) {
 		conns.Range(func(k, _ any) bool { k.(net.Conn).Close(); return true })
 		wg.Wait()
 	}
+	if kind == "api" {
+		// a JSON API: a small answer to every request, connections kept alive
+		srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			io.Copy(io.Discard, r.Body)
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprintf(w, `{"id":%d,"status":"ok","items":[1,2,3],"text":"%s"}`, time.Now().UnixNano(), strings.Repeat("a", 512))
+		})}
+		go srv.Serve(l)
+		return port, func() { srv.Close() }, nil
+	}
 	if kind == "http" {
 		blob := make([]byte, 8<<20)
 		srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.Write(blob) })}
@@ -520,7 +530,7 @@ func (r *recorder) run(sc Scenario, round int) ([]dataset.Row, error) {
 	waited := make(chan struct{})
 	go func() { cmd.Wait(); close(waited) }()
 	if sc.Drive {
-		go drive(ctx, aport)
+		go drive(ctx, aport, sc.DrivePath, sc.DriveEvery, sc.DriveRate)
 	}
 
 	agg := threat.NewAggregator()
@@ -555,16 +565,55 @@ func (r *recorder) run(sc Scenario, round int) ([]dataset.Row, error) {
 	return rows, nil
 }
 
-// drive sends HTTP requests to a web server agent, about 40 a second.
-func drive(ctx context.Context, port int) {
+// drive sends HTTP requests to a web server agent: by default small
+// documents, about 40 a second; with path, that one path every every (a
+// client downloading bulk answers, a fresh connection per request as
+// curl makes, read at rate bytes/s through a 64 KiB receive buffer).
+func drive(ctx context.Context, port int, path string, every time.Duration, rate int) {
 	c := &http.Client{Timeout: time.Second}
+	if path != "" {
+		d := &net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+			return rc.Control(func(fd uintptr) { unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, 64<<10) })
+		}}
+		c = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true, DialContext: d.DialContext}}
+	}
+	if every == 0 {
+		every = 25 * time.Millisecond
+	}
 	for ctx.Err() == nil {
-		resp, err := c.Get(fmt.Sprintf("http://127.0.0.1:%d/doc%03d.txt", port, time.Now().Nanosecond()%400))
+		p := path
+		if p == "" {
+			p = fmt.Sprintf("/doc%03d.txt", time.Now().Nanosecond()%400)
+		}
+		resp, err := c.Get(fmt.Sprintf("http://127.0.0.1:%d%s", port, p))
+		if err != nil && os.Getenv("FA_DEBUG") != "" {
+			fmt.Fprintln(os.Stderr, "drive:", err)
+		}
 		if err == nil {
-			io.Copy(io.Discard, resp.Body)
+			readPaced(ctx, resp.Body, rate)
 			resp.Body.Close()
 		}
-		time.Sleep(25 * time.Millisecond)
+		time.Sleep(every)
+	}
+}
+
+// readPaced reads r to its end at about rate bytes/s (0: unpaced).
+func readPaced(ctx context.Context, r io.Reader, rate int) {
+	if rate <= 0 {
+		io.Copy(io.Discard, r)
+		return
+	}
+	buf := make([]byte, 32<<10)
+	t0, n := time.Now(), 0
+	for ctx.Err() == nil {
+		k, err := r.Read(buf)
+		n += k
+		if err != nil {
+			return
+		}
+		if ahead := time.Duration(float64(n)/float64(rate)*float64(time.Second)) - time.Since(t0); ahead > 0 {
+			time.Sleep(ahead)
+		}
 	}
 }
 

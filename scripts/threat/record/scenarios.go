@@ -1,6 +1,10 @@
 package main
 
-import "aiosfs/engines/threat"
+import (
+	"time"
+
+	"aiosfs/engines/threat"
+)
 
 // Scenario is one program run as one agent. Script is bash, run with
 // W (a private temp dir, pre-filled by the recorder: W/data, W/docs),
@@ -12,10 +16,20 @@ type Scenario struct {
 	Name   string
 	Label  threat.Type
 	User   string // "" root; "nobody" runs through setpriv as 65534:65534
-	Listen string // what the recorder's listener at PORT does: sink pool shell http
+	Listen string // what the recorder's listener at PORT does: sink pool shell http api
 	Drive  bool   // the recorder sends HTTP requests to APORT (a web server under load)
-	Pids   int    // pids.max; default 256
-	Script string
+	// DrivePath and DriveEvery, with Drive: the recorder asks for this one
+	// path (a bulk answer) every DriveEvery instead of small documents
+	// about 40 times a second, reading the answer at DriveRate bytes/s
+	// (0: as fast as it comes) through a 64 KiB receive buffer, as a
+	// client on a real network would: a loopback client that reads at
+	// once empties the server's socket between two samples, and sock_diag
+	// (polled) never sees the bytes.
+	DrivePath  string
+	DriveEvery time.Duration
+	DriveRate  int
+	Pids       int // pids.max; default 256
+	Script     string
 }
 
 const py = "/usr/bin/python3"
@@ -37,6 +51,56 @@ while :; do sqlite3 $W/db.sqlite "create table if not exists t(a,b);" "begin;" "
 	{Name: "periodic", Label: threat.Benign, Script: `while :; do date >> $W/log; ls /usr/bin | wc -l >> $W/log; sleep 1; done`},
 	{Name: "filescan", Label: threat.Benign, Script: `while :; do find /usr/share -type f -size -64k 2>/dev/null | head -3000 | xargs cat >/dev/null 2>&1; done`},
 	{Name: "backup", Label: threat.Benign, Script: `while :; do rm -rf $W/bk; cp -r $W/docs $W/bk; tar cf $W/bk.tar -C $W bk; done`},
+
+	// ---- benign, heavy I/O (added after soak 3: its last false alarms were
+	// a web server's 1 MiB answers and a curl download, shapes the first
+	// nine benign scenarios lacked). Servers answer clients that asked;
+	// every peer is on loopback. ----
+	{Name: "bulkserve", Label: threat.Benign, Drive: true, DrivePath: "/big.bin", DriveEvery: 300 * time.Millisecond, DriveRate: 8 << 20,
+		Script: `head -c 8M /dev/urandom > $W/docs/big.bin; exec ` + py + ` -m http.server $APORT --bind 127.0.0.1 --directory $W/docs 2>/dev/null`},
+	{Name: "bulkserve-paced", Label: threat.Benign, Drive: true, DrivePath: "/big.bin", DriveEvery: 1500 * time.Millisecond, DriveRate: 1 << 20,
+		Script: `head -c 6M /dev/urandom > $W/docs/big.bin; exec ` + py + ` -m http.server $APORT --bind 127.0.0.1 --directory $W/docs 2>/dev/null`},
+	{Name: "perlserve", Label: threat.Benign, Drive: true, DrivePath: "/big.bin", DriveEvery: 200 * time.Millisecond, DriveRate: 4 << 20,
+		Script: `head -c 6M /dev/urandom > $W/big.bin; exec perl -MIO::Socket::INET -e '
+my $l = IO::Socket::INET->new(LocalAddr => "127.0.0.1", LocalPort => $ENV{APORT}, Listen => 16, ReuseAddr => 1) or die;
+local $/; open(my $f, "<", "$ENV{W}/big.bin") or die; binmode $f; my $b = <$f>; close $f;
+while (my $c = $l->accept) {
+  local $/ = "\r\n\r\n"; my $req = <$c>;
+  print $c "HTTP/1.0 200 OK\r\nContent-Length: " . length($b) . "\r\n\r\n", $b; close $c;
+}'`},
+	{Name: "curl-big", Label: threat.Benign, Listen: "http", Script: `while :; do curl -s -o $W/dl http://127.0.0.1:$PORT/blob; sleep 2; done`},
+	{Name: "curl-fast", Label: threat.Benign, Listen: "http", Script: `while :; do curl -s -o $W/dl http://127.0.0.1:$PORT/blob; done`},
+	{Name: "tartree", Label: threat.Benign, Script: `while :; do tar czf $W/t.tgz -C /usr/share doc 2>/dev/null; done`},
+	{Name: "gitclone", Label: threat.Benign, Script: `git init -q $W/repo && cp $W/docs/doc0* $W/repo/ && git -C $W/repo add . && git -C $W/repo -c user.name=r -c user.email=r@localhost commit -qm init
+while :; do rm -rf $W/c; git clone -q --no-local $W/repo $W/c; done`},
+	{Name: "sortbig", Label: threat.Benign, Script: `seq 1 1500000 | shuf > $W/n; while :; do sort -n $W/n -o $W/s; done`},
+
+	// ---- benign, long-lived clients polling an API (added after the
+	// out-of-sample soak 4, whose false alarms were a Python client
+	// polling a JSON endpoint every 2 s, called a miner: one process, one
+	// connection, small periodic sends). An agent calling a model or a
+	// tool service looks like this. ----
+	{Name: "api-poll", Label: threat.Benign, Listen: "api", Script: `exec ` + py + ` -c '
+import http.client, json, os, time
+c = http.client.HTTPConnection("127.0.0.1", int(os.environ["PORT"]), timeout=5)
+while True:
+    c.request("GET", "/v1/status"); json.load(c.getresponse()); time.sleep(1)
+'`},
+	{Name: "api-poll-fresh", Label: threat.Benign, Listen: "api", Script: `exec ` + py + ` -c '
+import json, os, time, urllib.request
+while True:
+    with urllib.request.urlopen("http://127.0.0.1:%s/v1/jobs" % os.environ["PORT"], timeout=5) as r: json.load(r)
+    time.sleep(0.5)
+'`},
+	{Name: "api-poll-work", Label: threat.Benign, Listen: "api", Script: `exec ` + py + ` -c '
+import http.client, json, os, time
+c = http.client.HTTPConnection("127.0.0.1", int(os.environ["PORT"]), timeout=5)
+while True:
+    c.request("POST", "/v1/complete", body=json.dumps({"prompt": "x" * 2000}))
+    d = json.load(c.getresponse()); t = time.time()
+    while time.time() - t < 0.3: json.loads(json.dumps([d] * 50))
+    time.sleep(0.7)
+'`},
 
 	// ---- attack-like ----
 	{Name: "forkstorm", Label: threat.ResourceExhaustion, Pids: 64, Script: `f(){ f | f & }; f; wait`},

@@ -13,13 +13,21 @@
 // (docs/threat.md §10 says what the live feed lacks against the recorder).
 //
 //	aiosfs serve -mount /tmp/soak -state /tmp/soak-state -cgroup-prefix soak &
-//	go run ./scripts/threat/soak -mount /tmp/soak -for 50m -copies 1
+//	go run ./scripts/threat/soak -mount /tmp/soak -for 50m -copies 1 [-set trained|unseen|unseen2]
+//
+// -set picks the programs: trained (soaks 1-3's, whose kinds are in the
+// training data), unseen and unseen2 (out-of-sample sets: see their
+// comments, and docs/threat.md §9 for which soak used which). Beside the
+// windows it reads, it counts the daemon's own acts on its agents
+// (threat/alerts.follow): under load it cannot read every agent's window
+// every second, the responder sees them all.
 //
 // Programs run in a private work directory; network traffic stays on
 // loopback. Nothing here is an attack: every alarm counted is a false one.
 package main
 
 import (
+	"bufio"
 	"flag"
 	"fmt"
 	"math"
@@ -40,11 +48,15 @@ var (
 	duration  = flag.Duration("for", 50*time.Minute, "how long to watch")
 	copies    = flag.Int("copies", 1, "agents per program")
 	threshold = flag.Float64("alert", 0.5, "score counted as an alarm (the default policy's alert)")
+	set       = flag.String("set", "trained", "program set: trained (the ten programs of soaks 1-3, whose kinds are in the training data), unseen (soak 4: programs used neither in training nor in an earlier soak) or unseen2 (soak 6: programs in no earlier soak nor in training, written after soak 4)")
 )
 
 // program is one benign agent. W is its work directory, PORT the
-// loopback web server's port.
-type program struct{ name, script string }
+// loopback web server's port; files are written into W before it starts.
+type program struct {
+	name, script string
+	files        map[string]string
+}
 
 const compileSrc = `#include <stdio.h>
 static int fib(int n){return n<2?n:fib(n-1)+fib(n-2);}
@@ -52,17 +64,142 @@ int main(void){printf("%d\n",fib(24));return 0;}
 `
 
 var programs = []program{
-	{"idle", `exec sleep infinity`},
-	{"periodic", `while :; do date >> $W/log; ls /usr/bin | wc -l >> $W/log; sleep 5; done`},
-	{"cron-like", `while :; do find /etc -maxdepth 1 -type f -newer $W/stamp 2>/dev/null | wc -l > /dev/null; touch $W/stamp; sleep 30; done`},
-	{"compile", `while :; do gcc -O2 -o $W/a $W/a.c && $W/a >/dev/null; sleep 10; done`},
-	{"gzip", `while :; do head -c 8M /usr/bin/* 2>/dev/null | gzip -c > $W/out.gz; sleep 10; done`},
-	{"sqlite", `for i in $(seq 1 2000); do echo "insert into t values($i,'row $i');"; done > $W/ins.sql; while :; do sqlite3 $W/db.sqlite "create table if not exists t(a,b);" "begin;" ".read $W/ins.sql" "commit;" "select count(*) from t;" >/dev/null; sleep 10; done`},
-	{"webserver", `mkdir -p $W/docs; head -c 1M /dev/urandom > $W/docs/blob; exec python3 -m http.server $PORT --bind 127.0.0.1 --directory $W/docs 2>/dev/null`},
-	{"download", `sleep 3; while :; do curl -s -o $W/dl http://127.0.0.1:$PORT/blob; sleep 2; done`},
-	{"filescan", `while :; do find /usr/share -type f -size -64k 2>/dev/null | head -2000 | xargs cat >/dev/null 2>&1; sleep 20; done`},
-	{"backup", `mkdir -p $W/src; cp -r /usr/share/doc/bash $W/src/ 2>/dev/null; while :; do rm -rf $W/bk; cp -r $W/src $W/bk; tar cf $W/bk.tar -C $W bk; sleep 20; done`},
+	{"idle", `exec sleep infinity`, nil},
+	{"periodic", `while :; do date >> $W/log; ls /usr/bin | wc -l >> $W/log; sleep 5; done`, nil},
+	{"cron-like", `while :; do find /etc -maxdepth 1 -type f -newer $W/stamp 2>/dev/null | wc -l > /dev/null; touch $W/stamp; sleep 30; done`, nil},
+	{"compile", `while :; do gcc -O2 -o $W/a $W/a.c && $W/a >/dev/null; sleep 10; done`, nil},
+	{"gzip", `while :; do head -c 8M /usr/bin/* 2>/dev/null | gzip -c > $W/out.gz; sleep 10; done`, nil},
+	{"sqlite", `for i in $(seq 1 2000); do echo "insert into t values($i,'row $i');"; done > $W/ins.sql; while :; do sqlite3 $W/db.sqlite "create table if not exists t(a,b);" "begin;" ".read $W/ins.sql" "commit;" "select count(*) from t;" >/dev/null; sleep 10; done`, nil},
+	{"webserver", `mkdir -p $W/docs; head -c 1M /dev/urandom > $W/docs/blob; exec python3 -m http.server $PORT --bind 127.0.0.1 --directory $W/docs 2>/dev/null`, nil},
+	{"download", `sleep 3; while :; do curl -s -o $W/dl http://127.0.0.1:$PORT/blob; sleep 2; done`, nil},
+	{"filescan", `while :; do find /usr/share -type f -size -64k 2>/dev/null | head -2000 | xargs cat >/dev/null 2>&1; sleep 20; done`, nil},
+	{"backup", `mkdir -p $W/src; cp -r /usr/share/doc/bash $W/src/ 2>/dev/null; while :; do rm -rf $W/bk; cp -r $W/src $W/bk; tar cf $W/bk.tar -C $W bk; sleep 20; done`, nil},
 }
+
+// unseen is the out-of-sample set: benign programs of which none is a
+// scenario of scripts/threat/record (the training data) nor a program of
+// soaks 1-3, chosen before any of them was run under the daemon. Their
+// kinds overlap the training data's (a server answering in bulk, a
+// downloader, compression, checksumming), their programs and paces do
+// not: node serves, wget and a Python client download, xz, zip, lz4,
+// sha256sum, jq, git commit and a Python worker and logger work.
+var unseen = []program{
+	{"node-serve", `exec node $W/serve.js`, map[string]string{"serve.js": nodeServe}},
+	{"wget-fetch", `sleep 3; while :; do wget -q -O $W/dl http://127.0.0.1:$PORT/blob; sleep 3; done`, nil},
+	{"py-fetch", `sleep 3; exec python3 $W/fetch.py`, map[string]string{"fetch.py": pyFetch}},
+	{"xz", `while :; do cat /usr/lib/x86_64-linux-gnu/*.so* 2>/dev/null | head -c 16M | xz -1 -T1 > $W/a.xz; sleep 15; done`, nil},
+	{"zip", `while :; do rm -f $W/a.zip; zip -qr $W/a.zip /usr/share/man/man5 /usr/share/man/man8 >/dev/null 2>&1; sleep 30; done`, nil},
+	{"lz4", `while :; do dd if=/dev/urandom bs=1M count=16 2>/dev/null | lz4 -q -f - $W/z.lz4; sleep 12; done`, nil},
+	{"checksum", `while :; do sha256sum /usr/bin/* > $W/sums 2>/dev/null; sleep 40; done`, nil},
+	{"jq", `python3 -c 'import json,random; json.dump([{"k":i,"v":random.randint(0,1000)} for i in range(50000)], open("'$W'/d.json","w"))'; while :; do jq '[.[] | select(.v > 500)] | length' $W/d.json > $W/out; sleep 5; done`, nil},
+	{"git-commit", `cd $W && git init -q r && cd r && while :; do date >> log; git add -A && git -c user.name=s -c user.email=s@localhost commit -qm tick; sleep 10; done`, nil},
+	{"py-worker", `exec python3 $W/worker.py`, map[string]string{"worker.py": pyWorker}},
+	{"py-logger", `exec python3 $W/logger.py`, map[string]string{"logger.py": pyLogger}},
+}
+
+// unseen2 is a second out-of-sample set, written after soak 4 (whose
+// false alarms led to the API-poller training scenarios) and before
+// anything of it ran under the daemon: none of its programs is a
+// scenario of scripts/threat/record or a program of soaks 1-5 in the
+// same role (node was soak 4's server; here it serves small JSON with
+// kept-alive connections and, in another agent, polls it).
+var unseen2 = []program{
+	{"node-api", `exec node $W/api.js`, map[string]string{"api.js": nodeAPI}},
+	{"node-poll", `sleep 3; exec node $W/poll.js`, map[string]string{"poll.js": nodePoll}},
+	{"openssl-enc", `head -c 24M /dev/urandom > $W/plain; while :; do openssl enc -aes-256-cbc -pbkdf2 -pass pass:soak -in $W/plain -out $W/plain.enc; sleep 15; done`, nil},
+	{"bzip2", `while :; do head -c 12M /usr/share/man/man1/* 2>/dev/null | bzip2 -1 > $W/a.bz2; sleep 20; done`, nil},
+	{"du-scan", `while :; do du -s /usr/lib /usr/share > $W/du 2>/dev/null; sleep 30; done`, nil},
+	{"awk-report", `awk 'BEGIN{srand(1); for(i=0;i<200000;i++) printf "%d,%s,%d\n", i, (i%7?"get":"put"), int(rand()*1000)}' > $W/log.csv; while :; do awk -F, '{n[$2]++; s[$2]+=$3} END{for(k in n) print k, n[k], s[k]/n[k]}' $W/log.csv > $W/report; sleep 5; done`, nil},
+	{"split-join", `head -c 32M /dev/urandom > $W/big; while :; do rm -f $W/x*; split -b 1M $W/big $W/x && cat $W/x* > $W/joined && cmp -s $W/big $W/joined; sleep 15; done`, nil},
+	{"unzip", `cd $W && python3 -c 'import zipfile; z=zipfile.ZipFile("a.zip","w",zipfile.ZIP_DEFLATED); [z.writestr("f%03d.txt"%i, ("line %d\n"%i)*4000) for i in range(200)]; z.close()'; while :; do rm -rf $W/out; unzip -q $W/a.zip -d $W/out; sleep 20; done`, nil},
+	{"py-csv", `exec python3 $W/csvjob.py`, map[string]string{"csvjob.py": pyCSV}},
+	{"grep-scan", `while :; do grep -rIl -m1 "license" /usr/share/doc > $W/hits 2>/dev/null; sleep 30; done`, nil},
+}
+
+// nodeAPI answers every request with a small JSON document, keeping
+// connections alive, on PORT.
+const nodeAPI = `const http = require("http");
+let n = 0;
+http.createServer((req, res) => {
+  req.resume();
+  req.on("end", () => { res.setHeader("content-type", "application/json"); res.end(JSON.stringify({n: n++, ok: true, t: Date.now()})); });
+}).listen(+process.env.PORT, "127.0.0.1");
+`
+
+// nodePoll asks node-api for its state every second over one kept-alive
+// connection.
+const nodePoll = `const http = require("http");
+const agent = new http.Agent({keepAlive: true, maxSockets: 1});
+let last = 0;
+setInterval(() => {
+  http.get({host: "127.0.0.1", port: +process.env.PORT, path: "/v1/state", agent}, res => {
+    let b = ""; res.on("data", d => b += d); res.on("end", () => { try { last = JSON.parse(b).n; } catch (e) {} });
+  }).on("error", () => {});
+}, 1000);
+`
+
+// pyCSV writes a 200,000-row CSV every 20 s and sums a column of it.
+const pyCSV = `import csv, os, random, time
+p = os.environ["W"] + "/t.csv"
+while True:
+    with open(p, "w", newline="") as f:
+        w = csv.writer(f)
+        for i in range(200000): w.writerow([i, random.random(), "k%d" % (i % 100)])
+    with open(p) as f: s = sum(float(r[1]) for r in csv.reader(f))
+    open(p + ".sum", "w").write(str(s))
+    time.sleep(20)
+`
+
+// nodeServe answers every request with a 2 MiB blob (/blob) or a small
+// JSON document (anything else), on PORT.
+const nodeServe = `const http = require("http");
+const blob = require("crypto").randomBytes(2 << 20);
+http.createServer((req, res) => {
+  if (req.url === "/blob") { res.end(blob); return; }
+  res.setHeader("content-type", "application/json");
+  res.end(JSON.stringify({time: Date.now(), items: [1, 2, 3]}));
+}).listen(+process.env.PORT, "127.0.0.1");
+`
+
+// pyFetch asks the node server for its JSON every 2 s and keeps a tally.
+const pyFetch = `import json, os, time, urllib.request
+n = 0
+while True:
+    try:
+        with urllib.request.urlopen("http://127.0.0.1:%s/status" % os.environ["PORT"], timeout=5) as r:
+            json.load(r); n += 1
+        open(os.environ["W"] + "/tally", "w").write(str(n))
+    except OSError:
+        pass
+    time.sleep(2)
+`
+
+// pyWorker is a batch job: every 10 s about a second of arithmetic and
+// a result file.
+const pyWorker = `import os, time
+while True:
+    t = time.time(); primes = []
+    n = 2
+    while time.time() - t < 1:
+        if all(n % p for p in primes[:200]): primes.append(n)
+        n += 1
+    open(os.environ["W"] + "/primes", "w").write(" ".join(map(str, primes[-100:])))
+    time.sleep(10)
+`
+
+// pyLogger writes 20 log lines a second and rotates every 30 s,
+// compressing the old log with zstd.
+const pyLogger = `import os, subprocess, time
+w = os.environ["W"]; log = w + "/app.log"; t0 = time.time(); i = 0
+while True:
+    with open(log, "a") as f:
+        f.write("%.3f INFO request %d served in 3 ms\n" % (time.time(), i)); i += 1
+    if time.time() - t0 > 30:
+        os.replace(log, log + ".1")
+        subprocess.run(["zstd", "-q", "-f", "--rm", log + ".1"])
+        t0 = time.time()
+    time.sleep(0.05)
+`
 
 // watch is one agent's record over the run.
 type watch struct {
@@ -76,6 +213,7 @@ type watch struct {
 	maxType, maxTop string
 	start           time.Time
 	seconds         float64
+	acts            int // the daemon's acts on it (threat/alerts.follow), any verb
 }
 
 func main() {
@@ -93,6 +231,16 @@ func main() {
 	defer os.RemoveAll(work)
 	port := 20000 + os.Getpid()%20000
 
+	progs := programs
+	switch *set {
+	case "trained":
+	case "unseen":
+		progs = unseen
+	case "unseen2":
+		progs = unseen2
+	default:
+		fail("-set %q: want trained, unseen or unseen2", *set)
+	}
 	var ws []*watch
 	stop := func() {
 		for _, w := range ws {
@@ -115,13 +263,18 @@ func main() {
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 
 	for c := 0; c < *copies; c++ {
-		for _, p := range programs {
+		for _, p := range progs {
 			dir := filepath.Join(work, fmt.Sprintf("%s-%d", p.name, c))
 			if err := os.MkdirAll(dir, 0755); err != nil {
 				fail("%v", err)
 			}
 			if err := os.WriteFile(filepath.Join(dir, "a.c"), []byte(compileSrc), 0644); err != nil {
 				fail("%v", err)
+			}
+			for n, body := range p.files {
+				if err := os.WriteFile(filepath.Join(dir, n), []byte(body), 0644); err != nil {
+					fail("%v", err)
+				}
 			}
 			name := fmt.Sprintf("soak-%s-%d", p.name, c)
 			script := fmt.Sprintf("export W=%s PORT=%d; %s", dir, port+c, p.script)
@@ -139,6 +292,31 @@ func main() {
 		}
 	}
 	fmt.Fprintf(os.Stderr, "soak: %d agents for %s\n", len(ws), *duration)
+
+	// The responder's acts, read as they happen: under load a pass over
+	// every agent's threat file takes more than the 1 s window, so the
+	// reader above misses windows (and their alarms); the responder acts
+	// on every window, once per step up, so its acts are the episodes.
+	actsMu := make(chan map[int]int, 1)
+	actsMu <- map[int]int{}
+	if f, err := os.Open(filepath.Join(*mount, "threat", "alerts.follow")); err != nil {
+		fmt.Fprintf(os.Stderr, "soak: no threat/alerts.follow (%v): acts not counted\n", err)
+	} else {
+		// Not closed before exit: a close waits for the read in flight,
+		// which waits for the next act.
+		go func() {
+			sc := bufio.NewScanner(f)
+			for sc.Scan() {
+				a, _ := ctl.Field(sc.Text(), "agent")
+				k, _ := ctl.Field(sc.Text(), "kind")
+				if id, err := strconv.Atoi(a); err == nil && (k == "alert" || k == "throttle" || k == "quarantine" || k == "kill") {
+					m := <-actsMu
+					m[id]++
+					actsMu <- m
+				}
+			}
+		}()
+	}
 
 	end := time.Now().Add(*duration)
 	tick := time.NewTicker(time.Second)
@@ -183,9 +361,12 @@ loop:
 			}
 		}
 	}
+	m := <-actsMu
 	for _, w := range ws {
 		w.seconds = time.Since(w.start).Seconds()
+		w.acts = m[w.id]
 	}
+	actsMu <- m
 	status, _ := os.ReadFile(filepath.Join(*mount, "threat", "status"))
 	stop()
 	report(ws, string(status))
@@ -201,18 +382,22 @@ func report(ws []*watch, status string) {
 		by[w.prog] = append(by[w.prog], w)
 	}
 	sort.Strings(names)
-	fmt.Printf("threat soak: %d benign agents, %s each, alarm at score >= %.2f; threat/status at the end:\n\n    %s\n\n",
-		len(ws), time.Duration(ws[0].seconds*float64(time.Second)).Round(time.Second), *threshold, strings.ReplaceAll(strings.TrimSpace(status), "\n", "\n    "))
-	fmt.Println("| program | agent-hours | windows scored | alarming windows | alarm episodes | episodes per 10 agent-hours | highest score (type, top features) |")
-	fmt.Println("|---|---:|---:|---:|---:|---:|---|")
-	var hours float64
-	var win, alarms, eps int
+	fmt.Printf("threat soak (-set %s): %d benign agents, %s each, alarm at score >= %.2f; threat/status at the end:\n\n    %s\n\n",
+		*set, len(ws), time.Duration(ws[0].seconds*float64(time.Second)).Round(time.Second), *threshold, strings.ReplaceAll(strings.TrimSpace(status), "\n", "\n    "))
+	fmt.Println("Columns: windows read (the 1 s windows this reader saw, of the seconds watched: under load it misses some), the alarming ones and their episodes as read, the daemon's acts on the program's agents (threat/alerts.follow: one per step up of the verb, every window counted) and the acts per 10 agent-hours, the target's measure.")
+	fmt.Println()
+	fmt.Println("| program | agent-hours | windows read (of seconds) | alarming windows read | episodes read | daemon's acts | acts per 10 agent-hours | highest score read (type, top features) |")
+	fmt.Println("|---|---:|---:|---:|---:|---:|---:|---|")
+	var hours, secs float64
+	var win, alarms, eps, acts int
 	for _, n := range names {
-		var h, mx float64
-		var wn, al, ep int
+		var h, mx, sec float64
+		var wn, al, ep, ac int
 		var mt, mtop string
 		for _, w := range by[n] {
 			h += w.seconds / 3600
+			sec += w.seconds
+			ac += w.acts
 			wn += w.windows
 			al += w.alarms
 			ep += w.episodes
@@ -221,12 +406,14 @@ func report(ws []*watch, status string) {
 			}
 		}
 		hours += h
+		secs += sec
+		acts += ac
 		win += wn
 		alarms += al
 		eps += ep
-		fmt.Printf("| %s | %.2f | %d | %d | %d | %s | %.3f (%s, %s) |\n", n, h, wn, al, ep, per10(ep, h), mx, mt, mtop)
+		fmt.Printf("| %s | %.2f | %d (%.0f) | %d | %d | %d | %s | %.3f (%s, %s) |\n", n, h, wn, sec, al, ep, ac, per10(ac, h), mx, mt, mtop)
 	}
-	fmt.Printf("| **all** | %.2f | %d | %d | %d | %s | |\n", hours, win, alarms, eps, per10(eps, hours))
+	fmt.Printf("| **all** | %.2f | %d (%.0f) | %d | %d | %d | %s | |\n", hours, win, secs, alarms, eps, acts, per10(acts, hours))
 }
 
 func per10(n int, hours float64) string {
