@@ -13,11 +13,16 @@
 // (docs/threat.md §10 says what the live feed lacks against the recorder).
 //
 //	aiosfs serve -mount /tmp/soak -state /tmp/soak-state -cgroup-prefix soak &
-//	go run ./scripts/threat/soak -mount /tmp/soak -for 50m -copies 1 [-set trained|unseen|unseen2]
+//	go run ./scripts/threat/soak -mount /tmp/soak -for 50m -copies 1 [-set trained|unseen|unseen2|unseen3]
+//	go run ./scripts/threat/soak -set unseen3 -try 20s
 //
 // -set picks the programs: trained (soaks 1-3's, whose kinds are in the
-// training data), unseen and unseen2 (out-of-sample sets: see their
-// comments, and docs/threat.md §9 for which soak used which). Beside the
+// training data), unseen, unseen2 and unseen3 (out-of-sample sets: see
+// their comments, and docs/threat.md §9 for which soak used which).
+// -try runs one copy of the set's programs as plain child processes, with
+// no daemon, for that long and says which of them died: a new set is
+// checked this way before any of it runs under the daemon, so that its
+// first run under the daemon is the measurement. Beside the
 // windows it reads, it counts the daemon's own acts on its agents
 // (threat/alerts.follow): under load it cannot read every agent's window
 // every second, the responder sees them all.
@@ -28,10 +33,12 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"flag"
 	"fmt"
 	"math"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"sort"
@@ -48,7 +55,8 @@ var (
 	duration  = flag.Duration("for", 50*time.Minute, "how long to watch")
 	copies    = flag.Int("copies", 1, "agents per program")
 	threshold = flag.Float64("alert", 0.5, "score counted as an alarm (the default policy's alert)")
-	set       = flag.String("set", "trained", "program set: trained (the ten programs of soaks 1-3, whose kinds are in the training data), unseen (soak 4: programs used neither in training nor in an earlier soak) or unseen2 (soak 6: programs in no earlier soak nor in training, written after soak 4)")
+	set       = flag.String("set", "trained", "program set: trained (the ten programs of soaks 1-3, whose kinds are in the training data), unseen (soak 4: programs used neither in training nor in an earlier soak), unseen2 (soak 6: programs in no earlier soak nor in training, written after soak 4) or unseen3 (soak 10: kinds in no earlier set nor in training, written after soak 8)")
+	try       = flag.Duration("try", 0, "instead of a soak: run one copy of the set's programs without the daemon for this long and report which died (a check that a new set starts)")
 )
 
 // program is one benign agent. W is its work directory, PORT the
@@ -201,6 +209,190 @@ while True:
     time.sleep(0.05)
 `
 
+// unseen3 is a third out-of-sample set, written after soak 8 and before
+// anything of it ran under the daemon (-try only: the programs run
+// without the daemon for 20 s to see that they start). Its kinds are in
+// no earlier set and in no scenario of scripts/threat/record: compiled
+// long-lived workers (a C write-ahead log with fdatasync, a Go
+// cache with goroutines and checkpoints; each built once by its agent),
+// make over a generated C tree, a Tcl HTTP/1.1 server of small pages and
+// a curl client asking it for a page a second over one kept-alive
+// connection, sqlite VACUUM and indexed queries, a local mirror kept by
+// cp -u, md5sum/b2sum manifests verified, perl log reports, diff + patch,
+// and a base64/xxd round trip. (rsync, ffmpeg and busybox are not
+// installed here; go is not on the daemon's PATH, so go-cache names it.)
+var unseen3 = []program{
+	{"c-wal", `cd $W && gcc -O2 -o walwriter wal.c && exec ./walwriter $W`, map[string]string{"wal.c": cWAL}},
+	{"go-cache", `cd $W && GOTOOLCHAIN=local GOPROXY=off /usr/local/go/bin/go build -o gcache gcache.go && exec ./gcache`, map[string]string{"gcache.go": goCache}},
+	{"make-tree", `mkdir -p $W/src && mv $W/Makefile $W/src/ && cd $W/src && for i in $(seq 1 12); do printf 'int f%d(int x){int s=0;for(int i=0;i<x;i++)s+=i*%d;return s;}\n' $i $i > f$i.c; done && { for i in $(seq 1 12); do printf 'int f%d(int);\n' $i; done; printf '#include <stdio.h>\nint main(void){long s=0;\n'; for i in $(seq 1 12); do printf 's+=f%d(1000);\n' $i; done; printf 'printf("%%ld\\n",s);return 0;}\n'; } > main.c && while :; do touch f$((RANDOM%12+1)).c f$((RANDOM%12+1)).c main.c; make -s -j2 && ./prog >/dev/null; sleep 20; done`, map[string]string{"Makefile": makeTree}},
+	{"tcl-http", `exec tclsh $W/serve.tcl`, map[string]string{"serve.tcl": tclServe}},
+	{"curl-keepalive", `sleep 3; while :; do curl -s --rate 1/s -o "$W/page#1.html" "http://127.0.0.1:$PORT/p[1-60].html"; sleep 1; done`, nil},
+	{"sqlite-vacuum", `sqlite3 $W/v.db "create table t(id integer primary key, k text, v integer, pad text); create index tk on t(k); with recursive c(x) as (select 1 union all select x+1 from c where x<100000) insert into t select x, 'k'||(x%5000), abs(random()%1000), hex(randomblob(40)) from c;" && while :; do sqlite3 $W/v.db "delete from t where id % 10 = abs(random()) % 10; insert into t(k,v,pad) select 'k'||(abs(random())%5000), abs(random()%1000), hex(randomblob(40)) from t limit 10000; vacuum; analyze; select k, count(*), avg(v) from t group by k order by 3 desc limit 10; select count(*) from t where k='k42';" > $W/q; sleep 20; done`, nil},
+	{"mirror-sync", `mkdir -p $W/tree $W/mirror; for d in $(seq 1 30); do mkdir -p $W/tree/d$d; for f in $(seq 1 50); do head -c $((RANDOM%8192+256)) /dev/urandom > $W/tree/d$d/f$f; done; done; while :; do for i in $(seq 1 40); do head -c $((RANDOM%8192+256)) /dev/urandom > $W/tree/d$((RANDOM%30+1))/f$((RANDOM%50+1)); done; cp -au $W/tree/. $W/mirror/ && diff -rq $W/tree $W/mirror > $W/diff; sleep 30; done`, nil},
+	{"md5-verify", `mkdir -p $W/data; for i in $(seq 1 300); do head -c $((RANDOM*4+1024)) /dev/urandom > $W/data/f$i; done; cd $W && find data -type f | sort | xargs md5sum > MD5SUMS && b2sum data/* > B2SUMS && while :; do md5sum -c --quiet MD5SUMS > verify 2>&1; b2sum -c --quiet B2SUMS >> verify 2>&1; sleep 30; done`, nil},
+	{"perl-text", `perl $W/gen.pl > $W/access.log && while :; do perl $W/report.pl; sleep 15; done`, map[string]string{"gen.pl": perlGen, "report.pl": perlReport}},
+	{"patch-cycle", `seq 1 20000 | sed 's/$/ alpha beta gamma/' > $W/a; while :; do sed "s/^\([0-9]*7\) alpha/\1 ALPHA $RANDOM/" $W/a > $W/b; diff -u $W/a $W/b > $W/p; cp $W/a $W/c; patch -s $W/c $W/p && cmp -s $W/c $W/b; sleep 20; done`, nil},
+	{"base64-codec", `head -c 16M /dev/urandom > $W/bin; while :; do base64 $W/bin > $W/b64 && base64 -d $W/b64 > $W/back && cmp -s $W/bin $W/back; head -c 1M $W/bin | xxd > $W/hex && xxd -r $W/hex > $W/hexback; sleep 15; done`, nil},
+}
+
+// cWAL appends 4 KiB records to $1/wal twenty times a second, each made
+// durable with fdatasync, and starts a new log every 32 MiB (keeping the
+// previous one as wal.1), as a database's write-ahead log does.
+const cWAL = `#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+	char path[4096], old[4096], rec[4096];
+	unsigned long n = 0;
+	long size = 0;
+	if (argc < 2) return 2;
+	snprintf(path, sizeof path, "%s/wal", argv[1]);
+	snprintf(old, sizeof old, "%s/wal.1", argv[1]);
+	int fd = open(path, O_WRONLY | O_CREAT | O_APPEND, 0644);
+	if (fd < 0) return 1;
+	for (;;) {
+		memset(rec, 'a' + n % 26, sizeof rec);
+		snprintf(rec, 64, "%lu %ld\n", n++, (long)time(0));
+		if (write(fd, rec, sizeof rec) != (ssize_t)sizeof rec) return 1;
+		fdatasync(fd);
+		size += sizeof rec;
+		if (size >= 32L << 20) {
+			close(fd);
+			rename(path, old);
+			fd = open(path, O_WRONLY | O_CREAT | O_APPEND, 0644);
+			if (fd < 0) return 1;
+			size = 0;
+		}
+		usleep(50000);
+	}
+}
+`
+
+// goCache is a long-lived worker: every 2 s four goroutines hash 3,000
+// random 4 KiB values into a shared map (evicted by half past 40,000
+// keys), and every fifth round the map is checkpointed to JSON.
+const goCache = `package main
+
+import (
+	"crypto/sha1"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"math/rand"
+	"os"
+	"sync"
+	"time"
+)
+
+func main() {
+	w := os.Getenv("W")
+	var mu sync.Mutex
+	cache := map[string]string{}
+	for round := 0; ; round++ {
+		var wg sync.WaitGroup
+		for g := 0; g < 4; g++ {
+			wg.Add(1)
+			go func(g int) {
+				defer wg.Done()
+				r := rand.New(rand.NewSource(int64(round*4 + g)))
+				buf := make([]byte, 4096)
+				for i := 0; i < 3000; i++ {
+					r.Read(buf)
+					k := fmt.Sprintf("k%06d", r.Intn(200000))
+					s := sha1.Sum(buf)
+					mu.Lock()
+					cache[k] = hex.EncodeToString(s[:])
+					mu.Unlock()
+				}
+			}(g)
+		}
+		wg.Wait()
+		if len(cache) > 40000 {
+			n := 0
+			for k := range cache {
+				delete(cache, k)
+				if n++; n > 20000 {
+					break
+				}
+			}
+		}
+		if round%5 == 0 {
+			if f, err := os.Create(w + "/checkpoint.tmp"); err == nil {
+				json.NewEncoder(f).Encode(cache)
+				f.Close()
+				os.Rename(w+"/checkpoint.tmp", w+"/checkpoint.json")
+			}
+		}
+		time.Sleep(2 * time.Second)
+	}
+}
+`
+
+// makeTree builds prog from every .c file in its directory, one object
+// per source.
+const makeTree = "OBJS := $(patsubst %.c,%.o,$(wildcard *.c))\nprog: $(OBJS)\n\t$(CC) -o $@ $^\n%.o: %.c\n\t$(CC) -O2 -c $<\n"
+
+// tclServe is an HTTP/1.1 server of sixty small pages (/p1.html ...
+// /p60.html) on PORT that keeps connections alive and answers every
+// request on a connection in turn.
+const tclServe = `set pages [dict create]
+for {set i 1} {$i <= 60} {incr i} {
+    dict set pages /p$i.html "<html><body><h1>page $i</h1>[string repeat {<p>lorem ipsum dolor sit amet</p>} [expr {10 + $i % 20}]]</body></html>\n"
+}
+proc accept {c addr port} {
+    fconfigure $c -translation binary -blocking 0 -buffering full
+    set ::req($c) ""
+    fileevent $c readable [list onread $c]
+}
+proc onread {c} {
+    if {[catch {read $c} d] || ([eof $c] && $d eq "")} {
+        catch {close $c}
+        unset -nocomplain ::req($c)
+        return
+    }
+    append ::req($c) $d
+    while {[set e [string first "\r\n\r\n" $::req($c)]] >= 0} {
+        set head [string range $::req($c) 0 $e]
+        set ::req($c) [string range $::req($c) [expr {$e + 4}] end]
+        set path [lindex [split [lindex [split $head "\r\n"] 0] " "] 1]
+        if {[dict exists $::pages $path]} {
+            set body [dict get $::pages $path]; set st "200 OK"
+        } else {
+            set body "not found\n"; set st "404 Not Found"
+        }
+        puts -nonewline $c "HTTP/1.1 $st\r\nContent-Type: text/html\r\nContent-Length: [string length $body]\r\n\r\n$body"
+        flush $c
+    }
+}
+socket -server accept -myaddr 127.0.0.1 $env(PORT)
+vwait forever
+`
+
+// perlGen writes a 150,000-line web server access log.
+const perlGen = `srand(1);
+my @p = qw(/ /index.html /api/v1/items /api/v1/users /static/app.js /static/app.css /login /logout);
+my @s = (200, 200, 200, 200, 301, 304, 404, 500);
+for my $i (1 .. 150000) {
+    printf "10.0.%d.%d - - [04/Dec/2026:12:%02d:%02d +0000] \"GET %s HTTP/1.1\" %d %d\n",
+        rand(256), rand(256), ($i / 60) % 60, $i % 60, $p[rand @p], $s[rand @s], rand(50000);
+}
+`
+
+// perlReport counts the log's answers by status and its five busiest
+// paths with their mean size.
+const perlReport = `my (%st, %bytes, %hits);
+open my $f, '<', "$ENV{W}/access.log" or die;
+while (<$f>) {
+    next unless m{^(\S+) \S+ \S+ \[([^\]]+)\] "(\w+) (\S+) [^"]*" (\d{3}) (\d+)};
+    $st{$5}++; $bytes{$4} += $6; $hits{$4}++;
+}
+open my $o, '>', "$ENV{W}/report.txt" or die;
+print $o "$_ $st{$_}\n" for sort keys %st;
+printf $o "%s %d %.1f\n", $_, $hits{$_}, $bytes{$_} / $hits{$_} for (sort { $hits{$b} <=> $hits{$a} } keys %hits)[0 .. 4];
+`
+
 // watch is one agent's record over the run.
 type watch struct {
 	prog            string
@@ -218,19 +410,9 @@ type watch struct {
 
 func main() {
 	flag.Parse()
-	if *copies < 1 || *duration <= 0 {
-		fail("-copies and -for must be positive")
+	if *copies < 1 || *duration <= 0 || *try < 0 {
+		fail("-copies and -for must be positive, -try not negative")
 	}
-	if _, err := os.Stat(filepath.Join(*mount, "threat", "status")); err != nil {
-		fail("no daemon with a threat engine at %s: %v", *mount, err)
-	}
-	work, err := os.MkdirTemp("", "aiosfs-soak-")
-	if err != nil {
-		fail("%v", err)
-	}
-	defer os.RemoveAll(work)
-	port := 20000 + os.Getpid()%20000
-
 	progs := programs
 	switch *set {
 	case "trained":
@@ -238,8 +420,26 @@ func main() {
 		progs = unseen
 	case "unseen2":
 		progs = unseen2
+	case "unseen3":
+		progs = unseen3
 	default:
-		fail("-set %q: want trained, unseen or unseen2", *set)
+		fail("-set %q: want trained, unseen, unseen2 or unseen3", *set)
+	}
+	work, err := os.MkdirTemp("", "aiosfs-soak-")
+	if err != nil {
+		fail("%v", err)
+	}
+	defer os.RemoveAll(work)
+	port := 20000 + os.Getpid()%20000
+	if *try > 0 {
+		if !tryPrograms(progs, work, port) {
+			os.RemoveAll(work)
+			os.Exit(1)
+		}
+		return
+	}
+	if _, err := os.Stat(filepath.Join(*mount, "threat", "status")); err != nil {
+		fail("no daemon with a threat engine at %s: %v", *mount, err)
 	}
 	var ws []*watch
 	stop := func() {
@@ -264,20 +464,8 @@ func main() {
 
 	for c := 0; c < *copies; c++ {
 		for _, p := range progs {
-			dir := filepath.Join(work, fmt.Sprintf("%s-%d", p.name, c))
-			if err := os.MkdirAll(dir, 0755); err != nil {
-				fail("%v", err)
-			}
-			if err := os.WriteFile(filepath.Join(dir, "a.c"), []byte(compileSrc), 0644); err != nil {
-				fail("%v", err)
-			}
-			for n, body := range p.files {
-				if err := os.WriteFile(filepath.Join(dir, n), []byte(body), 0644); err != nil {
-					fail("%v", err)
-				}
-			}
+			script := prepare(work, p, c, port)
 			name := fmt.Sprintf("soak-%s-%d", p.name, c)
-			script := fmt.Sprintf("export W=%s PORT=%d; %s", dir, port+c, p.script)
 			line := fmt.Sprintf("spawn %s -- /bin/bash -c %s", name, ctlQuote(script))
 			if err := writeCtl(filepath.Join(*mount, "ctl"), line); err != nil {
 				stop()
@@ -370,6 +558,102 @@ loop:
 	status, _ := os.ReadFile(filepath.Join(*mount, "threat", "status"))
 	stop()
 	report(ws, string(status))
+}
+
+// prepare makes copy c of p's work directory under work, with its files,
+// and returns the bash script that runs it there.
+func prepare(work string, p program, c, port int) string {
+	dir := filepath.Join(work, fmt.Sprintf("%s-%d", p.name, c))
+	if err := os.MkdirAll(dir, 0755); err != nil {
+		fail("%v", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "a.c"), []byte(compileSrc), 0644); err != nil {
+		fail("%v", err)
+	}
+	for n, body := range p.files {
+		if err := os.WriteFile(filepath.Join(dir, n), []byte(body), 0644); err != nil {
+			fail("%v", err)
+		}
+	}
+	return fmt.Sprintf("export W=%s PORT=%d; %s", dir, port+c, p.script)
+}
+
+// tryPrograms runs one copy of progs without the daemon, each in its own
+// process group with the PATH the daemon gives its agents, for -try, and
+// says which are still running at the end (then kills them) and which
+// died, with their output. It reports whether all were still running.
+func tryPrograms(progs []program, work string, port int) bool {
+	type run struct {
+		name string
+		cmd  *exec.Cmd
+		out  *bytes.Buffer
+		done chan error
+	}
+	var runs []*run
+	for _, p := range progs {
+		r := &run{name: p.name, out: &bytes.Buffer{}, done: make(chan error, 1)}
+		r.cmd = exec.Command("/bin/bash", "-c", prepare(work, p, 0, port))
+		// The daemon's agent environment (engines/agent's environ).
+		r.cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=" + os.Getenv("HOME")}
+		r.cmd.Stdout, r.cmd.Stderr = r.out, r.out
+		r.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		if err := r.cmd.Start(); err != nil {
+			r.done <- err
+		} else {
+			go func() { r.done <- r.cmd.Wait() }()
+		}
+		runs = append(runs, r)
+	}
+	time.Sleep(*try)
+	ok := true
+	for _, r := range runs {
+		select {
+		case err := <-r.done:
+			ok = false
+			fmt.Printf("%-16s DIED (%v): %s\n", r.name, err, strings.TrimSpace(tail(r.out.String(), 400)))
+		default:
+			syscall.Kill(-r.cmd.Process.Pid, syscall.SIGKILL)
+			<-r.done
+			fmt.Printf("%-16s running after %s %s\n", r.name, *try, strings.TrimSpace(tail(r.out.String(), 200)))
+		}
+		fmt.Printf("%-16s wrote: %s\n", "", written(filepath.Join(work, r.name+"-0")))
+	}
+	return ok
+}
+
+// written lists what a program left in its work directory (names and
+// sizes, up to 10 entries, directories with their file count), to show
+// that it did its work and did not merely stay alive.
+func written(dir string) string {
+	ents, _ := os.ReadDir(dir)
+	var out []string
+	for _, e := range ents {
+		if len(out) == 10 {
+			out = append(out, "...")
+			break
+		}
+		p := filepath.Join(dir, e.Name())
+		if e.IsDir() {
+			n := 0
+			filepath.WalkDir(p, func(_ string, d os.DirEntry, _ error) error {
+				if d != nil && !d.IsDir() {
+					n++
+				}
+				return nil
+			})
+			out = append(out, fmt.Sprintf("%s/ (%d files)", e.Name(), n))
+		} else if fi, err := e.Info(); err == nil {
+			out = append(out, fmt.Sprintf("%s %d", e.Name(), fi.Size()))
+		}
+	}
+	return strings.Join(out, ", ")
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
 }
 
 func report(ws []*watch, status string) {
