@@ -289,6 +289,9 @@ func (e *Engine) reclaimExited(a *Agent) {
 		a.State = StateFrozen
 	}
 	e.mu.Unlock()
+	if a.Interval > 0 && e.cfg.Telemetry != nil {
+		e.cfg.Telemetry.SetAgentInterval(a.ID, a.Interval)
+	}
 	e.save(a)
 	e.publish(a, "readopt", bus.F("pids", len(pids)), bus.F("pid", leader), bus.F("why", "restarted as the daemon stopped"))
 }
