@@ -201,10 +201,11 @@ func main() {
 	// by this process, which the connector reports to the daemon.
 	time.Sleep(2 * *interval)
 	zero := map[string][]cost{}
-	for _, ch := range []int{0, *churn} {
-		if ch == *churn && ch == 0 {
-			break
-		}
+	churns := []int{0}
+	if *churn > 0 { // -churn 0: no churned windows (it used to skip the plain ones too)
+		churns = append(churns, *churn)
+	}
+	for _, ch := range churns {
 		var stop func() float64
 		if ch > 0 {
 			stop = threadChurn(ch)
@@ -827,10 +828,11 @@ func report(load0 string, idle0 cost, zero, res map[string][]cost, loads []strin
 	fmt.Fprintf(w, "The daemon with 0 agents, the proc connector's socket filter (and every other remedy) off and on, %s windows (ABBA, %d of each), median [min–max]; first with the host's own process events, then with this bench starting and ending %.0f threads a second outside every agent:\n\n",
 		*window, *repeat, churned)
 	var rows [][]string
-	for _, ch := range []int{0, *churn} {
-		if ch == *churn && ch == 0 {
-			break
-		}
+	churns := []int{0}
+	if *churn > 0 { // -churn 0: no churned windows (it used to skip the plain ones too)
+		churns = append(churns, *churn)
+	}
+	for _, ch := range churns {
 		var med [2]float64
 		for i, set := range []string{setOff, setOn} {
 			ms := coresOf(zero[fmt.Sprintf("%d-%s", ch, set)])
