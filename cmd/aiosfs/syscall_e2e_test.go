@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"aiosfs/hal/syscap"
+	"aiosfs/internal/testutil"
 )
 
 var sigLine = regexp.MustCompile(`(?m)^signal name=syscall score=([0-9.]+) type=\S+ evidence=(.*)$`)
@@ -92,9 +93,7 @@ func TestSyscallSignalLive(t *testing.T) {
 	// A host without BPF skips (the kernel's own answer, checked before
 	// the daemon); here the capture must be on, or the test fails.
 	if strings.Contains(st, "capture=off") {
-		if err := syscap.Supported(); err != nil {
-			t.Skipf("no BPF syscall capture on this kernel: %v", err)
-		}
+		testutil.RequireSupport(t, "a BPF syscall capture", syscap.Supported())
 		t.Fatalf("the capture is off on a kernel that supports it: %s", st)
 	}
 	// Nothing but an alert: the agents are to be watched, not stopped.

@@ -17,6 +17,7 @@ import (
 
 	"aiosfs/engines/ml"
 	"aiosfs/hal/syscap"
+	"aiosfs/internal/testutil"
 )
 
 // requireCapture fails the test when a kernel that can capture shows the
@@ -28,9 +29,7 @@ func requireCapture(t *testing.T, d *testDaemon) {
 		t.Fatalf("threat/status has no syscall signal line:\n%s", d.read("threat/status"))
 	}
 	if strings.Contains(st, "capture=off") {
-		if err := syscap.Supported(); err != nil {
-			t.Skipf("no BPF syscall capture on this kernel: %v", err)
-		}
+		testutil.RequireSupport(t, "a BPF syscall capture", syscap.Supported())
 		t.Fatalf("the capture is off on a kernel that supports it: %s", st)
 	}
 }

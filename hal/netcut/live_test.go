@@ -26,9 +26,7 @@ import (
 func needRoot(t *testing.T) {
 	t.Helper()
 	testutil.RequireRoot(t, "attaches cgroup BPF programs")
-	if err := Supported(); err != nil {
-		t.Skip(err)
-	}
+	testutil.RequireSupport(t, "cgroup BPF programs", Supported())
 }
 
 // The child's script: one command a line on stdin, one result a line on
@@ -141,9 +139,12 @@ func (c *child) do(format string, args ...any) string {
 // handing over accepted connections.
 func listener(t *testing.T, network, addr string) (int, chan net.Conn) {
 	t.Helper()
+	if network == "tcp6" {
+		testutil.RequireIPv6Loopback(t)
+	}
 	l, err := net.Listen(network, addr)
 	if err != nil {
-		t.Skip(err)
+		t.Fatal(err)
 	}
 	t.Cleanup(func() { l.Close() })
 	conns := make(chan net.Conn, 16)
@@ -285,7 +286,7 @@ func mountBPFFS(t *testing.T) {
 	t.Helper()
 	mounted, err := MountBPFFS()
 	if err != nil {
-		t.Skip(err)
+		t.Fatal(err) // root, with the BPF support checked: a failure here is one
 	}
 	if mounted {
 		t.Logf("mounted bpffs at %s", BPFFS)

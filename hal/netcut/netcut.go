@@ -437,6 +437,8 @@ func isCgroup2(dir string) error {
 // a kernel without the program types or without cgroup bpf_link (Linux
 // 5.7). The engine should show the error in its status and quarantine by
 // freezing alone.
+// Every such answer wraps errors.ErrUnsupported, so a caller (a test)
+// can tell "this machine cannot" from a failure to find out.
 func Supported() error {
 	var hdr = unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
 	var data [2]unix.CapUserData
@@ -445,24 +447,24 @@ func Supported() error {
 	}
 	has := func(c int) bool { return data[c/32].Effective&(1<<(uint(c)%32)) != 0 }
 	if !has(unix.CAP_SYS_ADMIN) && !has(unix.CAP_BPF) {
-		return errors.New("netcut: not supported: neither CAP_BPF nor CAP_SYS_ADMIN (run the daemon as root)")
+		return fmt.Errorf("netcut: not supported: neither CAP_BPF nor CAP_SYS_ADMIN (run the daemon as root): %w", errors.ErrUnsupported)
 	}
 	if !has(unix.CAP_SYS_ADMIN) && !has(unix.CAP_NET_ADMIN) {
-		return errors.New("netcut: not supported: neither CAP_NET_ADMIN nor CAP_SYS_ADMIN to attach cgroup programs")
+		return fmt.Errorf("netcut: not supported: neither CAP_NET_ADMIN nor CAP_SYS_ADMIN to attach cgroup programs: %w", errors.ErrUnsupported)
 	}
 	if _, err := Cgroup2Mount(); err != nil {
 		return err
 	}
 	for _, t := range []ebpf.ProgramType{ebpf.CGroupSKB, ebpf.CGroupSockAddr} {
 		if err := features.HaveProgramType(t); err != nil {
-			return fmt.Errorf("netcut: not supported: kernel has no %v programs: %w", t, err)
+			return fmt.Errorf("netcut: not supported: kernel has no %v programs: %w: %w", t, errors.ErrUnsupported, err)
 		}
 	}
 	var u unix.Utsname
 	if err := unix.Uname(&u); err == nil {
 		var maj, min int
 		if _, err := fmt.Sscanf(unix.ByteSliceToString(u.Release[:]), "%d.%d", &maj, &min); err == nil && (maj < 5 || maj == 5 && min < 7) {
-			return fmt.Errorf("netcut: not supported: kernel %d.%d has no cgroup bpf_link (5.7+)", maj, min)
+			return fmt.Errorf("netcut: not supported: kernel %d.%d has no cgroup bpf_link (5.7+): %w", maj, min, errors.ErrUnsupported)
 		}
 	}
 	return nil
@@ -487,7 +489,7 @@ func Cgroup2Mount() (string, error) {
 			}
 		}
 	}
-	return "", errors.New("netcut: not supported: no cgroup2 mount (cgroup BPF needs the unified hierarchy)")
+	return "", fmt.Errorf("netcut: not supported: no cgroup2 mount (cgroup BPF needs the unified hierarchy): %w", errors.ErrUnsupported)
 }
 
 // MountBPFFS mounts a bpffs at BPFFS if none is there, and says whether it

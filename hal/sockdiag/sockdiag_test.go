@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"aiosfs/internal/testutil"
 )
 
 // inodeOf returns the socket inode behind c's descriptor, read the way
@@ -188,9 +190,10 @@ func TestDumpStatesAndPeers(t *testing.T) {
 
 // TestDumpIPv6 checks an IPv6 loopback connection's peer reads as ::1.
 func TestDumpIPv6(t *testing.T) {
+	testutil.RequireIPv6Loopback(t)
 	ln, err := net.Listen("tcp6", "[::1]:0")
 	if err != nil {
-		t.Skip("no IPv6 loopback:", err)
+		t.Fatal(err)
 	}
 	defer ln.Close()
 	go func() {

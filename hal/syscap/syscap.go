@@ -248,6 +248,8 @@ var memlock sync.Once
 // Supported says why a capture cannot run here, or nil: no CAP_BPF and
 // CAP_PERFMON (nor CAP_SYS_ADMIN), or a kernel without raw tracepoint
 // programs, ring buffers (5.8) or bpf_get_current_cgroup_id.
+// Every such answer wraps errors.ErrUnsupported, so a caller (a test)
+// can tell "this machine cannot" from a failure to find out.
 func Supported() error {
 	var hdr = unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
 	var data [2]unix.CapUserData
@@ -256,16 +258,16 @@ func Supported() error {
 	}
 	has := func(c int) bool { return data[c/32].Effective&(1<<(uint(c)%32)) != 0 }
 	if !has(unix.CAP_SYS_ADMIN) && !(has(unix.CAP_BPF) && has(unix.CAP_PERFMON)) {
-		return errors.New("syscap: not supported: neither CAP_SYS_ADMIN nor CAP_BPF+CAP_PERFMON (run the daemon as root)")
+		return fmt.Errorf("syscap: not supported: neither CAP_SYS_ADMIN nor CAP_BPF+CAP_PERFMON (run the daemon as root): %w", errors.ErrUnsupported)
 	}
 	if err := features.HaveProgramType(ebpf.RawTracepoint); err != nil {
-		return fmt.Errorf("syscap: not supported: no raw tracepoint programs: %w", err)
+		return fmt.Errorf("syscap: not supported: no raw tracepoint programs: %w: %w", errors.ErrUnsupported, err)
 	}
 	if err := features.HaveMapType(ebpf.RingBuf); err != nil {
-		return fmt.Errorf("syscap: not supported: no BPF ring buffer (Linux 5.8): %w", err)
+		return fmt.Errorf("syscap: not supported: no BPF ring buffer (Linux 5.8): %w: %w", errors.ErrUnsupported, err)
 	}
 	if err := features.HaveProgramHelper(ebpf.RawTracepoint, asm.FnGetCurrentCgroupId); err != nil {
-		return fmt.Errorf("syscap: not supported: no bpf_get_current_cgroup_id: %w", err)
+		return fmt.Errorf("syscap: not supported: no bpf_get_current_cgroup_id: %w: %w", errors.ErrUnsupported, err)
 	}
 	return nil
 }

@@ -18,9 +18,7 @@ import (
 func needCapture(t testing.TB) {
 	t.Helper()
 	testutil.RequireRoot(t, "loads a BPF raw tracepoint and a ring buffer")
-	if err := Supported(); err != nil {
-		t.Skip(err)
-	}
+	testutil.RequireSupport(t, "a BPF syscall capture", Supported())
 }
 
 // runIn runs a command in the cgroup dir from its first instruction

@@ -48,9 +48,7 @@ func bashIn(t *testing.T, dir, script string) {
 // what is no longer alive; the status line counts it all.
 func TestSignalLiveTrack(t *testing.T) {
 	testutil.RequireRoot(t, "loads a BPF program")
-	if err := syscap.Supported(); err != nil {
-		t.Skip(err)
-	}
+	testutil.RequireSupport(t, "a BPF syscall capture", syscap.Supported())
 	s, err := New(Config{LearnCalls: 1 << 30, Capture: syscap.Config{Flush: 20 * time.Millisecond}})
 	if err != nil {
 		t.Fatal(err)
