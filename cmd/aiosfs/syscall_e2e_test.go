@@ -15,9 +15,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"aiosfs/hal/syscap"
-	"aiosfs/internal/testutil"
 )
 
 var sigLine = regexp.MustCompile(`(?m)^signal name=syscall score=([0-9.]+) type=\S+ evidence=(.*)$`)
@@ -86,16 +83,9 @@ done
 
 func TestSyscallSignalLive(t *testing.T) {
 	d, top := adversaryDaemon(t, "sys", "-syscall-learn", "8000")
-	st := d.syscallStatus()
-	if st == "" {
-		t.Fatalf("threat/status has no syscall signal line:\n%s", d.read("threat/status"))
-	}
-	// A host without BPF skips (the kernel's own answer, checked before
-	// the daemon); here the capture must be on, or the test fails.
-	if strings.Contains(st, "capture=off") {
-		testutil.RequireSupport(t, "a BPF syscall capture", syscap.Supported())
-		t.Fatalf("the capture is off on a kernel that supports it: %s", st)
-	}
+	// A host without BPF skips (the kernel's own answer); here the
+	// capture must be on, or the test fails.
+	requireCapture(t, d)
 	// Nothing but an alert: the agents are to be watched, not stopped.
 	d.mustRun(`echo 'policy alert 0.5; throttle off; quarantine off; kill off; escalate off' > threat/ctl`)
 	script := filepath.Join(top, "loop.sh")
@@ -171,7 +161,7 @@ func TestSyscallSignalLive(t *testing.T) {
 	if steadyMax >= 0.5 {
 		t.Errorf("the steady agent's syscall signal reached %.3f", steadyMax)
 	}
-	st = d.syscallStatus()
+	st := d.syscallStatus()
 	t.Logf("threat/status: %s", st)
 	if statusNum(st, "events") <= 0 || statusNum(st, "dropped") < 0 || !strings.Contains(st, "capture=on") || statusNum(st, "agents") != 2 {
 		t.Errorf("threat/status syscall line: %q, want capture=on, events counted, dropped=N, agents=2", st)

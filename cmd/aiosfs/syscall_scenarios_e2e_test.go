@@ -130,20 +130,7 @@ func suiteScripts(t *testing.T) map[string]string {
 // "sink" peer); it closes when the test ends.
 func sink(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go func() { io.Copy(io.Discard, c); c.Close() }()
-		}
-	}()
+	l := loopbackServer(t, func(c net.Conn) { io.Copy(io.Discard, c); c.Close() })
 	return l.Addr().(*net.TCPAddr).Port
 }
 

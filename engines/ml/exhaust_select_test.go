@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"sort"
 	"testing"
 )
 
@@ -27,15 +26,7 @@ func theilSenSorted(t, y []float64) (a, b float64, ok bool) {
 	if len(slopes) == 0 {
 		return 0, 0, false
 	}
-	med := func(x []float64) float64 {
-		s := append([]float64(nil), x...)
-		sort.Float64s(s)
-		m := len(s) / 2
-		if len(s)%2 == 1 {
-			return s[m]
-		}
-		return (s[m-1] + s[m]) / 2
-	}
+	med := exhaustMedian // the sorted-copy median TheilSen used
 	b = med(slopes)
 	res := make([]float64, n)
 	for i := range t {
