@@ -174,12 +174,17 @@ func serve(args []string) error {
 	// its next log line and leave its agents unmanaged. Notify (not
 	// Ignore): an ignored signal would be inherited by every agent.
 	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
+	// Caught before Start, not after: Start mounts the tree before it
+	// returns, and a SIGTERM sent by someone who saw the mount must
+	// shut the daemon down cleanly (unmount, remove its cgroups), not
+	// kill it by the default action. One that comes during Start waits
+	// in the channel and is handled as soon as Start returns.
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	d, err := daemon.Start(*cfg)
 	if err != nil {
 		return err
 	}
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	s := <-sig
 	d.Log.Printf("signal %v: shutting down", s)
 	return d.Close()
