@@ -193,14 +193,11 @@ func TestHealCrashLoopBacksOff(t *testing.T) {
 }
 
 // TestHealHungAgentRestarted: an agent that declares a heartbeat every
-// second and stops beating is found hung and restarted. Its first write
-// is retried: the agent engine starts the process before agents/N is in
-// the tree (spawn launches, then adds), so a write at once may find no
-// agents/1.
+// second and stops beating is found hung and restarted.
 func TestHealHungAgentRestarted(t *testing.T) {
 	d, _ := healDaemon(t)
 	events := watchEvents(t, d)
-	out, rc := d.sh(`echo 'spawn hb -- /bin/bash -c "until echo every=1s > \$AIOS_HEARTBEAT; do sleep 0.1; done; for i in 1 2 3; do sleep 1; echo beat > \$AIOS_HEARTBEAT; done; exec sleep 600"' > ctl && echo 'heal restart=on-failure' > agents/1/ctl`)
+	out, rc := d.sh(`echo 'spawn hb -- /bin/bash -c "echo every=1s > \$AIOS_HEARTBEAT || exit 3; for i in 1 2 3; do sleep 1; echo beat > \$AIOS_HEARTBEAT; done; exec sleep 600"' > ctl && echo 'heal restart=on-failure' > agents/1/ctl`)
 	if rc != 0 {
 		t.Fatalf("spawn and policy: rc %d %s\n%s", rc, out, d.read("log"))
 	}
@@ -496,4 +493,25 @@ func TestHealDiskFillerForeseen(t *testing.T) {
 	syscall.Statfs(fsdir, &free)
 	t.Logf("predicted with %d KiB left: %s", int64(free.Bavail)*int64(free.Bsize)/1024, seen)
 	d.mustRun(`echo stop > agents/1/ctl`)
+}
+
+// TestHeartbeatAtOnce: a spawned agent's very first instruction may be
+// its first beat. The agent engine puts agents/N in the tree before it
+// starts the process, so the write cannot find no agents/N (it could
+// when spawn launched first and added after).
+func TestHeartbeatAtOnce(t *testing.T) {
+	d, _ := healDaemon(t)
+	const n = 8
+	for i := 0; i < n; i++ {
+		d.mustRun(`echo 'spawn hb` + strconv.Itoa(i) + ` -- /bin/sh -c "echo every=1s > \"\$AIOS_HEARTBEAT\" || exit 3; exec sleep 600"' > ctl`)
+	}
+	for i := 1; i <= n; i++ {
+		a := "agents/" + strconv.Itoa(i)
+		healWait(t, d, 5*time.Second, a+"'s first beat", func() bool {
+			if st := d.read(a + "/status"); field(st, "state") != "running" {
+				t.Fatalf("%s is not running (its first beat failed?):\n%s\nits output: %s", a, st, d.mustRun("cat "+a+"/log 2>&1 || true"))
+			}
+			return field(d.read(a+"/heartbeat"), "every") == "1.000"
+		})
+	}
 }

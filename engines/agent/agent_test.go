@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -536,5 +537,46 @@ func TestCeilingHoldsForEnginesAndOwners(t *testing.T) {
 	}
 	if got := kfile(t, a, "memory", "memory.limit_in_bytes"); got != "268435456" {
 		t.Errorf("root's memmax 256M: kernel has %s", got)
+	}
+}
+
+// TestListedBeforeLaunch: spawn and clone put agents/N in the table
+// before the process starts (the environment is made just before it
+// does), so the agent's first instruction can write to its own files
+// ($AIOS_HEARTBEAT); a spawn whose launch fails leaves no agent behind.
+func TestListedBeforeLaunch(t *testing.T) {
+	r := newRig(t, "")
+	var mu sync.Mutex
+	seen := map[int]error{}
+	r.e.ExtendEnv(func(id int) []string {
+		_, err := r.e.Get(id)
+		mu.Lock()
+		seen[id] = err
+		mu.Unlock()
+		return nil
+	})
+	a := r.spawn("first -- sleep 600")
+	if err := r.ctl(a.ID, "clone"); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seen) != 2 {
+		t.Fatalf("the environment was made for %d agents, want 2 (spawn, clone): %v", len(seen), seen)
+	}
+	for id, err := range seen {
+		if err != nil {
+			t.Errorf("agent %d was not in the table when its process started: %v", id, err)
+		}
+	}
+	before := r.e.IDs()
+	mu.Unlock() // the hook runs again in this spawn
+	_, err := r.e.Spawn(fs.RootCaller, strings.Fields("bad -- /nonexistent/program"))
+	mu.Lock()
+	if err == nil {
+		t.Fatal("spawn of a program that does not exist succeeded")
+	}
+	if after := r.e.IDs(); len(after) != len(before) {
+		t.Errorf("a failed spawn left an agent: %v, before %v", after, before)
 	}
 }

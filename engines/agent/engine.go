@@ -404,6 +404,26 @@ func (e *Engine) add(a *Agent) error {
 	return nil
 }
 
+// start puts a new agent in the table, launches its process and saves
+// it. In the table first, so that agents/N (and the heartbeat file named
+// in its $AIOS_HEARTBEAT) exists before the process's first instruction
+// runs, as a State new agent with no process, like one clone makes; a
+// launch that fails takes it back out, and add's save failing takes
+// the running process out with it.
+func (e *Engine) start(a *Agent) error {
+	e.mu.Lock()
+	e.agents[a.ID] = a
+	e.mu.Unlock()
+	if err := e.launch(a); err != nil {
+		e.mu.Lock()
+		delete(e.agents, a.ID)
+		e.mu.Unlock()
+		e.discard(a)
+		return err
+	}
+	return e.add(a)
+}
+
 // ensureGroup creates the agent's cgroup if it has none and applies its
 // limits to it.
 func (e *Engine) ensureGroup(a *Agent) error {

@@ -289,11 +289,7 @@ func (e *Engine) Spawn(c fs.Caller, args []string) (*Agent, error) {
 	}
 	s.applyTo(a, w)
 	a.Cmd = argv
-	if err := e.launch(a); err != nil {
-		e.discard(a)
-		return nil, err
-	}
-	if err := e.add(a); err != nil {
+	if err := e.start(a); err != nil {
 		return nil, err
 	}
 	e.publish(a, "spawn", bus.F("name", a.Name), bus.F("pid", a.Pid), bus.F("uid", a.Uid), bus.F("cmd", shellJoin(a.Cmd)))
@@ -953,11 +949,7 @@ func (e *Engine) cloneVerb(a *Agent, c fs.Caller, args []string) error {
 	}
 	n.Cmd, n.Env, n.Dir, n.Limits, n.Prio = a.Cmd, a.Env, a.Dir, a.Limits, a.Prio
 	n.CapAdd, n.CapDrp, n.Ceiling, n.Rlimits = a.CapAdd, a.CapDrp, a.Ceiling, a.Rlimits
-	if err := e.launch(n); err != nil {
-		e.discard(n)
-		return err
-	}
-	if err := e.add(n); err != nil {
+	if err := e.start(n); err != nil {
 		return err
 	}
 	e.publish(n, "clone", bus.F("from", a.ID), bus.F("pid", n.Pid))
