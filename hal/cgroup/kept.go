@@ -60,7 +60,6 @@ const (
 	slotStat        // v1 cpu.stat
 	slotMem         // v1 memory.usage_in_bytes, v2 memory.current
 	slotOOM         // v1 memory.oom_control, v2 memory.events
-	nSlots
 )
 
 // keptFile is one counter file: its path ("" when the group lacks the
@@ -73,7 +72,6 @@ type keptFile struct {
 // KeepCounters returns a KeptCounters for g, or nil when g is not a group
 // of this package (a fake: read it through its own CounterReader).
 func KeepCounters(g Group) *KeptCounters {
-	k := &KeptCounters{files: make([]*keptFile, nSlots)}
 	file := func(dir, name string) *keptFile {
 		if dir == "" {
 			return &keptFile{fd: -1}
@@ -82,25 +80,26 @@ func KeepCounters(g Group) *KeptCounters {
 	}
 	switch g := g.(type) {
 	case *v1Group:
-		k.name = g.name
+		k := &KeptCounters{name: g.name}
 		for _, d := range g.paths {
 			k.dirs = append(k.dirs, d)
 		}
-		k.files[slotCPU] = file(g.paths["cpuacct"], "cpuacct.usage")
-		k.files[slotStat] = file(g.paths["cpu"], "cpu.stat")
-		k.files[slotMem] = file(g.paths["memory"], "memory.usage_in_bytes")
-		k.files[slotOOM] = file(g.paths["memory"], "memory.oom_control")
+		k.files = []*keptFile{
+			slotCPU:  file(g.paths["cpuacct"], "cpuacct.usage"),
+			slotStat: file(g.paths["cpu"], "cpu.stat"),
+			slotMem:  file(g.paths["memory"], "memory.usage_in_bytes"),
+			slotOOM:  file(g.paths["memory"], "memory.oom_control"),
+		}
+		return k
 	case *v2Group:
-		k.name, k.v2 = g.name, true
-		k.dirs = []string{g.dir}
-		k.files[slotCPU] = file(g.dir, "cpu.stat")
-		k.files[slotStat] = file("", "")
-		k.files[slotMem] = file(g.dir, "memory.current")
-		k.files[slotOOM] = file(g.dir, "memory.events")
-	default:
-		return nil
+		return &KeptCounters{name: g.name, v2: true, dirs: []string{g.dir}, files: []*keptFile{
+			slotCPU:  file(g.dir, "cpu.stat"),
+			slotStat: file("", ""),
+			slotMem:  file(g.dir, "memory.current"),
+			slotOOM:  file(g.dir, "memory.events"),
+		}}
 	}
-	return k
+	return nil
 }
 
 // Open is how many descriptors k keeps now.
