@@ -157,3 +157,65 @@ func TestLiveKeepOpen(t *testing.T) {
 		t.Errorf("%d descriptors kept in the process after the agent went", d)
 	}
 }
+
+// BenchmarkCgroupPass is one pass over 20 one-process agents in real
+// cgroups (this test's own prefix), idle (sleep), with Tuning.KeepOpen off
+// and on: "held" with the default Hold (most passes read the hold test's
+// one file per agent), "full" with Hold 0 (every pass reads Counters and
+// cgroup.procs per agent, and the process files every ProcEvery-th).
+// cpu-ns/op is the process's CPU time per pass (getrusage).
+func BenchmarkCgroupPass(b *testing.B) {
+	testutil.RequireRoot(b, "creating cgroups and moving processes into them")
+	pfs, err := proc.NewFS("/proc")
+	if err != nil {
+		b.Fatal(err)
+	}
+	m, err := cgroup.New(cgroup.Config{Prefix: fmt.Sprintf("aiosfs-tel-bench-%d", os.Getpid())})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer m.Close()
+	var targets []Target
+	for i := range 20 {
+		g, err := m.Create(fmt.Sprintf("a%d", i))
+		if err != nil {
+			b.Fatal(err)
+		}
+		// It execs sleep once in its group, so the group has used CPU
+		// (a group at 0 is never held).
+		cmd := exec.Command("bash", "-c", "read x; exec sleep 600")
+		in, _ := cmd.StdinPipe()
+		if err := cmd.Start(); err != nil {
+			b.Fatal(err)
+		}
+		defer func() { cmd.Process.Kill(); cmd.Wait(); g.Delete() }()
+		if err := g.Add(cmd.Process.Pid); err != nil {
+			b.Fatal(err)
+		}
+		io.WriteString(in, "\n")
+		targets = append(targets, Target{ID: i + 1, Group: g})
+	}
+	time.Sleep(100 * time.Millisecond) // the execs
+	for _, mode := range []string{"held", "full"} {
+		for _, keep := range []bool{false, true} {
+			b.Run(fmt.Sprintf("%s/keepopen=%v", mode, keep), func(b *testing.B) {
+				tun := DefaultTuning
+				tun.KeepOpen = keep
+				if mode == "full" {
+					tun.Hold = 0
+				}
+				s := New(Config{Proc: pfs, Tuning: &tun, TCPBytes: noSockets}, func() []Target { return targets })
+				defer s.closeKept()
+				now := t0
+				s.Tick(now)
+				b.ResetTimer()
+				c0 := cpuTime()
+				for range b.N {
+					now = now.Add(time.Second)
+					s.Tick(now)
+				}
+				b.ReportMetric(float64(cpuTime()-c0)/float64(b.N), "cpu-ns/op")
+			})
+		}
+	}
+}

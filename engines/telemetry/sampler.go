@@ -1,7 +1,9 @@
 package telemetry
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 	"net/netip"
 	"os"
 	"slices"
@@ -11,8 +13,11 @@ import (
 
 	"aiosfs/engines/bus"
 	"aiosfs/hal/cgroup"
+	"aiosfs/hal/kfile"
 	"aiosfs/hal/proc"
 	"aiosfs/hal/sockdiag"
+
+	"golang.org/x/sys/unix"
 )
 
 // ProcSource is what the Sampler needs of the host's procfs: one sample
@@ -121,11 +126,20 @@ type Tuning struct {
 	// Group to be one of package cgroup's; others are read through their
 	// CounterReader.
 	KeepOpen bool
+	// SelfLite measures the daemon's own CPU and RSS (Self, once a pass)
+	// with getrusage and /proc/self/statm instead of a full process
+	// sample of itself, which reads stat, status, io and readlinks every
+	// descriptor of the daemon: hundreds with KeepOpen's files and the
+	// FUSE and 9P clients' sockets. The same counters (utime+stime of
+	// every thread, dead ones included; resident pages, the counter
+	// VmRSS shows). Needs the ProcSource to be a proc.FS; the first call
+	// takes a full sample for the process's start time.
+	SelfLite bool
 }
 
 // DefaultTuning is every remedy on, holding an idle agent's sample for at
 // most 10 passes and reading a busy agent's process files every 5th pass.
-var DefaultTuning = Tuning{Hold: 10, Counters: true, RawProc: true, SockGate: true, ProcEvery: 5, KeepOpen: true}
+var DefaultTuning = Tuning{Hold: 10, Counters: true, RawProc: true, SockGate: true, ProcEvery: 5, KeepOpen: true, SelfLite: true}
 
 // LibrarySampler is a ProcSource that can also sample through the procfs
 // library, the reading before Tuning.RawProc; proc.FS is one.
@@ -1214,6 +1228,28 @@ func (s *Sampler) AgentOf(pid int) int {
 	return s.pids[pid].agent
 }
 
+// selfLite is Tuning.SelfLite's reading of the daemon's own CPU seconds
+// and RSS; the other fields are zero.
+func selfLite() (proc.Sample, error) {
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
+		return proc.Sample{}, err
+	}
+	p := proc.Sample{CPUSeconds: float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9}
+	// statm: size resident shared text lib data dt, in pages.
+	err := kfile.Read("/proc/self/statm", func(b []byte) error {
+		_, rest, _ := bytes.Cut(b, []byte(" "))
+		res, _, _ := bytes.Cut(rest, []byte(" "))
+		n, ok := kfile.Uint(res)
+		if !ok {
+			return fmt.Errorf("/proc/self/statm: bad line %q", b)
+		}
+		p.RSS = int64(n) * int64(os.Getpagesize())
+		return nil
+	})
+	return p, err
+}
+
 // selfWindow is the shortest span over which Self measures the daemon's
 // CPU: utime and stime advance in 10 ms steps, so a shorter span is noise.
 const selfWindow = 100 * time.Millisecond
@@ -1230,7 +1266,16 @@ func (s *Sampler) sampleSelf(now time.Time) (float64, int64) {
 	if s.proc == nil {
 		return 0, 0
 	}
-	p, err := s.proc.Sample(os.Getpid())
+	var p proc.Sample
+	var err error
+	s.mu.Lock()
+	started := !s.self.t.IsZero()
+	s.mu.Unlock()
+	if _, real := s.proc.(proc.FS); real && started && s.Tuning().SelfLite {
+		p, err = selfLite()
+	} else {
+		p, err = s.proc.Sample(os.Getpid())
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err != nil {
