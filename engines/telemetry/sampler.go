@@ -93,8 +93,9 @@ type Tuning struct {
 	// µs of CPU per busy process-second on the profiled VM, the larger
 	// part of a busy agent's sample): at least every ProcEvery-th full
 	// sample, and at once when its pid set changed since the last one
-	// (cgroup.procs is read every pass), when a proc connector event
-	// (exec, uid, gid, fork, exit) or Wake asked for it, when the cgroup
+	// (as cgroup.procs, or ProcsEvery's events, show it), when a proc
+	// connector event (exec, uid, gid, fork, exit) or Wake asked for
+	// it, when the cgroup
 	// gives no CPU usage, or when the pass's socket dump holds a socket
 	// not in the previous dump (a connection made somewhere on the host:
 	// it may be this agent's). In between, the sample takes what the
@@ -135,11 +136,30 @@ type Tuning struct {
 	// VmRSS shows). Needs the ProcSource to be a proc.FS; the first call
 	// takes a full sample for the process's start time.
 	SelfLite bool
+	// ProcsEvery is how often a full sample reads the agent's
+	// cgroup.procs (and its sub-cgroups) while a proc connector is
+	// watched (WatchProc running): at least every ProcsEvery-th full
+	// sample, and at once when the connector reported a fork, exec, uid,
+	// gid or exit of one of its processes (they wake the agent), when it
+	// reported lost events since the agent's last read, on Wake (the
+	// agent engine's merge and split, which move processes into or out
+	// of a group without a fork), on its first sample, and when its
+	// cgroup's counters cannot be read (to tell a gone group, which then
+	// gets no sample, as before). In between, the pids are the last
+	// read's, which the events above keep right: a child of one of the
+	// agent's processes shows at the first pass after its fork event is
+	// read (before, at the first pass after the fork), and a process
+	// moved into the group by someone else than the daemon (root writing
+	// cgroup.procs by hand), or made with CLONE_PARENT by one of the
+	// agent's processes (its parent is then outside the agent), shows
+	// within ProcsEvery passes. Without a connector, or with 0 or 1,
+	// every full sample reads cgroup.procs, as before.
+	ProcsEvery int
 }
 
 // DefaultTuning is every remedy on, holding an idle agent's sample for at
 // most 10 passes and reading a busy agent's process files every 5th pass.
-var DefaultTuning = Tuning{Hold: 10, Counters: true, RawProc: true, SockGate: true, ProcEvery: 5, KeepOpen: true, SelfLite: true}
+var DefaultTuning = Tuning{Hold: 10, Counters: true, RawProc: true, SockGate: true, ProcEvery: 5, KeepOpen: true, SelfLite: true, ProcsEvery: 5}
 
 // LibrarySampler is a ProcSource that can also sample through the procfs
 // library, the reading before Tuning.RawProc; proc.FS is one.
@@ -189,6 +209,11 @@ type Sampler struct {
 	exitHd int
 	self   selfState
 	gen    uint64 // passes begun
+
+	// watching is how many WatchProc loops run; lost counts the proc
+	// connector's lost-event reports (Tuning.ProcsEvery).
+	watching atomic.Int32
+	lost     atomic.Uint64
 
 	// dumpSeen is the socket inodes of the last dump (under tickMu): a
 	// pass whose dump has one that is not in it makes every agent sampled
@@ -250,6 +275,11 @@ type agentState struct {
 	kept    *cgroup.KeptCounters
 	keptFor cgroup.Group
 	seen    uint64
+	// procsAge is how many full samples since cgroup.procs was last
+	// read took the pids of that read; procsLost is s.lost then
+	// (Tuning.ProcsEvery). Touched under tickMu.
+	procsAge  int
+	procsLost uint64
 }
 
 // counterReader is what a pass reads agent a's cgroup counters through:
@@ -488,6 +518,8 @@ func (s *Sampler) Wake(id int) {
 // slice) and the sample's time; ok is false when it has none. A held
 // sample (Tuning.Hold) repeats the pids of the last full one, which are
 // still right: a fork or an exit costs the agent CPU, which ends the hold.
+// A full sample's pids are its cgroup.procs, or with Tuning.ProcsEvery
+// the last read's while the proc connector reports no change.
 // It is meant for engines that would otherwise read cgroup.procs of every
 // agent again on the same pass (the reaper, the memory and GPU engines).
 func (s *Sampler) Procs(id int) (pids []int, at time.Time, ok bool) {
@@ -515,8 +547,10 @@ func (s *Sampler) OnTick(f func(now time.Time, latest map[int]Sample)) {
 }
 
 // Tick makes one pass over all targets at time now: per target, either a
-// held sample (see Tuning.Hold: one cgroup file) or a full one (one Procs
-// and one Counters or Stats call, and one proc sample per process), and
+// held sample (see Tuning.Hold: one cgroup file) or a full one (one Procs,
+// or none in between Tuning.ProcsEvery's reads, one Counters or Stats call,
+// and one proc sample per process, or none in between Tuning.ProcEvery's
+// scans), and
 // one TCP socket dump shared by all agents (its cost grows with the
 // host's sockets, not with the agents). A failed dump leaves the network
 // fields 0. A target whose Procs fails gets no sample in this pass. An
@@ -750,13 +784,33 @@ func (s *Sampler) agent(id int) *agentState {
 // (nil: none), newSock whether it holds a socket the previous dump did
 // not. It is called with tickMu held.
 func (s *Sampler) sampleTarget(now time.Time, gen uint64, t Target, a *agentState, tcp map[uint64]sockdiag.Socket, newSock bool, tun Tuning) (Sample, bool) {
-	pids, err := t.Group.Procs()
-	if err != nil {
-		// The group is gone or unreadable: no sample rather than a
-		// sample of nothing. The agent engine decides what it means.
-		return Sample{}, false
-	}
 	woke := a.wake.Swap(false)
+	lost := s.lost.Load()
+	// Tuning.ProcsEvery: the last read's pids while the connector's
+	// events say nothing changed.
+	reuse := tun.ProcsEvery > 1 && !woke && s.watching.Load() > 0 && !a.prevTime.IsZero() &&
+		a.procsAge+1 < tun.ProcsEvery && a.procsLost == lost
+	readProcs := func() ([]int, bool) {
+		pids, err := t.Group.Procs()
+		if err != nil {
+			// The group is gone or unreadable: no sample rather than a
+			// sample of nothing. The agent engine decides what it
+			// means. A wake is kept for the next pass.
+			if woke {
+				a.wake.Store(true)
+			}
+			return nil, false
+		}
+		a.procsAge, a.procsLost = 0, lost
+		return pids, true
+	}
+	var pids []int
+	if !reuse {
+		var ok bool
+		if pids, ok = readProcs(); !ok {
+			return Sample{}, false
+		}
+	}
 	a.held = 0
 	var st cgroup.Counters
 	var serr error
@@ -766,6 +820,18 @@ func (s *Sampler) sampleTarget(now time.Time, gen uint64, t Target, a *agentStat
 		var full cgroup.Stats
 		full, serr = t.Group.Stats()
 		st = cgroup.Counters{CPUUsageNs: full.CPUUsageNs, NrThrottled: full.NrThrottled, MemCurrent: full.MemCurrent, OOMKills: full.OOMKills}
+	}
+	if reuse {
+		if serr != nil {
+			// Gone, perhaps: cgroup.procs says.
+			var ok bool
+			if pids, ok = readProcs(); !ok {
+				return Sample{}, false
+			}
+		} else {
+			pids = a.pids // refilled from itself below: unchanged
+			a.procsAge++
+		}
 	}
 	usage := uint64(0)
 	if serr == nil {
