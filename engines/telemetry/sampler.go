@@ -95,10 +95,10 @@ type Tuning struct {
 	// sample, and at once when its pid set changed since the last one
 	// (as cgroup.procs, or ProcsEvery's events, show it), when a proc
 	// connector event (exec, uid, gid, fork, exit) or Wake asked for
-	// it, when the cgroup
-	// gives no CPU usage, or when the pass's socket dump holds a socket
-	// not in the previous dump (a connection made somewhere on the host:
-	// it may be this agent's). In between, the sample takes what the
+	// it, when the cgroup gives no CPU usage, or when the pass's socket
+	// dump holds a socket not in the previous dump (a connection made
+	// somewhere on the host: it may be this agent's). In between, the
+	// sample takes what the
 	// cgroup counts (CPU, cpu_seconds, mem, throttled, oom_kills, every
 	// pass as before) and repeats the per-process figures of the last
 	// process scan (rss, io_read, io_write, threads, procs, fds,

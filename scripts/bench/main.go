@@ -100,6 +100,7 @@ var (
 	procsEvery = flag.Int("procsevery", 5, "'on' windows read a busy agent's cgroup.procs every N-th full sample or on the proc connector's word (telemetry.Tuning.ProcsEvery; 1: every one)")
 	selfLite   = flag.Bool("selflite", true, "'on' windows measure the daemon's own CPU with getrusage and statm (telemetry.Tuning.SelfLite)")
 	connFilter = flag.Bool("connfilter", true, "'on' windows drop thread and comm events in the proc connector's socket filter (procconn.Conn.SetFilter)")
+	prefixFlag = flag.String("prefix", "aiosfs-bench", "the daemon's cgroup prefix, before \"-PID\" (helpers running benches side by side give their own)")
 	churn      = flag.Int("churn", 1000, "threads per second this process starts and ends (outside every agent) in the second pair of 0-agent windows, for the proc connector's filter (0: no such windows)")
 )
 
@@ -372,7 +373,7 @@ func start() {
 	mntPlain = filepath.Join(tmp, "mnt-plain")
 	ctlSock = filepath.Join(tmp, "bench.sock")
 	state := filepath.Join(tmp, "state")
-	prefix = "aiosfs-bench-" + strconv.Itoa(os.Getpid())
+	prefix = *prefixFlag + "-" + strconv.Itoa(os.Getpid())
 	logf, err := os.Create(filepath.Join(tmp, "daemon.log"))
 	if err != nil {
 		mu.Unlock()
