@@ -64,6 +64,14 @@ type Config struct {
 	// Process is how the engine signals, reaps and renices processes and
 	// looks users up; nil is the host (process.Host).
 	Process process.Ops
+	// SignalReapAll makes Run answer SIGCHLD with Reap(nil), which reads
+	// the cgroup.procs of every live agent, as before. Off, SIGCHLD reads
+	// only the groups of the agents whose leader it reaped (ReapLeaders):
+	// a SIGCHLD is about the daemon's own children, the leaders, and
+	// every other agent that empties is found by the sampler's pass
+	// (Reap with its samples) within one interval, as it was between
+	// signals.
+	SignalReapAll bool
 }
 
 // Engine is the agent registry.
@@ -617,7 +625,7 @@ type kid struct {
 // OS thread for every agent it runs. A leader replaced by a restart or
 // merged away is still reaped here; only the current leader's status is
 // recorded. Run calls Reap on SIGCHLD, so a status arrives at once.
-func (e *Engine) reapKids() {
+func (e *Engine) reapKids() []*Agent {
 	type ended struct {
 		a      *Agent
 		pid    int
@@ -643,9 +651,12 @@ func (e *Engine) reapKids() {
 		}
 	}
 	e.mu.Unlock()
+	agents := make([]*Agent, 0, len(done))
 	for _, d := range done {
 		e.publish(d.a, "leader-exit", bus.F("pid", d.pid), bus.F("status", d.status))
+		agents = append(agents, d.a)
 	}
+	return agents
 }
 
 // Run reaps ended leaders as soon as the kernel says a child changed
@@ -660,7 +671,11 @@ func (e *Engine) Run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-ch:
-			e.Reap(nil)
+			if e.cfg.SignalReapAll {
+				e.Reap(nil)
+			} else {
+				e.ReapLeaders()
+			}
 		}
 	}
 }
@@ -712,6 +727,27 @@ func (e *Engine) Reap(latest map[int]telemetry.Sample) {
 		}
 	}
 	e.mu.Unlock()
+	e.reap(check, latest)
+}
+
+// ReapLeaders is Run's answer to SIGCHLD (unless Config.SignalReapAll):
+// it collects the status of every leader that ended and ends those of
+// their agents whose cgroups have emptied, reading only their groups.
+func (e *Engine) ReapLeaders() {
+	ended := e.reapKids()
+	e.mu.Lock()
+	check := ended[:0]
+	for _, a := range ended {
+		if a.Alive() && !e.busy[a.ID] {
+			check = append(check, a)
+		}
+	}
+	e.mu.Unlock()
+	e.reap(check, nil)
+}
+
+// reap ends the agents of check whose cgroups have emptied (see Reap).
+func (e *Engine) reap(check []*Agent, latest map[int]telemetry.Sample) {
 	for _, a := range check {
 		n := 0
 		if s, ok := latest[a.ID]; ok && s.Procs > 0 {

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"fmt"
 	"os/exec"
 	"runtime"
@@ -173,15 +174,63 @@ func BenchmarkReap(b *testing.B) {
 	for _, tc := range []struct {
 		name   string
 		latest map[int]telemetry.Sample
-	}{{"read-all", nil}, {"samples", latest}} {
+	}{{"read-all", nil}, {"samples", latest}, {"leaders", nil}} {
 		b.Run(tc.name, func(b *testing.B) {
 			runtime.LockOSThread()
 			defer runtime.UnlockOSThread()
 			t0 := threadCPU()
 			for b.Loop() {
-				r.e.Reap(tc.latest)
+				if tc.name == "leaders" {
+					r.e.ReapLeaders() // SIGCHLD's, no leader ended
+				} else {
+					r.e.Reap(tc.latest)
+				}
 			}
 			b.ReportMetric(float64(threadCPU()-t0)/float64(b.N)/50, "cpu-ns/agent")
+		})
+	}
+}
+
+// TestSigchldReapsLeader: Run's answer to SIGCHLD (ReapLeaders, which
+// reads only the groups of agents whose leader ended) ends an agent
+// whose leader was killed, with its status, and no sampler pass; the
+// other agent runs on. With Config.SignalReapAll (every group read) the
+// same.
+func TestSigchldReapsLeader(t *testing.T) {
+	for _, all := range []bool{false, true} {
+		t.Run(fmt.Sprintf("signalreapall=%v", all), func(t *testing.T) {
+			r := newRig(t, "")
+			r.e.cfg.SignalReapAll = all
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan struct{})
+			go func() { r.e.Run(ctx); close(done) }()
+			defer func() { cancel(); <-done }()
+			a := r.spawn("victim -- sleep 60")
+			b := r.spawn("bystander -- sleep 60")
+			if err := syscall.Kill(a.Pid, syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				rec, err := r.e.Record(a.ID)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if rec.State == StateExited {
+					if rec.Exit != "signal KILL" {
+						t.Errorf("exit %q, want signal KILL", rec.Exit)
+					}
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("agent %d is %s 10 s after its leader was killed", a.ID, rec.State)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			if rec, _ := r.e.Record(b.ID); rec.State == StateExited {
+				t.Errorf("the other agent ended: %q", rec.Exit)
+			}
+			r.ctl(b.ID, "kill")
 		})
 	}
 }

@@ -34,6 +34,10 @@ type EventReader interface {
 // Thread creation and thread exits are not published. Every process exit
 // (agent or not) is remembered for ExitOf.
 func (s *Sampler) WatchProc(ctx context.Context, conn EventReader) {
+	// While it runs, events tell the sampler when an agent's pids change
+	// (Tuning.ProcsEvery).
+	s.watching.Add(1)
+	defer s.watching.Add(-1)
 	stop := make(chan struct{})
 	defer close(stop)
 	if c, ok := conn.(io.Closer); ok {
@@ -111,6 +115,9 @@ func (s *Sampler) procEvent(e *procconn.Event) {
 			fields = append(fields, bus.F("core", 1))
 		}
 	case procconn.Lost:
+		// Any agent may have forked or lost a process unseen: every
+		// one reads its cgroup.procs at its next full sample.
+		s.lost.Add(1)
 		if s.bus != nil {
 			s.bus.Publish(bus.Event{Time: t, Source: "proc", Kind: "lost"})
 		}

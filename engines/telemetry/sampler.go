@@ -1,7 +1,9 @@
 package telemetry
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 	"net/netip"
 	"os"
 	"slices"
@@ -11,8 +13,11 @@ import (
 
 	"aiosfs/engines/bus"
 	"aiosfs/hal/cgroup"
+	"aiosfs/hal/kfile"
 	"aiosfs/hal/proc"
 	"aiosfs/hal/sockdiag"
+
+	"golang.org/x/sys/unix"
 )
 
 // ProcSource is what the Sampler needs of the host's procfs: one sample
@@ -88,11 +93,12 @@ type Tuning struct {
 	// µs of CPU per busy process-second on the profiled VM, the larger
 	// part of a busy agent's sample): at least every ProcEvery-th full
 	// sample, and at once when its pid set changed since the last one
-	// (cgroup.procs is read every pass), when a proc connector event
-	// (exec, uid, gid, fork, exit) or Wake asked for it, when the cgroup
-	// gives no CPU usage, or when the pass's socket dump holds a socket
-	// not in the previous dump (a connection made somewhere on the host:
-	// it may be this agent's). In between, the sample takes what the
+	// (as cgroup.procs, or ProcsEvery's events, show it), when a proc
+	// connector event (exec, uid, gid, fork, exit) or Wake asked for
+	// it, when the cgroup gives no CPU usage, or when the pass's socket
+	// dump holds a socket not in the previous dump (a connection made
+	// somewhere on the host: it may be this agent's). In between, the
+	// sample takes what the
 	// cgroup counts (CPU, cpu_seconds, mem, throttled, oom_kills, every
 	// pass as before) and repeats the per-process figures of the last
 	// process scan (rss, io_read, io_write, threads, procs, fds,
@@ -106,11 +112,54 @@ type Tuning struct {
 	// opens shows at its next scan). 0 or 1: every full sample reads
 	// every process's files, as before.
 	ProcEvery int
+	// KeepOpen reads an agent's cgroup counter files (the hold test's
+	// one file and Counters' 3 or 4) through descriptors kept open from
+	// one pass to the next and re-read with a pread at offset 0
+	// (cgroup.KeptCounters), instead of opening and closing each file
+	// every pass: on the profiled VM 2.6-3.1 against 12-15 µs for the
+	// hold test's file and 9 against 48-51 µs for Counters
+	// (BenchmarkCounterReads in hal/cgroup). The descriptors of an agent
+	// are closed at the first pass that no longer finds it among the
+	// targets (it ended: its group is gone), at Forget, when the switch
+	// is turned off and when Run returns; an idle agent keeps 1, a busy
+	// one 4 on v1 (3 on v2), and the process at most cgroup.KeptMax in
+	// all (past it, files are read the old way). Needs the target's
+	// Group to be one of package cgroup's; others are read through their
+	// CounterReader.
+	KeepOpen bool
+	// SelfLite measures the daemon's own CPU and RSS (Self, once a pass)
+	// with getrusage and /proc/self/statm instead of a full process
+	// sample of itself, which reads stat, status, io and readlinks every
+	// descriptor of the daemon: hundreds with KeepOpen's files and the
+	// FUSE and 9P clients' sockets. The same counters (utime+stime of
+	// every thread, dead ones included; resident pages, the counter
+	// VmRSS shows). Needs the ProcSource to be a proc.FS; the first call
+	// takes a full sample for the process's start time.
+	SelfLite bool
+	// ProcsEvery is how often a full sample reads the agent's
+	// cgroup.procs (and its sub-cgroups) while a proc connector is
+	// watched (WatchProc running): at least every ProcsEvery-th full
+	// sample, and at once when the connector reported a fork, exec, uid,
+	// gid or exit of one of its processes (they wake the agent), when it
+	// reported lost events since the agent's last read, on Wake (the
+	// agent engine's merge and split, which move processes into or out
+	// of a group without a fork), on its first sample, and when its
+	// cgroup's counters cannot be read (to tell a gone group, which then
+	// gets no sample, as before). In between, the pids are the last
+	// read's, which the events above keep right: a child of one of the
+	// agent's processes shows at the first pass after its fork event is
+	// read (before, at the first pass after the fork), and a process
+	// moved into the group by someone else than the daemon (root writing
+	// cgroup.procs by hand), or made with CLONE_PARENT by one of the
+	// agent's processes (its parent is then outside the agent), shows
+	// within ProcsEvery passes. Without a connector, or with 0 or 1,
+	// every full sample reads cgroup.procs, as before.
+	ProcsEvery int
 }
 
 // DefaultTuning is every remedy on, holding an idle agent's sample for at
 // most 10 passes and reading a busy agent's process files every 5th pass.
-var DefaultTuning = Tuning{Hold: 10, Counters: true, RawProc: true, SockGate: true, ProcEvery: 5}
+var DefaultTuning = Tuning{Hold: 10, Counters: true, RawProc: true, SockGate: true, ProcEvery: 5, KeepOpen: true, SelfLite: true, ProcsEvery: 5}
 
 // LibrarySampler is a ProcSource that can also sample through the procfs
 // library, the reading before Tuning.RawProc; proc.FS is one.
@@ -160,6 +209,11 @@ type Sampler struct {
 	exitHd int
 	self   selfState
 	gen    uint64 // passes begun
+
+	// watching is how many WatchProc loops run; lost counts the proc
+	// connector's lost-event reports (Tuning.ProcsEvery).
+	watching atomic.Int32
+	lost     atomic.Uint64
 
 	// dumpSeen is the socket inodes of the last dump (under tickMu): a
 	// pass whose dump has one that is not in it makes every agent sampled
@@ -214,6 +268,52 @@ type agentState struct {
 
 	every time.Duration // its own interval (SetAgentInterval); 0: the pass interval
 	wake  atomic.Bool   // sample in full at the next pass (Wake, proc events)
+
+	// kept is its cgroup's counter files kept open (Tuning.KeepOpen),
+	// for the group keptFor; seen is the last pass that had it among
+	// its targets. Touched under tickMu.
+	kept    *cgroup.KeptCounters
+	keptFor cgroup.Group
+	seen    uint64
+	// procsAge is how many full samples since cgroup.procs was last
+	// read took the pids of that read; procsLost is s.lost then
+	// (Tuning.ProcsEvery). Touched under tickMu.
+	procsAge  int
+	procsLost uint64
+}
+
+// counterReader is what a pass reads agent a's cgroup counters through:
+// its kept files when Tuning.KeepOpen is on and the group is one of
+// package cgroup's, else the group's own CounterReader; nil when it has
+// none. Called with tickMu held.
+func (a *agentState) counterReader(g Group, keep bool) cgroup.CounterReader {
+	cr, ok := g.(cgroup.CounterReader)
+	if !ok {
+		return nil
+	}
+	cg, ok := g.(cgroup.Group)
+	if !keep || !ok {
+		a.closeKept()
+		return cr
+	}
+	// keptFor holds only package cgroup's group pointers, so comparing
+	// it with any other type is false, never a panic.
+	if a.kept == nil || a.keptFor != cg {
+		a.closeKept()
+		if a.kept = cgroup.KeepCounters(cg); a.kept == nil {
+			return cr
+		}
+		a.keptFor = cg
+	}
+	return a.kept
+}
+
+// closeKept closes a's kept counter files. Called with tickMu held.
+func (a *agentState) closeKept() {
+	if a.kept != nil {
+		a.kept.Close()
+		a.kept, a.keptFor = nil, nil
+	}
 }
 
 // procPrev is what a pass remembers of one process for the next one's
@@ -315,6 +415,7 @@ func (s *Sampler) Run(ctx context.Context) {
 	d, step := s.Interval(), s.step()
 	t := time.NewTicker(step)
 	defer t.Stop()
+	defer s.closeKept()
 	now := time.Now()
 	s.Tick(now)
 	next := now.Add(d)
@@ -417,6 +518,8 @@ func (s *Sampler) Wake(id int) {
 // slice) and the sample's time; ok is false when it has none. A held
 // sample (Tuning.Hold) repeats the pids of the last full one, which are
 // still right: a fork or an exit costs the agent CPU, which ends the hold.
+// A full sample's pids are its cgroup.procs, or with Tuning.ProcsEvery
+// the last read's while the proc connector reports no change.
 // It is meant for engines that would otherwise read cgroup.procs of every
 // agent again on the same pass (the reaper, the memory and GPU engines).
 func (s *Sampler) Procs(id int) (pids []int, at time.Time, ok bool) {
@@ -444,8 +547,10 @@ func (s *Sampler) OnTick(f func(now time.Time, latest map[int]Sample)) {
 }
 
 // Tick makes one pass over all targets at time now: per target, either a
-// held sample (see Tuning.Hold: one cgroup file) or a full one (one Procs
-// and one Counters or Stats call, and one proc sample per process), and
+// held sample (see Tuning.Hold: one cgroup file) or a full one (one Procs,
+// or none in between Tuning.ProcsEvery's reads, one Counters or Stats call,
+// and one proc sample per process, or none in between Tuning.ProcEvery's
+// scans), and
 // one TCP socket dump shared by all agents (its cost grows with the
 // host's sockets, not with the agents). A failed dump leaves the network
 // fields 0. A target whose Procs fails gets no sample in this pass. An
@@ -493,6 +598,7 @@ func (s *Sampler) pass(now time.Time, fast bool) {
 			continue
 		}
 		a := s.agent(t.ID)
+		a.seen = gen
 		s.mu.Lock()
 		every := a.every
 		s.mu.Unlock()
@@ -502,7 +608,7 @@ func (s *Sampler) pass(now time.Time, fast bool) {
 		if every > 0 && !a.prevTime.IsZero() && now.Sub(a.prevTime) < every-min(every, iv)/2 {
 			continue // not due: no sample, and not in the hooks' map
 		}
-		if every == 0 && tun.Hold > 0 && s.hold(now, gen, t, a, tun.Hold) {
+		if every == 0 && tun.Hold > 0 && s.hold(now, gen, t, a, tun) {
 			if latest != nil {
 				l, _ := s.Latest(t.ID)
 				latest[t.ID] = l
@@ -540,6 +646,13 @@ func (s *Sampler) pass(now time.Time, fast bool) {
 				delete(s.pids, pid)
 			}
 		}
+		// An agent no longer among the targets has ended (its group is
+		// removed or about to be): its kept files go.
+		for _, a := range s.agents {
+			if a.kept != nil && (a.seen != gen || !tun.KeepOpen) {
+				a.closeKept()
+			}
+		}
 	}
 	s.mu.Unlock()
 	s.tickMu.Unlock()
@@ -556,14 +669,14 @@ func (s *Sampler) pass(now time.Time, fast bool) {
 // hold gives agent a a held sample at now if its cgroup's CPU usage has
 // not moved since its last sample, and reports whether it did. Called
 // with tickMu held.
-func (s *Sampler) hold(now time.Time, gen uint64, t Target, a *agentState, most int) bool {
-	if a.prevTime.IsZero() || a.prevUsage == 0 || a.held >= most || a.wake.Load() || a.busy {
+func (s *Sampler) hold(now time.Time, gen uint64, t Target, a *agentState, tun Tuning) bool {
+	if a.prevTime.IsZero() || a.prevUsage == 0 || a.held >= tun.Hold || a.wake.Load() || a.busy {
 		// A busy agent (CPU in its last sample) will most likely be busy
 		// again: the test would only add a read to its full sample.
 		return false
 	}
-	cr, ok := t.Group.(cgroup.CounterReader)
-	if !ok {
+	cr := a.counterReader(t.Group, tun.KeepOpen)
+	if cr == nil {
 		return false
 	}
 	u, err := cr.CPUUsage()
@@ -671,22 +784,54 @@ func (s *Sampler) agent(id int) *agentState {
 // (nil: none), newSock whether it holds a socket the previous dump did
 // not. It is called with tickMu held.
 func (s *Sampler) sampleTarget(now time.Time, gen uint64, t Target, a *agentState, tcp map[uint64]sockdiag.Socket, newSock bool, tun Tuning) (Sample, bool) {
-	pids, err := t.Group.Procs()
-	if err != nil {
-		// The group is gone or unreadable: no sample rather than a
-		// sample of nothing. The agent engine decides what it means.
-		return Sample{}, false
-	}
 	woke := a.wake.Swap(false)
+	lost := s.lost.Load()
+	// Tuning.ProcsEvery: the last read's pids while the connector's
+	// events say nothing changed.
+	reuse := tun.ProcsEvery > 1 && !woke && s.watching.Load() > 0 && !a.prevTime.IsZero() &&
+		a.procsAge+1 < tun.ProcsEvery && a.procsLost == lost
+	readProcs := func() ([]int, bool) {
+		pids, err := t.Group.Procs()
+		if err != nil {
+			// The group is gone or unreadable: no sample rather than a
+			// sample of nothing. The agent engine decides what it
+			// means. A wake is kept for the next pass.
+			if woke {
+				a.wake.Store(true)
+			}
+			return nil, false
+		}
+		a.procsAge, a.procsLost = 0, lost
+		return pids, true
+	}
+	var pids []int
+	if !reuse {
+		var ok bool
+		if pids, ok = readProcs(); !ok {
+			return Sample{}, false
+		}
+	}
 	a.held = 0
 	var st cgroup.Counters
 	var serr error
-	if cr, ok := t.Group.(cgroup.CounterReader); ok && tun.Counters {
+	if cr := a.counterReader(t.Group, tun.KeepOpen); cr != nil && tun.Counters {
 		st, serr = cr.Counters()
 	} else {
 		var full cgroup.Stats
 		full, serr = t.Group.Stats()
 		st = cgroup.Counters{CPUUsageNs: full.CPUUsageNs, NrThrottled: full.NrThrottled, MemCurrent: full.MemCurrent, OOMKills: full.OOMKills}
+	}
+	if reuse {
+		if serr != nil {
+			// Gone, perhaps: cgroup.procs says.
+			var ok bool
+			if pids, ok = readProcs(); !ok {
+				return Sample{}, false
+			}
+		} else {
+			pids = a.pids // refilled from itself below: unchanged
+			a.procsAge++
+		}
 	}
 	usage := uint64(0)
 	if serr == nil {
@@ -1052,8 +1197,13 @@ func (s *Sampler) Since(id int, t time.Time) []Sample {
 // Forget drops agent id's history and process table. A later pass that
 // still finds id among the targets starts it afresh.
 func (s *Sampler) Forget(id int) {
+	s.tickMu.Lock() // a pass may be reading its kept files
+	defer s.tickMu.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if a := s.agents[id]; a != nil {
+		a.closeKept()
+	}
 	delete(s.agents, id)
 	s.recountFast()
 	for pid, e := range s.pids {
@@ -1103,6 +1253,33 @@ func (s *Sampler) FillHistory(n int) {
 	}
 }
 
+// closeKept closes every agent's kept counter files (Run's end).
+func (s *Sampler) closeKept() {
+	s.tickMu.Lock()
+	defer s.tickMu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, a := range s.agents {
+		a.closeKept()
+	}
+}
+
+// KeptFiles is how many counter files the sampler keeps open now
+// (Tuning.KeepOpen), for tests and the bench.
+func (s *Sampler) KeptFiles() int {
+	s.tickMu.Lock()
+	defer s.tickMu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, a := range s.agents {
+		if a.kept != nil {
+			n += a.kept.Open()
+		}
+	}
+	return n
+}
+
 func (s *Sampler) lookup(id int) *agentState {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -1115,6 +1292,28 @@ func (s *Sampler) AgentOf(pid int) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.pids[pid].agent
+}
+
+// selfLite is Tuning.SelfLite's reading of the daemon's own CPU seconds
+// and RSS; the other fields are zero.
+func selfLite() (proc.Sample, error) {
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
+		return proc.Sample{}, err
+	}
+	p := proc.Sample{CPUSeconds: float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9}
+	// statm: size resident shared text lib data dt, in pages.
+	err := kfile.Read("/proc/self/statm", func(b []byte) error {
+		_, rest, _ := bytes.Cut(b, []byte(" "))
+		res, _, _ := bytes.Cut(rest, []byte(" "))
+		n, ok := kfile.Uint(res)
+		if !ok {
+			return fmt.Errorf("/proc/self/statm: bad line %q", b)
+		}
+		p.RSS = int64(n) * int64(os.Getpagesize())
+		return nil
+	})
+	return p, err
 }
 
 // selfWindow is the shortest span over which Self measures the daemon's
@@ -1133,7 +1332,16 @@ func (s *Sampler) sampleSelf(now time.Time) (float64, int64) {
 	if s.proc == nil {
 		return 0, 0
 	}
-	p, err := s.proc.Sample(os.Getpid())
+	var p proc.Sample
+	var err error
+	s.mu.Lock()
+	started := !s.self.t.IsZero()
+	s.mu.Unlock()
+	if _, real := s.proc.(proc.FS); real && started && s.Tuning().SelfLite {
+		p, err = selfLite()
+	} else {
+		p, err = s.proc.Sample(os.Getpid())
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err != nil {

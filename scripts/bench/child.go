@@ -77,7 +77,9 @@ func runChild() {
 		q := r.URL.Query()
 		hold, _ := strconv.Atoi(q.Get("hold"))
 		every, _ := strconv.Atoi(q.Get("procevery"))
-		t := telemetry.Tuning{Hold: hold, Counters: q.Get("counters") == "1", RawProc: q.Get("rawproc") == "1", SockGate: q.Get("sockgate") == "1", ProcEvery: every}
+		procsEvery, _ := strconv.Atoi(q.Get("procsevery"))
+		t := telemetry.Tuning{Hold: hold, Counters: q.Get("counters") == "1", RawProc: q.Get("rawproc") == "1", SockGate: q.Get("sockgate") == "1", ProcEvery: every,
+			KeepOpen: q.Get("keepopen") == "1", SelfLite: q.Get("selflite") == "1", ProcsEvery: procsEvery}
 		d.Tel.SetTuning(t)
 		// The daemon's proc connector is not reachable from here:
 		// every open one of this process is switched.

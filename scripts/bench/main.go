@@ -96,7 +96,11 @@ var (
 	rawproc    = flag.Bool("rawproc", true, "'on' windows sample processes with raw reads instead of the procfs library")
 	sockgate   = flag.Bool("sockgate", true, "'on' windows skip sock_diag when no agent holds a socket")
 	procEvery  = flag.Int("procevery", 5, "'on' windows read a busy agent's process files every N-th full sample (telemetry.Tuning.ProcEvery; 1: every one)")
+	keepOpen   = flag.Bool("keepopen", true, "'on' windows keep agents' cgroup counter files open and pread them (telemetry.Tuning.KeepOpen)")
+	procsEvery = flag.Int("procsevery", 5, "'on' windows read a busy agent's cgroup.procs every N-th full sample or on the proc connector's word (telemetry.Tuning.ProcsEvery; 1: every one)")
+	selfLite   = flag.Bool("selflite", true, "'on' windows measure the daemon's own CPU with getrusage and statm (telemetry.Tuning.SelfLite)")
 	connFilter = flag.Bool("connfilter", true, "'on' windows drop thread and comm events in the proc connector's socket filter (procconn.Conn.SetFilter)")
+	prefixFlag = flag.String("prefix", "aiosfs-bench", "the daemon's cgroup prefix, before \"-PID\" (helpers running benches side by side give their own)")
 	churn      = flag.Int("churn", 1000, "threads per second this process starts and ends (outside every agent) in the second pair of 0-agent windows, for the proc connector's filter (0: no such windows)")
 )
 
@@ -369,7 +373,7 @@ func start() {
 	mntPlain = filepath.Join(tmp, "mnt-plain")
 	ctlSock = filepath.Join(tmp, "bench.sock")
 	state := filepath.Join(tmp, "state")
-	prefix = "aiosfs-bench-" + strconv.Itoa(os.Getpid())
+	prefix = *prefixFlag + "-" + strconv.Itoa(os.Getpid())
 	logf, err := os.Create(filepath.Join(tmp, "daemon.log"))
 	if err != nil {
 		mu.Unlock()
@@ -435,15 +439,18 @@ func setTuning(set string) {
 		}
 		return 0
 	}
-	hold, every := 0, 1
+	hold, every, procs := 0, 1, 1
 	if *adaptive && on {
 		hold = 10
 	}
 	if set == setOn {
 		every = *procEvery
 	}
-	getChild(fmt.Sprintf("/tuning?hold=%d&counters=%d&rawproc=%d&sockgate=%d&procevery=%d&connfilter=%d",
-		hold, b(*counters), b(*rawproc), b(*sockgate), every, b(*connFilter)))
+	if on {
+		procs = *procsEvery
+	}
+	getChild(fmt.Sprintf("/tuning?hold=%d&counters=%d&rawproc=%d&sockgate=%d&procevery=%d&connfilter=%d&keepopen=%d&selflite=%d&procsevery=%d",
+		hold, b(*counters), b(*rawproc), b(*sockgate), every, b(*connFilter), b(*keepOpen), b(*selfLite), procs))
 }
 
 // churned is the thread rate threadChurn measured (threads a second).
@@ -822,8 +829,8 @@ func report(load0 string, idle0 cost, zero, res map[string][]cost, loads []strin
 	fmt.Fprintf(w, "machine: nproc=%d kernel=%s cpu=%q %s/%s %s cgroup=%s loadavg=%s (start) %s (end) %s\n",
 		runtime.NumCPU(), strings.TrimSpace(string(kernel)), cpuModel(), runtime.GOOS, runtime.GOARCH, runtime.Version(),
 		cgv, load0, loadavg(), time.Now().UTC().Format(time.RFC3339))
-	fmt.Fprintf(w, "command: go run ./scripts/bench -agents %d -window %s -repeat %d -interval %s -gpu %s -n %d -fill %d -adaptive=%v -counters=%v -rawproc=%v -sockgate=%v -procevery=%d -connfilter=%v -churn=%d   (as root; `make bench` runs it with the defaults)\n\n",
-		*nAgents, *window, *repeat, *interval, *gpuFlag, *iters, *fill, *adaptive, *counters, *rawproc, *sockgate, *procEvery, *connFilter, *churn)
+	fmt.Fprintf(w, "command: go run ./scripts/bench -agents %d -window %s -repeat %d -interval %s -gpu %s -n %d -fill %d -adaptive=%v -counters=%v -rawproc=%v -sockgate=%v -procevery=%d -connfilter=%v -keepopen=%v -selflite=%v -procsevery=%d -churn=%d   (as root; `make bench` runs it with the defaults)\n\n",
+		*nAgents, *window, *repeat, *interval, *gpuFlag, *iters, *fill, *adaptive, *counters, *rawproc, *sockgate, *procEvery, *connFilter, *keepOpen, *selfLite, *procsEvery, *churn)
 
 	fmt.Fprintf(w, "The daemon with 0 agents, the proc connector's socket filter (and every other remedy) off and on, %s windows (ABBA, %d of each), median [min–max]; first with the host's own process events, then with this bench starting and ending %.0f threads a second outside every agent:\n\n",
 		*window, *repeat, churned)
