@@ -132,6 +132,53 @@ type procMem struct {
 	telAt    time.Time
 	telKnown bool
 	quietRun int
+	// lag counts the quiet periods not yet applied to the mappings
+	// (Tuning.Settle); settle applies them. Every reader of maps or
+	// picks settles first.
+	lag int
+	// ticks counts the engine's ticks since the agent's last period
+	// (Tuning.Every).
+	ticks int
+}
+
+// settle applies the lag quiet periods to the mappings, as sample's
+// update would have applied each of them: nothing referenced, so each
+// mapping gains a sample and an idle period, its freq decays by the same
+// expression, a mapping idle for two periods loses its hot ranges, and
+// the rankings' picks are made again from the result (the quiet periods'
+// own picks met no touched mapping, so the regret never saw them).
+// Called with e.mu held.
+func (pm *procMem) settle() {
+	if pm.lag == 0 {
+		return
+	}
+	const x = 0.0 // a quiet period's touch, as in sample
+	for _, st := range pm.maps {
+		st.m.Referenced = 0
+		for range pm.lag {
+			st.samples++
+			st.idle++
+			if st.idle >= 2 {
+				st.hot = nil
+			}
+			st.freq = 0.7*st.freq + 0.3*x
+		}
+	}
+	pm.lag = 0
+	for _, r := range rankings {
+		pm.picks[r] = topKeys(pm.cold(r), 4)
+	}
+}
+
+// waiting says whether a pageout or cold advice waits for its outcome,
+// which needs the next periods' Rss and pagemap. Called with e.mu held.
+func (pm *procMem) waiting() bool {
+	for _, d := range pm.decisions {
+		if d.Outcome == "pending" && d.Advice != vm.WillNeed && d.Advice != vm.Reclaim {
+			return true
+		}
+	}
+	return false
 }
 
 // maxQuiet is the most periods in a row an agent's smaps is not read
@@ -155,12 +202,7 @@ func (pm *procMem) quiet(pids []int, u *Sampled) bool {
 		pm.quietRun >= maxQuiet || !slices.Equal(pids, pm.pids) {
 		return false
 	}
-	for _, d := range pm.decisions {
-		if d.Outcome == "pending" && d.Advice != vm.WillNeed && d.Advice != vm.Reclaim {
-			return false
-		}
-	}
-	return true
+	return !pm.waiting()
 }
 
 func newProcMem(id int) *procMem {
@@ -195,8 +237,9 @@ func (e *Engine) sampleAgents(now time.Time) {
 			continue
 		}
 		live[id] = true
-		e.sample(id, a.Pids, now, a.Sampled)
-		if why := e.pressured(a); why != "" {
+		why := e.pressured(a)
+		e.sample(id, a.Pids, now, a.Sampled, why != "")
+		if why != "" {
 			e.Page(id, why)
 			if why == "limit" {
 				e.Reclaim(id, a.MemDir, why)
@@ -257,13 +300,15 @@ func (e *Engine) pressured(a AgentInfo) string {
 
 // SampleAgent reads and clears the referenced bits of pids for agent id.
 func (e *Engine) SampleAgent(id int, pids []int, now time.Time) {
-	e.sample(id, pids, now, nil)
+	e.sample(id, pids, now, nil, true)
 }
 
 // sample is SampleAgent with the agent's telemetry sample u (nil: none):
 // a quiet period (procMem.quiet) is the last one again with nothing
-// referenced, without reading smaps or clearing the bits.
-func (e *Engine) sample(id int, pids []int, now time.Time, u *Sampled) {
+// referenced, without reading smaps or clearing the bits. force says
+// whether this tick must be a period (pressure, an operator's sample)
+// whatever Tuning.Every says.
+func (e *Engine) sample(id int, pids []int, now time.Time, u *Sampled, force bool) {
 	pm := e.procMem(id)
 	// One sample at a time: the smaps reader and its buffers are the
 	// engine's.
@@ -275,7 +320,46 @@ func (e *Engine) sample(id int, pids []int, now time.Time, u *Sampled) {
 	}
 	var reads []read
 	e.mu.Lock()
+	tun := e.tun
+	if tun.Every > 1 && !force && pm.n > 0 && pm.ticks+1 < tun.Every && !pm.waiting() {
+		// Not a period of this agent's (Tuning.Every): its references
+		// accumulate in the kernel's bits until the next one.
+		pm.ticks++
+		e.mu.Unlock()
+		return
+	}
+	pm.ticks = 0
 	quiet := pm.quiet(pids, u)
+	if quiet && tun.Settle {
+		// The period's own figures now, its mappings' when next read
+		// (settle): exactly what the update below does with reads of
+		// the same mappings with nothing referenced.
+		if pm.telKnown = u != nil; u != nil {
+			pm.telCPU, pm.telAt = u.CPUSeconds, u.Time
+		}
+		pm.pids = append(pm.pids[:0], pids...)
+		pm.quietRun++
+		e.quietPeriods++
+		pm.n++
+		pm.lag++
+		for _, r := range rankings {
+			const miss = 0.0 // nothing touched: no pick of the last period's was
+			pm.regret[r] = 0.8*pm.regret[r] + miss
+		}
+		pm.locality = Random // classify of an empty period
+		clear(pm.prevHot)
+		pm.wss = 0
+		if pm.n > 1 {
+			pm.hist = append(pm.hist, WSSPoint{now, 0})
+			if len(pm.hist) > 120 {
+				pm.hist = pm.hist[1:]
+			}
+		}
+		e.mu.Unlock()
+		e.saveProc(id, false)
+		return
+	}
+	pm.settle()
 	if quiet {
 		byPid := map[int][]vm.Mapping{}
 		for pid := range pm.seen {
@@ -317,7 +401,9 @@ func (e *Engine) sample(id int, pids []int, now time.Time, u *Sampled) {
 		if err != nil {
 			continue // the process ended between listing and reading
 		}
-		e.cfg.Proc.ClearRefs(pid)
+		if !tun.SkipClear || referenced(maps) {
+			e.cfg.Proc.ClearRefs(pid)
+		}
 		reads = append(reads, read{pid, maps})
 	}
 	// Likewise pagemap, for the pageouts still waiting for an outcome:
@@ -456,6 +542,17 @@ func (e *Engine) sample(id int, pids []int, now time.Time, u *Sampled) {
 	for _, r := range rankings {
 		pm.picks[r] = topKeys(pm.cold(r), 4)
 	}
+}
+
+// referenced says whether any page of maps was referenced: if none was,
+// clear_refs would clear nothing (Tuning.SkipClear).
+func referenced(maps []vm.Mapping) bool {
+	for _, m := range maps {
+		if m.Referenced > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // classify names the locality of a period's touched mappings against the

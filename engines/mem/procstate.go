@@ -75,8 +75,10 @@ const procSaveEvery = time.Minute
 func (e *Engine) procDir() string        { return filepath.Join(e.dir, "agents") }
 func (e *Engine) procFile(id int) string { return filepath.Join(e.procDir(), strconv.Itoa(id)+".json") }
 
-// snapshot copies pm into its saved form; the caller holds e.mu.
+// snapshot copies pm into its saved form (settled first, so the file is
+// what it would be without Tuning.Settle); the caller holds e.mu.
 func (pm *procMem) snapshot() savedProc {
+	pm.settle()
 	s := savedProc{N: pm.n, WSS: pm.wss, RSS: pm.rss, Locality: pm.locality, Regret: map[string]float64{},
 		Hist: append([]WSSPoint(nil), pm.hist...), Picks: map[string][]savedKey{}}
 	for r, v := range pm.regret {

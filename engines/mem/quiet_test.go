@@ -169,7 +169,7 @@ func BenchmarkSampleQuiet(b *testing.B) {
 	t0 := threadCPU()
 	for b.Loop() {
 		now = now.Add(2 * time.Second)
-		e.sample(1, a.Pids, now, &Sampled{Time: now, CPUSeconds: 1})
+		e.sample(1, a.Pids, now, &Sampled{Time: now, CPUSeconds: 1}, false)
 	}
 	if t := threadCPU() - t0; t > 0 {
 		b.ReportMetric(float64(t)/float64(b.N), "cpu-ns/op")
