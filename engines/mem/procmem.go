@@ -166,7 +166,7 @@ func (pm *procMem) settle() {
 	}
 	pm.lag = 0
 	for _, r := range rankings {
-		pm.picks[r] = topKeys(pm.cold(r), 4)
+		pm.picks[r] = pm.coldTop(r, 4)
 	}
 }
 
@@ -540,7 +540,7 @@ func (e *Engine) sample(id int, pids []int, now time.Time, u *Sampled, force boo
 		}
 	}
 	for _, r := range rankings {
-		pm.picks[r] = topKeys(pm.cold(r), 4)
+		pm.picks[r] = pm.coldTop(r, 4)
 	}
 }
 
@@ -617,11 +617,20 @@ func (pm *procMem) ranking() string {
 func (pm *procMem) cold(r string) []*mapState {
 	var out []*mapState
 	for _, st := range pm.maps {
-		if st.m.Rss > 0 && st.idle >= 2 && st.samples >= 3 {
+		if isCold(st) {
 			out = append(out, st)
 		}
 	}
-	score := func(st *mapState) float64 {
+	score := pm.coldScore(r)
+	sort.Slice(out, func(i, j int) bool { return colder(out[i], out[j], score(out[i]), score(out[j])) })
+	return out
+}
+
+func isCold(st *mapState) bool { return st.m.Rss > 0 && st.idle >= 2 && st.samples >= 3 }
+
+// coldScore is ranking r's score of a mapping: the higher, the colder.
+func (pm *procMem) coldScore(r string) func(st *mapState) float64 {
+	return func(st *mapState) float64 {
 		switch r {
 		case LFU:
 			return -st.freq
@@ -637,16 +646,59 @@ func (pm *procMem) cold(r string) []*mapState {
 		}
 		return float64(st.idle)
 	}
-	sort.Slice(out, func(i, j int) bool {
-		si, sj := score(out[i]), score(out[j])
-		if si != sj {
-			return si > sj
+}
+
+// colder orders cold mappings: higher score, then more resident, then
+// lower address, then lower pid (a total order, so that the coldest n
+// are the same however they are found).
+func colder(a, b *mapState, sa, sb float64) bool {
+	if sa != sb {
+		return sa > sb
+	}
+	if a.m.Rss != b.m.Rss {
+		return a.m.Rss > b.m.Rss
+	}
+	if a.m.Start != b.m.Start {
+		return a.m.Start < b.m.Start
+	}
+	return a.pid < b.pid
+}
+
+// coldTop is topKeys(pm.cold(r), n) without sorting every mapping: the n
+// coldest kept in order by insertion, in one pass. It is what each
+// period's picks take.
+func (pm *procMem) coldTop(r string, n int) []mapKey {
+	score := pm.coldScore(r)
+	type scored struct {
+		st *mapState
+		s  float64
+	}
+	var top [8]scored
+	best := top[:0]
+	if n > len(top) {
+		best = make([]scored, 0, n)
+	}
+	for _, st := range pm.maps {
+		if !isCold(st) {
+			continue
 		}
-		if out[i].m.Rss != out[j].m.Rss {
-			return out[i].m.Rss > out[j].m.Rss
+		c := scored{st, score(st)}
+		if len(best) == n && !colder(c.st, best[n-1].st, c.s, best[n-1].s) {
+			continue
 		}
-		return out[i].m.Start < out[j].m.Start
-	})
+		if len(best) < n {
+			best = append(best, c)
+		} else {
+			best[n-1] = c
+		}
+		for k := len(best) - 1; k > 0 && colder(best[k].st, best[k-1].st, best[k].s, best[k-1].s); k-- {
+			best[k], best[k-1] = best[k-1], best[k]
+		}
+	}
+	var out []mapKey
+	for _, c := range best {
+		out = append(out, mapKey{c.st.pid, c.st.m.Start, c.st.m.End})
+	}
 	return out
 }
 

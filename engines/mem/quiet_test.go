@@ -146,6 +146,9 @@ func TestPressureFromTelemetry(t *testing.T) {
 // every maxQuiet+1 periods skip smaps and clear_refs, as an idle agent's
 // do in the daemon (the once-a-period PSI read is left out, as it is from
 // BenchmarkSampleAgent). Compare BenchmarkSampleAgent (every period read).
+// Sub-benchmarks: the remedies of Tuning off, each alone, and both
+// (Settle: no per-mapping work in a quiet period; SkipClear: no
+// clear_refs at the refresh, which finds nothing referenced).
 func BenchmarkSampleQuiet(b *testing.B) {
 	perl := exec.Command("perl", "-e", "select(undef,undef,undef,undef)")
 	if err := perl.Start(); err != nil {
@@ -153,26 +156,39 @@ func BenchmarkSampleQuiet(b *testing.B) {
 	}
 	defer func() { perl.Process.Kill(); perl.Wait() }()
 	time.Sleep(100 * time.Millisecond)
-	agents := fakeAgents{1: {Alive: true, Pids: []int{perl.Process.Pid}, MemLimit: vm.Unlimited}}
-	e, err := New(Config{StateDir: b.TempDir(), Agents: agents, Proc: "/proc", Seed: 1, Interval: time.Hour})
-	if err != nil {
-		b.Fatal(err)
+	for _, c := range []struct {
+		name string
+		tun  Tuning
+	}{
+		{"off", Tuning{Every: 1}},
+		{"settle", Tuning{Settle: true, Every: 1}},
+		{"skipclear", Tuning{SkipClear: true, Every: 1}},
+		{"on", Tuning{Settle: true, SkipClear: true, Every: 1}},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			agents := fakeAgents{1: {Alive: true, Pids: []int{perl.Process.Pid}, MemLimit: vm.Unlimited}}
+			e, err := New(Config{StateDir: b.TempDir(), Agents: agents, Proc: "/proc", Seed: 1, Interval: time.Hour})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer e.Close()
+			e.SetTuning(c.tun)
+			now := time.Now()
+			a := agents[1]
+			a.Sampled = &Sampled{Time: now, CPUSeconds: 1}
+			agents[1] = a
+			e.sampleAgents(now)
+			b.ReportAllocs()
+			runtimeLock()
+			t0 := threadCPU()
+			for b.Loop() {
+				now = now.Add(2 * time.Second)
+				e.sample(1, a.Pids, now, &Sampled{Time: now, CPUSeconds: 1}, false)
+			}
+			if t := threadCPU() - t0; t > 0 {
+				b.ReportMetric(float64(t)/float64(b.N), "cpu-ns/op")
+			}
+			runtimeUnlock()
+		})
 	}
-	defer e.Close()
-	now := time.Now()
-	a := agents[1]
-	a.Sampled = &Sampled{Time: now, CPUSeconds: 1}
-	agents[1] = a
-	e.sampleAgents(now)
-	b.ReportAllocs()
-	runtimeLock()
-	t0 := threadCPU()
-	for b.Loop() {
-		now = now.Add(2 * time.Second)
-		e.sample(1, a.Pids, now, &Sampled{Time: now, CPUSeconds: 1}, false)
-	}
-	if t := threadCPU() - t0; t > 0 {
-		b.ReportMetric(float64(t)/float64(b.N), "cpu-ns/op")
-	}
-	runtimeUnlock()
 }

@@ -213,3 +213,30 @@ func cmpKey(p1, p2 int, s1, s2 uint64) int {
 	}
 	return 0
 }
+
+// TestColdTop: the picks found in one pass are the first of the sorted
+// cold list, for every ranking, with ties of score, Rss and address
+// (two pids mapping the same address) among them.
+func TestColdTop(t *testing.T) {
+	rng := rand.New(rand.NewSource(5))
+	for trial := range 300 {
+		pm := newProcMem(1)
+		pm.n = 10 + rng.Intn(20)
+		for i := range rng.Intn(40) {
+			st := &mapState{pid: 1 + rng.Intn(2), samples: 1 + rng.Intn(6), idle: rng.Intn(5),
+				freq: float64(rng.Intn(4)) / 4, lastRef: rng.Intn(pm.n+1) - 1, gap: float64(rng.Intn(4))}
+			st.m.Start = uint64(rng.Intn(8)) << 20
+			st.m.End = st.m.Start + 1<<20
+			st.m.Rss = uint64(rng.Intn(3)) << 12
+			pm.maps[mapKey{st.pid, st.m.Start, st.m.End + uint64(i)}] = st
+		}
+		for _, r := range rankings {
+			for _, n := range []int{1, 4, 9} {
+				want, got := topKeys(pm.cold(r), n), pm.coldTop(r, n)
+				if !slices.Equal(want, got) {
+					t.Fatalf("trial %d, %s, n %d: %v, want %v", trial, r, n, got, want)
+				}
+			}
+		}
+	}
+}
