@@ -97,6 +97,9 @@ var (
 	sockgate   = flag.Bool("sockgate", true, "'on' windows skip sock_diag when no agent holds a socket")
 	procEvery  = flag.Int("procevery", 5, "'on' windows read a busy agent's process files every N-th full sample (telemetry.Tuning.ProcEvery; 1: every one)")
 	connFilter = flag.Bool("connfilter", true, "'on' windows drop thread and comm events in the proc connector's socket filter (procconn.Conn.SetFilter)")
+	cgPrefix   = flag.String("prefix", "", "cgroup prefix of the daemon under test (default aiosfs-bench-PID)")
+	memTune    = flag.Bool("memtune", true, "'on' windows take the memory engine's remedies (mem.Tuning Settle and SkipClear); 'off' windows none")
+	memEvery   = flag.Int("memevery", 1, "'on' windows read a busy agent's smaps every N-th tick of the memory engine (mem.Tuning.Every; 1: every tick)")
 	churn      = flag.Int("churn", 1000, "threads per second this process starts and ends (outside every agent) in the second pair of 0-agent windows, for the proc connector's filter (0: no such windows)")
 )
 
@@ -370,6 +373,9 @@ func start() {
 	ctlSock = filepath.Join(tmp, "bench.sock")
 	state := filepath.Join(tmp, "state")
 	prefix = "aiosfs-bench-" + strconv.Itoa(os.Getpid())
+	if *cgPrefix != "" {
+		prefix = *cgPrefix
+	}
 	logf, err := os.Create(filepath.Join(tmp, "daemon.log"))
 	if err != nil {
 		mu.Unlock()
@@ -442,8 +448,12 @@ func setTuning(set string) {
 	if set == setOn {
 		every = *procEvery
 	}
-	getChild(fmt.Sprintf("/tuning?hold=%d&counters=%d&rawproc=%d&sockgate=%d&procevery=%d&connfilter=%d",
-		hold, b(*counters), b(*rawproc), b(*sockgate), every, b(*connFilter)))
+	memEv := 1
+	if on {
+		memEv = *memEvery
+	}
+	getChild(fmt.Sprintf("/tuning?hold=%d&counters=%d&rawproc=%d&sockgate=%d&procevery=%d&connfilter=%d&mem=%d&memevery=%d",
+		hold, b(*counters), b(*rawproc), b(*sockgate), every, b(*connFilter), b(*memTune), memEv))
 }
 
 // churned is the thread rate threadChurn measured (threads a second).
@@ -822,8 +832,8 @@ func report(load0 string, idle0 cost, zero, res map[string][]cost, loads []strin
 	fmt.Fprintf(w, "machine: nproc=%d kernel=%s cpu=%q %s/%s %s cgroup=%s loadavg=%s (start) %s (end) %s\n",
 		runtime.NumCPU(), strings.TrimSpace(string(kernel)), cpuModel(), runtime.GOOS, runtime.GOARCH, runtime.Version(),
 		cgv, load0, loadavg(), time.Now().UTC().Format(time.RFC3339))
-	fmt.Fprintf(w, "command: go run ./scripts/bench -agents %d -window %s -repeat %d -interval %s -gpu %s -n %d -fill %d -adaptive=%v -counters=%v -rawproc=%v -sockgate=%v -procevery=%d -connfilter=%v -churn=%d   (as root; `make bench` runs it with the defaults)\n\n",
-		*nAgents, *window, *repeat, *interval, *gpuFlag, *iters, *fill, *adaptive, *counters, *rawproc, *sockgate, *procEvery, *connFilter, *churn)
+	fmt.Fprintf(w, "command: go run ./scripts/bench -agents %d -window %s -repeat %d -interval %s -gpu %s -n %d -fill %d -adaptive=%v -counters=%v -rawproc=%v -sockgate=%v -procevery=%d -connfilter=%v -churn=%d -memtune=%v -memevery=%d   (as root; `make bench` runs it with the defaults)\n\n",
+		*nAgents, *window, *repeat, *interval, *gpuFlag, *iters, *fill, *adaptive, *counters, *rawproc, *sockgate, *procEvery, *connFilter, *churn, *memTune, *memEvery)
 
 	fmt.Fprintf(w, "The daemon with 0 agents, the proc connector's socket filter (and every other remedy) off and on, %s windows (ABBA, %d of each), median [min–max]; first with the host's own process events, then with this bench starting and ending %.0f threads a second outside every agent:\n\n",
 		*window, *repeat, churned)
