@@ -139,6 +139,9 @@ type procMem struct {
 	// ticks counts the engine's ticks since the agent's last period
 	// (Tuning.Every).
 	ticks int
+	// every is the length of its periods in ticks (Tuning.Every) when
+	// the last one was taken.
+	every int
 }
 
 // settle applies the lag quiet periods to the mappings, as sample's
@@ -181,11 +184,12 @@ func (pm *procMem) waiting() bool {
 	return false
 }
 
-// maxQuiet is the most periods in a row an agent's smaps is not read
+// maxQuiet is the most ticks in a row an agent's smaps is not read
 // because it was quiet: figures that change without the agent running
 // (Rss the kernel reclaims, a shared file page another process touches)
-// are at most this many periods old (10 s at the default 2 s period),
-// as telemetry's own held samples are (Tuning.Hold).
+// are at most this many ticks old (10 s at the default 2 s period),
+// as telemetry's own held samples are (Tuning.Hold). With periods of
+// several ticks (Tuning.Every) that is fewer quiet periods in a row.
 const maxQuiet = 5
 
 // quiet says whether this period of agent id can be taken from the last
@@ -195,11 +199,11 @@ const maxQuiet = 5
 // and a process that did not run referenced nothing (what it touches
 // after the sample is not lost: the bits are not cleared while quiet, so
 // the next period that reads smaps counts it); it has the same pids; no pageout waits for its
-// outcome (which needs the new Rss and pagemap); and it was not quiet for
-// maxQuiet periods already. Called with e.mu held.
+// outcome (which needs the new Rss and pagemap); and its smaps was read
+// within maxQuiet ticks, this period included. Called with e.mu held.
 func (pm *procMem) quiet(pids []int, u *Sampled) bool {
 	if u == nil || !pm.telKnown || pm.n == 0 || u.CPU != 0 || u.CPUSeconds != pm.telCPU || !u.Time.After(pm.telAt) ||
-		pm.quietRun >= maxQuiet || !slices.Equal(pids, pm.pids) {
+		(pm.quietRun+1)*max(pm.every, 1) > maxQuiet || !slices.Equal(pids, pm.pids) {
 		return false
 	}
 	return !pm.waiting()
@@ -314,10 +318,6 @@ func (e *Engine) sample(id int, pids []int, now time.Time, u *Sampled, force boo
 	// engine's.
 	e.readMu.Lock()
 	defer e.readMu.Unlock()
-	type read struct {
-		pid  int
-		maps []vm.Mapping
-	}
 	var reads []read
 	e.mu.Lock()
 	tun := e.tun
@@ -329,6 +329,7 @@ func (e *Engine) sample(id int, pids []int, now time.Time, u *Sampled, force boo
 		return
 	}
 	pm.ticks = 0
+	pm.every = tun.Every
 	quiet := pm.quiet(pids, u)
 	if quiet && tun.Settle {
 		// The period's own figures now, its mappings' when next read
@@ -435,10 +436,24 @@ func (e *Engine) sample(id int, pids []int, now time.Time, u *Sampled, force boo
 			backs[p.key] = back
 		}
 	}
-	learned := false // a decision resolved (perhaps teaching a hot range): saved at once
-	defer func() { e.saveProc(id, learned) }()
 	e.mu.Lock()
-	defer e.mu.Unlock()
+	// A decision resolved (perhaps teaching a hot range): saved at once.
+	learned := pm.update(reads, backs, now)
+	e.mu.Unlock()
+	e.saveProc(id, learned)
+}
+
+// read is one process's mappings as a period read them.
+type read struct {
+	pid  int
+	maps []vm.Mapping
+}
+
+// update is one period of the analyzer: reads are the agent's processes'
+// mappings with what each referenced since the last period, backs the
+// pages of waiting pageouts found resident again. It reports whether a
+// decision was resolved. Called with e.mu held.
+func (pm *procMem) update(reads []read, backs map[decisionKey][]vm.Range, now time.Time) (learned bool) {
 	pm.n++
 	// Only the pids read now stay seen: the set (and the saved state)
 	// must not grow with every process the agent ever ran.
@@ -542,6 +557,7 @@ func (e *Engine) sample(id int, pids []int, now time.Time, u *Sampled, force boo
 	for _, r := range rankings {
 		pm.picks[r] = pm.coldTop(r, 4)
 	}
+	return learned
 }
 
 // referenced says whether any page of maps was referenced: if none was,
@@ -617,7 +633,7 @@ func (pm *procMem) ranking() string {
 func (pm *procMem) cold(r string) []*mapState {
 	var out []*mapState
 	for _, st := range pm.maps {
-		if isCold(st) {
+		if pm.isCold(st) {
 			out = append(out, st)
 		}
 	}
@@ -626,7 +642,13 @@ func (pm *procMem) cold(r string) []*mapState {
 	return out
 }
 
-func isCold(st *mapState) bool { return st.m.Rss > 0 && st.idle >= 2 && st.samples >= 3 }
+// isCold: resident, untouched for two periods, watched for three. With
+// periods of every ticks (Tuning.Every) the same in ticks: untouched for
+// at least two ticks' worth of periods, watched for three ticks' worth.
+func (pm *procMem) isCold(st *mapState) bool {
+	k := max(pm.every, 1)
+	return st.m.Rss > 0 && st.idle >= (2+k-1)/k && st.samples >= (3+k-1)/k
+}
 
 // coldScore is ranking r's score of a mapping: the higher, the colder.
 func (pm *procMem) coldScore(r string) func(st *mapState) float64 {
@@ -679,7 +701,7 @@ func (pm *procMem) coldTop(r string, n int) []mapKey {
 		best = make([]scored, 0, n)
 	}
 	for _, st := range pm.maps {
-		if !isCold(st) {
+		if !pm.isCold(st) {
 			continue
 		}
 		c := scored{st, score(st)}
