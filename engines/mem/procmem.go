@@ -142,6 +142,9 @@ type procMem struct {
 	// every is the length of its periods in ticks (Tuning.Every) when
 	// the last one was taken.
 	every int
+	// ranSince: a period since the last save of its state file was
+	// not quiet (Tuning.HoldSave).
+	ranSince bool
 }
 
 // settle applies the lag quiet periods to the mappings, as sample's
@@ -386,6 +389,7 @@ func (e *Engine) sample(id int, pids []int, now time.Time, u *Sampled, force boo
 		e.quietPeriods++
 	} else {
 		pm.quietRun = 0
+		pm.ranSince = true
 	}
 	e.mu.Unlock()
 	// Read (and clear) the kernel's bits first, without the engine's

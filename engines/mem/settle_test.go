@@ -240,3 +240,34 @@ func TestColdTop(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkPicks is one period's picks (the 4 coldest mappings by each of
+// the three rankings) of an agent of 40 mappings, all cold: by sorting
+// every cold mapping (topKeys of cold, as before) and by one pass
+// (coldTop, what update does now).
+func BenchmarkPicks(b *testing.B) {
+	rng := rand.New(rand.NewSource(1))
+	pm := newProcMem(1)
+	pm.n = 100
+	for i := range 40 {
+		st := &mapState{pid: 1, samples: 50, idle: 2 + rng.Intn(50), freq: rng.Float64(), lastRef: rng.Intn(50), gap: float64(1 + rng.Intn(9))}
+		st.m.Start = uint64(i) << 20
+		st.m.End = st.m.Start + 1<<20
+		st.m.Rss = uint64(1+rng.Intn(200)) << 12
+		pm.maps[mapKey{1, st.m.Start, st.m.End}] = st
+	}
+	b.Run("sort", func(b *testing.B) {
+		for b.Loop() {
+			for _, r := range rankings {
+				pm.picks[r] = topKeys(pm.cold(r), 4)
+			}
+		}
+	})
+	b.Run("onepass", func(b *testing.B) {
+		for b.Loop() {
+			for _, r := range rankings {
+				pm.picks[r] = pm.coldTop(r, 4)
+			}
+		}
+	})
+}

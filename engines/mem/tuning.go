@@ -23,6 +23,15 @@ type Tuning struct {
 	// exactly those, so there is nothing to clear. An idle agent's
 	// refresh after maxQuiet quiet periods is such a read.
 	SkipClear bool
+	// HoldSave: an agent whose periods since its state file was last
+	// written were all quiet is written every quietSaveEvery (10
+	// minutes) rather than every procSaveEvery (a minute): what such a
+	// save adds is only the quiet periods' counts (periods, samples,
+	// idle, decayed freq, wss points of 0). A kill -9 then loses up to
+	// ten minutes of them instead of one (a clean stop saves every
+	// agent, as before); a period that reads smaps, a decision or a
+	// policy change is saved as before.
+	HoldSave bool
 	// Every: a busy agent's period is Every ticks of the engine rather
 	// than one (1 or 0: one). Between its periods its smaps is not read
 	// nor its bits cleared, so the references of Every ticks accumulate
@@ -38,7 +47,7 @@ type Tuning struct {
 
 // DefaultTuning is what New gives an engine. Every stays 1 until
 // measured (docs/bench/cost-mem.md).
-var DefaultTuning = Tuning{Settle: true, SkipClear: true, Every: 1}
+var DefaultTuning = Tuning{Settle: true, SkipClear: true, HoldSave: true, Every: 1}
 
 var (
 	enginesMu sync.Mutex
