@@ -139,8 +139,8 @@ type procMem struct {
 	// ticks counts the engine's ticks since the agent's last period
 	// (Tuning.Every).
 	ticks int
-	// every is the length of its periods in ticks (Tuning.Every) when
-	// the last one was taken.
+	// every is the length in ticks of its last period (Tuning.Every,
+	// or fewer for a period taken early).
 	every int
 	// ranSince: a period since the last save of its state file was
 	// not quiet (Tuning.HoldSave).
@@ -331,8 +331,11 @@ func (e *Engine) sample(id int, pids []int, now time.Time, u *Sampled, force boo
 		e.mu.Unlock()
 		return
 	}
+	// The period's length in ticks: Every, or fewer when pressure or an
+	// operator asked for it early. The cold thresholds and maxQuiet are
+	// in ticks through it.
+	pm.every = pm.ticks + 1
 	pm.ticks = 0
-	pm.every = tun.Every
 	quiet := pm.quiet(pids, u)
 	if quiet && tun.Settle {
 		// The period's own figures now, its mappings' when next read
