@@ -170,6 +170,8 @@ type Engine struct {
 	// quietPeriods counts agents' periods taken without reading smaps
 	// (procMem.quiet), under mu.
 	quietPeriods uint64
+	// tun are the cost remedies in force (tuning.go), under mu.
+	tun Tuning
 }
 
 // New opens (and creates) <state>/mem, removes what ephemeral and shared
@@ -189,7 +191,8 @@ func New(cfg Config) (*Engine, error) {
 	}
 	e := &Engine{cfg: cfg, dir: filepath.Join(cfg.StateDir, "mem"), regions: map[string]*Region{},
 		procs: map[int]*procMem{}, paging: true, threshold: 0.10, limitFrac: 0.90,
-		interval: cfg.Interval, ivChange: make(chan time.Duration, 1)}
+		interval: cfg.Interval, ivChange: make(chan time.Duration, 1), tun: DefaultTuning}
+	e.tun.Every = max(e.tun.Every, 1)
 	e.tmp = filepath.Join(e.dir, "tmp")
 	e.smaps = cfg.Proc.NewSmapsReader()
 	// Ephemeral and shared regions do not outlive the daemon.
@@ -213,6 +216,9 @@ func New(cfg Config) (*Engine, error) {
 			cfg.Logf("mem: restore %s: %v", mp, err)
 		}
 	}
+	enginesMu.Lock()
+	engines[e] = true
+	enginesMu.Unlock()
 	return e, nil
 }
 
@@ -875,6 +881,9 @@ func (e *Engine) agentAlive(id int) bool {
 // Close stops the prefetchers, saves the patterns and what was learned of
 // the agents' memory, and closes the files.
 func (e *Engine) Close() error {
+	enginesMu.Lock()
+	delete(engines, e)
+	enginesMu.Unlock()
 	err := e.SavePatterns()
 	e.saveProcs()
 	e.mu.Lock()

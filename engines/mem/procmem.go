@@ -132,13 +132,67 @@ type procMem struct {
 	telAt    time.Time
 	telKnown bool
 	quietRun int
+	// lag counts the quiet periods not yet applied to the mappings
+	// (Tuning.Settle); settle applies them. Every reader of maps or
+	// picks settles first.
+	lag int
+	// ticks counts the engine's ticks since the agent's last period
+	// (Tuning.Every).
+	ticks int
+	// every is the length in ticks of its last period (Tuning.Every,
+	// or fewer for a period taken early).
+	every int
+	// ranSince: a period since the last save of its state file was
+	// not quiet (Tuning.HoldSave).
+	ranSince bool
 }
 
-// maxQuiet is the most periods in a row an agent's smaps is not read
+// settle applies the lag quiet periods to the mappings, as sample's
+// update would have applied each of them: nothing referenced, so each
+// mapping gains a sample and an idle period, its freq decays by the same
+// expression, a mapping idle for two periods loses its hot ranges, and
+// the rankings' picks are made again from the result (the quiet periods'
+// own picks met no touched mapping, so the regret never saw them).
+// Called with e.mu held.
+func (pm *procMem) settle() {
+	if pm.lag == 0 {
+		return
+	}
+	const x = 0.0 // a quiet period's touch, as in sample
+	for _, st := range pm.maps {
+		st.m.Referenced = 0
+		for range pm.lag {
+			st.samples++
+			st.idle++
+			if st.idle >= 2 {
+				st.hot = nil
+			}
+			st.freq = 0.7*st.freq + 0.3*x
+		}
+	}
+	pm.lag = 0
+	for _, r := range rankings {
+		pm.picks[r] = pm.coldTop(r, 4)
+	}
+}
+
+// waiting says whether a pageout or cold advice waits for its outcome,
+// which needs the next periods' Rss and pagemap. Called with e.mu held.
+func (pm *procMem) waiting() bool {
+	for _, d := range pm.decisions {
+		if d.Outcome == "pending" && d.Advice != vm.WillNeed && d.Advice != vm.Reclaim {
+			return true
+		}
+	}
+	return false
+}
+
+// maxQuiet is the most ticks in a row an agent's smaps is not read
 // because it was quiet: figures that change without the agent running
 // (Rss the kernel reclaims, a shared file page another process touches)
-// are at most this many periods old (10 s at the default 2 s period),
-// as telemetry's own held samples are (Tuning.Hold).
+// are at most this many ticks old (10 s at the default 2 s period),
+// as telemetry's own held samples are (Tuning.Hold). With periods of
+// several ticks (Tuning.Every) that is fewer quiet periods in a row.
 const maxQuiet = 5
 
 // quiet says whether this period of agent id can be taken from the last
@@ -148,19 +202,14 @@ const maxQuiet = 5
 // and a process that did not run referenced nothing (what it touches
 // after the sample is not lost: the bits are not cleared while quiet, so
 // the next period that reads smaps counts it); it has the same pids; no pageout waits for its
-// outcome (which needs the new Rss and pagemap); and it was not quiet for
-// maxQuiet periods already. Called with e.mu held.
+// outcome (which needs the new Rss and pagemap); and its smaps was read
+// within maxQuiet ticks, this period included. Called with e.mu held.
 func (pm *procMem) quiet(pids []int, u *Sampled) bool {
 	if u == nil || !pm.telKnown || pm.n == 0 || u.CPU != 0 || u.CPUSeconds != pm.telCPU || !u.Time.After(pm.telAt) ||
-		pm.quietRun >= maxQuiet || !slices.Equal(pids, pm.pids) {
+		(pm.quietRun+1)*max(pm.every, 1) > maxQuiet || !slices.Equal(pids, pm.pids) {
 		return false
 	}
-	for _, d := range pm.decisions {
-		if d.Outcome == "pending" && d.Advice != vm.WillNeed && d.Advice != vm.Reclaim {
-			return false
-		}
-	}
-	return true
+	return !pm.waiting()
 }
 
 func newProcMem(id int) *procMem {
@@ -195,8 +244,9 @@ func (e *Engine) sampleAgents(now time.Time) {
 			continue
 		}
 		live[id] = true
-		e.sample(id, a.Pids, now, a.Sampled)
-		if why := e.pressured(a); why != "" {
+		why := e.pressured(a)
+		e.sample(id, a.Pids, now, a.Sampled, why != "")
+		if why != "" {
 			e.Page(id, why)
 			if why == "limit" {
 				e.Reclaim(id, a.MemDir, why)
@@ -257,25 +307,66 @@ func (e *Engine) pressured(a AgentInfo) string {
 
 // SampleAgent reads and clears the referenced bits of pids for agent id.
 func (e *Engine) SampleAgent(id int, pids []int, now time.Time) {
-	e.sample(id, pids, now, nil)
+	e.sample(id, pids, now, nil, true)
 }
 
 // sample is SampleAgent with the agent's telemetry sample u (nil: none):
 // a quiet period (procMem.quiet) is the last one again with nothing
-// referenced, without reading smaps or clearing the bits.
-func (e *Engine) sample(id int, pids []int, now time.Time, u *Sampled) {
+// referenced, without reading smaps or clearing the bits. force says
+// whether this tick must be a period (pressure, an operator's sample)
+// whatever Tuning.Every says.
+func (e *Engine) sample(id int, pids []int, now time.Time, u *Sampled, force bool) {
 	pm := e.procMem(id)
 	// One sample at a time: the smaps reader and its buffers are the
 	// engine's.
 	e.readMu.Lock()
 	defer e.readMu.Unlock()
-	type read struct {
-		pid  int
-		maps []vm.Mapping
-	}
 	var reads []read
 	e.mu.Lock()
+	tun := e.tun
+	if tun.Every > 1 && !force && pm.n > 0 && pm.ticks+1 < tun.Every && !pm.waiting() {
+		// Not a period of this agent's (Tuning.Every): its references
+		// accumulate in the kernel's bits until the next one.
+		pm.ticks++
+		e.mu.Unlock()
+		return
+	}
+	// The period's length in ticks: Every, or fewer when pressure or an
+	// operator asked for it early. The cold thresholds and maxQuiet are
+	// in ticks through it.
+	pm.every = pm.ticks + 1
+	pm.ticks = 0
 	quiet := pm.quiet(pids, u)
+	if quiet && tun.Settle {
+		// The period's own figures now, its mappings' when next read
+		// (settle): exactly what the update below does with reads of
+		// the same mappings with nothing referenced.
+		if pm.telKnown = u != nil; u != nil {
+			pm.telCPU, pm.telAt = u.CPUSeconds, u.Time
+		}
+		pm.pids = append(pm.pids[:0], pids...)
+		pm.quietRun++
+		e.quietPeriods++
+		pm.n++
+		pm.lag++
+		for _, r := range rankings {
+			const miss = 0.0 // nothing touched: no pick of the last period's was
+			pm.regret[r] = 0.8*pm.regret[r] + miss
+		}
+		pm.locality = Random // classify of an empty period
+		clear(pm.prevHot)
+		pm.wss = 0
+		if pm.n > 1 {
+			pm.hist = append(pm.hist, WSSPoint{now, 0})
+			if len(pm.hist) > 120 {
+				pm.hist = pm.hist[1:]
+			}
+		}
+		e.mu.Unlock()
+		e.saveProc(id, false)
+		return
+	}
+	pm.settle()
 	if quiet {
 		byPid := map[int][]vm.Mapping{}
 		for pid := range pm.seen {
@@ -301,6 +392,7 @@ func (e *Engine) sample(id int, pids []int, now time.Time, u *Sampled) {
 		e.quietPeriods++
 	} else {
 		pm.quietRun = 0
+		pm.ranSince = true
 	}
 	e.mu.Unlock()
 	// Read (and clear) the kernel's bits first, without the engine's
@@ -317,7 +409,9 @@ func (e *Engine) sample(id int, pids []int, now time.Time, u *Sampled) {
 		if err != nil {
 			continue // the process ended between listing and reading
 		}
-		e.cfg.Proc.ClearRefs(pid)
+		if !tun.SkipClear || referenced(maps) {
+			e.cfg.Proc.ClearRefs(pid)
+		}
 		reads = append(reads, read{pid, maps})
 	}
 	// Likewise pagemap, for the pageouts still waiting for an outcome:
@@ -349,10 +443,24 @@ func (e *Engine) sample(id int, pids []int, now time.Time, u *Sampled) {
 			backs[p.key] = back
 		}
 	}
-	learned := false // a decision resolved (perhaps teaching a hot range): saved at once
-	defer func() { e.saveProc(id, learned) }()
 	e.mu.Lock()
-	defer e.mu.Unlock()
+	// A decision resolved (perhaps teaching a hot range): saved at once.
+	learned := pm.update(reads, backs, now)
+	e.mu.Unlock()
+	e.saveProc(id, learned)
+}
+
+// read is one process's mappings as a period read them.
+type read struct {
+	pid  int
+	maps []vm.Mapping
+}
+
+// update is one period of the analyzer: reads are the agent's processes'
+// mappings with what each referenced since the last period, backs the
+// pages of waiting pageouts found resident again. It reports whether a
+// decision was resolved. Called with e.mu held.
+func (pm *procMem) update(reads []read, backs map[decisionKey][]vm.Range, now time.Time) (learned bool) {
 	pm.n++
 	// Only the pids read now stay seen: the set (and the saved state)
 	// must not grow with every process the agent ever ran.
@@ -454,8 +562,20 @@ func (e *Engine) sample(id int, pids []int, now time.Time, u *Sampled) {
 		}
 	}
 	for _, r := range rankings {
-		pm.picks[r] = topKeys(pm.cold(r), 4)
+		pm.picks[r] = pm.coldTop(r, 4)
 	}
+	return learned
+}
+
+// referenced says whether any page of maps was referenced: if none was,
+// clear_refs would clear nothing (Tuning.SkipClear).
+func referenced(maps []vm.Mapping) bool {
+	for _, m := range maps {
+		if m.Referenced > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // classify names the locality of a period's touched mappings against the
@@ -520,11 +640,26 @@ func (pm *procMem) ranking() string {
 func (pm *procMem) cold(r string) []*mapState {
 	var out []*mapState
 	for _, st := range pm.maps {
-		if st.m.Rss > 0 && st.idle >= 2 && st.samples >= 3 {
+		if pm.isCold(st) {
 			out = append(out, st)
 		}
 	}
-	score := func(st *mapState) float64 {
+	score := pm.coldScore(r)
+	sort.Slice(out, func(i, j int) bool { return colder(out[i], out[j], score(out[i]), score(out[j])) })
+	return out
+}
+
+// isCold: resident, untouched for two periods, watched for three. With
+// periods of every ticks (Tuning.Every) the same in ticks: untouched for
+// at least two ticks' worth of periods, watched for three ticks' worth.
+func (pm *procMem) isCold(st *mapState) bool {
+	k := max(pm.every, 1)
+	return st.m.Rss > 0 && st.idle >= (2+k-1)/k && st.samples >= (3+k-1)/k
+}
+
+// coldScore is ranking r's score of a mapping: the higher, the colder.
+func (pm *procMem) coldScore(r string) func(st *mapState) float64 {
+	return func(st *mapState) float64 {
 		switch r {
 		case LFU:
 			return -st.freq
@@ -540,16 +675,59 @@ func (pm *procMem) cold(r string) []*mapState {
 		}
 		return float64(st.idle)
 	}
-	sort.Slice(out, func(i, j int) bool {
-		si, sj := score(out[i]), score(out[j])
-		if si != sj {
-			return si > sj
+}
+
+// colder orders cold mappings: higher score, then more resident, then
+// lower address, then lower pid (a total order, so that the coldest n
+// are the same however they are found).
+func colder(a, b *mapState, sa, sb float64) bool {
+	if sa != sb {
+		return sa > sb
+	}
+	if a.m.Rss != b.m.Rss {
+		return a.m.Rss > b.m.Rss
+	}
+	if a.m.Start != b.m.Start {
+		return a.m.Start < b.m.Start
+	}
+	return a.pid < b.pid
+}
+
+// coldTop is topKeys(pm.cold(r), n) without sorting every mapping: the n
+// coldest kept in order by insertion, in one pass. It is what each
+// period's picks take.
+func (pm *procMem) coldTop(r string, n int) []mapKey {
+	score := pm.coldScore(r)
+	type scored struct {
+		st *mapState
+		s  float64
+	}
+	var top [8]scored
+	best := top[:0]
+	if n > len(top) {
+		best = make([]scored, 0, n)
+	}
+	for _, st := range pm.maps {
+		if !pm.isCold(st) {
+			continue
 		}
-		if out[i].m.Rss != out[j].m.Rss {
-			return out[i].m.Rss > out[j].m.Rss
+		c := scored{st, score(st)}
+		if len(best) == n && !colder(c.st, best[n-1].st, c.s, best[n-1].s) {
+			continue
 		}
-		return out[i].m.Start < out[j].m.Start
-	})
+		if len(best) < n {
+			best = append(best, c)
+		} else {
+			best[n-1] = c
+		}
+		for k := len(best) - 1; k > 0 && colder(best[k].st, best[k-1].st, best[k].s, best[k-1].s); k-- {
+			best[k], best[k-1] = best[k-1], best[k]
+		}
+	}
+	var out []mapKey
+	for _, c := range best {
+		out = append(out, mapKey{c.st.pid, c.st.m.Start, c.st.m.End})
+	}
 	return out
 }
 

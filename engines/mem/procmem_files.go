@@ -40,6 +40,7 @@ func (e *Engine) AgentFiles(id int, dir string, own fs.Owner) []fs.Node {
 			pm := e.procMem(id)
 			e.mu.Lock()
 			defer e.mu.Unlock()
+			pm.settle()
 			return []byte(f(pm)), nil
 		})
 	}

@@ -17,6 +17,7 @@ import (
 func (e *Engine) Page(id int, reason string) (int, error) {
 	pm := e.procMem(id)
 	e.mu.Lock()
+	pm.settle()
 	rank := pm.ranking()
 	cold := pm.cold(rank)
 	var hot, partly []*mapState

@@ -29,7 +29,8 @@ import (
 //
 // It is written after a sampling period that resolved a decision (and
 // so perhaps learned a hot range), after every paging or reclaim, at least once a
-// minute while the agent is sampled (for the statistics), and at a clean
+// minute while the agent is sampled (for the statistics; every ten
+// minutes while all its periods are quiet, Tuning.HoldSave), and at a clean
 // stop; it is removed when the agent ends. A damaged file is logged and
 // renamed N.json.bad, and that agent starts learning afresh.
 type savedProc struct {
@@ -69,14 +70,21 @@ type savedDecision struct {
 	At     int        `json:"at"`
 }
 
-// procSaveEvery bounds how much of an agent's statistics a kill -9 loses.
-const procSaveEvery = time.Minute
+// procSaveEvery bounds how much of an agent's statistics a kill -9 loses;
+// quietSaveEvery does for an agent that ran nothing since its last save
+// (Tuning.HoldSave).
+const (
+	procSaveEvery  = time.Minute
+	quietSaveEvery = 10 * time.Minute
+)
 
 func (e *Engine) procDir() string        { return filepath.Join(e.dir, "agents") }
 func (e *Engine) procFile(id int) string { return filepath.Join(e.procDir(), strconv.Itoa(id)+".json") }
 
-// snapshot copies pm into its saved form; the caller holds e.mu.
+// snapshot copies pm into its saved form (settled first, so the file is
+// what it would be without Tuning.Settle); the caller holds e.mu.
 func (pm *procMem) snapshot() savedProc {
+	pm.settle()
 	s := savedProc{N: pm.n, WSS: pm.wss, RSS: pm.rss, Locality: pm.locality, Regret: map[string]float64{},
 		Hist: append([]WSSPoint(nil), pm.hist...), Picks: map[string][]savedKey{}}
 	for r, v := range pm.regret {
@@ -182,11 +190,15 @@ func isRanking(r string) bool {
 func (e *Engine) saveProc(id int, force bool) {
 	e.mu.Lock()
 	pm, ok := e.procs[id]
-	if !ok || (!force && time.Since(pm.savedAt) < procSaveEvery) {
+	every := procSaveEvery
+	if ok && !pm.ranSince && e.tun.HoldSave {
+		every = quietSaveEvery
+	}
+	if !ok || (!force && time.Since(pm.savedAt) < every) {
 		e.mu.Unlock()
 		return
 	}
-	pm.savedAt = time.Now()
+	pm.savedAt, pm.ranSince = time.Now(), false
 	s := pm.snapshot()
 	e.mu.Unlock()
 	b, err := json.Marshal(s)

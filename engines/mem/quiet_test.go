@@ -1,6 +1,7 @@
 package mem
 
 import (
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -146,6 +147,9 @@ func TestPressureFromTelemetry(t *testing.T) {
 // every maxQuiet+1 periods skip smaps and clear_refs, as an idle agent's
 // do in the daemon (the once-a-period PSI read is left out, as it is from
 // BenchmarkSampleAgent). Compare BenchmarkSampleAgent (every period read).
+// Sub-benchmarks: the remedies of Tuning off, each alone, and both
+// (Settle: no per-mapping work in a quiet period; SkipClear: no
+// clear_refs at the refresh, which finds nothing referenced).
 func BenchmarkSampleQuiet(b *testing.B) {
 	perl := exec.Command("perl", "-e", "select(undef,undef,undef,undef)")
 	if err := perl.Start(); err != nil {
@@ -153,26 +157,110 @@ func BenchmarkSampleQuiet(b *testing.B) {
 	}
 	defer func() { perl.Process.Kill(); perl.Wait() }()
 	time.Sleep(100 * time.Millisecond)
-	agents := fakeAgents{1: {Alive: true, Pids: []int{perl.Process.Pid}, MemLimit: vm.Unlimited}}
-	e, err := New(Config{StateDir: b.TempDir(), Agents: agents, Proc: "/proc", Seed: 1, Interval: time.Hour})
-	if err != nil {
-		b.Fatal(err)
+	for _, c := range []struct {
+		name string
+		tun  Tuning
+	}{
+		{"off", Tuning{Every: 1}},
+		{"settle", Tuning{Settle: true, Every: 1}},
+		{"skipclear", Tuning{SkipClear: true, Every: 1}},
+		{"on", Tuning{Settle: true, SkipClear: true, Every: 1}},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			agents := fakeAgents{1: {Alive: true, Pids: []int{perl.Process.Pid}, MemLimit: vm.Unlimited}}
+			e, err := New(Config{StateDir: b.TempDir(), Agents: agents, Proc: "/proc", Seed: 1, Interval: time.Hour})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer e.Close()
+			e.SetTuning(c.tun)
+			now := time.Now()
+			a := agents[1]
+			a.Sampled = &Sampled{Time: now, CPUSeconds: 1}
+			agents[1] = a
+			e.sampleAgents(now)
+			b.ReportAllocs()
+			runtimeLock()
+			t0 := threadCPU()
+			for b.Loop() {
+				now = now.Add(2 * time.Second)
+				e.sample(1, a.Pids, now, &Sampled{Time: now, CPUSeconds: 1}, false)
+			}
+			if t := threadCPU() - t0; t > 0 {
+				b.ReportMetric(float64(t)/float64(b.N), "cpu-ns/op")
+			}
+			runtimeUnlock()
+		})
 	}
-	defer e.Close()
-	now := time.Now()
-	a := agents[1]
-	a.Sampled = &Sampled{Time: now, CPUSeconds: 1}
-	agents[1] = a
-	e.sampleAgents(now)
-	b.ReportAllocs()
-	runtimeLock()
-	t0 := threadCPU()
-	for b.Loop() {
-		now = now.Add(2 * time.Second)
-		e.sample(1, a.Pids, now, &Sampled{Time: now, CPUSeconds: 1})
+}
+
+// TestHoldSave: an agent whose periods since its last save were all
+// quiet is not written again a minute later (Tuning.HoldSave), but ten
+// minutes later, at once without HoldSave, after a period that read
+// smaps, and at a clean stop.
+func TestHoldSave(t *testing.T) {
+	e, agents, _ := quietFixture(t)
+	file := e.procFile(1)
+	periods := func() int {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var s savedProc
+		if err := json.Unmarshal(b, &s); err != nil {
+			t.Fatal(err)
+		}
+		return s.N
 	}
-	if t := threadCPU() - t0; t > 0 {
-		b.ReportMetric(float64(t)/float64(b.N), "cpu-ns/op")
+	age := func(d time.Duration) {
+		e.mu.Lock()
+		e.procs[1].savedAt = time.Now().Add(-d)
+		e.mu.Unlock()
 	}
-	runtimeUnlock()
+	t0 := time.Unix(1000, 0)
+	n := 0
+	period := func(cpu, secs float64) {
+		n++
+		at := t0.Add(time.Duration(n) * 2 * time.Second)
+		a := agents[1]
+		a.Sampled = &Sampled{Time: at, CPU: cpu, CPUSeconds: secs}
+		agents[1] = a
+		e.sampleAgents(at)
+	}
+	period(0.5, 10) // the first period is saved (never saved before)
+	if p := periods(); p != 1 {
+		t.Fatalf("after the first period the file has %d periods", p)
+	}
+	period(0, 10) // quiet
+	age(2 * time.Minute)
+	period(0, 10) // quiet, its last save 2 minutes old: held
+	if p := periods(); p != 1 {
+		t.Errorf("quiet agent saved after a minute with HoldSave: %d periods", p)
+	}
+	age(11 * time.Minute)
+	period(0, 10) // quiet, 11 minutes: saved
+	if p := periods(); p != 4 {
+		t.Errorf("quiet agent not saved after ten minutes: %d periods, want 4", p)
+	}
+	tun := e.Tuning()
+	tun.HoldSave = false
+	e.SetTuning(tun)
+	age(2 * time.Minute)
+	period(0, 10)
+	if p := periods(); p != 5 {
+		t.Errorf("without HoldSave: %d periods, want 5", p)
+	}
+	tun.HoldSave = true
+	e.SetTuning(tun)
+	period(0.5, 11) // it ran
+	age(2 * time.Minute)
+	period(0, 11)
+	if p := periods(); p != 7 {
+		t.Errorf("after a period that read smaps: %d periods, want 7", p)
+	}
+	period(0, 11)
+	e.Close()
+	if p := periods(); p != 8 {
+		t.Errorf("at a clean stop: %d periods, want 8", p)
+	}
 }

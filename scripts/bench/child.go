@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"aiosfs/daemon"
+	"aiosfs/engines/mem"
 	"aiosfs/engines/telemetry"
 	"aiosfs/fs/fusefs"
 	"aiosfs/hal/procconn"
@@ -31,8 +32,8 @@ import (
 //   - an HTTP server on a unix socket in the bench's temporary directory
 //     (root's, 0700), with net/http/pprof for the -cpuprofile and
 //     -memprofile flags, /tuning to switch the sampler's remedies
-//     (telemetry.Tuning) and the proc connector's socket filter between
-//     windows, /fill to give every agent a full history at once, and
+//     (telemetry.Tuning), the memory engine's (mem.Tuning) and the proc
+//     connector's socket filter between windows, /fill to give every agent a full history at once, and
 //     /memstats.
 var (
 	childMode  = flag.Bool("child", false, "internal: run as the daemon under test")
@@ -81,6 +82,9 @@ func runChild() {
 		t := telemetry.Tuning{Hold: hold, Counters: q.Get("counters") == "1", RawProc: q.Get("rawproc") == "1", SockGate: q.Get("sockgate") == "1", ProcEvery: every,
 			KeepOpen: q.Get("keepopen") == "1", SelfLite: q.Get("selflite") == "1", ProcsEvery: procsEvery}
 		d.Tel.SetTuning(t)
+		memOn := q.Get("mem") == "1"
+		memEvery, _ := strconv.Atoi(q.Get("memevery"))
+		mem.SetTuningAll(mem.Tuning{Settle: memOn, SkipClear: memOn, HoldSave: memOn, Every: memEvery})
 		// The daemon's proc connector is not reachable from here:
 		// every open one of this process is switched.
 		if err := procconn.SetFilterAll(q.Get("connfilter") == "1"); err != nil {

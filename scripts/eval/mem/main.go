@@ -49,6 +49,9 @@ import (
 var policies = []string{mem.LRU, mem.LFU, mem.ARC, mem.S3FIFO, mem.S3FIFO1, mem.SIEVE, mem.LIRS, mem.Predictive, mem.Adaptive}
 var classic = []string{mem.LRU, mem.LFU, mem.ARC, mem.S3FIFO, mem.SIEVE, mem.LIRS}
 
+// tr is a trace file and the name it is reported under.
+type tr struct{ name, path string }
+
 func main() {
 	data := os.Getenv("AIOS_DATA")
 	if data == "" {
@@ -56,6 +59,7 @@ func main() {
 	}
 	seed := flag.Int64("seed", 1, "seed of every random choice")
 	td := flag.String("testdata", "testdata/mem", "recorded traces (*.trace)")
+	sampling := flag.Bool("sampling", false, "instead: what reading busy agents' smaps every K ticks costs the analyzer (sampling.go)")
 	fr := flag.String("fractions", "0.01,0.05,0.1,0.2,0.4", "cache sizes, as fractions of each trace's distinct pages")
 	flag.Parse()
 	var fractions []float64
@@ -68,7 +72,6 @@ func main() {
 		fractions = append(fractions, x)
 	}
 
-	type tr struct{ name, path string }
 	var traces []tr
 	pub, _ := filepath.Glob(filepath.Join(data, "cache", "*.txt*"))
 	sort.Strings(pub)
@@ -82,6 +85,10 @@ func main() {
 	sort.Strings(rec)
 	for _, p := range rec {
 		traces = append(traces, tr{strings.TrimSuffix(filepath.Base(p), ".trace"), p})
+	}
+	if *sampling {
+		runSampling(traces)
+		return
 	}
 	worse, excess, largest := 0, 0.0, 0.0
 	within, pairs := 0, 0
