@@ -648,3 +648,32 @@ func TestRenderEmpty(t *testing.T) {
 		t.Fatalf("%q", got)
 	}
 }
+
+// BenchmarkObserveIdle200 is the engine's share of a pass at 200 idle
+// agents: each observation the held sample of an agent that ran nothing
+// (CPU and rates 0, the same memory, fds and processes, no events), one
+// a second, after the agents' ten-window history is full of them.
+func BenchmarkObserveIdle200(b *testing.B) {
+	m, _ := Train(synth(600, 8), 1)
+	e := New(Config{})
+	e.SetModel(m, "b")
+	o := obs(0, 0)
+	o.FDs, o.Procs, o.Threads, o.RSS, o.Mem = 5, 1, 1, 3<<20, 3<<20
+	sec := 0
+	pass := func() {
+		sec++
+		o.Time = t0.Add(time.Duration(sec) * time.Second)
+		for id := 1; id <= 200; id++ {
+			e.Observe(id, o)
+		}
+	}
+	for range 30 {
+		pass()
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		pass()
+	}
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N)/200, "µs/agent-pass")
+}
