@@ -234,11 +234,10 @@ func (e *Engine) Observe(agent int, o Obs) {
 	}
 	a.lastSeen = t
 	a.pred.observe(o)
-	c := "agent:" + strconv.Itoa(agent)
 	set := func(name string, v, limit float64) {
 		g := a.gauges[name]
 		if g == nil {
-			g = newGauge(c, name)
+			g = newGauge("agent:"+strconv.Itoa(agent), name)
 			a.gauges[name] = g
 		}
 		bad := 0.0

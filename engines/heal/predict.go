@@ -146,6 +146,25 @@ func (w *window) series(f func(point) float64) (t, y []float64) {
 	return
 }
 
+// flat reports whether f of every point is the same finite number
+// (bitwise, as ml.TimeToExhaust's test for a constant series), and it.
+func (w *window) flat(f func(point) float64) (float64, bool) {
+	if len(w.p) == 0 {
+		return 0, false
+	}
+	v := f(w.p[0])
+	if math.IsInf(v, 0) || math.IsNaN(v) {
+		return 0, false
+	}
+	b := math.Float64bits(v)
+	for _, p := range w.p[1:] {
+		if math.Float64bits(f(p)) != b {
+			return 0, false
+		}
+	}
+	return v, true
+}
+
 func (w *window) span() float64 {
 	if len(w.p) < 2 {
 		return 0
@@ -214,7 +233,23 @@ type agentPredictor struct {
 	maxIdle   float64 // the longest idle stretch seen while healthy
 	hbGaps    []float64
 	lastHB    time.Time
-	throttled float64 // share of the last interval's periods throttled (approx)
+	throttled float64    // share of the last interval's periods throttled (approx)
+	flat      [4]flatFit // the exhaustion kinds' last fits of a flat series (PassRemedies)
+}
+
+// flatFit is the last exhaustion prediction of one kind made from a flat
+// series (every point v, bitwise) over a span of at least MinSpan: the fit
+// (Level v, Slope 0, Tau 0) and so the features and P depend only on v,
+// the limit and the hazard, so a pass whose series is still v, under the
+// same limit and hazard, takes it from here; only the reason's span is
+// new.
+type flatFit struct {
+	ok    bool
+	v     float64
+	limit float64
+	h     *ml.Hazard
+	x     ml.Exhaustion
+	pr    Prediction // Reason not written
 }
 
 func newAgentPredictor() *agentPredictor {
@@ -323,7 +358,7 @@ func (a *agentPredictor) predict(out []Prediction, h *hazards, rules bool, now t
 		if a.last.MemHigh > 0 && (memLimit <= 0 || float64(a.last.MemHigh) < memLimit) {
 			memLimit = float64(a.last.MemHigh)
 		}
-		for _, e := range []ex{
+		for i, e := range []ex{
 			{MemoryExhaustion, func(p point) float64 { return p.mem }, memLimit, "mem"},
 			{FDExhaustion, func(p point) float64 { return p.fds }, float64(a.last.FDMax), "fds"},
 			{DiskExhaustion, func(p point) float64 { return p.disk }, float64(a.last.DiskSize), "disk"},
@@ -332,10 +367,23 @@ func (a *agentPredictor) predict(out []Prediction, h *hazards, rules bool, now t
 			if e.limit <= 0 {
 				continue
 			}
+			H := hz(e.k)
+			// A flat series (an idle agent's) with a full evidence span
+			// gives the fit and the features of the last pass again.
+			c := &a.flat[i]
+			v, flat := 0.0, false
+			if PassRemedies() && !rules && span >= MinSpan {
+				v, flat = a.w.flat(e.f)
+				if flat && c.ok && math.Float64bits(c.v) == math.Float64bits(v) && c.limit == e.limit && c.h == H {
+					pr := c.pr
+					because(&pr, reason{form: reasonExhaust, unit: e.unit, f: [6]float64{c.x.Level, e.limit, 100 * c.x.Fill, c.x.Slope, c.x.Tau, span}})
+					out = append(out, pr)
+					continue
+				}
+			}
 			t, y := a.w.series(e.f)
 			x := ml.TimeToExhaust(t, y, e.limit)
 			feat := exhaustFeatures(x, span)
-			H := hz(e.k)
 			pr := Prediction{Kind: e.k, P: H.P(feat), ETA: -1, Source: src(H, rules), X: feat}
 			if span < MinSpan && x.Fill < 0.9 {
 				// too short a window to tell a leak from a sawtooth's rise:
@@ -345,6 +393,7 @@ func (a *agentPredictor) predict(out []Prediction, h *hazards, rules bool, now t
 			if !math.IsInf(x.ETA, 1) {
 				pr.ETA = x.ETA
 			}
+			*c = flatFit{ok: flat, v: v, limit: e.limit, h: H, x: x, pr: pr}
 			because(&pr, reason{form: reasonExhaust, unit: e.unit, f: [6]float64{x.Level, e.limit, 100 * x.Fill, x.Slope, x.Tau, span}})
 			out = append(out, pr)
 		}
