@@ -17,7 +17,10 @@ import (
 	"time"
 
 	"aiosfs/daemon"
+	"aiosfs/engines/heal"
+	"aiosfs/engines/sched"
 	"aiosfs/engines/telemetry"
+	"aiosfs/engines/threat"
 	"aiosfs/fs/fusefs"
 	"aiosfs/hal/procconn"
 )
@@ -79,13 +82,17 @@ func runChild() {
 		every, _ := strconv.Atoi(q.Get("procevery"))
 		t := telemetry.Tuning{Hold: hold, Counters: q.Get("counters") == "1", RawProc: q.Get("rawproc") == "1", SockGate: q.Get("sockgate") == "1", ProcEvery: every}
 		d.Tel.SetTuning(t)
+		hooks := q.Get("hooks") == "1"
+		threat.SetPassRemedies(hooks)
+		heal.SetPassRemedies(hooks)
+		sched.SetPassRemedies(hooks)
 		// The daemon's proc connector is not reachable from here:
 		// every open one of this process is switched.
 		if err := procconn.SetFilterAll(q.Get("connfilter") == "1"); err != nil {
 			http.Error(w, err.Error(), 500)
 			return
 		}
-		fmt.Fprintf(w, "%+v connfilter=%s\n", d.Tel.Tuning(), q.Get("connfilter"))
+		fmt.Fprintf(w, "%+v connfilter=%s hooks=%v\n", d.Tel.Tuning(), q.Get("connfilter"), hooks)
 	})
 	mux.HandleFunc("/fill", func(w http.ResponseWriter, r *http.Request) {
 		n, _ := strconv.Atoi(r.URL.Query().Get("n"))

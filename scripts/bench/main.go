@@ -97,6 +97,8 @@ var (
 	sockgate   = flag.Bool("sockgate", true, "'on' windows skip sock_diag when no agent holds a socket")
 	procEvery  = flag.Int("procevery", 5, "'on' windows read a busy agent's process files every N-th full sample (telemetry.Tuning.ProcEvery; 1: every one)")
 	connFilter = flag.Bool("connfilter", true, "'on' windows drop thread and comm events in the proc connector's socket filter (procconn.Conn.SetFilter)")
+	prefixFlag = flag.String("prefix", "aiosfs-bench", "cgroup prefix of the daemon under test (the process id is appended)")
+	hooks      = flag.Bool("hooks", true, "'on' windows have the threat, healing and scheduling engines' pass remedies (threat/heal/sched.SetPassRemedies)")
 	churn      = flag.Int("churn", 1000, "threads per second this process starts and ends (outside every agent) in the second pair of 0-agent windows, for the proc connector's filter (0: no such windows)")
 )
 
@@ -369,7 +371,7 @@ func start() {
 	mntPlain = filepath.Join(tmp, "mnt-plain")
 	ctlSock = filepath.Join(tmp, "bench.sock")
 	state := filepath.Join(tmp, "state")
-	prefix = "aiosfs-bench-" + strconv.Itoa(os.Getpid())
+	prefix = *prefixFlag + "-" + strconv.Itoa(os.Getpid())
 	logf, err := os.Create(filepath.Join(tmp, "daemon.log"))
 	if err != nil {
 		mu.Unlock()
@@ -442,8 +444,8 @@ func setTuning(set string) {
 	if set == setOn {
 		every = *procEvery
 	}
-	getChild(fmt.Sprintf("/tuning?hold=%d&counters=%d&rawproc=%d&sockgate=%d&procevery=%d&connfilter=%d",
-		hold, b(*counters), b(*rawproc), b(*sockgate), every, b(*connFilter)))
+	getChild(fmt.Sprintf("/tuning?hold=%d&counters=%d&rawproc=%d&sockgate=%d&procevery=%d&connfilter=%d&hooks=%d",
+		hold, b(*counters), b(*rawproc), b(*sockgate), every, b(*connFilter), b(*hooks)))
 }
 
 // churned is the thread rate threadChurn measured (threads a second).
