@@ -234,11 +234,10 @@ func (e *Engine) Observe(agent int, o Obs) {
 	}
 	a.lastSeen = t
 	a.pred.observe(o)
-	c := "agent:" + strconv.Itoa(agent)
 	set := func(name string, v, limit float64) {
 		g := a.gauges[name]
 		if g == nil {
-			g = newGauge(c, name)
+			g = newGauge("agent:"+strconv.Itoa(agent), name)
 			a.gauges[name] = g
 		}
 		bad := 0.0
@@ -561,7 +560,7 @@ func (e *Engine) Predictions(agent int) []Prediction {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if a := e.agents[agent]; a != nil {
-		return append([]Prediction(nil), a.preds...)
+		return written(a.preds)
 	}
 	return nil
 }
@@ -603,7 +602,12 @@ func (e *Engine) TickWith(now time.Time, fc func() (Forecast, bool)) []Action {
 		a := e.agents[n]
 		a.sup.tick(now)
 		cx, ceta := a.sup.crashFeatures(now)
-		a.preds = a.pred.predict(&e.haz, rules, now, psi, psiBase, cx, ceta, e.cfg.HangByHeartbeat)
+		var reuse []Prediction
+		if PassRemedies() {
+			clear(a.preds) // nothing of the last pass's is kept through the array
+			reuse = a.preds[:0]
+		}
+		a.preds = a.pred.predict(reuse, &e.haz, rules, now, psi, psiBase, cx, ceta, e.cfg.HangByHeartbeat)
 		if !a.sup.running && len(a.sup.exits) > 0 {
 			// Down (exited or stopped): its last observation is stale, so
 			// only the supervisor's crash-loop view applies; a dead agent
@@ -658,7 +662,7 @@ func (e *Engine) TickWith(now time.Time, fc func() (Forecast, bool)) []Action {
 				continue // crash loops are handled at exit by the supervisor; observed agents are never acted on
 			}
 			proc := e.choose(n, a, k, rules)
-			act := e.newAction(now, n, k.String(), proc, p.Reason)
+			act := e.newAction(now, n, k.String(), proc, p.text())
 			act.P, act.ETA, act.Outcome, act.verifyBy, act.predicted = p.P, p.ETA, "pending", now.Add(e.cfg.Verify), true
 			a.pending[k] = act
 			out = append(out, *act)

@@ -3,6 +3,7 @@ package heal
 import (
 	"fmt"
 	"math"
+	"sync/atomic"
 	"time"
 
 	"aiosfs/engines/ml"
@@ -30,6 +31,72 @@ type Prediction struct {
 	Source string  // "learned" (a hazard fitted on history), "prior" (hand-set weights) or "rules" (degraded)
 	Reason string
 	X      []float64 // the features the hazard saw, kept for learning
+
+	// why holds Reason's figures while Reason is not yet written
+	// (PassRemedies: a pass formats no text; a reader of the
+	// prediction gets it through text, which Predictions and the
+	// renderers call).
+	why  reason
+	lazy bool // why, not Reason, holds the text
+}
+
+// reason is what Prediction.text formats: form picks the sentence, f
+// holds its figures in order, unit the exhaustion's unit.
+type reason struct {
+	form int
+	unit string
+	f    [6]float64
+}
+
+const (
+	reasonExhaust = iota
+	reasonCrash
+	reasonHang
+	reasonOverload
+)
+
+// format writes the sentence of r, as predict wrote it before the text
+// was made lazy.
+func (r *reason) format() string {
+	f := &r.f
+	switch r.form {
+	case reasonExhaust:
+		return fmt.Sprintf("%s %.0f of %.0f (%.0f%%), %+.4g/s, tau %.2f over %.1fs", r.unit, f[0], f[1], f[2], f[3], f[4], f[5])
+	case reasonCrash:
+		return fmt.Sprintf("%.0f%% of the restart intensity used, %.0f%% of runs short", f[0], f[1])
+	case reasonHang:
+		return fmt.Sprintf("idle %.1fs (allowed %.1fs), heartbeat %.0f%% of 3 intervals late", f[0], f[1], f[2])
+	}
+	return fmt.Sprintf("host cpu pressure %.1f%% (baseline %.1f%%), %.0f%% of periods throttled", f[0], f[1], f[2])
+}
+
+// text is the prediction's Reason, formatting it now when the pass left
+// it to its readers.
+func (p *Prediction) text() string {
+	if p.lazy {
+		return p.why.format()
+	}
+	return p.Reason
+}
+
+// written returns ps with every Reason written (for callers outside the
+// package), in a new slice.
+func written(ps []Prediction) []Prediction {
+	out := append([]Prediction(nil), ps...)
+	for i := range out {
+		out[i].Reason, out[i].lazy = out[i].text(), false
+	}
+	return out
+}
+
+// because makes a Prediction's reason: Reason written now, or its figures
+// kept for later (PassRemedies).
+func because(p *Prediction, r reason) {
+	if PassRemedies() {
+		p.why, p.lazy = r, true
+		return
+	}
+	p.Reason = r.format()
 }
 
 // Horizon is how far ahead exhaustion is forecast: the urgency feature
@@ -48,6 +115,7 @@ type window struct {
 	n    int
 	step float64
 	p    []point
+	t, y []float64 // series' buffers (PassRemedies)
 }
 
 func (w *window) add(p point) {
@@ -63,12 +131,38 @@ func (w *window) add(p point) {
 }
 
 func (w *window) series(f func(point) float64) (t, y []float64) {
-	t = make([]float64, len(w.p))
-	y = make([]float64, len(w.p))
+	if PassRemedies() { // the window's own buffers: the fit keeps neither
+		if cap(w.t) < len(w.p) {
+			w.t, w.y = make([]float64, max(w.n, len(w.p))), make([]float64, max(w.n, len(w.p)))
+		}
+		t, y = w.t[:len(w.p)], w.y[:len(w.p)]
+	} else {
+		t = make([]float64, len(w.p))
+		y = make([]float64, len(w.p))
+	}
 	for i, p := range w.p {
 		t[i], y[i] = p.t, f(p)
 	}
 	return
+}
+
+// flat reports whether f of every point is the same finite number
+// (bitwise, as ml.TimeToExhaust's test for a constant series), and it.
+func (w *window) flat(f func(point) float64) (float64, bool) {
+	if len(w.p) == 0 {
+		return 0, false
+	}
+	v := f(w.p[0])
+	if math.IsInf(v, 0) || math.IsNaN(v) {
+		return 0, false
+	}
+	b := math.Float64bits(v)
+	for _, p := range w.p[1:] {
+		if math.Float64bits(f(p)) != b {
+			return 0, false
+		}
+	}
+	return v, true
 }
 
 func (w *window) span() float64 {
@@ -113,6 +207,23 @@ func exhaustFeatures(e ml.Exhaustion, span float64) []float64 {
 	return []float64{math.Min(e.Fill, 1.5), u, e.Tau, math.Min(1, span/MinSpan)}
 }
 
+// passRemedies is PassRemedies' switch; on by default.
+var passRemedies atomic.Bool
+
+func init() { passRemedies.Store(true) }
+
+// PassRemedies reports whether the engine's per-pass cost remedies are
+// on (docs/bench/cost-hooks.md): a prediction's reason is formatted when
+// it is read, not at every pass, and the exhaustion fits' series are
+// built in the window's own buffers. Each gives the same files and
+// actions as without it; the switch is there so that a bench can measure
+// what they save in one daemon run.
+func PassRemedies() bool { return passRemedies.Load() }
+
+// SetPassRemedies switches the remedies of PassRemedies, for every
+// engine of the process.
+func SetPassRemedies(on bool) { passRemedies.Store(on) }
+
 // agentPredictor holds what prediction needs of one agent.
 type agentPredictor struct {
 	w         window
@@ -122,7 +233,23 @@ type agentPredictor struct {
 	maxIdle   float64 // the longest idle stretch seen while healthy
 	hbGaps    []float64
 	lastHB    time.Time
-	throttled float64 // share of the last interval's periods throttled (approx)
+	throttled float64    // share of the last interval's periods throttled (approx)
+	flat      [4]flatFit // the exhaustion kinds' last fits of a flat series (PassRemedies)
+}
+
+// flatFit is the last exhaustion prediction of one kind made from a flat
+// series (every point v, bitwise) over a span of at least MinSpan: the fit
+// (Level v, Slope 0, Tau 0) and so the features and P depend only on v,
+// the limit and the hazard, so a pass whose series is still v, under the
+// same limit and hazard, takes it from here; only the reason's span is
+// new.
+type flatFit struct {
+	ok    bool
+	v     float64
+	limit float64
+	h     *ml.Hazard
+	x     ml.Exhaustion
+	pr    Prediction // Reason not written
 }
 
 func newAgentPredictor() *agentPredictor {
@@ -208,8 +335,11 @@ func src(h *ml.Hazard, rules bool) string {
 // predict returns the agent's predictions, one per kind that applies.
 // rules: use the prior weights only (degraded mode). psiCPU: host CPU
 // pressure avg10 (-1 unknown). crash: the supervisor's crash features.
-func (a *agentPredictor) predict(h *hazards, rules bool, now time.Time, psiCPU, psiBase float64, crash []float64, crashETA float64, beatsOnly bool) []Prediction {
-	var out []Prediction
+//
+// out, when not nil, is appended to (the agent's last predictions,
+// emptied: PassRemedies reuses their array, which readers only copy under
+// the engine's lock).
+func (a *agentPredictor) predict(out []Prediction, h *hazards, rules bool, now time.Time, psiCPU, psiBase float64, crash []float64, crashETA float64, beatsOnly bool) []Prediction {
 	hz := func(k Kind) *ml.Hazard {
 		if rules {
 			return priorHazard(k)
@@ -228,7 +358,7 @@ func (a *agentPredictor) predict(h *hazards, rules bool, now time.Time, psiCPU, 
 		if a.last.MemHigh > 0 && (memLimit <= 0 || float64(a.last.MemHigh) < memLimit) {
 			memLimit = float64(a.last.MemHigh)
 		}
-		for _, e := range []ex{
+		for i, e := range []ex{
 			{MemoryExhaustion, func(p point) float64 { return p.mem }, memLimit, "mem"},
 			{FDExhaustion, func(p point) float64 { return p.fds }, float64(a.last.FDMax), "fds"},
 			{DiskExhaustion, func(p point) float64 { return p.disk }, float64(a.last.DiskSize), "disk"},
@@ -237,10 +367,23 @@ func (a *agentPredictor) predict(h *hazards, rules bool, now time.Time, psiCPU, 
 			if e.limit <= 0 {
 				continue
 			}
+			H := hz(e.k)
+			// A flat series (an idle agent's) with a full evidence span
+			// gives the fit and the features of the last pass again.
+			c := &a.flat[i]
+			v, flat := 0.0, false
+			if PassRemedies() && !rules && span >= MinSpan {
+				v, flat = a.w.flat(e.f)
+				if flat && c.ok && math.Float64bits(c.v) == math.Float64bits(v) && c.limit == e.limit && c.h == H {
+					pr := c.pr
+					because(&pr, reason{form: reasonExhaust, unit: e.unit, f: [6]float64{c.x.Level, e.limit, 100 * c.x.Fill, c.x.Slope, c.x.Tau, span}})
+					out = append(out, pr)
+					continue
+				}
+			}
 			t, y := a.w.series(e.f)
 			x := ml.TimeToExhaust(t, y, e.limit)
 			feat := exhaustFeatures(x, span)
-			H := hz(e.k)
 			pr := Prediction{Kind: e.k, P: H.P(feat), ETA: -1, Source: src(H, rules), X: feat}
 			if span < MinSpan && x.Fill < 0.9 {
 				// too short a window to tell a leak from a sawtooth's rise:
@@ -250,14 +393,16 @@ func (a *agentPredictor) predict(h *hazards, rules bool, now time.Time, psiCPU, 
 			if !math.IsInf(x.ETA, 1) {
 				pr.ETA = x.ETA
 			}
-			pr.Reason = fmt.Sprintf("%s %.0f of %.0f (%.0f%%), %+.4g/s, tau %.2f over %.1fs", e.unit, x.Level, e.limit, 100*x.Fill, x.Slope, x.Tau, span)
+			*c = flatFit{ok: flat, v: v, limit: e.limit, h: H, x: x, pr: pr}
+			because(&pr, reason{form: reasonExhaust, unit: e.unit, f: [6]float64{x.Level, e.limit, 100 * x.Fill, x.Slope, x.Tau, span}})
 			out = append(out, pr)
 		}
 	}
 	if crash != nil {
 		H := hz(CrashLoop)
-		out = append(out, Prediction{Kind: CrashLoop, P: H.P(crash), ETA: crashETA, Source: src(H, rules), X: crash,
-			Reason: fmt.Sprintf("%.0f%% of the restart intensity used, %.0f%% of runs short", 100*crash[0], 100*crash[1])})
+		pr := Prediction{Kind: CrashLoop, P: H.P(crash), ETA: crashETA, Source: src(H, rules), X: crash}
+		because(&pr, reason{form: reasonCrash, f: [6]float64{100 * crash[0], 100 * crash[1]}})
+		out = append(out, pr)
 	}
 	if a.has {
 		t := float64(now.UnixNano()) / 1e9
@@ -282,14 +427,15 @@ func (a *agentPredictor) predict(h *hazards, rules bool, now time.Time, psiCPU, 
 		}
 		feat := []float64{idle / allowed, hb}
 		H := hz(Hang)
-		pr := Prediction{Kind: Hang, P: H.P(feat), ETA: 0, Source: src(H, rules), X: feat,
-			Reason: fmt.Sprintf("idle %.1fs (allowed %.1fs), heartbeat %.0f%% of 3 intervals late", idle, allowed, 100*hb)}
+		pr := Prediction{Kind: Hang, P: H.P(feat), ETA: 0, Source: src(H, rules), X: feat}
+		because(&pr, reason{form: reasonHang, f: [6]float64{idle, allowed, 100 * hb}})
 		out = append(out, pr)
 		if psiCPU >= 0 || a.throttled > 0 {
 			feat := []float64{math.Max(psiCPU, 0) / 100, a.throttled, math.Max(0, psiCPU-psiBase) / 100}
 			H := hz(CPUOverload)
-			out = append(out, Prediction{Kind: CPUOverload, P: H.P(feat), ETA: 0, Source: src(H, rules), X: feat,
-				Reason: fmt.Sprintf("host cpu pressure %.1f%% (baseline %.1f%%), %.0f%% of periods throttled", math.Max(psiCPU, 0), psiBase, 100*a.throttled)})
+			pr := Prediction{Kind: CPUOverload, P: H.P(feat), ETA: 0, Source: src(H, rules), X: feat}
+			because(&pr, reason{form: reasonOverload, f: [6]float64{math.Max(psiCPU, 0), psiBase, 100 * a.throttled}})
+			out = append(out, pr)
 		}
 	}
 	return out

@@ -44,7 +44,7 @@ func appendPrediction(b []byte, p Prediction) []byte {
 	b = append(b, " source="...)
 	b = append(b, p.Source...)
 	b = append(b, " reason="...)
-	b = appendQ(b, p.Reason)
+	b = appendQ(b, p.text())
 	return append(b, '\n')
 }
 

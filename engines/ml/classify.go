@@ -214,7 +214,23 @@ type Prediction struct {
 // distribution, a second for the predicted class's contributions.
 // Work is O(trees·depth).
 func (f *Forest) Predict(x []float64) Prediction {
-	p := Prediction{Prob: make([]float64, len(f.Classes))}
+	p := f.Proba(x, nil)
+	p.Contrib = f.Explain(x, p.Class)
+	return p
+}
+
+// Proba is Predict without the contributions (Contrib nil): the first of
+// its two passes, for a caller that explains only some answers (the
+// threat detector explains a window only when it names an attack).
+// prob, when it has room for every class, is used for Prob.
+func (f *Forest) Proba(x []float64, prob []float64) Prediction {
+	if cap(prob) >= len(f.Classes) {
+		prob = prob[:len(f.Classes)]
+		clear(prob)
+	} else {
+		prob = make([]float64, len(f.Classes))
+	}
+	p := Prediction{Prob: prob}
 	for _, t := range f.Trees {
 		n := 0
 		for t.Left[n] >= 0 {
@@ -235,7 +251,6 @@ func (f *Forest) Predict(x []float64) Prediction {
 			p.Class = c
 		}
 	}
-	p.Contrib = f.Explain(x, p.Class)
 	return p
 }
 

@@ -302,3 +302,80 @@ func BenchmarkMakeIdleHour(b *testing.B) {
 		l.get()
 	}
 }
+
+// hourIdle gives every agent of e an hour of an idle agent's samples at
+// 1 s (a start-up blip, then zeros; memory moving a page now and then),
+// kept lazily, and returns the time of the last.
+func hourIdle(e *Engine, n int) time.Time {
+	latest := make(map[int]telemetry.Sample, n)
+	now := time.Unix(1764000000, 0)
+	r := rand.New(rand.NewPCG(1, 1))
+	for id := 1; id <= n; id++ {
+		latest[id] = telemetry.Sample{Time: now, CPU: 0.3, CPUSeconds: 0.3, Mem: 3 << 20, RSS: 3 << 20, Procs: 1}
+	}
+	for i := range 3600 {
+		now = now.Add(time.Second)
+		for id := 1; id <= n; id++ { // in order: the same draws for the same agent in every engine
+			s := latest[id]
+			s.Time, s.CPU = now, 0
+			if i%10 == 0 {
+				s.Mem = 3<<20 + int64(r.IntN(4))*4096
+			}
+			latest[id] = s
+		}
+		e.Tick(now, latest)
+	}
+	return now
+}
+
+// BenchmarkFirstDecisionHour200 is the tick that takes the first
+// decision after `enforce on` at 200 agents with an hour of idle history
+// each, kept lazily: "inline" makes their CPU and memory predictors under
+// the engine's lock in that tick, as before; "aside" leaves them to
+// makeAside (ms-aside: how long it took to make them all, while ticks
+// went on).
+//
+//	go test -run '^$' -bench FirstDecisionHour200 -benchtime 1x -count 3 ./engines/sched/
+func BenchmarkFirstDecisionHour200(b *testing.B) {
+	for _, on := range []bool{false, true} {
+		name := "inline"
+		if on {
+			name = "aside"
+		}
+		b.Run(name, func(b *testing.B) {
+			defer SetPassRemedies(PassRemedies())
+			SetPassRemedies(on)
+			var tick, aside time.Duration
+			for range b.N {
+				ag := &benchAgents{recs: map[int]*agent.Record{}}
+				for id := 1; id <= 200; id++ {
+					ag.recs[id] = &agent.Record{ID: id, State: agent.StateRunning, Limits: agent.NoLimits}
+				}
+				e := New(Config{NCPU: 2, Agents: ag})
+				now := hourIdle(e, 200)
+				done := make(chan time.Time, 1)
+				asideHook = func(start bool) {
+					if !start {
+						done <- time.Now()
+					}
+				}
+				e.mu.Lock()
+				e.set.Enforce, e.set.Interval = true, time.Second
+				e.mu.Unlock()
+				latest := map[int]telemetry.Sample{}
+				for id := 1; id <= 200; id++ {
+					latest[id] = telemetry.Sample{Time: now.Add(time.Second), Mem: 3 << 20}
+				}
+				start := time.Now()
+				e.Tick(now.Add(time.Second), latest)
+				tick += time.Since(start)
+				if on {
+					aside += (<-done).Sub(start)
+				}
+				asideHook = func(bool) {}
+			}
+			b.ReportMetric(tick.Seconds()*1e3/float64(b.N), "ms-tick")
+			b.ReportMetric(aside.Seconds()*1e3/float64(b.N), "ms-aside")
+		})
+	}
+}

@@ -2,6 +2,7 @@ package sched
 
 import (
 	"math"
+	"slices"
 
 	"aiosfs/engines/ml"
 )
@@ -132,6 +133,14 @@ func (l *lazyPred) get() *ml.Predictor {
 		return l.p
 	}
 	p := ml.NewPredictor(l.params)
+	l.replay(p, 0)
+	l.p, l.runs, l.segs = p, nil, nil
+	return p
+}
+
+// replay feeds p the kept samples from the from-th on, each with a time
+// in its hour (the first and the last timed sample with their own).
+func (l *lazyPred) replay(p *ml.Predictor, from int) {
 	i, seg, pos := 0, 0, 0
 	for _, r := range l.runs {
 		for range r.n {
@@ -151,12 +160,35 @@ func (l *lazyPred) get() *ml.Predictor {
 					ts = 1000*86400 + float64(h)*3600 + 1800
 				}
 			}
-			p.Observe(r.x, ts)
+			if i >= from {
+				p.Observe(r.x, ts)
+			}
 			i++
 		}
 	}
+}
+
+// snapshot is a copy of what l keeps, for a replay without the engine's
+// lock (Engine.makeAside); nil when l is made.
+func (l *lazyPred) snapshot() *lazyPred {
+	if l.p != nil {
+		return nil
+	}
+	return &lazyPred{params: l.params, runs: slices.Clone(l.runs), segs: slices.Clone(l.segs),
+		n: l.n, npos: l.npos, first: l.first, last: l.last}
+}
+
+// adopt makes l with p, a predictor that snapshot s of l was replayed
+// into, feeding it the samples l took since s: the predictor is then bit
+// for bit the one get would have made, since an ml.Predictor uses a
+// sample's time for its hour and for the first and last times alone, and
+// the last sample fed is l's last. A predictor made meanwhile stays.
+func (l *lazyPred) adopt(p *ml.Predictor, s *lazyPred) {
+	if l.p != nil || s == nil || l.n < s.n {
+		return
+	}
+	l.replay(p, s.n)
 	l.p, l.runs, l.segs = p, nil, nil
-	return p
 }
 
 // Path is ml.Predictor.Path, with one shortcut so that asking for the

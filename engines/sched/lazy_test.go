@@ -5,8 +5,11 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
+	"time"
 
+	"aiosfs/engines/agent"
 	"aiosfs/engines/ml"
+	"aiosfs/engines/telemetry"
 )
 
 // say is everything a predictor shows, as text (%v prints NaN, which
@@ -127,5 +130,129 @@ func TestLazyPathIdle(t *testing.T) {
 	}
 	if fmt.Sprint(busy.Path(60)) != fmt.Sprint(ref.Path(60)) || !busy.Made() {
 		t.Fatal("a changing series' path is not the made predictor's")
+	}
+}
+
+// A predictor replayed from a snapshot outside the lock and adopted later,
+// with the samples taken meanwhile (timed ones crossing hours, untimed
+// ones, value changes), says exactly what get would have made.
+func TestLazyAdopt(t *testing.T) {
+	params := ml.Params{Horizons: []int{1, 5, 30, 60}, Min: 0.01, StepSeconds: 60}
+	for trial, at := range [][2]int{{10, 0}, {10, 1}, {500, 37}, {1500, 400}, {2000, 1}, {2999, 0}} {
+		r := rand.New(rand.NewPCG(3, uint64(trial)))
+		want := ml.NewPredictor(params)
+		lz := newLazyPred(params)
+		var snap *lazyPred
+		now := 1764000000.0 + float64(trial)*977
+		x := 0.0
+		for i := range at[0] + at[1] {
+			if r.IntN(100) < 4 {
+				x = r.Float64() * 3
+			}
+			ts := now + float64(i)*30
+			if i < 50 && i%7 == 3 && trial%2 == 1 {
+				ts = 0
+			}
+			want.Observe(x, ts)
+			lz.Observe(x, ts)
+			if i == at[0]-1 {
+				snap = lz.snapshot()
+			}
+		}
+		if lz.Made() {
+			t.Fatalf("trial %d: made before the test makes it", trial)
+		}
+		p := ml.NewPredictor(params)
+		snap.replay(p, 0)
+		lz.adopt(p, snap)
+		if !lz.Made() {
+			t.Fatalf("trial %d: not adopted", trial)
+		}
+		if got, w := say(lz.get()), say(want); got != w {
+			t.Fatalf("trial %d: adopted\n%s\nwant\n%s", trial, got, w)
+		}
+	}
+}
+
+// The first decision after `enforce on` at agents with an hour of idle
+// history kept lazily does not make their predictors in the tick, under
+// the engine's lock: they are left to makeAside and the agents' limits
+// wait for them. Once made aside, they say exactly what predictors made
+// in place (PassRemedies off) say, and the next decision sets limits.
+func TestFirstDecisionMakesAside(t *testing.T) {
+	defer SetPassRemedies(PassRemedies())
+	engines := map[bool]*Engine{}
+	agents := map[bool]*benchAgents{}
+	var now time.Time
+	for _, on := range []bool{false, true} {
+		SetPassRemedies(on)
+		ag := &benchAgents{recs: map[int]*agent.Record{}}
+		for id := 1; id <= 3; id++ {
+			ag.recs[id] = &agent.Record{ID: id, State: agent.StateRunning, Limits: agent.NoLimits}
+		}
+		e := New(Config{NCPU: 2, Agents: ag})
+		now = hourIdle(e, 3)
+		e.mu.Lock()
+		e.set.Enforce, e.set.Interval = true, time.Second
+		e.mu.Unlock()
+		engines[on], agents[on] = e, ag
+	}
+	release := make(chan struct{})
+	finished := make(chan struct{})
+	asideHook = func(start bool) {
+		if start {
+			<-release
+		} else {
+			close(finished)
+		}
+	}
+	defer func() { asideHook = func(bool) {} }()
+	tick := func(on bool, at time.Time) {
+		SetPassRemedies(on)
+		latest := map[int]telemetry.Sample{}
+		for id := 1; id <= 3; id++ {
+			latest[id] = telemetry.Sample{Time: at, Mem: 3 << 20}
+		}
+		engines[on].Tick(at, latest)
+	}
+	now = now.Add(time.Second)
+	tick(false, now)
+	tick(true, now)
+	on := engines[true]
+	on.mu.Lock()
+	for id := 1; id <= 3; id++ {
+		st := on.agents[id]
+		if st.pred[resCPU].Made() || st.pred[resMem].Made() || !st.making {
+			t.Errorf("agent %d: predictors made in the tick (cpu %v, mem %v, making %v)", id, st.pred[resCPU].Made(), st.pred[resMem].Made(), st.making)
+		}
+	}
+	on.mu.Unlock()
+	if r := agents[true].recs[1].Limits; r != agent.NoLimits {
+		t.Errorf("limits set before the predictors were made: %+v", r)
+	}
+	if r := agents[false].recs[1].Limits; r.CPUMax == 0 {
+		t.Errorf("in place: no CPU limit at the first decision: %+v", r)
+	}
+	// a tick while makeAside runs: its sample is among those adopted
+	now = now.Add(time.Second)
+	tick(false, now)
+	tick(true, now)
+	close(release)
+	<-finished
+	off := engines[false]
+	for id := 1; id <= 3; id++ {
+		for _, r := range []int{resCPU, resMem} {
+			on.mu.Lock()
+			got := say(on.agents[id].pred[r].get())
+			on.mu.Unlock()
+			if w := say(off.agents[id].pred[r].get()); got != w {
+				t.Fatalf("agent %d %s: made aside\n%s\nin place\n%s", id, Resources[r], got, w)
+			}
+		}
+	}
+	now = now.Add(time.Second)
+	tick(true, now)
+	if r := agents[true].recs[1].Limits; r.CPUMax == 0 {
+		t.Errorf("no CPU limit once the predictors were made: %+v", r)
 	}
 }

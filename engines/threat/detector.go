@@ -244,10 +244,43 @@ type TopFeature struct {
 // Score scores v. base may be nil (no per-agent baseline yet); x is a
 // scratch slice of VectorLen (nil: allocated).
 func (m *Model) Score(v *Vector, base *ml.Baseline, x []float64) MLVerdict {
-	x = m.Transform(v, x)
-	p := m.Forest.Predict(x)
+	return m.score(v, base, x, nil)
+}
+
+// scoreMemo is what Model.score keeps of one agent's last window: the
+// forests' answers are functions of the window's vector and the model
+// alone, so a window equal to the last (an idle agent's, window after
+// window) takes them from here instead of walking every tree again. x
+// then holds the last window's transform already (it is the agent's own
+// scratch slice, written only by score).
+type scoreMemo struct {
+	model *Model
+	v     Vector
+	prob  []float64 // shared with the verdicts that carried it; never written
+	class int
+	iso   float64
+}
+
+// score is Score; memo, when not nil and PassRemedies is on, is the
+// agent's (see scoreMemo).
+func (m *Model) score(v *Vector, base *ml.Baseline, x []float64, memo *scoreMemo) MLVerdict {
+	var p ml.Prediction
+	var s float64
+	if memo != nil && PassRemedies() && memo.model == m && memo.v == *v && len(x) == VectorLen {
+		p, s = ml.Prediction{Class: memo.class, Prob: memo.prob}, memo.iso
+	} else {
+		x = m.Transform(v, x)
+		if PassRemedies() {
+			p = m.Forest.Proba(x, nil) // explained below only when it names an attack
+		} else {
+			p = m.Forest.Predict(x)
+		}
+		s = m.IForest.Score(x)
+		if memo != nil {
+			*memo = scoreMemo{m, *v, p.Prob, p.Class, s}
+		}
+	}
 	out := MLVerdict{Prob: p.Prob, PAttack: 1 - p.Prob[Benign]}
-	s := m.IForest.Score(x)
 	span := m.IFHigh - m.IFLow
 	if span <= 0 {
 		span = 0.1
@@ -266,7 +299,7 @@ func (m *Model) Score(v *Vector, base *ml.Baseline, x []float64) MLVerdict {
 			}
 		}
 		q := p
-		if q.Class != int(best) { // Benign may still be the single most probable class
+		if q.Class != int(best) || q.Contrib == nil { // Benign may still be the single most probable class
 			q.Class, q.Contrib = int(best), m.Forest.Explain(x, int(best))
 		}
 		out.Type, out.Score, out.Confidence = best, out.PAttack, p.Prob[best]

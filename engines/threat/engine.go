@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"aiosfs/ctl"
@@ -59,7 +60,26 @@ type agentState struct {
 	// it has held in all of them.
 	novelty [NoveltyWindows]float64
 	novelAt int
+	memo    scoreMemo
 }
+
+// passRemedies is PassRemedies' switch; on by default.
+var passRemedies atomic.Bool
+
+func init() { passRemedies.Store(true) }
+
+// PassRemedies reports whether the engine's per-pass cost remedies are
+// on (docs/bench/cost-hooks.md): a window equal to the agent's last is
+// scored without walking the forests again (scoreMemo), the forest's
+// contributions are computed only for a window it calls an attack, and
+// the aggregator reuses its windows' memory. Each gives the same
+// assessments as without it; the switch is there so that a bench can
+// measure what they save in one daemon run.
+func PassRemedies() bool { return passRemedies.Load() }
+
+// SetPassRemedies switches the remedies of PassRemedies, for every
+// engine of the process.
+func SetPassRemedies(on bool) { passRemedies.Store(on) }
 
 // NoveltyWindows is how many consecutive windows an anomaly the
 // classifier does not recognise must last before it scores as one (type
@@ -281,7 +301,7 @@ func (e *Engine) score(id int, a *agentState, v *Vector, end time.Time) Assessme
 	}
 	if e.model != nil {
 		// with a model, only the Floor rules stay a floor under it
-		mv := e.model.Score(v, a.base, a.x)
+		mv := e.model.score(v, a.base, a.x, &a.memo)
 		a.persistNovelty(&mv, e.model.AnomalyWeight)
 		as.ML = &mv
 		if mv.Score >= as.Rules.FloorScore {
@@ -336,7 +356,7 @@ func (e *Engine) score(id int, a *agentState, v *Vector, end time.Time) Assessme
 	as.Trend, _ = a.series.Trend()
 	a.series.Forecast(as.Forecast[:])
 	if w, ok := EarlyWarning(as.Score, as.Forecast[:], &e.policy, as.Type); ok {
-		as.Warning = &w
+		as.Warning = new(w) // not &w: that would allocate w at every window, warned or not
 	}
 	a.last, a.has = as, true
 	e.windows++

@@ -75,6 +75,7 @@ const maxBinsPerWindow = 64
 type Aggregator struct {
 	cur   *acc
 	ring  [10]*acc // the last ten closed 1 s windows, newest at head-1
+	spare *acc     // the window close last pushed out of ring, for the next (PassRemedies)
 	head  int
 	count int
 	prev  *Observation
@@ -113,17 +114,27 @@ func (g *Aggregator) Add(o Observation) (Vector, time.Time, bool) {
 	}
 	if g.cur == nil {
 		start := o.Time.Truncate(time.Second)
-		g.cur = &acc{start: start, end: start.Add(time.Second), bins: map[string]struct{}{}}
+		if sp := g.spare; sp != nil && PassRemedies() {
+			g.spare = nil
+			bins := sp.bins
+			clear(bins)
+			*sp = acc{start: start, end: start.Add(time.Second), bins: bins}
+			g.cur = sp
+		} else {
+			g.cur = &acc{start: start, end: start.Add(time.Second)}
+		}
 		if g.prev != nil {
 			g.cur.lastMaj, g.cur.lastThr, g.cur.lastOOM, g.cur.lastFF = g.prev.MajFaults, g.prev.Throttled, g.prev.OOMKills, g.prev.ForkFails
 			g.cur.rssFirst, g.cur.tFirst = g.prev.RSS, g.prev.Time
 		}
 	}
 	g.fold(&o)
-	p := o
-	p.Events = nil
-	p.Remotes = nil
-	g.prev = &p
+	if g.prev == nil {
+		g.prev = new(Observation)
+	}
+	*g.prev = o // in place: prev is only read here, so a copy per observation is not needed
+	g.prev.Events = nil
+	g.prev.Remotes = nil
 	return v, end, closed
 }
 
@@ -148,6 +159,9 @@ func (g *Aggregator) fold(o *Observation) {
 				a.setid++
 			}
 			if e.Path != "" {
+				if a.bins == nil {
+					a.bins = map[string]struct{}{}
+				}
 				if len(a.bins) < maxBinsPerWindow {
 					a.bins[e.Path] = struct{}{}
 				}
@@ -210,6 +224,7 @@ func sub(v uint64, last *uint64) uint64 {
 }
 
 func (g *Aggregator) close() {
+	g.spare = g.ring[g.head]
 	g.ring[g.head] = g.cur
 	g.head = (g.head + 1) % len(g.ring)
 	if g.count < len(g.ring) {
@@ -236,7 +251,8 @@ func (g *Aggregator) vector() Vector {
 	var v Vector
 	newest := g.ring[(g.head+len(g.ring)-1)%len(g.ring)]
 	features(v[:NumFeatures], []*acc{newest})
-	var all []*acc
+	var buf [10]*acc
+	all := buf[:0]
 	for i := 0; i < g.count; i++ {
 		all = append(all, g.ring[(g.head+len(g.ring)-1-i)%len(g.ring)])
 	}
@@ -250,7 +266,16 @@ func features(out []float64, as []*acc) {
 	var forks, execs, exits, setid, ids, caps, sens, writes, newBins, newRem int
 	var fds, listen, est, stdio, procs, threads int
 	var maj, thr, oom, ff uint64
-	bins := map[string]struct{}{}
+	var bins map[string]struct{} // the windows' distinct binaries, when more than one window has any
+	distinct, with := 0, 0
+	for _, a := range as {
+		if len(a.bins) > 0 {
+			distinct, with = len(a.bins), with+1
+		}
+	}
+	if with > 1 {
+		bins = map[string]struct{}{}
+	}
 	first, last := as[0], as[0]
 	for _, a := range as {
 		if a.start.Before(first.start) {
@@ -266,8 +291,10 @@ func features(out []float64, as []*acc) {
 		forks, execs, exits = forks+a.forks, execs+a.execs, exits+a.exits
 		setid, ids, caps, sens, writes = setid+a.setid, ids+a.ids, caps+a.caps, sens+a.sens, writes+a.writes
 		newBins, newRem = newBins+a.newBins, newRem+a.newRemotes
-		for b := range a.bins {
-			bins[b] = struct{}{}
+		if bins != nil {
+			for b := range a.bins {
+				bins[b] = struct{}{}
+			}
 		}
 		fds, listen, est, stdio = max(fds, a.fds), max(listen, a.listen), max(est, a.est), max(stdio, a.stdio)
 		procs, threads = max(procs, a.procs), max(threads, a.threads)
@@ -289,7 +316,10 @@ func features(out []float64, as []*acc) {
 	out[Forks] = float64(forks) / secs
 	out[Execs] = float64(execs) / secs
 	out[Exits] = float64(exits) / secs
-	out[DistinctBins] = float64(len(bins))
+	if bins != nil {
+		distinct = len(bins)
+	}
+	out[DistinctBins] = float64(distinct)
 	out[NewBins] = float64(newBins)
 	out[SetIDExecs] = float64(setid)
 	out[IDChanges] = float64(ids)

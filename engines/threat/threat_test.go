@@ -615,19 +615,26 @@ func BenchmarkScoreWindow(b *testing.B) {
 
 // One observation a second per agent, 200 agents: every Observe closes a
 // window and scores it (the daemon's 1 s telemetry tick).
+// "off" and "on" are PassRemedies.
 func BenchmarkObserveWindow(b *testing.B) {
 	m, _ := Train(synth(600, 8), 1)
-	e := New(Config{})
-	e.SetModel(m, "b")
-	o := obs(0, 0.3)
-	o.FDs, o.Procs, o.Threads, o.Established = 20, 2, 4, 1
-	o.Remotes = []string{"127.0.0.1:80"}
-	o.Events = []Event{{Kind: EvExec, Path: "/usr/bin/x"}}
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		o.Time = t0.Add(time.Duration(i/200) * time.Second)
-		e.Observe(i%200, o)
+	for _, on := range []bool{false, true} {
+		b.Run(onOff(on), func(b *testing.B) {
+			defer SetPassRemedies(PassRemedies())
+			SetPassRemedies(on)
+			e := New(Config{})
+			e.SetModel(m, "b")
+			o := obs(0, 0.3)
+			o.FDs, o.Procs, o.Threads, o.Established = 20, 2, 4, 1
+			o.Remotes = []string{"127.0.0.1:80"}
+			o.Events = []Event{{Kind: EvExec, Path: "/usr/bin/x"}}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				o.Time = t0.Add(time.Duration(i/200) * time.Second)
+				e.Observe(i%200, o)
+			}
+		})
 	}
 }
 
@@ -647,4 +654,49 @@ func TestRenderEmpty(t *testing.T) {
 	if got := TrendsText(e.Trends()); got != "agent=host score=0.000 type=- trend=steady slope=0.000\n" {
 		t.Fatalf("%q", got)
 	}
+}
+
+// BenchmarkObserveIdle200 is the engine's share of a pass at 200 idle
+// agents: each observation the held sample of an agent that ran nothing
+// (CPU and rates 0, the same memory, fds and processes, no events), one
+// a second, after the agents' ten-window history is full of them; "off"
+// and "on" are PassRemedies.
+//
+//	go test -run '^$' -bench 'ObserveIdle200|ObserveWindow' -benchmem -count 3 ./engines/threat/
+func BenchmarkObserveIdle200(b *testing.B) {
+	m, _ := Train(synth(600, 8), 1)
+	for _, on := range []bool{false, true} {
+		b.Run(onOff(on), func(b *testing.B) {
+			defer SetPassRemedies(PassRemedies())
+			SetPassRemedies(on)
+			e := New(Config{})
+			e.SetModel(m, "b")
+			o := obs(0, 0)
+			o.FDs, o.Procs, o.Threads, o.RSS, o.Mem = 5, 1, 1, 3<<20, 3<<20
+			sec := 0
+			pass := func() {
+				sec++
+				o.Time = t0.Add(time.Duration(sec) * time.Second)
+				for id := 1; id <= 200; id++ {
+					e.Observe(id, o)
+				}
+			}
+			for range 30 {
+				pass()
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				pass()
+			}
+			b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N)/200, "µs/agent-pass")
+		})
+	}
+}
+
+func onOff(on bool) string {
+	if on {
+		return "on"
+	}
+	return "off"
 }

@@ -17,8 +17,11 @@ import (
 	"time"
 
 	"aiosfs/daemon"
+	"aiosfs/engines/heal"
 	"aiosfs/engines/mem"
+	"aiosfs/engines/sched"
 	"aiosfs/engines/telemetry"
+	"aiosfs/engines/threat"
 	"aiosfs/fs/fusefs"
 	"aiosfs/hal/procconn"
 )
@@ -85,13 +88,17 @@ func runChild() {
 		memOn := q.Get("mem") == "1"
 		memEvery, _ := strconv.Atoi(q.Get("memevery"))
 		mem.SetTuningAll(mem.Tuning{Settle: memOn, SkipClear: memOn, HoldSave: memOn, Every: memEvery})
+		hooks := q.Get("hooks") == "1"
+		threat.SetPassRemedies(hooks)
+		heal.SetPassRemedies(hooks)
+		sched.SetPassRemedies(hooks)
 		// The daemon's proc connector is not reachable from here:
 		// every open one of this process is switched.
 		if err := procconn.SetFilterAll(q.Get("connfilter") == "1"); err != nil {
 			http.Error(w, err.Error(), 500)
 			return
 		}
-		fmt.Fprintf(w, "%+v connfilter=%s\n", d.Tel.Tuning(), q.Get("connfilter"))
+		fmt.Fprintf(w, "%+v connfilter=%s hooks=%v\n", d.Tel.Tuning(), q.Get("connfilter"), hooks)
 	})
 	mux.HandleFunc("/fill", func(w http.ResponseWriter, r *http.Request) {
 		n, _ := strconv.Atoi(r.URL.Query().Get("n"))

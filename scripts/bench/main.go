@@ -103,6 +103,7 @@ var (
 	prefixFlag = flag.String("prefix", "aiosfs-bench", "the daemon's cgroup prefix, before \"-PID\" (helpers running benches side by side give their own)")
 	memTune    = flag.Bool("memtune", true, "'on' windows take the memory engine's remedies (mem.Tuning Settle and SkipClear); 'off' windows none")
 	memEvery   = flag.Int("memevery", 1, "'on' windows read a busy agent's smaps every N-th tick of the memory engine (mem.Tuning.Every; 1: every tick)")
+	hooks      = flag.Bool("hooks", true, "'on' windows have the threat, healing and scheduling engines' pass remedies (threat/heal/sched.SetPassRemedies)")
 	churn      = flag.Int("churn", 1000, "threads per second this process starts and ends (outside every agent) in the second pair of 0-agent windows, for the proc connector's filter (0: no such windows)")
 )
 
@@ -455,8 +456,8 @@ func setTuning(set string) {
 	if on {
 		memEv = *memEvery
 	}
-	getChild(fmt.Sprintf("/tuning?hold=%d&counters=%d&rawproc=%d&sockgate=%d&procevery=%d&connfilter=%d&keepopen=%d&selflite=%d&procsevery=%d&mem=%d&memevery=%d",
-		hold, b(*counters), b(*rawproc), b(*sockgate), every, b(*connFilter), b(*keepOpen), b(*selfLite), procs, b(*memTune), memEv))
+	getChild(fmt.Sprintf("/tuning?hold=%d&counters=%d&rawproc=%d&sockgate=%d&procevery=%d&connfilter=%d&keepopen=%d&selflite=%d&procsevery=%d&mem=%d&memevery=%d&hooks=%d",
+		hold, b(*counters), b(*rawproc), b(*sockgate), every, b(*connFilter), b(*keepOpen), b(*selfLite), procs, b(*memTune), memEv, b(*hooks)))
 }
 
 // churned is the thread rate threadChurn measured (threads a second).
@@ -835,8 +836,8 @@ func report(load0 string, idle0 cost, zero, res map[string][]cost, loads []strin
 	fmt.Fprintf(w, "machine: nproc=%d kernel=%s cpu=%q %s/%s %s cgroup=%s loadavg=%s (start) %s (end) %s\n",
 		runtime.NumCPU(), strings.TrimSpace(string(kernel)), cpuModel(), runtime.GOOS, runtime.GOARCH, runtime.Version(),
 		cgv, load0, loadavg(), time.Now().UTC().Format(time.RFC3339))
-	fmt.Fprintf(w, "command: go run ./scripts/bench -agents %d -window %s -repeat %d -interval %s -gpu %s -n %d -fill %d -adaptive=%v -counters=%v -rawproc=%v -sockgate=%v -procevery=%d -connfilter=%v -keepopen=%v -selflite=%v -procsevery=%d -churn=%d -memtune=%v -memevery=%d   (as root; `make bench` runs it with the defaults)\n\n",
-		*nAgents, *window, *repeat, *interval, *gpuFlag, *iters, *fill, *adaptive, *counters, *rawproc, *sockgate, *procEvery, *connFilter, *keepOpen, *selfLite, *procsEvery, *churn, *memTune, *memEvery)
+	fmt.Fprintf(w, "command: go run ./scripts/bench -agents %d -window %s -repeat %d -interval %s -gpu %s -n %d -fill %d -adaptive=%v -counters=%v -rawproc=%v -sockgate=%v -procevery=%d -connfilter=%v -keepopen=%v -selflite=%v -procsevery=%d -churn=%d -memtune=%v -memevery=%d -hooks=%v   (as root; `make bench` runs it with the defaults)\n\n",
+		*nAgents, *window, *repeat, *interval, *gpuFlag, *iters, *fill, *adaptive, *counters, *rawproc, *sockgate, *procEvery, *connFilter, *keepOpen, *selfLite, *procsEvery, *churn, *memTune, *memEvery, *hooks)
 
 	fmt.Fprintf(w, "The daemon with 0 agents, the proc connector's socket filter (and every other remedy) off and on, %s windows (ABBA, %d of each), median [min–max]; first with the host's own process events, then with this bench starting and ending %.0f threads a second outside every agent:\n\n",
 		*window, *repeat, churned)
