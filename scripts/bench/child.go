@@ -48,6 +48,7 @@ func runChild() {
 		Mount: *childMount, StateDir: *childState, Interval: *interval,
 		ProcRoot: "/proc", CgroupRoot: "/sys/fs/cgroup",
 		Prefix: *childPfx, GPU: *gpuFlag, Grace: 5 * time.Second, Stderr: os.Stderr,
+		Memory: daemon.Memory{GCPercent: *gcPercent, MemoryLimit: *memLimit},
 	}
 	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
 	sig := make(chan os.Signal, 1)
@@ -100,6 +101,9 @@ func runChild() {
 		json.NewEncoder(w).Encode(map[string]uint64{
 			"HeapAlloc": m.HeapAlloc, "HeapInuse": m.HeapInuse, "HeapSys": m.HeapSys, "Sys": m.Sys,
 			"NextGC": m.NextGC, "NumGC": uint64(m.NumGC), "TotalAlloc": m.TotalAlloc,
+			"HeapIdle": m.HeapIdle, "HeapReleased": m.HeapReleased, "StackInuse": m.StackInuse,
+			"MSpanInuse": m.MSpanInuse, "MCacheInuse": m.MCacheInuse, "GCSys": m.GCSys,
+			"OtherSys": m.OtherSys, "BuckHashSys": m.BuckHashSys,
 		})
 	})
 	srv := &http.Server{Handler: mux}

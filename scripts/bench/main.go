@@ -97,6 +97,9 @@ var (
 	sockgate   = flag.Bool("sockgate", true, "'on' windows skip sock_diag when no agent holds a socket")
 	procEvery  = flag.Int("procevery", 5, "'on' windows read a busy agent's process files every N-th full sample (telemetry.Tuning.ProcEvery; 1: every one)")
 	connFilter = flag.Bool("connfilter", true, "'on' windows drop thread and comm events in the proc connector's socket filter (procconn.Conn.SetFilter)")
+	gcPercent  = flag.Int("gcpercent", 0, "the daemon's -gc-percent (daemon.Memory.GCPercent; 0: the runtime's, GOGC or 100)")
+	memLimit   = flag.Int64("memlimit", 0, "the daemon's -memory-limit in bytes (daemon.Memory.MemoryLimit; 0: none)")
+	prefixFlag = flag.String("prefix", "", "the daemon's cgroup prefix (default aiosfs-bench-PID)")
 	churn      = flag.Int("churn", 1000, "threads per second this process starts and ends (outside every agent) in the second pair of 0-agent windows, for the proc connector's filter (0: no such windows)")
 )
 
@@ -370,13 +373,17 @@ func start() {
 	ctlSock = filepath.Join(tmp, "bench.sock")
 	state := filepath.Join(tmp, "state")
 	prefix = "aiosfs-bench-" + strconv.Itoa(os.Getpid())
+	if *prefixFlag != "" {
+		prefix = *prefixFlag
+	}
 	logf, err := os.Create(filepath.Join(tmp, "daemon.log"))
 	if err != nil {
 		mu.Unlock()
 		fail("%v", err)
 	}
 	cmd := exec.Command(self, "-child", "-child-mount", mnt, "-child-plain", mntPlain, "-child-state", state,
-		"-child-sock", ctlSock, "-child-prefix", prefix, "-interval", interval.String(), "-gpu", *gpuFlag)
+		"-child-sock", ctlSock, "-child-prefix", prefix, "-interval", interval.String(), "-gpu", *gpuFlag,
+		"-gcpercent", strconv.Itoa(*gcPercent), "-memlimit", strconv.FormatInt(*memLimit, 10))
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Own process group: a ^C at the terminal reaches only the bench,
 	// which then stops the daemon itself, once and in order.
@@ -876,12 +883,20 @@ func report(load0 string, idle0 cost, zero, res map[string][]cost, loads []strin
 	table(w, []string{"agents", "remedies", ">ms CPU per s", ">µs per agent-s", ">of the machine", ">threat engine's share"}, rows)
 	fmt.Fprintf(w, "\nThe threat engine's share is the time its passes took (aiosfs_threat_tick_seconds_total: scoring every agent's window and responding; the proc connector's events it counts between passes are not in it) over the daemon's utime+stime in the same window, median.\n")
 
-	fmt.Fprintf(w, "\nMemory (VmRSS mean over 5 passes and VmHWM from /proc/PID/status; the Go heap from runtime.MemStats):\n\n")
+	fmt.Fprintf(w, "\nMemory (VmRSS mean over 5 passes and VmHWM from /proc/PID/status; the Go heap from runtime.MemStats; gc-percent %d, memory-limit %d; CPU over the same 5 passes):\n\n", *gcPercent, *memLimit)
 	rows = nil
 	for _, m := range mem {
-		rows = append(rows, []string{m.name, mib(m.c.rssMean), mib(m.c.hwm), mib(int64(m.ms["HeapAlloc"])), mib(int64(m.ms["HeapInuse"])), mib(int64(m.ms["NextGC"])), mib(int64(m.ms["Sys"]))})
+		rows = append(rows, []string{m.name, mib(m.c.rssMean), mib(m.c.hwm), mib(int64(m.ms["HeapAlloc"])), mib(int64(m.ms["HeapInuse"])), mib(int64(m.ms["NextGC"])), mib(int64(m.ms["Sys"])),
+			fmt.Sprintf("%.0f", (m.c.cores-idle0.cores)*1e6/float64(running))})
 	}
-	table(w, []string{"state", ">VmRSS", ">VmHWM", ">HeapAlloc", ">HeapInuse", ">NextGC", ">Sys"}, rows)
+	table(w, []string{"state", ">VmRSS", ">VmHWM", ">HeapAlloc", ">HeapInuse", ">NextGC", ">Sys", ">µs per agent-s"}, rows)
+	fmt.Fprintf(w, "\nWhat the runtime holds besides the heap in use (runtime.MemStats; HeapIdle-HeapReleased is heap the scavenger has not yet returned):\n\n")
+	rows = nil
+	for _, m := range mem {
+		rows = append(rows, []string{m.name, mib(int64(m.ms["HeapInuse"])), mib(int64(m.ms["HeapIdle"] - m.ms["HeapReleased"])), mib(int64(m.ms["StackInuse"])),
+			mib(int64(m.ms["MSpanInuse"] + m.ms["MCacheInuse"])), mib(int64(m.ms["GCSys"])), mib(int64(m.ms["OtherSys"] + m.ms["BuckHashSys"])), strconv.FormatUint(m.ms["NumGC"], 10)})
+	}
+	table(w, []string{"state", ">HeapInuse", ">idle, not returned", ">StackInuse", ">MSpan+MCache", ">GCSys", ">Other+BuckHash", ">NumGC"}, rows)
 
 	fmt.Fprintf(w, "\nReading an agent's stat, %d times each after %d warm-up runs, interleaved, while the daemon manages %d idle agents (remedies on) at %s sampling:\n\n", *iters, *warmup, running, *interval)
 	rows = nil
