@@ -102,3 +102,6 @@ func gcSettings() string {
 	}
 	return fmt.Sprintf("gc-percent=%d memory-limit=%s", pct, l)
 }
+
+// DefaultMemory is `aiosfs serve`'s default (-gc-percent, -memory-limit).
+var DefaultMemory = Memory{GCPercent: 100, MemoryLimit: 0}

@@ -44,6 +44,9 @@ var (
 )
 
 func runChild() {
+	if *memRate > 0 {
+		runtime.MemProfileRate = *memRate
+	}
 	cfg := daemon.Config{
 		Mount: *childMount, StateDir: *childState, Interval: *interval,
 		ProcRoot: "/proc", CgroupRoot: "/sys/fs/cgroup",

@@ -99,6 +99,7 @@ var (
 	connFilter = flag.Bool("connfilter", true, "'on' windows drop thread and comm events in the proc connector's socket filter (procconn.Conn.SetFilter)")
 	gcPercent  = flag.Int("gcpercent", 0, "the daemon's -gc-percent (daemon.Memory.GCPercent; 0: the runtime's, GOGC or 100)")
 	memLimit   = flag.Int64("memlimit", 0, "the daemon's -memory-limit in bytes (daemon.Memory.MemoryLimit; 0: none)")
+	memRate    = flag.Int("memprofilerate", 0, "the daemon's runtime.MemProfileRate for -memprofile (0: the runtime's, one sample per 512 KiB; 4096 makes small holders exact at some CPU)")
 	prefixFlag = flag.String("prefix", "", "the daemon's cgroup prefix (default aiosfs-bench-PID)")
 	churn      = flag.Int("churn", 1000, "threads per second this process starts and ends (outside every agent) in the second pair of 0-agent windows, for the proc connector's filter (0: no such windows)")
 )
@@ -383,7 +384,7 @@ func start() {
 	}
 	cmd := exec.Command(self, "-child", "-child-mount", mnt, "-child-plain", mntPlain, "-child-state", state,
 		"-child-sock", ctlSock, "-child-prefix", prefix, "-interval", interval.String(), "-gpu", *gpuFlag,
-		"-gcpercent", strconv.Itoa(*gcPercent), "-memlimit", strconv.FormatInt(*memLimit, 10))
+		"-gcpercent", strconv.Itoa(*gcPercent), "-memlimit", strconv.FormatInt(*memLimit, 10), "-memprofilerate", strconv.Itoa(*memRate))
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Own process group: a ^C at the terminal reaches only the bench,
 	// which then stops the daemon itself, once and in order.
@@ -593,6 +594,7 @@ type procSnap struct {
 	t        time.Time
 	ticks    uint64 // utime+stime, all threads, in 1/userHZ s
 	rss, hwm int64  // VmRSS, VmHWM in bytes
+	anon     int64  // RssAnon: VmRSS less the binary's and libraries' pages (RssFile) and shared memory
 	threads  int
 }
 
@@ -623,6 +625,8 @@ func snapshot() procSnap {
 			s.rss = n << 10
 		case "VmHWM":
 			s.hwm = n << 10
+		case "RssAnon":
+			s.anon = n << 10
 		case "Threads":
 			s.threads = int(n)
 		}
@@ -635,6 +639,7 @@ type cost struct {
 	cores         float64 // CPU share, cores
 	rssMean, rss  int64   // VmRSS mean over the window and at its end
 	hwm           int64   // VmHWM at the end
+	anon          int64   // RssAnon at the end
 	threads       int
 	seconds       float64
 	ticks, passes int
@@ -670,7 +675,7 @@ func measure(d time.Duration) cost {
 	sec := b.t.Sub(a.t).Seconds()
 	return cost{
 		cores:   float64(b.ticks-a.ticks) / userHZ / sec,
-		rssMean: sum / n, rss: b.rss, hwm: b.hwm, threads: b.threads,
+		rssMean: sum / n, rss: b.rss, hwm: b.hwm, anon: b.anon, threads: b.threads,
 		seconds: sec, ticks: int(b.ticks - a.ticks), passes: int(sec / interval.Seconds()),
 		threat: threatSeconds() - th,
 	}
@@ -893,10 +898,10 @@ func report(load0 string, idle0 cost, zero, res map[string][]cost, loads []strin
 	fmt.Fprintf(w, "\nWhat the runtime holds besides the heap in use (runtime.MemStats; HeapIdle-HeapReleased is heap the scavenger has not yet returned):\n\n")
 	rows = nil
 	for _, m := range mem {
-		rows = append(rows, []string{m.name, mib(int64(m.ms["HeapInuse"])), mib(int64(m.ms["HeapIdle"] - m.ms["HeapReleased"])), mib(int64(m.ms["StackInuse"])),
+		rows = append(rows, []string{m.name, mib(m.c.anon), mib(int64(m.ms["HeapInuse"])), mib(int64(m.ms["HeapIdle"] - m.ms["HeapReleased"])), mib(int64(m.ms["StackInuse"])),
 			mib(int64(m.ms["MSpanInuse"] + m.ms["MCacheInuse"])), mib(int64(m.ms["GCSys"])), mib(int64(m.ms["OtherSys"] + m.ms["BuckHashSys"])), strconv.FormatUint(m.ms["NumGC"], 10)})
 	}
-	table(w, []string{"state", ">HeapInuse", ">idle, not returned", ">StackInuse", ">MSpan+MCache", ">GCSys", ">Other+BuckHash", ">NumGC"}, rows)
+	table(w, []string{"state", ">RssAnon", ">HeapInuse", ">idle, not returned", ">StackInuse", ">MSpan+MCache", ">GCSys", ">Other+BuckHash", ">NumGC"}, rows)
 
 	fmt.Fprintf(w, "\nReading an agent's stat, %d times each after %d warm-up runs, interleaved, while the daemon manages %d idle agents (remedies on) at %s sampling:\n\n", *iters, *warmup, running, *interval)
 	rows = nil
