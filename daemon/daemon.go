@@ -219,6 +219,10 @@ func Start(cfg Config) (*Daemon, error) {
 		d.wg.Add(1)
 		go func() { defer d.wg.Done(); d.Tel.WatchProc(ctx, pc) }()
 	}
+	if cfg.Memory.MemoryLimit > 0 {
+		d.wg.Add(1)
+		go func() { defer d.wg.Done(); cfg.Memory.govern(ctx, cfg.Interval, d.Log.Printf) }()
+	}
 	d.wg.Add(1)
 	go func() { defer d.wg.Done(); d.Tel.Run(ctx) }()
 	d.wg.Add(1)

@@ -99,6 +99,7 @@ var (
 	connFilter = flag.Bool("connfilter", true, "'on' windows drop thread and comm events in the proc connector's socket filter (procconn.Conn.SetFilter)")
 	gcPercent  = flag.Int("gcpercent", 0, "the daemon's -gc-percent (daemon.Memory.GCPercent; 0: the runtime's, GOGC or 100)")
 	memLimit   = flag.Int64("memlimit", 0, "the daemon's -memory-limit in bytes (daemon.Memory.MemoryLimit; 0: none)")
+	memWindow  = flag.Duration("memwindow", 0, "the memory windows' length (at least 5 intervals, the default)")
 	memRate    = flag.Int("memprofilerate", 0, "the daemon's runtime.MemProfileRate for -memprofile (0: the runtime's, one sample per 512 KiB; 4096 makes small holders exact at some CPU)")
 	prefixFlag = flag.String("prefix", "", "the daemon's cgroup prefix (default aiosfs-bench-PID)")
 	churn      = flag.Int("churn", 1000, "threads per second this process starts and ends (outside every agent) in the second pair of 0-agent windows, for the proc connector's filter (0: no such windows)")
@@ -310,13 +311,16 @@ func main() {
 
 	// 5. Memory: the steady state, then with every history full.
 	time.Sleep(2 * *interval)
-	progress("memory: %s window", 5**interval)
-	mem := []memRow{{"steady state, " + strconv.Itoa(len(ids)) + " agents", measure(5 * *interval), memstats()}}
+	progress("memory: %s window", max(*memWindow, 5**interval))
+	memWin := max(*memWindow, 5**interval)
+	ms0 := memstats()
+	mem := []memRow{{"steady state, " + strconv.Itoa(len(ids)) + " agents", measure(memWin), memstats(), ms0}}
 	if *fill > 0 {
 		progress("filling every agent's history with %d samples", *fill)
 		getChild(fmt.Sprintf("/fill?n=%d", *fill))
 		time.Sleep(3 * *interval)
-		mem = append(mem, memRow{fmt.Sprintf("with %d samples of history per agent", *fill), measure(5 * *interval), memstats()})
+		ms0 := memstats()
+		mem = append(mem, memRow{fmt.Sprintf("with %d samples of history per agent", *fill), measure(memWin), memstats(), ms0})
 		if *memProfile != "" {
 			writeFileOrFail(*memProfile+".filled", getChild("/debug/pprof/heap?gc=1"))
 		}
@@ -530,9 +534,9 @@ func signalAll(pids []int, s syscall.Signal) {
 
 // memRow is the daemon's memory at one point.
 type memRow struct {
-	name string
-	c    cost
-	ms   map[string]uint64
+	name    string
+	c       cost
+	ms, ms0 map[string]uint64 // at the end and the start of the window
 }
 
 func memstats() map[string]uint64 {
@@ -888,13 +892,16 @@ func report(load0 string, idle0 cost, zero, res map[string][]cost, loads []strin
 	table(w, []string{"agents", "remedies", ">ms CPU per s", ">µs per agent-s", ">of the machine", ">threat engine's share"}, rows)
 	fmt.Fprintf(w, "\nThe threat engine's share is the time its passes took (aiosfs_threat_tick_seconds_total: scoring every agent's window and responding; the proc connector's events it counts between passes are not in it) over the daemon's utime+stime in the same window, median.\n")
 
-	fmt.Fprintf(w, "\nMemory (VmRSS mean over 5 passes and VmHWM from /proc/PID/status; the Go heap from runtime.MemStats; gc-percent %d, memory-limit %d; CPU over the same 5 passes):\n\n", *gcPercent, *memLimit)
+	fmt.Fprintf(w, "\nMemory (VmRSS mean over the window and VmHWM from /proc/PID/status; the Go heap from runtime.MemStats; gc-percent %d, memory-limit %d; CPU over the same %s, all of the daemon's less its 0-agent baseline, and the GC's alone from runtime/metrics /cpu/classes/gc/total):\n\n", *gcPercent, *memLimit, max(*memWindow, 5**interval))
 	rows = nil
 	for _, m := range mem {
 		rows = append(rows, []string{m.name, mib(m.c.rssMean), mib(m.c.hwm), mib(int64(m.ms["HeapAlloc"])), mib(int64(m.ms["HeapInuse"])), mib(int64(m.ms["NextGC"])), mib(int64(m.ms["Sys"])),
-			fmt.Sprintf("%.0f", (m.c.cores-idle0.cores)*1e6/float64(running))})
+			fmt.Sprintf("%.0f", (m.c.cores-idle0.cores)*1e6/float64(running)),
+			fmt.Sprintf("%.1f", float64(m.ms["GCCPUNanos"]-m.ms0["GCCPUNanos"])/1e3/m.c.seconds/float64(running)),
+			strconv.FormatUint(m.ms["NumGC"]-m.ms0["NumGC"], 10),
+			fmt.Sprintf("%.2f", float64(m.ms["TotalAlloc"]-m.ms0["TotalAlloc"])/(1<<20)/m.c.seconds)})
 	}
-	table(w, []string{"state", ">VmRSS", ">VmHWM", ">HeapAlloc", ">HeapInuse", ">NextGC", ">Sys", ">µs per agent-s"}, rows)
+	table(w, []string{"state", ">VmRSS", ">VmHWM", ">HeapAlloc", ">HeapInuse", ">NextGC", ">Sys", ">µs per agent-s", ">of it GC", ">GCs", ">allocated MiB/s"}, rows)
 	fmt.Fprintf(w, "\nWhat the runtime holds besides the heap in use (runtime.MemStats; HeapIdle-HeapReleased is heap the scavenger has not yet returned):\n\n")
 	rows = nil
 	for _, m := range mem {
