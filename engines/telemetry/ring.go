@@ -144,17 +144,26 @@ const blockLen = 64
 
 // A block is samples encoded, each against the one before it (the first
 // against zero): the time as a zigzag varint of its delta of delta (0 for
-// a steady step), a uvarint mask of the words that changed, and a
-// uvarint of each changed word XOR its previous value. A steady sample
+// a steady step), a uvarint mask of the words that changed, and for each
+// changed word a uvarint of it XOR its previous value, or for a counter
+// (counterWords) a zigzag varint of the delta of delta of its bits. A steady sample
 // (a held one: same figures, same step) is 2 bytes; a busy agent's, whose
 // CPU, memory and rates change every pass, about 25, against 80 unpacked.
 // A sealed block holds blockLen samples; the open one (the newest) fewer,
 // and is appended to as samples come, so that no sample is kept
 // unencoded (64 of them were 5 KiB an agent, 1 MiB at 200 agents).
 
+// counterWords marks the words of cumulative counters (CPU seconds, I/O
+// and network bytes, major faults, throttled periods, OOM kills): they
+// are encoded as the delta of delta of their bits, not XOR, so a counter
+// that grows at a steady rate costs a byte, not three. A float32's bits
+// grow with its value, so a steady rate is a near-constant delta.
+const counterWords = 1<<1 | 1<<4 | 1<<5 | 1<<12 | 1<<13 | 1<<14 | 1<<15 | 1<<16
+
 // encoder is the state a block's next sample is encoded against.
 type encoder struct {
 	prev  [nWords]uint32
+	delta [nWords]uint32 // counters' last delta, as uint32 arithmetic
 	prevT int64
 	step  int64
 	n     int // samples in the block so far
@@ -171,16 +180,32 @@ func (e *encoder) add(p *packed) {
 	}
 	e.prevT = p.t
 	w := p.words()
+	var x [nWords]uint32 // what is written for each word
 	var mask uint32
 	for i := range nWords {
-		if w[i] != e.prev[i] {
+		if counterWords&(1<<i) != 0 {
+			d := w[i] - e.prev[i]
+			x[i] = d - e.delta[i]
+			e.delta[i] = d
+			if e.n == 0 { // a block's first value is its own: no delta to carry
+				e.delta[i] = 0
+			}
+		} else {
+			x[i] = w[i] ^ e.prev[i]
+		}
+		if x[i] != 0 {
 			mask |= 1 << i
 		}
 	}
 	e.data = binary.AppendUvarint(e.data, uint64(mask))
 	for i := range nWords {
-		if mask&(1<<i) != 0 {
-			e.data = binary.AppendUvarint(e.data, uint64(w[i]^e.prev[i]))
+		if mask&(1<<i) == 0 {
+			continue
+		}
+		if counterWords&(1<<i) != 0 {
+			e.data = binary.AppendVarint(e.data, int64(int32(x[i])))
+		} else {
+			e.data = binary.AppendUvarint(e.data, uint64(x[i]))
 		}
 	}
 	e.prev = w
@@ -194,7 +219,7 @@ func (e *encoder) reset() {
 
 // decode appends the n samples encoded in d to out.
 func decode(d []byte, n int, out []packed) []packed {
-	var w [nWords]uint32
+	var w, delta [nWords]uint32
 	var t, step int64
 	for k := 0; k < n; k++ {
 		dd, m := binary.Varint(d)
@@ -209,10 +234,23 @@ func decode(d []byte, n int, out []packed) []packed {
 		d = d[m:]
 		mask := uint32(mask64)
 		for i := range nWords {
+			counter := counterWords&(1<<i) != 0
 			if mask&(1<<i) != 0 {
-				x, m := binary.Uvarint(d)
-				d = d[m:]
-				w[i] ^= uint32(x)
+				if counter {
+					x, m := binary.Varint(d)
+					d = d[m:]
+					delta[i] += uint32(int32(x))
+				} else {
+					x, m := binary.Uvarint(d)
+					d = d[m:]
+					w[i] ^= uint32(x)
+				}
+			}
+			if counter {
+				w[i] += delta[i]
+				if k == 0 {
+					delta[i] = 0
+				}
 			}
 		}
 		out = append(out, fromWords(t, &w))
@@ -224,7 +262,7 @@ func decode(d []byte, n int, out []packed) []packed {
 // samples compactly: exact times, float32 quantities, uint32 counts (see
 // packed), encoded in blocks of blockLen (see encoder), so an hour of a
 // busy agent's 1 s samples is about 90 KiB instead of 280, and of an idle
-// one about 8. It grows lazily, so an agent that lives a minute costs a
+// one about 12. It grows lazily, so an agent that lives a minute costs a
 // minute of samples. A Ring is not safe for concurrent use; the Sampler
 // guards each agent's ring with that agent's lock.
 type Ring struct {

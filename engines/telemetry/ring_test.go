@@ -115,7 +115,7 @@ func TestRingEncodedSize(t *testing.T) {
 		name string
 		busy bool
 		most int // bytes per sample
-	}{{"steady", false, 6}, {"busy", true, 32}} {
+	}{{"steady", false, 4}, {"busy", true, 32}, {"fill", false, 11}} {
 		r := NewRing(3600)
 		var in []Sample
 		cpuSec, rss := 100.0, int64(50<<20)
@@ -133,6 +133,11 @@ func TestRingEncodedSize(t *testing.T) {
 				s.MajFaults = uint64(i / 10)
 			} else {
 				s.Time = at(i + 1) // a steady step
+			}
+			if c.name == "fill" { // what scripts/bench's -fill gives (Sampler.FillHistory)
+				s.CPU = float64(i%97) / 97
+				s.CPUSeconds = 100 + float64(i)*0.01
+				s.RSS += int64(i % 13 * 4096)
 			}
 			r.Add(s)
 			in = append(in, s)
@@ -273,6 +278,11 @@ func TestRingAgainstSlice(t *testing.T) {
 		var all []Sample
 		for i := 0; i < 300; i++ {
 			s := Sample{Time: at(i), Procs: i, RSS: int64(rng.Intn(4)) << 20}
+			if n%2 == 1 { // counters that jump both ways and wrap: every bit pattern must read back
+				s.CPUSeconds = rng.Float64() * math.Pow(10, float64(rng.Intn(12)-3))
+				s.IORead, s.NetSent = rng.Int63(), int64(i)<<20
+				s.MajFaults, s.OOMKills = rng.Uint64(), uint64(rng.Intn(3))
+			}
 			r.Add(s)
 			p := pack(s)
 			all = append(all, p.unpack())
