@@ -112,9 +112,9 @@ const (
 	RingBytesPerCPU = 512 << 10
 	MinRingBytes    = 1 << 20
 	MaxRingBytes    = 4 << 20
-	DefaultFlush      = 100 * time.Millisecond
-	maxTracked        = 4096
-	batchMax          = 512
+	DefaultFlush    = 100 * time.Millisecond
+	maxTracked      = 4096
+	batchMax        = 512
 )
 
 // DefaultRingBytes is the ring's size for this host: RingBytesPerCPU for
