@@ -62,6 +62,10 @@ type Config struct {
 	// MetricsListen serves `metrics` over HTTP at host:port/metrics
 	// (metrics_http.go); "" none.
 	MetricsListen string
+
+	// Memory is the garbage collector's settings (memory.go); the zero
+	// value leaves the runtime's own (GOGC, GOMEMLIMIT).
+	Memory Memory
 }
 
 // Socket is the 9P unix socket inside the state directory.
@@ -91,12 +95,17 @@ type Daemon struct {
 	pc            *procconn.Conn
 	wg            sync.WaitGroup
 	stop          context.CancelFunc
+	gcPrev        Memory // the runtime's settings before Start, for Close
+	gcSet         bool
 }
 
 // Start builds the engines, restores agents, mounts and listens.
 func Start(cfg Config) (*Daemon, error) {
 	if cfg.Interval <= 0 {
 		cfg.Interval = time.Second
+	}
+	if err := cfg.Memory.Check(); err != nil {
+		return nil, err
 	}
 	if err := os.MkdirAll(cfg.StateDir, 0755); err != nil {
 		return nil, err
@@ -108,6 +117,16 @@ func Start(cfg Config) (*Daemon, error) {
 		return nil, err
 	}
 	d := &Daemon{cfg: cfg, Bus: bus.New(4096), lock: lock}
+	// After the lock, so that a second daemon refused above changes
+	// nothing of this process; Close puts the runtime's back.
+	d.gcPrev, _ = cfg.Memory.Apply() // checked above
+	d.gcSet = true
+	started := false
+	defer func() {
+		if !started && d.gcSet {
+			d.gcPrev.Restore()
+		}
+	}()
 	d.Log = NewLog(1000, nil)
 	if cfg.Stderr != nil {
 		d.Log = NewLog(1000, cfg.Stderr)
@@ -200,6 +219,10 @@ func Start(cfg Config) (*Daemon, error) {
 		d.wg.Add(1)
 		go func() { defer d.wg.Done(); d.Tel.WatchProc(ctx, pc) }()
 	}
+	if cfg.Memory.MemoryLimit > 0 {
+		d.wg.Add(1)
+		go func() { defer d.wg.Done(); cfg.Memory.govern(ctx, cfg.Interval, d.Log.Printf) }()
+	}
 	d.wg.Add(1)
 	go func() { defer d.wg.Done(); d.Tel.Run(ctx) }()
 	d.wg.Add(1)
@@ -213,7 +236,8 @@ func Start(cfg Config) (*Daemon, error) {
 		d.Close()
 		return nil, err
 	}
-	d.Log.Printf("aiosfs %s serving: mount=%q 9p=%q listen=%q cgroup=%s interval=%s", Version, cfg.Mount, cfg.Socket(), cfg.Listen, d.cg.Version(), cfg.Interval)
+	started = true
+	d.Log.Printf("aiosfs %s serving: mount=%q 9p=%q listen=%q cgroup=%s interval=%s %s", Version, cfg.Mount, cfg.Socket(), cfg.Listen, d.cg.Version(), cfg.Interval, gcSettings())
 	return d, nil
 }
 
@@ -369,6 +393,10 @@ func (d *Daemon) Close() error {
 	}
 	if d.lock != nil {
 		errs = append(errs, d.lock.Close()) // last: the state directory is free
+	}
+	if d.gcSet {
+		d.gcPrev.Restore()
+		d.gcSet = false
 	}
 	d.Log.Printf("aiosfs stopped")
 	return errors.Join(errs...)

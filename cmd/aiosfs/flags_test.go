@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"aiosfs/daemon"
 )
 
 // Bad flags and arguments are refused before anything is mounted or made.
@@ -24,6 +26,12 @@ func TestBadFlagsAndArguments(t *testing.T) {
 		{"-threat-pubkey", strings.Repeat("ab", 33)}, // 33 bytes
 		{"-nosuchflag"},
 		{"extra", "args"},
+		{"-memory-limit", "1M"},   // below the 16 MiB minimum
+		{"-memory-limit", "lots"}, // not a size
+		{"-memory-limit", "-5M"},  // not a size
+		{"-memory-limit", "1.5"},  // fractional bytes
+		{"-gc-percent", "-1"},     // off without a limit: unbounded heap
+		{"-gc-percent", "half"},
 	} {
 		if err := serve(args); !errors.Is(err, errUsage) {
 			t.Errorf("serve %q: %v, want a usage error", args, err)
@@ -40,6 +48,39 @@ func TestBadFlagsAndArguments(t *testing.T) {
 	}
 	if err := client("cat", []string{"unix!/nonexistent/sock", "/version"}, &out); err == nil {
 		t.Error("cat from a socket that is not there succeeded")
+	}
+}
+
+// The memory flags read what deploy/aiosfs.default documents: a size with
+// a binary suffix, none (or 0) for the runtime's own; -gc-percent off
+// with a limit.
+func TestMemoryFlags(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want daemon.Memory
+	}{
+		{nil, daemon.DefaultMemory},
+		{[]string{"-memory-limit", "48M"}, daemon.Memory{GCPercent: daemon.DefaultMemory.GCPercent, MemoryLimit: 48 << 20}},
+		{[]string{"-memory-limit", "1GiB", "-gc-percent", "50"}, daemon.Memory{GCPercent: 50, MemoryLimit: 1 << 30}},
+		{[]string{"-memory-limit", "none", "-gc-percent", "0"}, daemon.Memory{}},
+		{[]string{"-memory-limit", "0"}, daemon.Memory{GCPercent: daemon.DefaultMemory.GCPercent}},
+		{[]string{"-memory-limit", "64M", "-gc-percent", "-1"}, daemon.Memory{GCPercent: -1, MemoryLimit: 64 << 20}},
+	} {
+		fl, cfg := serveFlags()
+		fl.SetOutput(io.Discard)
+		if err := fl.Parse(c.args); err != nil {
+			t.Errorf("%q: %v", c.args, err)
+			continue
+		}
+		if cfg.Memory != c.want {
+			t.Errorf("%q: %+v, want %+v", c.args, cfg.Memory, c.want)
+		}
+		if err := cfg.Memory.Check(); err != nil {
+			t.Errorf("%q: %v", c.args, err)
+		}
+	}
+	if err := serve([]string{"-memory-limit", "1M"}); err == nil || !strings.Contains(err.Error(), "below the minimum of 16 MiB") {
+		t.Errorf("-memory-limit 1M: %v, want the minimum named", err)
 	}
 }
 

@@ -29,6 +29,7 @@ import (
 	"syscall"
 	"time"
 
+	"aiosfs/ctl"
 	"aiosfs/daemon"
 	"aiosfs/engines/ml"
 	"aiosfs/fs"
@@ -141,7 +142,33 @@ func serveFlags() (*flag.FlagSet, *daemon.Config) {
 	fl.IntVar(&cfg.SyscallLearn, "syscall-learn", 0, "system calls an agent's syscall profile is learned from (0: 20000); -1 turns the eBPF syscall capture off")
 	fl.StringVar(&cfg.GPU, "gpu", "", "GPUs: empty detects through NVML, none, or mock:MODEL for go-nvml's mock devices")
 	fl.DurationVar(&cfg.Grace, "grace", 5*time.Second, "time between SIGTERM and SIGKILL for stop and shutdown")
+	cfg.Memory = daemon.DefaultMemory
+	fl.IntVar(&cfg.Memory.GCPercent, "gc-percent", cfg.Memory.GCPercent, "the Go garbage collector's GOGC: the heap may grow by this percentage of the live heap between collections; lower trades CPU for memory (0: GOGC from the environment, else 100)")
+	fl.Var((*memSize)(&cfg.Memory.MemoryLimit), "memory-limit", "soft limit on the Go runtime's memory (GOMEMLIMIT; size with K, M, G suffix); near it the collector runs more often and returns freed memory at once, past it -gc-percent still applies (none: GOMEMLIMIT from the environment, else no limit)")
 	return fl, &cfg
+}
+
+// memSize is -memory-limit: a size as ctl.ParseSize reads it, 0 for
+// none (the runtime's own).
+type memSize int64
+
+func (m *memSize) String() string {
+	if *m <= 0 {
+		return "none"
+	}
+	return ctl.FormatSize(int64(*m))
+}
+
+func (m *memSize) Set(s string) error {
+	n, err := ctl.ParseSize(s)
+	if err != nil {
+		return err
+	}
+	if n == ctl.Unlimited || n == 0 {
+		n = 0
+	}
+	*m = memSize(n)
+	return nil
 }
 
 func serve(args []string) error {
@@ -163,6 +190,9 @@ func serve(args []string) error {
 	}
 	if cfg.Cgroup != "" && cfg.Cgroup != "v1" && cfg.Cgroup != "v2" {
 		return fmt.Errorf("%w: -cgroup %q: want v1 or v2", errUsage, cfg.Cgroup)
+	}
+	if err := cfg.Memory.Check(); err != nil {
+		return fmt.Errorf("%w: -gc-percent %d -memory-limit %s: %v", errUsage, cfg.Memory.GCPercent, (*memSize)(&cfg.Memory.MemoryLimit), err)
 	}
 	if cfg.ThreatPubKey != "" {
 		if _, err := ml.ParsePublicKey(cfg.ThreatPubKey); err != nil {

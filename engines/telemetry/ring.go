@@ -7,8 +7,8 @@ import (
 	"unsafe"
 )
 
-// packed is a Sample as the ring keeps it: 80 bytes instead of about 170.
-// The ring encodes all but its newest samples further (see block).
+// packed is a Sample unpacked from the ring's encoding: 80 bytes instead
+// of about 170. The ring encodes every sample further (see encoder).
 //
 // Times are exact (Unix nanoseconds). Byte counts, CPU and rates are
 // float32, so they read back within float32 precision (relative error at
@@ -142,23 +142,86 @@ func fromWords(t int64, w *[nWords]uint32) packed {
 // blockLen is how many samples the ring seals into one encoded block.
 const blockLen = 64
 
-// block is blockLen samples encoded, each against the one before it (the
-// first against zero): the time as a zigzag varint of its delta of delta
-// (0 for a steady step), a uvarint mask of the words that changed, and a
-// uvarint of each changed word XOR its previous value. A steady sample
+// A block is samples encoded, each against the one before it (the first
+// against zero): the time as a zigzag varint of its delta of delta (0 for
+// a steady step), a uvarint mask of the words that changed, and for each
+// changed word a uvarint of it XOR its previous value, or for a counter
+// (counterWords) a zigzag varint of the delta of delta of its bits. A steady sample
 // (a held one: same figures, same step) is 2 bytes; a busy agent's, whose
 // CPU, memory and rates change every pass, about 25, against 80 unpacked.
-type block struct {
-	first, last int64 // times of its first and last samples
-	n           int
-	data        []byte
+// A sealed block holds blockLen samples; the open one (the newest) fewer,
+// and is appended to as samples come, so that no sample is kept
+// unencoded (64 of them were 5 KiB an agent, 1 MiB at 200 agents).
+
+// counterWords marks the words of cumulative counters (CPU seconds, I/O
+// and network bytes, major faults, throttled periods, OOM kills): they
+// are encoded as the delta of delta of their bits, not XOR, so a counter
+// that grows at a steady rate costs a byte, not three. A float32's bits
+// grow with its value, so a steady rate is a near-constant delta.
+const counterWords = 1<<1 | 1<<4 | 1<<5 | 1<<12 | 1<<13 | 1<<14 | 1<<15 | 1<<16
+
+// encoder is the state a block's next sample is encoded against.
+type encoder struct {
+	prev  [nWords]uint32
+	delta [nWords]uint32 // counters' last delta, as uint32 arithmetic
+	prevT int64
+	step  int64
+	n     int // samples in the block so far
+	data  []byte
 }
 
-func (b *block) decode(out []packed) []packed {
-	var w [nWords]uint32
+func (e *encoder) add(p *packed) {
+	if e.n == 0 {
+		e.data = binary.AppendVarint(e.data, p.t)
+	} else {
+		s := p.t - e.prevT
+		e.data = binary.AppendVarint(e.data, s-e.step)
+		e.step = s
+	}
+	e.prevT = p.t
+	w := p.words()
+	var x [nWords]uint32 // what is written for each word
+	var mask uint32
+	for i := range nWords {
+		if counterWords&(1<<i) != 0 {
+			d := w[i] - e.prev[i]
+			x[i] = d - e.delta[i]
+			e.delta[i] = d
+			if e.n == 0 { // a block's first value is its own: no delta to carry
+				e.delta[i] = 0
+			}
+		} else {
+			x[i] = w[i] ^ e.prev[i]
+		}
+		if x[i] != 0 {
+			mask |= 1 << i
+		}
+	}
+	e.data = binary.AppendUvarint(e.data, uint64(mask))
+	for i := range nWords {
+		if mask&(1<<i) == 0 {
+			continue
+		}
+		if counterWords&(1<<i) != 0 {
+			e.data = binary.AppendVarint(e.data, int64(int32(x[i])))
+		} else {
+			e.data = binary.AppendUvarint(e.data, uint64(x[i]))
+		}
+	}
+	e.prev = w
+	e.n++
+}
+
+// reset starts a new block, keeping the buffer.
+func (e *encoder) reset() {
+	*e = encoder{data: e.data[:0]}
+}
+
+// decode appends the n samples encoded in d to out.
+func decode(d []byte, n int, out []packed) []packed {
+	var w, delta [nWords]uint32
 	var t, step int64
-	d := b.data
-	for k := 0; k < b.n; k++ {
+	for k := 0; k < n; k++ {
 		dd, m := binary.Varint(d)
 		d = d[m:]
 		if k == 0 {
@@ -171,10 +234,23 @@ func (b *block) decode(out []packed) []packed {
 		d = d[m:]
 		mask := uint32(mask64)
 		for i := range nWords {
+			counter := counterWords&(1<<i) != 0
 			if mask&(1<<i) != 0 {
-				x, m := binary.Uvarint(d)
-				d = d[m:]
-				w[i] ^= uint32(x)
+				if counter {
+					x, m := binary.Varint(d)
+					d = d[m:]
+					delta[i] += uint32(int32(x))
+				} else {
+					x, m := binary.Uvarint(d)
+					d = d[m:]
+					w[i] ^= uint32(x)
+				}
+			}
+			if counter {
+				w[i] += delta[i]
+				if k == 0 {
+					delta[i] = 0
+				}
 			}
 		}
 		out = append(out, fromWords(t, &w))
@@ -182,54 +258,18 @@ func (b *block) decode(out []packed) []packed {
 	return out
 }
 
-func encode(ps []packed) block {
-	b := block{first: ps[0].t, last: ps[len(ps)-1].t, n: len(ps)}
-	buf := make([]byte, 0, len(ps)*16)
-	var prev [nWords]uint32
-	var prevT, step int64
-	for k := range ps {
-		p := &ps[k]
-		switch k {
-		case 0:
-			buf = binary.AppendVarint(buf, p.t)
-		default:
-			s := p.t - prevT
-			buf = binary.AppendVarint(buf, s-step)
-			step = s
-		}
-		prevT = p.t
-		w := p.words()
-		var mask uint32
-		for i := range nWords {
-			if w[i] != prev[i] {
-				mask |= 1 << i
-			}
-		}
-		buf = binary.AppendUvarint(buf, uint64(mask))
-		for i := range nWords {
-			if mask&(1<<i) != 0 {
-				buf = binary.AppendUvarint(buf, uint64(w[i]^prev[i]))
-			}
-		}
-		prev = w
-	}
-	b.data = append([]byte(nil), buf...) // exact size
-	return b
-}
-
 // Ring is a bounded history of Samples, oldest dropped first. It stores
 // samples compactly: exact times, float32 quantities, uint32 counts (see
-// packed), the newest up to blockLen as they are and the older ones in
-// encoded blocks of blockLen (see block), so an hour of a busy agent's 1 s
-// samples is about 90 KiB instead of 280, and of an idle one about 17.
-// It grows lazily, so an agent that lives a minute costs a minute of
-// samples. A Ring is not safe for concurrent use; the Sampler guards each
-// agent's ring with that agent's lock.
+// packed), encoded in blocks of blockLen (see encoder), so an hour of a
+// busy agent's 1 s samples is about 90 KiB instead of 280, and of an idle
+// one about 12. It grows lazily, so an agent that lives a minute costs a
+// minute of samples. A Ring is not safe for concurrent use; the Sampler
+// guards each agent's ring with that agent's lock.
 type Ring struct {
-	blocks []block  // sealed, oldest first
-	cur    []packed // the newest samples, not yet sealed
-	skip   int      // samples at the front of blocks[0] (or cur) already dropped
-	total  int      // samples in blocks and cur, skip included
+	blocks [][]byte // sealed, blockLen samples each, oldest first
+	open   encoder  // the newest samples, fewer than blockLen
+	skip   int      // samples at the front of blocks[0] (or open) already dropped
+	total  int      // samples in blocks and open, skip included
 	last   packed
 	n      int
 }
@@ -248,36 +288,26 @@ func (r *Ring) Len() int { return r.total - r.skip }
 // Cap is the most samples the ring keeps.
 func (r *Ring) Cap() int { return r.n }
 
-// Add appends s, dropping the oldest sample when the ring is full.
+// Add appends s, dropping the oldest sample when the ring is full. A
+// ring smaller than a block keeps up to a block and its samples more,
+// encoded, and shows only the last n.
 func (r *Ring) Add(s Sample) {
 	p := pack(s)
-	if len(r.cur) == cap(r.cur) {
-		c := min(max(2*cap(r.cur), 4), blockLen)
-		nc := make([]packed, len(r.cur), c)
-		copy(nc, r.cur)
-		r.cur = nc
-	}
-	r.cur = append(r.cur, p)
+	r.open.add(&p)
 	r.last = p
 	r.total++
 	if r.total-r.skip > r.n {
 		r.skip++
 	}
-	if len(r.blocks) == 0 && r.skip > 0 {
-		// Dropping from the unsealed samples: move them down.
-		r.cur = append(r.cur[:0], r.cur[r.skip:]...)
-		r.total -= r.skip
-		r.skip = 0
-	}
-	for len(r.blocks) > 0 && r.skip >= r.blocks[0].n {
-		r.skip -= r.blocks[0].n
-		r.total -= r.blocks[0].n
-		r.blocks[0] = block{}
+	for len(r.blocks) > 0 && r.skip >= blockLen {
+		r.skip -= blockLen
+		r.total -= blockLen
+		r.blocks[0] = nil
 		r.blocks = r.blocks[1:]
 	}
-	if len(r.cur) == blockLen {
-		r.blocks = append(r.blocks, encode(r.cur))
-		r.cur = r.cur[:0]
+	if r.open.n == blockLen { // skip < blockLen here: the loop above dropped whole blocks
+		r.blocks = append(r.blocks, append([]byte(nil), r.open.data...)) // exact size
+		r.open.reset()
 	}
 }
 
@@ -293,21 +323,17 @@ func (r *Ring) Last() (Sample, bool) {
 func (r *Ring) All() []Sample {
 	out := make([]Sample, 0, r.Len())
 	var tmp []packed
+	skip := r.skip
 	for i := range r.blocks {
-		tmp = r.blocks[i].decode(tmp[:0])
-		if i == 0 {
-			tmp = tmp[r.skip:]
-		}
-		for k := range tmp {
+		tmp = decode(r.blocks[i], blockLen, tmp[:0])
+		for k := skip; k < len(tmp); k++ {
 			out = append(out, tmp[k].unpack())
 		}
+		skip = 0
 	}
-	from := 0
-	if len(r.blocks) == 0 {
-		from = r.skip
-	}
-	for k := from; k < len(r.cur); k++ {
-		out = append(out, r.cur[k].unpack())
+	tmp = decode(r.open.data, r.open.n, tmp[:0])
+	for k := skip; k < len(tmp); k++ {
+		out = append(out, tmp[k].unpack())
 	}
 	return out
 }
@@ -319,23 +345,16 @@ func (r *Ring) All() []Sample {
 func (r *Ring) Since(t time.Time) []Sample {
 	tn := nanos(t)
 	var rev []packed // newest first
-	from := 0
-	if len(r.blocks) == 0 {
-		from = r.skip
-	}
-	for k := len(r.cur) - 1; k >= from; k-- {
-		if r.cur[k].t < tn {
-			return unpackRev(rev)
+	tmp := decode(r.open.data, r.open.n, nil)
+	for i := len(r.blocks); i >= 0; i-- {
+		if i < len(r.blocks) {
+			tmp = decode(r.blocks[i], blockLen, tmp[:0])
 		}
-		rev = append(rev, r.cur[k])
-	}
-	var tmp []packed
-	for i := len(r.blocks) - 1; i >= 0; i-- {
-		tmp = r.blocks[i].decode(tmp[:0])
+		from := 0
 		if i == 0 {
-			tmp = tmp[r.skip:]
+			from = r.skip
 		}
-		for k := len(tmp) - 1; k >= 0; k-- {
+		for k := len(tmp) - 1; k >= from; k-- {
 			if tmp[k].t < tn {
 				return unpackRev(rev)
 			}
@@ -355,9 +374,9 @@ func unpackRev(rev []packed) []Sample {
 
 // bytes is about what the ring holds in memory, for tests.
 func (r *Ring) bytes() int {
-	n := cap(r.cur) * int(unsafe.Sizeof(packed{}))
+	n := cap(r.open.data) + cap(r.blocks)*int(unsafe.Sizeof([]byte(nil)))
 	for _, b := range r.blocks {
-		n += cap(b.data) + int(unsafe.Sizeof(b))
+		n += cap(b)
 	}
 	return n
 }

@@ -115,7 +115,7 @@ func TestRingEncodedSize(t *testing.T) {
 		name string
 		busy bool
 		most int // bytes per sample
-	}{{"steady", false, 6}, {"busy", true, 32}} {
+	}{{"steady", false, 4}, {"busy", true, 32}, {"fill", false, 11}} {
 		r := NewRing(3600)
 		var in []Sample
 		cpuSec, rss := 100.0, int64(50<<20)
@@ -133,6 +133,11 @@ func TestRingEncodedSize(t *testing.T) {
 				s.MajFaults = uint64(i / 10)
 			} else {
 				s.Time = at(i + 1) // a steady step
+			}
+			if c.name == "fill" { // what scripts/bench's -fill gives (Sampler.FillHistory)
+				s.CPU = float64(i%97) / 97
+				s.CPUSeconds = 100 + float64(i)*0.01
+				s.RSS += int64(i % 13 * 4096)
 			}
 			r.Add(s)
 			in = append(in, s)
@@ -260,5 +265,60 @@ func TestSampleLineGolden(t *testing.T) {
 	}
 	if got := strings.Join(keys, " "); got != "time cpu cpu_seconds rss mem io_read io_write io_read_rate io_write_rate threads procs fds sockets majflt throttled oom_kills net_sent net_recv net_rate" {
 		t.Fatalf("keys %s", got)
+	}
+}
+
+// Rings of every size around a block, against a plain slice of what was
+// added: Len, All, Last and Since agree after every Add, across sealing
+// and dropping of blocks (rings smaller than a block included).
+func TestRingAgainstSlice(t *testing.T) {
+	rng := rand.New(rand.NewSource(3))
+	for _, n := range []int{1, 2, 5, 63, 64, 65, 127, 130} {
+		r := NewRing(n)
+		var all []Sample
+		for i := 0; i < 300; i++ {
+			s := Sample{Time: at(i), Procs: i, RSS: int64(rng.Intn(4)) << 20}
+			if n%2 == 1 { // counters that jump both ways and wrap: every bit pattern must read back
+				s.CPUSeconds = rng.Float64() * math.Pow(10, float64(rng.Intn(12)-3))
+				s.IORead, s.NetSent = rng.Int63(), int64(i)<<20
+				s.MajFaults, s.OOMKills = rng.Uint64(), uint64(rng.Intn(3))
+			}
+			r.Add(s)
+			p := pack(s)
+			all = append(all, p.unpack())
+			want := all[max(0, len(all)-n):]
+			if r.Len() != len(want) {
+				t.Fatalf("n %d, %d adds: Len %d, want %d", n, i+1, r.Len(), len(want))
+			}
+			got := r.All()
+			if len(got) != len(want) || got[0] != want[0] || got[len(got)-1] != want[len(want)-1] {
+				t.Fatalf("n %d, %d adds: All has %d samples %v..%v, want %d %v..%v", n, i+1, len(got), got[0].Procs, got[len(got)-1].Procs, len(want), want[0].Procs, want[len(want)-1].Procs)
+			}
+			for k := range got {
+				if got[k] != want[k] {
+					t.Fatalf("n %d, %d adds: All()[%d] = %+v, want %+v", n, i+1, k, got[k], want[k])
+				}
+			}
+			from := rng.Intn(len(want))
+			if since := r.Since(want[from].Time); len(since) != len(want)-from || since[0] != want[from] {
+				t.Fatalf("n %d, %d adds: Since(sample %d) gave %d samples, want %d", n, i+1, from, len(since), len(want)-from)
+			}
+			if last, _ := r.Last(); last != want[len(want)-1] {
+				t.Fatalf("n %d: Last %+v", n, last)
+			}
+		}
+	}
+}
+
+// No sample is kept unencoded: a ring of 63 held samples (one short of
+// sealing a block) is a few bytes a sample, where the newest 64 used to
+// be 80 bytes each (5 KiB an agent).
+func TestRingOpenBlockEncoded(t *testing.T) {
+	r := NewRing(3600)
+	for i := 0; i < blockLen-1; i++ {
+		r.Add(Sample{Time: at(i), RSS: 50 << 20, Procs: 3})
+	}
+	if b := r.bytes(); b > 512 {
+		t.Errorf("63 held samples take %d bytes, want at most 512", b)
 	}
 }

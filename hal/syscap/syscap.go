@@ -80,7 +80,11 @@ type Config struct {
 	// (default 200000); the rest are dropped and counted.
 	RatePerCPU int
 	// RingBytes is the ring buffer's size, a power of two and a multiple
-	// of the page size (default 4 MiB: about 170,000 records).
+	// of the page size (default DefaultRingBytes for the host's CPUs).
+	// It is memory the daemon holds for its life: the kernel maps the
+	// ring's pages twice in a row (so a record may wrap), and both
+	// mappings count in the reader's VmRSS once the ring has wrapped, so
+	// a 4 MiB ring is 8 MiB of the daemon's RSS.
 	RingBytes int
 	// Flush is how often the reader drains the ring when no wakeup came
 	// (default 100 ms).
@@ -99,11 +103,38 @@ type Config struct {
 // Defaults.
 const (
 	DefaultRatePerCPU = 200000
-	DefaultRingBytes  = 4 << 20
-	DefaultFlush      = 100 * time.Millisecond
-	maxTracked        = 4096
-	batchMax          = 512
+	// RingBytesPerCPU sizes the default ring: a record is 24 bytes in
+	// the ring (16 and the ring's 8-byte header), so a CPU at the
+	// default rate limit writes 4.8 MB/s, and 512 KiB a CPU leaves the
+	// reader, woken at a quarter full, about 80 ms to start draining
+	// before a CPU at the limit fills the rest. The ring is between
+	// MinRingBytes and MaxRingBytes (the old fixed default).
+	RingBytesPerCPU = 512 << 10
+	MinRingBytes    = 1 << 20
+	MaxRingBytes    = 4 << 20
+	DefaultFlush    = 100 * time.Millisecond
+	maxTracked      = 4096
+	batchMax        = 512
 )
+
+// DefaultRingBytes is the ring's size for this host: RingBytesPerCPU for
+// each possible CPU (the program runs on any), rounded up to a power of
+// two, within MinRingBytes and MaxRingBytes.
+func DefaultRingBytes() int {
+	n, err := ebpf.PossibleCPU()
+	if err != nil || n < 1 {
+		return MaxRingBytes
+	}
+	return ringBytesFor(n)
+}
+
+func ringBytesFor(cpus int) int {
+	b := MinRingBytes
+	for b < cpus*RingBytesPerCPU && b < MaxRingBytes {
+		b <<= 1
+	}
+	return b
+}
 
 // Per-CPU state value layout (u64 words).
 const (
@@ -282,7 +313,7 @@ func New(cfg Config) (*Capture, error) {
 		cfg.RatePerCPU = 1<<31 - 1
 	}
 	if cfg.RingBytes <= 0 {
-		cfg.RingBytes = DefaultRingBytes
+		cfg.RingBytes = DefaultRingBytes()
 	}
 	if cfg.RingBytes&(cfg.RingBytes-1) != 0 || cfg.RingBytes%os.Getpagesize() != 0 {
 		return nil, fmt.Errorf("syscap: ring size %d is not a power of two multiple of the page size", cfg.RingBytes)

@@ -239,3 +239,20 @@ func TestWakeEvery(t *testing.T) {
 	}
 	t.Logf("delivered %d of %d written without a flush", len(col.get(id)), st.Events)
 }
+
+// The default ring follows the host's CPUs: 512 KiB a CPU, a power of two,
+// at least 1 MiB and at most the old fixed 4 MiB (a 2-CPU host's daemon
+// held 8 MiB of VmRSS in the ring's two mappings; now 2).
+func TestDefaultRingBytes(t *testing.T) {
+	for _, c := range []struct{ cpus, want int }{
+		{1, 1 << 20}, {2, 1 << 20}, {3, 2 << 20}, {4, 2 << 20}, {5, 4 << 20}, {8, 4 << 20}, {64, 4 << 20},
+	} {
+		if got := ringBytesFor(c.cpus); got != c.want {
+			t.Errorf("%d CPUs: ring %d bytes, want %d", c.cpus, got, c.want)
+		}
+	}
+	b := DefaultRingBytes()
+	if b&(b-1) != 0 || b%os.Getpagesize() != 0 || b < MinRingBytes || b > MaxRingBytes {
+		t.Errorf("DefaultRingBytes() = %d: not a power of two page multiple within [%d, %d]", b, MinRingBytes, MaxRingBytes)
+	}
+}

@@ -104,6 +104,10 @@ var (
 	memTune    = flag.Bool("memtune", true, "'on' windows take the memory engine's remedies (mem.Tuning Settle and SkipClear); 'off' windows none")
 	memEvery   = flag.Int("memevery", 1, "'on' windows read a busy agent's smaps every N-th tick of the memory engine (mem.Tuning.Every; 1: every tick)")
 	hooks      = flag.Bool("hooks", true, "'on' windows have the threat, healing and scheduling engines' pass remedies (threat/heal/sched.SetPassRemedies)")
+	gcPercent  = flag.Int("gcpercent", 0, "the daemon's -gc-percent (daemon.Memory.GCPercent; 0: the runtime's, GOGC or 100)")
+	memLimit   = flag.Int64("memlimit", 0, "the daemon's -memory-limit in bytes (daemon.Memory.MemoryLimit; 0: none)")
+	memWindow  = flag.Duration("memwindow", 0, "the memory windows' length (at least 5 intervals, the default)")
+	memRate    = flag.Int("memprofilerate", 0, "the daemon's runtime.MemProfileRate for -memprofile (0: the runtime's, one sample per 512 KiB; 4096 makes small holders exact at some CPU)")
 	churn      = flag.Int("churn", 1000, "threads per second this process starts and ends (outside every agent) in the second pair of 0-agent windows, for the proc connector's filter (0: no such windows)")
 )
 
@@ -313,13 +317,16 @@ func main() {
 
 	// 5. Memory: the steady state, then with every history full.
 	time.Sleep(2 * *interval)
-	progress("memory: %s window", 5**interval)
-	mem := []memRow{{"steady state, " + strconv.Itoa(len(ids)) + " agents", measure(5 * *interval), memstats()}}
+	progress("memory: %s window", max(*memWindow, 5**interval))
+	memWin := max(*memWindow, 5**interval)
+	ms0 := memstats()
+	mem := []memRow{{"steady state, " + strconv.Itoa(len(ids)) + " agents", measure(memWin), memstats(), ms0}}
 	if *fill > 0 {
 		progress("filling every agent's history with %d samples", *fill)
 		getChild(fmt.Sprintf("/fill?n=%d", *fill))
 		time.Sleep(3 * *interval)
-		mem = append(mem, memRow{fmt.Sprintf("with %d samples of history per agent", *fill), measure(5 * *interval), memstats()})
+		ms0 := memstats()
+		mem = append(mem, memRow{fmt.Sprintf("with %d samples of history per agent", *fill), measure(memWin), memstats(), ms0})
 		if *memProfile != "" {
 			writeFileOrFail(*memProfile+".filled", getChild("/debug/pprof/heap?gc=1"))
 		}
@@ -383,7 +390,8 @@ func start() {
 		fail("%v", err)
 	}
 	cmd := exec.Command(self, "-child", "-child-mount", mnt, "-child-plain", mntPlain, "-child-state", state,
-		"-child-sock", ctlSock, "-child-prefix", prefix, "-interval", interval.String(), "-gpu", *gpuFlag)
+		"-child-sock", ctlSock, "-child-prefix", prefix, "-interval", interval.String(), "-gpu", *gpuFlag,
+		"-gcpercent", strconv.Itoa(*gcPercent), "-memlimit", strconv.FormatInt(*memLimit, 10), "-memprofilerate", strconv.Itoa(*memRate))
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Own process group: a ^C at the terminal reaches only the bench,
 	// which then stops the daemon itself, once and in order.
@@ -536,9 +544,9 @@ func signalAll(pids []int, s syscall.Signal) {
 
 // memRow is the daemon's memory at one point.
 type memRow struct {
-	name string
-	c    cost
-	ms   map[string]uint64
+	name    string
+	c       cost
+	ms, ms0 map[string]uint64 // at the end and the start of the window
 }
 
 func memstats() map[string]uint64 {
@@ -600,6 +608,7 @@ type procSnap struct {
 	t        time.Time
 	ticks    uint64 // utime+stime, all threads, in 1/userHZ s
 	rss, hwm int64  // VmRSS, VmHWM in bytes
+	anon     int64  // RssAnon: VmRSS less the binary's and libraries' pages (RssFile) and shared memory
 	threads  int
 }
 
@@ -630,6 +639,8 @@ func snapshot() procSnap {
 			s.rss = n << 10
 		case "VmHWM":
 			s.hwm = n << 10
+		case "RssAnon":
+			s.anon = n << 10
 		case "Threads":
 			s.threads = int(n)
 		}
@@ -642,6 +653,7 @@ type cost struct {
 	cores         float64 // CPU share, cores
 	rssMean, rss  int64   // VmRSS mean over the window and at its end
 	hwm           int64   // VmHWM at the end
+	anon          int64   // RssAnon at the end
 	threads       int
 	seconds       float64
 	ticks, passes int
@@ -677,7 +689,7 @@ func measure(d time.Duration) cost {
 	sec := b.t.Sub(a.t).Seconds()
 	return cost{
 		cores:   float64(b.ticks-a.ticks) / userHZ / sec,
-		rssMean: sum / n, rss: b.rss, hwm: b.hwm, threads: b.threads,
+		rssMean: sum / n, rss: b.rss, hwm: b.hwm, anon: b.anon, threads: b.threads,
 		seconds: sec, ticks: int(b.ticks - a.ticks), passes: int(sec / interval.Seconds()),
 		threat: threatSeconds() - th,
 	}
@@ -890,12 +902,23 @@ func report(load0 string, idle0 cost, zero, res map[string][]cost, loads []strin
 	table(w, []string{"agents", "remedies", ">ms CPU per s", ">µs per agent-s", ">of the machine", ">threat engine's share"}, rows)
 	fmt.Fprintf(w, "\nThe threat engine's share is the time its passes took (aiosfs_threat_tick_seconds_total: scoring every agent's window and responding; the proc connector's events it counts between passes are not in it) over the daemon's utime+stime in the same window, median.\n")
 
-	fmt.Fprintf(w, "\nMemory (VmRSS mean over 5 passes and VmHWM from /proc/PID/status; the Go heap from runtime.MemStats):\n\n")
+	fmt.Fprintf(w, "\nMemory (VmRSS mean over the window and VmHWM from /proc/PID/status; the Go heap from runtime.MemStats; gc-percent %d, memory-limit %d; CPU over the same %s, all of the daemon's less its 0-agent baseline, and the GC's alone from runtime/metrics /cpu/classes/gc/total):\n\n", *gcPercent, *memLimit, max(*memWindow, 5**interval))
 	rows = nil
 	for _, m := range mem {
-		rows = append(rows, []string{m.name, mib(m.c.rssMean), mib(m.c.hwm), mib(int64(m.ms["HeapAlloc"])), mib(int64(m.ms["HeapInuse"])), mib(int64(m.ms["NextGC"])), mib(int64(m.ms["Sys"]))})
+		rows = append(rows, []string{m.name, mib(m.c.rssMean), mib(m.c.hwm), mib(int64(m.ms["HeapAlloc"])), mib(int64(m.ms["HeapInuse"])), mib(int64(m.ms["NextGC"])), mib(int64(m.ms["Sys"])),
+			fmt.Sprintf("%.0f", (m.c.cores-idle0.cores)*1e6/float64(running)),
+			fmt.Sprintf("%.1f", float64(m.ms["GCCPUNanos"]-m.ms0["GCCPUNanos"])/1e3/m.c.seconds/float64(running)),
+			strconv.FormatUint(m.ms["NumGC"]-m.ms0["NumGC"], 10),
+			fmt.Sprintf("%.2f", float64(m.ms["TotalAlloc"]-m.ms0["TotalAlloc"])/(1<<20)/m.c.seconds)})
 	}
-	table(w, []string{"state", ">VmRSS", ">VmHWM", ">HeapAlloc", ">HeapInuse", ">NextGC", ">Sys"}, rows)
+	table(w, []string{"state", ">VmRSS", ">VmHWM", ">HeapAlloc", ">HeapInuse", ">NextGC", ">Sys", ">µs per agent-s", ">of it GC", ">GCs", ">allocated MiB/s"}, rows)
+	fmt.Fprintf(w, "\nWhat the runtime holds besides the heap in use (runtime.MemStats; HeapIdle-HeapReleased is heap the scavenger has not yet returned):\n\n")
+	rows = nil
+	for _, m := range mem {
+		rows = append(rows, []string{m.name, mib(m.c.anon), mib(int64(m.ms["HeapInuse"])), mib(int64(m.ms["HeapIdle"] - m.ms["HeapReleased"])), mib(int64(m.ms["StackInuse"])),
+			mib(int64(m.ms["MSpanInuse"] + m.ms["MCacheInuse"])), mib(int64(m.ms["GCSys"])), mib(int64(m.ms["OtherSys"] + m.ms["BuckHashSys"])), strconv.FormatUint(m.ms["NumGC"], 10)})
+	}
+	table(w, []string{"state", ">RssAnon", ">HeapInuse", ">idle, not returned", ">StackInuse", ">MSpan+MCache", ">GCSys", ">Other+BuckHash", ">NumGC"}, rows)
 
 	fmt.Fprintf(w, "\nReading an agent's stat, %d times each after %d warm-up runs, interleaved, while the daemon manages %d idle agents (remedies on) at %s sampling:\n\n", *iters, *warmup, running, *interval)
 	rows = nil
