@@ -200,6 +200,9 @@ func BenchmarkSampleQuiet(b *testing.B) {
 // smaps, and at a clean stop.
 func TestHoldSave(t *testing.T) {
 	e, agents, _ := quietFixture(t)
+	hold := e.Tuning()
+	hold.HoldSave = true // off by default (DefaultTuning)
+	e.SetTuning(hold)
 	file := e.procFile(1)
 	periods := func() int {
 		b, err := os.ReadFile(file)

@@ -45,9 +45,11 @@ type Tuning struct {
 	Every int
 }
 
-// DefaultTuning is what New gives an engine. Every stays 1 until
-// measured (docs/bench/cost-mem.md).
-var DefaultTuning = Tuning{Settle: true, SkipClear: true, HoldSave: true, Every: 1}
+// DefaultTuning is what New gives an engine. Every stays 1: K > 1 changes
+// what wss means (docs/cost.md, "Run 11"). HoldSave stays off: it would
+// let a kill -9 lose ten minutes of an idle agent's counts instead of
+// one, for a saving not yet measured in a daemon run.
+var DefaultTuning = Tuning{Settle: true, SkipClear: true, Every: 1}
 
 var (
 	enginesMu sync.Mutex

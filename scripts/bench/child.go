@@ -92,7 +92,7 @@ func runChild() {
 		d.Tel.SetTuning(t)
 		memOn := q.Get("mem") == "1"
 		memEvery, _ := strconv.Atoi(q.Get("memevery"))
-		mem.SetTuningAll(mem.Tuning{Settle: memOn, SkipClear: memOn, HoldSave: memOn, Every: memEvery})
+		mem.SetTuningAll(mem.Tuning{Settle: memOn, SkipClear: memOn, HoldSave: memOn && mem.DefaultTuning.HoldSave, Every: memEvery})
 		hooks := q.Get("hooks") == "1"
 		threat.SetPassRemedies(hooks)
 		heal.SetPassRemedies(hooks)
