@@ -50,13 +50,39 @@ type Point struct {
 // (level α = 0.5, trend β = 0.3, damping φ = 0.9), updated in O(1) per
 // point.
 type Series struct {
-	buf          []Point
+	buf          []point
 	head, n      int
 	level, slope float64
 	seen         int
 }
 
-func NewSeries() *Series { return &Series{buf: make([]Point, HistoryLen)} }
+// point is a Point as kept: its time as Unix nanoseconds, 16 bytes
+// against a time.Time's 24 plus the score (600 of them an agent were the
+// largest single holder of the daemon's heap, issue 17). At gives back
+// the same instant (without the monotonic reading, which nothing reads).
+type point struct {
+	ns    int64
+	score float64
+}
+
+// zeroNS stands for the zero time.Time, whose UnixNano is not defined.
+const zeroNS = math.MinInt64
+
+func toPoint(p Point) point {
+	if p.Time.IsZero() {
+		return point{zeroNS, p.Score}
+	}
+	return point{p.Time.UnixNano(), p.Score}
+}
+
+func (q point) Point() Point {
+	if q.ns == zeroNS {
+		return Point{Score: q.score}
+	}
+	return Point{Time: time.Unix(0, q.ns), Score: q.score}
+}
+
+func NewSeries() *Series { return &Series{buf: make([]point, HistoryLen)} }
 
 const (
 	holtAlpha = 0.5
@@ -66,7 +92,7 @@ const (
 
 // Add appends a point.
 func (s *Series) Add(p Point) {
-	s.buf[s.head] = p
+	s.buf[s.head] = toPoint(p)
 	s.head = (s.head + 1) % len(s.buf)
 	if s.n < len(s.buf) {
 		s.n++
@@ -90,7 +116,7 @@ func (s *Series) Add(p Point) {
 func (s *Series) Len() int { return s.n }
 
 // At returns the i-th newest point (0: the latest).
-func (s *Series) At(i int) Point { return s.buf[(s.head-1-i+2*len(s.buf))%len(s.buf)] }
+func (s *Series) At(i int) Point { return s.buf[(s.head-1-i+2*len(s.buf))%len(s.buf)].Point() }
 
 // Last is the latest point (zero when empty).
 func (s *Series) Last() Point {

@@ -700,3 +700,30 @@ func onOff(on bool) string {
 	}
 	return "off"
 }
+
+// TestSeriesKeepsInstants: a series keeps each point's instant (as Unix
+// nanoseconds) and score exactly, the zero time included, and wraps at
+// HistoryLen.
+func TestSeriesKeepsInstants(t *testing.T) {
+	s := NewSeries()
+	t0 := time.Date(2026, 12, 4, 21, 0, 0, 123456789, time.UTC)
+	s.Add(Point{Score: 0.25}) // no time
+	for i := 1; i <= HistoryLen; i++ {
+		s.Add(Point{Time: t0.Add(time.Duration(i) * time.Second), Score: float64(i) / 1000})
+	}
+	if s.Len() != HistoryLen {
+		t.Fatalf("Len %d, want %d", s.Len(), HistoryLen)
+	}
+	for i := 0; i < HistoryLen; i++ {
+		p := s.At(i)
+		want := t0.Add(time.Duration(HistoryLen-i) * time.Second)
+		if !p.Time.Equal(want) || p.Score != float64(HistoryLen-i)/1000 {
+			t.Fatalf("At(%d) = %v %v, want %v %v", i, p.Time, p.Score, want, float64(HistoryLen-i)/1000)
+		}
+	}
+	z := NewSeries()
+	z.Add(Point{Score: 0.5})
+	if p := z.Last(); !p.Time.IsZero() || p.Score != 0.5 {
+		t.Errorf("a point with no time came back as %v %v", p.Time, p.Score)
+	}
+}
