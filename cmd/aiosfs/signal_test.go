@@ -1,6 +1,7 @@
 package main
 
 import (
+	"aiosfs/internal/testutil"
 	"fmt"
 	"os"
 	"os/exec"
@@ -33,7 +34,7 @@ func TestSigtermDuringStart(t *testing.T) {
 	// fails on them and then removes them, deepest first.
 	t.Cleanup(func() {
 		for _, dir := range cgroupsLeft(prefix) {
-			rmdirTree(dir)
+			testutil.RmdirTree(t, dir)
 		}
 	})
 	for round := 0; round < 3; round++ {
@@ -75,20 +76,5 @@ func TestSigtermDuringStart(t *testing.T) {
 		if left := cgroupsLeft(prefix); len(left) > 0 {
 			t.Fatalf("round %d: cgroups left behind: %v", round, left)
 		}
-	}
-}
-
-// rmdirTree removes dir and the directories under it, deepest first
-// (cgroup directories are removed with rmdir, never unlink).
-func rmdirTree(dir string) {
-	var dirs []string
-	filepath.WalkDir(dir, func(p string, e os.DirEntry, err error) error {
-		if err == nil && e.IsDir() {
-			dirs = append(dirs, p)
-		}
-		return nil
-	})
-	for i := len(dirs) - 1; i >= 0; i-- {
-		syscall.Rmdir(dirs[i])
 	}
 }

@@ -3,7 +3,6 @@ package mem
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -138,12 +137,7 @@ func TestEvalSampling(t *testing.T) {
 // Tuning.Every 3, at every third tick. cpu-ns/op is the thread's CPU
 // time per tick. The PSI file is read once a tick, as in the daemon.
 func BenchmarkTickBusy(b *testing.B) {
-	perl := exec.Command("perl", "-e", "select(undef,undef,undef,undef)")
-	if err := perl.Start(); err != nil {
-		b.Skip(err)
-	}
-	defer func() { perl.Process.Kill(); perl.Wait() }()
-	time.Sleep(100 * time.Millisecond)
+	perl := idlePerl(b)
 	for _, c := range []struct {
 		name string
 		tun  Tuning

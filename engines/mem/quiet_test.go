@@ -3,7 +3,6 @@ package mem
 import (
 	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -151,12 +150,7 @@ func TestPressureFromTelemetry(t *testing.T) {
 // (Settle: no per-mapping work in a quiet period; SkipClear: no
 // clear_refs at the refresh, which finds nothing referenced).
 func BenchmarkSampleQuiet(b *testing.B) {
-	perl := exec.Command("perl", "-e", "select(undef,undef,undef,undef)")
-	if err := perl.Start(); err != nil {
-		b.Skip(err)
-	}
-	defer func() { perl.Process.Kill(); perl.Wait() }()
-	time.Sleep(100 * time.Millisecond)
+	perl := idlePerl(b)
 	for _, c := range []struct {
 		name string
 		tun  Tuning

@@ -11,12 +11,7 @@ import (
 // written, the analyzer's bookkeeping. cpu-ns/op is the thread's CPU
 // time per period.
 func BenchmarkSampleAgent(b *testing.B) {
-	perl := exec.Command("perl", "-e", "select(undef,undef,undef,undef)")
-	if err := perl.Start(); err != nil {
-		b.Skip(err)
-	}
-	defer func() { perl.Process.Kill(); perl.Wait() }()
-	time.Sleep(100 * time.Millisecond)
+	perl := idlePerl(b)
 	e, err := New(Config{StateDir: b.TempDir(), Proc: "/proc", Seed: 1, Interval: time.Hour})
 	if err != nil {
 		b.Fatal(err)
@@ -36,4 +31,18 @@ func BenchmarkSampleAgent(b *testing.B) {
 		b.ReportMetric(float64(t)/float64(b.N), "cpu-ns/op")
 	}
 	runtimeUnlock()
+}
+
+// idlePerl starts a process that sleeps in select(2) for a benchmark to
+// sample (perl-base is on every Debian system), and kills it when the
+// benchmark ends.
+func idlePerl(b *testing.B) *exec.Cmd {
+	b.Helper()
+	perl := exec.Command("perl", "-e", "select(undef,undef,undef,undef)")
+	if err := perl.Start(); err != nil {
+		b.Fatalf("perl, the process these benchmarks sample: %v", err)
+	}
+	b.Cleanup(func() { perl.Process.Kill(); perl.Wait() })
+	time.Sleep(100 * time.Millisecond) // let it reach select
+	return perl
 }

@@ -76,25 +76,11 @@ func newTestManager(t *testing.T, cfg Config) *Manager {
 			top := filepath.Join(h.mount, h.own, strings.Split(m.prefix, "/")[0])
 			if exists(top) {
 				t.Errorf("cgroup left behind: %s", top)
-				rmdirTree(t, top)
+				testutil.RmdirTree(t, top)
 			}
 		}
 	})
 	return m
-}
-
-// rmdirTree removes a tree of cgroup directories, deepest first (cgroup
-// directories go with rmdir; their files cannot be unlinked).
-func rmdirTree(t *testing.T, dir string) {
-	ents, _ := os.ReadDir(dir)
-	for _, e := range ents {
-		if e.IsDir() {
-			rmdirTree(t, filepath.Join(dir, e.Name()))
-		}
-	}
-	if err := unix.Rmdir(dir); err != nil {
-		t.Errorf("rmdir %s: %v", dir, err)
-	}
 }
 
 // cleanupGroup kills and deletes g at the end of the test.

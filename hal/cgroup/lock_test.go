@@ -1,6 +1,7 @@
 package cgroup
 
 import (
+	"aiosfs/internal/testutil"
 	"errors"
 	"fmt"
 	"os"
@@ -98,7 +99,7 @@ func TestLockPrefixCloseBeforeRelease(t *testing.T) {
 	for _, h := range m.hierarchies() {
 		if d := m.prefixDir(h); exists(d) {
 			t.Errorf("Close left %s", d)
-			rmdirTree(t, d)
+			testutil.RmdirTree(t, d)
 		}
 	}
 	if err := release(); err != nil {

@@ -61,3 +61,19 @@ func Cgroup2Dir(t testing.TB, tag string) string {
 	})
 	return dir
 }
+
+// RmdirTree removes a tree of cgroup directories, deepest first (cgroup
+// directories go with rmdir; their files cannot be unlinked), and fails
+// the test on one that will not go.
+func RmdirTree(t testing.TB, dir string) {
+	t.Helper()
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		if e.IsDir() {
+			RmdirTree(t, filepath.Join(dir, e.Name()))
+		}
+	}
+	if err := unix.Rmdir(dir); err != nil && !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("rmdir %s: %v", dir, err)
+	}
+}
