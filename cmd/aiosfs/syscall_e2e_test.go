@@ -66,6 +66,24 @@ func (d *testDaemon) waitLong(what string, limit time.Duration, ok func() bool) 
 	}
 }
 
+// alertOnly sets a threat policy of nothing but an alert: the agents
+// are to be watched, not stopped.
+func (d *testDaemon) alertOnly() {
+	d.t.Helper()
+	d.mustRun(`echo 'policy alert 0.5; throttle off; quarantine off; kill off; escalate off' > threat/ctl`)
+}
+
+// writeLoop writes loopScript under top and gives its path and the
+// trigger file whose existence switches it to its other mix.
+func writeLoop(t *testing.T, top string) (script, trigger string) {
+	t.Helper()
+	script = filepath.Join(top, "loop.sh")
+	if err := os.WriteFile(script, []byte(loopScript), 0755); err != nil {
+		t.Fatal(err)
+	}
+	return script, filepath.Join(top, "go")
+}
+
 const loopScript = `#!/bin/bash
 # a steady benign loop; once the trigger file exists, a different mix
 while :; do
@@ -86,13 +104,8 @@ func TestSyscallSignalLive(t *testing.T) {
 	// A host without BPF skips (the kernel's own answer); here the
 	// capture must be on, or the test fails.
 	requireCapture(t, d)
-	// Nothing but an alert: the agents are to be watched, not stopped.
-	d.mustRun(`echo 'policy alert 0.5; throttle off; quarantine off; kill off; escalate off' > threat/ctl`)
-	script := filepath.Join(top, "loop.sh")
-	if err := os.WriteFile(script, []byte(loopScript), 0755); err != nil {
-		t.Fatal(err)
-	}
-	trigger := filepath.Join(top, "go")
+	d.alertOnly()
+	script, trigger := writeLoop(t, top)
 	d.mustRun(`echo 'spawn steady -- /bin/bash `+script+` `+filepath.Join(top, "never")+`' > ctl`, nobody)
 	d.mustRun(`echo 'spawn changer -- /bin/bash `+script+` `+trigger+`' > ctl`, nobody)
 	for _, id := range []string{"1", "2"} {

@@ -52,12 +52,8 @@ func TestSyscallProfileSurvivesRestart(t *testing.T) {
 	args := []string{"-syscall-learn", "3000"}
 	d, top := adversaryDaemon(t, "sysprof", args...)
 	requireCapture(t, d)
-	d.mustRun(`echo 'policy alert 0.5; throttle off; quarantine off; kill off; escalate off' > threat/ctl`)
-	script := filepath.Join(top, "loop.sh")
-	if err := os.WriteFile(script, []byte(loopScript), 0755); err != nil {
-		t.Fatal(err)
-	}
-	trigger := filepath.Join(top, "go")
+	d.alertOnly()
+	script, trigger := writeLoop(t, top)
 	d.mustRun(`echo 'spawn changer -- /bin/bash `+script+` `+trigger+`' > ctl`, nobody)
 	d.waitLong("the profile to be learned, calibrated and saved", 60*time.Second, func() bool {
 		st := d.syscallStatus()
@@ -78,7 +74,7 @@ func TestSyscallProfileSurvivesRestart(t *testing.T) {
 	if statusNum(st, "loaded") != 1 || statusNum(st, "scoring") != 1 || statusNum(st, "learning") != 0 || statusNum(st, "refused") != 0 {
 		t.Fatalf("after restart: %q, want loaded=1 scoring=1 learning=0 refused=0\n%s", st, d.out)
 	}
-	d.mustRun(`echo 'policy alert 0.5; throttle off; quarantine off; kill off; escalate off' > threat/ctl`)
+	d.alertOnly()
 	d.waitLong("a verdict from the loaded profile", 20*time.Second, func() bool {
 		v, _ := d.syscallScore(1)
 		return v >= 0

@@ -165,7 +165,7 @@ func TestSyscallScenarioAttacks(t *testing.T) {
 	}
 	d, top := adversaryDaemon(t, "syssc", "-syscall-learn", "3000")
 	requireCapture(t, d)
-	d.mustRun(`echo 'policy alert 0.5; throttle off; quarantine off; kill off; escalate off' > threat/ctl`)
+	d.alertOnly()
 
 	port := sink(t)
 	secrets := filepath.Join(top, "secrets")

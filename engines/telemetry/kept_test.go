@@ -206,15 +206,7 @@ func BenchmarkCgroupPass(b *testing.B) {
 				}
 				s := New(Config{Proc: pfs, Tuning: &tun, TCPBytes: noSockets}, func() []Target { return targets })
 				defer s.closeKept()
-				now := t0
-				s.Tick(now)
-				b.ResetTimer()
-				c0 := cpuTime()
-				for range b.N {
-					now = now.Add(time.Second)
-					s.Tick(now)
-				}
-				b.ReportMetric(float64(cpuTime()-c0)/float64(b.N), "cpu-ns/op")
+				benchTicks(b, s)
 			})
 		}
 	}

@@ -617,25 +617,18 @@ func BenchmarkScoreWindow(b *testing.B) {
 // window and scores it (the daemon's 1 s telemetry tick).
 // "off" and "on" are PassRemedies.
 func BenchmarkObserveWindow(b *testing.B) {
-	m, _ := Train(synth(600, 8), 1)
-	for _, on := range []bool{false, true} {
-		b.Run(onOff(on), func(b *testing.B) {
-			defer SetPassRemedies(PassRemedies())
-			SetPassRemedies(on)
-			e := New(Config{})
-			e.SetModel(m, "b")
-			o := obs(0, 0.3)
-			o.FDs, o.Procs, o.Threads, o.Established = 20, 2, 4, 1
-			o.Remotes = []string{"127.0.0.1:80"}
-			o.Events = []Event{{Kind: EvExec, Path: "/usr/bin/x"}}
-			b.ReportAllocs()
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				o.Time = t0.Add(time.Duration(i/200) * time.Second)
-				e.Observe(i%200, o)
-			}
-		})
-	}
+	eachRemedy(b, func(b *testing.B, e *Engine) {
+		o := obs(0, 0.3)
+		o.FDs, o.Procs, o.Threads, o.Established = 20, 2, 4, 1
+		o.Remotes = []string{"127.0.0.1:80"}
+		o.Events = []Event{{Kind: EvExec, Path: "/usr/bin/x"}}
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			o.Time = t0.Add(time.Duration(i/200) * time.Second)
+			e.Observe(i%200, o)
+		}
+	})
 }
 
 func TestRenderEmpty(t *testing.T) {
@@ -664,34 +657,27 @@ func TestRenderEmpty(t *testing.T) {
 //
 //	go test -run '^$' -bench 'ObserveIdle200|ObserveWindow' -benchmem -count 3 ./engines/threat/
 func BenchmarkObserveIdle200(b *testing.B) {
-	m, _ := Train(synth(600, 8), 1)
-	for _, on := range []bool{false, true} {
-		b.Run(onOff(on), func(b *testing.B) {
-			defer SetPassRemedies(PassRemedies())
-			SetPassRemedies(on)
-			e := New(Config{})
-			e.SetModel(m, "b")
-			o := obs(0, 0)
-			o.FDs, o.Procs, o.Threads, o.RSS, o.Mem = 5, 1, 1, 3<<20, 3<<20
-			sec := 0
-			pass := func() {
-				sec++
-				o.Time = t0.Add(time.Duration(sec) * time.Second)
-				for id := 1; id <= 200; id++ {
-					e.Observe(id, o)
-				}
+	eachRemedy(b, func(b *testing.B, e *Engine) {
+		o := obs(0, 0)
+		o.FDs, o.Procs, o.Threads, o.RSS, o.Mem = 5, 1, 1, 3<<20, 3<<20
+		sec := 0
+		pass := func() {
+			sec++
+			o.Time = t0.Add(time.Duration(sec) * time.Second)
+			for id := 1; id <= 200; id++ {
+				e.Observe(id, o)
 			}
-			for range 30 {
-				pass()
-			}
-			b.ReportAllocs()
-			b.ResetTimer()
-			for b.Loop() {
-				pass()
-			}
-			b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N)/200, "µs/agent-pass")
-		})
-	}
+		}
+		for range 30 {
+			pass()
+		}
+		b.ReportAllocs()
+		b.ResetTimer()
+		for b.Loop() {
+			pass()
+		}
+		b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N)/200, "µs/agent-pass")
+	})
 }
 
 func onOff(on bool) string {
@@ -725,5 +711,20 @@ func TestSeriesKeepsInstants(t *testing.T) {
 	z.Add(Point{Score: 0.5})
 	if p := z.Last(); !p.Time.IsZero() || p.Score != 0.5 {
 		t.Errorf("a point with no time came back as %v %v", p.Time, p.Score)
+	}
+}
+
+// eachRemedy runs body on a fresh engine with a trained model, first
+// with PassRemedies off and then on, as sub-benchmarks "off" and "on".
+func eachRemedy(b *testing.B, body func(b *testing.B, e *Engine)) {
+	m, _ := Train(synth(600, 8), 1)
+	for _, on := range []bool{false, true} {
+		b.Run(onOff(on), func(b *testing.B) {
+			defer SetPassRemedies(PassRemedies())
+			SetPassRemedies(on)
+			e := New(Config{})
+			e.SetModel(m, "b")
+			body(b, e)
+		})
 	}
 }
