@@ -38,6 +38,7 @@ import (
 	"time"
 
 	"aiosfs/ctl"
+	"aiosfs/engines/agent/view"
 	"aiosfs/engines/bus"
 	"aiosfs/engines/telemetry"
 	"aiosfs/fs"
@@ -461,15 +462,40 @@ func (e *Engine) groupOf(a *Agent) cgroup.Group {
 	return a.group
 }
 
-// live returns a's cgroup when a is running or frozen, else EBUSY.
+// live returns a's cgroup when a is running or frozen and not ending,
+// else EBUSY matching view.ErrEnded.
 func (e *Engine) live(a *Agent) (cgroup.Group, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if !a.Alive() || a.group == nil {
-		return nil, fs.Errorf(syscall.EBUSY, "agent %d is %s", a.ID, a.State)
+	if err := e.endedLocked(a); err != nil {
+		return nil, err
 	}
 	return a.group, nil
 }
+
+// endedLocked is the error for acting on a when it has ended or is ending,
+// nil while it lives. finish deletes the cgroup before it records
+// "exited", so an agent being finished still says running or frozen:
+// finishing is what tells its cgroup is going.
+func (e *Engine) endedLocked(a *Agent) error {
+	switch {
+	case a.finishing:
+		return endedError{fs.Errorf(syscall.EBUSY, "agent %d is ending", a.ID)}
+	case !a.Alive() || a.group == nil:
+		return endedError{fs.Errorf(syscall.EBUSY, "agent %d is %s", a.ID, a.State)}
+	}
+	return nil
+}
+
+// endedError is an *fs.Error (its errno and message reach the writer
+// unchanged) that also matches view.ErrEnded.
+type endedError struct{ err error }
+
+func (e endedError) Error() string { return e.err.Error() }
+
+func (e endedError) Unwrap() error { return e.err }
+
+func (e endedError) Is(target error) bool { return target == view.ErrEnded }
 
 func applyLimits(g cgroup.Group, l Limits) error {
 	if l.Weight != 0 {

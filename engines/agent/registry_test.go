@@ -120,3 +120,51 @@ func TestHoldKeepsOthersOut(t *testing.T) {
 		t.Errorf("owner's thaw after the hold is lifted: %v", err)
 	}
 }
+
+// TestActOnEndingAgent: an agent being finished (its cgroup going, its
+// record still frozen) and one that has exited answer a thaw through the
+// registry with EBUSY that matches view.ErrEnded, so an engine can tell
+// "nothing left to thaw" from a failure (the threat engine's release
+// after root's kill); a live agent's thaw is not that error.
+func TestActOnEndingAgent(t *testing.T) {
+	r := newRig(t, "")
+	a := r.spawn("ending -- sleep 60")
+	var reg view.Registry = r.e
+	if err := reg.Freeze(a.ID, true, "threat"); err != nil {
+		t.Fatal(err)
+	}
+	r.e.mu.Lock()
+	a.finishing = true
+	r.e.mu.Unlock()
+	err := reg.Freeze(a.ID, false, "threat: release")
+	if !errors.Is(err, view.ErrEnded) || fs.Errno(err) != syscall.EBUSY {
+		t.Errorf("thaw of an ending agent: %v (errno %v), want EBUSY matching ErrEnded", err, fs.Errno(err))
+	}
+	if in, _ := reg.Info(a.ID); in.State != view.StateFrozen {
+		t.Errorf("the refused thaw changed the record: %s", in.State)
+	}
+	r.e.mu.Lock()
+	a.finishing = false
+	r.e.mu.Unlock()
+	if err := reg.Freeze(a.ID, false, "threat"); err != nil {
+		t.Fatalf("thaw of the live agent: %v", err)
+	}
+	if err := reg.Signal(a.ID, syscall.SIGKILL, "test"); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r.e.Reap(nil)
+		if in, _ := reg.Info(a.ID); in.State == view.StateExited {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the killed agent was not reaped")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	err = reg.Freeze(a.ID, false, "threat: release")
+	if !errors.Is(err, view.ErrEnded) || fs.Errno(err) != syscall.EBUSY {
+		t.Errorf("thaw of an exited agent: %v, want EBUSY matching ErrEnded", err)
+	}
+}

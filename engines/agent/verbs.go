@@ -643,6 +643,14 @@ func (e *Engine) setFrozen(a *Agent, on bool, fields ...bus.Field) error {
 		op, undo, state, name = g.Thaw, g.Freeze, StateRunning, "thaw"
 	}
 	if err := op(); err != nil {
+		// The agent may have started ending after live(): its cgroup
+		// went before the write. Say so rather than the kernel's ENOENT.
+		e.mu.Lock()
+		ended := e.endedLocked(a)
+		e.mu.Unlock()
+		if ended != nil {
+			return ended
+		}
 		return kernelErr(name, err)
 	}
 	if err := e.setState(a, state); err != nil {

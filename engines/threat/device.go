@@ -593,19 +593,6 @@ func (d *Device) Release(id int) error {
 	return d.lift(id, "release")
 }
 
-// ended says whether a thaw that failed with err failed because the agent
-// ended meanwhile: a killed agent's last process can exit between the
-// registry's answer and the thaw, and its cgroup (the freezer directory
-// included) goes with it. TestThreatPolicyActs saw it once in about 40
-// runs as a release that failed after root's kill.
-func (d *Device) ended(id int, err error) bool {
-	if errors.Is(err, syscall.ENOENT) {
-		return true
-	}
-	in, ierr := d.cfg.Agents.Info(id)
-	return ierr != nil || in.State == view.StateExited
-}
-
 func (d *Device) lift(id int, why string) error {
 	d.mu.Lock()
 	c := d.cuts[id]
@@ -622,9 +609,11 @@ func (d *Device) lift(id int, why string) error {
 	d.cfg.Agents.Hold(id, "threat", false)
 	if why == "release" {
 		// An agent that ended while quarantined has nothing to thaw: the
-		// release still lifts its cut and its record.
+		// release still lifts its cut and its record. One that ends
+		// between this check and the thaw (root's kill is delivered as the
+		// thaw begins) is the registry's ErrEnded.
 		if in, err := d.cfg.Agents.Info(id); err == nil && in.State != view.StateExited {
-			if err := d.cfg.Agents.Freeze(id, false, "threat: release"); err != nil && !d.ended(id, err) {
+			if err := d.cfg.Agents.Freeze(id, false, "threat: release"); err != nil && !errors.Is(err, view.ErrEnded) {
 				errs = append(errs, err)
 			}
 		}

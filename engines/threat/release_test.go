@@ -10,11 +10,12 @@ import (
 	"aiosfs/engines/agent/view"
 )
 
-// endingAgent is a registry whose one agent is running when first asked
-// and has exited by the time its thaw is tried: a killed fork bomb whose
-// last process ends between the two calls, its cgroup removed with it.
-// thawErr is what the thaw returns; ends says whether the agent has
-// exited once the thaw failed.
+// endingAgent is a registry whose one agent is frozen when first asked
+// and ends before its thaw: a killed fork bomb whose last process ends
+// between the two calls, its cgroup removed with it. thawErr is what the
+// thaw returns (the agent engine's answer for an agent that ended or is
+// ending matches view.ErrEnded: engines/agent TestActOnEndingAgent);
+// ends says whether the agent has exited once the thaw failed.
 type endingAgent struct {
 	view.Registry
 	thawErr error
@@ -43,7 +44,11 @@ func (r *endingAgent) Hold(int, string, bool) error { return nil }
 // quarantine without an error (the thaw had nothing left to thaw), while
 // a thaw that fails on an agent still there is reported.
 func TestReleaseOfAgentEndingMeanwhile(t *testing.T) {
-	gone := fmt.Errorf("cgroup: write /sys/fs/cgroup/freezer/x/freezer.state: %w", syscall.ENOENT)
+	// What the registry returns when the freezer directory went with
+	// the agent's end (the agent engine's endedError), and when it had
+	// already recorded the exit.
+	gone := fmt.Errorf("agent 2 is ending: %w", view.ErrEnded)
+	exited := fmt.Errorf("agent 2 is exited: %w", view.ErrEnded)
 	for _, c := range []struct {
 		name    string
 		thawErr error
@@ -51,7 +56,7 @@ func TestReleaseOfAgentEndingMeanwhile(t *testing.T) {
 		wantErr bool
 	}{
 		{"freezer directory gone", gone, true, false},
-		{"exited, another error", syscall.EINVAL, true, false},
+		{"exited, another error", exited, true, false},
 		{"still there, thaw fails", syscall.EIO, false, true},
 	} {
 		t.Run(c.name, func(t *testing.T) {

@@ -5,6 +5,7 @@
 package view
 
 import (
+	"errors"
 	"fmt"
 	"syscall"
 	"time"
@@ -90,6 +91,15 @@ type Info struct {
 	// adopted agent): the healing engine watches its filesystem's space.
 	Dir string
 }
+
+// ErrEnded is matched (errors.Is) by what the registry's acts return for
+// an agent that has ended or is ending: its cgroup is being removed or is
+// gone, so there is nothing left to freeze, thaw or limit. An act that
+// loses the race with the agent's end (the registry said running, the
+// cgroup went before the kernel write) returns it too, instead of the
+// kernel's ENOENT, so a caller can tell "nothing left to act on" from a
+// failure without asking again.
+var ErrEnded = errors.New("agent ended")
 
 // Registry is the agent registry as every engine sees it, the one seam
 // between engines and agents (the daemon hands it to each Device). What
