@@ -308,6 +308,9 @@ func TestHealCtlRefusals(t *testing.T) {
 		t.Fatalf("setup: rc %d %s\n%s", rc, out, d.read("log"))
 	}
 	healWait(t, d, 5*time.Second, "agent 1 seen", func() bool { return field(d.read("agents/1/health"), "restart") == "never" })
+	// Both agents in heal's table before the snapshot: agent 2 is taken
+	// in by the engine's next pass, which no write below causes.
+	healWait(t, d, 5*time.Second, "both agents seen", func() bool { return field(d.read("heal/status"), "agents") == "2" })
 	before := d.read("heal/status")
 	for _, tc := range []struct{ script, stderr, logged string }{
 		{`echo bogus > heal/ctl`, "Invalid argument", `unknown control message "bogus"`},
