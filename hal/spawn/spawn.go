@@ -15,12 +15,14 @@ package spawn
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 )
 
@@ -55,6 +57,9 @@ type Spec struct {
 // program runs; an error from it kills the shim. stdout and stderr may be
 // nil (to /dev/null).
 func Start(spec Spec, place func(pid int) error, stdout, stderr *os.File) (*os.Process, error) {
+	if !shimReady.Load() {
+		return nil, ErrNoShim
+	}
 	if _, err := CapsOf(spec.Add); err != nil {
 		return nil, err
 	}
@@ -152,4 +157,16 @@ func MaybeShim() {
 	if len(os.Args) > 1 && os.Args[1] == ShimArg {
 		ShimMain()
 	}
+	shimReady.Store(true)
 }
+
+// shimReady says MaybeShim ran in this process. Start refuses without it:
+// a program that embeds the daemon but forgot MaybeShim would run its own
+// main as every agent's shim, and a main that starts a daemon would then
+// start one per agent, each spawning more (it happened, once, to an
+// evaluation script).
+var shimReady atomic.Bool
+
+// ErrNoShim is Start's refusal in a program whose main did not call
+// MaybeShim.
+var ErrNoShim = errors.New("spawn: this program's main does not call spawn.MaybeShim first, so it cannot be an agent's shim")

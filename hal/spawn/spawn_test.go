@@ -148,3 +148,16 @@ func TestPathsAfterPrivilegeDrop(t *testing.T) {
 		t.Fatalf("root running ./prog in %s: exit %d, %q", sub, code, out)
 	}
 }
+
+// TestStartRefusedWithoutShim: a program whose main did not call
+// MaybeShim gets ErrNoShim from Start, and no process: the shim would
+// have been that program's own main.
+func TestStartRefusedWithoutShim(t *testing.T) {
+	shimReady.Store(false)
+	defer shimReady.Store(true)
+	placed := false
+	p, err := Start(Spec{Path: "/bin/true", Args: []string{"true"}}, func(int) error { placed = true; return nil }, nil, nil)
+	if !errors.Is(err, ErrNoShim) || p != nil || placed {
+		t.Fatalf("Start without MaybeShim: %v, process %v, placed %v; want ErrNoShim and nothing started", err, p, placed)
+	}
+}
