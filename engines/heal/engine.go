@@ -55,6 +55,10 @@ type Action struct {
 	verifyBy  time.Time
 	kind      Kind
 	predicted bool
+	// cleared: its failure has not been predicted since some pass after
+	// the action (the recovery took effect); a prediction coming back
+	// after that is the recovery's failure, not the same alarm again.
+	cleared bool
 }
 
 // Failure is one recorded failure with the feature windows before it:
@@ -624,8 +628,11 @@ func (e *Engine) TickWith(now time.Time, fc func() (Forecast, bool)) []Action {
 		// a recovery succeeded when its verification time has passed and
 		// its failure is no longer predicted
 		for k, act := range a.pending {
-			if !now.Before(act.verifyBy) && !hasP(a.preds, k, e.cfg.ActP) {
-				e.settle(a, act, true, "")
+			if !hasP(a.preds, k, e.cfg.ActP) {
+				act.cleared = true
+				if !now.Before(act.verifyBy) {
+					e.settle(a, act, true, "")
+				}
 			}
 		}
 		for i := range a.preds {
@@ -668,8 +675,19 @@ func (e *Engine) TickWith(now time.Time, fc func() (Forecast, bool)) []Action {
 			if a.alarmAt[k].IsZero() {
 				a.alarmAt[k] = now
 			}
-			if a.pending[k] != nil || k == CrashLoop && a.sup.breaker == Closed || a.sup.pol.Observe {
+			if k == CrashLoop && a.sup.breaker == Closed || a.sup.pol.Observe {
 				continue // crash loops are handled at exit by the supervisor; observed agents are never acted on
+			}
+			if act := a.pending[k]; act != nil {
+				if !act.cleared {
+					continue // the same alarm: the recovery has not taken effect yet
+				}
+				// Cleared, then predicted again within its verification
+				// time: the recovery only postponed the failure (a leak
+				// restarted grows again). It failed, and the bandit
+				// learns so; a new recovery is chosen now rather than
+				// waiting for the failure the pending one would block.
+				e.settle(a, act, false, k.String()+" predicted again after the recovery")
 			}
 			proc := e.choose(n, a, k, rules)
 			act := e.newAction(now, n, k.String(), proc, p.text())

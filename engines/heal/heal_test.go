@@ -60,6 +60,48 @@ func TestLeakPredictedBeforeOOM(t *testing.T) {
 	}
 }
 
+// A recovery that only postpones the failure (a leaker restarted grows
+// again) is judged failed when its failure is predicted again, after the
+// prediction had cleared, and a second recovery comes before the limit,
+// not two minutes later (its verification time), when the first would
+// have blocked it until the OOM kill.
+func TestRecurringLeakActedOnAgain(t *testing.T) {
+	e := New(Config{})
+	var acts []Action
+	base, from := 0.0, int64(8<<20)
+	for s := 0.0; s < 200; s += 0.5 {
+		mem := from + int64((s-base)*float64(1<<20)) // 1 MiB/s
+		if mem >= 64<<20 {
+			t.Fatalf("reached the limit at %.1fs with %d recoveries:\n%s", s, len(acts), e.History())
+		}
+		e.Observe(1, obs(s, mem, 10, 0.2, s*0.2))
+		for _, a := range e.Tick(at(s), Forecast{}) {
+			if a.Cause == "MemoryExhaustion" {
+				acts = append(acts, a)
+				base = s + 1 // the recovery: a restart 1 s later, from 8 MiB again
+			}
+		}
+		if len(acts) == 2 {
+			break
+		}
+	}
+	if len(acts) != 2 {
+		t.Fatalf("%d recoveries in 200 s of a leak restarted each time; want 2:\n%s", len(acts), e.History())
+	}
+	if gap := acts[1].Time.Sub(acts[0].Time); gap >= 2*time.Minute {
+		t.Fatalf("the second recovery came %v after the first: the first blocked it", gap)
+	}
+	h := e.History()
+	if !strings.Contains(h, fmt.Sprintf("id=%d ", acts[0].ID)) || !strings.Contains(h, "predicted again after the recovery") {
+		t.Fatalf("the first recovery is not failed as predicted again:\n%s", h)
+	}
+	for _, l := range strings.Split(h, "\n") {
+		if strings.Contains(l, fmt.Sprintf("id=%d ", acts[0].ID)) && !strings.Contains(l, "outcome=failed") {
+			t.Fatalf("first recovery: %s", l)
+		}
+	}
+}
+
 // Healthy agents (steady, a sawtooth that frees, noise) raise no action
 // over ten minutes.
 func TestHealthyNoAlarm(t *testing.T) {
