@@ -98,9 +98,11 @@ bench: deps build
 
 # Evaluations against baselines on public data ($(AIOS_DATA), default
 # ../shared/datasets) and recorded traces; each part skips, saying why,
-# when its data is absent. The tables go to stdout; the figures (PNG:
-# forecasts with their quantile bands, the allocators' slack/shortfall
-# frontiers, the cache policies' miss-ratio curves) into $(EVAL_OUT).
+# when its data is absent, and the live recovery evaluation
+# (scripts/heal/recover: a daemon and real faults, about 2 minutes) when
+# not run as root. The tables go to stdout; the figures (PNG: forecasts
+# with their quantile bands, the allocators' slack/shortfall frontiers,
+# the cache policies' miss-ratio curves) into $(EVAL_OUT).
 AIOS_DATA ?= ../shared/datasets
 export AIOS_DATA
 EVAL_OUT ?= eval-out
@@ -111,6 +113,7 @@ eval:
 	$(GO) run ./scripts/threat/eval
 	$(GO) run ./scripts/heal/eval
 	$(GO) run ./scripts/heal/eval -data testdata/heal/runs-slow.csv
+	$(GO) run ./scripts/heal/recover
 	$(GO) run ./scripts/eval/syscall
 
 # A one-minute unattended tour, as root: a daemon of its own on a temporary

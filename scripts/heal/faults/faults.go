@@ -1,4 +1,12 @@
-package main
+// Package faults holds the healing engine's fault programs: the
+// fault-injection suite's real agents, run as a separate process by the
+// recorder (scripts/heal/record) and the live recovery evaluation
+// (scripts/heal/recover), each of which re-executes its own binary with
+// -fault NAME. Each program ticks every 100 ms; while it makes progress it
+// touches its probe file every tick and writes its heartbeat every 500 ms,
+// and it exits with a code that names its failure: 3 EMFILE, 4 ENOSPC,
+// 1 a crash; a memory leaker is OOM-killed.
+package faults
 
 import (
 	"errors"
@@ -8,25 +16,59 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
 
-// The fault programs: this binary re-executed as `record -fault NAME`.
-// Each writes its heartbeat file (-hb) every 500 ms while it makes
-// progress, and exits with a code that names its failure:
-// 3 EMFILE, 4 ENOSPC, 1 a crash; a memory leaker is OOM-killed.
+// Spec is one fault program's settings.
+type Spec struct {
+	Name string        // the program: see Run
+	Rate float64       // its rate: MiB/s (memleak, diskfill), fds/s (fdleak)
+	At   time.Duration // its onset (crashloop, hang, cpuhog, crashonce, hangonce), or when a crashuntil's dependency is due
+	HB   string        // heartbeat file, written "beat" every 500 ms; "{agent}" is replaced with $AIOS_AGENT
+	Dir  string        // diskfill: the directory to fill; crashonce, hangonce, crashuntil: where their marker files are
+	Seed uint64
+	// Plateau (MiB): a memory leaker stops growing here and holds, as a
+	// service whose working set is larger than its limit does.
+	Plateau float64
+	// Cgroups are cgroup directories the program moves itself into first,
+	// before any work (writing 0 to cgroup.procs moves the whole process).
+	Cgroups []string
+	// Log, when set, is a file the program appends its own story to, one
+	// line each: "start T" when it starts, "tick T" for each tick that
+	// made progress, "fail KIND T" (crash, emfile, enospc, hang) as it
+	// fails; T in Unix nanoseconds. It is what an evaluator reads to see
+	// service, whoever supervises. A kernel OOM kill the program cannot
+	// tell: that is the memory cgroup's oom_kill count.
+	Log string
+	// Settle: wait 150 ms first, for a recorder that moves the process
+	// into its cgroup from outside.
+	Settle bool
+}
 
 var sink [][]byte
 
+// heartbeat writes a beat, as an agent does to agents/N/heartbeat (the
+// line declares the interval too); for a plain file its mtime is the beat.
 func heartbeat(path string) {
 	if path == "" {
 		return
 	}
-	now := time.Now()
-	if err := os.Chtimes(path, now, now); err != nil {
-		os.WriteFile(path, nil, 0o644)
+	os.WriteFile(path, []byte("beat every=500ms\n"), 0o644)
+}
+
+// marker reports whether name exists in dir, and creates it when asked.
+func marker(dir, name string, create bool) bool {
+	p := filepath.Join(dir, name)
+	if _, err := os.Stat(p); err == nil {
+		return true
 	}
+	if create {
+		os.WriteFile(p, nil, 0o644)
+	}
+	return false
 }
 
 func spin(d time.Duration) {
@@ -48,9 +90,49 @@ func touch(n int) []byte {
 	return b
 }
 
-func runFault(name string, rate float64, at time.Duration, hb, dir string, seed uint64) int {
-	time.Sleep(150 * time.Millisecond) // let the recorder move us into the cgroup
-	rng := rand.New(rand.NewPCG(seed, 9))
+// Run runs the fault program s.Name and returns its exit code:
+//
+//	memleak    keeps and touches Rate MiB/s (to Plateau MiB, if set)
+//	fdleak     opens Rate fds/s, never closed; exits 3 on EMFILE
+//	diskfill   appends Rate MiB/s to Dir/fill; exits 4 on ENOSPC
+//	crashloop  crashes (exit 1) At after it starts, every start
+//	crashonce  crashes At after it starts, unless it crashed before (Dir/crashed)
+//	crashuntil crashes 1 s after it starts until its dependency is up:
+//	           Dir/ready, which the caller creates At after the run began
+//	hang       blocks for good At after it starts (no CPU, no beats)
+//	hangonce   hangs At after it starts, unless it hung before (Dir/hung)
+//	cpuhog     from At spins every core beside a main loop that still beats
+//	steady, periodic, bursty   healthy controls
+func Run(s Spec) int {
+	name, rate, at, dir := s.Name, s.Rate, s.At, s.Dir
+	hb := strings.ReplaceAll(s.HB, "{agent}", os.Getenv("AIOS_AGENT"))
+	for _, cg := range s.Cgroups {
+		if err := os.WriteFile(filepath.Join(cg, "cgroup.procs"), []byte("0"), 0o644); err != nil {
+			fmt.Fprintln(os.Stderr, "fault:", err)
+			return 1
+		}
+	}
+	if s.Settle {
+		time.Sleep(150 * time.Millisecond) // let the recorder move us into the cgroup
+	}
+	var logf *os.File // kept open: a tick must cost no fd (the fd leaker)
+	if s.Log != "" {
+		f, err := os.OpenFile(s.Log, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "fault:", err)
+			return 1
+		}
+		logf = f
+	}
+	note := func(line string) {
+		if logf != nil { // one write(2) with O_APPEND: whole lines
+			logf.WriteString(line + " " + strconv.FormatInt(time.Now().UnixNano(), 10) + "\n")
+		}
+	}
+	fail := func(kind string, code int) int { note("fail " + kind); return code }
+	note("start")
+	heartbeat(hb)
+	rng := rand.New(rand.NewPCG(s.Seed, 9))
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	start := time.Now()
@@ -59,13 +141,12 @@ func runFault(name string, rate float64, at time.Duration, hb, dir string, seed 
 	hogging := false
 	for range tick.C {
 		n++
-		if n%5 == 0 {
-			heartbeat(hb)
-		}
 		el := time.Since(start)
 		switch name {
 		case "memleak": // rate MiB/s, kept and touched
-			sink = append(sink, touch(int(rate*(1<<20)/10)))
+			if s.Plateau <= 0 || float64(len(sink))*rate/10 < s.Plateau {
+				sink = append(sink, touch(int(rate*(1<<20)/10)))
+			}
 			spin(5 * time.Millisecond)
 		case "fdleak": // rate fds/s, never closed
 			for i := 0; i < int(rate/10+rng.Float64()); i++ {
@@ -73,7 +154,7 @@ func runFault(name string, rate float64, at time.Duration, hb, dir string, seed 
 				if err != nil {
 					if errors.Is(err, syscall.EMFILE) {
 						fmt.Fprintln(os.Stderr, "fdleak:", err)
-						return 3
+						return fail("emfile", 3)
 					}
 					return 1
 				}
@@ -90,17 +171,36 @@ func runFault(name string, rate float64, at time.Duration, hb, dir string, seed 
 			if err != nil {
 				if errors.Is(err, syscall.ENOSPC) {
 					fmt.Fprintln(os.Stderr, "diskfill:", err)
-					return 4
+					return fail("enospc", 4)
 				}
 				return 1
 			}
 		case "crashloop": // runs `at`, then crashes
 			spin(10 * time.Millisecond)
 			if el >= at {
-				return 1
+				return fail("crash", 1)
 			}
+		case "crashonce":
+			spin(10 * time.Millisecond)
+			if el >= at && !marker(dir, "crashed", true) {
+				return fail("crash", 1)
+			}
+		case "crashuntil":
+			spin(10 * time.Millisecond)
+			if el >= time.Second && !marker(dir, "ready", false) {
+				return fail("crash", 1)
+			}
+		case "hangonce":
+			if el >= at && !marker(dir, "hung", true) {
+				note("fail hang")
+				for {
+					time.Sleep(time.Hour)
+				}
+			}
+			spin(20 * time.Millisecond)
 		case "hang": // works, then blocks forever at `at` (no CPU, no heartbeat)
 			if el >= at {
+				note("fail hang")
 				for {
 					time.Sleep(time.Hour) // blocked: no CPU, no heartbeat
 				}
@@ -150,11 +250,19 @@ func runFault(name string, rate float64, at time.Duration, hb, dir string, seed 
 				fds = nil
 				debug.FreeOSMemory()
 			}
+		default:
+			fmt.Fprintln(os.Stderr, "fault: no program", strconv.Quote(name))
+			return 2
+		}
+		note("tick") // a program that blocks or exits above does not get here
+		if n%5 == 0 {
+			heartbeat(hb)
 		}
 	}
 	return 0
 }
 
-func setNofile(n uint64) {
+// SetNofile sets RLIMIT_NOFILE, soft and hard, as a unit's LimitNOFILE=.
+func SetNofile(n uint64) {
 	syscall.Setrlimit(syscall.RLIMIT_NOFILE, &syscall.Rlimit{Cur: n, Max: n})
 }

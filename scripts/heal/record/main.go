@@ -36,6 +36,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"aiosfs/scripts/heal/faults"
 )
 
 var (
@@ -104,9 +106,9 @@ func main() {
 	flag.Parse()
 	if *fault != "" {
 		if *nofile > 0 {
-			setNofile(*nofile)
+			faults.SetNofile(*nofile)
 		}
-		os.Exit(runFault(*fault, *rate, *atF, *hbF, *dirF, *seedF))
+		os.Exit(faults.Run(faults.Spec{Name: *fault, Rate: *rate, At: *atF, HB: *hbF, Dir: *dirF, Seed: *seedF, Settle: true}))
 	}
 	if *slow < 1 || *slow > 30 {
 		fmt.Fprintln(os.Stderr, "heal record: -slow must be in [1, 30]")
