@@ -266,3 +266,19 @@ func Run(s Spec) int {
 func SetNofile(n uint64) {
 	syscall.Setrlimit(syscall.RLIMIT_NOFILE, &syscall.Rlimit{Cur: n, Max: n})
 }
+
+// OwnMemCgroup is this process's v1 memory cgroup directory, under which
+// the recorder and the recovery evaluation make their programs' groups.
+func OwnMemCgroup() (string, error) {
+	b, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		return "", err
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		p := strings.SplitN(l, ":", 3)
+		if len(p) == 3 && (p[1] == "memory" || strings.Contains(p[1], ",memory")) {
+			return filepath.Join("/sys/fs/cgroup/memory", p[2]), nil
+		}
+	}
+	return "", fmt.Errorf("no v1 memory cgroup for this process (the fault programs' limits need the v1 memory controller)")
+}

@@ -121,7 +121,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "heal record: needs root (memory cgroups, tmpfs)")
 		os.Exit(1)
 	}
-	parent, err := ownMemCgroup()
+	parent, err := faults.OwnMemCgroup()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "heal record:", err)
 		os.Exit(1)
@@ -151,20 +151,6 @@ func main() {
 }
 
 const header = "round,scenario,t,mem,mem_max,fds,fd_max,disk_used,disk_size,cpu,cpu_s,procs,psi_cpu,hb_age,event"
-
-func ownMemCgroup() (string, error) {
-	b, err := os.ReadFile("/proc/self/cgroup")
-	if err != nil {
-		return "", err
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		p := strings.SplitN(l, ":", 3)
-		if len(p) == 3 && (p[1] == "memory" || strings.Contains(p[1], ",memory")) {
-			return filepath.Join("/sys/fs/cgroup/memory", p[2]), nil
-		}
-	}
-	return "", fmt.Errorf("no v1 memory cgroup for this process")
-}
 
 func round(r int, parent string, ss []scen, w *bufio.Writer, stop chan os.Signal) bool {
 	tmp, err := os.MkdirTemp("", "heal-rec-")

@@ -204,7 +204,7 @@ func setup() error {
 	mnt = filepath.Join(tmp, "mnt")
 	state := filepath.Join(tmp, "state")
 	prefix = "aiosfs-recover-" + strconv.Itoa(os.Getpid())
-	own, err := ownMemCgroup()
+	own, err := faults.OwnMemCgroup()
 	if err != nil {
 		return err
 	}
@@ -347,20 +347,6 @@ func writeCtl(path, line string) error {
 		return fmt.Errorf("%q > %s: %w", line, path, err)
 	}
 	return nil
-}
-
-func ownMemCgroup() (string, error) {
-	b, err := os.ReadFile("/proc/self/cgroup")
-	if err != nil {
-		return "", err
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		p := strings.SplitN(l, ":", 3)
-		if len(p) == 3 && (p[1] == "memory" || strings.Contains(p[1], ",memory")) {
-			return filepath.Join("/sys/fs/cgroup/memory", p[2]), nil
-		}
-	}
-	return "", fmt.Errorf("no v1 memory cgroup for this process (this evaluation needs the v1 memory controller)")
 }
 
 // oomKills is the memory cgroup's kernel OOM kill count.

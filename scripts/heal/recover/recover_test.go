@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"aiosfs/internal/testutil"
+	"aiosfs/scripts/heal/faults"
 )
 
 // TestRecoverRound runs the evaluation as `make eval` does, one round of
@@ -21,7 +22,7 @@ import (
 // its own left behind: no cgroup under its prefix, no mount, no process.
 func TestRecoverRound(t *testing.T) {
 	testutil.RequireFUSE(t, "the evaluation mounts the daemon's tree and makes memory cgroups")
-	if _, err := ownMemCgroup(); err != nil {
+	if _, err := faults.OwnMemCgroup(); err != nil {
 		t.Skipf("needs the v1 memory controller: %v", err)
 	}
 	bin := filepath.Join(t.TempDir(), "recover")
@@ -83,7 +84,7 @@ func TestRecoverRound(t *testing.T) {
 		t.Errorf("a heal-recover mount is left:\n%s", b)
 	}
 	left, _ := filepath.Glob("/sys/fs/cgroup/*/aiosfs-recover-*")
-	own, _ := ownMemCgroup()
+	own, _ := faults.OwnMemCgroup()
 	more, _ := filepath.Glob(filepath.Join(own, "aiosfs-recover-*"))
 	if left = append(left, more...); len(left) > 0 {
 		t.Errorf("cgroups left: %v", left)
