@@ -71,6 +71,9 @@ func analyse(x *run, t0 time.Time) result {
 			evs = append(evs, ev{strings.Join(fs[:len(fs)-1], " "), t})
 		}
 	}
+	if res.unparsed > 0 {
+		res.story = append(res.story, fmt.Sprintf("%d lines of the log not understood", res.unparsed))
+	}
 	slices.SortStableFunc(evs, func(a, b ev) int { return a.t.Compare(b.t) })
 	var first, prev time.Time
 	for _, e := range evs {

@@ -269,7 +269,6 @@ func round(r int) ([]*run, error) {
 	// The crash looper's dependency comes up at its time, for all at once.
 	for _, x := range rs {
 		if x.sc.prog == "crashuntil" {
-			x := x
 			time.AfterFunc(time.Until(t0.Add(x.sc.at)), func() { os.WriteFile(filepath.Join(x.dir, "ready"), nil, 0o644) })
 		}
 	}
@@ -326,6 +325,9 @@ func spawnAgent(r int, x *run, self string) error {
 				if p, ok := strings.CutPrefix(l, "cgroup controller=memory path="); ok {
 					x.memcg = p
 				}
+			}
+			if x.memcg == "" { // its OOM kills would go uncounted, in its favour
+				return fmt.Errorf("agent %d has no v1 memory cgroup in its status", id)
 			}
 			return writeCtl(fmt.Sprintf("agents/%d/ctl", id), "heal restart=on-failure")
 		}
