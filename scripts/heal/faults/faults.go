@@ -269,6 +269,8 @@ func SetNofile(n uint64) {
 
 // OwnMemCgroup is this process's v1 memory cgroup directory, under which
 // the recorder and the recovery evaluation make their programs' groups.
+// Its error wraps errors.ErrUnsupported where the host has no v1 memory
+// controller (a pure cgroup v2 host).
 func OwnMemCgroup() (string, error) {
 	b, err := os.ReadFile("/proc/self/cgroup")
 	if err != nil {
@@ -280,5 +282,18 @@ func OwnMemCgroup() (string, error) {
 			return filepath.Join("/sys/fs/cgroup/memory", p[2]), nil
 		}
 	}
-	return "", fmt.Errorf("no v1 memory cgroup for this process (the fault programs' limits need the v1 memory controller)")
+	return "", fmt.Errorf("no v1 memory cgroup for this process (the fault programs' limits need the v1 memory controller): %w", errors.ErrUnsupported)
+}
+
+// OOMKills is a v1 memory cgroup's kernel OOM kill count
+// (memory.oom_control's oom_kill); 0 when the file cannot be read.
+func OOMKills(cg string) uint64 {
+	b, _ := os.ReadFile(filepath.Join(cg, "memory.oom_control"))
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "oom_kill "); ok {
+			n, _ := strconv.ParseUint(v, 10, 64)
+			return n
+		}
+	}
+	return 0
 }

@@ -201,7 +201,7 @@ func round(r int, parent string, ss []scen, w *bufio.Writer, stop chan os.Signal
 			if a.done {
 				return
 			}
-			if oom := readOOM(a.cg); oom > a.ooms {
+			if oom := faults.OOMKills(a.cg); oom > a.ooms {
 				a.ooms = oom
 				ev(a, now, "oom")
 			}
@@ -344,17 +344,6 @@ func readInt(p string) int64 {
 	b, _ := os.ReadFile(p)
 	v, _ := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
 	return v
-}
-
-func readOOM(cg string) uint64 {
-	b, _ := os.ReadFile(filepath.Join(cg, "memory.oom_control"))
-	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, "oom_kill "); ok {
-			n, _ := strconv.ParseUint(v, 10, 64)
-			return n
-		}
-	}
-	return 0
 }
 
 func readCPU(pid int) float64 {

@@ -71,6 +71,9 @@ func analyse(x *run, t0 time.Time) result {
 			evs = append(evs, ev{strings.Join(fs[:len(fs)-1], " "), t})
 		}
 	}
+	if err := sc.Err(); err != nil { // a line over 64 KiB: not the program's
+		res.story = append(res.story, "log read stopped: "+err.Error())
+	}
 	if res.unparsed > 0 {
 		res.story = append(res.story, fmt.Sprintf("%d lines of the log not understood", res.unparsed))
 	}

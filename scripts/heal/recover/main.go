@@ -277,9 +277,9 @@ func round(r int) ([]*run, error) {
 	for _, x := range rs {
 		x.end = end
 		if x.sup == "aiosfs" {
-			x.oom = oomKills(x.memcg)
+			x.oom = faults.OOMKills(x.memcg)
 		} else {
-			x.oom = oomKills(x.unit.cg)
+			x.oom = faults.OOMKills(x.unit.cg)
 		}
 	}
 	// Stop everything: the daemon's agents with restart=never first, so
@@ -349,18 +349,6 @@ func writeCtl(path, line string) error {
 		return fmt.Errorf("%q > %s: %w", line, path, err)
 	}
 	return nil
-}
-
-// oomKills is the memory cgroup's kernel OOM kill count.
-func oomKills(cg string) uint64 {
-	b, _ := os.ReadFile(filepath.Join(cg, "memory.oom_control"))
-	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, "oom_kill "); ok {
-			n, _ := strconv.ParseUint(v, 10, 64)
-			return n
-		}
-	}
-	return 0
 }
 
 // cleanup stops the units and the daemon (which ends its agents and

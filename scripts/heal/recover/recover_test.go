@@ -22,9 +22,8 @@ import (
 // its own left behind: no cgroup under its prefix, no mount, no process.
 func TestRecoverRound(t *testing.T) {
 	testutil.RequireFUSE(t, "the evaluation mounts the daemon's tree and makes memory cgroups")
-	if _, err := faults.OwnMemCgroup(); err != nil {
-		t.Skipf("needs the v1 memory controller: %v", err)
-	}
+	_, err := faults.OwnMemCgroup()
+	testutil.RequireSupport(t, "the v1 memory controller (the programs' memory limits)", err)
 	bin := filepath.Join(t.TempDir(), "recover")
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
